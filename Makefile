@@ -1,0 +1,37 @@
+# Every target installs what it needs from nothing: a venv with torch==2.13.0 first
+# (the CPU wheel on this machine; an unpinned torch would pull GBs of CUDA packages).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA_ROOT ?= ../shared/data
+
+.PHONY: setup demo test bench-speed bench-quality bench-bleu clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/textgan train configs/quickstart.yaml --force
+	@echo "TensorBoard logs are in runs/quickstart: $(BIN)/tensorboard --logdir runs"
+
+test: $(STAMP)
+	TEXTGAN_DATA_ROOT=$(DATA_ROOT) $(BIN)/python -m pytest -q
+
+bench-bleu: $(STAMP)
+	$(BIN)/python benchmarks/bleu_speed.py --data-root $(DATA_ROOT)
+
+bench-speed: $(STAMP)
+	$(BIN)/python benchmarks/speed.py --data-root $(DATA_ROOT)
+
+bench-quality: $(STAMP)
+	$(BIN)/python benchmarks/quality.py --data-root $(DATA_ROOT)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,3 @@
+"""textgan: generative adversarial networks for text, in PyTorch."""
+
+__version__ = "0.1.0"

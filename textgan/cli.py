@@ -1,0 +1,129 @@
+"""Command line: parses arguments and calls the library; every user mistake is one line, exit 2."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from textgan.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + message
+        raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _tau(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="textgan", description="Train, sample and evaluate GANs for text.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train from a YAML config (MLE pretraining, then adversarial)")
+    t.add_argument("config", nargs="?", help="YAML file in configs/ (omit with --resume)")
+    t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. adversarial.steps=200")
+    t.add_argument("--resume", metavar="RUN", help="continue this run folder from its newest valid checkpoint")
+    t.add_argument("--force", action="store_true", help="replace an existing run folder of the same name")
+
+    s = sub.add_parser("sample", help="print sentences from a run or checkpoint")
+    s.add_argument("path", help="run folder or checkpoint file")
+    s.add_argument("--num", type=_positive, default=10, help="number of sentences")
+    s.add_argument("--seed", type=int, default=0, help="seed of the latent and the sampling noise")
+    s.add_argument("--temperature", type=_tau, default=1.0, help="divides the logits; <1 is greedier")
+    s.add_argument("--z", metavar="FILE.npy", help="explicit latent vectors, shape (N, Z)")
+    s.add_argument("--interpolate", type=_positive, metavar="K", help="K points from z(--seed) to z(--seed-to)")
+    s.add_argument("--seed-to", type=int, default=1, help="end seed of the interpolation")
+    s.add_argument("--out", metavar="FILE", help="also write the sentences to FILE (must not exist)")
+    s.add_argument("--device", default="cpu")
+
+    d = sub.add_parser("data", help="benchmark datasets")
+    dsub = d.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    g = dsub.add_parser("get", help="download a benchmark corpus and verify its checksums")
+    g.add_argument("name", help="coco or emnlp_news")
+    g.add_argument("--dest", default="data", help="folder to put <name>/ in (default: data)")
+    g.add_argument("--base-url", help="mirror replacing the upstream repository URL prefix")
+    g.add_argument("--force", action="store_true", help="replace files whose checksum does not match")
+    return p
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} requested but CUDA is not available here; set run.device=cpu")
+    return name
+
+
+def cmd_train(args) -> int:
+    from textgan.experiment import train_command
+
+    if args.config and "=" in args.config:  # `train --resume RUN key=value`: no config file given
+        args.overrides.insert(0, args.config)
+        args.config = None
+    if not args.resume and not args.config:
+        raise UserError("train needs a config file (e.g. configs/quickstart.yaml) or --resume RUN")
+    if args.resume and args.config:
+        raise UserError("give either a config file or --resume RUN, not both (the run keeps its config)")
+    return train_command(args.config, args.overrides, resume=args.resume, force=args.force)
+
+
+def cmd_sample(args) -> int:
+    from textgan import sample
+
+    loaded = sample.load_generator(args.path, _device(args.device),
+                                   warn=lambda m: print(m, file=sys.stderr))
+    if args.out and Path(args.out).exists():
+        raise UserError(f"--out {args.out} already exists; choose a new file name")
+    if args.interpolate:
+        lines = sample.interpolation_text(loaded, args.seed, args.seed_to, args.interpolate,
+                                          args.temperature, noise_seed=args.seed)
+    else:
+        z = sample.read_latent(args.z, loaded.generator.latent_dim) if args.z else None
+        num = z.shape[0] if z is not None else args.num
+        lines = sample.sample_text(loaded, num, args.seed, args.temperature, z=z)
+    if args.out:
+        Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_data(args) -> int:
+    from textgan.download import get_dataset
+
+    paths = get_dataset(args.name, Path(args.dest), base_url=args.base_url, force=args.force,
+                        log=lambda m: print(m, file=sys.stderr))
+    for path in paths:
+        print(path)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        handler = {"train": cmd_train, "sample": cmd_sample, "data": cmd_data}[args.command]
+        return handler(args)
+    except UserError as err:
+        print(f"textgan: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

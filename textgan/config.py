@@ -1,0 +1,349 @@
+"""One typed config tree, a strict YAML loader and checked dotted overrides.
+
+Every mistake (unknown key, wrong type, value out of range) becomes a
+`ConfigError` naming the dotted key and what would be valid, so the CLI can
+print one line and exit 2. Nothing is ever exec'd or eval'd.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from textgan.errors import UserError
+
+
+class ConfigError(UserError):
+    """A config value the user wrote is unknown, of the wrong type or out of range."""
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+@dataclass
+class DataConfig:
+    source: Literal["files", "oracle", "grammar"] = "files"  # text files, or a built-in corpus
+    root: str = "data"  # folder that `train`, `test` and `oracle_params` are relative to
+    train: str = "coco/train.txt"  # training sentences, one per line (source=files)
+    test: str = "coco/test.txt"  # held-out sentences for evaluation (source=files)
+    lowercase: bool = True  # lowercase before tokenizing
+    tokenizer: Literal["whitespace", "nltk"] = "whitespace"  # nltk = word_tokenize, no model needed
+    min_freq: int = 1  # rarer training tokens map to <unk>
+    max_size: int = 0  # most frequent tokens kept in the vocabulary; 0 = all
+    max_len: int = 0  # tokens per sequence including EOS; 0 = longest training sentence + 1
+    long_policy: Literal["truncate", "drop"] = "truncate"  # what to do with longer sentences
+    oracle_params: str = ""  # built-in oracle weights (.npz, relative to root); "" = random N(0,1)
+    oracle_seq_len: int = 20  # length of oracle sequences (no EOS)
+    num_train: int = 10000  # sentences generated for a built-in corpus's training set
+    num_test: int = 2000  # sentences generated for a built-in corpus's test set
+
+    def __post_init__(self) -> None:
+        _check(self.min_freq >= 1, "min_freq", "must be >= 1")
+        _check(self.max_size >= 0, "max_size", "must be >= 0 (0 = no limit)")
+        _check(self.max_len >= 0, "max_len", "must be >= 0 (0 = longest sentence + 1)")
+        _check(self.oracle_seq_len >= 1, "oracle_seq_len", "must be >= 1")
+        _check(self.num_train >= 1, "num_train", "must be >= 1")
+        _check(self.num_test >= 1, "num_test", "must be >= 1")
+
+
+@dataclass
+class GeneratorConfig:
+    emb_dim: int = 32  # token embedding size E
+    hidden_dim: int = 32  # LSTM hidden size H
+    num_layers: int = 1  # stacked LSTM layers L
+    latent_dim: int = 32  # size Z of the latent z that sets h0 and c0
+    prior: Literal["normal", "uniform", "none"] = "normal"  # none = zero states, plain LM
+    feedback: Literal["hard", "soft", "straight_through"] = "hard"  # input fed back when free running
+    dropout: float = 0.0  # dropout between LSTM layers (teacher-forced training only)
+
+    def __post_init__(self) -> None:
+        for name in ("emb_dim", "hidden_dim", "num_layers", "latent_dim"):
+            _check(getattr(self, name) >= 1, name, "must be >= 1")
+        _check(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
+
+
+@dataclass
+class DiscriminatorConfig:
+    kind: Literal["relgan_cnn", "lstm"] = "relgan_cnn"  # which discriminator class
+    emb_dim: int = 64  # linear embedding of the (soft) one-hot input
+    num_rep: int = 64  # RelGAN: emb_dim is split into this many representations
+    filter_sizes: list[int] = field(default_factory=lambda: [2, 3, 4, 5])  # CNN widths in tokens
+    num_filters: list[int] = field(default_factory=lambda: [300, 300, 300, 300])  # per width
+    hidden_dim: int = 64  # LSTM discriminator hidden size
+    dropout: float = 0.25  # before the output layer
+
+    def __post_init__(self) -> None:
+        _check(self.emb_dim >= 1 and self.num_rep >= 1, "emb_dim", "emb_dim and num_rep must be >= 1")
+        _check(self.emb_dim % self.num_rep == 0, "num_rep", f"must divide emb_dim={self.emb_dim}")
+        _check(len(self.filter_sizes) == len(self.num_filters) >= 1, "num_filters",
+               "needs one entry per filter_sizes entry")
+        _check(all(s >= 1 for s in self.filter_sizes), "filter_sizes", "widths must be >= 1")
+        _check(all(n >= 1 for n in self.num_filters), "num_filters", "counts must be >= 1")
+        _check(self.hidden_dim >= 1, "hidden_dim", "must be >= 1")
+        _check(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
+
+
+@dataclass
+class GumbelConfig:
+    mode: Literal["soft", "straight_through"] = "soft"  # what the discriminator sees of a fake token
+    schedule: Literal["constant", "linear", "exponential", "sigmoid", "list"] = "exponential"
+    tau_start: float = 1.0  # tau at step 0; tau divides the logits, larger is softer
+    tau_end: float = 0.01  # tau after anneal_steps (RelGAN's beta_max=100 is tau_end=0.01)
+    anneal_steps: int = 0  # steps over which tau moves; 0 = adversarial.steps
+    values: list[float] = field(default_factory=list)  # schedule=list: tau from milestones[i] on
+    milestones: list[int] = field(default_factory=list)  # schedule=list: first step of each value
+
+    def __post_init__(self) -> None:
+        _check(self.tau_start > 0 and math.isfinite(self.tau_start), "tau_start", "must be > 0")
+        _check(self.tau_end > 0 and math.isfinite(self.tau_end), "tau_end", "must be > 0")
+        _check(self.anneal_steps >= 0, "anneal_steps", "must be >= 0")
+        _check(all(v > 0 for v in self.values), "values", "every tau must be > 0")
+        if self.schedule == "list":
+            _check(len(self.values) >= 1 and len(self.values) == len(self.milestones), "values",
+                   "schedule=list needs as many values as milestones (at least one)")
+            _check(self.milestones == sorted(self.milestones) and self.milestones[0] == 0,
+                   "milestones", "must be increasing and start at 0")
+
+
+@dataclass
+class MLEConfig:
+    epochs: int = 10  # teacher-forced pretraining epochs over the training set
+    batch_size: int = 64  # sentences per batch
+    lr: float = 1e-2  # Adam learning rate
+    grad_clip: float = 5.0  # max gradient norm; 0 = no clipping
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 0, "epochs", "must be >= 0")
+        _check(self.batch_size >= 1, "batch_size", "must be >= 1")
+        _check(self.lr > 0, "lr", "must be > 0")
+        _check(self.grad_clip >= 0, "grad_clip", "must be >= 0 (0 = off)")
+
+
+@dataclass
+class AdversarialConfig:
+    steps: int = 0  # adversarial iterations; 0 = MLE only (the baseline language model)
+    loss: Literal["standard", "rsgan", "hinge", "lsgan", "wgan_gp"] = "rsgan"
+    batch_size: int = 64  # real and fake sentences per step
+    g_lr: float = 1e-4  # generator Adam learning rate
+    d_lr: float = 1e-4  # discriminator Adam learning rate
+    beta1: float = 0.9  # Adam beta1 for both
+    beta2: float = 0.999  # Adam beta2 for both
+    d_steps: int = 5  # discriminator updates per iteration
+    g_steps: int = 1  # generator updates per iteration
+    d_pretrain_steps: int = 0  # discriminator-only steps before the loop
+    gp_weight: float = 10.0  # wgan_gp gradient penalty weight
+    grad_clip: float = 5.0  # max gradient norm for both; 0 = off
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "d_pretrain_steps"):
+            _check(getattr(self, name) >= 0, name, "must be >= 0")
+        for name in ("batch_size", "d_steps", "g_steps"):
+            _check(getattr(self, name) >= 1, name, "must be >= 1")
+        _check(self.g_lr > 0 and self.d_lr > 0, "g_lr", "learning rates must be > 0")
+        _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1", "Adam betas must be in [0, 1)")
+        _check(self.gp_weight >= 0, "gp_weight", "must be >= 0")
+        _check(self.grad_clip >= 0, "grad_clip", "must be >= 0 (0 = off)")
+
+
+@dataclass
+class EvalConfig:
+    every: int = 100  # adversarial steps between evaluations; 0 = only at the end
+    num_samples: int = 1000  # generated sentences scored per evaluation
+    bleu_n: list[int] = field(default_factory=lambda: [2, 3, 4, 5])  # BLEU-n vs test, Self-BLEU-n
+    num_references: int = 0  # test sentences used as BLEU references; 0 = all
+    nll_gen: bool = True  # NLL of the test set under the generator
+    latent_draws: int = 8  # K prior draws for the Monte Carlo NLL_gen
+    sample_every: int = 100  # steps between fixed-z text samples in TensorBoard
+    num_fixed: int = 8  # fixed-z samples shown each time
+
+    def __post_init__(self) -> None:
+        _check(self.every >= 0 and self.sample_every >= 0, "every", "must be >= 0")
+        _check(self.num_samples >= 2, "num_samples", "must be >= 2")
+        _check(all(1 <= n <= 8 for n in self.bleu_n), "bleu_n", "each n must be in 1..8")
+        _check(self.num_references >= 0, "num_references", "must be >= 0 (0 = all)")
+        _check(self.latent_draws >= 1, "latent_draws", "must be >= 1")
+        _check(self.num_fixed >= 1, "num_fixed", "must be >= 1")
+
+
+@dataclass
+class LogConfig:
+    dir: str = "runs"  # parent folder of run folders
+    name: str = ""  # run folder name; "" = config file stem
+    progress: bool = True  # tqdm progress bar
+    checkpoint_every: int = 500  # adversarial steps between checkpoints; 0 = only at the end
+    keep_last: int = 3  # checkpoints kept besides the final one
+
+    def __post_init__(self) -> None:
+        _check(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0")
+        _check(self.keep_last >= 1, "keep_last", "must be >= 1")
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0  # seeds data order, initialisation, latent and Gumbel noise
+    device: str = "cpu"  # cpu, cuda, cuda:N
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+
+    def __post_init__(self) -> None:
+        _check(self.threads >= 0, "threads", "must be >= 0")
+        _check(self.device == "cpu" or self.device.startswith("cuda"), "device",
+               "must be cpu, cuda or cuda:N")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    gumbel: GumbelConfig = field(default_factory=GumbelConfig)
+    mle: MLEConfig = field(default_factory=MLEConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(str(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is list:
+        return f"a list of {typing.get_args(tp)[0].__name__}"
+    return tp.__name__
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Return `value` as type `tp`, or raise naming `key` and what was expected."""
+    origin = typing.get_origin(tp)
+    bad = ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise bad
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise bad
+        return [_coerce(v, typing.get_args(tp)[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    raise bad
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping of keys, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            raise ConfigError(f"{dotted}: unknown key; valid keys: {', '.join(fields)}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, f"{dotted}.")
+        else:
+            kwargs[key] = _coerce(value, tp, dotted)
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        raise ConfigError(f"{prefix}{err}") from None
+
+
+def from_dict(raw: Any) -> Config:
+    """Build a checked Config from plain data (as YAML gives it)."""
+    return _build(Config, raw, "")
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = raw
+    cls: Any = Config
+    for i, part in enumerate(parts):
+        names = {f.name for f in dataclasses.fields(cls)}
+        where = ".".join(parts[: i + 1])
+        if part not in names:
+            raise ConfigError(f"{where}: unknown key; valid keys: {', '.join(sorted(names))}")
+        tp = typing.get_type_hints(cls)[part]
+        last = i == len(parts) - 1
+        if dataclasses.is_dataclass(tp):
+            if last:
+                raise ConfigError(f"{where}: is a section; set one of its keys, e.g. {where}.<key>=...")
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{where}: expected a mapping of keys")
+            cls = tp
+        elif not last:
+            raise ConfigError(f"{where}: is a value, not a section")
+        else:
+            node[part] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split `a.b=value`; the value is read as one YAML scalar or flow list."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. adversarial.steps=200")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        raise ConfigError(f"{key.strip()}: cannot read value {value!r}; quote strings, lists as [1, 2]") from None
+    return key.strip(), parsed
+
+
+def load(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Read a YAML config (or the defaults when `path` is None) and apply dotted overrides."""
+    raw: Any = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} not found; see configs/ for examples") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"config file {path} cannot be read ({err.__class__.__name__}); "
+                              "pass a UTF-8 YAML file") from None
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"config file {path}: invalid YAML{where}; fix the syntax") from None
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {path}: expected a mapping of sections at the top level")
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_dotted(raw, key, value)
+    return from_dict(raw)
+
+
+def dump(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -1,0 +1,75 @@
+"""Turn the data config into encoded train/test sets, from files or a built-in corpus.
+
+Built-in corpora need no download: the SeqGAN-style oracle LSTM (its samples are
+the data and it scores generated text, NLL_oracle) and a small English-like PCFG
+(its samples are readable and their grammaticality is exact).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from textgan.config import DataConfig
+from textgan.data import SPECIALS, DataError, Encoded, Vocab, banned_ids, encode, read_lines, tokenize
+
+
+@dataclass
+class Corpus:
+    vocab: Vocab
+    train: Encoded
+    test: Encoded
+    test_sentences: list[list[str]]  # BLEU references, as tokens
+    max_len: int  # T: sequence length the generator produces
+    add_eos: bool  # False for the oracle, whose sequences have a fixed length
+    banned: list[int]  # ids the generator never emits
+    oracle: object | None = None  # textgan.oracle.OracleLSTM for source=oracle
+    source: str = "files"
+
+
+def _resolve(root: str, name: str) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() else Path(root) / path
+
+
+def _oracle_sentences(cfg: DataConfig, seed: int):
+    from textgan.oracle import OracleLSTM
+
+    if cfg.oracle_params:
+        oracle = OracleLSTM.from_npz(_resolve(cfg.root, cfg.oracle_params), seq_len=cfg.oracle_seq_len)
+    else:
+        oracle = OracleLSTM.random(seq_len=cfg.oracle_seq_len, seed=seed)
+    train = oracle.sample(cfg.num_train, generator=torch.Generator().manual_seed(seed + 1))
+    test = oracle.sample(cfg.num_test, generator=torch.Generator().manual_seed(seed + 2))
+    as_words = lambda ids: [[str(i) for i in row] for row in ids.tolist()]  # noqa: E731
+    vocab = Vocab(list(SPECIALS) + [str(i) for i in range(oracle.vocab_size)])
+    return oracle, as_words(train), as_words(test), vocab
+
+
+def prepare(cfg: DataConfig, seed: int, vocab: Vocab | None = None) -> Corpus:
+    """Read or generate the corpus; `vocab` (from a run folder) overrides building one."""
+    oracle = None
+    if cfg.source == "files":
+        train = [tokenize(s, cfg.tokenizer, cfg.lowercase) for s in read_lines(_resolve(cfg.root, cfg.train))]
+        test = [tokenize(s, cfg.tokenizer, cfg.lowercase) for s in read_lines(_resolve(cfg.root, cfg.test))]
+        built = None
+    elif cfg.source == "oracle":
+        oracle, train, test, built = _oracle_sentences(cfg, seed)
+    else:
+        from textgan.oracle import sample_grammar
+
+        train = sample_grammar(cfg.num_train, seed=seed + 1)
+        test = sample_grammar(cfg.num_test, seed=seed + 2)
+        built = None
+    if vocab is None:
+        vocab = built or Vocab.build(train, min_freq=cfg.min_freq, max_size=cfg.max_size)
+    elif built is not None and vocab.itos != built.itos:
+        raise DataError("the run's vocabulary does not match the oracle corpus; use the same data config")
+    add_eos = cfg.source != "oracle"
+    max_len = cfg.max_len or max(len(s) for s in train) + int(add_eos)
+    enc_train = encode(train, vocab, max_len, cfg.long_policy, add_eos)
+    enc_test = encode(test, vocab, max_len, cfg.long_policy, add_eos)
+    banned = banned_ids(vocab, add_eos)
+    return Corpus(vocab=vocab, train=enc_train, test=enc_test, test_sentences=test, max_len=max_len,
+                  add_eos=add_eos, banned=banned, oracle=oracle, source=cfg.source)

@@ -1,0 +1,95 @@
+"""One training experiment end to end: config -> data -> run folder -> trainer -> samples.
+
+Everything that can fail on user input (config, data, run folder, checkpoint) is
+checked before the run folder is touched, so a mistake leaves nothing behind.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from textgan import checkpoint, runs
+from textgan import config as config_mod
+from textgan.corpus import Corpus, prepare
+from textgan.data import Vocab
+from textgan.errors import UserError
+from textgan.monitor import Monitor
+from textgan.train import Trainer, run
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _check_device(name: str) -> None:
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"run.device={name} but CUDA is not available here; set run.device=cpu")
+
+
+def _describe(corpus: Corpus) -> str:
+    return (f"data: {corpus.train.tokens.shape[0]} train / {corpus.test.tokens.shape[0]} test sentences, "
+            f"vocab {len(corpus.vocab)}, max_len {corpus.max_len}, "
+            f"truncated {corpus.train.truncated + corpus.test.truncated}, "
+            f"dropped {corpus.train.dropped + corpus.test.dropped}")
+
+
+def _resume_state(run_dir: Path, overrides: list[str]):
+    cfg = runs.load_config(run_dir, overrides)
+    state, path = checkpoint.load_latest_valid(run_dir / "checkpoints", warn=_log)
+    saved = Vocab.load(run_dir / "vocab.json")
+    if saved.itos != list(state["vocab"]):
+        raise UserError(f"{run_dir}/vocab.json does not match checkpoint {path.name}; "
+                        "restore the run's own vocab.json")
+    return cfg, state, path, saved
+
+
+def train_command(config_path: str | None, overrides: list[str], resume: str | None = None,
+                  force: bool = False) -> int:
+    state = None
+    if resume:
+        run_dir = Path(resume)
+        cfg, state, path, vocab = _resume_state(run_dir, overrides)
+        _check_device(cfg.run.device)
+        corpus = prepare(cfg.data, cfg.run.seed, vocab=vocab)
+        _log(f"resuming {run_dir} from {path.name}")
+    else:
+        cfg = config_mod.load(config_path, overrides)
+        _check_device(cfg.run.device)
+        corpus = prepare(cfg.data, cfg.run.seed)
+        run_dir = runs.create(cfg, config_path, force)
+        runs.write_metadata(run_dir, cfg, corpus.vocab)
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    _log(_describe(corpus))
+    monitor = Monitor(run_dir, progress=cfg.log.progress and sys.stderr.isatty())
+    monitor.scalars({"data/truncated": corpus.train.truncated + corpus.test.truncated,
+                     "data/dropped": corpus.train.dropped + corpus.test.dropped,
+                     "data/vocab_size": len(corpus.vocab)}, 0)
+    trainer = Trainer(cfg, corpus, run_dir, monitor)
+    if state is not None:
+        trainer.load_state_dict(state)
+    try:
+        metrics = run(trainer)
+        lines = trainer.log_samples()
+        monitor.hparams(_hparams(cfg), metrics)
+    finally:
+        monitor.close()
+    (run_dir / "samples.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _log("final metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
+    print(f"run folder: {run_dir}")
+    print("samples (fixed z):")
+    for line in lines:
+        print(f"  {line}")
+    return 0
+
+
+def _hparams(cfg: config_mod.Config) -> dict:
+    return {"generator.hidden_dim": cfg.generator.hidden_dim, "generator.prior": cfg.generator.prior,
+            "generator.latent_dim": cfg.generator.latent_dim, "generator.feedback": cfg.generator.feedback,
+            "discriminator.kind": cfg.discriminator.kind, "adversarial.loss": cfg.adversarial.loss,
+            "adversarial.steps": cfg.adversarial.steps, "adversarial.g_lr": cfg.adversarial.g_lr,
+            "adversarial.d_lr": cfg.adversarial.d_lr, "gumbel.schedule": cfg.gumbel.schedule,
+            "gumbel.tau_end": cfg.gumbel.tau_end, "mle.epochs": cfg.mle.epochs, "data.source": cfg.data.source,
+            "run.seed": cfg.run.seed}

@@ -1,0 +1,24 @@
+"""Model registry: a plain name -> class dict, and builders from the config tree."""
+from __future__ import annotations
+
+from textgan.config import DiscriminatorConfig, GeneratorConfig
+from textgan.models.discriminator import LSTMDiscriminator, RelGANCNN
+from textgan.models.generator import Generator, SampleOutput
+
+DISCRIMINATORS = {"relgan_cnn": RelGANCNN, "lstm": LSTMDiscriminator}
+
+__all__ = ["DISCRIMINATORS", "Generator", "SampleOutput", "build_discriminator", "build_generator"]
+
+
+def build_generator(cfg: GeneratorConfig, vocab_size: int, banned: list[int]) -> Generator:
+    return Generator(vocab_size=vocab_size, emb_dim=cfg.emb_dim, hidden_dim=cfg.hidden_dim,
+                     num_layers=cfg.num_layers, latent_dim=cfg.latent_dim, prior=cfg.prior,
+                     feedback=cfg.feedback, dropout=cfg.dropout, banned=banned)
+
+
+def build_discriminator(cfg: DiscriminatorConfig, vocab_size: int):
+    if cfg.kind == "relgan_cnn":
+        return RelGANCNN(vocab_size, emb_dim=cfg.emb_dim, num_rep=cfg.num_rep,
+                         filter_sizes=cfg.filter_sizes, num_filters=cfg.num_filters, dropout=cfg.dropout)
+    return DISCRIMINATORS[cfg.kind](vocab_size, emb_dim=cfg.emb_dim, hidden_dim=cfg.hidden_dim,
+                                    dropout=cfg.dropout)

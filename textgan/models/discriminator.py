@@ -1,0 +1,80 @@
+"""Sequence discriminators over (soft) one-hot token distributions.
+
+Shapes: B batch, T time, V vocabulary, E embedding, R representations,
+F filters, H hidden. Every discriminator maps (B, T, V) distributions to logits
+of shape (B, R) (R = 1 for single-representation models); losses average over all.
+Padding is the pad one-hot, so mask = 1 - dists[..., pad] needs no extra input.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Highway(nn.Module):
+    """y = g * relu(W x) + (1 - g) * x, g = sigmoid(W_g x) (Srivastava et al. 2015)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.proj = nn.Linear(dim, 2 * dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, g = self.proj(x).chunk(2, dim=-1)
+        g = torch.sigmoid(g)
+        return g * torch.relu(h) + (1 - g) * x
+
+
+class RelGANCNN(nn.Module):
+    """RelGAN's CNN discriminator (Nie et al. 2019): a linear embedding of the
+    distribution split into R narrow representations, 1-D convolutions of several
+    widths over time for each representation, max over time, highway, dropout."""
+
+    def __init__(self, vocab_size: int, emb_dim: int = 64, num_rep: int = 64,
+                 filter_sizes: list[int] = (2, 3, 4, 5), num_filters: list[int] = (300, 300, 300, 300),
+                 dropout: float = 0.25, pad_id: int = 0):
+        super().__init__()
+        self.pad_id, self.num_rep, self.rep_dim = pad_id, num_rep, emb_dim // num_rep
+        self.embed = nn.Linear(vocab_size, emb_dim, bias=False)
+        self.convs = nn.ModuleList(
+            nn.Conv2d(1, n, kernel_size=(f, self.rep_dim), stride=(1, self.rep_dim))
+            for f, n in zip(filter_sizes, num_filters))
+        total = sum(num_filters)
+        self.highway = Highway(total)
+        self.dropout = nn.Dropout(dropout)
+        self.feature = nn.Linear(total, 100)
+        self.logit = nn.Linear(100, 1)
+
+    def forward(self, dists: torch.Tensor) -> torch.Tensor:
+        mask = 1.0 - dists[..., self.pad_id]  # (B, T)
+        emb = self.embed(dists) * mask.unsqueeze(-1)  # (B, T, E)
+        x = emb.unsqueeze(1)  # (B, 1, T, E)
+        pooled = []
+        for conv in self.convs:
+            width = conv.kernel_size[0]
+            if x.shape[2] < width:  # sequence shorter than the filter: pad time with zeros
+                x = nn.functional.pad(x, (0, 0, 0, width - x.shape[2]))
+            h = torch.relu(conv(x))  # (B, F, T - f + 1, R)
+            pooled.append(h.amax(dim=2))  # (B, F, R)
+        feats = torch.cat(pooled, dim=1).transpose(1, 2)  # (B, R, sum F)
+        feats = self.dropout(self.highway(feats))
+        return self.logit(self.feature(feats)).squeeze(-1)  # (B, R)
+
+
+class LSTMDiscriminator(nn.Module):
+    """An LSTM over the embedded distribution; the last real position's state is scored."""
+
+    def __init__(self, vocab_size: int, emb_dim: int = 64, hidden_dim: int = 64,
+                 dropout: float = 0.25, pad_id: int = 0):
+        super().__init__()
+        self.pad_id = pad_id
+        self.embed = nn.Linear(vocab_size, emb_dim, bias=False)
+        self.lstm = nn.LSTM(emb_dim, hidden_dim, batch_first=True)
+        self.dropout = nn.Dropout(dropout)
+        self.logit = nn.Linear(hidden_dim, 1)
+
+    def forward(self, dists: torch.Tensor) -> torch.Tensor:
+        mask = 1.0 - dists[..., self.pad_id]  # (B, T)
+        hidden, _ = self.lstm(self.embed(dists) * mask.unsqueeze(-1))  # (B, T, H)
+        last = (mask.sum(1).round().long() - 1).clamp(min=0)  # (B,) index of the last token
+        final = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, H)
+        return self.logit(self.dropout(final))  # (B, 1)

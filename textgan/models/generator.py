@@ -1,0 +1,127 @@
+"""Latent-initialised LSTM generator: teacher-forced logits and free-running Gumbel sampling.
+
+Shapes: B batch, T time, V vocabulary, E embedding, H hidden, L layers, Z latent.
+One set of weights serves both regimes: `forward` feeds the gold previous token
+(MLE), `sample` feeds back the generator's own output (adversarial training and
+sampling), so the discriminator's gradient reaches the generator through the
+relaxed one-hot outputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from textgan.gumbel import gumbel_noise, gumbel_softmax
+
+NEG = -1e9  # additive logit for tokens the generator never emits
+
+
+@dataclass
+class SampleOutput:
+    tokens: torch.Tensor  # (B, T) ids, pad after the first EOS
+    lengths: torch.Tensor  # (B,) tokens up to and including EOS (T when no EOS)
+    dists: torch.Tensor | None  # (B, T, V) relaxed one-hot seen by the discriminator
+
+
+class Generator(nn.Module):
+    """Embedding, L-layer LSTM and output projection; z sets h0 and c0 of every layer."""
+
+    def __init__(self, vocab_size: int, emb_dim: int, hidden_dim: int, num_layers: int,
+                 latent_dim: int, prior: str, feedback: str = "hard", dropout: float = 0.0,
+                 banned: list[int] = (), pad_id: int = 0, bos_id: int = 1, eos_id: int = 2):
+        super().__init__()
+        self.vocab_size, self.hidden_dim, self.num_layers = vocab_size, hidden_dim, num_layers
+        self.latent_dim, self.prior, self.feedback = latent_dim, prior, feedback
+        self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
+        self.embedding = nn.Embedding(vocab_size, emb_dim)
+        self.lstm = nn.LSTM(emb_dim, hidden_dim, num_layers, batch_first=True,
+                            dropout=dropout if num_layers > 1 else 0.0)
+        self.out = nn.Linear(hidden_dim, vocab_size)
+        # z -> (h0, c0) of every layer; absent for prior=none (zero states, the plain LM).
+        self.latent_proj = nn.Linear(latent_dim, 2 * num_layers * hidden_dim) if prior != "none" else None
+        mask = torch.zeros(vocab_size)
+        mask[list(banned)] = NEG
+        self.register_buffer("logit_mask", mask, persistent=False)
+
+    def sample_latent(self, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """z from the prior, (num, Z); zeros for prior=none."""
+        device = self.out.weight.device
+        if self.prior == "normal":
+            return torch.randn(num, self.latent_dim, generator=generator, device=device)
+        if self.prior == "uniform":
+            return torch.rand(num, self.latent_dim, generator=generator, device=device) * 2 - 1
+        return torch.zeros(num, self.latent_dim, device=device)
+
+    def prior_mean(self, num: int) -> torch.Tensor:
+        return torch.zeros(num, self.latent_dim, device=self.out.weight.device)
+
+    def init_state(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h0, c0), each (L, B, H)."""
+        b = z.shape[0]
+        if self.latent_proj is None:
+            zeros = torch.zeros(self.num_layers, b, self.hidden_dim, device=z.device, dtype=z.dtype)
+            return zeros, zeros.clone()
+        hc = self.latent_proj(z).view(b, 2, self.num_layers, self.hidden_dim)  # (B, 2, L, H)
+        hc = hc.permute(1, 2, 0, 3).contiguous()  # (2, L, B, H)
+        return hc[0], hc[1]
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.out(hidden) + self.logit_mask
+
+    def forward(self, tokens: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits (B, T, V): position t sees BOS and the gold tokens before t."""
+        bos = torch.full_like(tokens[:, :1], self.bos_id)
+        inputs = torch.cat([bos, tokens[:, :-1]], dim=1)  # (B, T)
+        hidden, _ = self.lstm(self.embedding(inputs), self.init_state(z))  # (B, T, H)
+        return self.logits(hidden)
+
+    def sample(self, z: torch.Tensor, max_len: int, tau: float = 1.0, straight_through: bool = False,
+               temperature: float = 1.0, generator: torch.Generator | None = None,
+               need_dists: bool = True) -> SampleOutput:
+        """Free-running sampling: each step's Gumbel-max token (or its relaxation) is the next input.
+
+        `temperature` divides the logits of the distribution sampled from; `tau` only sets how
+        soft the relaxed one-hot is.
+        """
+        b, device = z.shape[0], z.device
+        noise = gumbel_noise((max_len, b, self.vocab_size), generator, device)  # (T, B, V) at once
+        state = self.init_state(z)
+        inp = self.embedding(torch.full((b, 1), self.bos_id, device=device, dtype=torch.long))
+        ids_steps, dist_steps = [], []
+        for t in range(max_len):
+            hidden, state = self.lstm(inp, state)  # (B, 1, H)
+            logits = self.out(hidden[:, 0]) / temperature + self.logit_mask  # (B, V)
+            if need_dists or self.feedback != "hard":
+                ids, dist = gumbel_softmax(logits, tau, noise[t], straight_through=straight_through)
+                dist_steps.append(dist)
+            else:
+                ids, dist = (logits + noise[t]).argmax(dim=-1), None
+            ids_steps.append(ids)
+            inp = self._feedback(ids, dist, logits, tau, noise[t]).unsqueeze(1)  # (B, 1, E)
+        return self._finish(torch.stack(ids_steps, 1), torch.stack(dist_steps, 1) if need_dists else None)
+
+    def _feedback(self, ids, dist, logits, tau, noise) -> torch.Tensor:
+        """The next input embedding (B, E) for the chosen feedback mode."""
+        if self.feedback == "hard":
+            return self.embedding(ids)
+        soft = torch.softmax((logits + noise) / tau, dim=-1)  # (B, V)
+        if self.feedback == "straight_through":
+            hard = torch.zeros_like(soft).scatter_(-1, ids.unsqueeze(-1), 1.0)
+            soft = hard + (soft - soft.detach())
+        return soft @ self.embedding.weight
+
+    def _finish(self, ids: torch.Tensor, dists: torch.Tensor | None) -> SampleOutput:
+        """Cut every sequence after its first EOS: pad ids and pad one-hots from there on."""
+        b, t = ids.shape
+        is_eos = ids == self.eos_id
+        first = torch.where(is_eos.any(1), is_eos.float().argmax(1), torch.full_like(ids[:, 0], t - 1))
+        lengths = first + 1  # (B,)
+        alive = torch.arange(t, device=ids.device).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
+        ids = ids.masked_fill(~alive, self.pad_id)
+        if dists is not None:
+            pad = torch.zeros(self.vocab_size, device=ids.device, dtype=dists.dtype)
+            pad[self.pad_id] = 1.0
+            dists = torch.where(alive.unsqueeze(-1), dists, pad)
+        return SampleOutput(tokens=ids, lengths=lengths, dists=dists)

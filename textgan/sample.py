@@ -1,0 +1,103 @@
+"""Sampling text from a trained generator: from a seed, a given z, or along a latent path.
+
+Shapes: N sentences, Z latent.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from textgan import checkpoint
+from textgan.config import Config, from_dict
+from textgan.data import Vocab, banned_ids
+from textgan.errors import UserError
+from textgan.evaluate import generate
+from textgan.models import Generator, build_generator
+
+
+@dataclass
+class Loaded:
+    generator: Generator
+    vocab: Vocab
+    config: Config
+    max_len: int
+    path: Path  # the checkpoint file used
+
+
+def load_generator(path: str | Path, device: str = "cpu", warn=print) -> Loaded:
+    """From a run folder (its newest loadable checkpoint) or a checkpoint file."""
+    import yaml
+
+    path = Path(path)
+    if path.is_dir():
+        state, path = checkpoint.load_latest_valid(path / "checkpoints", warn=warn)
+    else:
+        state = checkpoint.load(path)
+    cfg = from_dict(yaml.safe_load(state["config"]))
+    vocab = Vocab(state["vocab"])
+    gen = build_generator(cfg.generator, len(vocab), banned_ids(vocab, cfg.data.source != "oracle"))
+    try:
+        gen.load_state_dict(state["generator"])
+    except RuntimeError:
+        raise UserError(f"checkpoint {path} does not match its own config (generator shapes); "
+                        "the file is damaged or was edited") from None
+    return Loaded(gen.to(device).eval(), vocab, cfg, int(state["max_len"]), path)
+
+
+def sample_text(loaded: Loaded, num: int, seed: int, temperature: float = 1.0,
+                z: torch.Tensor | None = None) -> list[str]:
+    """`num` sentences; z from the prior seeded by `seed` unless given, (N, Z)."""
+    g = loaded.generator
+    rng = torch.Generator(device=g.out.weight.device).manual_seed(seed)
+    if z is not None:
+        z = z.to(g.out.weight.device)
+    ids = generate(g, num, loaded.max_len, rng, temperature=temperature, z=z)
+    return [" ".join(loaded.vocab.decode(row)) for row in ids.tolist()]
+
+
+def latent_from_seed(loaded: Loaded, seed: int, num: int = 1) -> torch.Tensor:
+    g = loaded.generator
+    return g.sample_latent(num, torch.Generator(device=g.out.weight.device).manual_seed(seed))
+
+
+def read_latent(path: str | Path, latent_dim: int) -> torch.Tensor:
+    """An (N, Z) or (Z,) float array from a .npy file (no pickles allowed)."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read latent file {path} ({err.__class__.__name__}); "
+                        "give a .npy float array of shape (N, Z)") from None
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != latent_dim or not np.issubdtype(arr.dtype, np.floating):
+        raise UserError(f"latent file {path} has shape {arr.shape} and dtype {arr.dtype}; "
+                        f"the generator needs floats of shape (N, {latent_dim})")
+    return torch.from_numpy(arr.astype(np.float32))
+
+
+def interpolate(z0: torch.Tensor, z1: torch.Tensor, steps: int, spherical: bool = True) -> torch.Tensor:
+    """`steps` points from z0 to z1, (steps, Z); spherical keeps Gaussian norms typical (White 2016)."""
+    t = torch.linspace(0, 1, steps, device=z0.device).unsqueeze(1)  # (steps, 1)
+    a, b = z0.reshape(1, -1), z1.reshape(1, -1)
+    if not spherical:
+        return (1 - t) * a + t * b
+    cos = (a / a.norm()).mul(b / b.norm()).sum().clamp(-1, 1)
+    omega = torch.arccos(cos)
+    if omega.abs() < 1e-6:
+        return (1 - t) * a + t * b
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+
+
+def interpolation_text(loaded: Loaded, seed: int, seed_to: int, steps: int, temperature: float = 1.0,
+                       noise_seed: int = 0) -> list[str]:
+    """Walk the latent between the prior draws of two seeds; each point sees the same Gumbel noise,
+    so the text changes only because z does."""
+    if loaded.generator.prior == "none":
+        raise UserError("this generator has prior=none: there is no latent to interpolate")
+    path = interpolate(latent_from_seed(loaded, seed)[0], latent_from_seed(loaded, seed_to)[0], steps,
+                       spherical=loaded.generator.prior == "normal")
+    return [sample_text(loaded, 1, noise_seed, temperature, z=zi.unsqueeze(0))[0] for zi in path]
+

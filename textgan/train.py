@@ -1,0 +1,258 @@
+"""One trainer: MLE pretraining (teacher forcing), optional discriminator pretraining,
+and the adversarial loop (D steps on detached fakes, then G steps through Gumbel-softmax).
+
+Shapes: B batch, T time, V vocabulary. Every source of randomness is a named
+generator saved in checkpoints, so a resumed run continues exactly.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from textgan import checkpoint
+from textgan.config import Config, dump
+from textgan.corpus import Corpus
+from textgan.evaluate import evaluate, generate
+from textgan.gumbel import tau_at
+from textgan.losses import LOSSES, gradient_penalty
+from textgan.models import build_discriminator, build_generator
+from textgan.monitor import Monitor
+
+
+@dataclass
+class Progress:
+    epoch: int = 0  # MLE epochs done
+    d_pretrain: int = 0  # discriminator pretraining steps done
+    step: int = 0  # adversarial steps done
+    global_step: int = 0  # x-axis of every TensorBoard plot: MLE batches + D-pretrain + adversarial steps
+    skipped: int = 0  # updates skipped for a non-finite loss or gradient
+
+
+def set_seed(seed: int) -> None:
+    """The one place global RNGs are seeded (dropout uses torch's global generator)."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _finite_step(optimizer, params, loss: torch.Tensor, clip: float) -> float | None:
+    """Backward, clip and step; returns the gradient norm, or None if the update was skipped."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
+    if not (torch.isfinite(loss) and torch.isfinite(norm)):
+        optimizer.zero_grad(set_to_none=True)
+        return None
+    optimizer.step()
+    return float(norm)
+
+
+class Trainer:
+    def __init__(self, cfg: Config, corpus: Corpus, run_dir: Path, monitor: Monitor):
+        self.cfg, self.corpus, self.run_dir, self.monitor = cfg, corpus, Path(run_dir), monitor
+        self.device = torch.device(cfg.run.device)
+        set_seed(cfg.run.seed)
+        v = len(corpus.vocab)
+        self.G = build_generator(cfg.generator, v, corpus.banned).to(self.device)
+        self.D = build_discriminator(cfg.discriminator, v).to(self.device)
+        adv = cfg.adversarial
+        self.opt_mle = torch.optim.Adam(self.G.parameters(), lr=cfg.mle.lr)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=adv.g_lr, betas=(adv.beta1, adv.beta2))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=adv.d_lr, betas=(adv.beta1, adv.beta2))
+        seed = cfg.run.seed
+        self.data_rng = torch.Generator().manual_seed(seed + 10)
+        self.noise_rng = torch.Generator(device=self.device).manual_seed(seed + 11)
+        self.fixed_z = self.G.sample_latent(cfg.eval.num_fixed, torch.Generator(device=self.device).manual_seed(seed + 12))
+        self.loss_d, self.loss_g = LOSSES[adv.loss]
+        self.progress = Progress()
+        self.train_tokens = corpus.train.tokens.to(self.device)
+        self.train_lengths = corpus.train.lengths.to(self.device)
+        self.last_metrics: dict[str, float] = {}
+
+    # ---- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
+                "opt_mle": self.opt_mle.state_dict(), "opt_g": self.opt_g.state_dict(),
+                "opt_d": self.opt_d.state_dict(), "progress": asdict(self.progress),
+                "rng": {"data": self.data_rng.get_state(), "noise": self.noise_rng.get_state(),
+                        "torch": torch.get_rng_state()},
+                "metrics": dict(self.last_metrics)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.G.load_state_dict(state["generator"])
+        self.D.load_state_dict(state["discriminator"])
+        self.opt_mle.load_state_dict(state["opt_mle"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.progress = Progress(**state["progress"])
+        self.data_rng.set_state(state["rng"]["data"])
+        self.noise_rng.set_state(state["rng"]["noise"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.last_metrics = dict(state.get("metrics", {}))
+
+    def save(self) -> Path:
+        """A self-describing checkpoint: weights, optimizers, progress, RNGs, config and vocabulary."""
+        ckpt_dir = self.run_dir / "checkpoints"
+        state = {**self.state_dict(), "config": dump(self.cfg), "vocab": self.corpus.vocab.itos,
+                 "max_len": self.corpus.max_len}
+        path = checkpoint.save(state, checkpoint.step_path(ckpt_dir, self.progress.global_step))
+        checkpoint.prune(ckpt_dir, self.cfg.log.keep_last)
+        return path
+
+    # ---- steps -------------------------------------------------------------------------------
+    def mle_epoch(self) -> None:
+        cfg = self.cfg.mle
+        self.G.train()
+        n = self.train_tokens.shape[0]
+        num_batches = max(n // cfg.batch_size, 1)
+        self.monitor.start_bar(num_batches, f"mle epoch {self.progress.epoch + 1}/{cfg.epochs}")
+        order = torch.randperm(n, generator=self.data_rng)
+        for b in range(num_batches):
+            t0 = time.perf_counter()
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size].to(self.device)
+            tokens = self.train_tokens[idx]  # (B, T)
+            z = self.G.sample_latent(tokens.shape[0], self.noise_rng)
+            logits = self.G(tokens, z)  # (B, T, V)
+            loss = F.cross_entropy(logits.transpose(1, 2), tokens, ignore_index=self.corpus.vocab.pad_id)
+            norm = _finite_step(self.opt_mle, self.G.parameters(), loss, cfg.grad_clip)
+            self._count_skip(norm, "mle")
+            ntok = float(self.train_lengths[idx].sum())
+            stats = {"mle/loss": loss.item(), "mle/lr": cfg.lr,
+                     "mle/tokens_per_s": ntok / (time.perf_counter() - t0)}
+            if norm is not None:
+                stats["mle/grad_norm"] = norm
+            self.progress.global_step += 1
+            if b % 10 == 0 or b == num_batches - 1:
+                self.monitor.scalars(stats, self.progress.global_step)
+            self.monitor.advance({"loss": stats["mle/loss"], "tok/s": stats["mle/tokens_per_s"]})
+        self.monitor.close_bar()
+        self.progress.epoch += 1
+
+    def _real(self, batch_size: int) -> torch.Tensor:
+        """Real sequences as one-hot distributions (B, T, V), drawn with replacement."""
+        idx = torch.randint(self.train_tokens.shape[0], (batch_size,), generator=self.data_rng)
+        return F.one_hot(self.train_tokens[idx.to(self.device)], len(self.corpus.vocab)).float()
+
+    def _fake(self, batch_size: int, tau: float):
+        z = self.G.sample_latent(batch_size, self.noise_rng)
+        return self.G.sample(z, self.corpus.max_len, tau=tau, generator=self.noise_rng,
+                             straight_through=self.cfg.gumbel.mode == "straight_through")
+
+    def d_step(self, tau: float) -> dict[str, float]:
+        adv = self.cfg.adversarial
+        real = self._real(adv.batch_size)
+        with torch.no_grad():  # the D step never back-propagates into the generator
+            fake = self._fake(adv.batch_size, tau).dists
+        d_real, d_fake = self.D(real), self.D(fake)
+        loss = self.loss_d(d_real, d_fake)
+        if adv.loss == "wgan_gp":
+            loss = loss + adv.gp_weight * gradient_penalty(self.D, real, fake, self.noise_rng)
+        norm = _finite_step(self.opt_d, self.D.parameters(), loss, adv.grad_clip)
+        self._count_skip(norm, "d")
+        out = {"adv/d_loss": loss.item(), "adv/d_real": d_real.mean().item(), "adv/d_fake": d_fake.mean().item()}
+        if norm is not None:
+            out["adv/d_grad_norm"] = norm
+        return out
+
+    def g_step(self, tau: float) -> dict[str, float]:
+        adv = self.cfg.adversarial
+        real = self._real(adv.batch_size)
+        fake = self._fake(adv.batch_size, tau)
+        self.D.requires_grad_(False)
+        try:
+            loss = self.loss_g(self.D(real), self.D(fake.dists))
+            norm = _finite_step(self.opt_g, self.G.parameters(), loss, adv.grad_clip)
+        finally:
+            self.D.requires_grad_(True)
+        self._count_skip(norm, "g")
+        out = {"adv/g_loss": loss.item(), "adv/fake_tokens": float(fake.lengths.sum())}
+        if norm is not None:
+            out["adv/g_grad_norm"] = norm
+        return out
+
+    def _count_skip(self, norm: float | None, name: str) -> None:
+        if norm is None:
+            self.progress.skipped += 1
+            self.monitor.scalars({"train/skipped_updates": self.progress.skipped}, self.progress.global_step)
+
+    def adversarial_step(self) -> dict[str, float]:
+        adv = self.cfg.adversarial
+        t0 = time.perf_counter()
+        tau = tau_at(self.progress.step, self.cfg.gumbel, adv.steps)
+        self.G.train()
+        self.D.train()
+        stats: dict[str, float] = {}
+        for _ in range(adv.d_steps):
+            stats.update(self.d_step(tau))
+        for _ in range(adv.g_steps):
+            stats.update(self.g_step(tau))
+        elapsed = time.perf_counter() - t0
+        stats.update({"adv/tau": tau, "adv/g_lr": adv.g_lr, "adv/d_lr": adv.d_lr,
+                      "adv/tokens_per_s": stats.pop("adv/fake_tokens") * adv.g_steps / elapsed,
+                      "adv/step_s": elapsed})
+        self.progress.step += 1
+        self.progress.global_step += 1
+        return stats
+
+    # ---- evaluation and samples --------------------------------------------------------------
+    def evaluate(self) -> dict[str, float]:
+        metrics, _ = evaluate(self.G, self.corpus, self.cfg.eval, seed=self.cfg.run.seed + 13)
+        self.last_metrics = metrics
+        self.monitor.scalars({f"eval/{k}": v for k, v in metrics.items()}, self.progress.global_step)
+        return metrics
+
+    def log_samples(self) -> list[str]:
+        rng = torch.Generator(device=self.device).manual_seed(self.cfg.run.seed + 14)
+        ids = generate(self.G, self.fixed_z.shape[0], self.corpus.max_len, rng, z=self.fixed_z)
+        lines = [" ".join(self.corpus.vocab.decode(row)) for row in ids.tolist()]
+        self.monitor.text("samples/fixed_z", lines, self.progress.global_step)
+        return lines
+
+
+def should(every: int, step: int, last: int) -> bool:
+    """True on every `every`-th step and on the last one."""
+    return step == last or (every > 0 and step % every == 0)
+
+
+def run(trainer: Trainer, on_checkpoint=lambda path: None) -> dict[str, float]:
+    """The whole schedule from wherever `trainer.progress` stands; returns the final metrics."""
+    cfg, p, mon = trainer.cfg, trainer.progress, trainer.monitor
+    while p.epoch < cfg.mle.epochs:
+        trainer.mle_epoch()
+        trainer.evaluate()
+        trainer.log_samples()
+        on_checkpoint(trainer.save())
+    while p.d_pretrain < cfg.adversarial.d_pretrain_steps:
+        stats = trainer.d_step(tau_at(0, cfg.gumbel, cfg.adversarial.steps))
+        p.d_pretrain += 1
+        p.global_step += 1
+        mon.scalars({k.replace("adv/", "dpre/"): v for k, v in stats.items()}, p.global_step)
+    steps = cfg.adversarial.steps
+    if p.step < steps:
+        mon.start_bar(steps, "adversarial", initial=p.step)
+    while p.step < steps:
+        stats = trainer.adversarial_step()
+        mon.scalars(stats, p.global_step)
+        mon.advance({"d": stats.get("adv/d_loss", math.nan), "g": stats.get("adv/g_loss", math.nan),
+                     "tau": stats["adv/tau"], "tok/s": stats["adv/tokens_per_s"]})
+        if should(cfg.eval.every, p.step, steps):
+            trainer.evaluate()
+        if should(cfg.eval.sample_every, p.step, steps):
+            trainer.log_samples()
+        if should(cfg.log.checkpoint_every, p.step, steps):
+            on_checkpoint(trainer.save())
+    mon.close_bar()
+    if not trainer.last_metrics:
+        trainer.evaluate()
+        trainer.log_samples()
+        on_checkpoint(trainer.save())
+    return trainer.last_metrics
