@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from textgan.models.convmax import conv_relu_max, conv_relu_max_reference
+
 
 class Highway(nn.Module):
     """y = g * relu(W x) + (1 - g) * x, g = sigmoid(W_g x) (Srivastava et al. 2015)."""
@@ -31,9 +33,10 @@ class RelGANCNN(nn.Module):
 
     def __init__(self, vocab_size: int, emb_dim: int = 64, num_rep: int = 64,
                  filter_sizes: list[int] = (2, 3, 4, 5), num_filters: list[int] = (300, 300, 300, 300),
-                 dropout: float = 0.25, pad_id: int = 0):
+                 dropout: float = 0.25, pad_id: int = 0, fast: bool = True):
         super().__init__()
         self.pad_id, self.num_rep, self.rep_dim = pad_id, num_rep, emb_dim // num_rep
+        self.fast = fast  # blockwise conv+max (textgan.models.convmax); False = torch's conv2d
         self.embed = nn.Linear(vocab_size, emb_dim, bias=False)
         self.convs = nn.ModuleList(
             nn.Conv2d(1, n, kernel_size=(f, self.rep_dim), stride=(1, self.rep_dim))
@@ -47,15 +50,14 @@ class RelGANCNN(nn.Module):
     def forward(self, dists: torch.Tensor) -> torch.Tensor:
         mask = 1.0 - dists[..., self.pad_id]  # (B, T)
         emb = self.embed(dists) * mask.unsqueeze(-1)  # (B, T, E)
-        x = emb.unsqueeze(1)  # (B, 1, T, E)
-        pooled = []
-        for conv in self.convs:
-            width = conv.kernel_size[0]
-            if x.shape[2] < width:  # sequence shorter than the filter: pad time with zeros
-                x = nn.functional.pad(x, (0, 0, 0, width - x.shape[2]))
-            h = torch.relu(conv(x))  # (B, F, T - f + 1, R)
-            pooled.append(h.amax(dim=2))  # (B, F, R)
-        feats = torch.cat(pooled, dim=1).transpose(1, 2)  # (B, R, sum F)
+        b, t, _ = emb.shape
+        widest = max(conv.kernel_size[0] for conv in self.convs)
+        if t < widest:  # sequence shorter than a filter: pad time with zeros
+            emb = nn.functional.pad(emb, (0, 0, 0, widest - t))
+        reps = emb.view(b, -1, self.num_rep, self.rep_dim)  # (B, T, R, D)
+        pool = conv_relu_max if self.fast else conv_relu_max_reference
+        pooled = [pool(reps, conv.weight[:, 0], conv.bias) for conv in self.convs]  # each (B, R, F)
+        feats = torch.cat(pooled, dim=2)  # (B, R, sum F)
         feats = self.dropout(self.highway(feats))
         return self.logit(self.feature(feats)).squeeze(-1)  # (B, R)
 

@@ -1,0 +1,34 @@
+"""Shared fixtures: where the real corpora are, and running the CLI as a user does."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_ROOT = Path(os.environ.get("TEXTGAN_DATA_ROOT", REPO.parent / "shared" / "data")).resolve()
+
+# A small model and evaluation so CLI runs on the tiny corpus take seconds.
+FAST = ["data.root=" + str(DATA_ROOT), "data.train=tiny/train.txt", "data.test=tiny/test.txt",
+        "generator.emb_dim=16", "generator.hidden_dim=32", "generator.latent_dim=8",
+        "discriminator.emb_dim=16", "discriminator.num_rep=16", "discriminator.num_filters=[16, 16, 16, 16]",
+        "mle.epochs=1", "eval.num_samples=40", "eval.bleu_n=[2, 3]", "eval.latent_draws=2",
+        "log.progress=false"]
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    if not (DATA_ROOT / "tiny" / "train.txt").is_file():
+        pytest.skip(f"shared corpora not found at {DATA_ROOT}; set TEXTGAN_DATA_ROOT")
+    return DATA_ROOT
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None,
+            **kwargs) -> subprocess.CompletedProcess:
+    """`python -m textgan ARGS` in a real subprocess, as a user would call it."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "textgan", *args], cwd=cwd or REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
