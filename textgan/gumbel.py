@@ -19,7 +19,7 @@ def gumbel_noise(shape: tuple[int, ...], generator: torch.Generator | None = Non
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """-log(-log U), U ~ Uniform(0, 1), drawn from `generator` so runs are reproducible."""
     u = torch.rand(shape, generator=generator, device=device, dtype=dtype)
-    return -torch.log(-torch.log(u + _TINY) + _TINY)
+    return u.add_(_TINY).log_().neg_().add_(_TINY).log_().neg_()  # in place: half the memory traffic
 
 
 def gumbel_softmax(logits: torch.Tensor, tau: float, noise: torch.Tensor,

@@ -5,9 +5,11 @@ Shapes: B batch, T time, R representations, D features per representation,
 F filters, K filter width, T' = T - K + 1.
 RelGAN's discriminator convolves every narrow representation with many filters and
 keeps only the maximum over time: the (B, F, T', R) output is huge (hundreds of MB at
-the benchmark size) and memory-bound. Here the forward pass computes it a few batch
-rows at a time (a cache-sized block), keeps only the max and its position, and the
-backward pass touches only the argmax windows. Same function, same gradients.
+the benchmark size) and memory-bound. Here the forward pass works a few batch rows at a
+time (a block that stays in cache) and keeps only the (B, R, F) maxima and their positions;
+the backward pass touches only the argmax windows. Same function; where several time steps
+tie for the maximum the gradient goes to one of them (torch's amax splits it), which changes
+nothing in practice: exact ties come from all-padding windows, whose inputs are masked to zero.
 """
 from __future__ import annotations
 
@@ -21,19 +23,29 @@ def _windows(emb: torch.Tensor, width: int) -> torch.Tensor:
 
 
 class _ConvMax(torch.autograd.Function):
+    """Per cache-sized block: one matmul for the convolution, amax for the maximum and, when a
+    gradient will be needed, the position of the maximum (found with `where` + amax: torch's
+    max-with-indices is ~20x slower on CPU). Backward then reads only the argmax windows."""
+
     @staticmethod
     def forward(ctx, emb, weight, bias, rows):
-        b_all, _, r, _ = emb.shape
+        b_all, t, r, _ = emb.shape
         f, k, d = weight.shape
         w2 = weight.reshape(f, k * d).t()  # (K*D, F)
         best = emb.new_empty(b_all, r, f)
-        where = torch.empty(b_all, r, f, dtype=torch.long, device=emb.device)
+        track = any(ctx.needs_input_grad[:3])  # False under no_grad and inference_mode
+        where = emb.new_empty(b_all, r, f) if track else None
+        times = torch.arange(t - k + 1, device=emb.device, dtype=emb.dtype).view(1, -1, 1, 1)
         for start in range(0, b_all, rows):
-            win = _windows(emb[start:start + rows], k)  # (b, T', R, K*D)
-            conv = win @ w2  # (b, T', R, F)
-            torch.max(conv, dim=1, out=(best[start:start + rows], where[start:start + rows]))
+            stop = start + rows
+            conv = _windows(emb[start:stop], k) @ w2  # (b, T', R, F)
+            top = torch.amax(conv, dim=1, keepdim=True)  # (b, 1, R, F)
+            best[start:stop] = top[:, 0]
+            if track:  # the last time step reaching the maximum
+                torch.amax(torch.where(conv == top, times, -1.0), dim=1, out=where[start:stop])
         out = torch.relu(best + bias)  # relu(max(x)) = max(relu(x)): relu is monotone
-        ctx.save_for_backward(emb, weight, where, out)
+        if track:
+            ctx.save_for_backward(emb, weight, where.long(), out)
         return out
 
     @staticmethod
@@ -42,23 +54,21 @@ class _ConvMax(torch.autograd.Function):
         b, t, r, d = emb.shape
         f, k, _ = weight.shape
         g = grad * (out > 0)  # (B, R, F) through the ReLU
-        pos = where.unsqueeze(-1) + torch.arange(k, device=emb.device)  # (B, R, F, K) argmax window
+        pos = (where.unsqueeze(-1) + torch.arange(k, device=emb.device)).reshape(b, r, f * k, 1)
+        idx = pos.expand(b, r, f * k, d)  # time index of every tap of every argmax window
         grad_emb = grad_w = grad_b = None
         if ctx.needs_input_grad[1]:
-            per_rep = emb.transpose(1, 2)  # (B, R, T, D)
-            idx = pos.reshape(b, r, f * k, 1).expand(b, r, f * k, d)
-            win = per_rep.gather(2, idx).view(b, r, f, k, d)  # (B, R, F, K, D)
+            win = emb.transpose(1, 2).gather(2, idx).view(b, r, f, k, d)  # (B, R, F, K, D)
             grad_w = torch.einsum("brf,brfkd->fkd", g, win)
         if ctx.needs_input_grad[2]:
             grad_b = g.sum(dim=(0, 1))
         if ctx.needs_input_grad[0]:
             src = (g.unsqueeze(-1).unsqueeze(-1) * weight).view(b, r, f * k, d)  # (B, R, F*K, D)
-            idx = pos.reshape(b, r, f * k, 1).expand(b, r, f * k, d)
-            grad_emb = emb.new_zeros(b, r, t, d).scatter_add_(2, idx, src).transpose(1, 2)
+            grad_emb = emb.new_zeros(b, r, t, d).scatter_add(2, idx, src).transpose(1, 2)
         return grad_emb, grad_w, grad_b, None
 
 
-def conv_relu_max(emb: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, rows: int = 4) -> torch.Tensor:
+def conv_relu_max(emb: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, rows: int = 1) -> torch.Tensor:
     """max over t of relu(sum_k,d weight[f,k,d] * emb[b,t+k,r,d] + bias[f]), (B, R, F).
 
     emb is (B, T, R, D) with T >= K; weight is (F, K, D); `rows` batch rows per block.

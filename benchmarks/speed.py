@@ -1,0 +1,110 @@
+"""Speed benchmark (make bench-speed): adversarial iteration, MLE epoch and sampling throughput,
+each against the machine's fp32 matmul peak measured in the same process.
+
+Writes benchmarks/results/speed.json. `--smoke` runs a seconds-long version for CI.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from textgan import config  # noqa: E402
+from textgan.corpus import prepare  # noqa: E402
+from textgan.evaluate import generate  # noqa: E402
+from textgan.monitor import Monitor  # noqa: E402
+from textgan.train import Trainer  # noqa: E402
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 20) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
+def flops_of(fn) -> float:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def timed(fn, warmup: int, repeats: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--config", default=str(REPO / "configs" / "bench_relgan_coco.yaml"))
+    ap.add_argument("--iters", type=int, default=10, help="timed adversarial iterations (median)")
+    ap.add_argument("--smoke", action="store_true", help="tiny data and few iterations, for CI")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "speed.json"))
+    args = ap.parse_args()
+    overrides = [f"data.root={args.data_root}", "log.progress=false"]
+    if args.smoke:
+        overrides += ["data.train=tiny/train.txt", "data.test=tiny/test.txt"]
+        args.iters = 2
+    cfg = config.load(args.config, overrides)
+    corpus = prepare(cfg.data, cfg.run.seed)
+    tr = Trainer(cfg, corpus, Path("/tmp"), Monitor(Path("/tmp"), progress=False, enabled=False))
+    peak = matmul_peak_gflops(repeats=5 if args.smoke else 20)
+
+    adv_flop = flops_of(tr.adversarial_step)
+    adv_times = timed(tr.adversarial_step, warmup=1 if args.smoke else 2, repeats=args.iters)
+    adv_s = statistics.median(adv_times)
+
+    n_batches = corpus.train.tokens.shape[0] // cfg.mle.batch_size
+    mle_flop = flops_of(tr.mle_epoch)
+    mle_times = timed(tr.mle_epoch, warmup=0, repeats=1 if args.smoke else 2)
+    mle_s = min(mle_times)
+
+    rng = torch.Generator().manual_seed(0)
+    num = 256 if args.smoke else 2048
+    sample_times = timed(lambda: generate(tr.G, num, corpus.max_len, rng, batch_size=256), warmup=1, repeats=3)
+    result = {
+        "matmul_peak_gflops": peak,
+        "adv_iter_s": adv_s, "adv_iter_s_all": adv_times, "adv_gflop": adv_flop / 1e9,
+        "adv_frac_peak": adv_flop / 1e9 / adv_s / peak,
+        "mle_epoch_s": mle_s, "mle_batches": n_batches, "mle_gflop": mle_flop / 1e9,
+        "mle_frac_peak": mle_flop / 1e9 / mle_s / peak,
+        "sample_sents_per_s": num / statistics.median(sample_times),
+        "config": os.path.relpath(args.config, REPO), "smoke": args.smoke,
+        "vocab": len(corpus.vocab), "max_len": corpus.max_len,
+        "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                    "platform": platform.platform()},
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "command": " ".join(["python"] + sys.argv),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "adv_iter_s_all"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
