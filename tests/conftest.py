@@ -29,6 +29,7 @@ def data_root() -> Path:
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None,
             **kwargs) -> subprocess.CompletedProcess:
     """`python -m textgan ARGS` in a real subprocess, as a user would call it."""
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    full_env = {**os.environ, "PYTHONPATH": path, **(env or {})}
     return subprocess.run([sys.executable, "-m", "textgan", *args], cwd=cwd or REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout, **kwargs)

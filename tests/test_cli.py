@@ -23,15 +23,17 @@ def trained(data_root, tmp_path_factory) -> Path:
     return runs / "coco_rsgan"
 
 
-def _tags(run_dir: Path) -> tuple[set, set, EventAccumulator]:
-    scalars, tensors = set(), set()
-    acc = None
-    for event_file in run_dir.rglob("events.out.tfevents.*"):
-        acc = EventAccumulator(str(event_file))
+def _events(run_dir: Path) -> tuple[dict[str, list[float]], set]:
+    """Scalar values by tag and the tensor (text, hparams) tags of every event file of a run."""
+    scalars: dict[str, list[float]] = {}
+    tensors: set = set()
+    for event_file in sorted(run_dir.rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(event_file), size_guidance={"scalars": 0})
         acc.Reload()
-        scalars |= set(acc.Tags()["scalars"])
+        for tag in acc.Tags()["scalars"]:
+            scalars.setdefault(tag, []).extend(e.value for e in acc.Scalars(tag))
         tensors |= set(acc.Tags()["tensors"])
-    return scalars, tensors, acc
+    return scalars, tensors
 
 
 def test_train_writes_run_folder(trained):
@@ -44,7 +46,7 @@ def test_train_writes_run_folder(trained):
 
 
 def test_tensorboard_tags(trained):
-    scalars, tensors, _ = _tags(trained)
+    scalars, tensors = _events(trained)
     for tag in ("mle/loss", "mle/grad_norm", "mle/tokens_per_s", "adv/d_loss", "adv/g_loss", "adv/d_real",
                 "adv/d_fake", "adv/tau", "adv/g_grad_norm", "adv/d_grad_norm", "adv/g_lr", "adv/d_lr",
                 "adv/tokens_per_s", "eval/bleu2_exact", "eval/self_bleu2_loo", "eval/nll_gen_mc2_tok",
@@ -55,10 +57,7 @@ def test_tensorboard_tags(trained):
 
 
 def test_tau_is_annealed_in_events(trained):
-    _, _, _ = _tags(trained)
-    acc = EventAccumulator(str(next(trained.glob("events.out.tfevents.*"))))
-    acc.Reload()
-    taus = [e.value for e in acc.Scalars("adv/tau")]
+    taus = _events(trained)[0]["adv/tau"]
     assert len(taus) == 30 and taus[0] == pytest.approx(1.0) and taus[-1] < taus[0]
 
 
@@ -111,7 +110,7 @@ def test_resume_continues(trained, tmp_path):
 
 
 @pytest.mark.parametrize("override, needle", [
-    ("adversarial.stepz=3", "adversarial.stepz: unknown key; valid keys: steps"),
+    ("adversarial.stepz=3", "adversarial.stepz: unknown key (did you mean steps?); valid keys: steps, loss"),
     ("adversarial.steps=abc", "adversarial.steps: expected int"),
     ("gumbel.tau_start=0", "gumbel.tau_start: must be > 0"),
     ("generator.hidden_dim=-4", "generator.hidden_dim: must be >= 1"),

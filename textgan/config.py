@@ -7,6 +7,7 @@ print one line and exit 2. Nothing is ever exec'd or eval'd.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import typing
 from dataclasses import dataclass, field
@@ -249,6 +250,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise bad
 
 
+def _unknown(dotted: str, key: Any, valid: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(str(key), valid, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return ConfigError(f"{dotted}: unknown key{hint}; valid keys: {', '.join(valid)}")
+
+
 def _build(cls: type, raw: Any, prefix: str) -> Any:
     if raw is None:
         raw = {}
@@ -260,7 +267,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     for key, value in raw.items():
         dotted = f"{prefix}{key}"
         if key not in fields:
-            raise ConfigError(f"{dotted}: unknown key; valid keys: {', '.join(fields)}")
+            raise _unknown(dotted, key, list(fields))
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
             kwargs[key] = _build(tp, value, f"{dotted}.")
@@ -286,10 +293,10 @@ def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
     node = raw
     cls: Any = Config
     for i, part in enumerate(parts):
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = [f.name for f in dataclasses.fields(cls)]
         where = ".".join(parts[: i + 1])
         if part not in names:
-            raise ConfigError(f"{where}: unknown key; valid keys: {', '.join(sorted(names))}")
+            raise _unknown(where, part, names)
         tp = typing.get_type_hints(cls)[part]
         last = i == len(parts) - 1
         if dataclasses.is_dataclass(tp):

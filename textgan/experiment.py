@@ -5,6 +5,7 @@ checked before the run folder is touched, so a mistake leaves nothing behind.
 """
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from textgan.corpus import Corpus, prepare
 from textgan.data import Vocab
 from textgan.errors import UserError
 from textgan.monitor import Monitor
-from textgan.train import Trainer, run
+from textgan.train import Interrupted, Trainer, run
 
 
 def _log(message: str) -> None:
@@ -70,11 +71,21 @@ def train_command(config_path: str | None, overrides: list[str], resume: str | N
     trainer = Trainer(cfg, corpus, run_dir, monitor)
     if state is not None:
         trainer.load_state_dict(state)
+    received: list[int] = []
+    trainer.stop_requested = lambda: bool(received)
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         metrics = run(trainer)
         lines = trainer.log_samples()
         monitor.hparams(_hparams(cfg), metrics)
+    except Interrupted as stop:
+        _log(f"{signal.Signals(received[0]).name}: saved {stop.path}; continue with "
+             f"`textgan train --resume {run_dir}`")
+        return 128 + received[0]
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         monitor.close()
     (run_dir / "samples.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     _log("final metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))

@@ -10,6 +10,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,7 @@ from textgan.monitor import Monitor
 @dataclass
 class Progress:
     epoch: int = 0  # MLE epochs done
+    batch: int = 0  # MLE batches done in the current epoch
     d_pretrain: int = 0  # discriminator pretraining steps done
     step: int = 0  # adversarial steps done
     global_step: int = 0  # x-axis of every TensorBoard plot: MLE batches + D-pretrain + adversarial steps
@@ -77,6 +79,8 @@ class Trainer:
         self.train_tokens = corpus.train.tokens.to(self.device)
         self.train_lengths = corpus.train.lengths.to(self.device)
         self.last_metrics: dict[str, float] = {}
+        self.epoch_rng = self.data_rng.get_state()  # data RNG at the start of the current epoch
+        self.stop_requested: Callable[[], bool] = lambda: False  # set by the caller (signals)
 
     # ---- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -84,7 +88,8 @@ class Trainer:
                 "opt_mle": self.opt_mle.state_dict(), "opt_g": self.opt_g.state_dict(),
                 "opt_d": self.opt_d.state_dict(), "progress": asdict(self.progress),
                 "rng": {"data": self.data_rng.get_state(), "noise": self.noise_rng.get_state(),
-                        "torch": torch.get_rng_state()},
+                        "epoch": self.epoch_rng, "torch": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
                 "metrics": dict(self.last_metrics)}
 
     def load_state_dict(self, state: dict) -> None:
@@ -96,7 +101,10 @@ class Trainer:
         self.progress = Progress(**state["progress"])
         self.data_rng.set_state(state["rng"]["data"])
         self.noise_rng.set_state(state["rng"]["noise"])
+        self.epoch_rng = state["rng"]["epoch"]
         torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.last_metrics = dict(state.get("metrics", {}))
 
     def save(self) -> Path:
@@ -109,33 +117,50 @@ class Trainer:
         return path
 
     # ---- steps -------------------------------------------------------------------------------
-    def mle_epoch(self) -> None:
-        cfg = self.cfg.mle
+    def mle_epoch(self) -> bool:
+        """Run the rest of the current MLE epoch; False if a stop was requested part-way."""
+        cfg, p = self.cfg.mle, self.progress
         self.G.train()
         n = self.train_tokens.shape[0]
         num_batches = max(n // cfg.batch_size, 1)
-        self.monitor.start_bar(num_batches, f"mle epoch {self.progress.epoch + 1}/{cfg.epochs}")
-        order = torch.randperm(n, generator=self.data_rng)
-        for b in range(num_batches):
-            t0 = time.perf_counter()
-            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size].to(self.device)
-            tokens = self.train_tokens[idx]  # (B, T)
-            z = self.G.sample_latent(tokens.shape[0], self.noise_rng)
-            logits = self.G(tokens, z)  # (B, T, V)
-            loss = F.cross_entropy(logits.transpose(1, 2), tokens, ignore_index=self.corpus.vocab.pad_id)
-            norm = _finite_step(self.opt_mle, self.G.parameters(), loss, cfg.grad_clip)
-            self._count_skip(norm, "mle")
-            ntok = float(self.train_lengths[idx].sum())
-            stats = {"mle/loss": loss.item(), "mle/lr": cfg.lr,
-                     "mle/tokens_per_s": ntok / (time.perf_counter() - t0)}
-            if norm is not None:
-                stats["mle/grad_norm"] = norm
-            self.progress.global_step += 1
-            if b % 10 == 0 or b == num_batches - 1:
-                self.monitor.scalars(stats, self.progress.global_step)
+        if p.batch == 0:
+            self.epoch_rng = self.data_rng.get_state()
+            order = torch.randperm(n, generator=self.data_rng)
+        else:  # resumed part-way: redraw this epoch's order from the RNG state at its start
+            replay = torch.Generator()
+            replay.set_state(self.epoch_rng)
+            order = torch.randperm(n, generator=replay)
+        self.monitor.start_bar(num_batches, f"mle epoch {p.epoch + 1}/{cfg.epochs}", initial=p.batch)
+        while p.batch < num_batches:
+            stats = self.mle_batch(order[p.batch * cfg.batch_size:(p.batch + 1) * cfg.batch_size])
+            p.batch += 1
+            p.global_step += 1
+            if p.batch % 10 == 1 or p.batch == num_batches:
+                self.monitor.scalars(stats, p.global_step)
             self.monitor.advance({"loss": stats["mle/loss"], "tok/s": stats["mle/tokens_per_s"]})
+            if p.batch < num_batches and self.stop_requested():
+                return False
         self.monitor.close_bar()
-        self.progress.epoch += 1
+        p.batch = 0
+        p.epoch += 1
+        return True
+
+    def mle_batch(self, idx: torch.Tensor) -> dict[str, float]:
+        """One teacher-forced update on the sentences `idx`."""
+        t0 = time.perf_counter()
+        idx = idx.to(self.device)
+        tokens = self.train_tokens[idx]  # (B, T)
+        z = self.G.sample_latent(tokens.shape[0], self.noise_rng)
+        logits = self.G(tokens, z)  # (B, T, V)
+        loss = F.cross_entropy(logits.transpose(1, 2), tokens, ignore_index=self.corpus.vocab.pad_id)
+        norm = _finite_step(self.opt_mle, self.G.parameters(), loss, self.cfg.mle.grad_clip)
+        self._count_skip(norm, "mle")
+        ntok = float(self.train_lengths[idx].sum())
+        stats = {"mle/loss": loss.item(), "mle/lr": self.cfg.mle.lr,
+                 "mle/tokens_per_s": ntok / (time.perf_counter() - t0)}
+        if norm is not None:
+            stats["mle/grad_norm"] = norm
+        return stats
 
     def _real(self, batch_size: int) -> torch.Tensor:
         """Real sequences as one-hot distributions (B, T, V), drawn with replacement."""
@@ -223,19 +248,36 @@ def should(every: int, step: int, last: int) -> bool:
     return step == last or (every > 0 and step % every == 0)
 
 
+class Interrupted(Exception):
+    """A stop was requested (SIGINT/SIGTERM); a checkpoint was written first."""
+
+    def __init__(self, path: Path):
+        super().__init__(f"stopped; checkpoint {path}")
+        self.path = path
+
+
 def run(trainer: Trainer, on_checkpoint=lambda path: None) -> dict[str, float]:
     """The whole schedule from wherever `trainer.progress` stands; returns the final metrics."""
     cfg, p, mon = trainer.cfg, trainer.progress, trainer.monitor
+
+    def checkpoint_and_stop_if_asked() -> None:
+        if trainer.stop_requested():
+            mon.close_bar()
+            raise Interrupted(trainer.save())
+
     while p.epoch < cfg.mle.epochs:
-        trainer.mle_epoch()
+        if not trainer.mle_epoch():
+            checkpoint_and_stop_if_asked()
         trainer.evaluate()
         trainer.log_samples()
         on_checkpoint(trainer.save())
+        checkpoint_and_stop_if_asked()
     while p.d_pretrain < cfg.adversarial.d_pretrain_steps:
         stats = trainer.d_step(tau_at(0, cfg.gumbel, cfg.adversarial.steps))
         p.d_pretrain += 1
         p.global_step += 1
         mon.scalars({k.replace("adv/", "dpre/"): v for k, v in stats.items()}, p.global_step)
+        checkpoint_and_stop_if_asked()
     steps = cfg.adversarial.steps
     if p.step < steps:
         mon.start_bar(steps, "adversarial", initial=p.step)
@@ -250,6 +292,8 @@ def run(trainer: Trainer, on_checkpoint=lambda path: None) -> dict[str, float]:
             trainer.log_samples()
         if should(cfg.log.checkpoint_every, p.step, steps):
             on_checkpoint(trainer.save())
+        elif p.step < steps:
+            checkpoint_and_stop_if_asked()
     mon.close_bar()
     if not trainer.last_metrics:
         trainer.evaluate()
