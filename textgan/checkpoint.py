@@ -6,6 +6,7 @@ nothing in it runs.
 """
 from __future__ import annotations
 
+import io
 import os
 import pickle
 from pathlib import Path
@@ -27,9 +28,11 @@ def save(state: dict, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    buffer = io.BytesIO()  # serialise first: torch.save turns a failed file write into a RuntimeError
+    torch.save({"format": FORMAT, **state}, buffer)
     try:
         with open(tmp, "wb") as fh:
-            torch.save({"format": FORMAT, **state}, fh)
+            fh.write(buffer.getbuffer())
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -54,6 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", metavar="FILE", help="also write the sentences to FILE (must not exist)")
     s.add_argument("--device", default="cpu")
 
+    e = sub.add_parser("eval", help="score a run or checkpoint; optionally sweep the sampling temperature")
+    e.add_argument("path", help="run folder or checkpoint file")
+    e.add_argument("--data", metavar="FILE", help="test file replacing the run's data.test (BLEU refs, NLL_gen)")
+    e.add_argument("--num", type=int, help="samples scored (>= 2; default eval.num_samples of the run)")
+    e.add_argument("--seed", type=int, help="seed of the latent and the sampling noise (default run.seed)")
+    e.add_argument("--temperature", type=_tau, default=1.0, help="divides the logits; <1 is greedier")
+    e.add_argument("--protocol", choices=["exact", "texygen", "both"], default="exact",
+                   help="BLEU protocol: exact (all samples, leave-one-out Self-BLEU), texygen or both")
+    e.add_argument("--sweep-temperature", metavar="A:B:K",
+                   help="K temperatures from A to B: writes sweep.csv, sweep.png and TensorBoard events")
+    e.add_argument("--out", metavar="DIR", help="folder for metrics.json / sweep files (default RUN/eval)")
+    e.add_argument("--device", default="cpu")
+
     d = sub.add_parser("data", help="benchmark datasets")
     dsub = d.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     g = dsub.add_parser("get", help="download a benchmark corpus and verify its checksums")
@@ -105,6 +119,14 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from textgan.evaluation_cli import eval_command
+
+    return eval_command(args.path, data=args.data, num=args.num, seed=args.seed, temperature=args.temperature,
+                        protocol=args.protocol, sweep=args.sweep_temperature, out=args.out,
+                        device=_device(args.device))
+
+
 def cmd_data(args) -> int:
     from textgan.download import get_dataset
 
@@ -116,9 +138,11 @@ def cmd_data(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if hasattr(signal, "SIGXFSZ"):  # a file-size limit becomes an OSError we report, not a kill
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         args = build_parser().parse_args(argv)
-        handler = {"train": cmd_train, "sample": cmd_sample, "data": cmd_data}[args.command]
+        handler = {"train": cmd_train, "sample": cmd_sample, "data": cmd_data, "eval": cmd_eval}[args.command]
         return handler(args)
     except UserError as err:
         print(f"textgan: error: {err}", file=sys.stderr)

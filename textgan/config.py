@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +82,8 @@ class DiscriminatorConfig:
     dropout: float = 0.25  # before the output layer
 
     def __post_init__(self) -> None:
-        _check(self.emb_dim >= 1 and self.num_rep >= 1, "emb_dim", "emb_dim and num_rep must be >= 1")
+        _check(self.emb_dim >= 1, "emb_dim", "must be >= 1")
+        _check(self.num_rep >= 1, "num_rep", "must be >= 1")
         _check(self.emb_dim % self.num_rep == 0, "num_rep", f"must divide emb_dim={self.emb_dim}")
         _check(len(self.filter_sizes) == len(self.num_filters) >= 1, "num_filters",
                "needs one entry per filter_sizes entry")
@@ -147,8 +149,10 @@ class AdversarialConfig:
             _check(getattr(self, name) >= 0, name, "must be >= 0")
         for name in ("batch_size", "d_steps", "g_steps"):
             _check(getattr(self, name) >= 1, name, "must be >= 1")
-        _check(self.g_lr > 0 and self.d_lr > 0, "g_lr", "learning rates must be > 0")
-        _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1", "Adam betas must be in [0, 1)")
+        _check(self.g_lr > 0, "g_lr", "must be > 0")
+        _check(self.d_lr > 0, "d_lr", "must be > 0")
+        _check(0 <= self.beta1 < 1, "beta1", "must be in [0, 1)")
+        _check(0 <= self.beta2 < 1, "beta2", "must be in [0, 1)")
         _check(self.gp_weight >= 0, "gp_weight", "must be >= 0")
         _check(self.grad_clip >= 0, "grad_clip", "must be >= 0 (0 = off)")
 
@@ -165,7 +169,8 @@ class EvalConfig:
     num_fixed: int = 8  # fixed-z samples shown each time
 
     def __post_init__(self) -> None:
-        _check(self.every >= 0 and self.sample_every >= 0, "every", "must be >= 0")
+        _check(self.every >= 0, "every", "must be >= 0")
+        _check(self.sample_every >= 0, "sample_every", "must be >= 0")
         _check(self.num_samples >= 2, "num_samples", "must be >= 2")
         _check(all(1 <= n <= 8 for n in self.bleu_n), "bleu_n", "each n must be in 1..8")
         _check(self.num_references >= 0, "num_references", "must be >= 0 (0 = all)")
@@ -179,7 +184,9 @@ class LogConfig:
     name: str = ""  # run folder name; "" = config file stem
     progress: bool = True  # tqdm progress bar
     checkpoint_every: int = 500  # adversarial steps between checkpoints; 0 = only at the end
-    keep_last: int = 3  # checkpoints kept besides the final one
+    keep_last: int = 3  # step checkpoints kept (older ones are deleted)
+    best_metric: str = ""  # also keep checkpoints/best.pt by this eval metric, e.g. bleu4_exact; "" = off
+    best_mode: Literal["max", "min"] = "max"  # whether a larger or smaller best_metric is better
 
     def __post_init__(self) -> None:
         _check(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0")
@@ -191,9 +198,15 @@ class RunConfig:
     seed: int = 0  # seeds data order, initialisation, latent and Gumbel noise
     device: str = "cpu"  # cpu, cuda, cuda:N
     threads: int = 0  # torch intra-op threads; 0 = torch's default
+    nan_patience: int = 5  # consecutive non-finite updates before rolling back to the last checkpoint
+    nan_rollbacks: int = 3  # rollbacks allowed before the run stops with a message
+    nan_lr_factor: float = 0.5  # every learning rate is multiplied by this at each rollback
 
     def __post_init__(self) -> None:
         _check(self.threads >= 0, "threads", "must be >= 0")
+        _check(self.nan_patience >= 1, "nan_patience", "must be >= 1")
+        _check(self.nan_rollbacks >= 0, "nan_rollbacks", "must be >= 0 (0 = stop at the first divergence)")
+        _check(0.0 < self.nan_lr_factor <= 1.0, "nan_lr_factor", "must be in (0, 1]")
         _check(self.device == "cpu" or self.device.startswith("cuda"), "device",
                "must be cpu, cuda or cuda:N")
 
@@ -219,6 +232,9 @@ def _type_name(tp: Any) -> str:
     return tp.__name__
 
 
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Return `value` as type `tp`, or raise naming `key` and what was expected."""
     origin = typing.get_origin(tp)
@@ -240,14 +256,29 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise bad
         return value
     if tp is float:
+        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value):
+            value = float(value)  # YAML 1.1 reads 1e-4 (no dot) and 1.0e4 (no sign) as strings
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond the float range
+            raise bad from None
     if tp is str:
         if not isinstance(value, str):
             raise bad
         return value
     raise bad
+
+
+def _show(key: Any) -> str:
+    """A key as printable text on one line: keys with newlines or control characters are repr'd."""
+    return key if isinstance(key, str) and key.isprintable() else repr(key)
+
+
+# PyYAML's constructors raise plain ValueError, KeyError, ... on some malformed tagged scalars
+# (`!!float abc`, `!!bool maybe`, `!!timestamp 2020-13-45`); deep nesting overflows the stack.
+_YAML_ERRORS = (yaml.YAMLError, ValueError, TypeError, LookupError, AttributeError, RecursionError)
 
 
 def _unknown(dotted: str, key: Any, valid: list[str]) -> ConfigError:
@@ -260,12 +291,12 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping of keys, got {raw!r}")
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping of keys, got {raw!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in raw.items():
-        dotted = f"{prefix}{key}"
+        dotted = f"{prefix}{_show(key)}"
         if key not in fields:
             raise _unknown(dotted, key, list(fields))
         tp = hints[key]
@@ -294,7 +325,7 @@ def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
     cls: Any = Config
     for i, part in enumerate(parts):
         names = [f.name for f in dataclasses.fields(cls)]
-        where = ".".join(parts[: i + 1])
+        where = ".".join(_show(p) for p in parts[: i + 1])
         if part not in names:
             raise _unknown(where, part, names)
         tp = typing.get_type_hints(cls)[part]
@@ -302,7 +333,9 @@ def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
         if dataclasses.is_dataclass(tp):
             if last:
                 raise ConfigError(f"{where}: is a section; set one of its keys, e.g. {where}.<key>=...")
-            node = node.setdefault(part, {})
+            if node.get(part) is None:  # `section:` with every key commented out reads as None
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
                 raise ConfigError(f"{where}: expected a mapping of keys")
             cls = tp
@@ -319,8 +352,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. adversarial.steps=200")
     try:
         parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
-        raise ConfigError(f"{key.strip()}: cannot read value {value!r}; quote strings, lists as [1, 2]") from None
+    except _YAML_ERRORS:
+        raise ConfigError(f"{_show(key.strip())}: cannot read value {value!r}; quote strings, lists as [1, 2]") from None
     return key.strip(), parsed
 
 
@@ -338,7 +371,7 @@ def load(path: str | Path | None, overrides: list[str] = ()) -> Config:
                               "pass a UTF-8 YAML file") from None
         try:
             raw = yaml.safe_load(text)
-        except yaml.YAMLError as err:
+        except _YAML_ERRORS as err:
             mark = getattr(err, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark is not None else ""
             raise ConfigError(f"config file {path}: invalid YAML{where}; fix the syntax") from None

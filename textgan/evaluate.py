@@ -32,6 +32,20 @@ def generate(generator, num: int, max_len: int, rng: torch.Generator, temperatur
     return torch.cat(out).cpu()
 
 
+def metric_names(cfg: EvalConfig, corpus: Corpus, prior: str) -> list[str]:
+    """The names `evaluate` returns for this corpus and generator, known before training starts."""
+    if corpus.oracle is not None:
+        names = ["nll_oracle"]
+    else:
+        names = [f"{kind}{n}_{proto}" for n in cfg.bleu_n for kind, proto in (("bleu", "exact"), ("self_bleu", "loo"))]
+    if corpus.source == "grammar":
+        names.append("grammaticality")
+    if cfg.nll_gen:
+        draws = cfg.latent_draws if prior != "none" else 1
+        names += [f"nll_gen_mc{draws}_tok", "nll_gen_zmean_tok", "nll_gen_pos"]
+    return names + ["mean_length"]
+
+
 def evaluate(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperature: float = 1.0,
              nll: bool | None = None) -> tuple[dict[str, float], list[list[str]]]:
     """Metrics on `cfg.num_samples` fresh samples, and the samples as tokens."""

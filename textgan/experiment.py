@@ -16,6 +16,7 @@ from textgan import config as config_mod
 from textgan.corpus import Corpus, prepare
 from textgan.data import Vocab
 from textgan.errors import UserError
+from textgan.evaluate import metric_names
 from textgan.monitor import Monitor
 from textgan.train import Interrupted, Trainer, run
 
@@ -34,6 +35,13 @@ def _describe(corpus: Corpus) -> str:
             f"vocab {len(corpus.vocab)}, max_len {corpus.max_len}, "
             f"truncated {corpus.train.truncated + corpus.test.truncated}, "
             f"dropped {corpus.train.dropped + corpus.test.dropped}")
+
+
+def _check_best_metric(cfg: config_mod.Config, corpus: Corpus) -> None:
+    names = metric_names(cfg.eval, corpus, cfg.generator.prior)
+    if cfg.log.best_metric and cfg.log.best_metric not in names:
+        raise UserError(f"log.best_metric={cfg.log.best_metric} is not computed by this run; "
+                        f"choose one of {', '.join(names)}")
 
 
 def _resume_state(run_dir: Path, overrides: list[str]):
@@ -59,8 +67,13 @@ def train_command(config_path: str | None, overrides: list[str], resume: str | N
         cfg = config_mod.load(config_path, overrides)
         _check_device(cfg.run.device)
         corpus = prepare(cfg.data, cfg.run.seed)
+        _check_best_metric(cfg, corpus)
         run_dir = runs.create(cfg, config_path, force)
-        runs.write_metadata(run_dir, cfg, corpus.vocab)
+        try:
+            runs.write_metadata(run_dir, cfg, corpus.vocab)
+        except OSError as err:
+            raise UserError(f"cannot write the run folder {run_dir} ({err.strerror or err}); "
+                            "free disk space or set log.dir to another folder") from None
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     _log(_describe(corpus))
@@ -79,6 +92,10 @@ def train_command(config_path: str | None, overrides: list[str], resume: str | N
         metrics = run(trainer)
         lines = trainer.log_samples()
         monitor.hparams(_hparams(cfg), metrics)
+        (run_dir / "samples.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    except OSError as err:  # disk full, file too large, folder removed: earlier checkpoints are intact
+        raise UserError(f"cannot write to {run_dir} ({err.strerror or err}); free disk space, then "
+                        f"`textgan train --resume {run_dir}`") from None
     except Interrupted as stop:
         _log(f"{signal.Signals(received[0]).name}: saved {stop.path}; continue with "
              f"`textgan train --resume {run_dir}`")
@@ -87,7 +104,6 @@ def train_command(config_path: str | None, overrides: list[str], resume: str | N
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         monitor.close()
-    (run_dir / "samples.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     _log("final metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
     print(f"run folder: {run_dir}")
     print("samples (fixed z):")

@@ -7,6 +7,7 @@ generator saved in checkpoints, so a resumed run continues exactly.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from textgan import checkpoint
 from textgan.config import Config, dump
 from textgan.corpus import Corpus
+from textgan.errors import UserError
 from textgan.evaluate import evaluate, generate
 from textgan.gumbel import tau_at
 from textgan.losses import LOSSES, gradient_penalty
@@ -33,6 +35,10 @@ class Progress:
     step: int = 0  # adversarial steps done
     global_step: int = 0  # x-axis of every TensorBoard plot: MLE batches + D-pretrain + adversarial steps
     skipped: int = 0  # updates skipped for a non-finite loss or gradient
+    bad_streak: int = 0  # consecutive steps with a skipped update (reset by a clean step)
+    rollbacks: int = 0  # times the run went back to its last checkpoint after diverging
+    lr_scale: float = 1.0  # every learning rate is multiplied by this (lowered at each rollback)
+    best: float | None = None  # best value of log.best_metric so far
 
 
 def set_seed(seed: int) -> None:
@@ -98,7 +104,8 @@ class Trainer:
         self.opt_mle.load_state_dict(state["opt_mle"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
-        self.progress = Progress(**state["progress"])
+        for key, value in state["progress"].items():  # in place: callers hold `trainer.progress`
+            setattr(self.progress, key, value)
         self.data_rng.set_state(state["rng"]["data"])
         self.noise_rng.set_state(state["rng"]["noise"])
         self.epoch_rng = state["rng"]["epoch"]
@@ -106,15 +113,48 @@ class Trainer:
         if state["rng"]["cuda"]:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.last_metrics = dict(state.get("metrics", {}))
+        self.apply_lr_scale()
 
-    def save(self) -> Path:
+    def apply_lr_scale(self) -> None:
+        """Set every optimizer's learning rate to its configured value times progress.lr_scale."""
+        scale, adv = self.progress.lr_scale, self.cfg.adversarial
+        for opt, base in ((self.opt_mle, self.cfg.mle.lr), (self.opt_g, adv.g_lr), (self.opt_d, adv.d_lr)):
+            for group in opt.param_groups:
+                group["lr"] = base * scale
+
+    def save(self, path: Path | None = None) -> Path:
         """A self-describing checkpoint: weights, optimizers, progress, RNGs, config and vocabulary."""
         ckpt_dir = self.run_dir / "checkpoints"
         state = {**self.state_dict(), "config": dump(self.cfg), "vocab": self.corpus.vocab.itos,
                  "max_len": self.corpus.max_len}
+        if path is not None:
+            return checkpoint.save(state, path)
         path = checkpoint.save(state, checkpoint.step_path(ckpt_dir, self.progress.global_step))
         checkpoint.prune(ckpt_dir, self.cfg.log.keep_last)
         return path
+
+    def rollback(self) -> Path:
+        """Back to the newest loadable checkpoint with lower learning rates, after divergence."""
+        p, guard = self.progress, self.cfg.run
+        if p.rollbacks >= guard.nan_rollbacks:
+            raise Diverged(f"training diverged: {p.bad_streak} non-finite updates in a row after "
+                           f"{p.rollbacks} rollback(s); lower mle.lr / adversarial.g_lr / adversarial.d_lr "
+                           "or raise adversarial.grad_clip, then start again")
+        try:
+            state, path = checkpoint.load_latest_valid(self.run_dir / "checkpoints", warn=lambda m: None)
+        except checkpoint.CheckpointError:
+            raise Diverged("training diverged before its first checkpoint; lower mle.lr / "
+                           "adversarial.g_lr / adversarial.d_lr and start again") from None
+        rollbacks, skipped = p.rollbacks + 1, p.skipped
+        self.load_state_dict(state)
+        p.rollbacks, p.skipped, p.bad_streak = rollbacks, skipped, 0
+        p.lr_scale *= guard.nan_lr_factor
+        self.apply_lr_scale()
+        self.monitor.scalars({"train/rollbacks": p.rollbacks, "train/lr_scale": p.lr_scale}, p.global_step)
+        return path
+
+    def diverging(self) -> bool:
+        return self.progress.bad_streak >= self.cfg.run.nan_patience
 
     # ---- steps -------------------------------------------------------------------------------
     def mle_epoch(self) -> bool:
@@ -138,7 +178,7 @@ class Trainer:
             if p.batch % 10 == 1 or p.batch == num_batches:
                 self.monitor.scalars(stats, p.global_step)
             self.monitor.advance({"loss": stats["mle/loss"], "tok/s": stats["mle/tokens_per_s"]})
-            if p.batch < num_batches and self.stop_requested():
+            if p.batch < num_batches and (self.stop_requested() or self.diverging()):
                 return False
         self.monitor.close_bar()
         p.batch = 0
@@ -147,7 +187,7 @@ class Trainer:
 
     def mle_batch(self, idx: torch.Tensor) -> dict[str, float]:
         """One teacher-forced update on the sentences `idx`."""
-        t0 = time.perf_counter()
+        t0, skipped = time.perf_counter(), self.progress.skipped
         idx = idx.to(self.device)
         tokens = self.train_tokens[idx]  # (B, T)
         z = self.G.sample_latent(tokens.shape[0], self.noise_rng)
@@ -155,8 +195,9 @@ class Trainer:
         loss = F.cross_entropy(logits.transpose(1, 2), tokens, ignore_index=self.corpus.vocab.pad_id)
         norm = _finite_step(self.opt_mle, self.G.parameters(), loss, self.cfg.mle.grad_clip)
         self._count_skip(norm, "mle")
+        self.end_step(skipped)
         ntok = float(self.train_lengths[idx].sum())
-        stats = {"mle/loss": loss.item(), "mle/lr": self.cfg.mle.lr,
+        stats = {"mle/loss": loss.item(), "mle/lr": self.opt_mle.param_groups[0]["lr"],
                  "mle/tokens_per_s": ntok / (time.perf_counter() - t0)}
         if norm is not None:
             stats["mle/grad_norm"] = norm
@@ -205,13 +246,20 @@ class Trainer:
         return out
 
     def _count_skip(self, norm: float | None, name: str) -> None:
+        p = self.progress
         if norm is None:
-            self.progress.skipped += 1
-            self.monitor.scalars({"train/skipped_updates": self.progress.skipped}, self.progress.global_step)
+            p.skipped += 1
+            self.monitor.scalars({"train/skipped_updates": p.skipped, f"train/skipped_{name}": 1.0},
+                                 p.global_step)
+
+    def end_step(self, skipped_before: int) -> None:
+        """A step with any skipped update extends the streak; a clean step ends it."""
+        p = self.progress
+        p.bad_streak = p.bad_streak + 1 if p.skipped > skipped_before else 0
 
     def adversarial_step(self) -> dict[str, float]:
         adv = self.cfg.adversarial
-        t0 = time.perf_counter()
+        t0, skipped = time.perf_counter(), self.progress.skipped
         tau = tau_at(self.progress.step, self.cfg.gumbel, adv.steps)
         self.G.train()
         self.D.train()
@@ -221,7 +269,9 @@ class Trainer:
         for _ in range(adv.g_steps):
             stats.update(self.g_step(tau))
         elapsed = time.perf_counter() - t0
-        stats.update({"adv/tau": tau, "adv/g_lr": adv.g_lr, "adv/d_lr": adv.d_lr,
+        self.end_step(skipped)
+        stats.update({"adv/tau": tau, "adv/g_lr": self.opt_g.param_groups[0]["lr"],
+                      "adv/d_lr": self.opt_d.param_groups[0]["lr"],
                       "adv/tokens_per_s": stats.pop("adv/fake_tokens") * adv.g_steps / elapsed,
                       "adv/step_s": elapsed})
         self.progress.step += 1
@@ -233,7 +283,18 @@ class Trainer:
         metrics, _ = evaluate(self.G, self.corpus, self.cfg.eval, seed=self.cfg.run.seed + 13)
         self.last_metrics = metrics
         self.monitor.scalars({f"eval/{k}": v for k, v in metrics.items()}, self.progress.global_step)
+        self._keep_best(metrics)
         return metrics
+
+    def _keep_best(self, metrics: dict[str, float]) -> None:
+        """checkpoints/best.pt holds the state with the best log.best_metric seen so far."""
+        name, p = self.cfg.log.best_metric, self.progress
+        if not name or name not in metrics or not math.isfinite(metrics[name]):
+            return
+        value, sign = metrics[name], 1.0 if self.cfg.log.best_mode == "max" else -1.0
+        if p.best is None or sign * value > sign * p.best:
+            p.best = value
+            self.save(self.run_dir / "checkpoints" / "best.pt")
 
     def log_samples(self) -> list[str]:
         rng = torch.Generator(device=self.device).manual_seed(self.cfg.run.seed + 14)
@@ -246,6 +307,10 @@ class Trainer:
 def should(every: int, step: int, last: int) -> bool:
     """True on every `every`-th step and on the last one."""
     return step == last or (every > 0 and step % every == 0)
+
+
+class Diverged(UserError):
+    """Too many non-finite updates in a row, and no rollbacks left."""
 
 
 class Interrupted(Exception):
@@ -265,25 +330,42 @@ def run(trainer: Trainer, on_checkpoint=lambda path: None) -> dict[str, float]:
             mon.close_bar()
             raise Interrupted(trainer.save())
 
+    def guard() -> None:
+        if trainer.diverging():
+            mon.close_bar()
+            path = trainer.rollback()
+            print(f"warning: non-finite updates; rolled back to {path.name}, learning rates x"
+                  f"{p.lr_scale:.3g}", file=sys.stderr)
+
     while p.epoch < cfg.mle.epochs:
         if not trainer.mle_epoch():
             checkpoint_and_stop_if_asked()
+        if trainer.diverging() or p.batch:  # never checkpoint a diverging state
+            guard()
+            continue
         trainer.evaluate()
         trainer.log_samples()
         on_checkpoint(trainer.save())
         checkpoint_and_stop_if_asked()
     while p.d_pretrain < cfg.adversarial.d_pretrain_steps:
+        skipped = p.skipped
         stats = trainer.d_step(tau_at(0, cfg.gumbel, cfg.adversarial.steps))
+        trainer.end_step(skipped)
         p.d_pretrain += 1
         p.global_step += 1
         mon.scalars({k.replace("adv/", "dpre/"): v for k, v in stats.items()}, p.global_step)
         checkpoint_and_stop_if_asked()
+        guard()
     steps = cfg.adversarial.steps
     if p.step < steps:
         mon.start_bar(steps, "adversarial", initial=p.step)
     while p.step < steps:
         stats = trainer.adversarial_step()
         mon.scalars(stats, p.global_step)
+        if trainer.diverging():
+            guard()
+            mon.start_bar(steps, "adversarial", initial=p.step)
+            continue
         mon.advance({"d": stats.get("adv/d_loss", math.nan), "g": stats.get("adv/g_loss", math.nan),
                      "tau": stats["adv/tau"], "tok/s": stats["adv/tokens_per_s"]})
         if should(cfg.eval.every, p.step, steps):
