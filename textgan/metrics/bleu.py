@@ -106,10 +106,10 @@ def _as_tuples(sentences, what: str) -> list[tuple]:
     return out
 
 
-def bleu(hypotheses: Sequence[Sentence], references: Sequence[Sentence], max_n: int = 4,
-         protocol: str = "exact") -> float:
-    """Mean over hypotheses of nltk sentence BLEU-max_n (uniform weights, method1), each
-    hypothesis scored against all references."""
+def bleu_scores(hypotheses: Sequence[Sentence], references: Sequence[Sentence], max_n: int = 4,
+                protocol: str = "exact") -> list[float]:
+    """nltk sentence BLEU-max_n (uniform weights, method1) of each hypothesis against all
+    references; per sentence, so callers can check parity or spread, not only the mean."""
     _check(protocol, max_n)
     hyps = _as_tuples(hypotheses, "hypotheses")
     refs = _as_tuples(references, "references")
@@ -118,8 +118,14 @@ def bleu(hypotheses: Sequence[Sentence], references: Sequence[Sentence], max_n: 
     best = _max_counts(refs, max_n)
     lengths = _Lengths([len(r) for r in refs])
     clip = lambda gram: best.get(gram, 0)  # noqa: E731
-    return _mean([_score(_ngram_counts(h, max_n), len(h), lengths.closest(len(h)), max_n, clip)
-                  for h in hyps])
+    return [_score(_ngram_counts(h, max_n), len(h), lengths.closest(len(h)), max_n, clip) for h in hyps]
+
+
+def bleu(hypotheses: Sequence[Sentence], references: Sequence[Sentence], max_n: int = 4,
+         protocol: str = "exact") -> float:
+    """Mean over hypotheses of nltk sentence BLEU-max_n (uniform weights, method1), each
+    hypothesis scored against all references."""
+    return _mean(bleu_scores(hypotheses, references, max_n=max_n, protocol=protocol))
 
 
 def self_bleu(samples: Sequence[Sentence], max_n: int = 4, protocol: str = "exact",
@@ -136,6 +142,12 @@ def self_bleu(samples: Sequence[Sentence], max_n: int = 4, protocol: str = "exac
         return bleu(samples, second, max_n=max_n, protocol="texygen")
     if second is not None:
         raise ValueError("`second` is only used by protocol='texygen'")
+    return _mean(self_bleu_scores(samples, max_n=max_n))
+
+
+def self_bleu_scores(samples: Sequence[Sentence], max_n: int = 4) -> list[float]:
+    """Leave-one-out sentence BLEU of each sample against all the others (by position)."""
+    _check("exact", max_n)
     sents = _as_tuples(samples, "samples")
     if len(sents) < 2:
         raise ValueError("self_bleu needs at least 2 samples: with one there are no references")
@@ -158,4 +170,4 @@ def self_bleu(samples: Sequence[Sentence], max_n: int = 4, protocol: str = "exac
             return runner_up if holder == i else first
         ref_len = lengths.closest(len(s), exclude=len(s))
         scores.append(_score(cnt, len(s), ref_len, max_n, clip))
-    return _mean(scores)
+    return scores

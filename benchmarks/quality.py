@@ -1,0 +1,118 @@
+"""Quality benchmark (make bench-quality): train the MLE baselines and the GANs of the published
+tables (synthetic oracle, image COCO) with the real CLI, score them with `textgan eval`, and write
+benchmarks/results/quality.json next to the published numbers.
+
+Each experiment is `textgan train CONFIG` then `textgan eval RUN --num N --protocol both`, in
+subprocesses, so what is measured is what a user runs. `--smoke` runs a seconds-long version (CI)
+and writes quality_smoke.json instead. Experiments can run in parallel (`--jobs`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Published figures (RelGAN paper, Nie et al. 2019, Tables 1 and 2), for comparison only.
+PUBLISHED = {
+    "oracle20": {"MLE": {"nll_oracle": 9.038}, "SeqGAN": {"nll_oracle": 8.736},
+                 "LeakGAN": {"nll_oracle": 7.038}, "RelGAN(100)": {"nll_oracle": 6.680}},
+    "coco": {"MLE": {"bleu2": 0.731, "bleu3": 0.497, "bleu4": 0.305, "bleu5": 0.189, "nll_gen": 0.718},
+             "RelGAN(100)": {"bleu2": 0.849, "bleu3": 0.687, "bleu4": 0.502, "bleu5": 0.331,
+                             "nll_gen": 0.756}},
+}
+
+EXPERIMENTS = {  # name -> (config, extra overrides, samples scored at the end)
+    "oracle20_mle": ("configs/oracle20_mle.yaml", [], 10000),
+    "oracle20_rsgan": ("configs/oracle20_rsgan.yaml", [], 10000),
+    "coco_mle": ("configs/coco_mle.yaml", [], 10000),
+    "coco_rsgan": ("configs/coco_rsgan.yaml", [], 10000),
+}
+
+SMOKE = ["mle.epochs=1", "adversarial.steps=2", "adversarial.d_steps=1", "eval.num_samples=20",
+         "eval.every=0", "eval.latent_draws=1", "data.num_train=128", "data.num_test=32",
+         "data.train=tiny/train.txt", "data.test=tiny/test.txt", "generator.hidden_dim=16",
+         "discriminator.num_filters=[8, 8, 8, 8]"]
+
+
+def _cli(*args: str, log: Path) -> float:
+    """Run `python -m textgan ARGS`, appending its output to `log`; returns wall seconds."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    t0 = time.perf_counter()
+    with open(log, "a", encoding="utf-8") as fh:
+        fh.write("$ textgan " + " ".join(args) + "\n")
+        fh.flush()
+        res = subprocess.run([sys.executable, "-m", "textgan", *args], cwd=REPO, env=env,
+                             stdout=fh, stderr=subprocess.STDOUT)
+    if res.returncode != 0:
+        raise RuntimeError(f"textgan {args[0]} failed (exit {res.returncode}); see {log}")
+    return time.perf_counter() - t0
+
+
+def run_experiment(name: str, args: argparse.Namespace) -> dict:
+    config, extra, num = EXPERIMENTS[name]
+    overrides = [f"data.root={args.data_root}", f"log.dir={args.runs}", "log.progress=false",
+                 f"run.device={args.device}", *extra, *(SMOKE if args.smoke else []), *args.set]
+    run_dir = Path(args.runs) / name
+    log = Path(args.runs) / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    train_s = _cli("train", config, *overrides, "--force", log=log)
+    num = 50 if args.smoke else num
+    eval_dir = run_dir / "eval_final"
+    eval_s = _cli("eval", str(run_dir), "--num", str(num), "--protocol", "both", "--out", str(eval_dir),
+                  "--device", args.device, log=log)
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    return {"config": config, "overrides": overrides, "train_wall_s": round(train_s, 1),
+            "eval_wall_s": round(eval_s, 1), "samples_scored": num, "metrics": metrics,
+            "command": f"python benchmarks/quality.py --only {name}" + (" --smoke" if args.smoke else "")}
+
+
+def machine(device: str) -> dict:
+    import torch
+
+    info = {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            "platform": platform.platform(), "torch": torch.__version__, "device": device}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--only", default=",".join(EXPERIMENTS), help="comma-separated experiment names")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--jobs", type=int, default=1, help="experiments run at once")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every run")
+    ap.add_argument("--smoke", action="store_true", help="seconds-long version for CI")
+    ap.add_argument("--runs", default=str(REPO / "benchmarks" / "runs"))
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    names = [n for n in args.only.split(",") if n]
+    unknown = sorted(set(names) - set(EXPERIMENTS))
+    if unknown:
+        sys.exit(f"unknown experiment(s) {unknown}; choose from {', '.join(EXPERIMENTS)}")
+    out = Path(args.out or REPO / "benchmarks" / "results" / ("quality_smoke.json" if args.smoke else "quality.json"))
+    with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
+        results = dict(zip(names, pool.map(lambda n: run_experiment(n, args), names)))
+    previous = json.loads(out.read_text()) if out.is_file() else {}
+    merged = {**previous.get("experiments", {}),
+              **{n: {**r, "machine": machine(args.device), "date": time.strftime("%Y-%m-%d")}
+                 for n, r in results.items()}}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"published": PUBLISHED, "experiments": merged}, indent=2) + "\n")
+    for name, res in results.items():
+        shown = {k: round(v, 4) for k, v in res["metrics"].items() if isinstance(v, (int, float))}
+        print(f"{name}: train {res['train_wall_s']} s, eval {res['eval_wall_s']} s, {shown}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Evaluation: NLL_gen against a step-by-step teacher-forced reference (plain and latent
+generators), the temperature-sweep helpers, and `textgan eval` end to end in subprocesses."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import FAST, REPO, run_cli
+from textgan.data import read_lines, tokenize
+from textgan.errors import UserError
+from textgan.metrics.nll import nll_gen, sequence_nll
+from textgan.models.generator import Generator
+from textgan.sweep import parse_spec, sample_entropy
+
+V, T, N, EOS = 11, 7, 9, 2
+
+
+def make_generator(prior: str) -> Generator:
+    torch.manual_seed(0)
+    return Generator(vocab_size=V, emb_dim=8, hidden_dim=12, num_layers=2, latent_dim=4, prior=prior,
+                     banned=[0, 1]).eval()
+
+
+def make_data() -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows ending in EOS then padding, one row cut without EOS, (N, T) and lengths (N,)."""
+    g = torch.Generator().manual_seed(1)
+    lengths = torch.randint(1, T + 1, (N,), generator=g)
+    lengths[0] = T
+    tokens = torch.zeros(N, T, dtype=torch.long)
+    for i, n in enumerate(lengths.tolist()):
+        tokens[i, :n] = torch.randint(3, V, (n,), generator=g)
+        if i > 0:
+            tokens[i, n - 1] = EOS
+    return tokens, lengths
+
+
+@torch.no_grad()
+def stepwise_log_prob(gen: Generator, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor) -> list[float]:
+    """log p(x | z) of each row, one LSTM step at a time: BOS first, then the gold tokens."""
+    state = gen.init_state(z)
+    inp = torch.full((tokens.shape[0], 1), gen.bos_id, dtype=torch.long)
+    out = [0.0] * tokens.shape[0]
+    for t in range(tokens.shape[1]):
+        hidden, state = gen.lstm(gen.embedding(inp), state)  # (B, 1, H)
+        logp = torch.log_softmax(gen.logits(hidden[:, 0]).double(), dim=-1)  # (B, V)
+        for i in range(tokens.shape[0]):
+            if t < lengths[i]:
+                out[i] += float(logp[i, tokens[i, t]])
+        inp = tokens[:, t:t + 1]
+    return out
+
+
+def log_mean_exp(values: list[float]) -> float:
+    top = max(values)
+    return top + math.log(sum(math.exp(v - top) for v in values) / len(values))
+
+
+def test_nll_gen_without_latent_is_teacher_forced_cross_entropy():
+    gen, (tokens, lengths) = make_generator("none"), make_data()
+    res = nll_gen(gen, tokens, lengths, draws=5, batch_size=4)
+    total = -sum(stepwise_log_prob(gen, tokens, lengths, gen.prior_mean(N)))
+    assert res.draws == 1  # draws are ignored without a latent
+    assert res.per_token == pytest.approx(total / float(lengths.sum()), rel=1e-5)  # EOS counted
+    assert res.per_token_prior_mean == pytest.approx(res.per_token, rel=1e-6)
+    assert res.per_position == pytest.approx(total / (N * T), rel=1e-5)
+
+
+@pytest.mark.parametrize("prior", ["normal", "uniform"])
+@pytest.mark.parametrize("draws", [1, 3])
+def test_nll_gen_with_latent_is_log_mean_exp(prior, draws):
+    gen, (tokens, lengths) = make_generator(prior), make_data()
+    batch = 4
+    res = nll_gen(gen, tokens, lengths, draws=draws, batch_size=batch, rng=torch.Generator().manual_seed(5))
+    rng, total, at_mean = torch.Generator().manual_seed(5), 0.0, 0.0
+    for start in range(0, N, batch):  # the same draws in the same order: K per batch
+        x, n = tokens[start:start + batch], lengths[start:start + batch]
+        per_draw = [stepwise_log_prob(gen, x, n, gen.sample_latent(x.shape[0], rng)) for _ in range(draws)]
+        total -= sum(log_mean_exp([d[i] for d in per_draw]) for i in range(x.shape[0]))
+        at_mean -= sum(stepwise_log_prob(gen, x, n, gen.prior_mean(x.shape[0])))
+    assert res.draws == draws
+    assert res.per_token == pytest.approx(total / float(lengths.sum()), rel=1e-5)
+    assert res.per_token_prior_mean == pytest.approx(at_mean / float(lengths.sum()), rel=1e-5)
+    assert res.per_position == pytest.approx(total / (N * T), rel=1e-5)
+
+
+def test_sample_entropy_at_temperature_one_is_own_nll():
+    gen, (tokens, lengths) = make_generator("normal"), make_data()
+    z = gen.sample_latent(N, torch.Generator().manual_seed(2))
+    expected = float(sequence_nll(gen, tokens, lengths, z).sum()) / float(lengths.sum())
+    assert sample_entropy(gen, tokens, z, temperature=1.0, eos_id=EOS) == pytest.approx(expected, rel=1e-5)
+    sharp = sample_entropy(gen, tokens, z, temperature=0.5, eos_id=EOS)
+    assert sharp != pytest.approx(expected, rel=1e-3)
+
+
+@pytest.mark.parametrize("spec, expected", [("0.5:1.5:3", [0.5, 1.0, 1.5]), ("1:2:2", [1.0, 2.0])])
+def test_parse_spec(spec, expected):
+    assert parse_spec(spec) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("spec", ["2:1:0", "1:2:1", "0:1:3", "1:2", "a:b:c", "1:2:3:4", "1:inf:3", "1:2:2.5"])
+def test_parse_spec_rejects(spec):
+    with pytest.raises(UserError, match="sweep-temperature"):
+        parse_spec(spec)
+
+
+@pytest.fixture(scope="module")
+def run(data_root, tmp_path_factory):
+    """One epoch of MLE on the tiny corpus: a real run folder to evaluate."""
+    runs = tmp_path_factory.mktemp("runs")
+    res = run_cli("train", str(REPO / "configs" / "coco_mle.yaml"), *FAST, f"log.dir={runs}", "mle.epochs=1")
+    assert res.returncode == 0, res.stderr
+    return runs / "coco_mle"
+
+
+def test_eval_prints_and_writes_metrics(run, tmp_path):
+    res = run_cli("eval", str(run), "--protocol", "both", "--num", "30", "--seed", "3", "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    printed = dict(line.split() for line in res.stdout.splitlines())
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    for name in ("bleu2_exact", "self_bleu3_loo", "bleu3_texygen", "self_bleu2_texygen", "nll_gen_mc1_tok",
+                 "nll_gen_pos", "mean_length"):
+        assert name in printed, (name, printed)
+        assert float(printed[name]) == pytest.approx(saved["metrics"][name], rel=1e-5)
+    assert set(printed) == set(saved["metrics"])
+    assert saved["settings"]["num"] == 30 and saved["settings"]["protocol"] == "both"
+
+
+def test_eval_data_replaces_test_file(run, data_root):
+    from textgan.evaluation_cli import load_run
+
+    loaded, corpus = load_run(run, data=str(data_root / "tiny" / "train.txt"))
+    expected = [tokenize(s, "nltk") for s in read_lines(data_root / "tiny" / "train.txt")]
+    assert corpus.test_sentences == expected
+    assert corpus.max_len == loaded.max_len and corpus.vocab.itos == loaded.vocab.itos
+
+
+def test_eval_sweep_writes_csv_png_and_events(run, tmp_path):
+    res = run_cli("eval", str(run), "--sweep-temperature", "0.5:1.5:3", "--num", "50", "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    rows = (tmp_path / "sweep.csv").read_text().splitlines()
+    assert rows[0].split(",")[:3] == ["temperature", "bleu2", "self_bleu2"] and len(rows) == 4
+    assert [float(r.split(",")[0]) for r in rows[1:]] == pytest.approx([0.5, 1.0, 1.5])
+    assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (event_file,) = tmp_path.glob("events.out.tfevents.*")
+    acc = EventAccumulator(str(event_file), size_guidance={"scalars": 0})
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"sweep/temperature", "sweep/bleu3", "sweep/self_bleu3", "sweep/entropy_tok"} <= tags
+    temps = acc.Scalars("sweep/temperature")
+    assert [e.step for e in temps] == [0, 1, 2]
+    assert [e.value for e in temps] == pytest.approx([0.5, 1.0, 1.5])
+
+
+@pytest.mark.parametrize("args", [["--sweep-temperature", "2:1:0"], ["--num", "1"], ["--protocol", "corpus"]])
+def test_eval_bad_args_one_line_exit_2(run, args):
+    res = run_cli("eval", str(run), *args)
+    assert res.returncode == 2
+    assert len(res.stderr.strip().splitlines()) == 1 and res.stderr.startswith("textgan: error:")
+
+
+def test_eval_missing_run_exit_2(tmp_path):
+    res = run_cli("eval", str(tmp_path / "nope"))
+    assert res.returncode == 2 and "not found" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1

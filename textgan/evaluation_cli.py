@@ -1,0 +1,121 @@
+"""`textgan eval`: score a trained run or checkpoint after the fact, on its own corpus or a new
+test file, optionally under the texygen protocol so numbers line up with published tables.
+
+The corpus is rebuilt from the checkpoint's own config and vocabulary, so ids mean what they
+meant in training; `--data` only swaps the test file (BLEU references and NLL_gen).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from textgan.corpus import Corpus, prepare
+from textgan.errors import UserError
+from textgan.evaluate import evaluate, generate
+from textgan.metrics.bleu import bleu, self_bleu
+from textgan.sample import Loaded, load_generator
+
+PROTOCOLS = ("exact", "texygen", "both")
+
+
+def run_dir_of(path: Path) -> Path:
+    """The run folder of a run folder or of a checkpoint file (usually <run>/checkpoints/x.pt)."""
+    if path.is_dir():
+        return path
+    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+
+
+def load_run(path: str | Path, data: str | None = None, device: str = "cpu") -> tuple[Loaded, Corpus]:
+    """The generator and its corpus, rebuilt with the run's vocabulary and sequence length."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"run or checkpoint {path} not found; pass a run folder or a .pt file in it")
+    loaded = load_generator(path, device, warn=lambda m: print(m, file=sys.stderr))
+    data_cfg = dataclasses.replace(loaded.config.data, max_len=loaded.max_len)
+    if data:
+        if data_cfg.source != "files":
+            raise UserError(f"--data replaces the test file of a text corpus, but this run uses "
+                            f"data.source={data_cfg.source}; leave --data out")
+        data_cfg = dataclasses.replace(data_cfg, test=str(Path(data).resolve()))
+    return loaded, prepare(data_cfg, loaded.config.run.seed, vocab=loaded.vocab)
+
+
+def texygen_metrics(loaded: Loaded, corpus: Corpus, samples: list[list[str]], seed: int,
+                    temperature: float, orders: list[int]) -> dict[str, float]:
+    """The incumbent's protocol: first 200 samples vs the test set, and Self-BLEU of those 200
+    against a second, independent sample set (drawn here with seed + 2)."""
+    g = loaded.generator
+    rng = torch.Generator(device=g.out.weight.device).manual_seed(seed + 2)
+    ids = generate(g, len(samples), corpus.max_len, rng, temperature=temperature)
+    second = [corpus.vocab.decode(row) for row in ids.tolist()]
+    out = {}
+    for n in orders:
+        out[f"bleu{n}_texygen"] = bleu(samples, corpus.test_sentences, max_n=n, protocol="texygen")
+        out[f"self_bleu{n}_texygen"] = self_bleu(samples, max_n=n, protocol="texygen", second=second)
+    return out
+
+
+def eval_metrics(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperature: float = 1.0,
+                 protocol: str = "exact") -> dict[str, float]:
+    """`evaluate`'s metrics on `num` samples; texygen swaps the BLEU tags, both keeps both sets."""
+    if protocol not in PROTOCOLS:
+        raise UserError(f"unknown --protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    if num < 2:
+        raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
+    cfg = dataclasses.replace(loaded.config.eval, num_samples=num)
+    metrics, samples = evaluate(loaded.generator, corpus, cfg, seed, temperature=temperature)
+    if corpus.oracle is not None or protocol == "exact":  # no BLEU on oracle ids
+        return metrics
+    extra = texygen_metrics(loaded, corpus, samples, seed=seed, temperature=temperature, orders=cfg.bleu_n)
+    if protocol == "texygen":
+        metrics = {k: v for k, v in metrics.items() if not k.endswith(("_exact", "_loo"))}
+    return {**metrics, **extra}
+
+
+def write_metrics(out_dir: Path, metrics: dict[str, float], settings: dict) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "metrics.json"
+    path.write_text(json.dumps({"settings": settings, "metrics": metrics}, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def eval_command(path: str, data: str | None = None, num: int | None = None, seed: int | None = None,
+                 temperature: float = 1.0, protocol: str = "exact", sweep: str | None = None,
+                 out: str | None = None, device: str = "cpu") -> int:
+    """Print metrics ("name value" per line) and write metrics.json, or run a temperature sweep."""
+    from textgan import sweep as sweep_mod
+
+    temps = sweep_mod.parse_spec(sweep) if sweep else None  # bad spec fails before loading anything
+    if num is not None and num < 2:
+        raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
+    loaded, corpus = load_run(path, data, device)
+    num = num or loaded.config.eval.num_samples
+    seed = loaded.config.run.seed if seed is None else seed
+    out_dir = Path(out) if out else run_dir_of(Path(path)) / "eval"
+    if temps is not None:
+        rows = sweep_mod.temperature_sweep(loaded, corpus, temps, num=num, seed=seed)
+        for row in rows:
+            print(" ".join(f"{k}={v:.6g}" for k, v in row.items()))
+        for written in sweep_mod.write_sweep(rows, out_dir, sweep_mod.axes(corpus, loaded.config.eval.bleu_n)):
+            print(f"wrote {written}", file=sys.stderr)
+        print(f"wrote TensorBoard scalars sweep/* to {out_dir}", file=sys.stderr)
+        return 0
+    metrics = eval_metrics(loaded, corpus, num=num, seed=seed, temperature=temperature, protocol=protocol)
+    for name, value in metrics.items():
+        print(f"{name} {value:.6g}")
+    settings = {"checkpoint": str(loaded.path), "test": str(corpus_test_file(loaded, data)), "num": num,
+                "seed": seed, "temperature": temperature, "protocol": protocol}
+    print(f"wrote {write_metrics(out_dir, metrics, settings)}", file=sys.stderr)
+    return 0
+
+
+def corpus_test_file(loaded: Loaded, data: str | None) -> str:
+    """The test file the metrics used (for the record in metrics.json)."""
+    cfg = loaded.config.data
+    if cfg.source != "files":
+        return f"built-in {cfg.source} corpus"
+    return str(Path(data).resolve()) if data else str(Path(cfg.root) / cfg.test)

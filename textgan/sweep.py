@@ -1,0 +1,159 @@
+"""Temperature sweep: one quality-diversity curve instead of one point, because a single
+temperature can trade diversity for quality and make any model look good (Caccia et al. 2020,
+"Language GANs Falling Short").
+
+Every temperature samples with the same seed (same z and Gumbel noise), so differences between
+rows come from the temperature alone. Columns:
+- text corpora: bleuN (quality, vs the test set) and self_bleuN (diversity, lower is more
+  diverse) for each n in eval.bleu_n; the plot uses the largest n, as Caccia et al. do.
+- oracle corpus: nll_oracle (quality, lower is better) against entropy_tok (diversity).
+  NLL_gen is not used: it scores real text and does not depend on the sampling temperature.
+- all corpora: entropy_tok, the per-token NLL the generator gives its own samples under the
+  tempered distribution it sampled from, a Monte Carlo estimate of that distribution's entropy
+  (given z for latent models); higher is more diverse. And mean_length.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from textgan.corpus import Corpus
+from textgan.data import SPECIALS
+from textgan.errors import UserError
+from textgan.evaluate import generate
+from textgan.metrics.bleu import bleu, self_bleu
+from textgan.monitor import Monitor
+from textgan.sample import Loaded
+
+SPEC_HELP = "START:STOP:COUNT with 0 < START < STOP and COUNT >= 2, e.g. 0.5:2.0:8"
+
+
+def parse_spec(spec: str) -> list[float]:
+    """'a:b:k' -> k temperatures evenly spaced from a to b (both included)."""
+    parts = spec.split(":")
+    try:
+        start, stop, count = float(parts[0]), float(parts[1]), int(parts[2])
+        if len(parts) != 3:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise UserError(f"bad --sweep-temperature {spec!r}: expected {SPEC_HELP}") from None
+    if not (0 < start < stop < math.inf) or count < 2:
+        raise UserError(f"bad --sweep-temperature {spec!r}: expected {SPEC_HELP}")
+    return [start + (stop - start) * i / (count - 1) for i in range(count)]
+
+
+@torch.inference_mode()
+def sample_entropy(generator, ids: torch.Tensor, z: torch.Tensor, temperature: float,
+                   eos_id: int | None, batch_size: int = 256) -> float:
+    """Per-token NLL of samples ids (N, T) under the tempered distribution they came from, given z (N, Z).
+
+    Tokens count up to and including the first EOS (all T when eos_id is None)."""
+    total, tokens = 0.0, 0
+    for start in range(0, ids.shape[0], batch_size):
+        x = ids[start:start + batch_size].to(z.device)  # (B, T)
+        zb = z[start:start + batch_size]
+        mask = generator.logit_mask
+        logits = (generator(x, zb) - mask) / temperature + mask  # (B, T, V), as in Generator.sample
+        nll = F.cross_entropy(logits.transpose(1, 2), x, reduction="none")  # (B, T)
+        t = x.shape[1]
+        if eos_id is None:
+            lengths = torch.full((x.shape[0],), t, device=x.device)
+        else:
+            is_eos = x == eos_id
+            lengths = torch.where(is_eos.any(1), is_eos.float().argmax(1) + 1, torch.full_like(x[:, 0], t))
+        alive = torch.arange(t, device=x.device) < lengths.unsqueeze(1)  # (B, T)
+        total += float((nll * alive).double().sum())
+        tokens += int(lengths.sum())
+    return total / tokens
+
+
+def sweep_row(loaded: Loaded, corpus: Corpus, temperature: float, num: int, seed: int) -> dict[str, float]:
+    """Quality and diversity of `num` samples at one temperature."""
+    g = loaded.generator
+    rng = torch.Generator(device=g.out.weight.device).manual_seed(seed)
+    z = g.sample_latent(num, rng)  # (N, Z)
+    ids = generate(g, num, corpus.max_len, rng, temperature=temperature, z=z)  # (N, T)
+    samples = [corpus.vocab.decode(row) for row in ids.tolist()]
+    row = {"temperature": temperature}
+    if corpus.oracle is not None:
+        row["nll_oracle"] = float(corpus.oracle.nll(ids - len(SPECIALS)))
+    else:
+        for n in loaded.config.eval.bleu_n:
+            row[f"bleu{n}"] = bleu(samples, corpus.test_sentences, max_n=n)
+            row[f"self_bleu{n}"] = self_bleu(samples, max_n=n)
+    if corpus.source == "grammar":
+        from textgan.grammar import grammaticality
+
+        row["grammaticality"] = grammaticality(samples)
+    row["entropy_tok"] = sample_entropy(g, ids, z, temperature=temperature,
+                                        eos_id=corpus.vocab.eos_id if corpus.add_eos else None)
+    row["mean_length"] = sum(len(s) for s in samples) / len(samples)
+    return row
+
+
+def temperature_sweep(loaded: Loaded, corpus: Corpus, temperatures: list[float], num: int, seed: int) -> list[dict]:
+    if num < 2:
+        raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
+    return [sweep_row(loaded, corpus, t, num=num, seed=seed) for t in temperatures]
+
+
+@dataclass
+class Axes:
+    quality: str  # column on the y axis
+    diversity: str  # column on the x axis
+    quality_note: str
+    diversity_note: str
+
+
+def axes(corpus: Corpus, bleu_n: list[int]) -> Axes:
+    """Which columns the plot pairs: BLEU-n vs Self-BLEU-n for text, NLL_oracle vs entropy for the oracle."""
+    if corpus.oracle is not None:
+        return Axes("nll_oracle", "entropy_tok", "NLL_oracle (lower is better)",
+                    "entropy per token of own samples (higher is more diverse)")
+    n = max(bleu_n)
+    return Axes(f"bleu{n}", f"self_bleu{n}", f"BLEU-{n} vs test (higher is better)",
+                f"Self-BLEU-{n} (lower is more diverse)")
+
+
+def write_sweep(rows: list[dict], out_dir: Path, ax: Axes) -> list[Path]:
+    """sweep.csv, TensorBoard scalars sweep/<column> at step = row index (events in out_dir),
+    and sweep.png; returns the csv and png paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / "sweep.csv"
+    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    monitor = Monitor(out_dir, progress=False)
+    for i, row in enumerate(rows):
+        monitor.scalars({f"sweep/{k}": v for k, v in row.items()}, step=i)
+    monitor.close()
+    png_path = out_dir / "sweep.png"
+    plot(rows, ax, png_path)
+    return [csv_path, png_path]
+
+
+def plot(rows: list[dict], ax: Axes, path: Path) -> None:
+    """Quality against diversity, one point per temperature; Agg canvas, no pyplot global state."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    axis = fig.add_subplot()
+    xs, ys = [r[ax.diversity] for r in rows], [r[ax.quality] for r in rows]
+    axis.plot(xs, ys, "o-")
+    for r, x, y in zip(rows, xs, ys):
+        axis.annotate(f"T={r['temperature']:.3g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    axis.set_xlabel(ax.diversity_note)
+    axis.set_ylabel(ax.quality_note)
+    axis.set_title("temperature sweep")
+    axis.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
