@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from textgan import checkpoint  # noqa: E402
 
 # Published figures (RelGAN paper, Nie et al. 2019, Tables 1 and 2), for comparison only.
 PUBLISHED = {
@@ -42,18 +46,26 @@ SMOKE = ["mle.epochs=1", "adversarial.steps=2", "adversarial.d_steps=1", "eval.n
          "discriminator.num_filters=[8, 8, 8, 8]"]
 
 
-def _cli(*args: str, log: Path) -> float:
-    """Run `python -m textgan ARGS`, appending its output to `log`; returns wall seconds."""
+def _cli(*args: str, log: Path, limit: float | None = None) -> tuple[float, bool]:
+    """Run `python -m textgan ARGS`, appending its output to `log`; returns (wall seconds, stopped).
+
+    Past `limit` seconds the run gets SIGTERM, which makes `textgan train` checkpoint and exit 143:
+    the benchmark then scores that checkpoint and says how far training got."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     t0 = time.perf_counter()
     with open(log, "a", encoding="utf-8") as fh:
         fh.write("$ textgan " + " ".join(args) + "\n")
         fh.flush()
-        res = subprocess.run([sys.executable, "-m", "textgan", *args], cwd=REPO, env=env,
-                             stdout=fh, stderr=subprocess.STDOUT)
-    if res.returncode != 0:
-        raise RuntimeError(f"textgan {args[0]} failed (exit {res.returncode}); see {log}")
-    return time.perf_counter() - t0
+        proc = subprocess.Popen([sys.executable, "-m", "textgan", *args], cwd=REPO, env=env,
+                                stdout=fh, stderr=subprocess.STDOUT)
+        try:
+            code, stopped = proc.wait(timeout=limit), False
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGTERM)
+            code, stopped = proc.wait(timeout=120), True
+    if code != 0 and not (stopped and code == 128 + signal.SIGTERM):
+        raise RuntimeError(f"textgan {args[0]} failed (exit {code}); see {log}")
+    return time.perf_counter() - t0, stopped
 
 
 def run_experiment(name: str, args: argparse.Namespace) -> dict:
@@ -64,13 +76,16 @@ def run_experiment(name: str, args: argparse.Namespace) -> dict:
     log = Path(args.runs) / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("")
-    train_s = _cli("train", config, *overrides, "--force", log=log)
+    train_s, stopped = _cli("train", config, *overrides, "--force", log=log, limit=args.train_limit)
+    progress = checkpoint.load(checkpoint.newest(run_dir / "checkpoints"))["progress"]
     num = 50 if args.smoke else num
     eval_dir = run_dir / "eval_final"
-    eval_s = _cli("eval", str(run_dir), "--num", str(num), "--protocol", "both", "--out", str(eval_dir),
+    eval_s, _ = _cli("eval", str(run_dir), "--num", str(num), "--protocol", "both", "--out", str(eval_dir),
                   "--device", args.device, log=log)
-    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    metrics = json.loads((eval_dir / "metrics.json").read_text())["metrics"]
     return {"config": config, "overrides": overrides, "train_wall_s": round(train_s, 1),
+            "stopped_by_time_limit": stopped, "mle_epochs_done": progress["epoch"],
+            "adversarial_steps_done": progress["step"],
             "eval_wall_s": round(eval_s, 1), "samples_scored": num, "metrics": metrics,
             "command": f"python benchmarks/quality.py --only {name}" + (" --smoke" if args.smoke else "")}
 
@@ -92,6 +107,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--jobs", type=int, default=1, help="experiments run at once")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every run")
+    ap.add_argument("--train-limit", type=float, default=None,
+                    help="seconds of training before SIGTERM (checkpoint, then scored as it stands)")
     ap.add_argument("--smoke", action="store_true", help="seconds-long version for CI")
     ap.add_argument("--runs", default=str(REPO / "benchmarks" / "runs"))
     ap.add_argument("--out", default=None)

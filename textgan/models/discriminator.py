@@ -54,8 +54,11 @@ class RelGANCNN(nn.Module):
         if t < widest:  # sequence shorter than a filter: pad time with zeros
             emb = nn.functional.pad(emb, (0, 0, 0, widest - t))
         reps = emb.view(b, -1, self.num_rep, self.rep_dim)  # (B, T, R, D)
-        pool = conv_relu_max if self.fast else conv_relu_max_reference
-        pooled = [pool(reps, conv.weight[:, 0], conv.bias) for conv in self.convs]  # each (B, R, F)
+        if self.fast:  # CPU: cache-sized blocks of one row; GPU: the whole batch in one block
+            rows = b if reps.is_cuda else 1
+            pooled = [conv_relu_max(reps, conv.weight[:, 0], conv.bias, rows) for conv in self.convs]
+        else:
+            pooled = [conv_relu_max_reference(reps, conv.weight[:, 0], conv.bias) for conv in self.convs]
         feats = torch.cat(pooled, dim=2)  # (B, R, sum F)
         feats = self.dropout(self.highway(feats))
         return self.logit(self.feature(feats)).squeeze(-1)  # (B, R)
