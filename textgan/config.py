@@ -198,6 +198,7 @@ class RunConfig:
     seed: int = 0  # seeds data order, initialisation, latent and Gumbel noise
     device: str = "cpu"  # cpu, cuda, cuda:N
     threads: int = 0  # torch intra-op threads; 0 = torch's default
+    batch_is_global: bool = False  # torchrun: the batch sizes are global (split over ranks), not per rank
     nan_patience: int = 5  # consecutive non-finite updates before rolling back to the last checkpoint
     nan_rollbacks: int = 3  # rollbacks allowed before the run stops with a message
     nan_lr_factor: float = 0.5  # every learning rate is multiplied by this at each rollback

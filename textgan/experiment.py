@@ -11,10 +11,11 @@ from pathlib import Path
 
 import torch
 
-from textgan import checkpoint, runs
+from textgan import checkpoint, distributed, runs
 from textgan import config as config_mod
 from textgan.corpus import Corpus, prepare
 from textgan.data import Vocab
+from textgan.distributed import Dist
 from textgan.errors import UserError
 from textgan.evaluate import metric_names
 from textgan.monitor import Monitor
@@ -44,72 +45,93 @@ def _check_best_metric(cfg: config_mod.Config, corpus: Corpus) -> None:
                         f"choose one of {', '.join(names)}")
 
 
-def _resume_state(run_dir: Path, overrides: list[str]):
-    cfg = runs.load_config(run_dir, overrides)
-    state, path = checkpoint.load_latest_valid(run_dir / "checkpoints", warn=_log)
+def _resume_state(run_dir: Path, log):
+    state, path = checkpoint.load_latest_valid(run_dir / "checkpoints", warn=log)
     saved = Vocab.load(run_dir / "vocab.json")
     if saved.itos != list(state["vocab"]):
         raise UserError(f"{run_dir}/vocab.json does not match checkpoint {path.name}; "
                         "restore the run's own vocab.json")
-    return cfg, state, path, saved
+    return state, path, saved
+
+
+def _new_run(cfg: config_mod.Config, config_path: str | None, corpus: Corpus, force: bool) -> Path:
+    run_dir = runs.create(cfg, config_path, force)
+    try:
+        runs.write_metadata(run_dir, cfg, corpus.vocab)
+    except OSError as err:
+        raise UserError(f"cannot write the run folder {run_dir} ({err.strerror or err}); "
+                        "free disk space or set log.dir to another folder") from None
+    return run_dir
 
 
 def train_command(config_path: str | None, overrides: list[str], resume: str | None = None,
                   force: bool = False) -> int:
+    """Train in this process, or as one rank of `torchrun --nproc_per_node N -m textgan train`."""
+    cfg = runs.load_config(Path(resume), overrides) if resume else config_mod.load(config_path, overrides)
+    _check_device(cfg.run.device)
+    with distributed.launched(cfg.run.device) as dist:
+        for size in (cfg.mle.batch_size, cfg.adversarial.batch_size):
+            dist.per_rank_batch(size, cfg.run.batch_is_global)
+        return _train(cfg, config_path, resume, force, dist)
+
+
+def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, force: bool,
+           dist: Dist) -> int:
+    log = _log if dist.is_main else (lambda message: None)  # rank 0 speaks for the job
     state = None
     if resume:
         run_dir = Path(resume)
-        cfg, state, path, vocab = _resume_state(run_dir, overrides)
-        _check_device(cfg.run.device)
+        state, path, vocab = _resume_state(run_dir, log)  # every rank reads the same checkpoint
         corpus = prepare(cfg.data, cfg.run.seed, vocab=vocab)
-        _log(f"resuming {run_dir} from {path.name}")
+        log(f"resuming {run_dir} from {path.name}" + (f" on {dist.world_size} ranks" if dist.enabled else ""))
     else:
-        cfg = config_mod.load(config_path, overrides)
-        _check_device(cfg.run.device)
         corpus = prepare(cfg.data, cfg.run.seed)
         _check_best_metric(cfg, corpus)
-        run_dir = runs.create(cfg, config_path, force)
-        try:
-            runs.write_metadata(run_dir, cfg, corpus.vocab)
-        except OSError as err:
-            raise UserError(f"cannot write the run folder {run_dir} ({err.strerror or err}); "
-                            "free disk space or set log.dir to another folder") from None
+        dist.check_corpus(corpus.train.tokens.shape[0])
+        run_dir = dist.on_main(lambda: _new_run(cfg, config_path, corpus, force))  # the others wait
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
-    _log(_describe(corpus))
-    monitor = Monitor(run_dir, progress=cfg.log.progress and sys.stderr.isatty())
+    log(_describe(corpus))
+    monitor = Monitor(run_dir, progress=cfg.log.progress and sys.stderr.isatty(), enabled=dist.is_main)
     monitor.scalars({"data/truncated": corpus.train.truncated + corpus.test.truncated,
                      "data/dropped": corpus.train.dropped + corpus.test.dropped,
                      "data/vocab_size": len(corpus.vocab)}, 0)
-    trainer = Trainer(cfg, corpus, run_dir, monitor)
+    trainer = Trainer(cfg, corpus, run_dir, monitor, dist=dist)
     if state is not None:
         trainer.load_state_dict(state)
     received: list[int] = []
-    trainer.stop_requested = lambda: bool(received)
+    trainer.stop_requested = lambda: dist.any(bool(received))  # every rank stops at the same step
     previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         metrics = run(trainer)
         lines = trainer.log_samples()
         monitor.hparams(_hparams(cfg), metrics)
-        (run_dir / "samples.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        if dist.is_main:
+            (run_dir / "samples.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     except OSError as err:  # disk full, file too large, folder removed: earlier checkpoints are intact
         raise UserError(f"cannot write to {run_dir} ({err.strerror or err}); free disk space, then "
                         f"`textgan train --resume {run_dir}`") from None
     except Interrupted as stop:
-        _log(f"{signal.Signals(received[0]).name}: saved {stop.path}; continue with "
-             f"`textgan train --resume {run_dir}`")
-        return 128 + received[0]
+        signum = received[0] if received else signal.SIGTERM  # a rank told by another one
+        log(f"{signal.Signals(signum).name}: saved {stop.path}; continue with "
+            f"`textgan train --resume {run_dir}`")
+        return 128 + signum
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         monitor.close()
+    if dist.is_main:
+        _report(run_dir, metrics, lines)
+    return 0
+
+
+def _report(run_dir: Path, metrics: dict[str, float], lines: list[str]) -> None:
     _log("final metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
     print(f"run folder: {run_dir}")
     print("samples (fixed z):")
     for line in lines:
         print(f"  {line}")
-    return 0
 
 
 def _hparams(cfg: config_mod.Config) -> dict:

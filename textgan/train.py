@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from textgan import checkpoint
 from textgan.config import Config, dump
 from textgan.corpus import Corpus
+from textgan.distributed import Dist
 from textgan.errors import UserError
 from textgan.evaluate import evaluate, generate
 from textgan.gumbel import tau_at
@@ -52,12 +53,14 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _finite_step(optimizer, params, loss: torch.Tensor, clip: float) -> float | None:
-    """Backward, clip and step; returns the gradient norm, or None if the update was skipped."""
+def _finite_step(optimizer, params, loss: torch.Tensor, clip: float, dist: Dist = Dist()) -> float | None:
+    """Backward, average over ranks, clip and step; the gradient norm, or None if skipped."""
+    params = list(params)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    finite = dist.average_gradients(params, bool(torch.isfinite(loss)))  # same verdict on every rank
     norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
-    if not (torch.isfinite(loss) and torch.isfinite(norm)):
+    if not (finite and torch.isfinite(norm)):
         optimizer.zero_grad(set_to_none=True)
         return None
     optimizer.step()
@@ -65,20 +68,27 @@ def _finite_step(optimizer, params, loss: torch.Tensor, clip: float) -> float | 
 
 
 class Trainer:
-    def __init__(self, cfg: Config, corpus: Corpus, run_dir: Path, monitor: Monitor):
+    def __init__(self, cfg: Config, corpus: Corpus, run_dir: Path, monitor: Monitor, dist: Dist = Dist()):
         self.cfg, self.corpus, self.run_dir, self.monitor = cfg, corpus, Path(run_dir), monitor
-        self.device = torch.device(cfg.run.device)
+        self.dist = dist  # torchrun: this rank; batch sizes are per rank (run.batch_is_global: global)
+        self.device = torch.device(dist.local_device(cfg.run.device))
+        dist.check_corpus(corpus.train.tokens.shape[0])
+        self.mle_bs = dist.per_rank_batch(cfg.mle.batch_size, cfg.run.batch_is_global)
+        self.adv_bs = dist.per_rank_batch(cfg.adversarial.batch_size, cfg.run.batch_is_global)
         set_seed(cfg.run.seed)
         v = len(corpus.vocab)
         self.G = build_generator(cfg.generator, v, corpus.banned).to(self.device)
         self.D = build_discriminator(cfg.discriminator, v).to(self.device)
+        dist.broadcast_modules(self.G, self.D)
+        if dist.rank:  # per-rank dropout masks
+            torch.manual_seed(dist.rank_seed(cfg.run.seed))
         adv = cfg.adversarial
         self.opt_mle = torch.optim.Adam(self.G.parameters(), lr=cfg.mle.lr)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=adv.g_lr, betas=(adv.beta1, adv.beta2))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=adv.d_lr, betas=(adv.beta1, adv.beta2))
         seed = cfg.run.seed
         self.data_rng = torch.Generator().manual_seed(seed + 10)
-        self.noise_rng = torch.Generator(device=self.device).manual_seed(seed + 11)
+        self.noise_rng = torch.Generator(device=self.device).manual_seed(dist.rank_seed(seed) + 11)
         self.fixed_z = self.G.sample_latent(cfg.eval.num_fixed, torch.Generator(device=self.device).manual_seed(seed + 12))
         self.loss_d, self.loss_g = LOSSES[adv.loss]
         self.progress = Progress()
@@ -90,12 +100,15 @@ class Trainer:
 
     # ---- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """Rank 0's state; under torchrun also every rank's own RNG streams in rng["ranks"]."""
+        rng = {"data": self.data_rng.get_state(), "noise": self.noise_rng.get_state(),
+               "epoch": self.epoch_rng, "torch": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []}
+        ranks = self.dist.gather({k: rng[k] for k in ("noise", "torch", "cuda")})  # collective
         return {"generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
                 "opt_mle": self.opt_mle.state_dict(), "opt_g": self.opt_g.state_dict(),
                 "opt_d": self.opt_d.state_dict(), "progress": asdict(self.progress),
-                "rng": {"data": self.data_rng.get_state(), "noise": self.noise_rng.get_state(),
-                        "epoch": self.epoch_rng, "torch": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
+                "rng": rng if ranks is None else {**rng, "ranks": ranks},
                 "metrics": dict(self.last_metrics)}
 
     def load_state_dict(self, state: dict) -> None:
@@ -107,11 +120,13 @@ class Trainer:
         for key, value in state["progress"].items():  # in place: callers hold `trainer.progress`
             setattr(self.progress, key, value)
         self.data_rng.set_state(state["rng"]["data"])
-        self.noise_rng.set_state(state["rng"]["noise"])
         self.epoch_rng = state["rng"]["epoch"]
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"]["cuda"]:
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        own = self.dist.rank_state(state["rng"])  # None: no saved streams for this rank; keep its own
+        if own is not None:
+            self.noise_rng.set_state(own["noise"])
+            torch.set_rng_state(own["torch"])
+            if own["cuda"]:
+                torch.cuda.set_rng_state_all(own["cuda"])
         self.last_metrics = dict(state.get("metrics", {}))
         self.apply_lr_scale()
 
@@ -127,11 +142,14 @@ class Trainer:
         ckpt_dir = self.run_dir / "checkpoints"
         state = {**self.state_dict(), "config": dump(self.cfg), "vocab": self.corpus.vocab.itos,
                  "max_len": self.corpus.max_len}
-        if path is not None:
-            return checkpoint.save(state, path)
-        path = checkpoint.save(state, checkpoint.step_path(ckpt_dir, self.progress.global_step))
-        checkpoint.prune(ckpt_dir, self.cfg.log.keep_last)
-        return path
+
+        def write() -> Path:
+            if path is not None:
+                return checkpoint.save(state, path)
+            written = checkpoint.save(state, checkpoint.step_path(ckpt_dir, self.progress.global_step))
+            checkpoint.prune(ckpt_dir, self.cfg.log.keep_last)
+            return written
+        return self.dist.on_main(write)  # rank 0 writes; the others wait for it
 
     def rollback(self) -> Path:
         """Back to the newest loadable checkpoint with lower learning rates, after divergence."""
@@ -162,7 +180,8 @@ class Trainer:
         cfg, p = self.cfg.mle, self.progress
         self.G.train()
         n = self.train_tokens.shape[0]
-        num_batches = max(n // cfg.batch_size, 1)
+        batch = self.mle_bs * self.dist.world_size  # global batch: one shared order, sharded per rank
+        num_batches = max(n // batch, 1)
         if p.batch == 0:
             self.epoch_rng = self.data_rng.get_state()
             order = torch.randperm(n, generator=self.data_rng)
@@ -172,7 +191,7 @@ class Trainer:
             order = torch.randperm(n, generator=replay)
         self.monitor.start_bar(num_batches, f"mle epoch {p.epoch + 1}/{cfg.epochs}", initial=p.batch)
         while p.batch < num_batches:
-            stats = self.mle_batch(order[p.batch * cfg.batch_size:(p.batch + 1) * cfg.batch_size])
+            stats = self.mle_batch(order[p.batch * batch:(p.batch + 1) * batch])
             p.batch += 1
             p.global_step += 1
             if p.batch % 10 == 1 or p.batch == num_batches:
@@ -186,14 +205,17 @@ class Trainer:
         return True
 
     def mle_batch(self, idx: torch.Tensor) -> dict[str, float]:
-        """One teacher-forced update on the sentences `idx`."""
+        """One teacher-forced update on the sentences `idx` (the global batch; this rank's shard)."""
         t0, skipped = time.perf_counter(), self.progress.skipped
-        idx = idx.to(self.device)
+        whole = idx.to(self.device)
+        idx = self.dist.shard(whole)
         tokens = self.train_tokens[idx]  # (B, T)
         z = self.G.sample_latent(tokens.shape[0], self.noise_rng)
         logits = self.G(tokens, z)  # (B, T, V)
         loss = F.cross_entropy(logits.transpose(1, 2), tokens, ignore_index=self.corpus.vocab.pad_id)
-        norm = _finite_step(self.opt_mle, self.G.parameters(), loss, self.cfg.mle.grad_clip)
+        weight = self.dist.token_weight(self.train_lengths[idx], self.train_lengths[whole])
+        norm = _finite_step(self.opt_mle, self.G.parameters(), loss if weight == 1.0 else loss * weight,
+                            self.cfg.mle.grad_clip, dist=self.dist)
         self._count_skip(norm, "mle")
         self.end_step(skipped)
         ntok = float(self.train_lengths[idx].sum())
@@ -204,8 +226,11 @@ class Trainer:
         return stats
 
     def _real(self, batch_size: int) -> torch.Tensor:
-        """Real sequences as one-hot distributions (B, T, V), drawn with replacement."""
-        idx = torch.randint(self.train_tokens.shape[0], (batch_size,), generator=self.data_rng)
+        """Real sequences as one-hot distributions (B, T, V), drawn with replacement (one shared
+        draw of the global batch; this rank's shard)."""
+        idx = torch.randint(self.train_tokens.shape[0], (batch_size * self.dist.world_size,),
+                            generator=self.data_rng)
+        idx = self.dist.shard(idx)
         return F.one_hot(self.train_tokens[idx.to(self.device)], len(self.corpus.vocab)).float()
 
     def _fake(self, batch_size: int, tau: float):
@@ -215,14 +240,14 @@ class Trainer:
 
     def d_step(self, tau: float) -> dict[str, float]:
         adv = self.cfg.adversarial
-        real = self._real(adv.batch_size)
+        real = self._real(self.adv_bs)
         with torch.no_grad():  # the D step never back-propagates into the generator
-            fake = self._fake(adv.batch_size, tau).dists
+            fake = self._fake(self.adv_bs, tau).dists
         d_real, d_fake = self.D(real), self.D(fake)
         loss = self.loss_d(d_real, d_fake)
         if adv.loss == "wgan_gp":
             loss = loss + adv.gp_weight * gradient_penalty(self.D, real, fake, self.noise_rng)
-        norm = _finite_step(self.opt_d, self.D.parameters(), loss, adv.grad_clip)
+        norm = _finite_step(self.opt_d, self.D.parameters(), loss, adv.grad_clip, dist=self.dist)
         self._count_skip(norm, "d")
         out = {"adv/d_loss": loss.item(), "adv/d_real": d_real.mean().item(), "adv/d_fake": d_fake.mean().item()}
         if norm is not None:
@@ -231,12 +256,12 @@ class Trainer:
 
     def g_step(self, tau: float) -> dict[str, float]:
         adv = self.cfg.adversarial
-        real = self._real(adv.batch_size)
-        fake = self._fake(adv.batch_size, tau)
+        real = self._real(self.adv_bs)
+        fake = self._fake(self.adv_bs, tau)
         self.D.requires_grad_(False)
         try:
             loss = self.loss_g(self.D(real), self.D(fake.dists))
-            norm = _finite_step(self.opt_g, self.G.parameters(), loss, adv.grad_clip)
+            norm = _finite_step(self.opt_g, self.G.parameters(), loss, adv.grad_clip, dist=self.dist)
         finally:
             self.D.requires_grad_(True)
         self._count_skip(norm, "g")
@@ -280,7 +305,8 @@ class Trainer:
 
     # ---- evaluation and samples --------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
-        metrics, _ = evaluate(self.G, self.corpus, self.cfg.eval, seed=self.cfg.run.seed + 13)
+        metrics = self.dist.on_main(lambda: evaluate(self.G, self.corpus, self.cfg.eval,
+                                                     seed=self.cfg.run.seed + 13)[0])  # rank 0 only
         self.last_metrics = metrics
         self.monitor.scalars({f"eval/{k}": v for k, v in metrics.items()}, self.progress.global_step)
         self._keep_best(metrics)
@@ -297,9 +323,11 @@ class Trainer:
             self.save(self.run_dir / "checkpoints" / "best.pt")
 
     def log_samples(self) -> list[str]:
-        rng = torch.Generator(device=self.device).manual_seed(self.cfg.run.seed + 14)
-        ids = generate(self.G, self.fixed_z.shape[0], self.corpus.max_len, rng, z=self.fixed_z)
-        lines = [" ".join(self.corpus.vocab.decode(row)) for row in ids.tolist()]
+        def decode() -> list[str]:
+            rng = torch.Generator(device=self.device).manual_seed(self.cfg.run.seed + 14)
+            ids = generate(self.G, self.fixed_z.shape[0], self.corpus.max_len, rng, z=self.fixed_z)
+            return [" ".join(self.corpus.vocab.decode(row)) for row in ids.tolist()]
+        lines = self.dist.on_main(decode)
         self.monitor.text("samples/fixed_z", lines, self.progress.global_step)
         return lines
 

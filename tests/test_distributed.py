@@ -1,0 +1,145 @@
+"""Data-parallel training on CPU with gloo, 2 processes on 127.0.0.1: averaged gradients equal one
+process on the union batch, parameters stay identical on every rank (skips included), per-rank
+RNG streams resume exactly, and `torchrun -m textgan train` writes one run folder and resumes."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from conftest import FAST, REPO
+from textgan import checkpoint, config, distributed
+from textgan.corpus import prepare
+from textgan.distributed import Dist
+from textgan.errors import UserError
+from textgan.monitor import Monitor
+from textgan.train import Trainer
+
+CONFIG = str(REPO / "configs" / "coco_rsgan.yaml")
+LOCAL = {"MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _trainer(run_dir: Path, data_root: str, dist: Dist, *overrides: str) -> Trainer:
+    cfg = config.load(CONFIG, [*FAST, f"data.root={data_root}", *overrides])
+    return Trainer(cfg, prepare(cfg.data, cfg.run.seed), run_dir, Monitor(run_dir, enabled=False), dist=dist)
+
+
+def _flat(module: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in module.parameters()])
+
+
+def _check_mle_gradients(tmp: Path, data_root: str, dist: Dist) -> None:
+    """Per-rank batch 8 on 2 ranks == batch 16 on one process (deterministic: no z, no dropout)."""
+    same = ["generator.prior=none", "mle.grad_clip=0"]
+    tr = _trainer(tmp / f"a{dist.rank}", data_root, dist, *same, "mle.batch_size=8")
+    idx = torch.arange(16) * 31 % 500  # sentences of different lengths: unequal token counts per rank
+    tr.mle_batch(idx)
+    grads = [p.grad.clone() for p in tr.G.parameters()]
+    if dist.is_main:
+        ref = _trainer(tmp / "ref", data_root, Dist(), *same, "mle.batch_size=16")
+        ref.mle_batch(idx)
+        for g, r in zip(grads, (p.grad for p in ref.G.parameters())):
+            assert r.abs().max() > 0 and torch.allclose(g, r, rtol=0, atol=1e-6), (g - r).abs().max()
+    assert distributed.parameters_equal(dist, [tr.G])
+
+
+def _check_adversarial(tmp: Path, data_root: str, dist: Dist) -> None:
+    overrides = ["adversarial.batch_size=8", "adversarial.d_steps=2", "adversarial.steps=10",
+                 "discriminator.dropout=0.25"]
+    tr = _trainer(tmp / "b", data_root, dist, *overrides)
+    for start in (0, 8):
+        tr.mle_batch(torch.arange(start, start + 16))
+    losses = [tr.adversarial_step()["adv/d_loss"] for _ in range(3)]
+    assert distributed.parameters_equal(dist, [tr.G, tr.D])
+    per_rank = dist.gather(losses)
+    assert per_rank[0] != per_rank[1], "ranks saw the same data and noise"
+    real_loss, g_before = tr.loss_g, _flat(tr.G)
+    if dist.rank == 1:  # a NaN loss with finite gradients on one rank only: both ranks skip
+        tr.loss_g = lambda d_real, d_fake: real_loss(d_real, d_fake) + float("nan")
+    tr.adversarial_step()
+    assert tr.progress.skipped == 1 and torch.equal(_flat(tr.G), g_before)
+    tr.loss_g = real_loss
+    assert distributed.parameters_equal(dist, [tr.G, tr.D])
+    # exact resume: every rank restores its own noise and dropout streams
+    path = tr.save(tmp / "b" / "mid.pt")
+    for _ in range(2):
+        tr.adversarial_step()
+    resumed = _trainer(tmp / "b", data_root, dist, *overrides)
+    resumed.load_state_dict(checkpoint.load(path))
+    for _ in range(2):
+        resumed.adversarial_step()
+    assert torch.equal(_flat(resumed.G), _flat(tr.G)) and torch.equal(_flat(resumed.D), _flat(tr.D))
+    assert torch.equal(resumed.noise_rng.get_state(), tr.noise_rng.get_state())
+
+
+def _worker(rank: int, port: int, tmp: str, data_root: str) -> None:
+    os.environ.update({**LOCAL, "MASTER_PORT": str(port), "WORLD_SIZE": "2", "RANK": str(rank),
+                       "LOCAL_RANK": str(rank)})
+    torch.set_num_threads(1)
+    with distributed.launched("cpu") as dist:
+        assert (dist.rank, dist.world_size, dist.enabled) == (rank, 2, True)
+        _check_mle_gradients(Path(tmp), data_root, dist)
+        _check_adversarial(Path(tmp), data_root, dist)
+
+
+def test_two_ranks_average_gradients_stay_in_sync_and_resume_exactly(tmp_path, data_root):
+    mp.spawn(_worker, args=(_free_port(), str(tmp_path), str(data_root)), nprocs=2, join=True)
+
+
+def test_single_process_helpers_are_no_ops():
+    single = Dist()
+    idx = torch.arange(6)
+    assert single.shard(idx) is idx and single.token_weight(idx, idx) == 1.0
+    assert single.local_device("cuda") == "cuda" and single.rank_seed(7) == 7
+    assert single.on_main(lambda: 3) == 3 and single.gather(1) is None and single.any(True)
+    two = Dist(rank=1, world_size=2)
+    assert two.shard(idx).tolist() == [1, 3, 5] and two.rank_seed(7) == 1007
+    assert two.per_rank_batch(64, is_global=True) == 32 and two.per_rank_batch(64, is_global=False) == 64
+    with pytest.raises(UserError, match="divisible"):
+        two.per_rank_batch(63, is_global=True)
+
+
+def _torchrun(*args: str) -> subprocess.CompletedProcess:
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, **LOCAL, "PYTHONPATH": path}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "textgan", "train", *args]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _writers(run_dir: Path) -> set[str]:
+    """Process ids that wrote TensorBoard events (events.out.tfevents.TIME.HOST.PID.N)."""
+    return {p.name.rsplit(".", 2)[1] for p in run_dir.glob("events.out.tfevents.*")}
+
+
+def test_torchrun_cli_writes_one_run_and_resumes(tmp_path, data_root):
+    res = _torchrun(CONFIG, *FAST, f"data.root={data_root}", f"log.dir={tmp_path}", "adversarial.steps=6",
+                    "log.checkpoint_every=3", "eval.every=3", "eval.sample_every=3")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert [p.name for p in tmp_path.iterdir()] == ["coco_rsgan"]
+    run_dir = tmp_path / "coco_rsgan"
+    assert res.stdout.count("run folder:") == 1 and res.stderr.count("final metrics:") == 1
+    assert len(_writers(run_dir)) == 1  # rank 0 alone logs
+    state = checkpoint.load(checkpoint.newest(run_dir / "checkpoints"))
+    assert state["progress"]["step"] == 6 and len(checkpoint.history(run_dir / "checkpoints")) == 3
+    ranks = state["rng"]["ranks"]
+    assert torch.equal(ranks[0]["noise"], state["rng"]["noise"])
+    assert not torch.equal(ranks[1]["noise"], ranks[0]["noise"])
+
+    res = _torchrun("--resume", str(run_dir), "adversarial.steps=8")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "resuming" in res.stderr and res.stdout.count("run folder:") == 1
+    assert checkpoint.load(checkpoint.newest(run_dir / "checkpoints"))["progress"]["step"] == 8
+    assert len(_writers(run_dir)) == 2 and [p.name for p in tmp_path.iterdir()] == ["coco_rsgan"]

@@ -1,0 +1,220 @@
+"""Data-parallel training under torchrun: process group, rank helpers, gradient averaging.
+
+`torchrun --nproc_per_node N -m textgan train CONFIG` sets WORLD_SIZE, RANK and LOCAL_RANK; a
+plain process (or WORLD_SIZE=1) gets `Dist()`, whose every helper is a no-op, so single-process
+training is bitwise what it was.
+
+Why an explicit all-reduce rather than DistributedDataParallel: DDP hooks only `forward`, but the
+generator is trained through `forward` (MLE) and `sample` (adversarial), and in the G step the
+gradient flows through a discriminator whose parameters are frozen. Averaging the flattened
+gradients in one bucketed all_reduce per optimizer step, before clipping, is what DDP computes
+(without overlapping communication and backward). The non-finite flag of the local loss rides
+in the same bucket, so every rank takes the same skip decision and parameters stay identical.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Callable, Iterable, Iterator, TypeVar
+
+import torch
+import torch.distributed as tdist
+
+from textgan.errors import UserError
+
+T = TypeVar("T")
+RANK_STRIDE = 1000  # rank r's noise and dropout seeds are the single-process ones + 1000 * r
+TIMEOUT = timedelta(minutes=60)  # followers wait in a collective while rank 0 evaluates
+
+
+@dataclass(frozen=True)
+class Dist:
+    """Where this process stands in the job; `Dist()` is a plain single process."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    comm_device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # gloo: cpu, nccl: cuda
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    # ---- configuration -----------------------------------------------------------------------
+    def local_device(self, name: str) -> str:
+        """run.device for this rank: under torchrun, CUDA rank r uses cuda:LOCAL_RANK."""
+        return f"cuda:{self.local_rank}" if self.enabled and name.startswith("cuda") else name
+
+    def rank_seed(self, seed: int) -> int:
+        """Per-rank seed of the noise and dropout streams: distinct across ranks, rank 0 unchanged."""
+        return seed + RANK_STRIDE * self.rank
+
+    def per_rank_batch(self, batch_size: int, is_global: bool) -> int:
+        """The batch one rank draws; the global batch is this times world_size."""
+        if not is_global:
+            return batch_size
+        if batch_size % self.world_size:
+            raise UserError(f"run.batch_is_global=true needs batch sizes divisible by the {self.world_size} "
+                            f"processes, got {batch_size}; change the batch size or --nproc_per_node")
+        return batch_size // self.world_size
+
+    def check_corpus(self, num_train: int) -> None:
+        if num_train < self.world_size:
+            raise UserError(f"{num_train} training sentences cannot be split over {self.world_size} "
+                            "processes; use fewer processes")
+
+    # ---- data --------------------------------------------------------------------------------
+    def shard(self, idx: torch.Tensor) -> torch.Tensor:
+        """This rank's strided slice of a draw shared by all ranks, as DistributedSampler takes."""
+        return idx if not self.enabled else idx[self.rank::self.world_size]
+
+    def token_weight(self, local_lengths: torch.Tensor, global_lengths: torch.Tensor) -> float:
+        """Factor turning this rank's per-token mean loss into its share of the global batch's
+        mean, so that averaging gradients over ranks equals one process on the global batch."""
+        if not self.enabled:
+            return 1.0
+        return float(local_lengths.sum()) * self.world_size / float(global_lengths.sum())
+
+    # ---- collectives -------------------------------------------------------------------------
+    def average_gradients(self, params: list[torch.nn.Parameter], finite: bool) -> bool:
+        """Average .grad over ranks in one all_reduce; True if every rank's loss was finite."""
+        if not self.enabled:
+            return finite
+        params = [p for p in params if p.requires_grad]
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flag = torch.zeros(1, dtype=grads[0].dtype, device=grads[0].device) + (0.0 if finite else 1.0)
+        flat = torch.cat([g.reshape(-1) for g in grads] + [flag]).to(self.comm_device)
+        tdist.all_reduce(flat)
+        flat /= self.world_size
+        offset = 0
+        for p, g in zip(params, grads):
+            if p.grad is not None:
+                p.grad.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+        return bool(flat[-1] == 0)
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank if it is true on any (a stop request, for one)."""
+        if not self.enabled:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], device=self.comm_device)
+        tdist.all_reduce(t)
+        return bool(t.item() > 0)
+
+    def gather(self, obj: T) -> list[T] | None:
+        """Every rank's `obj`, in rank order; None in a single process."""
+        if not self.enabled:
+            return None
+        out: list = [None] * self.world_size
+        tdist.all_gather_object(out, obj)
+        return out
+
+    def rank_state(self, states: dict) -> dict | None:
+        """This rank's entry of checkpointed per-rank RNG states (`states["ranks"]`), or the top
+        level in a single process; None if the checkpoint has no entry for this rank."""
+        if not self.enabled:
+            return states
+        ranks = states.get("ranks")
+        if ranks is not None and len(ranks) == self.world_size:
+            return ranks[self.rank]
+        return states if self.is_main else None
+
+    def on_main(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on rank 0 alone (a write, an evaluation) and hand its result to every rank.
+
+        Doubles as a barrier. If rank 0 fails, it raises its error and the others exit quietly
+        with status 2 instead of hanging."""
+        if not self.enabled:
+            return fn()
+        box: list = [None]
+        if self.is_main:
+            try:
+                box[0] = ("ok", fn())
+            except Exception:
+                box[0] = ("error", None)
+                tdist.broadcast_object_list(box, src=0, device=self.comm_device)
+                raise
+        tdist.broadcast_object_list(box, src=0, device=self.comm_device)
+        status, value = box[0]
+        if status == "error":
+            raise SystemExit(2)
+        return value
+
+    def broadcast_modules(self, *modules: torch.nn.Module) -> None:
+        """Start every rank from rank 0's weights, as DDP does (they are seeded alike anyway)."""
+        if not self.enabled:
+            return
+        with torch.no_grad():
+            for module in modules:
+                for t in [*module.parameters(), *module.buffers()]:
+                    tdist.broadcast(t.data, src=0)
+
+
+def _env_int(name: str) -> int:
+    try:
+        return int(os.environ[name])
+    except (KeyError, ValueError):
+        raise UserError(f"WORLD_SIZE is set but {name} is missing or not a number; "
+                        "launch with torchrun") from None
+
+
+def setup(device: str) -> Dist:
+    """A process group from torchrun's environment: gloo on CPU, nccl on CUDA; Dist() without."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return Dist()
+    world, rank, local = _env_int("WORLD_SIZE"), _env_int("RANK"), _env_int("LOCAL_RANK")
+    comm = torch.device("cpu")
+    if device.startswith("cuda"):
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", local + 1))  # every rank checks, so all stop
+        if max(per_node, local + 1) > torch.cuda.device_count():
+            raise UserError(f"{per_node} processes on this machine but {torch.cuda.device_count()} GPU(s); "
+                            "use --nproc_per_node <= the GPU count (one GPU per process)")
+        comm = torch.device(f"cuda:{local}")
+        torch.cuda.set_device(comm)
+    backend = "nccl" if comm.type == "cuda" else "gloo"
+    if not tdist.is_initialized():
+        tdist.init_process_group(backend, rank=rank, world_size=world, timeout=TIMEOUT)
+        _barrier(comm)  # every rank is up before anything touches the run folder
+    return Dist(rank=rank, world_size=world, local_rank=local, comm_device=comm)
+
+
+def _barrier(comm: torch.device) -> None:
+    if comm.type == "cuda":
+        tdist.barrier(device_ids=[comm.index])
+    else:
+        tdist.barrier()
+
+
+def teardown(comm: torch.device, clean: bool = True) -> None:
+    """Leave the process group; after a clean finish, wait for every rank first (gloo aborts the
+    process if a peer closes its connections while this one still tears down)."""
+    if tdist.is_available() and tdist.is_initialized():
+        if clean:
+            _barrier(comm)
+        tdist.destroy_process_group()
+
+
+@contextmanager
+def launched(device: str) -> Iterator[Dist]:
+    """setup() ... teardown(), whatever happens in between."""
+    dist = setup(device)
+    clean = False
+    try:
+        yield dist
+        clean = True
+    finally:
+        if dist.enabled:
+            teardown(dist.comm_device, clean)
+
+
+def parameters_equal(dist: Dist, modules: Iterable[torch.nn.Module]) -> bool:
+    """True if every rank holds bitwise the same parameters (a check for tests and debugging)."""
+    flat = torch.cat([p.detach().reshape(-1).cpu() for m in modules for p in m.parameters()])
+    gathered = dist.gather(flat)
+    return gathered is None or all(torch.equal(flat, other) for other in gathered)
