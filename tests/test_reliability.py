@@ -12,7 +12,8 @@ from conftest import FAST, REPO, run_cli
 from textgan import checkpoint, config
 from textgan.corpus import prepare
 from textgan.monitor import Monitor
-from textgan.train import Diverged, Trainer, run
+from textgan.schedule import run
+from textgan.train import Diverged, Trainer
 
 CONFIG = str(REPO / "configs" / "coco_rsgan.yaml")
 SHORT = ["adversarial.steps=8", "adversarial.d_steps=1", "log.checkpoint_every=2", "eval.every=4",

@@ -19,7 +19,8 @@ from textgan.distributed import Dist
 from textgan.errors import UserError
 from textgan.evaluate import metric_names
 from textgan.monitor import Monitor
-from textgan.train import Interrupted, Trainer, run
+from textgan.schedule import Interrupted, run
+from textgan.train import Trainer
 
 
 def _log(message: str) -> None:

@@ -1,5 +1,5 @@
-"""One trainer: MLE pretraining (teacher forcing), optional discriminator pretraining,
-and the adversarial loop (D steps on detached fakes, then G steps through Gumbel-softmax).
+"""One trainer: MLE batches (teacher forcing), discriminator steps on detached fakes and generator
+steps through Gumbel-softmax; `textgan.schedule.run` drives them.
 
 Shapes: B batch, T time, V vocabulary. Every source of randomness is a named
 generator saved in checkpoints, so a resumed run continues exactly.
@@ -7,7 +7,6 @@ generator saved in checkpoints, so a resumed run continues exactly.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -332,81 +331,5 @@ class Trainer:
         return lines
 
 
-def should(every: int, step: int, last: int) -> bool:
-    """True on every `every`-th step and on the last one."""
-    return step == last or (every > 0 and step % every == 0)
-
-
 class Diverged(UserError):
     """Too many non-finite updates in a row, and no rollbacks left."""
-
-
-class Interrupted(Exception):
-    """A stop was requested (SIGINT/SIGTERM); a checkpoint was written first."""
-
-    def __init__(self, path: Path):
-        super().__init__(f"stopped; checkpoint {path}")
-        self.path = path
-
-
-def run(trainer: Trainer, on_checkpoint=lambda path: None) -> dict[str, float]:
-    """The whole schedule from wherever `trainer.progress` stands; returns the final metrics."""
-    cfg, p, mon = trainer.cfg, trainer.progress, trainer.monitor
-
-    def checkpoint_and_stop_if_asked() -> None:
-        if trainer.stop_requested():
-            mon.close_bar()
-            raise Interrupted(trainer.save())
-
-    def guard() -> None:
-        if trainer.diverging():
-            mon.close_bar()
-            path = trainer.rollback()
-            print(f"warning: non-finite updates; rolled back to {path.name}, learning rates x"
-                  f"{p.lr_scale:.3g}", file=sys.stderr)
-
-    while p.epoch < cfg.mle.epochs:
-        if not trainer.mle_epoch():
-            checkpoint_and_stop_if_asked()
-        if trainer.diverging() or p.batch:  # never checkpoint a diverging state
-            guard()
-            continue
-        trainer.evaluate()
-        trainer.log_samples()
-        on_checkpoint(trainer.save())
-        checkpoint_and_stop_if_asked()
-    while p.d_pretrain < cfg.adversarial.d_pretrain_steps:
-        skipped = p.skipped
-        stats = trainer.d_step(tau_at(0, cfg.gumbel, cfg.adversarial.steps))
-        trainer.end_step(skipped)
-        p.d_pretrain += 1
-        p.global_step += 1
-        mon.scalars({k.replace("adv/", "dpre/"): v for k, v in stats.items()}, p.global_step)
-        checkpoint_and_stop_if_asked()
-        guard()
-    steps = cfg.adversarial.steps
-    if p.step < steps:
-        mon.start_bar(steps, "adversarial", initial=p.step)
-    while p.step < steps:
-        stats = trainer.adversarial_step()
-        mon.scalars(stats, p.global_step)
-        if trainer.diverging():
-            guard()
-            mon.start_bar(steps, "adversarial", initial=p.step)
-            continue
-        mon.advance({"d": stats.get("adv/d_loss", math.nan), "g": stats.get("adv/g_loss", math.nan),
-                     "tau": stats["adv/tau"], "tok/s": stats["adv/tokens_per_s"]})
-        if should(cfg.eval.every, p.step, steps):
-            trainer.evaluate()
-        if should(cfg.eval.sample_every, p.step, steps):
-            trainer.log_samples()
-        if should(cfg.log.checkpoint_every, p.step, steps):
-            on_checkpoint(trainer.save())
-        elif p.step < steps:
-            checkpoint_and_stop_if_asked()
-    mon.close_bar()
-    if not trainer.last_metrics:
-        trainer.evaluate()
-        trainer.log_samples()
-        on_checkpoint(trainer.save())
-    return trainer.last_metrics

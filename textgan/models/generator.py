@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from textgan.gumbel import gumbel_noise, gumbel_softmax
+from textgan.models.fused_ce import linear_cross_entropy
 
 NEG = -1e9  # additive logit for tokens the generator never emits
 
@@ -70,12 +71,23 @@ class Generator(nn.Module):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.out(hidden) + self.logit_mask
 
-    def forward(self, tokens: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced logits (B, T, V): position t sees BOS and the gold tokens before t."""
+    def hidden_states(self, tokens: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced top-layer states (B, T, H): position t sees BOS and the gold tokens before t."""
         bos = torch.full_like(tokens[:, :1], self.bos_id)
         inputs = torch.cat([bos, tokens[:, :-1]], dim=1)  # (B, T)
         hidden, _ = self.lstm(self.embedding(inputs), self.init_state(z))  # (B, T, H)
-        return self.logits(hidden)
+        return hidden
+
+    def forward(self, tokens: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits (B, T, V)."""
+        return self.logits(self.hidden_states(tokens, z))
+
+    def mle_loss(self, tokens: torch.Tensor, z: torch.Tensor, pad_id: int) -> torch.Tensor:
+        """Mean teacher-forced NLL over non-pad tokens, equal to cross-entropy of `forward`'s
+        logits but computed chunk-wise without materialising the (B, T, V) logits."""
+        hidden = self.hidden_states(tokens, z)  # (B, T, H)
+        return linear_cross_entropy(hidden.reshape(-1, self.hidden_dim), self.out.weight,
+                                    self.out.bias + self.logit_mask, tokens.reshape(-1), ignore_index=pad_id)
 
     def sample(self, z: torch.Tensor, max_len: int, tau: float = 1.0, straight_through: bool = False,
                temperature: float = 1.0, generator: torch.Generator | None = None,

@@ -1,0 +1,122 @@
+"""Cross-entropy of a linear output layer, computed chunk by chunk so the logits stay in cache.
+
+Shapes: N rows (B * T), H hidden, V vocabulary, C rows per chunk.
+`linear_cross_entropy(h, W, b, y)` equals `F.cross_entropy(h @ W.T + b, y, ignore_index=...)`, but
+never holds the (N, V) logits: each chunk of C rows gets its logits, log-softmax, loss terms and
+at once its gradient `(softmax - onehot) / n_valid`, which is folded into the small gradients of
+h, W and b before the next chunk overwrites the buffer. All of it runs in the forward pass (the
+loss is a scalar, so its backward only scales the saved gradients), which reads the logits
+while they are still in L2 instead of writing and re-reading 40+ MB through memory several
+times. Ignored rows (padding) have zero loss and zero gradient, so they are dropped up front.
+The idea is that of fused linear cross-entropy kernels (Wijmans et al., 2024, "Cut Your Losses
+in Large-Vocabulary Language Models"), here in plain PyTorch ops.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+# Logit elements per chunk on CPU: 32 rows x 4663 words x 4 bytes is about 600 KB, within a core's
+# L2 (see benchmarks in the module's test notes); GPUs want large chunks, bounded by memory.
+CPU_CHUNK_ELEMENTS = 32 * 4663
+GPU_CHUNK_ELEMENTS = 1 << 25
+
+
+def default_chunk_rows(num_classes: int, device: torch.device) -> int:
+    budget = CPU_CHUNK_ELEMENTS if device.type == "cpu" else GPU_CHUNK_ELEMENTS
+    return max(8, budget // max(num_classes, 1))
+
+
+def _loss_and_grads(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor,
+                    ignore_index: int, chunk_rows: int, reduction: str, need: tuple[bool, bool, bool]):
+    """Loss and, where `need` says so, d loss / d (hidden, weight, bias); everything chunked."""
+    n_rows, h_dim = hidden.shape
+    valid = targets != ignore_index  # (N,)
+    all_valid = bool(valid.all())
+    idx = None if all_valid else valid.nonzero().squeeze(1)  # (n,)
+    hv = hidden if all_valid else hidden.index_select(0, idx)  # (n, H)
+    tv = targets if all_valid else targets.index_select(0, idx)  # (n,)
+    n = hv.shape[0]
+    grad_on = any(need)
+    scale = (1.0 / n if n else 0.0) if reduction == "mean" else 1.0
+    if grad_on:
+        # Rows of [h, 1] * scale: g.T @ haug gives grad W and grad b in one matmul.
+        ones = [hv.new_ones(n, 1)] if bias is not None else []
+        haug = torch.cat([hv] + ones, 1).mul_(scale)  # (n, H + 1)
+        gaug = weight.new_zeros(weight.shape[0], haug.shape[1])  # (V, H + 1)
+        gh = hv.new_empty(n, h_dim)  # (n, H)
+    logp_t = hv.new_empty(n, 1)  # log p(target) per row
+    buf = hv.new_empty(min(chunk_rows, n), weight.shape[0])  # (C, V), reused
+    wt = weight.t()
+    for s in range(0, n, chunk_rows):
+        e = min(s + chunk_rows, n)
+        z = buf[: e - s]
+        if bias is None:
+            torch.mm(hv[s:e], wt, out=z)
+        else:
+            torch.addmm(bias, hv[s:e], wt, out=z)
+        torch.log_softmax(z, 1, out=z)  # row-wise, so safe in place
+        torch.gather(z, 1, tv[s:e, None], out=logp_t[s:e])
+        if grad_on:
+            p = z.exp_()  # softmax; the one-hot part is subtracted below, on small tensors
+            if need[0]:
+                torch.mm(p, weight, out=gh[s:e])
+            if need[1] or need[2]:
+                gaug.addmm_(p.t(), haug[s:e])
+    loss = -logp_t.sum()
+    if reduction == "mean":
+        loss = loss / n if n else loss * float("nan")
+    if not grad_on:
+        return loss, None, None, None
+    gh_out = gw = gb = None
+    if need[0]:
+        gh.sub_(weight.index_select(0, tv)).mul_(scale)  # (P - onehot) @ W * scale
+        gh_out = gh if all_valid else hidden.new_zeros(n_rows, h_dim).index_copy_(0, idx, gh)
+    if need[1] or need[2]:
+        gaug.index_add_(0, tv, haug, alpha=-1.0)  # minus onehot.T @ haug
+        gw = gaug[:, :h_dim] if need[1] else None
+        gb = gaug[:, h_dim] if need[2] else None
+    return loss, gh_out, gw, gb
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, ignore_index, chunk_rows, reduction):
+        need = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], bias is not None and ctx.needs_input_grad[2])
+        loss, *grads = _loss_and_grads(hidden, weight, bias, targets, ignore_index, chunk_rows,
+                                       reduction, need)
+        ctx.grads = grads
+        return loss
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        grads = [None if g is None else g * grad_out for g in ctx.grads]
+        ctx.grads = None
+        return grads[0], grads[1], grads[2], None, None, None, None
+
+
+def linear_cross_entropy(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor,
+                         ignore_index: int = -100, chunk_rows: int | None = None,
+                         reduction: str = "mean") -> Tensor:
+    """`F.cross_entropy(hidden @ weight.T + bias, targets, ignore_index, reduction)` without the logits.
+
+    hidden (N, H), weight (V, H), bias (V,) or None, targets (N,) -> scalar. reduction is "mean"
+    (over non-ignored rows; nan when there are none, as in torch) or "sum". Gradients are computed
+    during the forward pass only when grad mode is on and an input requires them; the result is
+    not twice differentiable.
+    """
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    if hidden.dim() != 2 or weight.dim() != 2 or targets.shape != hidden.shape[:1]:
+        raise ValueError(f"expected hidden (N, H), weight (V, H), targets (N,); got "
+                         f"{tuple(hidden.shape)}, {tuple(weight.shape)}, {tuple(targets.shape)}")
+    rows = chunk_rows or default_chunk_rows(weight.shape[0], hidden.device)
+    with torch.autocast(hidden.device.type, enabled=False):
+        hidden_c = hidden.to(weight.dtype)
+        bias_c = None if bias is None else bias.to(weight.dtype)
+        inputs = (hidden_c, weight, bias_c)
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
+            return _LinearCrossEntropy.apply(hidden_c, weight, bias_c, targets, ignore_index, rows, reduction)
+        return _loss_and_grads(hidden_c, weight, bias_c, targets, ignore_index, rows, reduction,
+                               (False, False, False))[0]
