@@ -36,6 +36,8 @@ PUBLISHED = {
 EXPERIMENTS = {  # name -> (config, extra overrides, samples scored at the end)
     "oracle20_mle": ("configs/oracle20_mle.yaml", [], 10000),
     "oracle20_rsgan": ("configs/oracle20_rsgan.yaml", [], 10000),
+    "oracle40_mle": ("configs/oracle40_mle.yaml", [], 10000),
+    "oracle40_rsgan": ("configs/oracle40_rsgan.yaml", [], 10000),
     "coco_mle": ("configs/coco_mle.yaml", [], 10000),
     "coco_rsgan": ("configs/coco_rsgan.yaml", [], 10000),
 }

@@ -210,8 +210,7 @@ class Trainer:
         idx = self.dist.shard(whole)
         tokens = self.train_tokens[idx]  # (B, T)
         z = self.G.sample_latent(tokens.shape[0], self.noise_rng)
-        logits = self.G(tokens, z)  # (B, T, V)
-        loss = F.cross_entropy(logits.transpose(1, 2), tokens, ignore_index=self.corpus.vocab.pad_id)
+        loss = self.G.mle_loss(tokens, z, pad_id=self.corpus.vocab.pad_id)  # fused, cache-sized chunks
         weight = self.dist.token_weight(self.train_lengths[idx], self.train_lengths[whole])
         norm = _finite_step(self.opt_mle, self.G.parameters(), loss if weight == 1.0 else loss * weight,
                             self.cfg.mle.grad_clip, dist=self.dist)

@@ -6,8 +6,9 @@ never holds the (N, V) logits: each chunk of C rows gets its logits, log-softmax
 at once its gradient `(softmax - onehot) / n_valid`, which is folded into the small gradients of
 h, W and b before the next chunk overwrites the buffer. All of it runs in the forward pass (the
 loss is a scalar, so its backward only scales the saved gradients), which reads the logits
-while they are still in L2 instead of writing and re-reading 40+ MB through memory several
-times. Ignored rows (padding) have zero loss and zero gradient, so they are dropped up front.
+while they are still in cache instead of writing and re-reading 40+ MB through memory several
+times, and never allocates (and page-faults) such a tensor. Ignored rows (padding) have zero loss
+and zero gradient, so they are dropped up front.
 The idea is that of fused linear cross-entropy kernels (Wijmans et al., 2024, "Cut Your Losses
 in Large-Vocabulary Language Models"), here in plain PyTorch ops.
 """
@@ -16,9 +17,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-# Logit elements per chunk on CPU: 32 rows x 4663 words x 4 bytes is about 600 KB, within a core's
-# L2 (see benchmarks in the module's test notes); GPUs want large chunks, bounded by memory.
-CPU_CHUNK_ELEMENTS = 32 * 4663
+# Logit elements per chunk. On CPU 2^20 (4 MB in fp32, about 225 rows of a 4663-word vocabulary)
+# sits in L3 and amortises the read-modify-write of the (V, H + 1) gradient accumulator; measured
+# on a 2-core EPYC, 64 to 512 rows of COCO were within 5% of one another and 2368 rows (the whole
+# batch, 44 MB) 50% slower. On GPUs the chunk only bounds memory (128 MB in fp32).
+CPU_CHUNK_ELEMENTS = 1 << 20
 GPU_CHUNK_ELEMENTS = 1 << 25
 
 
