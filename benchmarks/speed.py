@@ -67,7 +67,8 @@ def main() -> None:
     args = ap.parse_args()
     overrides = [f"data.root={args.data_root}", "log.progress=false"]
     if args.smoke:
-        overrides += ["data.train=tiny/train.txt", "data.test=tiny/test.txt"]
+        overrides += ["data.train=tiny/train.txt", "data.test=tiny/test.txt", "mle.batch_size=16",
+                      "adversarial.batch_size=16", "adversarial.d_steps=1", "discriminator.num_filters=[16, 16, 16, 16]"]
         args.iters = 2
     cfg = config.load(args.config, overrides)
     corpus = prepare(cfg.data, cfg.run.seed)
@@ -84,7 +85,7 @@ def main() -> None:
     mle_s = min(mle_times)
 
     rng = torch.Generator().manual_seed(0)
-    num = 256 if args.smoke else 2048
+    num = 64 if args.smoke else 2048
     sample_times = timed(lambda: generate(tr.G, num, corpus.max_len, rng, batch_size=256), warmup=1, repeats=3)
     result = {
         "matmul_peak_gflops": peak,
