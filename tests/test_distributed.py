@@ -1,23 +1,30 @@
-"""Data-parallel training on CPU with gloo, 2 processes on 127.0.0.1: averaged gradients equal one
-process on the union batch, parameters stay identical on every rank (skips included), per-rank
-RNG streams resume exactly, and `torchrun -m textgan train` writes one run folder and resumes."""
+"""Data-parallel training on CPU with gloo, 2 processes on 127.0.0.1: both models are DDP-wrapped
+and DDP alone averages gradients, which equal one process on the union batch (MLE) or the rank mean
+of local gradients (D step, wgan_gp's double backward included), parameters stay identical on every
+rank (skips included), per-rank RNG streams resume exactly, and `torchrun -m textgan train` writes
+one run folder and resumes."""
 from __future__ import annotations
 
+import copy
 import os
 import socket
 import subprocess
+from contextlib import contextmanager
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as tdist
 import torch.multiprocessing as mp
+from torch.nn.parallel import DistributedDataParallel
 
 from conftest import FAST, REPO
 from textgan import checkpoint, config, distributed
 from textgan.corpus import prepare
 from textgan.distributed import Dist
 from textgan.errors import UserError
+from textgan.losses import gradient_penalty
 from textgan.monitor import Monitor
 from textgan.train import Trainer
 
@@ -40,12 +47,28 @@ def _flat(module: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for p in module.parameters()])
 
 
+@contextmanager
+def _explicit_all_reduces():
+    """The sizes of the tensors passed to torch.distributed.all_reduce meanwhile (DDP's reducer
+    communicates in C++, not through it)."""
+    sizes: list[int] = []
+    all_reduce = tdist.all_reduce
+    tdist.all_reduce = lambda t, *a, **k: sizes.append(t.numel()) or all_reduce(t, *a, **k)
+    try:
+        yield sizes
+    finally:
+        tdist.all_reduce = all_reduce
+
+
 def _check_mle_gradients(tmp: Path, data_root: str, dist: Dist) -> None:
     """Per-rank batch 8 on 2 ranks == batch 16 on one process (deterministic: no z, no dropout)."""
     same = ["generator.prior=none", "mle.grad_clip=0"]
     tr = _trainer(tmp / f"a{dist.rank}", data_root, dist, *same, "mle.batch_size=8")
+    assert all(isinstance(m, DistributedDataParallel) for m in (tr.G_parallel, tr.D_parallel))
     idx = torch.arange(16) * 31 % 500  # sentences of different lengths: unequal token counts per rank
-    tr.mle_batch(idx)
+    with _explicit_all_reduces() as sizes:
+        tr.mle_batch(idx)
+    assert sizes == [1], "only the finite flag is all-reduced explicitly; DDP averages the gradients"
     grads = [p.grad.clone() for p in tr.G.parameters()]
     if dist.is_main:
         ref = _trainer(tmp / "ref", data_root, Dist(), *same, "mle.batch_size=16")
@@ -53,6 +76,9 @@ def _check_mle_gradients(tmp: Path, data_root: str, dist: Dist) -> None:
         for g, r in zip(grads, (p.grad for p in ref.G.parameters())):
             assert r.abs().max() > 0 and torch.allclose(g, r, rtol=0, atol=1e-6), (g - r).abs().max()
     assert distributed.parameters_equal(dist, [tr.G])
+    with _explicit_all_reduces() as sizes:
+        tr.adversarial_step()  # a D step and a G step
+    assert sizes == [1] * (tr.cfg.adversarial.d_steps + tr.cfg.adversarial.g_steps)  # the finite flags
 
 
 def _check_adversarial(tmp: Path, data_root: str, dist: Dist) -> None:
@@ -84,6 +110,29 @@ def _check_adversarial(tmp: Path, data_root: str, dist: Dist) -> None:
     assert torch.equal(resumed.noise_rng.get_state(), tr.noise_rng.get_state())
 
 
+def _check_d_step_gradients(tmp: Path, data_root: str, dist: Dist, loss: str) -> None:
+    """A D step under DDP (one concatenated forward; wgan_gp: with its double backward) averages
+    exactly each rank's own gradients on its batch; then a few full steps keep the ranks equal."""
+    tr = _trainer(tmp / f"d{dist.rank}", data_root, dist, f"adversarial.loss={loss}",
+                  "discriminator.dropout=0", "adversarial.batch_size=4", "adversarial.grad_clip=0")
+    before, data, noise = copy.deepcopy(tr.D), tr.data_rng.get_state(), tr.noise_rng.get_state()
+    tr.d_step(tau=1.0)
+    tr.data_rng.set_state(data)
+    tr.noise_rng.set_state(noise)
+    real = tr._real(4)
+    with torch.no_grad():
+        fake = tr._fake(4, tau=1.0).dists
+    local = tr.loss_d(before(real), before(fake))
+    if loss == "wgan_gp":
+        local = local + tr.cfg.adversarial.gp_weight * gradient_penalty(before, real, fake, tr.noise_rng)
+    grads = torch.autograd.grad(local, list(before.parameters()))
+    for p, *per_rank in zip(tr.D.parameters(), *dist.gather(grads)):
+        assert torch.allclose(p.grad, sum(per_rank) / dist.world_size, rtol=1e-5, atol=1e-6)
+    for _ in range(3):
+        tr.adversarial_step()
+    assert tr.progress.skipped == 0 and distributed.parameters_equal(dist, [tr.G, tr.D])
+
+
 def _worker(rank: int, port: int, tmp: str, data_root: str) -> None:
     os.environ.update({**LOCAL, "MASTER_PORT": str(port), "WORLD_SIZE": "2", "RANK": str(rank),
                        "LOCAL_RANK": str(rank)})
@@ -92,6 +141,8 @@ def _worker(rank: int, port: int, tmp: str, data_root: str) -> None:
         assert (dist.rank, dist.world_size, dist.enabled) == (rank, 2, True)
         _check_mle_gradients(Path(tmp), data_root, dist)
         _check_adversarial(Path(tmp), data_root, dist)
+        for loss in ("rsgan", "wgan_gp"):
+            _check_d_step_gradients(Path(tmp), data_root, dist, loss)
 
 
 def test_two_ranks_average_gradients_stay_in_sync_and_resume_exactly(tmp_path, data_root):

@@ -1,6 +1,4 @@
 """`python -m textgan` (and `torchrun -m textgan`) runs the CLI."""
-import sys
+from textgan.cli import exit_process, main
 
-from textgan.cli import main
-
-sys.exit(main())
+exit_process(main())

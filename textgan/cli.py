@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -149,5 +150,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def exit_process(code: int) -> None:
+    """Exit with `code`. Under torchrun, skip interpreter finalisation: gloo's worker threads can
+    still hold work objects then, and tearing them down aborts the process (SIGABRT) after the run
+    has already finished and saved everything."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

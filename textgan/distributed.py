@@ -1,18 +1,20 @@
-"""Data-parallel training under torchrun: process group, rank helpers, gradient averaging.
+"""Data-parallel training under torchrun: process group, rank helpers, DistributedDataParallel.
 
 `torchrun --nproc_per_node N -m textgan train CONFIG` sets WORLD_SIZE, RANK and LOCAL_RANK; a
 plain process (or WORLD_SIZE=1) gets `Dist()`, whose every helper is a no-op, so single-process
 training is bitwise what it was.
 
-Why an explicit all-reduce rather than DistributedDataParallel: DDP hooks only `forward`, but the
-generator is trained through `forward` (MLE) and `sample` (adversarial), and in the G step the
-gradient flows through a discriminator whose parameters are frozen. Averaging the flattened
-gradients in one bucketed all_reduce per optimizer step, before clipping, is what DDP computes
-(without overlapping communication and backward). The non-finite flag of the local loss rides
-in the same bucket, so every rank takes the same skip decision and parameters stay identical.
+Both models are wrapped in DistributedDataParallel (`Dist.parallel`), whose reducer averages the
+gradients during backward. DDP syncs the backward of a call of its `forward`, so `Calls` makes
+every entry point one: `G("mle_loss", ...)`, `G("sample", ...)`, `D("__call__", dists)`. The
+trainer calls each wrapped model once per backward (the D step scores real, fake and the gradient
+penalty's interpolates in one concatenated batch) and calls the frozen D of the G step unwrapped.
+The non-finite verdict of the local loss is shared with `Dist.any`, so every rank takes the same
+skip decision and parameters stay identical.
 """
 from __future__ import annotations
 
+import inspect
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from typing import Callable, Iterable, Iterator, TypeVar
 
 import torch
 import torch.distributed as tdist
+from torch.nn.parallel import DistributedDataParallel
 
 from textgan.errors import UserError
 
@@ -82,23 +85,6 @@ class Dist:
         return float(local_lengths.sum()) * self.world_size / float(global_lengths.sum())
 
     # ---- collectives -------------------------------------------------------------------------
-    def average_gradients(self, params: list[torch.nn.Parameter], finite: bool) -> bool:
-        """Average .grad over ranks in one all_reduce; True if every rank's loss was finite."""
-        if not self.enabled:
-            return finite
-        params = [p for p in params if p.requires_grad]
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        flag = torch.zeros(1, dtype=grads[0].dtype, device=grads[0].device) + (0.0 if finite else 1.0)
-        flat = torch.cat([g.reshape(-1) for g in grads] + [flag]).to(self.comm_device)
-        tdist.all_reduce(flat)
-        flat /= self.world_size
-        offset = 0
-        for p, g in zip(params, grads):
-            if p.grad is not None:
-                p.grad.copy_(flat[offset:offset + g.numel()].view_as(g))
-            offset += g.numel()
-        return bool(flat[-1] == 0)
-
     def any(self, flag: bool) -> bool:
         """True on every rank if it is true on any (a stop request, for one)."""
         if not self.enabled:
@@ -146,14 +132,29 @@ class Dist:
             raise SystemExit(2)
         return value
 
-    def broadcast_modules(self, *modules: torch.nn.Module) -> None:
-        """Start every rank from rank 0's weights, as DDP does (they are seeded alike anyway)."""
+    def parallel(self, module: torch.nn.Module) -> torch.nn.Module:
+        """`module` as the training steps call it: `Calls(module)`, under torchrun wrapped in
+        DistributedDataParallel (which also starts every rank from rank 0's weights)."""
+        calls = Calls(module)
         if not self.enabled:
-            return
-        with torch.no_grad():
-            for module in modules:
-                for t in [*module.parameters(), *module.buffers()]:
-                    tdist.broadcast(t.data, src=0)
+            return calls
+        # buffers (the generator's logit mask) are constant: no per-forward broadcast (the
+        # keyword torch >= 2.13 names forward_sync_buffers; older ones broadcast_buffers)
+        names = inspect.signature(DistributedDataParallel).parameters
+        key = "forward_sync_buffers" if "forward_sync_buffers" in names else "broadcast_buffers"
+        return DistributedDataParallel(calls, **{key: False})
+
+
+class Calls(torch.nn.Module):
+    """`calls(name, *args, **kwargs)` is `module.name(*args, **kwargs)`: any method becomes a
+    `forward`, which is what DistributedDataParallel synchronises."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, name: str, *args, **kwargs):
+        return getattr(self.module, name)(*args, **kwargs)
 
 
 def _env_int(name: str) -> int:

@@ -53,11 +53,12 @@ def set_seed(seed: int) -> None:
 
 
 def _finite_step(optimizer, params, loss: torch.Tensor, clip: float, dist: Dist = Dist()) -> float | None:
-    """Backward, average over ranks, clip and step; the gradient norm, or None if skipped."""
+    """Backward (under torchrun DDP averages the gradients over ranks), clip and step; the
+    gradient norm, or None if skipped."""
     params = list(params)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    finite = dist.average_gradients(params, bool(torch.isfinite(loss)))  # same verdict on every rank
+    finite = not dist.any(not bool(torch.isfinite(loss)))  # same verdict on every rank
     norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
     if not (finite and torch.isfinite(norm)):
         optimizer.zero_grad(set_to_none=True)
@@ -78,7 +79,9 @@ class Trainer:
         v = len(corpus.vocab)
         self.G = build_generator(cfg.generator, v, corpus.banned).to(self.device)
         self.D = build_discriminator(cfg.discriminator, v).to(self.device)
-        dist.broadcast_modules(self.G, self.D)
+        # what the steps call: Calls adapters, DDP-wrapped under torchrun; G and D stay the plain
+        # modules (checkpoints, evaluation, the frozen D of the G step)
+        self.G_parallel, self.D_parallel = dist.parallel(self.G), dist.parallel(self.D)
         if dist.rank:  # per-rank dropout masks
             torch.manual_seed(dist.rank_seed(cfg.run.seed))
         adv = cfg.adversarial
@@ -210,7 +213,7 @@ class Trainer:
         idx = self.dist.shard(whole)
         tokens = self.train_tokens[idx]  # (B, T)
         z = self.G.sample_latent(tokens.shape[0], self.noise_rng)
-        loss = self.G.mle_loss(tokens, z, pad_id=self.corpus.vocab.pad_id)  # fused, cache-sized chunks
+        loss = self.G_parallel("mle_loss", tokens, z, pad_id=self.corpus.vocab.pad_id)  # fused CE, chunked
         weight = self.dist.token_weight(self.train_lengths[idx], self.train_lengths[whole])
         norm = _finite_step(self.opt_mle, self.G.parameters(), loss if weight == 1.0 else loss * weight,
                             self.cfg.mle.grad_clip, dist=self.dist)
@@ -233,24 +236,44 @@ class Trainer:
 
     def _fake(self, batch_size: int, tau: float):
         z = self.G.sample_latent(batch_size, self.noise_rng)
-        return self.G.sample(z, self.corpus.max_len, tau=tau, generator=self.noise_rng,
-                             straight_through=self.cfg.gumbel.mode == "straight_through")
+        return self.G_parallel("sample", z, self.corpus.max_len, tau=tau, generator=self.noise_rng,
+                               straight_through=self.cfg.gumbel.mode == "straight_through")
 
     def d_step(self, tau: float) -> dict[str, float]:
         adv = self.cfg.adversarial
         real = self._real(self.adv_bs)
         with torch.no_grad():  # the D step never back-propagates into the generator
             fake = self._fake(self.adv_bs, tau).dists
-        d_real, d_fake = self.D(real), self.D(fake)
+        d_real, d_fake, penalty = self._score(real, fake)
         loss = self.loss_d(d_real, d_fake)
-        if adv.loss == "wgan_gp":
-            loss = loss + adv.gp_weight * gradient_penalty(self.D, real, fake, self.noise_rng)
+        if penalty is not None:
+            loss = loss + adv.gp_weight * penalty
         norm = _finite_step(self.opt_d, self.D.parameters(), loss, adv.grad_clip, dist=self.dist)
         self._count_skip(norm, "d")
         out = {"adv/d_loss": loss.item(), "adv/d_real": d_real.mean().item(), "adv/d_fake": d_fake.mean().item()}
         if norm is not None:
             out["adv/d_grad_norm"] = norm
         return out
+
+    def _score(self, real: torch.Tensor, fake: torch.Tensor):
+        """D's logits on real and fake, and wgan_gp's gradient penalty (else None). Under DDP in
+        one forward over the concatenated batch, as DDP syncs one forward per backward (dropout
+        masks then differ from separate calls; the discriminators are otherwise per-row)."""
+        gp = self.cfg.adversarial.loss == "wgan_gp"
+        if not self.dist.enabled:
+            d_real, d_fake = self.D(real), self.D(fake)
+            return d_real, d_fake, gradient_penalty(self.D, real, fake, self.noise_rng) if gp else None
+        b = real.shape[0]
+        if not gp:
+            d_real, d_fake = self.D_parallel("__call__", torch.cat([real, fake])).split(b)
+            return d_real, d_fake, None
+        logits: list[torch.Tensor] = []
+
+        def critic(mixed: torch.Tensor) -> torch.Tensor:  # called once, after drawing the interpolation
+            logits.extend(self.D_parallel("__call__", torch.cat([real, fake, mixed])).split(b))
+            return logits[2]
+        penalty = gradient_penalty(critic, real, fake, self.noise_rng)
+        return logits[0], logits[1], penalty
 
     def g_step(self, tau: float) -> dict[str, float]:
         adv = self.cfg.adversarial
