@@ -80,6 +80,7 @@ class DiscriminatorConfig:
     num_filters: list[int] = field(default_factory=lambda: [300, 300, 300, 300])  # per width
     hidden_dim: int = 64  # LSTM discriminator hidden size
     dropout: float = 0.25  # before the output layer
+    compile: bool = False  # relgan_cnn: torch.compile its conv+max blocks (faster; needs a C++ compiler)
 
     def __post_init__(self) -> None:
         _check(self.emb_dim >= 1, "emb_dim", "must be >= 1")

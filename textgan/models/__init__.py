@@ -19,6 +19,7 @@ def build_generator(cfg: GeneratorConfig, vocab_size: int, banned: list[int]) ->
 def build_discriminator(cfg: DiscriminatorConfig, vocab_size: int):
     if cfg.kind == "relgan_cnn":
         return RelGANCNN(vocab_size, emb_dim=cfg.emb_dim, num_rep=cfg.num_rep,
-                         filter_sizes=cfg.filter_sizes, num_filters=cfg.num_filters, dropout=cfg.dropout)
+                         filter_sizes=cfg.filter_sizes, num_filters=cfg.num_filters, dropout=cfg.dropout,
+                         compile=cfg.compile)
     return DISCRIMINATORS[cfg.kind](vocab_size, emb_dim=cfg.emb_dim, hidden_dim=cfg.hidden_dim,
                                     dropout=cfg.dropout)

@@ -22,30 +22,37 @@ def _windows(emb: torch.Tensor, width: int) -> torch.Tensor:
     return win.transpose(-1, -2).flatten(-2)  # (b, T', R, K*D)
 
 
+def block_max(emb: torch.Tensor, w2: torch.Tensor, width: int, track: bool):
+    """Max over time of one block's convolution (b, R, F) and, if `track`, the last time step
+    reaching it (as a float), else None. Pure, so `torch.compile` can fuse it into one pass."""
+    conv = _windows(emb, width) @ w2  # (b, T', R, F)
+    top = torch.amax(conv, dim=1, keepdim=True)  # (b, 1, R, F)
+    if not track:
+        return top[:, 0], None
+    times = torch.arange(conv.shape[1], device=emb.device, dtype=emb.dtype).view(1, -1, 1, 1)
+    return top[:, 0], torch.amax(torch.where(conv == top, times, -1.0), dim=1)
+
+
 class _ConvMax(torch.autograd.Function):
     """Per cache-sized block: one matmul for the convolution, amax for the maximum and, when a
     gradient will be needed, the position of the maximum (found with `where` + amax: torch's
     max-with-indices is ~20x slower on CPU). Backward then reads only the argmax windows."""
 
     @staticmethod
-    def forward(ctx, emb, weight, bias, rows):
-        b_all, t, r, _ = emb.shape
+    def forward(ctx, emb, weight, bias, rows, block):
+        b_all = emb.shape[0]
         f, k, d = weight.shape
         w2 = weight.reshape(f, k * d).t()  # (K*D, F)
-        best = emb.new_empty(b_all, r, f)
         track = any(ctx.needs_input_grad[:3])  # False under no_grad and inference_mode
-        where = emb.new_empty(b_all, r, f) if track else None
-        times = torch.arange(t - k + 1, device=emb.device, dtype=emb.dtype).view(1, -1, 1, 1)
+        tops, wheres = [], []
         for start in range(0, b_all, rows):
-            stop = start + rows
-            conv = _windows(emb[start:stop], k) @ w2  # (b, T', R, F)
-            top = torch.amax(conv, dim=1, keepdim=True)  # (b, 1, R, F)
-            best[start:stop] = top[:, 0]
-            if track:  # the last time step reaching the maximum
-                torch.amax(torch.where(conv == top, times, -1.0), dim=1, out=where[start:stop])
+            top, where = block(emb[start:start + rows], w2, k, track)
+            tops.append(top)
+            wheres.append(where)
+        best = torch.cat(tops) if len(tops) > 1 else tops[0]  # (B, R, F)
         out = torch.relu(best + bias)  # relu(max(x)) = max(relu(x)): relu is monotone
         if track:
-            ctx.save_for_backward(emb, weight, where.long(), out)
+            ctx.save_for_backward(emb, weight, torch.cat(wheres).long(), out)
         return out
 
     @staticmethod
@@ -65,15 +72,17 @@ class _ConvMax(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             src = (g.unsqueeze(-1).unsqueeze(-1) * weight).view(b, r, f * k, d)  # (B, R, F*K, D)
             grad_emb = emb.new_zeros(b, r, t, d).scatter_add(2, idx, src).transpose(1, 2)
-        return grad_emb, grad_w, grad_b, None
+        return grad_emb, grad_w, grad_b, None, None
 
 
-def conv_relu_max(emb: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, rows: int = 1) -> torch.Tensor:
+def conv_relu_max(emb: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, rows: int = 1,
+                  block=block_max) -> torch.Tensor:
     """max over t of relu(sum_k,d weight[f,k,d] * emb[b,t+k,r,d] + bias[f]), (B, R, F).
 
-    emb is (B, T, R, D) with T >= K; weight is (F, K, D); `rows` batch rows per block.
+    emb is (B, T, R, D) with T >= K; weight is (F, K, D); `rows` batch rows per block; `block`
+    is `block_max` or a `torch.compile`d version of it.
     """
-    return _ConvMax.apply(emb, weight, bias, rows)
+    return _ConvMax.apply(emb, weight, bias, rows, block)
 
 
 def conv_relu_max_reference(emb: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

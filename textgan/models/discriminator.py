@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from textgan.models.convmax import conv_relu_max, conv_relu_max_reference
+from textgan.models.convmax import block_max, conv_relu_max, conv_relu_max_reference
 
 
 class Highway(nn.Module):
@@ -32,10 +32,12 @@ class RelGANCNN(nn.Module):
 
     def __init__(self, vocab_size: int, emb_dim: int = 64, num_rep: int = 64,
                  filter_sizes: list[int] = (2, 3, 4, 5), num_filters: list[int] = (300, 300, 300, 300),
-                 dropout: float = 0.25, pad_id: int = 0, fast: bool = True):
+                 dropout: float = 0.25, pad_id: int = 0, fast: bool = True, compile: bool = False):
         super().__init__()
         self.pad_id, self.num_rep, self.rep_dim = pad_id, num_rep, emb_dim // num_rep
         self.fast = fast  # blockwise conv+max (textgan.models.convmax); False = torch's conv2d
+        # torch.compile fuses each block's conv, max and argmax into one pass (needs a C++ compiler)
+        self.block = torch.compile(block_max, dynamic=False) if compile else block_max
         self.embed = nn.Linear(vocab_size, emb_dim, bias=False)
         self.convs = nn.ModuleList(
             nn.Conv2d(1, n, kernel_size=(f, self.rep_dim), stride=(1, self.rep_dim))
@@ -56,7 +58,7 @@ class RelGANCNN(nn.Module):
         reps = emb.view(b, -1, self.num_rep, self.rep_dim)  # (B, T, R, D)
         if self.fast:  # CPU: cache-sized blocks of one row; GPU: the whole batch in one block
             rows = b if reps.is_cuda else 1
-            pooled = [conv_relu_max(reps, conv.weight[:, 0], conv.bias, rows) for conv in self.convs]
+            pooled = [conv_relu_max(reps, conv.weight[:, 0], conv.bias, rows, self.block) for conv in self.convs]
         else:
             pooled = [conv_relu_max_reference(reps, conv.weight[:, 0], conv.bias) for conv in self.convs]
         feats = torch.cat(pooled, dim=2)  # (B, R, sum F)
