@@ -15,6 +15,7 @@ import platform
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -120,18 +121,23 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown experiment(s) {unknown}; choose from {', '.join(EXPERIMENTS)}")
     out = Path(args.out or REPO / "benchmarks" / "results" / ("quality_smoke.json" if args.smoke else "quality.json"))
-    with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
-        results = dict(zip(names, pool.map(lambda n: run_experiment(n, args), names)))
-    previous = json.loads(out.read_text()) if out.is_file() else {}
-    merged = {**previous.get("experiments", {}),
-              **{n: {**r, "machine": machine(args.device), "date": time.strftime("%Y-%m-%d")}
-                 for n, r in results.items()}}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"published": PUBLISHED, "experiments": merged}, indent=2) + "\n")
-    for name, res in results.items():
-        shown = {k: round(v, 4) for k, v in res["metrics"].items() if isinstance(v, (int, float))}
-        print(f"{name}: train {res['train_wall_s']} s, eval {res['eval_wall_s']} s, {shown}")
+    lock = threading.Lock()
 
+    def run_and_record(name: str) -> None:
+        """Each experiment's result is merged into `out` as soon as it ends, so a long series
+        interrupted part-way keeps what it finished."""
+        res = run_experiment(name, args)
+        with lock:
+            previous = json.loads(out.read_text()) if out.is_file() else {}
+            merged = {**previous.get("experiments", {}),
+                      name: {**res, "machine": machine(args.device), "date": time.strftime("%Y-%m-%d")}}
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps({"published": PUBLISHED, "experiments": merged}, indent=2) + "\n")
+            shown = {k: round(v, 4) for k, v in res["metrics"].items() if isinstance(v, (int, float))}
+            print(f"{name}: train {res['train_wall_s']} s, eval {res['eval_wall_s']} s, {shown}", flush=True)
+
+    with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
+        list(pool.map(run_and_record, names))
 
 if __name__ == "__main__":
     main()
