@@ -75,3 +75,12 @@ def test_non_finite_loss_skips_update(tmp_path, root_override):
     tr.g_step(tau=1.0)
     assert tr.progress.skipped == 1
     assert all(torch.equal(v, tr.G.state_dict()[k]) for k, v in g_before.items())
+
+
+@pytest.mark.parametrize("prior", ["none", "normal"])
+def test_metric_names_are_what_evaluate_returns(tmp_path, root_override, prior):
+    """log.best_metric is checked against metric_names before training; it must match evaluate."""
+    from textgan.evaluate import metric_names
+
+    tr = _trainer(tmp_path, root_override, f"generator.prior={prior}")
+    assert set(tr.evaluate()) == set(metric_names(tr.cfg.eval, tr.corpus, prior))
