@@ -41,6 +41,7 @@ EXPERIMENTS = {  # name -> (config, extra overrides, samples scored at the end)
     "oracle40_rsgan": ("configs/oracle40_rsgan.yaml", [], 10000),
     "coco_mle": ("configs/coco_mle.yaml", [], 10000),
     "coco_rsgan": ("configs/coco_rsgan.yaml", [], 10000),
+    "coco_mle_large": ("configs/coco_mle_large.yaml", [], 10000),
 }
 
 SMOKE = ["mle.epochs=1", "adversarial.steps=2", "adversarial.d_steps=1", "eval.num_samples=20",

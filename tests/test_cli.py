@@ -138,3 +138,23 @@ def test_bad_cli_arguments(tmp_path):
     assert res.returncode == 2 and "not found" in res.stderr
     res = run_cli("frobnicate")
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_eval_mle_every_spaces_out_mle_evaluations(data_root, tmp_path):
+    """eval.mle_every=2 over 4 MLE epochs evaluates after epochs 2 and 4 only; the default 1
+    after each epoch."""
+    steps = {}
+    for every in (1, 2):
+        runs = tmp_path / f"every{every}"
+        res = run_cli("train", str(REPO / "configs" / "coco_mle.yaml"), *FAST, f"log.dir={runs}",
+                      "mle.epochs=4", f"eval.mle_every={every}")
+        assert res.returncode == 0, res.stderr
+        found = set()
+        for event_file in (runs / "coco_mle").rglob("events.out.tfevents.*"):
+            acc = EventAccumulator(str(event_file))
+            acc.Reload()
+            if "eval/nll_gen_pos" in acc.Tags()["scalars"]:
+                found |= {e.step for e in acc.Scalars("eval/nll_gen_pos")}
+        steps[every] = sorted(found)
+    assert len(steps[1]) == 4
+    assert steps[2] == [steps[1][1], steps[1][3]]

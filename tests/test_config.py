@@ -173,6 +173,7 @@ def test_wrong_type_names_the_valid_choices():
     ("adversarial.beta2=-0.1", "adversarial.beta2"),
     ("adversarial.d_steps=0", "adversarial.d_steps"),
     ("eval.every=-1", "eval.every"),
+    ("eval.mle_every=-1", "eval.mle_every"),
     ("eval.sample_every=-1", "eval.sample_every"),
     ("eval.num_samples=1", "eval.num_samples"),
     ("eval.bleu_n=[0, 2]", "eval.bleu_n"),

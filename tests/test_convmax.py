@@ -80,3 +80,27 @@ def test_compiled_blocks_match_eager():
     assert torch.allclose(outs[0], outs[1], atol=1e-6)
     for a, b in zip(grads[0], grads[1]):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_compiled_blocks_cover_every_width_and_mode_without_eager_fallback():
+    """Five filter widths in the D step (D trainable), the G step (D frozen, input with a gradient)
+    and evaluation (no gradient): one compiled graph per (width, argmax tracked), ten in all, more
+    than dynamo's default limit of 8 per function, so none may silently fall back to eager."""
+    import torch._dynamo
+    from torch._C._dynamo.eval_frame import _debug_get_cache_entry_list
+
+    from textgan.models.convmax import block_max
+    from textgan.models.discriminator import RelGANCNN
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    widths = [2, 3, 4, 5, 6]
+    model = RelGANCNN(20, emb_dim=4, num_rep=4, filter_sizes=widths, num_filters=[3] * 5, dropout=0.0,
+                      compile=True)
+    dists = torch.softmax(torch.randn(2, 8, 20), dim=-1)
+    model(dists).sum().backward()  # D step
+    model.requires_grad_(False)
+    model(dists.clone().requires_grad_(True)).sum().backward()  # G step
+    with torch.no_grad():
+        model(dists)  # evaluation
+    assert len(_debug_get_cache_entry_list(block_max.__code__)) == 2 * len(widths)

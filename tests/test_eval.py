@@ -122,11 +122,26 @@ def test_eval_prints_and_writes_metrics(run, tmp_path):
     printed = dict(line.split() for line in res.stdout.splitlines())
     saved = json.loads((tmp_path / "metrics.json").read_text())
     for name in ("bleu2_exact", "self_bleu3_loo", "bleu3_texygen", "self_bleu2_texygen", "nll_gen_mc1_tok",
-                 "nll_gen_pos", "mean_length"):
+                 "nll_gen_pos", "nll_gen_pos_train", "mean_length"):
         assert name in printed, (name, printed)
         assert float(printed[name]) == pytest.approx(saved["metrics"][name], rel=1e-5)
     assert set(printed) == set(saved["metrics"])
     assert saved["settings"]["num"] == 30 and saved["settings"]["protocol"] == "both"
+
+
+def test_relgan_nll_gen_is_per_position_on_the_training_set(run):
+    """nll_gen_pos_train (texygen/both protocols) scores the training sentences, as RelGAN's code
+    does, and is absent from the exact protocol."""
+    from textgan.evaluation_cli import eval_metrics, load_run
+
+    loaded, corpus = load_run(run)
+    both = eval_metrics(loaded, corpus, num=20, seed=3, protocol="both")
+    draws = loaded.config.eval.latent_draws
+    on_train = nll_gen(loaded.generator, corpus.train.tokens, corpus.train.lengths, draws=draws,
+                       rng=torch.Generator().manual_seed(3 + 3))
+    assert both["nll_gen_pos_train"] == pytest.approx(on_train.per_position, rel=1e-6)
+    assert both["nll_gen_pos_train"] != pytest.approx(both["nll_gen_pos"], rel=1e-3)  # not the test set
+    assert "nll_gen_pos_train" not in eval_metrics(loaded, corpus, num=20, seed=3, protocol="exact")
 
 
 def test_eval_data_replaces_test_file(run, data_root):

@@ -134,3 +134,21 @@ def test_generator_mle_loss_matches_teacher_forced_cross_entropy(num_layers, pri
         assert (got is None) == (want is None)
         if want is not None:
             torch.testing.assert_close(got, want, **TOL[torch.float32])
+
+
+def test_targets_whose_probability_underflows_get_the_exact_loss():
+    """With gradients on, log p(target) is read off the softmax; where that probability is below
+    fp32's range (target logit far below the row's maximum) the loss must still be exact, not inf."""
+    h, w, b, y = problem(40, torch.float32, pad_frac=0.2, v=50, h=16, seed=3)
+    with torch.no_grad():
+        h.mul_(40.0)  # logit spreads of hundreds of nats
+    ref = reference(h, w, b, y)
+    logits = h.detach() @ w.detach().T + b.detach()
+    valid = y != IGNORE
+    p_target = torch.softmax(logits[valid], 1).gather(1, y[valid, None])
+    assert (p_target == 0).sum() >= 3  # the case is really exercised
+    out = linear_cross_entropy(h, w, b, y, ignore_index=IGNORE, chunk_rows=7)
+    assert torch.isfinite(out)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-4)
+    for got, want in zip(grads(out, (h, w, b)), grads(ref, (h, w, b))):  # logits of ~100: fp32 ulp ~1e-5
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)

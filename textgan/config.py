@@ -161,6 +161,7 @@ class AdversarialConfig:
 @dataclass
 class EvalConfig:
     every: int = 100  # adversarial steps between evaluations; 0 = only at the end
+    mle_every: int = 1  # MLE epochs between evaluations; 0 = only at the end of MLE
     num_samples: int = 1000  # generated sentences scored per evaluation
     bleu_n: list[int] = field(default_factory=lambda: [2, 3, 4, 5])  # BLEU-n vs test, Self-BLEU-n
     num_references: int = 0  # test sentences used as BLEU references; 0 = all
@@ -171,6 +172,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         _check(self.every >= 0, "every", "must be >= 0")
+        _check(self.mle_every >= 0, "mle_every", "must be >= 0")
         _check(self.sample_every >= 0, "sample_every", "must be >= 0")
         _check(self.num_samples >= 2, "num_samples", "must be >= 2")
         _check(all(1 <= n <= 8 for n in self.bleu_n), "bleu_n", "each n must be in 1..8")

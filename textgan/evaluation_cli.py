@@ -17,6 +17,7 @@ from textgan.corpus import Corpus, prepare
 from textgan.errors import UserError
 from textgan.evaluate import evaluate, generate
 from textgan.metrics.bleu import bleu, self_bleu
+from textgan.metrics.nll import nll_gen
 from textgan.sample import Loaded, load_generator
 
 PROTOCOLS = ("exact", "texygen", "both")
@@ -59,6 +60,15 @@ def texygen_metrics(loaded: Loaded, corpus: Corpus, samples: list[list[str]], se
     return out
 
 
+def train_nll_per_position(loaded: Loaded, corpus: Corpus, seed: int) -> float:
+    """NLL_gen as the RelGAN paper reports it: per position (max_len per sentence, padding
+    counted as 0) on the *training* set, which its code scores, not the test set (draws: seed + 3)."""
+    g = loaded.generator
+    rng = torch.Generator(device=g.out.weight.device).manual_seed(seed + 3)
+    draws = loaded.config.eval.latent_draws
+    return nll_gen(g, corpus.train.tokens, corpus.train.lengths, draws=draws, rng=rng).per_position
+
+
 def eval_metrics(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperature: float = 1.0,
                  protocol: str = "exact") -> dict[str, float]:
     """`evaluate`'s metrics on `num` samples; texygen swaps the BLEU tags, both keeps both sets."""
@@ -68,6 +78,8 @@ def eval_metrics(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperatur
         raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
     cfg = dataclasses.replace(loaded.config.eval, num_samples=num)
     metrics, samples = evaluate(loaded.generator, corpus, cfg, seed, temperature=temperature)
+    if protocol != "exact" and cfg.nll_gen:
+        metrics["nll_gen_pos_train"] = train_nll_per_position(loaded, corpus, seed)
     if corpus.oracle is not None or protocol == "exact":  # no BLEU on oracle ids
         return metrics
     extra = texygen_metrics(loaded, corpus, samples, seed=seed, temperature=temperature, orders=cfg.bleu_n)

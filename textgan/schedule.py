@@ -49,7 +49,8 @@ def run(trainer: Trainer, on_checkpoint=lambda path: None) -> dict[str, float]:
         if trainer.diverging() or p.batch:  # never checkpoint a diverging state
             guard()
             continue
-        trainer.evaluate()
+        if should(cfg.eval.mle_every, p.epoch, cfg.mle.epochs):
+            trainer.evaluate()
         trainer.log_samples()
         on_checkpoint(trainer.save())
         checkpoint_and_stop_if_asked()

@@ -12,16 +12,26 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+
+from textgan.models.fused_ce import target_log_probs
+
+IGNORE = -100  # target id of positions past EOS
 
 
 @torch.inference_mode()
 def sequence_nll(generator, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """Summed teacher-forced NLL of each sequence up to and including EOS, (B,)."""
-    logits = generator(tokens, z)  # (B, T, V)
-    nll = F.cross_entropy(logits.transpose(1, 2), tokens, reduction="none")  # (B, T)
-    alive = torch.arange(tokens.shape[1], device=tokens.device) < lengths.unsqueeze(1)
-    return (nll * alive).sum(1)
+    """Summed teacher-forced NLL of each sequence up to and including EOS, (B,).
+
+    Log-probabilities come chunk-wise from the output layer (no (B, T, V) logits), for the
+    positions that count only, and time stops at the longest sequence."""
+    t = max(int(lengths.max()), 1) if lengths.numel() else tokens.shape[1]
+    tokens = tokens[:, :t]
+    hidden = generator.hidden_states(tokens, z)  # (B, t, H)
+    alive = torch.arange(t, device=tokens.device) < lengths.unsqueeze(1)  # (B, t)
+    targets = tokens.masked_fill(~alive, IGNORE)
+    logp = target_log_probs(hidden.reshape(-1, hidden.shape[-1]), generator.out.weight,
+                            generator.out.bias + generator.logit_mask, targets.reshape(-1), IGNORE)
+    return -logp.view(tokens.shape).sum(1)
 
 
 @dataclass
@@ -48,7 +58,10 @@ def nll_gen(generator, tokens: torch.Tensor, lengths: torch.Tensor, draws: int =
                                 for _ in range(k)])  # (K, B) log p(x | z_k)
         log_px = torch.logsumexp(per_draw.double(), dim=0) - math.log(k)  # (B,)
         mc_sum += float(-log_px.sum())
-        mean_sum += float(sequence_nll(generator, x, n, generator.prior_mean(b)).double().sum())
+        if generator.prior == "none":  # z is zero either way: the same number
+            mean_sum += float(-per_draw[0].double().sum())
+        else:
+            mean_sum += float(sequence_nll(generator, x, n, generator.prior_mean(b)).double().sum())
     generator.train(was_training)
     n_tokens = float(lengths.sum())
     return NLLGen(per_token=mc_sum / n_tokens, per_token_prior_mean=mean_sum / n_tokens,

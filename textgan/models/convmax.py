@@ -42,11 +42,12 @@ class _ConvMax(torch.autograd.Function):
     def forward(ctx, emb, weight, bias, rows, block):
         b_all = emb.shape[0]
         f, k, d = weight.shape
-        w2 = weight.reshape(f, k * d).t()  # (K*D, F)
+        # Detached, so a compiled `block` sees one requires_grad state (no extra recompiles).
+        w2, x = weight.detach().reshape(f, k * d).t(), emb.detach()  # (K*D, F), (B, T, R, D)
         track = any(ctx.needs_input_grad[:3])  # False under no_grad and inference_mode
         tops, wheres = [], []
         for start in range(0, b_all, rows):
-            top, where = block(emb[start:start + rows], w2, k, track)
+            top, where = block(x[start:start + rows], w2, k, track)
             tops.append(top)
             wheres.append(where)
         best = torch.cat(tops) if len(tops) > 1 else tops[0]  # (B, R, F)

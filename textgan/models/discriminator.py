@@ -37,7 +37,13 @@ class RelGANCNN(nn.Module):
         self.pad_id, self.num_rep, self.rep_dim = pad_id, num_rep, emb_dim // num_rep
         self.fast = fast  # blockwise conv+max (textgan.models.convmax); False = torch's conv2d
         # torch.compile fuses each block's conv, max and argmax into one pass (needs a C++ compiler)
-        self.block = torch.compile(block_max, dynamic=False) if compile else block_max
+        self.block = block_max
+        if compile:
+            self.block = torch.compile(block_max, dynamic=False)
+            # One static graph per (width, argmax tracked or not); dynamo's default limit of 8 per
+            # function would send the rest back to eager without a word.
+            limit = 2 * len(set(filter_sizes)) + 2  # + the last block of a batch not divisible by rows
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
         self.embed = nn.Linear(vocab_size, emb_dim, bias=False)
         self.convs = nn.ModuleList(
             nn.Conv2d(1, n, kernel_size=(f, self.rep_dim), stride=(1, self.rep_dim))
