@@ -34,7 +34,7 @@ PUBLISHED = {
                              "nll_gen": 0.756}},
 }
 
-EXPERIMENTS = {  # name -> (config, extra overrides, samples scored at the end)
+EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), samples scored at the end)
     "oracle20_mle": ("configs/oracle20_mle.yaml", [], 10000),
     "oracle20_rsgan": ("configs/oracle20_rsgan.yaml", [], 10000),
     "oracle40_mle": ("configs/oracle40_mle.yaml", [], 10000),
@@ -42,6 +42,9 @@ EXPERIMENTS = {  # name -> (config, extra overrides, samples scored at the end)
     "coco_mle": ("configs/coco_mle.yaml", [], 10000),
     "coco_rsgan": ("configs/coco_rsgan.yaml", [], 10000),
     "coco_mle_large": ("configs/coco_mle_large.yaml", [], 10000),
+    # the GAN phase only, from the finished coco_mle_large run (its wall time is that run's)
+    "coco_rsgan_large": ("configs/coco_rsgan_large.yaml",
+                         ["generator.init_from={runs}/coco_mle_large", "mle.epochs=0"], 10000),
 }
 
 SMOKE = ["mle.epochs=1", "adversarial.steps=2", "adversarial.d_steps=1", "eval.num_samples=20",
@@ -75,20 +78,25 @@ def _cli(*args: str, log: Path, limit: float | None = None) -> tuple[float, bool
 def run_experiment(name: str, args: argparse.Namespace) -> dict:
     config, extra, num = EXPERIMENTS[name]
     overrides = [f"data.root={args.data_root}", f"log.dir={args.runs}", "log.progress=false",
-                 f"run.device={args.device}", *extra, *(SMOKE if args.smoke else []), *args.set]
+                 f"run.device={args.device}", *(SMOKE if args.smoke else []),
+                 *(e.format(runs=args.runs) for e in extra), *args.set]  # the experiment's own beat smoke's
     run_dir = Path(args.runs) / name
     log = Path(args.runs) / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text("")
-    train_s, stopped = _cli("train", config, *overrides, "--force", log=log, limit=args.train_limit)
+    if args.score_only:  # re-score the run already there; its training figures are kept by the caller
+        train_s, stopped = None, None
+    else:
+        log.write_text("")
+        train_s, stopped = _cli("train", config, *overrides, "--force", log=log, limit=args.train_limit)
     progress = checkpoint.load(checkpoint.newest(run_dir / "checkpoints"))["progress"]
     num = 50 if args.smoke else num
     eval_dir = run_dir / "eval_final"
     eval_s, _ = _cli("eval", str(run_dir), "--num", str(num), "--protocol", "both", "--out", str(eval_dir),
                   "--device", args.device, log=log)
     metrics = json.loads((eval_dir / "metrics.json").read_text())["metrics"]
-    return {"config": config, "overrides": overrides, "train_wall_s": round(train_s, 1),
-            "stopped_by_time_limit": stopped, "mle_epochs_done": progress["epoch"],
+    trained = {} if args.score_only else {"config": config, "overrides": overrides,
+                                           "train_wall_s": round(train_s, 1), "stopped_by_time_limit": stopped}
+    return {**trained, "mle_epochs_done": progress["epoch"],
             "adversarial_steps_done": progress["step"],
             "eval_wall_s": round(eval_s, 1), "samples_scored": num, "metrics": metrics,
             "command": f"python benchmarks/quality.py --only {name}" + (" --smoke" if args.smoke else "")}
@@ -114,6 +122,8 @@ def main() -> None:
     ap.add_argument("--train-limit", type=float, default=None,
                     help="seconds of training before SIGTERM (checkpoint, then scored as it stands)")
     ap.add_argument("--smoke", action="store_true", help="seconds-long version for CI")
+    ap.add_argument("--score-only", action="store_true",
+                    help="score the runs already in --runs again (new metrics); keep their training record")
     ap.add_argument("--runs", default=str(REPO / "benchmarks" / "runs"))
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -130,12 +140,20 @@ def main() -> None:
         res = run_experiment(name, args)
         with lock:
             previous = json.loads(out.read_text()) if out.is_file() else {}
-            merged = {**previous.get("experiments", {}),
-                      name: {**res, "machine": machine(args.device), "date": time.strftime("%Y-%m-%d")}}
+            before = previous.get("experiments", {}).get(name, {}) if args.score_only else {}
+            if args.score_only and "train_wall_s" not in before:
+                raise RuntimeError(f"--score-only: {out} has no training record of {name}; train it first")
+            record = {**before, **res, "machine": before.get("machine", machine(args.device)),
+                      "date": before.get("date", time.strftime("%Y-%m-%d"))}
+            if args.score_only:
+                record["command"] = before.get("command")
+                record["rescored"] = {"date": time.strftime("%Y-%m-%d"), "machine": machine(args.device),
+                                      "command": res["command"] + " --score-only"}
+            merged = {**previous.get("experiments", {}), name: record}
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps({"published": PUBLISHED, "experiments": merged}, indent=2) + "\n")
             shown = {k: round(v, 4) for k, v in res["metrics"].items() if isinstance(v, (int, float))}
-            print(f"{name}: train {res['train_wall_s']} s, eval {res['eval_wall_s']} s, {shown}", flush=True)
+            print(f"{name}: train {record['train_wall_s']} s, eval {res['eval_wall_s']} s, {shown}", flush=True)
 
     with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
         list(pool.map(run_and_record, names))

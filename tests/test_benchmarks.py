@@ -45,3 +45,23 @@ def test_quality_smoke(tmp_path, data_root):
     assert {"bleu2_exact", "bleu2_texygen", "self_bleu2_loo", "self_bleu2_texygen"} <= set(coco)
     assert "nll_oracle" in result["experiments"]["oracle20_rsgan"]["metrics"]
     assert result["published"]["coco"]["RelGAN(100)"]["bleu2"] == 0.849
+    assert {"nll_gen_pos", "nll_gen_pos_train"} <= set(coco)
+    # --score-only scores the same run again and keeps its training record
+    _bench("quality.py", "--smoke", "--score-only", "--data-root", str(data_root), "--only", "coco_rsgan",
+           "--runs", str(tmp_path / "runs"), "--out", str(out))
+    again = json.loads(out.read_text())["experiments"]["coco_rsgan"]
+    before = result["experiments"]["coco_rsgan"]
+    assert again["train_wall_s"] == before["train_wall_s"] and again["command"] == before["command"]
+    assert again["rescored"]["command"].endswith("--score-only")
+    assert again["metrics"]["bleu2_exact"] == before["metrics"]["bleu2_exact"]  # same checkpoint, same seed
+
+
+def test_quality_smoke_gan_from_pretrained_run(tmp_path, data_root):
+    """coco_rsgan_large starts from the coco_mle_large run (generator.init_from), skipping MLE."""
+    out = tmp_path / "quality.json"
+    _bench("quality.py", "--smoke", "--data-root", str(data_root), "--only", "coco_mle_large,coco_rsgan_large",
+           "--runs", str(tmp_path / "runs"), "--out", str(out))
+    gan = json.loads(out.read_text())["experiments"]["coco_rsgan_large"]
+    assert gan["mle_epochs_done"] == 0 and gan["adversarial_steps_done"] == 2
+    assert f"generator.init_from={tmp_path / 'runs'}/coco_mle_large" in gan["overrides"]
+    assert "generator initialised from" in (tmp_path / "runs" / "coco_rsgan_large.log").read_text()

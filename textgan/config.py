@@ -64,6 +64,7 @@ class GeneratorConfig:
     prior: Literal["normal", "uniform", "none"] = "normal"  # none = zero states, plain LM
     feedback: Literal["hard", "soft", "straight_through"] = "hard"  # input fed back when free running
     dropout: float = 0.0  # dropout between LSTM layers (teacher-forced training only)
+    init_from: str = ""  # run folder or checkpoint whose generator (and vocabulary) starts this run
 
     def __post_init__(self) -> None:
         for name in ("emb_dim", "hidden_dim", "num_layers", "latent_dim"):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from textgan import checkpoint, distributed, runs
+from textgan import checkpoint, distributed, runs, warm_start
 from textgan import config as config_mod
 from textgan.corpus import Corpus, prepare
 from textgan.data import Vocab
@@ -79,14 +79,15 @@ def train_command(config_path: str | None, overrides: list[str], resume: str | N
 def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, force: bool,
            dist: Dist) -> int:
     log = _log if dist.is_main else (lambda message: None)  # rank 0 speaks for the job
-    state = None
+    state = source = None
     if resume:
         run_dir = Path(resume)
         state, path, vocab = _resume_state(run_dir, log)  # every rank reads the same checkpoint
         corpus = prepare(cfg.data, cfg.run.seed, vocab=vocab)
         log(f"resuming {run_dir} from {path.name}" + (f" on {dist.world_size} ranks" if dist.enabled else ""))
     else:
-        corpus = prepare(cfg.data, cfg.run.seed)
+        source = warm_start.load_source(cfg.generator) if cfg.generator.init_from else None
+        corpus = prepare(cfg.data, cfg.run.seed, vocab=source.vocab if source else None)
         _check_best_metric(cfg, corpus)
         dist.check_corpus(corpus.train.tokens.shape[0])
         run_dir = dist.on_main(lambda: _new_run(cfg, config_path, corpus, force))  # the others wait
@@ -100,6 +101,9 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
     trainer = Trainer(cfg, corpus, run_dir, monitor, dist=dist)
     if state is not None:
         trainer.load_state_dict(state)
+    elif source is not None:
+        warm_start.apply(trainer.G, source)
+        log(f"generator initialised from {source.path}")
     received: list[int] = []
     trainer.stop_requested = lambda: dist.any(bool(received))  # every rank stops at the same step
     previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))

@@ -1,0 +1,51 @@
+"""Start a run's generator from another run's weights (`generator.init_from`).
+
+The usual GAN workflow pretrains once with MLE and then runs many adversarial variants from
+that generator. The source run's vocabulary is reused, so token ids keep their meaning; the
+architecture must match. A plain language model (prior none) may seed a latent generator: its
+new z -> (h0, c0) projection starts at zero, so the run begins exactly at the pretrained model
+and the adversarial phase learns how to use z.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from textgan.config import GeneratorConfig
+from textgan.errors import UserError
+from textgan.models.generator import Generator
+from textgan.sample import Loaded, load_generator
+
+SHAPES = ("emb_dim", "hidden_dim", "num_layers")
+
+
+def load_source(cfg: GeneratorConfig) -> Loaded:
+    """The run or checkpoint named by `cfg.init_from`, checked against this run's generator."""
+    path = Path(cfg.init_from)
+    if not path.exists():
+        raise UserError(f"generator.init_from: {path} does not exist; give a run folder or a .pt checkpoint")
+    try:
+        source = load_generator(path, warn=lambda message: None)
+    except (OSError, ValueError, RuntimeError) as err:  # UserError (damaged file) passes through as is
+        raise UserError(f"generator.init_from: cannot load {path} ({err})") from None
+    theirs = source.config.generator
+    for name in SHAPES:
+        if getattr(theirs, name) != getattr(cfg, name):
+            raise UserError(f"generator.init_from: {path} has {name}={getattr(theirs, name)} but this "
+                            f"config has {getattr(cfg, name)}; set generator.{name}={getattr(theirs, name)}")
+    if theirs.prior != "none" and (cfg.prior == "none" or theirs.latent_dim != cfg.latent_dim):
+        raise UserError(f"generator.init_from: {path} has a latent of {theirs.latent_dim} ({theirs.prior} "
+                        f"prior); set generator.latent_dim={theirs.latent_dim} and a prior other than none")
+    return source
+
+
+@torch.no_grad()
+def apply(generator: Generator, source: Loaded) -> None:
+    """Copy the source weights into `generator`; a latent projection the source lacks starts at 0."""
+    state = source.generator.state_dict()
+    missing, unexpected = generator.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.startswith("latent_proj.") for k in missing), (missing, unexpected)
+    if missing:
+        generator.latent_proj.weight.zero_()
+        generator.latent_proj.bias.zero_()
