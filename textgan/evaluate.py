@@ -46,6 +46,26 @@ def metric_names(cfg: EvalConfig, corpus: Corpus, prior: str) -> list[str]:
     return names + ["mean_length"]
 
 
+def sample_metrics(ids: torch.Tensor, samples: list[list[str]], corpus: Corpus, bleu_n: list[int],
+                   num_references: int = 0) -> dict[str, float]:
+    """Quality and diversity of samples (ids (N, T) and their decoded tokens): NLL_oracle on the
+    oracle corpus, else BLEU-n against the test set and leave-one-out Self-BLEU-n; grammaticality
+    on the grammar corpus."""
+    metrics: dict[str, float] = {}
+    if corpus.oracle is not None:
+        metrics["nll_oracle"] = float(corpus.oracle.nll(ids - len(SPECIALS)))
+    else:
+        refs = corpus.test_sentences[: num_references or None]
+        for n in bleu_n:
+            metrics[f"bleu{n}_exact"] = bleu(samples, refs, max_n=n)
+            metrics[f"self_bleu{n}_loo"] = self_bleu(samples, max_n=n)
+    if corpus.source == "grammar":
+        from textgan.grammar import grammaticality
+
+        metrics["grammaticality"] = grammaticality(samples)
+    return metrics
+
+
 def evaluate(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperature: float = 1.0,
              nll: bool | None = None) -> tuple[dict[str, float], list[list[str]]]:
     """Metrics on `cfg.num_samples` fresh samples, and the samples as tokens."""
@@ -53,18 +73,7 @@ def evaluate(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperature:
     rng = torch.Generator(device=device).manual_seed(seed)
     ids = generate(generator, cfg.num_samples, corpus.max_len, rng, temperature)
     samples = [corpus.vocab.decode(row) for row in ids.tolist()]
-    metrics: dict[str, float] = {}
-    if corpus.oracle is not None:
-        metrics["nll_oracle"] = float(corpus.oracle.nll(ids - len(SPECIALS)))
-    else:
-        refs = corpus.test_sentences[: cfg.num_references or None]
-        for n in cfg.bleu_n:
-            metrics[f"bleu{n}_exact"] = bleu(samples, refs, max_n=n)
-            metrics[f"self_bleu{n}_loo"] = self_bleu(samples, max_n=n)
-    if corpus.source == "grammar":
-        from textgan.oracle import grammaticality
-
-        metrics["grammaticality"] = grammaticality(samples)
+    metrics = sample_metrics(ids, samples, corpus, cfg.bleu_n, cfg.num_references)
     if cfg.nll_gen if nll is None else nll:
         res = nll_gen(generator, corpus.test.tokens, corpus.test.lengths, draws=cfg.latent_draws,
                       rng=torch.Generator(device=device).manual_seed(seed + 1))

@@ -23,10 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from textgan.corpus import Corpus
-from textgan.data import SPECIALS
 from textgan.errors import UserError
-from textgan.evaluate import generate
-from textgan.metrics.bleu import bleu, self_bleu
+from textgan.evaluate import generate, sample_metrics
 from textgan.monitor import Monitor
 from textgan.sample import Loaded
 
@@ -80,16 +78,8 @@ def sweep_row(loaded: Loaded, corpus: Corpus, temperature: float, num: int, seed
     ids = generate(g, num, corpus.max_len, rng, temperature=temperature, z=z)  # (N, T)
     samples = [corpus.vocab.decode(row) for row in ids.tolist()]
     row = {"temperature": temperature}
-    if corpus.oracle is not None:
-        row["nll_oracle"] = float(corpus.oracle.nll(ids - len(SPECIALS)))
-    else:
-        for n in loaded.config.eval.bleu_n:
-            row[f"bleu{n}"] = bleu(samples, corpus.test_sentences, max_n=n)
-            row[f"self_bleu{n}"] = self_bleu(samples, max_n=n)
-    if corpus.source == "grammar":
-        from textgan.grammar import grammaticality
-
-        row["grammaticality"] = grammaticality(samples)
+    for name, value in sample_metrics(ids, samples, corpus, loaded.config.eval.bleu_n).items():
+        row[name.removesuffix("_exact").removesuffix("_loo")] = value  # CSV columns: bleuN, self_bleuN
     row["entropy_tok"] = sample_entropy(g, ids, z, temperature=temperature,
                                         eos_id=corpus.vocab.eos_id if corpus.add_eos else None)
     row["mean_length"] = sum(len(s) for s in samples) / len(samples)
