@@ -47,6 +47,8 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
                          ["generator.init_from={runs}/coco_mle_large", "mle.epochs=0"], 10000),
 }
 
+AFTER = {"coco_rsgan_large": "coco_mle_large"}  # experiment -> the run its overrides start from
+
 SMOKE = ["mle.epochs=1", "adversarial.steps=2", "adversarial.d_steps=1", "eval.num_samples=20",
          "eval.every=0", "eval.latent_draws=1", "data.num_train=128", "data.num_test=32",
          "data.train=tiny/train.txt", "data.test=tiny/test.txt", "generator.hidden_dim=16",
@@ -155,8 +157,11 @@ def main() -> None:
             shown = {k: round(v, 4) for k, v in res["metrics"].items() if isinstance(v, (int, float))}
             print(f"{name}: train {record['train_wall_s']} s, eval {res['eval_wall_s']} s, {shown}", flush=True)
 
+    # experiments that start from another one's run go in a second wave, after it has finished
+    later = [n for n in names if AFTER.get(n) in names]
     with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
-        list(pool.map(run_and_record, names))
+        for wave in ([n for n in names if n not in later], later):
+            list(pool.map(run_and_record, wave))
 
 if __name__ == "__main__":
     main()

@@ -57,10 +57,11 @@ def test_quality_smoke(tmp_path, data_root):
 
 
 def test_quality_smoke_gan_from_pretrained_run(tmp_path, data_root):
-    """coco_rsgan_large starts from the coco_mle_large run (generator.init_from), skipping MLE."""
+    """coco_rsgan_large starts from the coco_mle_large run (generator.init_from), skipping MLE, and
+    waits for it even when experiments run in parallel."""
     out = tmp_path / "quality.json"
     _bench("quality.py", "--smoke", "--data-root", str(data_root), "--only", "coco_mle_large,coco_rsgan_large",
-           "--runs", str(tmp_path / "runs"), "--out", str(out))
+           "--runs", str(tmp_path / "runs"), "--out", str(out), "--jobs", "2")  # still one after the other
     gan = json.loads(out.read_text())["experiments"]["coco_rsgan_large"]
     assert gan["mle_epochs_done"] == 0 and gan["adversarial_steps_done"] == 2
     assert f"generator.init_from={tmp_path / 'runs'}/coco_mle_large" in gan["overrides"]
