@@ -2,7 +2,7 @@
 
 Shapes: N rows (B * T), H hidden, V vocabulary, C rows per chunk.
 `linear_cross_entropy(h, W, b, y)` equals `F.cross_entropy(h @ W.T + b, y, ignore_index=...)`, but
-never holds the (N, V) logits: each chunk of C rows gets its logits, log-softmax, loss terms and
+never holds the (N, V) logits: each chunk of C rows gets its logits, softmax, loss terms and
 at once its gradient `(softmax - onehot) / n_valid`, which is folded into the small gradients of
 h, W and b before the next chunk overwrites the buffer. All of it runs in the forward pass (the
 loss is a scalar, so its backward only scales the saved gradients), which reads the logits
