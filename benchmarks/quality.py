@@ -101,7 +101,7 @@ def run_experiment(name: str, args: argparse.Namespace) -> dict:
     return {**trained, "mle_epochs_done": progress["epoch"],
             "adversarial_steps_done": progress["step"],
             "eval_wall_s": round(eval_s, 1), "samples_scored": num, "metrics": metrics,
-            "command": f"python benchmarks/quality.py --only {name}" + (" --smoke" if args.smoke else "")}
+            "command": " ".join(["python", "benchmarks/quality.py", *sys.argv[1:]])}
 
 
 def machine(device: str) -> dict:
@@ -150,7 +150,7 @@ def main() -> None:
             if args.score_only:
                 record["command"] = before.get("command")
                 record["rescored"] = {"date": time.strftime("%Y-%m-%d"), "machine": machine(args.device),
-                                      "command": res["command"] + " --score-only"}
+                                      "command": res["command"]}
             merged = {**previous.get("experiments", {}), name: record}
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps({"published": PUBLISHED, "experiments": merged}, indent=2) + "\n")

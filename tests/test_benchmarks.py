@@ -52,7 +52,7 @@ def test_quality_smoke(tmp_path, data_root):
     again = json.loads(out.read_text())["experiments"]["coco_rsgan"]
     before = result["experiments"]["coco_rsgan"]
     assert again["train_wall_s"] == before["train_wall_s"] and again["command"] == before["command"]
-    assert again["rescored"]["command"].endswith("--score-only")
+    assert "--score-only" in again["rescored"]["command"]
     assert again["metrics"]["bleu2_exact"] == before["metrics"]["bleu2_exact"]  # same checkpoint, same seed
 
 
