@@ -13,25 +13,11 @@ from dataclasses import dataclass
 
 import torch
 
-from textgan.models.fused_ce import target_log_probs
-
-IGNORE = -100  # target id of positions past EOS
-
 
 @torch.inference_mode()
 def sequence_nll(generator, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """Summed teacher-forced NLL of each sequence up to and including EOS, (B,).
-
-    Log-probabilities come chunk-wise from the output layer (no (B, T, V) logits), for the
-    positions that count only, and time stops at the longest sequence."""
-    t = max(int(lengths.max()), 1) if lengths.numel() else tokens.shape[1]
-    tokens = tokens[:, :t]
-    hidden = generator.hidden_states(tokens, z)  # (B, t, H)
-    alive = torch.arange(t, device=tokens.device) < lengths.unsqueeze(1)  # (B, t)
-    targets = tokens.masked_fill(~alive, IGNORE)
-    logp = target_log_probs(hidden.reshape(-1, hidden.shape[-1]), generator.out.weight,
-                            generator.out.bias + generator.logit_mask, targets.reshape(-1), IGNORE)
-    return -logp.view(tokens.shape).sum(1)
+    """Summed teacher-forced NLL of each sequence up to and including EOS, (B,)."""
+    return -generator.token_log_probs(tokens, lengths, z).sum(1)
 
 
 @dataclass

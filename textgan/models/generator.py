@@ -14,9 +14,10 @@ import torch
 from torch import nn
 
 from textgan.gumbel import gumbel_noise, gumbel_softmax
-from textgan.models.fused_ce import linear_cross_entropy
+from textgan.models.fused_ce import linear_cross_entropy, target_log_probs
 
 NEG = -1e9  # additive logit for tokens the generator never emits
+IGNORE = -100  # target id of positions that are not scored
 
 
 @dataclass
@@ -87,7 +88,23 @@ class Generator(nn.Module):
         logits but computed chunk-wise without materialising the (B, T, V) logits."""
         hidden = self.hidden_states(tokens, z)  # (B, T, H)
         return linear_cross_entropy(hidden.reshape(-1, self.hidden_dim), self.out.weight,
-                                    self.out.bias + self.logit_mask, tokens.reshape(-1), ignore_index=pad_id)
+                                    self._output_bias(), tokens.reshape(-1), ignore_index=pad_id)
+
+    @torch.no_grad()
+    def token_log_probs(self, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced log p of each gold token, (B, t) with t the longest length; 0 past each
+        sequence's length. Chunk-wise from the output layer: no (B, T, V) logits."""
+        t = max(int(lengths.max()), 1) if lengths.numel() else tokens.shape[1]
+        tokens = tokens[:, :t]
+        hidden = self.hidden_states(tokens, z)  # (B, t, H)
+        alive = torch.arange(t, device=tokens.device) < lengths.unsqueeze(1)  # (B, t)
+        targets = tokens.masked_fill(~alive, IGNORE)
+        logp = target_log_probs(hidden.reshape(-1, self.hidden_dim), self.out.weight, self._output_bias(),
+                                targets.reshape(-1), IGNORE)
+        return logp.view(tokens.shape)
+
+    def _output_bias(self) -> torch.Tensor:
+        return self.out.bias + self.logit_mask
 
     def sample(self, z: torch.Tensor, max_len: int, tau: float = 1.0, straight_through: bool = False,
                temperature: float = 1.0, generator: torch.Generator | None = None,
