@@ -87,6 +87,8 @@ def run_experiment(name: str, args: argparse.Namespace) -> dict:
     log.parent.mkdir(parents=True, exist_ok=True)
     if args.score_only:  # re-score the run already there; its training figures are kept by the caller
         train_s, stopped = None, None
+    elif args.resume:  # train the run already there further; the caller adds this segment's time
+        train_s, stopped = _cli("train", "--resume", str(run_dir), *args.set, log=log, limit=args.train_limit)
     else:
         log.write_text("")
         train_s, stopped = _cli("train", config, *overrides, "--force", log=log, limit=args.train_limit)
@@ -96,12 +98,18 @@ def run_experiment(name: str, args: argparse.Namespace) -> dict:
     eval_s, _ = _cli("eval", str(run_dir), "--num", str(num), "--protocol", "both", "--out", str(eval_dir),
                   "--device", args.device, log=log)
     metrics = json.loads((eval_dir / "metrics.json").read_text())["metrics"]
-    trained = {} if args.score_only else {"config": config, "overrides": overrides,
-                                           "train_wall_s": round(train_s, 1), "stopped_by_time_limit": stopped}
+    trained = {} if train_s is None else {"train_wall_s": round(train_s, 1), "stopped_by_time_limit": stopped}
+    if not (args.score_only or args.resume):
+        trained.update(config=config, overrides=overrides)
     return {**trained, "mle_epochs_done": progress["epoch"],
             "adversarial_steps_done": progress["step"],
             "eval_wall_s": round(eval_s, 1), "samples_scored": num, "metrics": metrics,
             "command": " ".join(["python", "benchmarks/quality.py", *sys.argv[1:]])}
+
+
+def _recorded(out: Path) -> dict:
+    """The experiments already recorded in `out` (none if it does not exist yet)."""
+    return json.loads(out.read_text()).get("experiments", {}) if out.is_file() else {}
 
 
 def machine(device: str) -> dict:
@@ -126,14 +134,24 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="seconds-long version for CI")
     ap.add_argument("--score-only", action="store_true",
                     help="score the runs already in --runs again (new metrics); keep their training record")
+    ap.add_argument("--resume", action="store_true",
+                    help="train the runs already in --runs further (up to --train-limit more seconds, "
+                         "or to the end of their schedule), then score them; their records add up")
     ap.add_argument("--runs", default=str(REPO / "benchmarks" / "runs"))
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    if args.score_only and args.resume:
+        sys.exit("give --score-only or --resume, not both (--resume scores the run too)")
     names = [n for n in args.only.split(",") if n]
     unknown = sorted(set(names) - set(EXPERIMENTS))
     if unknown:
         sys.exit(f"unknown experiment(s) {unknown}; choose from {', '.join(EXPERIMENTS)}")
     out = Path(args.out or REPO / "benchmarks" / "results" / ("quality_smoke.json" if args.smoke else "quality.json"))
+    kept = args.score_only or args.resume  # the runs were trained before: their records stay
+    untrained = [n for n in names if "train_wall_s" not in _recorded(out).get(n, {})] if kept else []
+    if untrained:
+        sys.exit(f"{'--score-only' if args.score_only else '--resume'}: {out} has no training record of "
+                 f"{', '.join(untrained)}; train it first (run without that flag)")
     lock = threading.Lock()
 
     def run_and_record(name: str) -> None:
@@ -141,17 +159,22 @@ def main() -> None:
         interrupted part-way keeps what it finished."""
         res = run_experiment(name, args)
         with lock:
-            previous = json.loads(out.read_text()) if out.is_file() else {}
-            before = previous.get("experiments", {}).get(name, {}) if args.score_only else {}
-            if args.score_only and "train_wall_s" not in before:
-                raise RuntimeError(f"--score-only: {out} has no training record of {name}; train it first")
+            recorded = _recorded(out)
+            before = recorded.get(name, {}) if kept else {}
             record = {**before, **res, "machine": before.get("machine", machine(args.device)),
                       "date": before.get("date", time.strftime("%Y-%m-%d"))}
-            if args.score_only:
+            if kept:
                 record["command"] = before.get("command")
+            if args.score_only:
                 record["rescored"] = {"date": time.strftime("%Y-%m-%d"), "machine": machine(args.device),
                                       "command": res["command"]}
-            merged = {**previous.get("experiments", {}), name: record}
+            if args.resume:  # one entry per further training segment; the wall times add up
+                record["train_wall_s"] = round(before["train_wall_s"] + res["train_wall_s"], 1)
+                record["resumed"] = before.get("resumed", []) + [{
+                    "date": time.strftime("%Y-%m-%d"), "machine": machine(args.device), "command": res["command"],
+                    "train_wall_s": res["train_wall_s"], "adversarial_steps_done": res["adversarial_steps_done"],
+                    "mle_epochs_done": res["mle_epochs_done"]}]
+            merged = {**recorded, name: record}
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps({"published": PUBLISHED, "experiments": merged}, indent=2) + "\n")
             shown = {k: round(v, 4) for k, v in res["metrics"].items() if isinstance(v, (int, float))}

@@ -102,7 +102,11 @@ def main() -> None:
     cfg = config.load(args.config, overrides)
     corpus = prepare(cfg.data, cfg.run.seed)
     tr = Trainer(cfg, corpus, Path("/tmp"), Monitor(Path("/tmp"), progress=False, enabled=False))
-    peak = matmul_peak_gflops(repeats=5 if args.smoke else 20)
+    # This VM has slow regimes lasting seconds to minutes (identical MLE epochs take 1.0 or 1.35 s;
+    # the matmul peak moves less, 208 to 237). The peak is measured at the start, before the MLE
+    # timing and at the end, and the highest is the reference: no fraction profits from a slow one.
+    peak_repeats = 5 if args.smoke else 20
+    peaks = [matmul_peak_gflops(repeats=peak_repeats)]
 
     adv_flop, adv_by_op = flops_of(tr.adversarial_step)
     adv_times = timed(tr.adversarial_step, warmup=1 if args.smoke else 2, repeats=args.iters)
@@ -110,9 +114,10 @@ def main() -> None:
 
     n_batches = corpus.train.tokens.shape[0] // cfg.mle.batch_size
     mle_flop, mle_by_op = flops_of(tr.mle_epoch)
-    # An epoch is about a second: the fastest of 5 (timeit's convention on a noisy machine);
-    # the median is recorded next to it.
-    mle_times = timed(tr.mle_epoch, warmup=0, repeats=1 if args.smoke else 5)
+    # An epoch is about a second: the fastest of 10 (timeit's convention on a noisy machine: the
+    # slow regimes above are interference, not the code); the median is recorded next to it.
+    peaks.append(matmul_peak_gflops(repeats=peak_repeats))
+    mle_times = timed(tr.mle_epoch, warmup=0, repeats=1 if args.smoke else 10)
     mle_s = min(mle_times)
 
     compiled = Trainer(config.load(args.config, overrides + ["discriminator.compile=true"]), corpus,
@@ -126,8 +131,10 @@ def main() -> None:
     rng = torch.Generator().manual_seed(0)
     num = 64 if args.smoke else 2048
     sample_times = timed(lambda: generate(tr.G, num, corpus.max_len, rng, batch_size=256), warmup=1, repeats=3)
+    peaks.append(matmul_peak_gflops(repeats=peak_repeats))
+    peak = max(peaks)
     result = {
-        "matmul_peak_gflops": peak,
+        "matmul_peak_gflops": peak, "matmul_peak_gflops_all": peaks,
         "adv_iter_s": adv_s, "adv_iter_s_all": adv_times, "adv_gflop": adv_flop / 1e9, "adv_gflop_by_op": adv_by_op,
         "adv_frac_peak": adv_flop / 1e9 / adv_s / peak,
         "adv_iter_s_compiled": comp_s, "adv_frac_peak_compiled": adv_flop / 1e9 / comp_s / peak,

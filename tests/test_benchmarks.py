@@ -56,6 +56,29 @@ def test_quality_smoke(tmp_path, data_root):
     assert again["metrics"]["bleu2_exact"] == before["metrics"]["bleu2_exact"]  # same checkpoint, same seed
 
 
+def test_quality_smoke_resume_trains_further_and_adds_up(tmp_path, data_root):
+    """--resume continues a run cut off by --train-limit (here: given more steps) and adds the
+    segment to the record; without a record it refuses before training anything."""
+    out, runs = tmp_path / "quality.json", tmp_path / "runs"
+    common = ("--smoke", "--data-root", str(data_root), "--only", "coco_rsgan", "--runs", str(runs), "--out", str(out))
+    refused = subprocess.run([sys.executable, str(REPO / "benchmarks" / "quality.py"), *common, "--resume"],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "no training record of coco_rsgan" in refused.stderr
+    assert not runs.exists()
+    _bench("quality.py", *common)
+    first = json.loads(out.read_text())["experiments"]["coco_rsgan"]
+    assert first["adversarial_steps_done"] == 2
+    _bench("quality.py", *common, "--resume", "--set", "adversarial.steps=4")
+    again = json.loads(out.read_text())["experiments"]["coco_rsgan"]
+    assert again["adversarial_steps_done"] == 4 and again["command"] == first["command"]
+    (segment,) = again["resumed"]
+    assert segment["adversarial_steps_done"] == 4 and "--resume" in segment["command"]
+    assert again["train_wall_s"] == round(first["train_wall_s"] + segment["train_wall_s"], 1)
+    assert again["config"] == first["config"]
+    log = (runs / "coco_rsgan.log").read_text()
+    assert "--resume" in log and log.count("$ textgan train") == 2  # the first segment's log is kept
+
+
 def test_quality_smoke_gan_from_pretrained_run(tmp_path, data_root):
     """coco_rsgan_large starts from the coco_mle_large run (generator.init_from), skipping MLE, and
     waits for it even when experiments run in parallel."""

@@ -45,13 +45,14 @@ def _loss_and_grads(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets
         loss = -_target_log_probs(hv, weight, bias, tv, chunk_rows).sum()
         return (loss / n if n else loss * float("nan")) if reduction == "mean" else loss, None, None, None
     scale = (1.0 / n if n else 0.0) if reduction == "mean" else 1.0
-    # Rows of [h, 1] * scale: g.T @ haug gives grad W and grad b in one matmul.
-    ones = [hv.new_ones(n, 1)] if bias is not None else []
-    haug = torch.cat([hv] + ones, 1).mul_(scale)  # (n, H + 1)
-    gaug = weight.new_zeros(weight.shape[0], haug.shape[1])  # (V, H + 1)
-    gh = hv.new_empty(n, h_dim)  # (n, H)
+    hs = hv * scale  # (n, H): grad W = (P - onehot).T @ hs
+    gw = weight.new_zeros(weight.shape) if need[1] else None  # (V, H)
+    # grad b = column sums of P - onehot, scaled. A separate (V,) sum costs less than a 33rd
+    # column in the weight-gradient matmul, whose odd width slows it by a quarter.
+    gb = weight.new_zeros(weight.shape[0]) if need[2] else None  # (V,)
+    gh = hv.new_empty(n, h_dim) if need[0] else None  # (n, H)
     logp_t = hv.new_empty(n, 1)  # log p(target) per row
-    buf = hv.new_empty(min(chunk_rows, n), weight.shape[0])  # (C, V), reused
+    buf = _train_buffer(min(chunk_rows, n), weight.shape[0], hv)  # (C, V), reused
     wt = weight.t()
     for s in range(0, n, chunk_rows):
         e = min(s + chunk_rows, n)
@@ -61,21 +62,23 @@ def _loss_and_grads(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets
         p = torch._softmax(z, 1, False, out=z)  # (C, V); the one-hot part is subtracted below
         torch.gather(p, 1, tv[s:e, None], out=logp_t[s:e])
         _log_exactly(logp_t[s:e], hv[s:e], weight, bias, tv[s:e])
-        if need[0]:
+        if gh is not None:
             torch.mm(p, weight, out=gh[s:e])
-        if need[1] or need[2]:
-            gaug.addmm_(p.t(), haug[s:e])
+        if gw is not None:
+            gw.addmm_(p.t(), hs[s:e])
+        if gb is not None:
+            gb.add_(p.sum(0), alpha=scale)
     loss = -logp_t.sum()
     if reduction == "mean":
         loss = loss / n if n else loss * float("nan")
-    gh_out = gw = gb = None
-    if need[0]:
+    gh_out = None
+    if gh is not None:
         gh.sub_(weight.index_select(0, tv)).mul_(scale)  # (P - onehot) @ W * scale
         gh_out = gh if all_valid else hidden.new_zeros(n_rows, h_dim).index_copy_(0, idx, gh)
-    if need[1] or need[2]:
-        gaug.index_add_(0, tv, haug, alpha=-1.0)  # minus onehot.T @ haug
-        gw = gaug[:, :h_dim] if need[1] else None
-        gb = gaug[:, h_dim] if need[2] else None
+    if gw is not None:
+        gw.index_add_(0, tv, hs, alpha=-1.0)  # minus onehot.T @ hs
+    if gb is not None:
+        gb.index_add_(0, tv, hs.new_full((n,), scale), alpha=-1.0)
     return loss, gh_out, gw, gb
 
 
@@ -91,6 +94,22 @@ def _target_log_probs(hidden: Tensor, weight: Tensor, bias: Tensor | None, targe
         torch.log_softmax(z, 1, out=z)  # row-wise, so safe in place
         torch.gather(z, 1, targets[s:e, None], out=out[s:e])
     return out.squeeze(1)
+
+
+_TRAIN_BUFFERS: dict[torch.dtype, Tensor] = {}
+
+
+def _train_buffer(rows: int, cols: int, like: Tensor) -> Tensor:
+    """The training loop's (rows, cols) chunk buffer, kept across calls on CPU. A fresh 4 MB
+    tensor per batch often comes from a new mmap, and page-faulting it in cost as much as the
+    matmul that fills it (a tenth of an MLE epoch). GPUs have torch's caching allocator.
+    Only `_loss_and_grads` uses it, and not re-entrantly (`_log_exactly` allocates its own)."""
+    if like.device.type != "cpu":
+        return like.new_empty(rows, cols)
+    buf = _TRAIN_BUFFERS.get(like.dtype)
+    if buf is None or buf.numel() < rows * cols:
+        buf = _TRAIN_BUFFERS[like.dtype] = like.new_empty(rows * cols)
+    return buf[: rows * cols].view(rows, cols)
 
 
 def _log_exactly(p_t: Tensor, h: Tensor, weight: Tensor, bias: Tensor | None, t: Tensor) -> None:
