@@ -34,11 +34,7 @@ def _loss_and_grads(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets
                     ignore_index: int, chunk_rows: int, reduction: str, need: tuple[bool, bool, bool]):
     """Loss and, where `need` says so, d loss / d (hidden, weight, bias); everything chunked."""
     n_rows, h_dim = hidden.shape
-    valid = targets != ignore_index  # (N,)
-    all_valid = bool(valid.all())
-    idx = None if all_valid else valid.nonzero().squeeze(1)  # (n,)
-    hv = hidden if all_valid else hidden.index_select(0, idx)  # (n, H)
-    tv = targets if all_valid else targets.index_select(0, idx)  # (n,)
+    idx, hv, tv = _valid_rows(hidden, targets, ignore_index)  # (n,) or None, (n, H), (n,)
     n = hv.shape[0]
     grad_on = any(need)
     if not grad_on:
@@ -74,12 +70,29 @@ def _loss_and_grads(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets
     gh_out = None
     if gh is not None:
         gh.sub_(weight.index_select(0, tv)).mul_(scale)  # (P - onehot) @ W * scale
-        gh_out = gh if all_valid else hidden.new_zeros(n_rows, h_dim).index_copy_(0, idx, gh)
+        gh_out = _scatter_rows(gh, idx, n_rows)
     if gw is not None:
         gw.index_add_(0, tv, hs, alpha=-1.0)  # minus onehot.T @ hs
     if gb is not None:
         gb.index_add_(0, tv, hs.new_full((n,), scale), alpha=-1.0)
     return loss, gh_out, gw, gb
+
+
+def _valid_rows(hidden: Tensor, targets: Tensor, ignore_index: int):
+    """The rows whose target is not ignored: their indices (None when that is all of them), hidden
+    states and targets. Ignored rows have no loss and no gradient, so they cost nothing."""
+    valid = targets != ignore_index
+    if bool(valid.all()):
+        return None, hidden, targets
+    idx = valid.nonzero().squeeze(1)
+    return idx, hidden.index_select(0, idx), targets.index_select(0, idx)
+
+
+def _scatter_rows(values: Tensor, idx: Tensor | None, n_rows: int) -> Tensor:
+    """Per-row `values` of the valid rows back in place among all `n_rows`, zeros elsewhere."""
+    if idx is None:
+        return values
+    return values.new_zeros((n_rows,) + values.shape[1:]).index_copy_(0, idx, values)
 
 
 def _target_log_probs(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor,
@@ -181,9 +194,6 @@ def target_log_probs(hidden: Tensor, weight: Tensor, bias: Tensor | None, target
     rows = chunk_rows or default_chunk_rows(weight.shape[0], hidden.device)
     hidden = hidden.to(weight.dtype)
     bias = None if bias is None else bias.to(weight.dtype)
-    idx = (targets != ignore_index).nonzero().squeeze(1)  # (n,)
-    out = hidden.new_zeros(hidden.shape[0])
-    if idx.numel():
-        out.index_copy_(0, idx, _target_log_probs(hidden.index_select(0, idx), weight, bias,
-                                                  targets.index_select(0, idx), rows))
-    return out
+    idx, hv, tv = _valid_rows(hidden, targets, ignore_index)
+    logp = _target_log_probs(hv, weight, bias, tv, rows) if tv.numel() else hv.new_zeros(0)
+    return _scatter_rows(logp, idx, hidden.shape[0])
