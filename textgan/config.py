@@ -58,8 +58,12 @@ class DataConfig:
 @dataclass
 class GeneratorConfig:
     emb_dim: int = 32  # token embedding size E
-    hidden_dim: int = 32  # LSTM hidden size H
-    num_layers: int = 1  # stacked LSTM layers L
+    core: Literal["lstm", "relational_memory"] = "lstm"  # recurrent cell; relational_memory is RelGAN's
+    hidden_dim: int = 32  # LSTM hidden size H (unused by the relational memory: its H is mem_slots * num_heads * head_size)
+    num_layers: int = 1  # stacked LSTM layers L (relational memory: 1)
+    mem_slots: int = 1  # relational memory: slots S (RelGAN: 1)
+    num_heads: int = 2  # relational memory: attention heads (RelGAN: 2)
+    head_size: int = 256  # relational memory: width per head (RelGAN: 256, so 512 outputs)
     latent_dim: int = 32  # size Z of the latent z that sets h0 and c0
     prior: Literal["normal", "uniform", "none"] = "normal"  # none = zero states, plain LM
     feedback: Literal["hard", "soft", "straight_through"] = "hard"  # input fed back when free running
@@ -67,8 +71,10 @@ class GeneratorConfig:
     init_from: str = ""  # run folder or checkpoint whose generator (and vocabulary) starts this run
 
     def __post_init__(self) -> None:
-        for name in ("emb_dim", "hidden_dim", "num_layers", "latent_dim"):
+        for name in ("emb_dim", "hidden_dim", "num_layers", "latent_dim", "mem_slots", "num_heads", "head_size"):
             _check(getattr(self, name) >= 1, name, "must be >= 1")
+        _check(self.core == "lstm" or self.num_layers == 1, "num_layers",
+               "must be 1 with core relational_memory (its depth is the attention and MLP)")
         _check(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
 
 

@@ -17,7 +17,8 @@ from textgan.errors import UserError
 from textgan.models.generator import Generator
 from textgan.sample import Loaded, load_generator
 
-SHAPES = ("emb_dim", "hidden_dim", "num_layers")
+SHAPES = {"lstm": ("core", "emb_dim", "hidden_dim", "num_layers"),  # what fixes the weights' shapes
+          "relational_memory": ("core", "emb_dim", "mem_slots", "num_heads", "head_size")}
 
 
 def load_source(cfg: GeneratorConfig) -> Loaded:
@@ -30,7 +31,7 @@ def load_source(cfg: GeneratorConfig) -> Loaded:
     except (OSError, ValueError, RuntimeError) as err:  # UserError (damaged file) passes through as is
         raise UserError(f"generator.init_from: cannot load {path} ({err})") from None
     theirs = source.config.generator
-    for name in SHAPES:
+    for name in SHAPES[cfg.core]:
         if getattr(theirs, name) != getattr(cfg, name):
             raise UserError(f"generator.init_from: {path} has {name}={getattr(theirs, name)} but this "
                             f"config has {getattr(cfg, name)}; set generator.{name}={getattr(theirs, name)}")

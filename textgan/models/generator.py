@@ -1,6 +1,9 @@
-"""Latent-initialised LSTM generator: teacher-forced logits and free-running Gumbel sampling.
+"""Latent-initialised recurrent generator: teacher-forced logits and free-running Gumbel sampling.
 
-Shapes: B batch, T time, V vocabulary, E embedding, H hidden, L layers, Z latent.
+Shapes: B batch, T time, V vocabulary, E embedding, H hidden (the core's output), L layers,
+Z latent, S memory slots, D slot width.
+The recurrent core is an L-layer LSTM (z sets h0 and c0 of every layer) or RelGAN's relational
+memory (z shifts the initial memory).
 One set of weights serves both regimes: `forward` feeds the gold previous token
 (MLE), `sample` feeds back the generator's own output (adversarial training and
 sampling), so the discriminator's gradient reaches the generator through the
@@ -15,6 +18,7 @@ from torch import nn
 
 from textgan.gumbel import gumbel_noise, gumbel_softmax
 from textgan.models.fused_ce import linear_cross_entropy, target_log_probs
+from textgan.models.relational_memory import RelationalMemory
 
 NEG = -1e9  # additive logit for tokens the generator never emits
 IGNORE = -100  # target id of positions that are not scored
@@ -28,24 +32,37 @@ class SampleOutput:
 
 
 class Generator(nn.Module):
-    """Embedding, L-layer LSTM and output projection; z sets h0 and c0 of every layer."""
+    """Embedding, recurrent core and output projection; z sets the core's initial state."""
 
     def __init__(self, vocab_size: int, emb_dim: int, hidden_dim: int, num_layers: int,
                  latent_dim: int, prior: str, feedback: str = "hard", dropout: float = 0.0,
-                 banned: list[int] = (), pad_id: int = 0, bos_id: int = 1, eos_id: int = 2):
+                 banned: list[int] = (), pad_id: int = 0, bos_id: int = 1, eos_id: int = 2,
+                 core: str = "lstm", mem_slots: int = 1, num_heads: int = 2, head_size: int = 256):
         super().__init__()
-        self.vocab_size, self.hidden_dim, self.num_layers = vocab_size, hidden_dim, num_layers
+        self.vocab_size, self.num_layers = vocab_size, num_layers
         self.latent_dim, self.prior, self.feedback = latent_dim, prior, feedback
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
         self.embedding = nn.Embedding(vocab_size, emb_dim)
-        self.lstm = nn.LSTM(emb_dim, hidden_dim, num_layers, batch_first=True,
-                            dropout=dropout if num_layers > 1 else 0.0)
-        self.out = nn.Linear(hidden_dim, vocab_size)
-        # z -> (h0, c0) of every layer; absent for prior=none (zero states, the plain LM).
-        self.latent_proj = nn.Linear(latent_dim, 2 * num_layers * hidden_dim) if prior != "none" else None
+        if core == "lstm":
+            self.lstm = nn.LSTM(emb_dim, hidden_dim, num_layers, batch_first=True,
+                                dropout=dropout if num_layers > 1 else 0.0)
+            self.hidden_dim, state_size = hidden_dim, 2 * num_layers * hidden_dim  # z -> (h0, c0)
+        else:
+            self.memory = RelationalMemory(emb_dim, mem_slots=mem_slots, num_heads=num_heads, head_size=head_size)
+            self.hidden_dim = state_size = self.memory.output_dim  # z -> a shift of the memory
+        self.core_kind = core
+        self.out = nn.Linear(self.hidden_dim, vocab_size)
+        # Absent for prior=none: zero LSTM states or the unit-vector memory, the plain LM.
+        self.latent_proj = nn.Linear(latent_dim, state_size) if prior != "none" else None
         mask = torch.zeros(vocab_size)
         mask[list(banned)] = NEG
         self.register_buffer("logit_mask", mask, persistent=False)
+
+    @property
+    def core(self) -> nn.Module:
+        """The recurrent core: (inputs (B, T, E), state) -> (outputs (B, T, H), state). One
+        attribute per kind (`lstm`, `memory`), so an LSTM's checkpoint keys stay what they were."""
+        return self.lstm if self.core_kind == "lstm" else self.memory
 
     def sample_latent(self, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """z from the prior, (num, Z); zeros for prior=none."""
@@ -59,9 +76,12 @@ class Generator(nn.Module):
     def prior_mean(self, num: int) -> torch.Tensor:
         return torch.zeros(num, self.latent_dim, device=self.out.weight.device)
 
-    def init_state(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(h0, c0), each (L, B, H)."""
+    def init_state(self, z: torch.Tensor):
+        """The core's initial state: (h0, c0), each (L, B, H), or the memory (B, S, D)."""
         b = z.shape[0]
+        if isinstance(self.core, RelationalMemory):
+            memory = self.core.initial_memory(b, z.device, z.dtype)  # (B, S, D)
+            return memory if self.latent_proj is None else memory + self.latent_proj(z).view(memory.shape)
         if self.latent_proj is None:
             zeros = torch.zeros(self.num_layers, b, self.hidden_dim, device=z.device, dtype=z.dtype)
             return zeros, zeros.clone()
@@ -76,7 +96,7 @@ class Generator(nn.Module):
         """Teacher-forced top-layer states (B, T, H): position t sees BOS and the gold tokens before t."""
         bos = torch.full_like(tokens[:, :1], self.bos_id)
         inputs = torch.cat([bos, tokens[:, :-1]], dim=1)  # (B, T)
-        hidden, _ = self.lstm(self.embedding(inputs), self.init_state(z))  # (B, T, H)
+        hidden, _ = self.core(self.embedding(inputs), self.init_state(z))  # (B, T, H)
         return hidden
 
     def forward(self, tokens: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -120,7 +140,7 @@ class Generator(nn.Module):
         inp = self.embedding(torch.full((b, 1), self.bos_id, device=device, dtype=torch.long))
         ids_steps, dist_steps = [], []
         for t in range(max_len):
-            hidden, state = self.lstm(inp, state)  # (B, 1, H)
+            hidden, state = self.core(inp, state)  # (B, 1, H)
             logits = self.out(hidden[:, 0]) / temperature + self.logit_mask  # (B, V)
             if need_dists or self.feedback != "hard":
                 ids, dist = gumbel_softmax(logits, tau, noise[t], straight_through=straight_through)

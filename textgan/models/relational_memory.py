@@ -1,0 +1,68 @@
+"""Relational memory core: RelGAN's generator cell (Nie et al. 2019), after Santoro et al. 2018,
+"Relational recurrent neural networks".
+
+Shapes: B batch, T time, E input (embedding), S memory slots, N heads, K head size,
+D = N * K slot width. The memory is S slots of width D. Each step the slots and the projected
+input attend over one another (multi-head dot-product attention), pass a residual MLP with
+layer norms, and the result is gated into the old memory with input and forget gates, as an
+LSTM gates its cell. The output at each step is the whole memory, flattened: S * D wide.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RelationalMemory(nn.Module):
+    """`forward(inputs (B, T, E), memory (B, S, D)) -> (outputs (B, T, S * D), memory)`, the same
+    call as a batch-first `nn.LSTM` with its state, so the generator runs either."""
+
+    def __init__(self, input_dim: int, mem_slots: int, num_heads: int, head_size: int,
+                 mlp_layers: int = 2, forget_bias: float = 1.0, input_bias: float = 0.0):
+        super().__init__()
+        self.mem_slots, self.num_heads, self.head_size = mem_slots, num_heads, head_size
+        self.width = num_heads * head_size  # D
+        self.output_dim = mem_slots * self.width  # S * D
+        self.forget_bias, self.input_bias = forget_bias, input_bias
+        self.input_proj = nn.Linear(input_dim, self.width)
+        self.qkv = nn.Linear(self.width, 3 * self.width)
+        layers: list[nn.Module] = []
+        for i in range(mlp_layers):  # ReLU between layers, none after the last
+            layers += [nn.Linear(self.width, self.width)] + ([nn.ReLU()] if i < mlp_layers - 1 else [])
+        self.mlp = nn.Sequential(*layers)
+        self.norm_attention = nn.LayerNorm(self.width)
+        self.norm_mlp = nn.LayerNorm(self.width)
+        self.gate_input = nn.Linear(self.width, 2 * self.width)  # from the projected input
+        self.gate_memory = nn.Linear(self.width, 2 * self.width)  # from tanh(old memory)
+
+    def initial_memory(self, batch: int, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
+        """(B, S, D): slot i starts as the i-th unit vector (Santoro et al.), zero-padded to D."""
+        eye = torch.eye(self.mem_slots, self.width, device=device, dtype=dtype)  # (S, D)
+        return eye.unsqueeze(0).expand(batch, -1, -1).contiguous()
+
+    def forward(self, inputs: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        projected = self.input_proj(inputs)  # (B, T, D): every step's input at once
+        outputs = []
+        for t in range(inputs.shape[1]):
+            memory = self.step(projected[:, t], memory)  # (B, S, D)
+            outputs.append(memory.flatten(1))
+        return torch.stack(outputs, 1), memory  # (B, T, S * D)
+
+    def step(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        """One update from the projected input x (B, D); returns the new memory (B, S, D)."""
+        rows = torch.cat([memory, x.unsqueeze(1)], dim=1)  # (B, S + 1, D)
+        rows = self.norm_attention(rows + self._attend(rows))
+        rows = self.norm_mlp(rows + self.mlp(rows))
+        candidate = rows[:, :-1]  # (B, S, D): the input's own row is dropped
+        gates = self.gate_input(x).unsqueeze(1) + self.gate_memory(torch.tanh(memory))  # (B, S, 2D)
+        i, f = gates.chunk(2, dim=-1)
+        return (torch.sigmoid(i + self.input_bias) * torch.tanh(candidate)
+                + torch.sigmoid(f + self.forget_bias) * memory)
+
+    def _attend(self, rows: torch.Tensor) -> torch.Tensor:
+        """Multi-head scaled dot-product self-attention over the rows (B, R, D)."""
+        b, r, _ = rows.shape
+        q, k, v = self.qkv(rows).view(b, r, 3, self.num_heads, self.head_size).unbind(2)  # (B, R, N, K)
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return out.transpose(1, 2).reshape(b, r, self.width)  # (B, R, D)
