@@ -42,20 +42,24 @@ class RelationalMemory(nn.Module):
         return eye.unsqueeze(0).expand(batch, -1, -1).contiguous()
 
     def forward(self, inputs: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        projected = self.input_proj(inputs)  # (B, T, D): every step's input at once
+        projected = self.input_proj(inputs)  # (B, T, D): every step's input at once,
+        gate_x = self.gate_input(projected)  # (B, T, 2D): and its part of the gates
         outputs = []
         for t in range(inputs.shape[1]):
-            memory = self.step(projected[:, t], memory)  # (B, S, D)
+            memory = self._update(projected[:, t], gate_x[:, t], memory)  # (B, S, D)
             outputs.append(memory.flatten(1))
         return torch.stack(outputs, 1), memory  # (B, T, S * D)
 
     def step(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         """One update from the projected input x (B, D); returns the new memory (B, S, D)."""
+        return self._update(x, self.gate_input(x), memory)
+
+    def _update(self, x: torch.Tensor, gate_x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         rows = torch.cat([memory, x.unsqueeze(1)], dim=1)  # (B, S + 1, D)
         rows = self.norm_attention(rows + self._attend(rows))
         rows = self.norm_mlp(rows + self.mlp(rows))
         candidate = rows[:, :-1]  # (B, S, D): the input's own row is dropped
-        gates = self.gate_input(x).unsqueeze(1) + self.gate_memory(torch.tanh(memory))  # (B, S, 2D)
+        gates = gate_x.unsqueeze(1) + self.gate_memory(torch.tanh(memory))  # (B, S, 2D)
         i, f = gates.chunk(2, dim=-1)
         return (torch.sigmoid(i + self.input_bias) * torch.tanh(candidate)
                 + torch.sigmoid(f + self.forget_bias) * memory)
