@@ -35,19 +35,19 @@ def latent(gen: Generator, num: int, seed: int) -> torch.Tensor:
 
 def reference_step(rm: RelationalMemory, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
     """One memory update by hand: attention head by head with an explicit softmax, then the
-    residual MLP and the input and forget gates (Santoro et al. 2018, section 2)."""
+    residual MLP and the input and forget gates (Santoro et al. 2018, section 2; the layer norm
+    of q, k, v and the (3K)^-1/2 scale as in RelGAN's code)."""
     rows = torch.cat([memory, x[:, None]], 1)  # (B, S + 1, D)
-    q, k, v = (rows @ rm.qkv.weight.T + rm.qkv.bias).chunk(3, dim=-1)
+    qkv = F.layer_norm(rows @ rm.qkv.weight.T, (3 * rm.width,), rm.norm_qkv.weight, rm.norm_qkv.bias)
     heads = []
-    for h in range(rm.num_heads):
-        cols = slice(h * rm.head_size, (h + 1) * rm.head_size)
-        weights = torch.softmax(q[..., cols] @ k[..., cols].transpose(1, 2) / math.sqrt(rm.head_size), -1)
-        heads.append(weights @ v[..., cols])
+    for h in range(rm.num_heads):  # head h's columns: [q | k | v], each head_size wide
+        q, k, v = qkv[..., 3 * h * rm.head_size:3 * (h + 1) * rm.head_size].chunk(3, dim=-1)
+        weights = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(3 * rm.head_size), -1)
+        heads.append(weights @ v)
     rows = F.layer_norm(rows + torch.cat(heads, -1), (rm.width,), rm.norm_attention.weight, rm.norm_attention.bias)
     hidden = torch.relu(rows @ rm.mlp[0].weight.T + rm.mlp[0].bias) @ rm.mlp[2].weight.T + rm.mlp[2].bias
     rows = F.layer_norm(rows + hidden, (rm.width,), rm.norm_mlp.weight, rm.norm_mlp.bias)
-    gates = (x @ rm.gate_input.weight.T + rm.gate_input.bias)[:, None] \
-        + torch.tanh(memory) @ rm.gate_memory.weight.T + rm.gate_memory.bias
+    gates = (x @ rm.gate_input.weight.T)[:, None] + torch.tanh(memory) @ rm.gate_memory.weight.T
     i, f = gates.chunk(2, -1)
     return torch.sigmoid(i) * torch.tanh(rows[:, :-1]) + torch.sigmoid(f + 1.0) * memory
 

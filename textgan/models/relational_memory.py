@@ -26,15 +26,18 @@ class RelationalMemory(nn.Module):
         self.output_dim = mem_slots * self.width  # S * D
         self.forget_bias, self.input_bias = forget_bias, input_bias
         self.input_proj = nn.Linear(input_dim, self.width)
-        self.qkv = nn.Linear(self.width, 3 * self.width)
+        # Queries, keys and values of every head from one bias-free projection, layer-normed as a
+        # whole (as RelGAN's and Sonnet's RMC do); per head the columns are [q | k | v].
+        self.qkv = nn.Linear(self.width, 3 * self.width, bias=False)
+        self.norm_qkv = nn.LayerNorm(3 * self.width)
         layers: list[nn.Module] = []
         for i in range(mlp_layers):  # ReLU between layers, none after the last
             layers += [nn.Linear(self.width, self.width)] + ([nn.ReLU()] if i < mlp_layers - 1 else [])
         self.mlp = nn.Sequential(*layers)
         self.norm_attention = nn.LayerNorm(self.width)
         self.norm_mlp = nn.LayerNorm(self.width)
-        self.gate_input = nn.Linear(self.width, 2 * self.width)  # from the projected input
-        self.gate_memory = nn.Linear(self.width, 2 * self.width)  # from tanh(old memory)
+        self.gate_input = nn.Linear(self.width, 2 * self.width, bias=False)  # from the projected input
+        self.gate_memory = nn.Linear(self.width, 2 * self.width, bias=False)  # from tanh(old memory)
 
     def initial_memory(self, batch: int, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
         """(B, S, D): slot i starts as the i-th unit vector (Santoro et al.), zero-padded to D."""
@@ -65,8 +68,10 @@ class RelationalMemory(nn.Module):
                 + torch.sigmoid(f + self.forget_bias) * memory)
 
     def _attend(self, rows: torch.Tensor) -> torch.Tensor:
-        """Multi-head scaled dot-product self-attention over the rows (B, R, D)."""
+        """Multi-head dot-product self-attention over the rows (B, R, D). The scores are scaled by
+        (3K)^-1/2, the width of a head's [q | k | v], as in RelGAN's code, not by K^-1/2."""
         b, r, _ = rows.shape
-        q, k, v = self.qkv(rows).view(b, r, 3, self.num_heads, self.head_size).unbind(2)  # (B, R, N, K)
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        qkv = self.norm_qkv(self.qkv(rows)).view(b, r, self.num_heads, 3 * self.head_size)  # (B, R, N, 3K)
+        q, k, v = qkv.transpose(1, 2).split(self.head_size, dim=-1)  # each (B, N, R, K)
+        out = F.scaled_dot_product_attention(q, k, v, scale=(3 * self.head_size) ** -0.5)  # (B, N, R, K)
         return out.transpose(1, 2).reshape(b, r, self.width)  # (B, R, D)
