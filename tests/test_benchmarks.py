@@ -89,3 +89,19 @@ def test_quality_smoke_gan_from_pretrained_run(tmp_path, data_root):
     assert gan["mle_epochs_done"] == 0 and gan["adversarial_steps_done"] == 2
     assert f"generator.init_from={tmp_path / 'runs'}/coco_mle_large" in gan["overrides"]
     assert "generator initialised from" in (tmp_path / "runs" / "coco_rsgan_large.log").read_text()
+
+
+def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
+    """A typo in an experiment's config path or overrides would only show hours into a long run."""
+    import importlib.util
+
+    from textgan.config import load
+
+    spec = importlib.util.spec_from_file_location("quality", REPO / "benchmarks" / "quality.py")
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    for name, (config, extra, num) in quality.EXPERIMENTS.items():
+        cfg = load(str(REPO / config), [e.format(runs=tmp_path) for e in extra])
+        assert num > 0 and cfg.data.source in ("files", "oracle"), name
+    assert set(quality.AFTER) | set(quality.AFTER.values()) <= set(quality.EXPERIMENTS)
+    assert load(str(REPO / quality.EXPERIMENTS["coco_relgan"][0]), []).generator.core == "relational_memory"
