@@ -2,8 +2,8 @@
 "Relational recurrent neural networks".
 
 Shapes: B batch, T time, E input (embedding), S memory slots, N heads, K head size,
-D = N * K slot width. The memory is S slots of width D. Each step the slots and the projected
-input attend over one another (multi-head dot-product attention), pass a residual MLP with
+D = N * K slot width. The memory is S slots of width D. Each step the slots attend over
+themselves and the projected input (multi-head dot-product attention), pass a residual MLP with
 layer norms, and the result is gated into the old memory with input and forget gates, as an
 LSTM gates its cell. The output at each step is the whole memory, flattened: S * D wide.
 """
@@ -58,20 +58,22 @@ class RelationalMemory(nn.Module):
         return self._update(x, self.gate_input(x), memory)
 
     def _update(self, x: torch.Tensor, gate_x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        rows = torch.cat([memory, x.unsqueeze(1)], dim=1)  # (B, S + 1, D)
-        rows = self.norm_attention(rows + self._attend(rows))
-        rows = self.norm_mlp(rows + self.mlp(rows))
-        candidate = rows[:, :-1]  # (B, S, D): the input's own row is dropped
+        rows = torch.cat([memory, x.unsqueeze(1)], dim=1)  # (B, S + 1, D): keys and values
+        # Only the memory rows are kept after the step, and everything after the attention is
+        # row-wise, so the input's own row is neither queried nor passed through the MLP.
+        candidate = self.norm_attention(memory + self._attend(rows, queries=memory.shape[1]))  # (B, S, D)
+        candidate = self.norm_mlp(candidate + self.mlp(candidate))
         gates = gate_x.unsqueeze(1) + self.gate_memory(torch.tanh(memory))  # (B, S, 2D)
         i, f = gates.chunk(2, dim=-1)
         return (torch.sigmoid(i + self.input_bias) * torch.tanh(candidate)
                 + torch.sigmoid(f + self.forget_bias) * memory)
 
-    def _attend(self, rows: torch.Tensor) -> torch.Tensor:
-        """Multi-head dot-product self-attention over the rows (B, R, D). The scores are scaled by
-        (3K)^-1/2, the width of a head's [q | k | v], as in RelGAN's code, not by K^-1/2."""
+    def _attend(self, rows: torch.Tensor, queries: int) -> torch.Tensor:
+        """Multi-head dot-product attention of the first `queries` rows over all rows (B, R, D),
+        (B, queries, D) out. The scores are scaled by (3K)^-1/2, the width of a head's
+        [q | k | v], as in RelGAN's code, not by K^-1/2."""
         b, r, _ = rows.shape
         qkv = self.norm_qkv(self.qkv(rows)).view(b, r, self.num_heads, 3 * self.head_size)  # (B, R, N, 3K)
         q, k, v = qkv.transpose(1, 2).split(self.head_size, dim=-1)  # each (B, N, R, K)
-        out = F.scaled_dot_product_attention(q, k, v, scale=(3 * self.head_size) ** -0.5)  # (B, N, R, K)
-        return out.transpose(1, 2).reshape(b, r, self.width)  # (B, R, D)
+        out = F.scaled_dot_product_attention(q[:, :, :queries], k, v, scale=(3 * self.head_size) ** -0.5)
+        return out.transpose(1, 2).reshape(b, queries, self.width)  # (B, queries, D)
