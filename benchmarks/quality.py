@@ -9,7 +9,9 @@ and writes quality_smoke.json instead. Experiments can run in parallel (`--jobs`
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import shutil
 import os
 import platform
 import signal
@@ -100,13 +102,30 @@ def run_experiment(name: str, args: argparse.Namespace) -> dict:
     eval_s, _ = _cli("eval", str(run_dir), "--num", str(num), "--protocol", "both", "--out", str(eval_dir),
                   "--device", args.device, log=log)
     metrics = json.loads((eval_dir / "metrics.json").read_text())["metrics"]
+    sweep = _sweep(name, run_dir, args, log) if args.sweep else None
     trained = {} if train_s is None else {"train_wall_s": round(train_s, 1), "stopped_by_time_limit": stopped}
     if not (args.score_only or args.resume):
         trained.update(config=config, overrides=overrides)
     return {**trained, "mle_epochs_done": progress["epoch"],
             "adversarial_steps_done": progress["step"],
             "eval_wall_s": round(eval_s, 1), "samples_scored": num, "metrics": metrics,
+            **({"sweep": sweep} if sweep else {}),
             "command": " ".join(["python", "benchmarks/quality.py", *sys.argv[1:]])}
+
+
+def _sweep(name: str, run_dir: Path, args: argparse.Namespace, log: Path) -> dict:
+    """`textgan eval --sweep-temperature`: the run's quality-diversity curve (Caccia et al. 2020),
+    its rows for the record and its plot copied next to the results."""
+    out_dir = run_dir / "eval_sweep"
+    num = 50 if args.smoke else args.sweep_num
+    _cli("eval", str(run_dir), "--sweep-temperature", args.sweep, "--num", str(num), "--out", str(out_dir),
+         "--device", args.device, log=log)
+    with open(out_dir / "sweep.csv", encoding="utf-8") as fh:
+        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    plot = args.results_dir / f"sweep_{name}.png"
+    plot.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(out_dir / "sweep.png", plot)
+    return {"temperatures": args.sweep, "samples": num, "rows": rows, "plot": plot.name}
 
 
 def _recorded(out: Path) -> dict:
@@ -139,16 +158,28 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true",
                     help="train the runs already in --runs further (up to --train-limit more seconds, "
                          "or to the end of their schedule), then score them; their records add up")
+    ap.add_argument("--sweep", metavar="A:B:K", default=None,
+                    help="also sweep the sampling temperature over K values from A to B on each run "
+                         "(quality against diversity); rows go into the record, the plot next to it")
+    ap.add_argument("--sweep-num", type=int, default=2000, help="samples per temperature of --sweep")
     ap.add_argument("--runs", default=str(REPO / "benchmarks" / "runs"))
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if args.score_only and args.resume:
         sys.exit("give --score-only or --resume, not both (--resume scores the run too)")
+    if args.sweep:  # a bad spec fails now, not after hours of training
+        from textgan.errors import UserError
+        from textgan.sweep import parse_spec
+        try:
+            parse_spec(args.sweep)
+        except UserError as err:
+            sys.exit(str(err).replace("--sweep-temperature", "--sweep"))
     names = [n for n in args.only.split(",") if n]
     unknown = sorted(set(names) - set(EXPERIMENTS))
     if unknown:
         sys.exit(f"unknown experiment(s) {unknown}; choose from {', '.join(EXPERIMENTS)}")
     out = Path(args.out or REPO / "benchmarks" / "results" / ("quality_smoke.json" if args.smoke else "quality.json"))
+    args.results_dir = out.parent
     kept = args.score_only or args.resume  # the runs were trained before: their records stay
     untrained = [n for n in names if "train_wall_s" not in _recorded(out).get(n, {})] if kept else []
     if untrained:

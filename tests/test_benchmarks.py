@@ -46,10 +46,14 @@ def test_quality_smoke(tmp_path, data_root):
     assert "nll_oracle" in result["experiments"]["oracle20_rsgan"]["metrics"]
     assert result["published"]["coco"]["RelGAN(100)"]["bleu2"] == 0.849
     assert {"nll_gen_pos", "nll_gen_pos_train"} <= set(coco)
-    # --score-only scores the same run again and keeps its training record
+    # --score-only scores the same run again and keeps its training record; --sweep adds its
+    # quality-diversity curve (rows in the record, the plot beside the results)
     _bench("quality.py", "--smoke", "--score-only", "--data-root", str(data_root), "--only", "coco_rsgan",
-           "--runs", str(tmp_path / "runs"), "--out", str(out))
+           "--runs", str(tmp_path / "runs"), "--out", str(out), "--sweep", "0.8:1.2:2")
     again = json.loads(out.read_text())["experiments"]["coco_rsgan"]
+    assert [row["temperature"] for row in again["sweep"]["rows"]] == [0.8, 1.2]
+    assert {"bleu3", "self_bleu3", "entropy_tok"} <= set(again["sweep"]["rows"][0])
+    assert (tmp_path / again["sweep"]["plot"]).stat().st_size > 0
     before = result["experiments"]["coco_rsgan"]
     assert again["train_wall_s"] == before["train_wall_s"] and again["command"] == before["command"]
     assert "--score-only" in again["rescored"]["command"]
