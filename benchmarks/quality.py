@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shutil
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys

@@ -141,7 +141,8 @@ def _report(run_dir: Path, metrics: dict[str, float], lines: list[str]) -> None:
 
 def _hparams(cfg: config_mod.Config) -> dict:
     return {"generator.core": cfg.generator.core, "generator.hidden_dim": cfg.generator.hidden_dim,
-            "generator.prior": cfg.generator.prior, "generator.latent_dim": cfg.generator.latent_dim, "generator.feedback": cfg.generator.feedback,
+            "generator.prior": cfg.generator.prior, "generator.latent_dim": cfg.generator.latent_dim,
+            "generator.feedback": cfg.generator.feedback,
             "discriminator.kind": cfg.discriminator.kind, "adversarial.loss": cfg.adversarial.loss,
             "adversarial.steps": cfg.adversarial.steps, "adversarial.g_lr": cfg.adversarial.g_lr,
             "adversarial.d_lr": cfg.adversarial.d_lr, "gumbel.schedule": cfg.gumbel.schedule,

@@ -41,7 +41,7 @@ def _loss_and_grads(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets
         loss = -_target_log_probs(hv, weight, bias, tv, chunk_rows).sum()
         return (loss / n if n else loss * float("nan")) if reduction == "mean" else loss, None, None, None
     scale = (1.0 / n if n else 0.0) if reduction == "mean" else 1.0
-    hs = hv * scale  # (n, H): grad W = (P - onehot).T @ hs
+    hs = hv * scale if need[1] else None  # (n, H): grad W = (P - onehot).T @ hs
     gw = weight.new_zeros(weight.shape) if need[1] else None  # (V, H)
     # grad b = column sums of P - onehot, scaled. A separate (V,) sum costs less than a 33rd
     # column in the weight-gradient matmul, whose odd width slows it by a quarter.
@@ -74,7 +74,7 @@ def _loss_and_grads(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets
     if gw is not None:
         gw.index_add_(0, tv, hs, alpha=-1.0)  # minus onehot.T @ hs
     if gb is not None:
-        gb.index_add_(0, tv, hs.new_full((n,), scale), alpha=-1.0)
+        gb.index_add_(0, tv, hv.new_full((n,), scale), alpha=-1.0)
     return loss, gh_out, gw, gb
 
 

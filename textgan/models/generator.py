@@ -79,8 +79,8 @@ class Generator(nn.Module):
     def init_state(self, z: torch.Tensor):
         """The core's initial state: (h0, c0), each (L, B, H), or the memory (B, S, D)."""
         b = z.shape[0]
-        if isinstance(self.core, RelationalMemory):
-            memory = self.core.initial_memory(b, z.device, z.dtype)  # (B, S, D)
+        if self.core_kind == "relational_memory":
+            memory = self.memory.initial_memory(b, z.device, z.dtype)  # (B, S, D)
             return memory if self.latent_proj is None else memory + self.latent_proj(z).view(memory.shape)
         if self.latent_proj is None:
             zeros = torch.zeros(self.num_layers, b, self.hidden_dim, device=z.device, dtype=z.dtype)
