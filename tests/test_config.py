@@ -154,6 +154,7 @@ def test_wrong_type_names_the_valid_choices():
     ("data.max_len=-1", "data.max_len"),
     ("generator.hidden_dim=0", "generator.hidden_dim"),
     ("generator.dropout=1.0", "generator.dropout"),
+    ("generator.init_std=-0.1", "generator.init_std"),
     ("discriminator.emb_dim=0", "discriminator.emb_dim"),
     ("discriminator.num_rep=0", "discriminator.num_rep"),
     ("discriminator.num_rep=5", "discriminator.num_rep"),  # must divide emb_dim

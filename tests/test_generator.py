@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from textgan.config import GeneratorConfig
 from textgan.gumbel import gumbel_noise
+from textgan.models import build_generator
 from textgan.models.discriminator import LSTMDiscriminator, RelGANCNN
 from textgan.models.generator import Generator
 
@@ -318,3 +320,23 @@ def test_low_temperature_is_greedy(feedback):
         greedy = torch.stack(greedy, 1)
         alive = torch.arange(8).unsqueeze(0) < a.lengths.unsqueeze(1)
         assert torch.equal(a.tokens[alive], greedy[alive])
+
+
+# ---------------------------------------------------------------------------- initialisation
+
+@pytest.mark.parametrize("core", ["lstm", "relational_memory"])
+def test_init_std_draws_every_weight_from_the_normal_and_keeps_layer_norms(core):
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(emb_dim=64, hidden_dim=64, core=core, head_size=32, init_std=0.1)
+    gen = build_generator(cfg, vocab_size=500, banned=[PAD, BOS])
+    default = build_generator(GeneratorConfig(emb_dim=64, hidden_dim=64, core=core, head_size=32), 500, [PAD, BOS])
+    drawn = [(n, p.detach()) for n, p in gen.named_parameters() if "norm" not in n]
+    assert len(drawn) >= 5
+    for name, p in drawn:
+        assert abs(float(p.std()) - 0.1) < 0.1 * (0.1 + 3 / p.numel() ** 0.5), name
+        assert abs(float(p.mean())) < 0.1 * 4 / p.numel() ** 0.5, name
+    # torch's default embedding is N(0, 1): the option changes what the model starts from
+    assert float(default.embedding.weight.detach().std()) > 0.9
+    for name, p in gen.named_parameters():
+        if "norm" in name:  # layer norms keep gain 1 and shift 0
+            assert torch.all((p == 1) | (p == 0)), name

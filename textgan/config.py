@@ -69,6 +69,7 @@ class GeneratorConfig:
     feedback: Literal["hard", "soft", "straight_through"] = "hard"  # input fed back when free running
     dropout: float = 0.0  # dropout between LSTM layers (teacher-forced training only)
     init_from: str = ""  # run folder or checkpoint whose generator (and vocabulary) starts this run
+    init_std: float = 0.0  # > 0: every embedding, LSTM and linear weight and bias ~ N(0, init_std) (SeqGAN: 0.1); 0: torch's defaults
 
     def __post_init__(self) -> None:
         for name in ("emb_dim", "hidden_dim", "num_layers", "latent_dim", "mem_slots", "num_heads", "head_size"):
@@ -76,6 +77,7 @@ class GeneratorConfig:
         _check(self.core == "lstm" or self.num_layers == 1, "num_layers",
                "must be 1 with core relational_memory (its depth is the attention and MLP)")
         _check(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
+        _check(self.init_std >= 0.0, "init_std", "must be >= 0 (0 keeps torch's default initialisation)")
 
 
 @dataclass

@@ -58,6 +58,17 @@ class Generator(nn.Module):
         mask[list(banned)] = NEG
         self.register_buffer("logit_mask", mask, persistent=False)
 
+    @torch.no_grad()
+    def init_normal_(self, std: float) -> None:
+        """Every embedding, LSTM and linear weight and bias drawn from N(0, std), as SeqGAN's and
+        RelGAN's generators start (std 0.1). torch's defaults draw embeddings from N(0, 1), which on
+        the small oracle corpus makes a larger, faster-memorising input signal. Layer norms keep
+        their unit gain and zero shift."""
+        for module in self.modules():
+            if isinstance(module, (nn.Embedding, nn.LSTM, nn.Linear)):
+                for param in module.parameters(recurse=False):
+                    param.normal_(0.0, std)
+
     @property
     def core(self) -> nn.Module:
         """The recurrent core: (inputs (B, T, E), state) -> (outputs (B, T, H), state). One
