@@ -39,6 +39,9 @@ PUBLISHED = {
 EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), samples scored at the end)
     "oracle20_mle": ("configs/oracle20_mle.yaml", [], 10000),
     "oracle20_rsgan": ("configs/oracle20_rsgan.yaml", [], 10000),
+    # the GAN phase only, from the finished oracle20_mle run (its wall time is that run's)
+    "oracle20_rsgan_warm": ("configs/oracle20_rsgan.yaml",
+                            ["generator.init_from={runs}/oracle20_mle", "mle.epochs=0"], 10000),
     "oracle40_mle": ("configs/oracle40_mle.yaml", [], 10000),
     "oracle40_rsgan": ("configs/oracle40_rsgan.yaml", [], 10000),
     "coco_mle": ("configs/coco_mle.yaml", [], 10000),
@@ -51,7 +54,7 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
                          ["generator.init_from={runs}/coco_mle_large", "mle.epochs=0"], 10000),
 }
 
-AFTER = {"coco_rsgan_large": "coco_mle_large"}  # experiment -> the run its overrides start from
+AFTER = {"coco_rsgan_large": "coco_mle_large", "oracle20_rsgan_warm": "oracle20_mle"}  # experiment -> the run its overrides start from
 
 SMOKE = ["mle.epochs=1", "adversarial.steps=2", "adversarial.d_steps=1", "eval.num_samples=20",
          "eval.every=0", "eval.latent_draws=1", "data.num_train=128", "data.num_test=32",
