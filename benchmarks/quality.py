@@ -62,11 +62,13 @@ SMOKE = ["mle.epochs=1", "adversarial.steps=2", "adversarial.d_steps=1", "eval.n
          "discriminator.num_filters=[8, 8, 8, 8]"]
 
 
-def _cli(*args: str, log: Path, limit: float | None = None) -> tuple[float, bool]:
-    """Run `python -m textgan ARGS`, appending its output to `log`; returns (wall seconds, stopped).
+def _cli(*args: str, log: Path, limit: float | None = None) -> tuple[float, str | None]:
+    """Run `python -m textgan ARGS`, appending its output to `log`; returns (wall seconds, why it
+    stopped early: "time_limit", "sigterm" or None).
 
     Past `limit` seconds the run gets SIGTERM, which makes `textgan train` checkpoint and exit 143:
-    the benchmark then scores that checkpoint and says how far training got."""
+    the benchmark then scores that checkpoint and says how far training got. A SIGTERM sent to
+    the `textgan train` process from outside ends it the same way."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     t0 = time.perf_counter()
     with open(log, "a", encoding="utf-8") as fh:
@@ -75,11 +77,14 @@ def _cli(*args: str, log: Path, limit: float | None = None) -> tuple[float, bool
         proc = subprocess.Popen([sys.executable, "-m", "textgan", *args], cwd=REPO, env=env,
                                 stdout=fh, stderr=subprocess.STDOUT)
         try:
-            code, stopped = proc.wait(timeout=limit), False
+            code, stopped = proc.wait(timeout=limit), None
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGTERM)
-            code, stopped = proc.wait(timeout=120), True
-    if code != 0 and not (stopped and code == 128 + signal.SIGTERM):
+            code, stopped = proc.wait(timeout=120), "time_limit"
+    # Exit 143: SIGTERM from the limit above or from outside (to end a long run early); either
+    # way the run checkpointed and is scored as it stands.
+    stopped = stopped or ("sigterm" if code == 128 + signal.SIGTERM else None)
+    if code != 0 and not stopped:
         raise RuntimeError(f"textgan {args[0]} failed (exit {code}); see {log}")
     return time.perf_counter() - t0, stopped
 
@@ -106,7 +111,9 @@ def run_experiment(name: str, args: argparse.Namespace) -> dict:
                   "--device", args.device, log=log)
     metrics = json.loads((eval_dir / "metrics.json").read_text())["metrics"]
     sweep = _sweep(name, run_dir, args, log) if args.sweep else None
-    trained = {} if train_s is None else {"train_wall_s": round(train_s, 1), "stopped_by_time_limit": stopped}
+    trained = {} if train_s is None else {"train_wall_s": round(train_s, 1),
+                                          "stopped_by_time_limit": stopped == "time_limit",
+                                          "stopped_by_sigterm": stopped == "sigterm"}
     if not (args.score_only or args.resume):
         trained.update(config=config, overrides=overrides)
     return {**trained, "mle_epochs_done": progress["epoch"],

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 from conftest import REPO
 
@@ -109,3 +111,39 @@ def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
         assert num > 0 and cfg.data.source in ("files", "oracle"), name
     assert set(quality.AFTER) | set(quality.AFTER.values()) <= set(quality.EXPERIMENTS)
     assert load(str(REPO / quality.EXPERIMENTS["coco_relgan"][0]), []).generator.core == "relational_memory"
+
+
+def _pids_running(*needles: str) -> list[int]:
+    """Processes whose command line holds every one of `needles` (Linux /proc)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmd = open(f"/proc/{entry}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if all(n in cmd for n in needles):
+                pids.append(int(entry))
+    return pids
+
+
+def test_quality_run_ended_from_outside_is_scored_as_it_stands(tmp_path, data_root):
+    """SIGTERM to the `textgan train` of a long benchmark run (to free the machine early) makes it
+    checkpoint; quality.py then scores that checkpoint and records how far it got."""
+    out, runs = tmp_path / "quality.json", tmp_path / "runs"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "quality.py"), "--smoke", "--data-root",
+                             str(data_root), "--only", "coco_rsgan", "--runs", str(runs), "--out", str(out),
+                             "--set", "adversarial.steps=100000", "log.checkpoint_every=1", "log.keep_last=2"],
+                            cwd=REPO, env=env, stdout=(tmp_path / "out.txt").open("w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while len(list((runs / "coco_rsgan" / "checkpoints").glob("step_*.pt"))) < 2:  # past MLE, handler set
+        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "out.txt").read_text()
+        time.sleep(0.2)
+    (pid,) = _pids_running("textgan", "train", str(runs))
+    os.kill(pid, signal.SIGTERM)
+    assert proc.wait(timeout=300) == 0, (tmp_path / "out.txt").read_text()
+    record = json.loads(out.read_text())["experiments"]["coco_rsgan"]
+    assert record["stopped_by_sigterm"] is True and record["stopped_by_time_limit"] is False
+    assert 1 <= record["adversarial_steps_done"] < 100000
+    assert "bleu2_exact" in record["metrics"]

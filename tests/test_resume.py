@@ -96,3 +96,20 @@ def test_signal_saves_and_exits_cleanly(reference, tmp_path, sig, code):
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     _assert_same(_final_state(run_dir), reference)
+
+
+def test_sigterm_stops_a_run_that_checkpoints_every_step(tmp_path):
+    """The stop request is honoured on steps that write a checkpoint anyway: with
+    log.checkpoint_every=1 every step is one, and the run used to go on to its last step."""
+    run_dir = tmp_path / "coco_rsgan"
+    proc = _start("train", CONFIG, *FAST, "mle.epochs=1", "adversarial.steps=100000", "adversarial.d_steps=1",
+                  "log.checkpoint_every=1", "log.keep_last=2", "eval.every=0", "run.threads=1", f"log.dir={tmp_path}")
+    deadline = time.time() + 300
+    # two checkpoints: the end of MLE and at least one adversarial step
+    while len(checkpoint.history(run_dir / "checkpoints")) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    step = _final_state(run_dir)["progress"]["step"]
+    assert 1 <= step < 100000

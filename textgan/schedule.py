@@ -31,10 +31,11 @@ def run(trainer: Trainer, on_checkpoint=lambda path: None) -> dict[str, float]:
     """The whole schedule from wherever `trainer.progress` stands; returns the final metrics."""
     cfg, p, mon = trainer.cfg, trainer.progress, trainer.monitor
 
-    def checkpoint_and_stop_if_asked() -> None:
+    def checkpoint_and_stop_if_asked(saved: Path | None = None) -> None:
+        """On a stop request, raise with the checkpoint `saved` this step, or a new one."""
         if trainer.stop_requested():
             mon.close_bar()
-            raise Interrupted(trainer.save())
+            raise Interrupted(saved or trainer.save())
 
     def guard() -> None:
         if trainer.diverging():
@@ -52,8 +53,9 @@ def run(trainer: Trainer, on_checkpoint=lambda path: None) -> dict[str, float]:
         if should(cfg.eval.mle_every, p.epoch, cfg.mle.epochs):
             trainer.evaluate()
         trainer.log_samples()
-        on_checkpoint(trainer.save())
-        checkpoint_and_stop_if_asked()
+        saved = trainer.save()
+        on_checkpoint(saved)
+        checkpoint_and_stop_if_asked(saved)
     while p.d_pretrain < cfg.adversarial.d_pretrain_steps:
         skipped = p.skipped
         stats = trainer.d_step(tau_at(0, cfg.gumbel, cfg.adversarial.steps))
@@ -79,10 +81,11 @@ def run(trainer: Trainer, on_checkpoint=lambda path: None) -> dict[str, float]:
             trainer.evaluate()
         if should(cfg.eval.sample_every, p.step, steps):
             trainer.log_samples()
-        if should(cfg.log.checkpoint_every, p.step, steps):
-            on_checkpoint(trainer.save())
-        elif p.step < steps:
-            checkpoint_and_stop_if_asked()
+        saved = trainer.save() if should(cfg.log.checkpoint_every, p.step, steps) else None
+        if saved is not None:
+            on_checkpoint(saved)
+        if p.step < steps:  # also on a step that checkpointed anyway (checkpoint_every 1 included)
+            checkpoint_and_stop_if_asked(saved)
     mon.close_bar()
     if not trainer.last_metrics:
         trainer.evaluate()
