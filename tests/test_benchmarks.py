@@ -142,7 +142,12 @@ def test_quality_run_ended_from_outside_is_scored_as_it_stands(tmp_path, data_ro
         time.sleep(0.2)
     (pid,) = _pids_running("textgan", "train", str(runs))
     os.kill(pid, signal.SIGTERM)
-    assert proc.wait(timeout=300) == 0, (tmp_path / "out.txt").read_text()
+    try:
+        assert proc.wait(timeout=300) == 0, (tmp_path / "out.txt").read_text()
+    finally:  # never leave a run training on after a failure
+        for left in _pids_running(str(runs)):
+            os.kill(left, signal.SIGKILL)
+        proc.kill()
     record = json.loads(out.read_text())["experiments"]["coco_rsgan"]
     assert record["stopped_by_sigterm"] is True and record["stopped_by_time_limit"] is False
     assert 1 <= record["adversarial_steps_done"] < 100000

@@ -109,7 +109,10 @@ def test_sigterm_stops_a_run_that_checkpoints_every_step(tmp_path):
     while len(checkpoint.history(run_dir / "checkpoints")) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()  # never leave a run training on after a failure
     assert proc.returncode == 143, err[-2000:]
     step = _final_state(run_dir)["progress"]["step"]
     assert 1 <= step < 100000
