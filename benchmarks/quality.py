@@ -89,11 +89,18 @@ def _cli(*args: str, log: Path, limit: float | None = None) -> tuple[float, str 
     return time.perf_counter() - t0, stopped
 
 
+def overrides_for(name: str, args: argparse.Namespace) -> list[str]:
+    """The experiment's config overrides. The run folder is named after the experiment, not
+    the config file, since several experiments share a config."""
+    extra = EXPERIMENTS[name][1]
+    return [f"data.root={args.data_root}", f"log.dir={args.runs}", f"log.name={name}", "log.progress=false",
+            f"run.device={args.device}", *(SMOKE if args.smoke else []),
+            *(e.format(runs=args.runs) for e in extra), *args.set]  # the experiment's own beat smoke's
+
+
 def run_experiment(name: str, args: argparse.Namespace) -> dict:
-    config, extra, num = EXPERIMENTS[name]
-    overrides = [f"data.root={args.data_root}", f"log.dir={args.runs}", "log.progress=false",
-                 f"run.device={args.device}", *(SMOKE if args.smoke else []),
-                 *(e.format(runs=args.runs) for e in extra), *args.set]  # the experiment's own beat smoke's
+    config, _, num = EXPERIMENTS[name]
+    overrides = overrides_for(name, args)
     run_dir = Path(args.runs) / name
     log = Path(args.runs) / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)

@@ -106,9 +106,11 @@ def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
     spec = importlib.util.spec_from_file_location("quality", REPO / "benchmarks" / "quality.py")
     quality = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(quality)
+    args = quality.argparse.Namespace(data_root="data", runs=str(tmp_path), device="cpu", smoke=False, set=[])
     for name, (config, extra, num) in quality.EXPERIMENTS.items():
-        cfg = load(str(REPO / config), [e.format(runs=tmp_path) for e in extra])
+        cfg = load(str(REPO / config), quality.overrides_for(name, args))
         assert num > 0 and cfg.data.source in ("files", "oracle"), name
+        assert cfg.log.dir == str(tmp_path) and cfg.log.name == name  # the folder quality.py scores
     assert set(quality.AFTER) | set(quality.AFTER.values()) <= set(quality.EXPERIMENTS)
     assert load(str(REPO / quality.EXPERIMENTS["coco_relgan"][0]), []).generator.core == "relational_memory"
 
