@@ -49,6 +49,7 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     "coco_mle_large": ("configs/coco_mle_large.yaml", [], 10000),
     # RelGAN as published: relational memory generator, 150 MLE epochs, then 2,000 RSGAN steps
     "coco_relgan": ("configs/coco_relgan.yaml", [], 10000),
+    "oracle20_relgan": ("configs/oracle20_relgan.yaml", [], 10000),
     # the GAN phase only, from the finished coco_mle_large run (its wall time is that run's)
     "coco_rsgan_large": ("configs/coco_rsgan_large.yaml",
                          ["generator.init_from={runs}/coco_mle_large", "mle.epochs=0"], 10000),

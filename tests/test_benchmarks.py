@@ -112,7 +112,8 @@ def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
         assert num > 0 and cfg.data.source in ("files", "oracle"), name
         assert cfg.log.dir == str(tmp_path) and cfg.log.name == name  # the folder quality.py scores
     assert set(quality.AFTER) | set(quality.AFTER.values()) <= set(quality.EXPERIMENTS)
-    assert load(str(REPO / quality.EXPERIMENTS["coco_relgan"][0]), []).generator.core == "relational_memory"
+    for name in ("coco_relgan", "oracle20_relgan"):
+        assert load(str(REPO / quality.EXPERIMENTS[name][0]), []).generator.core == "relational_memory"
 
 
 def _pids_running(*needles: str) -> list[int]:
