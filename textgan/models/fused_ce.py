@@ -54,16 +54,16 @@ def _loss_and_grads(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets
         e = min(s + chunk_rows, n)
         z = _logits_into(buf[: e - s], hv[s:e], wt, bias)  # (C, V)
         # One softmax kernel instead of log_softmax + exp (a third of the chunk's time);
-        # log p(target) is read off p, and recomputed exactly where p underflows.
+        # p(target) is read off p, its log taken after the loop.
         p = torch._softmax(z, 1, False, out=z)  # (C, V); the one-hot part is subtracted below
         torch.gather(p, 1, tv[s:e, None], out=logp_t[s:e])
-        _log_exactly(logp_t[s:e], hv[s:e], weight, bias, tv[s:e])
         if gh is not None:
             torch.mm(p, weight, out=gh[s:e])
         if gw is not None:
             gw.addmm_(p.t(), hs[s:e])
         if gb is not None:
             gb.add_(p.sum(0), alpha=scale)
+    _log_exactly(logp_t, hv, weight, bias, tv)  # once per batch: recomputed where p underflowed
     loss = -logp_t.sum()
     if reduction == "mean":
         loss = loss / n if n else loss * float("nan")
