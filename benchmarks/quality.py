@@ -55,7 +55,8 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
                          ["generator.init_from={runs}/coco_mle_large", "mle.epochs=0"], 10000),
 }
 
-AFTER = {"coco_rsgan_large": "coco_mle_large", "oracle20_rsgan_warm": "oracle20_mle"}  # experiment -> the run its overrides start from
+# experiment -> the run its overrides start from
+AFTER = {"coco_rsgan_large": "coco_mle_large", "oracle20_rsgan_warm": "oracle20_mle"}
 
 SMOKE = ["mle.epochs=1", "adversarial.steps=2", "adversarial.d_steps=1", "eval.num_samples=20",
          "eval.every=0", "eval.latent_draws=1", "data.num_train=128", "data.num_test=32",

@@ -60,8 +60,8 @@ class Generator(nn.Module):
 
     @torch.no_grad()
     def init_normal_(self, std: float) -> None:
-        """Every embedding, LSTM and linear weight and bias drawn from N(0, std), as SeqGAN's and
-        RelGAN's generators start (std 0.1). torch's defaults draw embeddings from N(0, 1), which on
+        """Every embedding, LSTM and linear weight and bias drawn from N(0, std), as SeqGAN's
+        generator starts (std 0.1). torch's defaults draw embeddings from N(0, 1), which on
         the small oracle corpus makes a larger, faster-memorising input signal. Layer norms keep
         their unit gain and zero shift."""
         for module in self.modules():
