@@ -104,3 +104,88 @@ def test_compiled_blocks_cover_every_width_and_mode_without_eager_fallback():
     with torch.no_grad():
         model(dists)  # evaluation
     assert len(_debug_get_cache_entry_list(block_max.__code__)) == 2 * len(widths)
+
+
+native_only = pytest.mark.skipif(not __import__("textgan.models.convmax_native", fromlist=["x"]).kernels(),
+                                 reason="no C compiler for the native kernel")
+
+
+@native_only
+@pytest.mark.parametrize("shape", [(3, 7, 4, 1, 5, 2), (5, 9, 3, 2, 6, 4), (2, 5, 2, 3, 4, 5), (2, 6, 3, 1, 17, 6)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_native_kernel_matches_reference(shape, dtype):
+    """The C kernel: values and first-order gradients equal torch's convolution (float64 to
+    1e-12; float32 to rounding), filter counts that are not a multiple of the vector width too."""
+    from textgan.models.convmax_native import conv_relu_max_native
+
+    b, t, r, d, f, k = shape
+    gen = torch.Generator().manual_seed(0)
+    emb = torch.randn(b, t, r, d, generator=gen, dtype=dtype, requires_grad=True)
+    w = torch.randn(f, k, d, generator=gen, dtype=dtype, requires_grad=True)
+    bias = torch.randn(f, generator=gen, dtype=dtype, requires_grad=True)
+    weight = torch.randn(b, r, f, generator=gen, dtype=dtype)
+    fast, ref = conv_relu_max_native(emb, w, bias), conv_relu_max_reference(emb, w, bias)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(fast, ref, rtol=0, atol=tol)
+    g_fast = torch.autograd.grad((fast * weight).sum(), (emb, w, bias))
+    g_ref = torch.autograd.grad((ref * weight).sum(), (emb, w, bias))
+    for a, e in zip(g_fast, g_ref):
+        torch.testing.assert_close(a, e, rtol=0, atol=tol * 10)
+
+
+@native_only
+def test_native_kernel_gradcheck_and_second_order():
+    """gradcheck in float64, and create_graph (gradient penalties) through its torch backward."""
+    from textgan.models.convmax_native import conv_relu_max_native
+
+    gen = torch.Generator().manual_seed(1)
+    inputs = (torch.randn(2, 6, 3, 2, generator=gen, dtype=torch.float64, requires_grad=True),
+              torch.randn(4, 3, 2, generator=gen, dtype=torch.float64, requires_grad=True),
+              torch.randn(4, generator=gen, dtype=torch.float64, requires_grad=True))
+    assert torch.autograd.gradcheck(conv_relu_max_native, inputs)
+    assert torch.autograd.gradgradcheck(conv_relu_max_native, inputs)
+
+
+@native_only
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_native_kernel_same_result_for_any_thread_count(threads):
+    from textgan.models.convmax_native import conv_relu_max_native
+
+    gen = torch.Generator().manual_seed(2)
+    emb = torch.randn(5, 11, 7, 1, generator=gen, requires_grad=True)
+    w = torch.randn(33, 3, 1, generator=gen, requires_grad=True)
+    bias = torch.randn(33, generator=gen, requires_grad=True)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        out1 = conv_relu_max_native(emb, w, bias)
+        grads1 = torch.autograd.grad(out1.sum(), (emb, w, bias))
+        torch.set_num_threads(threads)
+        out = conv_relu_max_native(emb, w, bias)
+        grads = torch.autograd.grad(out.sum(), (emb, w, bias))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(out, out1)
+    assert torch.equal(grads[0], grads1[0]) and torch.equal(grads[2], grads1[2])
+    torch.testing.assert_close(grads[1], grads1[1], rtol=1e-6, atol=1e-6)  # per-range sums added
+
+
+@native_only
+@pytest.mark.parametrize("kernel", ["native", "torch"])
+def test_discriminator_kernels_agree(kernel):
+    """RelGANCNN with conv_kernel=native or torch gives torch conv2d's logits and gradients."""
+    torch.manual_seed(0)
+    disc = RelGANCNN(40, emb_dim=16, num_rep=8, filter_sizes=[2, 3, 4, 5], num_filters=[7, 9, 16, 20],
+                     conv_kernel=kernel)
+    disc.eval()
+    dists = torch.softmax(torch.randn(6, 12, 40), dim=-1)
+    results = []
+    for fast in (True, False):
+        disc.fast = fast
+        x = dists.clone().requires_grad_(True)
+        out = disc(x)
+        out.square().sum().backward()
+        results.append((out.detach(), x.grad))
+        disc.zero_grad()
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-5, atol=1e-5)

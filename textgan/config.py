@@ -89,7 +89,11 @@ class DiscriminatorConfig:
     num_filters: list[int] = field(default_factory=lambda: [300, 300, 300, 300])  # per width
     hidden_dim: int = 64  # LSTM discriminator hidden size
     dropout: float = 0.25  # before the output layer
-    compile: bool = False  # relgan_cnn: torch.compile its conv+max blocks (faster; needs a C++ compiler)
+    compile: bool = False  # relgan_cnn: torch.compile its conv+max blocks (needs a C++ compiler)
+    # relgan_cnn's conv+max on CPU: native = the C kernel (built at first use with the machine's
+    # C compiler), torch = blockwise torch ops (compiled when compile=true), auto = native where
+    # it builds and compile is off, else torch. GPUs always take torch.
+    conv_kernel: Literal["auto", "native", "torch"] = "auto"
 
     def __post_init__(self) -> None:
         _check(self.emb_dim >= 1, "emb_dim", "must be >= 1")
@@ -101,6 +105,8 @@ class DiscriminatorConfig:
         _check(all(n >= 1 for n in self.num_filters), "num_filters", "counts must be >= 1")
         _check(self.hidden_dim >= 1, "hidden_dim", "must be >= 1")
         _check(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
+        _check(not (self.compile and self.conv_kernel == "native"), "conv_kernel",
+               "native cannot be compiled: set compile=false or conv_kernel=torch")
 
 
 @dataclass

@@ -24,6 +24,6 @@ def build_discriminator(cfg: DiscriminatorConfig, vocab_size: int):
     if cfg.kind == "relgan_cnn":
         return RelGANCNN(vocab_size, emb_dim=cfg.emb_dim, num_rep=cfg.num_rep,
                          filter_sizes=cfg.filter_sizes, num_filters=cfg.num_filters, dropout=cfg.dropout,
-                         compile=cfg.compile)
+                         compile=cfg.compile, conv_kernel=cfg.conv_kernel)
     return DISCRIMINATORS[cfg.kind](vocab_size, emb_dim=cfg.emb_dim, hidden_dim=cfg.hidden_dim,
                                     dropout=cfg.dropout)

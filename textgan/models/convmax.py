@@ -59,21 +59,27 @@ class _ConvMax(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         emb, weight, where, out = ctx.saved_tensors
-        b, t, r, d = emb.shape
-        f, k, _ = weight.shape
-        g = grad * (out > 0)  # (B, R, F) through the ReLU
-        pos = (where.unsqueeze(-1) + torch.arange(k, device=emb.device)).reshape(b, r, f * k, 1)
-        idx = pos.expand(b, r, f * k, d)  # time index of every tap of every argmax window
-        grad_emb = grad_w = grad_b = None
-        if ctx.needs_input_grad[1]:
-            win = emb.transpose(1, 2).gather(2, idx).view(b, r, f, k, d)  # (B, R, F, K, D)
-            grad_w = torch.einsum("brf,brfkd->fkd", g, win)
-        if ctx.needs_input_grad[2]:
-            grad_b = g.sum(dim=(0, 1))
-        if ctx.needs_input_grad[0]:
-            src = (g.unsqueeze(-1).unsqueeze(-1) * weight).view(b, r, f * k, d)  # (B, R, F*K, D)
-            grad_emb = emb.new_zeros(b, r, t, d).scatter_add(2, idx, src).transpose(1, 2)
-        return grad_emb, grad_w, grad_b, None, None
+        return (*_backward_torch(emb, weight, where, out, grad, ctx.needs_input_grad), None, None)
+
+
+def _backward_torch(emb, weight, where, out, grad, needs):
+    """Gradients of conv_relu_max for emb, weight, bias from the maxima's positions `where`
+    (B, R, F), in differentiable torch ops (so second-order gradients work)."""
+    b, t, r, d = emb.shape
+    f, k, _ = weight.shape
+    g = grad * (out > 0)  # (B, R, F) through the ReLU
+    pos = (where.unsqueeze(-1) + torch.arange(k, device=emb.device)).reshape(b, r, f * k, 1)
+    idx = pos.expand(b, r, f * k, d)  # time index of every tap of every argmax window
+    grad_emb = grad_w = grad_b = None
+    if needs[1]:
+        win = emb.transpose(1, 2).gather(2, idx).view(b, r, f, k, d)  # (B, R, F, K, D)
+        grad_w = torch.einsum("brf,brfkd->fkd", g, win)
+    if needs[2]:
+        grad_b = g.sum(dim=(0, 1))
+    if needs[0]:
+        src = (g.unsqueeze(-1).unsqueeze(-1) * weight).view(b, r, f * k, d)  # (B, R, F*K, D)
+        grad_emb = emb.new_zeros(b, r, t, d).scatter_add(2, idx, src).transpose(1, 2)
+    return grad_emb, grad_w, grad_b
 
 
 def conv_relu_max(emb: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, rows: int = 1,

@@ -10,7 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from textgan.errors import UserError
+from textgan.models import convmax_native
 from textgan.models.convmax import block_max, conv_relu_max, conv_relu_max_reference
+from textgan.models.dropout import Dropout
 
 
 class Highway(nn.Module):
@@ -32,10 +35,15 @@ class RelGANCNN(nn.Module):
 
     def __init__(self, vocab_size: int, emb_dim: int = 64, num_rep: int = 64,
                  filter_sizes: list[int] = (2, 3, 4, 5), num_filters: list[int] = (300, 300, 300, 300),
-                 dropout: float = 0.25, pad_id: int = 0, fast: bool = True, compile: bool = False):
+                 dropout: float = 0.25, pad_id: int = 0, fast: bool = True, compile: bool = False,
+                 conv_kernel: str = "auto"):
         super().__init__()
         self.pad_id, self.num_rep, self.rep_dim = pad_id, num_rep, emb_dim // num_rep
-        self.fast = fast  # blockwise conv+max (textgan.models.convmax); False = torch's conv2d
+        self.fast = fast  # blockwise or native conv+max (textgan.models.convmax*); False = torch's conv2d
+        if conv_kernel == "native" and convmax_native.kernels() is None:
+            raise UserError("discriminator.conv_kernel=native needs a working C compiler (cc, gcc or "
+                            "clang, or set CC); install one or set discriminator.conv_kernel=auto")
+        self.native = conv_kernel == "native" or (conv_kernel == "auto" and not compile)  # on CPU
         # torch.compile fuses each block's conv, max and argmax into one pass (needs a C++ compiler)
         self.block = block_max
         if compile:
@@ -50,7 +58,7 @@ class RelGANCNN(nn.Module):
             for f, n in zip(filter_sizes, num_filters))
         total = sum(num_filters)
         self.highway = Highway(total)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.feature = nn.Linear(total, 100)
         self.logit = nn.Linear(100, 1)
 
@@ -62,7 +70,9 @@ class RelGANCNN(nn.Module):
         if t < widest:  # sequence shorter than a filter: pad time with zeros
             emb = nn.functional.pad(emb, (0, 0, 0, widest - t))
         reps = emb.view(b, -1, self.num_rep, self.rep_dim)  # (B, T, R, D)
-        if self.fast:  # CPU: cache-sized blocks of one row; GPU: the whole batch in one block
+        if self.fast and self.native and convmax_native.supports(reps):
+            pooled = [convmax_native.conv_relu_max_native(reps, conv.weight[:, 0], conv.bias) for conv in self.convs]
+        elif self.fast:  # CPU: cache-sized blocks of one row; GPU: the whole batch in one block
             rows = b if reps.is_cuda else 1
             pooled = [conv_relu_max(reps, conv.weight[:, 0], conv.bias, rows, self.block) for conv in self.convs]
         else:
@@ -81,7 +91,7 @@ class LSTMDiscriminator(nn.Module):
         self.pad_id = pad_id
         self.embed = nn.Linear(vocab_size, emb_dim, bias=False)
         self.lstm = nn.LSTM(emb_dim, hidden_dim, batch_first=True)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.logit = nn.Linear(hidden_dim, 1)
 
     def forward(self, dists: torch.Tensor) -> torch.Tensor:
