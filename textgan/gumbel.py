@@ -33,7 +33,7 @@ def gumbel_softmax(logits: torch.Tensor, tau: float, noise: torch.Tensor,
     with the soft sample's gradient backward."""
     perturbed = logits + noise
     ids = perturbed.argmax(dim=-1)
-    soft = torch.softmax(perturbed / tau, dim=-1)
+    soft = torch.softmax(perturbed.div_(tau), dim=-1)  # in place: the add's backward keeps nothing
     if not straight_through:
         return ids, soft
     hard = torch.zeros_like(soft).scatter_(-1, ids.unsqueeze(-1), 1.0)

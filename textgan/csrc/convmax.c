@@ -23,7 +23,32 @@ void convmax_forward_##SUF(const T *x, const T *wt, int64_t n0, int64_t n1, int6
   const int64_t kd = k * d, steps = len - k + 1;                                                 \
   for (int64_t n = n0; n < n1; n++) {                                                            \
     const T *xn = x + n * len * d;                                                               \
-    for (int64_t f0 = 0; f0 < f; f0 += L) {                                                      \
+    int64_t f0 = 0;                                                                              \
+    for (; f0 + 2 * L <= f; f0 += 2 * L) { /* two vectors of filters share each window load */   \
+      vec_##SUF best0 = (vec_##SUF){0} - (T)INFINITY, best1 = best0;                             \
+      ivec_##SUF at0 = (ivec_##SUF){0}, at1 = at0;                                               \
+      for (int64_t t = 0; t < steps; t++) {                                                      \
+        vec_##SUF acc0 = (vec_##SUF){0}, acc1 = acc0;                                            \
+        const T *win = xn + t * d;                                                               \
+        for (int64_t j = 0; j < kd; j++) {                                                       \
+          acc0 += win[j] * *(const vec_##SUF *)(wt + j * f + f0);                                \
+          acc1 += win[j] * *(const vec_##SUF *)(wt + j * f + f0 + L);                            \
+        }                                                                                        \
+        const ivec_##SUF tv = (ivec_##SUF){0} + (I)t, ge0 = acc0 >= best0, ge1 = acc1 >= best1;  \
+        best0 = (vec_##SUF)(((ivec_##SUF)acc0 & ge0) | ((ivec_##SUF)best0 & ~ge0));              \
+        best1 = (vec_##SUF)(((ivec_##SUF)acc1 & ge1) | ((ivec_##SUF)best1 & ~ge1));              \
+        at0 = (at0 & ~ge0) | (tv & ge0);                                                         \
+        at1 = (at1 & ~ge1) | (tv & ge1);                                                         \
+      }                                                                                          \
+      *(vec_##SUF *)(out + n * f + f0) = best0;                                                  \
+      *(vec_##SUF *)(out + n * f + f0 + L) = best1;                                              \
+      if (arg)                                                                                   \
+        for (int i = 0; i < L; i++) {                                                            \
+          arg[n * f + f0 + i] = (int32_t)at0[i];                                                 \
+          arg[n * f + f0 + L + i] = (int32_t)at1[i];                                             \
+        }                                                                                        \
+    }                                                                                            \
+    for (; f0 < f; f0 += L) {                                                                    \
       vec_##SUF best = (vec_##SUF){0} - (T)INFINITY;                                             \
       ivec_##SUF at = (ivec_##SUF){0};                                                           \
       for (int64_t t = 0; t < steps; t++) {                                                      \

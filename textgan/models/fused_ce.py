@@ -136,8 +136,14 @@ def _log_exactly(p_t: Tensor, h: Tensor, weight: Tensor, bias: Tensor | None, t:
 
 
 def _logits_into(out: Tensor, h: Tensor, wt: Tensor, bias: Tensor | None) -> Tensor:
-    """h @ wt + bias written into the chunk buffer `out`."""
-    return torch.mm(h, wt, out=out) if bias is None else torch.addmm(bias, h, wt, out=out)
+    """h @ wt + bias written into the chunk buffer `out`. On CPU as mm then an in-place bias add:
+    addmm first broadcasts the bias into `out` and has the matmul read it back, which cost
+    200-340 us more per (224, 4663) chunk than the add (measured on a 2-core Xeon)."""
+    if bias is None:
+        return torch.mm(h, wt, out=out)
+    if out.device.type == "cpu":
+        return torch.mm(h, wt, out=out).add_(bias)
+    return torch.addmm(bias, h, wt, out=out)
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
