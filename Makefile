@@ -29,6 +29,7 @@ bench-bleu: $(STAMP)
 
 bench-speed: $(STAMP)
 	$(BIN)/python benchmarks/speed.py --data-root $(DATA_ROOT)
+	$(BIN)/python benchmarks/mle_bound.py
 
 bench-quality: $(STAMP)
 	$(BIN)/python benchmarks/quality.py --data-root $(DATA_ROOT)

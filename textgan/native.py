@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -24,7 +25,7 @@ import torch
 SOURCES = Path(__file__).resolve().parent / "csrc"
 FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c11"]
 _LIBS: dict[str, ctypes.CDLL | None] = {}
-_POOL: ThreadPoolExecutor | None = None
+_POOL: tuple[ThreadPoolExecutor, int] | None = None  # the pool and its size
 
 
 def cache_dir() -> Path:
@@ -40,7 +41,6 @@ def _cpu_flags() -> str:
                 return line
     except OSError:
         pass
-    import platform
     return platform.processor() or platform.machine()
 
 
@@ -98,7 +98,7 @@ def run_rows(job: Callable[[int, int, int], object], n: int) -> None:
     if k == 1:
         job(0, 0, n)
         return
-    if _POOL is None or _POOL._max_workers < k:
-        _POOL = ThreadPoolExecutor(max_workers=k, thread_name_prefix="textgan-native")
-    for future in [_POOL.submit(job, i, bounds[i], bounds[i + 1]) for i in range(k)]:
+    if _POOL is None or _POOL[1] < k:
+        _POOL = ThreadPoolExecutor(max_workers=k, thread_name_prefix="textgan-native"), k
+    for future in [_POOL[0].submit(job, i, bounds[i], bounds[i + 1]) for i in range(k)]:
         future.result()

@@ -11,6 +11,7 @@ in another dtype, the torch draws are used.
 from __future__ import annotations
 
 import ctypes
+from typing import Callable
 
 import torch
 
@@ -37,20 +38,22 @@ def _key(generator: torch.Generator | None) -> int:
     return int(torch.randint(0, 2 ** 63 - 1, (1,), generator=generator))
 
 
-def _fill(fn, n: int, *args) -> None:
-    """fn(key_args..., b0, b1, n, ...) over blocks of 4 elements, split over threads."""
-    native.run_rows(lambda _, b0, b1: fn(*args[:1], b0, b1, n, *args[1:]), -(-n // 4))
+def _blocks(fill: Callable[[int, int], object], n: int) -> None:
+    """fill(b0, b1) over Philox blocks of 4 elements covering n elements, split over threads."""
+    native.run_rows(lambda _, b0, b1: fill(b0, b1), -(-n // 4))
 
 
 def uniform(shape: tuple[int, ...], generator: torch.Generator | None = None) -> torch.Tensor:
     """U(0, 1) float32 on CPU, in the open interval (23-bit resolution); `available` must hold."""
     out = torch.empty(shape, dtype=torch.float32)
-    _fill(_lib().uniform_f32, out.numel(), _key(generator), out.data_ptr())
+    key, n = _key(generator), out.numel()
+    _blocks(lambda b0, b1: _lib().uniform_f32(key, b0, b1, n, out.data_ptr()), n)
     return out
 
 
 def keep_mask(shape: tuple[int, ...], p: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Inverted dropout's mask, float32 on CPU: 1 / (1 - p) with probability 1 - p, else 0."""
     out = torch.empty(shape, dtype=torch.float32)
-    _fill(_lib().keep_mask_f32, out.numel(), _key(generator), p, 1.0 / (1.0 - p), out.data_ptr())
+    key, n = _key(generator), out.numel()
+    _blocks(lambda b0, b1: _lib().keep_mask_f32(key, b0, b1, n, p, 1.0 / (1.0 - p), out.data_ptr()), n)
     return out

@@ -1,0 +1,61 @@
+"""How fast the MLE epoch could be on this machine: the rates of the fused cross-entropy's three
+skinny matmuls (one (224, 4663) chunk of COCO, H = 32) next to the fp32 matmul peak, interleaved
+in rounds so both see the same machine state. 91 % of an MLE epoch's FLOPs are these three
+products, so their rate bounds the epoch's share of the peak from above (`make bench-speed` runs
+it after speed.py). Writes benchmarks/results/mle_bound.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def rates(rounds: int) -> dict[str, list[float]]:
+    c, v, h = 224, 4663, 32  # the fused CE's CPU chunk on COCO, hidden 32
+    hid, weight, probs, hs = torch.randn(c, h), torch.randn(v, h), torch.rand(c, v), torch.randn(c, h)
+    logits, grad_h, grad_w = torch.empty(c, v), torch.empty(c, h), torch.zeros(v, h)
+    square = torch.randn(2048, 2048)
+    ops = {
+        "logits_h_Wt": (lambda: torch.mm(hid, weight.t(), out=logits), 2 * c * h * v, 200),
+        "grad_h_P_W": (lambda: torch.mm(probs, weight, out=grad_h), 2 * c * h * v, 200),
+        "grad_W_Pt_hs": (lambda: grad_w.addmm_(probs.t(), hs), 2 * c * h * v, 200),
+        "peak_2048": (lambda: square @ square, 2 * 2048 ** 3, 10),
+    }
+    out: dict[str, list[float]] = {k: [] for k in ops}
+    for _ in range(rounds):
+        for name, (fn, flop, n) in ops.items():
+            for _ in range(3):
+                fn()
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            out[name].append(flop * n / (time.perf_counter() - t0) / 1e9)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "mle_bound.json"))
+    args = ap.parse_args()
+    measured = rates(args.rounds)
+    best = {k: max(v) for k, v in measured.items()}
+    skinny = statistics.mean(best[k] for k in ("logits_h_Wt", "grad_h_P_W", "grad_W_Pt_hs"))
+    result = {"gflops_best": best, "gflops_all": measured, "skinny_mean_best_gflops": skinny,
+              "skinny_frac_peak": skinny / best["peak_2048"], "torch": torch.__version__,
+              "threads": torch.get_num_threads(), "command": " ".join(["python"] + sys.argv)}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "gflops_all"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
