@@ -20,6 +20,8 @@ def trained(data_root, tmp_path_factory) -> Path:
                   "adversarial.steps=30", "eval.every=10", "eval.sample_every=10", "log.checkpoint_every=10")
     assert res.returncode == 0, res.stderr
     assert "samples (fixed z):" in res.stdout
+    from textgan.models.convmax_native import kernels
+    assert f"discriminator conv+max: {'native' if kernels() else 'torch'}" in res.stderr  # the kernel in use
     return runs / "coco_rsgan"
 
 

@@ -62,6 +62,15 @@ class RelGANCNN(nn.Module):
         self.feature = nn.Linear(total, 100)
         self.logit = nn.Linear(100, 1)
 
+    def conv_kernel(self) -> str:
+        """Which conv + max runs on this module's device, for the log: native, torch or compiled."""
+        probe = self.embed.weight
+        if self.fast and self.native and convmax_native.supports(probe):
+            return "native"
+        if not self.fast:
+            return "reference"
+        return "compiled" if self.block is not block_max else "torch"
+
     def forward(self, dists: torch.Tensor) -> torch.Tensor:
         mask = 1.0 - dists[..., self.pad_id]  # (B, T)
         emb = self.embed(dists) * mask.unsqueeze(-1)  # (B, T, E)
