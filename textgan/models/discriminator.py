@@ -63,7 +63,7 @@ class RelGANCNN(nn.Module):
         self.logit = nn.Linear(100, 1)
 
     def conv_kernel(self) -> str:
-        """Which conv + max runs on this module's device, for the log: native, torch or compiled."""
+        """Which conv + max runs on this module's device, for the log: native, torch, compiled or reference."""
         probe = self.embed.weight
         if self.fast and self.native and convmax_native.supports(probe):
             return "native"
