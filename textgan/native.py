@@ -29,8 +29,17 @@ _POOL: tuple[ThreadPoolExecutor, int] | None = None  # the pool and its size
 
 
 def cache_dir() -> Path:
+    """$TEXTGAN_CACHE_DIR, else $XDG_CACHE_HOME/textgan or ~/.cache/textgan; the temporary folder
+    where no home folder is known (a bare CI environment)."""
     env = os.environ.get("TEXTGAN_CACHE_DIR")
-    return Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "textgan"
+    if env:
+        return Path(env)
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "textgan"
+    try:
+        return Path.home() / ".cache" / "textgan"
+    except RuntimeError:
+        return Path(tempfile.gettempdir()) / "textgan-cache"
 
 
 def _cpu_flags() -> str:
