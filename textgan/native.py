@@ -70,8 +70,9 @@ def _build(source: Path, compiler: str) -> Path:
     return target
 
 
-def load(name: str) -> ctypes.CDLL | None:
-    """The library built from csrc/NAME.c, or None (with one warning) if it cannot be built."""
+def load(name: str, signatures: dict[str, list] | None = None) -> ctypes.CDLL | None:
+    """The library built from csrc/NAME.c with `signatures` (function -> ctypes argument types)
+    declared on first load, or None (with one warning) if it cannot be built."""
     if name not in _LIBS:
         compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
         lib = None
@@ -79,6 +80,8 @@ def load(name: str) -> ctypes.CDLL | None:
             if compiler is None:
                 raise OSError("no C compiler found (cc, gcc or clang; or set CC)")
             lib = ctypes.CDLL(str(_build(SOURCES / f"{name}.c", compiler)))
+            for function, argtypes in (signatures or {}).items():
+                getattr(lib, function).argtypes = argtypes
         except (OSError, subprocess.CalledProcessError) as err:
             detail = getattr(err, "stderr", "") or str(err)
             warnings.warn(f"textgan: native kernel {name!r} unavailable, using the torch version: "

@@ -20,13 +20,11 @@ from textgan import native
 _P, _I64, _U64, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint64, ctypes.c_float
 
 
+_SIGNATURES = {"uniform_f32": [_U64, _I64, _I64, _I64, _P], "keep_mask_f32": [_U64, _I64, _I64, _I64, _F, _F, _P]}
+
+
 def _lib() -> ctypes.CDLL | None:
-    lib = native.load("philox")
-    if lib is not None and not hasattr(lib, "declared"):
-        lib.uniform_f32.argtypes = [_U64, _I64, _I64, _I64, _P]
-        lib.keep_mask_f32.argtypes = [_U64, _I64, _I64, _I64, _F, _F, _P]
-        lib.declared = True
-    return lib
+    return native.load("philox", _SIGNATURES)
 
 
 def available(device: torch.device | str, dtype: torch.dtype = torch.float32) -> bool:

@@ -20,19 +20,14 @@ from textgan.models.convmax import _backward_torch
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 _LANES = {torch.float32: 16, torch.float64: 8}  # one 64-byte vector of the dtype
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
-_FORWARD_ARGS = [_P, _P, _I64, _I64, _I64, _I64, _I64, _I64, _P, _P]
-_BACKWARD_ARGS = [_P, _P, _P, _P, _I64, _I64, _I64, _I64, _I64, _I64, _P, _P]
+_SIGNATURES = {name: args for suffix in _SUFFIX.values() for name, args in (
+    (f"convmax_forward_{suffix}", [_P, _P, _I64, _I64, _I64, _I64, _I64, _I64, _P, _P]),
+    (f"convmax_backward_{suffix}", [_P, _P, _P, _P, _I64, _I64, _I64, _I64, _I64, _I64, _P, _P]))}
 
 
 def kernels() -> ctypes.CDLL | None:
     """The built library with its signatures declared, or None where no C compiler works."""
-    lib = native.load("convmax")
-    if lib is not None and not hasattr(lib, "declared"):
-        for suffix in _SUFFIX.values():
-            getattr(lib, f"convmax_forward_{suffix}").argtypes = _FORWARD_ARGS
-            getattr(lib, f"convmax_backward_{suffix}").argtypes = _BACKWARD_ARGS
-        lib.declared = True
-    return lib
+    return native.load("convmax", _SIGNATURES)
 
 
 def supports(emb: torch.Tensor) -> bool:
