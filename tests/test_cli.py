@@ -20,8 +20,9 @@ def trained(data_root, tmp_path_factory) -> Path:
                   "adversarial.steps=30", "eval.every=10", "eval.sample_every=10", "log.checkpoint_every=10")
     assert res.returncode == 0, res.stderr
     assert "samples (fixed z):" in res.stdout
-    from textgan.models.convmax_native import kernels
-    assert f"discriminator conv+max: {'native' if kernels() else 'torch'}" in res.stderr  # the kernel in use
+    from textgan.models import convmax_native, linear_ce_native
+    assert f"discriminator conv+max: {'native' if convmax_native.kernels() else 'torch'}" in res.stderr  # the kernels in use
+    assert f"generator output cross-entropy: {'native' if linear_ce_native.kernels() else 'torch'}" in res.stderr
     return runs / "coco_rsgan"
 
 

@@ -120,11 +120,13 @@ def test_dropout_gradient_is_the_mask():
 
 
 def test_without_a_compiler_the_torch_paths_run(tmp_path):
-    """CC pointing nowhere and no cached library: one warning, then torch's convolution, noise and
-    dropout; asking for conv_kernel=native instead is a one-line error."""
+    """CC pointing nowhere and no cached library: one warning, then torch's convolution, noise,
+    dropout and cross-entropy; asking for conv_kernel=native or ce_kernel=native instead is a
+    one-line error."""
     script = """
 import warnings, torch
 from textgan.models.discriminator import RelGANCNN
+from textgan.models.generator import Generator
 from textgan.gumbel import gumbel_noise
 from textgan.errors import UserError
 with warnings.catch_warnings(record=True) as caught:
@@ -132,15 +134,21 @@ with warnings.catch_warnings(record=True) as caught:
     d = RelGANCNN(30, emb_dim=8, num_rep=8, filter_sizes=[2, 3], num_filters=[4, 4])
     out = d(torch.softmax(torch.randn(3, 6, 30), -1))
     noise = gumbel_noise((5, 7), torch.Generator().manual_seed(0))
-assert out.shape == (3, 8) and torch.isfinite(noise).all()
+    g = Generator(30, 8, 8, 1, 4, "normal")
+    loss = g.mle_loss(torch.randint(3, 30, (2, 5)), torch.zeros(2, 4), pad_id=0)
+assert out.shape == (3, 8) and torch.isfinite(noise).all() and torch.isfinite(loss)
+assert g.ce_kernel_used() == "torch"
 assert any("unavailable" in str(w.message) for w in caught), [str(w.message) for w in caught]
-try:
-    RelGANCNN(30, emb_dim=8, num_rep=8, conv_kernel="native")
-except UserError as err:
-    print("ERR", err)
+for make in (lambda: RelGANCNN(30, emb_dim=8, num_rep=8, conv_kernel="native"),
+             lambda: Generator(30, 8, 8, 1, 4, "normal", ce_kernel="native")):
+    try:
+        make()
+    except UserError as err:
+        print("ERR", err)
 """
     env = {**os.environ, "CC": str(tmp_path / "no-such-cc"), "TEXTGAN_CACHE_DIR": str(tmp_path / "cache"),
            "PYTHONPATH": str(REPO)}
     res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "ERR discriminator.conv_kernel=native needs a working C compiler" in res.stdout
+    assert "ERR generator.ce_kernel=native needs a working C compiler" in res.stdout

@@ -70,6 +70,10 @@ class GeneratorConfig:
     dropout: float = 0.0  # dropout between LSTM layers (teacher-forced training only)
     init_from: str = ""  # run folder or checkpoint whose generator (and vocabulary) starts this run
     init_std: float = 0.0  # > 0: every embedding, LSTM and linear weight and bias ~ N(0, init_std) (SeqGAN: 0.1); 0: torch's defaults
+    # the output layer's cross-entropy (MLE loss, NLL_gen) on CPU in float32: native = the C kernel
+    # (built at first use with the machine's C compiler), torch = chunked torch ops, auto = native
+    # where it builds, else torch. GPUs and float64 always take torch.
+    ce_kernel: Literal["auto", "native", "torch"] = "auto"
 
     def __post_init__(self) -> None:
         for name in ("emb_dim", "hidden_dim", "num_layers", "latent_dim", "mem_slots", "num_heads", "head_size"):

@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 
 SOURCES = Path(__file__).resolve().parent / "csrc"
-FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c11"]
+FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-shared", "-fPIC", "-std=c11"]
 _LIBS: dict[str, ctypes.CDLL | None] = {}
 _POOL: tuple[ThreadPoolExecutor, int] | None = None  # the pool and its size
 
@@ -53,16 +53,17 @@ def _cpu_flags() -> str:
     return platform.processor() or platform.machine()
 
 
-def _build(source: Path, compiler: str) -> Path:
+def _build(source: Path, compiler: str, extra: tuple[str, ...] = ()) -> Path:
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
-    key = hashlib.sha256("\0".join([source.read_text(), compiler, version, *FLAGS, _cpu_flags()]).encode())
+    flags = [*FLAGS, *extra]
+    key = hashlib.sha256("\0".join([source.read_text(), compiler, version, *flags, _cpu_flags()]).encode())
     target = cache_dir() / f"{source.stem}-{key.hexdigest()[:16]}.so"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
         os.close(fd)
         try:
-            subprocess.run([compiler, *FLAGS, str(source), "-o", tmp], capture_output=True, text=True, check=True)
+            subprocess.run([compiler, *flags, str(source), "-o", tmp], capture_output=True, text=True, check=True)
             os.replace(tmp, target)  # atomic: concurrent builders never load a half-written file
         finally:
             if os.path.exists(tmp):
@@ -70,16 +71,25 @@ def _build(source: Path, compiler: str) -> Path:
     return target
 
 
-def load(name: str, signatures: dict[str, list] | None = None) -> ctypes.CDLL | None:
+def load(name: str, signatures: dict[str, list] | None = None, openmp: bool = False) -> ctypes.CDLL | None:
     """The library built from csrc/NAME.c with `signatures` (function -> ctypes argument types)
-    declared on first load, or None (with one warning) if it cannot be built."""
+    declared on first load, or None (with one warning) if it cannot be built. `openmp`: built
+    with -fopenmp where the compiler has it (else without: the source must work both ways). Its
+    runtime is then the libgomp torch has loaded, so the kernel runs on torch's threads."""
     if name not in _LIBS:
         compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
         lib = None
         try:
             if compiler is None:
                 raise OSError("no C compiler found (cc, gcc or clang; or set CC)")
-            lib = ctypes.CDLL(str(_build(SOURCES / f"{name}.c", compiler)))
+            source = SOURCES / f"{name}.c"
+            try:
+                built = _build(source, compiler, ("-fopenmp",) if openmp else ())
+            except subprocess.CalledProcessError:
+                if not openmp:
+                    raise
+                built = _build(source, compiler)
+            lib = ctypes.CDLL(str(built))
             for function, argtypes in (signatures or {}).items():
                 getattr(lib, function).argtypes = argtypes
         except (OSError, subprocess.CalledProcessError) as err:

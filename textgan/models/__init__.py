@@ -14,7 +14,8 @@ def build_generator(cfg: GeneratorConfig, vocab_size: int, banned: list[int]) ->
     gen = Generator(vocab_size=vocab_size, emb_dim=cfg.emb_dim, hidden_dim=cfg.hidden_dim,
                     num_layers=cfg.num_layers, latent_dim=cfg.latent_dim, prior=cfg.prior,
                     feedback=cfg.feedback, dropout=cfg.dropout, banned=banned, core=cfg.core,
-                    mem_slots=cfg.mem_slots, num_heads=cfg.num_heads, head_size=cfg.head_size)
+                    mem_slots=cfg.mem_slots, num_heads=cfg.num_heads, head_size=cfg.head_size,
+                    ce_kernel=cfg.ce_kernel)
     if cfg.init_std > 0:
         gen.init_normal_(cfg.init_std)
     return gen

@@ -10,12 +10,16 @@ while they are still in cache instead of writing and re-reading 40+ MB through m
 times, and never allocates (and page-faults) such a tensor. Ignored rows (padding) have zero loss
 and zero gradient, so they are dropped up front.
 The idea is that of fused linear cross-entropy kernels (Wijmans et al., 2024, "Cut Your Losses
-in Large-Vocabulary Language Models"), here in plain PyTorch ops.
+in Large-Vocabulary Language Models"), here in plain PyTorch ops; on CPU in float32 the C kernel
+of linear_ce_native does the same per 16 rows (`kernel`: "auto" takes it where it applies and a
+C compiler works, "torch" never does).
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from textgan.models import linear_ce_native
 
 # Logit elements per chunk. On CPU 2^20 (4 MB in fp32, about 225 rows of a 4663-word vocabulary)
 # sits in L3 and amortises the read-modify-write of the (V, H + 1) gradient accumulator; measured
@@ -30,13 +34,28 @@ def default_chunk_rows(num_classes: int, device: torch.device) -> int:
     return max(8, budget // max(num_classes, 1))
 
 
+KERNELS = ("auto", "native", "torch")
+
+
+def _native(hv: Tensor, kernel: str) -> bool:
+    """Whether the C kernel computes this: on CPU in float32 with rows to do, unless "torch"."""
+    return kernel != "torch" and hv.shape[0] > 0 and linear_ce_native.supports(hv)
+
+
 def _loss_and_grads(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor,
-                    ignore_index: int, chunk_rows: int, reduction: str, need: tuple[bool, bool, bool]):
+                    ignore_index: int, chunk_rows: int, reduction: str, need: tuple[bool, bool, bool],
+                    kernel: str = "auto"):
     """Loss and, where `need` says so, d loss / d (hidden, weight, bias); everything chunked."""
     n_rows, h_dim = hidden.shape
     idx, hv, tv = _valid_rows(hidden, targets, ignore_index)  # (n,) or None, (n, H), (n,)
     n = hv.shape[0]
     grad_on = any(need)
+    if _native(hv, kernel):
+        scale = 1.0 / n if reduction == "mean" else 1.0
+        logp, gh, gw, gb = linear_ce_native.loss_and_grads(hv, weight, bias, tv, scale, grad_on)
+        loss = -logp.sum() * scale
+        return (loss, _scatter_rows(gh, idx, n_rows) if need[0] else None, gw if need[1] else None,
+                gb if need[2] else None)
     if not grad_on:
         loss = -_target_log_probs(hv, weight, bias, tv, chunk_rows).sum()
         return (loss / n if n else loss * float("nan")) if reduction == "mean" else loss, None, None, None
@@ -148,10 +167,10 @@ def _logits_into(out: Tensor, h: Tensor, wt: Tensor, bias: Tensor | None) -> Ten
 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, bias, targets, ignore_index, chunk_rows, reduction):
+    def forward(ctx, hidden, weight, bias, targets, ignore_index, chunk_rows, reduction, kernel):
         need = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], bias is not None and ctx.needs_input_grad[2])
         loss, *grads = _loss_and_grads(hidden, weight, bias, targets, ignore_index, chunk_rows,
-                                       reduction, need)
+                                       reduction, need, kernel)
         ctx.grads = grads
         return loss
 
@@ -160,21 +179,23 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_out):
         grads = [None if g is None else g * grad_out for g in ctx.grads]
         ctx.grads = None
-        return grads[0], grads[1], grads[2], None, None, None, None
+        return grads[0], grads[1], grads[2], None, None, None, None, None
 
 
 def linear_cross_entropy(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor,
                          ignore_index: int = -100, chunk_rows: int | None = None,
-                         reduction: str = "mean") -> Tensor:
+                         reduction: str = "mean", kernel: str = "auto") -> Tensor:
     """`F.cross_entropy(hidden @ weight.T + bias, targets, ignore_index, reduction)` without the logits.
 
     hidden (N, H), weight (V, H), bias (V,) or None, targets (N,) -> scalar. reduction is "mean"
     (over non-ignored rows; nan when there are none, as in torch) or "sum". Gradients are computed
     during the forward pass only when grad mode is on and an input requires them; the result is
-    not twice differentiable.
+    not twice differentiable. `kernel`: one of KERNELS (see the module docstring).
     """
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
     if hidden.dim() != 2 or weight.dim() != 2 or targets.shape != hidden.shape[:1]:
         raise ValueError(f"expected hidden (N, H), weight (V, H), targets (N,); got "
                          f"{tuple(hidden.shape)}, {tuple(weight.shape)}, {tuple(targets.shape)}")
@@ -184,16 +205,19 @@ def linear_cross_entropy(hidden: Tensor, weight: Tensor, bias: Tensor | None, ta
         bias_c = None if bias is None else bias.to(weight.dtype)
         inputs = (hidden_c, weight, bias_c)
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
-            return _LinearCrossEntropy.apply(hidden_c, weight, bias_c, targets, ignore_index, rows, reduction)
+            return _LinearCrossEntropy.apply(hidden_c, weight, bias_c, targets, ignore_index, rows,
+                                             reduction, kernel)
         return _loss_and_grads(hidden_c, weight, bias_c, targets, ignore_index, rows, reduction,
-                               (False, False, False))[0]
+                               (False, False, False), kernel)[0]
 
 
 @torch.no_grad()
 def target_log_probs(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor,
-                     ignore_index: int = -100, chunk_rows: int | None = None) -> Tensor:
+                     ignore_index: int = -100, chunk_rows: int | None = None, kernel: str = "auto") -> Tensor:
     """`log_softmax(hidden @ weight.T + bias)` at each row's target, (N,), without the (N, V)
     logits; 0 at ignored rows, which cost nothing. For scoring (NLL_gen); no gradients."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
     if hidden.dim() != 2 or weight.dim() != 2 or targets.shape != hidden.shape[:1]:
         raise ValueError(f"expected hidden (N, H), weight (V, H), targets (N,); got "
                          f"{tuple(hidden.shape)}, {tuple(weight.shape)}, {tuple(targets.shape)}")
@@ -201,5 +225,8 @@ def target_log_probs(hidden: Tensor, weight: Tensor, bias: Tensor | None, target
     hidden = hidden.to(weight.dtype)
     bias = None if bias is None else bias.to(weight.dtype)
     idx, hv, tv = _valid_rows(hidden, targets, ignore_index)
-    logp = _target_log_probs(hv, weight, bias, tv, rows) if tv.numel() else hv.new_zeros(0)
+    if _native(hv, kernel):
+        logp = linear_ce_native.loss_and_grads(hv, weight, bias, tv, 1.0, grads=False)[0]
+    else:
+        logp = _target_log_probs(hv, weight, bias, tv, rows) if tv.numel() else hv.new_zeros(0)
     return _scatter_rows(logp, idx, hidden.shape[0])

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from textgan.errors import UserError
 from textgan.gumbel import gumbel_noise, gumbel_softmax
+from textgan.models import linear_ce_native
 from textgan.models.fused_ce import linear_cross_entropy, target_log_probs
 from textgan.models.relational_memory import RelationalMemory
 
@@ -37,8 +39,13 @@ class Generator(nn.Module):
     def __init__(self, vocab_size: int, emb_dim: int, hidden_dim: int, num_layers: int,
                  latent_dim: int, prior: str, feedback: str = "hard", dropout: float = 0.0,
                  banned: list[int] = (), pad_id: int = 0, bos_id: int = 1, eos_id: int = 2,
-                 core: str = "lstm", mem_slots: int = 1, num_heads: int = 2, head_size: int = 256):
+                 core: str = "lstm", mem_slots: int = 1, num_heads: int = 2, head_size: int = 256,
+                 ce_kernel: str = "auto"):
         super().__init__()
+        if ce_kernel == "native" and linear_ce_native.kernels() is None:
+            raise UserError("generator.ce_kernel=native needs a working C compiler (cc, gcc or clang, "
+                            "or set CC); install one or set generator.ce_kernel=auto")
+        self.ce_kernel = ce_kernel  # the output layer's cross-entropy: textgan.models.fused_ce
         self.vocab_size, self.num_layers = vocab_size, num_layers
         self.latent_dim, self.prior, self.feedback = latent_dim, prior, feedback
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
@@ -119,7 +126,8 @@ class Generator(nn.Module):
         logits but computed chunk-wise without materialising the (B, T, V) logits."""
         hidden = self.hidden_states(tokens, z)  # (B, T, H)
         return linear_cross_entropy(hidden.reshape(-1, self.hidden_dim), self.out.weight,
-                                    self._output_bias(), tokens.reshape(-1), ignore_index=pad_id)
+                                    self._output_bias(), tokens.reshape(-1), ignore_index=pad_id,
+                                    kernel=self.ce_kernel)
 
     @torch.no_grad()
     def token_log_probs(self, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -131,8 +139,13 @@ class Generator(nn.Module):
         alive = torch.arange(t, device=tokens.device) < lengths.unsqueeze(1)  # (B, t)
         targets = tokens.masked_fill(~alive, IGNORE)
         logp = target_log_probs(hidden.reshape(-1, self.hidden_dim), self.out.weight, self._output_bias(),
-                                targets.reshape(-1), IGNORE)
+                                targets.reshape(-1), IGNORE, kernel=self.ce_kernel)
         return logp.view(tokens.shape)
+
+    def ce_kernel_used(self) -> str:
+        """Which cross-entropy runs on this module's device and dtype, for the log: native or torch."""
+        probe = self.out.weight
+        return "native" if self.ce_kernel != "torch" and linear_ce_native.supports(probe) else "torch"
 
     def _output_bias(self) -> torch.Tensor:
         return self.out.bias + self.logit_mask

@@ -1,0 +1,323 @@
+/* Cross-entropy of a linear output layer with its gradients, one pass per block of 16 rows
+ * (textgan/models/fused_ce.py holds the definition and the torch version; linear_ce_native.py
+ * calls this). The block's logits are kept transposed, (V, 16): one vector per vocabulary entry
+ * holding the 16 rows, so the softmax's max, exp and sum are plain vertical vector operations
+ * and the logits never leave L2. Per block:
+ *   z = h W^T + b  ->  e = exp(z - max)  ->  log p(target) = z_t - max - log sum e
+ *   dz = e * scale / sum - scale * onehot(target)
+ *   gh = dz W,  gw += dz^T h,  gb += column sums of dz.
+ * Built by textgan/native.py with the machine's C compiler and OpenMP where it has it, and called
+ * through ctypes. The OpenMP runtime is the one torch loaded (same soname), so the kernel's
+ * threads are torch's own: no second pool competing for the cores while torch's threads spin
+ * after an op (Python threads lost half their speed to that). */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define L 16 /* rows per block: one 64-byte vector of floats */
+typedef float vf __attribute__((vector_size(64)));
+typedef int32_t vi __attribute__((vector_size(64)));
+
+#define UNROLL _Pragma("GCC unroll 32") /* the block loops: accumulators stay in registers */
+
+#ifdef __AVX512F__ /* 32 vector registers */
+#define VB_Z 24   /* vocabulary entries per logits block */
+#define KB_GH 16  /* hidden units per gh block */
+#define VB_GW 8   /* vocabulary entries per gw block (times two vectors of hidden units) */
+#else             /* 16 registers of half the width: each vector takes two */
+#define VB_Z 6
+#define KB_GH 6
+#define VB_GW 2
+#endif
+
+/* vmax(a, b): the larger; b where either is NaN, so a NaN logit propagates */
+#ifdef __AVX512F__
+static inline vf vmax(vf a, vf b) { return (vf)_mm512_max_ps((__m512)a, (__m512)b); }
+#else
+static inline vf vmax(vf a, vf b) {
+  const vi m = a > b;
+  return (vf)(((vi)a & m) | ((vi)b & ~m));
+}
+#endif
+
+/* exp(x) for x <= 0 to about 1 ulp: x = n ln2 + r with |r| <= ln2/2, exp(r) by Cephes' degree-5
+ * polynomial for expf, times 2^n. AVX-512 scales by 2^n in one instruction (vscalefps, which
+ * underflows to 0 correctly); elsewhere n goes into the exponent bits, with x clamped at -87 so
+ * that stays a normal number (about 1e-38 instead of 0: a softmax term that small changes
+ * nothing). */
+static inline vf vexp(vf x) {
+#ifdef __AVX512F__
+  x = vmax((vf){0} - 104.0f, x); /* exp(-104) is 0 in float; keeps -1e9 or -inf logits finite */
+  const vf n = (vf)_mm512_roundscale_ps((__m512)(x * 1.44269504088896341f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#else
+  x = vmax((vf){0} - 87.0f, x);
+  const vf big = (vf){0} + 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+  const vf t = x * 1.44269504088896341f + big;
+  const vf n = t - big;
+#endif
+  const vf r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  vf p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+#ifdef __AVX512F__
+  return (vf)_mm512_scalef_ps((__m512)p, (__m512)n);
+#else
+  return (vf)((vi)p + (((vi)t - (vi)big) << 23));
+#endif
+}
+
+/* z[v] (16 rows) = sum_k w[v, k] * ht[k] + b[v] for NB entries from v0; returns their maximum. */
+#define LOGITS(NB)                                                                               \
+  static inline vf logits_##NB(const float *w, const float *b, const vf *ht, int64_t h,          \
+                               int64_t v0, vf *z, vf m) {                                        \
+    vf acc[NB];                                                                                  \
+    UNROLL for (int i = 0; i < NB; i++) acc[i] = (vf){0} + (b ? b[v0 + i] : 0.0f);                      \
+    const float *wv = w + v0 * h;                                                                \
+    for (int64_t k = 0; k < h; k++) {                                                            \
+      const vf x = ht[k];                                                                        \
+      UNROLL for (int i = 0; i < NB; i++) acc[i] += wv[i * h + k] * x;                                  \
+    }                                                                                            \
+    UNROLL for (int i = 0; i < NB; i++) z[v0 + i] = acc[i];                                      \
+    UNROLL for (int s = 1; s < NB; s *= 2) /* a tree, not a chain of NB dependent maxima */      \
+      UNROLL for (int i = 0; i + s < NB; i += 2 * s) acc[i] = vmax(acc[i], acc[i + s]);          \
+    return vmax(m, acc[0]);                                                                      \
+  }
+LOGITS(VB_Z)
+LOGITS(1)
+
+/* ght[k] (16 rows) = sum_v w[v, k0 + k] * e[v] for KB hidden units from k0. */
+#define GRAD_H(KB)                                                                               \
+  static inline void grad_h_##KB(const float *w, const vf *e, int64_t h, int64_t v, int64_t k0,  \
+                                 vf *ght) {                                                      \
+    vf acc[KB];                                                                                  \
+    UNROLL for (int j = 0; j < KB; j++) acc[j] = (vf){0};                                        \
+    for (int64_t u = 0; u < v; u++) {                                                            \
+      const vf x = e[u];                                                                         \
+      const float *wu = w + u * h + k0;                                                          \
+      UNROLL for (int j = 0; j < KB; j++) acc[j] += wu[j] * x;                                   \
+    }                                                                                            \
+    UNROLL for (int j = 0; j < KB; j++) ght[k0 + j] = acc[j];                                    \
+  }
+GRAD_H(KB_GH)
+GRAD_H(1)
+
+/* gw[v0 + i, k0 : k0 + 16 * NK] += sum_r dz[v0 + i][r] * hs[r, k0 : ...] for NB entries. */
+#define GRAD_W(NB, NK)                                                                           \
+  static inline void grad_w_##NB##_##NK(const vf *dz, const float *hs, int64_t hp, int64_t v0,   \
+                                        int64_t k0, float *gw) {                                 \
+    vf acc[NB][NK];                                                                              \
+    UNROLL for (int i = 0; i < NB; i++)                                                                 \
+      UNROLL for (int c = 0; c < NK; c++) acc[i][c] = (vf){0};                                          \
+    for (int r = 0; r < L; r++) {                                                                \
+      vf y[NK];                                                                                  \
+      UNROLL for (int c = 0; c < NK; c++) y[c] = *(const vf *)(hs + r * hp + k0 + c * L);               \
+      UNROLL for (int i = 0; i < NB; i++) {                                                             \
+        const float d = dz[v0 + i][r];                                                           \
+        UNROLL for (int c = 0; c < NK; c++) acc[i][c] += d * y[c];                                      \
+      }                                                                                          \
+    }                                                                                            \
+    UNROLL for (int i = 0; i < NB; i++)                                                                 \
+      UNROLL for (int c = 0; c < NK; c++) {                                                             \
+        vf *g = (vf *)(gw + (v0 + i) * hp + k0 + c * L);                                         \
+        *g += acc[i][c];                                                                         \
+      }                                                                                          \
+  }
+GRAD_W(VB_GW, 2)
+GRAD_W(VB_GW, 1)
+GRAD_W(1, 2)
+GRAD_W(1, 1)
+
+/* lane j = sum over the 16 lanes of x[j] * y: sixteen horizontal sums in 4 butterfly levels
+ * (15 adds and 30 two-source shuffles) instead of 16 separate reductions. Inputs are taken in
+ * bit-reversed order, which puts each sum in its own lane. */
+static inline vf sum_lanes(const vf *x, vf y) {
+  static const int rev[16] = {0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15};
+  const vi m1a = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
+  const vi m1b = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
+  const vi m2a = {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27};
+  const vi m2b = {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31};
+  const vi m3a = {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29};
+  const vi m3b = {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31};
+  const vi m4a = {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30};
+  const vi m4b = {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31};
+  vf a[16];
+  UNROLL for (int i = 0; i < 8; i++) {
+    const vf p = x[rev[2 * i]] * y, q = x[rev[2 * i + 1]] * y;
+    a[i] = __builtin_shuffle(p, q, m1a) + __builtin_shuffle(p, q, m1b);
+  }
+  UNROLL for (int i = 0; i < 4; i++)
+    a[i] = __builtin_shuffle(a[2 * i], a[2 * i + 1], m2a) + __builtin_shuffle(a[2 * i], a[2 * i + 1], m2b);
+  UNROLL for (int i = 0; i < 2; i++)
+    a[i] = __builtin_shuffle(a[2 * i], a[2 * i + 1], m3a) + __builtin_shuffle(a[2 * i], a[2 * i + 1], m3b);
+  return __builtin_shuffle(a[0], a[1], m4a) + __builtin_shuffle(a[0], a[1], m4b);
+}
+
+static void grad_w(const vf *dz, const float *hs, int64_t hp, int64_t v, float *gw) {
+  int64_t v0 = 0;
+  for (; v0 + VB_GW <= v; v0 += VB_GW) {
+    int64_t k0 = 0;
+    for (; k0 + 2 * L <= hp; k0 += 2 * L) grad_w_VB_GW_2(dz, hs, hp, v0, k0, gw);
+    if (k0 < hp) grad_w_VB_GW_1(dz, hs, hp, v0, k0, gw);
+  }
+  for (; v0 < v; v0++) {
+    int64_t k0 = 0;
+    for (; k0 + 2 * L <= hp; k0 += 2 * L) grad_w_1_2(dz, hs, hp, v0, k0, gw);
+    if (k0 < hp) grad_w_1_1(dz, hs, hp, v0, k0, gw);
+  }
+}
+
+/* What the threads of one call share: each thread's row maxima and exp sums over its columns,
+ * the target logits (found by the thread that owns the target), and each thread's part of gh. */
+typedef struct {
+  vf *m, *s; /* (threads) */
+  float *zt; /* (16) */
+  vf *ght;   /* (threads, H) */
+} shared_t;
+
+#ifdef _OPENMP
+#define BARRIER _Pragma("omp barrier")
+#else
+#define BARRIER
+#endif
+
+/* One thread's share of the call: all n rows, 16 at a time, against vocabulary columns [c0, c1).
+ * Two barriers a block: after the softmax statistics, and after the parts of gh. */
+static void columns_f32(const float *h, const float *w, const float *b, const int64_t *t, int64_t n,
+                        int64_t hd, int64_t c0, int64_t c1, float scale, float *logp, float *gh,
+                        float *gw, float *gb, float *work, shared_t sh, int64_t p, int64_t np) {
+  const int64_t hp = (hd + L - 1) / L * L, v = c1 - c0;
+  vf *z = (vf *)work;               /* (c1 - c0) vectors: logits, then exp */
+  vf *ht = z + v;                   /* (H): the block's hidden states, transposed */
+  float *hs = (float *)(ht + hd);   /* (16, HP): the block's hidden states times inv, padded */
+  const float *wc = w + c0 * hd, *bc = b ? b + c0 : 0;
+  float *gwc = gw ? gw + c0 * hp : 0, *gbc = gb ? gb + c0 : 0;
+  const int backward = gh != 0;
+  for (int64_t r0 = 0; r0 < n; r0 += L) {
+    const int cnt = n - r0 < L ? (int)(n - r0) : L;
+    for (int64_t k = 0; k < hd; k++)
+      for (int r = 0; r < L; r++) ht[k][r] = r < cnt ? h[(r0 + r) * hd + k] : 0.0f;
+    vf m = (vf){0} - INFINITY;
+    int64_t u = 0;
+    for (; u + VB_Z <= v; u += VB_Z) m = logits_VB_Z(wc, bc, ht, hd, u, z, m);
+    for (; u < v; u++) m = logits_1(wc, bc, ht, hd, u, z, m);
+    for (int r = 0; r < cnt; r++) {
+      const int64_t tr = t[r0 + r];
+      if (tr >= c0 && tr < c1) sh.zt[r] = z[tr - c0][r];
+    }
+    vf s = (vf){0};
+    for (u = 0; u < v; u++) {
+      const vf e = vexp(z[u] - m);
+      z[u] = e;
+      s += e;
+    }
+    sh.m[p] = m;
+    sh.s[p] = s;
+    BARRIER
+    vf mall = sh.m[0], sall = (vf){0};
+    for (int64_t q = 1; q < np; q++) mall = vmax(mall, sh.m[q]);
+    for (int64_t q = 0; q < np; q++) sall += sh.s[q] * vexp(sh.m[q] - mall); /* an empty share adds 0 */
+    if (p == 0)
+      for (int r = 0; r < cnt; r++) logp[r0 + r] = sh.zt[r] - mall[r] - logf(sall[r]);
+    if (!backward) {
+      BARRIER /* sh.zt, sh.m and sh.s are rewritten by the next block */
+      continue;
+    }
+    /* dz = e * inv on these columns: the softmax (e was taken against this share's maximum),
+     * times the loss scale */
+    const vf rescale = vexp(m - mall);
+    vf inv;
+    for (int r = 0; r < L; r++) inv[r] = r < cnt ? scale * rescale[r] / sall[r] : 0.0f;
+    for (u = 0; u + L <= v; u += L) *(vf *)(gbc + u) += sum_lanes(z + u, inv);
+    for (; u < v; u++)
+      for (int r = 0; r < L; r++) gbc[u] += z[u][r] * inv[r];
+    vf *ght = sh.ght + p * hd; /* this share's part of gh = dz W */
+    int64_t k0 = 0;
+    for (; k0 + KB_GH <= hd; k0 += KB_GH) grad_h_KB_GH(wc, z, hd, v, k0, ght);
+    for (; k0 < hd; k0++) grad_h_1(wc, z, hd, v, k0, ght);
+    for (int64_t k = 0; k < hd; k++) ght[k] *= inv;
+    memset(hs, 0, sizeof(float) * L * hp); /* gw += e^T (h * inv) */
+    for (int r = 0; r < cnt; r++)
+      for (int64_t k = 0; k < hd; k++) hs[r * hp + k] = h[(r0 + r) * hd + k] * inv[r];
+    grad_w(z, hs, hp, v, gwc);
+    for (int r = 0; r < cnt; r++) { /* the one-hot part of dz, by the target's owner */
+      const int64_t tr = t[r0 + r];
+      if (tr < c0 || tr >= c1) continue;
+      for (int64_t k = 0; k < hd; k++) gw[tr * hp + k] -= scale * h[(r0 + r) * hd + k];
+      gb[tr] -= scale;
+    }
+    BARRIER
+    for (int r = (int)p; r < cnt; r += (int)np) { /* gh: the shares' parts in thread order */
+      const int64_t row = r0 + r, tr = t[row];
+      for (int64_t k = 0; k < hd; k++) {
+        float acc = 0.0f;
+        for (int64_t q = 0; q < np; q++) acc += sh.ght[q * hd + k][r];
+        gh[row * hd + k] = acc - scale * w[tr * hd + k];
+      }
+    }
+  }
+}
+
+/* The threads the kernel will use: torch's setting, as OpenMP sees it. */
+int linear_ce_threads(void) {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+/* h (N, H), w (V, H), b (V) or NULL, t (N) targets; logp (N) out, log p(target). With gh
+ * (N, H) also the gradients of scale * sum(-log p): gh, gw (V, HP) and gb (VP) (HP, VP = H, V
+ * rounded up to 16; gw's padding columns come out 0). Each thread takes a range of the vocabulary
+ * for all rows, so it reads only its part of w and writes only its part of gw and gb (no partial
+ * sums to add up, and a per-thread working set half the size). scratch: 64-byte aligned,
+ * linear_ce_scratch(...) floats for up to `parts` threads. */
+int64_t linear_ce_scratch(int64_t hd, int64_t v, int64_t parts) {
+  const int64_t hp = (hd + L - 1) / L * L;
+  return (parts * (2 + hd) + 1) * L + parts * ((v + hd) * L + L * hp + L);
+}
+
+void linear_ce_f32(const float *h, const float *w, const float *b, const int64_t *t, int64_t n,
+                   int64_t hd, int64_t v, float scale, float *logp, float *gh, float *gw, float *gb,
+                   float *scratch, int64_t parts) {
+  const int64_t hp = (hd + L - 1) / L * L, groups = (v + L - 1) / L;
+  shared_t sh = {(vf *)scratch, (vf *)scratch + parts, (float *)((vf *)scratch + 2 * parts),
+                 (vf *)scratch + 2 * parts + 1};
+  float *work0 = scratch + (parts * (2 + hd) + 1) * L;
+  const int64_t per = (v + hd) * L + L * hp + L; /* a multiple of 16: aligned slices */
+#ifdef _OPENMP
+#pragma omp parallel num_threads((int)parts)
+#endif
+  {
+#ifdef _OPENMP
+    const int64_t p = omp_get_thread_num(), np = omp_get_num_threads();
+#else
+    const int64_t p = 0, np = 1;
+#endif
+#if defined(__x86_64__) || defined(__i386__)
+    /* Flush denormals to zero: exp of logits 87-104 below the row's maximum is denormal, and
+     * every FMA touching one takes a microcode assist. Such terms are below 1e-38 of the sum. */
+    const unsigned int csr = _mm_getcsr();
+    _mm_setcsr(csr | 0x8040); /* FTZ | DAZ */
+#endif
+    /* whole 16-column groups per thread: gb's vector stores stay aligned */
+    const int64_t c0 = groups * p / np * L, c1e = groups * (p + 1) / np * L, c1 = c1e < v ? c1e : v;
+    if (gh) {
+      memset(gw + c0 * hp, 0, sizeof(float) * (c1 - c0) * hp);
+      memset(gb + c0, 0, sizeof(float) * (c1e - c0));
+    }
+    columns_f32(h, w, b, t, n, hd, c0, c1, scale, logp, gh, gw, gb, work0 + p * per, sh, p, np);
+#if defined(__x86_64__) || defined(__i386__)
+    _mm_setcsr(csr);
+#endif
+  }
+}

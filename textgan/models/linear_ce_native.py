@@ -1,0 +1,75 @@
+"""The fused linear cross-entropy (textgan.models.fused_ce) on CPU in float32, by the C kernel in
+textgan/csrc/linear_ce.c.
+
+Shapes: n rows (no ignored ones), H hidden, V vocabulary. The kernel takes 16 rows at a time and
+keeps their logits transposed, one vector of 16 rows per vocabulary entry, so the softmax is
+vertical vector work and the (16, V) block never leaves L2; the torch path's chunks are ~225 rows
+of separate matmul, softmax and sum kernels that each stream the chunk through memory. It runs on
+torch's OpenMP threads, each taking a range of the vocabulary for every row: it reads only its
+part of the weight and writes only its part of the weight gradient. The split depends only on V
+and the thread count, so the result does not depend on timing.
+"""
+from __future__ import annotations
+
+import ctypes
+
+import torch
+
+from textgan import native
+
+_P, _I64 = ctypes.c_void_p, ctypes.c_int64
+_SIGNATURES = {"linear_ce_f32": [_P, _P, _P, _P, _I64, _I64, _I64, ctypes.c_float, _P, _P, _P, _P, _P, _I64],
+               "linear_ce_scratch": [_I64, _I64, _I64], "linear_ce_threads": []}
+ROWS = 16  # rows per block: one 64-byte vector of floats
+_BUFFERS: dict[str, torch.Tensor] = {}
+
+
+def kernels() -> ctypes.CDLL | None:
+    """The built library with its signatures declared, or None where no C compiler works."""
+    lib = native.load("linear_ce", _SIGNATURES, openmp=True)
+    if lib is not None:
+        lib.linear_ce_scratch.restype = ctypes.c_int64
+    return lib
+
+
+def supports(hidden: torch.Tensor) -> bool:
+    return hidden.device.type == "cpu" and hidden.dtype == torch.float32 and kernels() is not None
+
+
+def _buffer(name: str, numel: int) -> torch.Tensor:
+    """A flat float32 buffer kept across calls: fresh multi-MB tensors per batch come from new
+    mmaps, and page-faulting them in costs as much as the work (see fused_ce._train_buffer).
+    Not re-entrant; the training and scoring loops call one kernel at a time."""
+    buf = _BUFFERS.get(name)
+    if buf is None or buf.numel() < numel:
+        buf = _BUFFERS[name] = torch.empty(numel)
+    return buf[:numel]
+
+
+def _round16(x: int) -> int:
+    return -(-x // ROWS) * ROWS
+
+
+def loss_and_grads(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                   targets: torch.Tensor, scale: float, grads: bool):
+    """log p(target) per row (n,), and with `grads` the gradients of -scale * sum(log p) with
+    respect to hidden (n, H), weight (V, H) and bias (V,) (None without a bias); else Nones."""
+    n, h_dim = hidden.shape
+    v = weight.shape[0]
+    lib = kernels()
+    parts = max(1, lib.linear_ce_threads())
+    h = hidden.detach().contiguous()
+    w = weight.detach().contiguous()
+    b = None if bias is None else bias.detach().contiguous()
+    t = targets.to(torch.int64).contiguous()
+    logp = h.new_empty(n)
+    hp, vp = _round16(h_dim), _round16(v)  # the kernel writes whole vectors of gw and gb rows
+    gh = h.new_empty(n, h_dim) if grads else None
+    gw = w.new_empty(v, hp) if grads else None
+    gb = w.new_empty(vp) if grads else None
+    scratch = _buffer("scratch", lib.linear_ce_scratch(h_dim, v, parts))
+    lib.linear_ce_f32(h.data_ptr(), w.data_ptr(), native.ptr(b), t.data_ptr(), n, h_dim, v, scale,
+                      logp.data_ptr(), native.ptr(gh), native.ptr(gw), native.ptr(gb), scratch.data_ptr(), parts)
+    if not grads:
+        return logp, None, None, None
+    return logp, gh, gw if hp == h_dim else gw[:, :h_dim].contiguous(), None if b is None else gb[:v]
