@@ -4,13 +4,20 @@ reference) and as the torch chunked path, for shapes that do not fill its 16-row
 16-wide vectors, banned tokens, any thread count; and the generator's MLE loss with either kernel."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+from textgan.native import _cpu_flags
 from textgan.models import linear_ce_native
 from textgan.models.fused_ce import linear_cross_entropy, target_log_probs
 from textgan.models.generator import Generator
+
+from conftest import REPO
 
 needs_cc = pytest.mark.skipif(linear_ce_native.kernels() is None, reason="no C compiler")
 IGNORE = -100
@@ -160,3 +167,39 @@ def test_bad_kernel_name_is_rejected():
         linear_cross_entropy(h, w, b, y, kernel="fast")
     with pytest.raises(ValueError, match="kernel must be one of"):
         target_log_probs(h, w, b, y, kernel="fast")
+
+
+@needs_cc
+@pytest.mark.skipif("avx512f" not in _cpu_flags(), reason="the generic path is the default here")
+def test_generic_vector_path_matches_too(tmp_path):
+    """The kernel built without AVX-512 (TEXTGAN_CFLAGS=-mno-avx512f: the AVX2 machines' exp and
+    max) in a fresh process: the same loss and gradients, exact zeros for banned tokens, NaN kept."""
+    script = """
+import torch, torch.nn.functional as F
+from textgan.models.fused_ce import linear_cross_entropy
+g = torch.Generator().manual_seed(0)
+for n, h, v in [(37, 32, 4663), (17, 20, 7), (300, 64, 1000)]:
+    hid = torch.randn(n, h, generator=g).requires_grad_()
+    w = (torch.randn(v, h, generator=g) * 0.5).requires_grad_()
+    b = torch.randn(v, generator=g)
+    b[0] = -1e9
+    b = b.requires_grad_()
+    y = torch.randint(1, v, (n,), generator=g)
+    loss = linear_cross_entropy(hid, w, b, y, kernel="native")
+    got = torch.autograd.grad(loss, [hid, w, b])
+    leaves = [t.detach().double().requires_grad_() for t in (hid, w, b)]
+    ref = F.cross_entropy(leaves[0] @ leaves[1].T + leaves[2], y)
+    want = torch.autograd.grad(ref, leaves)
+    torch.testing.assert_close(loss.double(), ref, rtol=1e-5, atol=1e-6)
+    for a, r in zip(got, want):
+        torch.testing.assert_close(a.double(), r, rtol=1e-4, atol=1e-6)
+    assert got[2][0] == 0 and bool((got[1][0] == 0).all())
+hid = torch.randn(20, 16)
+hid[3, 5] = float("nan")
+assert torch.isnan(linear_cross_entropy(hid, torch.randn(40, 16), torch.randn(40), torch.randint(0, 40, (20,)), kernel="native"))
+print("OK")
+"""
+    env = {**os.environ, "TEXTGAN_CFLAGS": "-mno-avx512f", "TEXTGAN_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(REPO)}
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-2000:]
+    assert any(p.name.startswith("linear_ce-") for p in tmp_path.iterdir())  # built here, with the flag

@@ -2,9 +2,11 @@
 
 Why not a torch C++ extension: its headers take ~50 s to compile, these files ~1 s, and they
 need nothing but a C compiler. ctypes releases the GIL during a call, so `run_rows` splits the
-rows over Python threads (one per torch thread). Libraries are cached per source, compiler and
-CPU (they are built with -march=native) in $TEXTGAN_CACHE_DIR, else ~/.cache/textgan. Without a
-compiler `load` returns None and callers keep their torch path.
+rows over Python threads (one per torch thread); a kernel built with OpenMP runs on torch's
+own threads instead. Libraries are cached per source, compiler, flags and CPU (they are built
+with -march=native) in $TEXTGAN_CACHE_DIR, else ~/.cache/textgan. $TEXTGAN_CFLAGS adds compiler
+flags (e.g. -mno-avx512f: the AVX2 code paths on an AVX-512 machine). Without a compiler `load`
+returns None and callers keep their torch path.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -55,7 +58,7 @@ def _cpu_flags() -> str:
 
 def _build(source: Path, compiler: str, extra: tuple[str, ...] = ()) -> Path:
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
-    flags = [*FLAGS, *extra]
+    flags = [*FLAGS, *extra, *shlex.split(os.environ.get("TEXTGAN_CFLAGS", ""))]
     key = hashlib.sha256("\0".join([source.read_text(), compiler, version, *flags, _cpu_flags()]).encode())
     target = cache_dir() / f"{source.stem}-{key.hexdigest()[:16]}.so"
     if not target.exists():

@@ -47,15 +47,16 @@ static inline vf vmax(vf a, vf b) {
 #endif
 
 /* exp(x) for x <= 0 to about 1 ulp: x = n ln2 + r with |r| <= ln2/2, exp(r) by Cephes' degree-5
- * polynomial for expf, times 2^n. AVX-512 scales by 2^n in one instruction (vscalefps, which
- * underflows to 0 correctly); elsewhere n goes into the exponent bits, with x clamped at -87 so
- * that stays a normal number (about 1e-38 instead of 0: a softmax term that small changes
- * nothing). */
+ * polynomial for expf, times 2^n; 0 far below (a -1e9 or -inf logit), NaN for NaN. AVX-512
+ * scales by 2^n in one instruction (vscalefps, which underflows to 0 by itself); elsewhere n goes
+ * into the exponent bits, x is clamped at -87 so that stays a normal number, and the lanes below
+ * -87 are zeroed after (a softmax term under 1e-38 changes nothing). */
 static inline vf vexp(vf x) {
 #ifdef __AVX512F__
   x = vmax((vf){0} - 104.0f, x); /* exp(-104) is 0 in float; keeps -1e9 or -inf logits finite */
   const vf n = (vf)_mm512_roundscale_ps((__m512)(x * 1.44269504088896341f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 #else
+  const vi low = x < -87.0f, nan = x != x;
   x = vmax((vf){0} - 87.0f, x);
   const vf big = (vf){0} + 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
   const vf t = x * 1.44269504088896341f + big;
@@ -71,7 +72,8 @@ static inline vf vexp(vf x) {
 #ifdef __AVX512F__
   return (vf)_mm512_scalef_ps((__m512)p, (__m512)n);
 #else
-  return (vf)((vi)p + (((vi)t - (vi)big) << 23));
+  const vi e = ((vi)p + (((vi)t - (vi)big) << 23)) & ~low;
+  return (vf)((e & ~nan) | ((vi)x & nan));
 #endif
 }
 
