@@ -1,8 +1,10 @@
-"""How fast the MLE epoch could be on this machine: the rates of the fused cross-entropy's three
-skinny matmuls (one (224, 4663) chunk of COCO, H = 32) next to the fp32 matmul peak, interleaved
-in rounds so both see the same machine state. 91 % of an MLE epoch's FLOPs are these three
-products, so their rate bounds the epoch's share of the peak from above (`make bench-speed` runs
-it after speed.py). Writes benchmarks/results/mle_bound.json.
+"""How fast the MLE epoch could be on this machine: the rates of the torch path's three skinny
+matmuls of the fused cross-entropy (one (224, 4663) chunk of COCO, H = 32) and of the native
+kernel doing all of it (loss, softmax and the three products for a batch of 809 rows, the
+benchmark's mean), next to the fp32 matmul peak, interleaved in rounds so all see the same
+machine state. 91 % of an MLE epoch's FLOPs are these products, so their rate bounds the epoch's
+share of the peak from above (`make bench-speed` runs it after speed.py). Writes
+benchmarks/results/mle_bound.json.
 """
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from textgan.models import linear_ce_native  # noqa: E402
 
 
 def rates(rounds: int) -> dict[str, list[float]]:
@@ -23,12 +28,17 @@ def rates(rounds: int) -> dict[str, list[float]]:
     hid, weight, probs, hs = torch.randn(c, h), torch.randn(v, h), torch.rand(c, v), torch.randn(c, h)
     logits, grad_h, grad_w = torch.empty(c, v), torch.empty(c, h), torch.zeros(v, h)
     square = torch.randn(2048, 2048)
+    m = 809  # valid rows in a COCO batch of 64 (the mean)
+    rows, targets, bias = torch.randn(m, h), torch.randint(0, v, (m,)), torch.randn(v)
     ops = {
         "logits_h_Wt": (lambda: torch.mm(hid, weight.t(), out=logits), 2 * c * h * v, 200),
         "grad_h_P_W": (lambda: torch.mm(probs, weight, out=grad_h), 2 * c * h * v, 200),
         "grad_W_Pt_hs": (lambda: grad_w.addmm_(probs.t(), hs), 2 * c * h * v, 200),
         "peak_2048": (lambda: square @ square, 2 * 2048 ** 3, 10),
     }
+    if linear_ce_native.kernels() is not None:  # loss and all three gradients, softmax included
+        ops["native_ce_batch"] = (lambda: linear_ce_native.loss_and_grads(rows, weight, bias, targets, 1 / m, True),
+                                  6 * m * h * v, 40)
     out: dict[str, list[float]] = {k: [] for k in ops}
     for _ in range(rounds):
         for name, (fn, flop, n) in ops.items():
@@ -50,7 +60,9 @@ def main() -> None:
     best = {k: max(v) for k, v in measured.items()}
     skinny = statistics.mean(best[k] for k in ("logits_h_Wt", "grad_h_P_W", "grad_W_Pt_hs"))
     result = {"gflops_best": best, "gflops_all": measured, "skinny_mean_best_gflops": skinny,
-              "skinny_frac_peak": skinny / best["peak_2048"], "torch": torch.__version__,
+              "skinny_frac_peak": skinny / best["peak_2048"],
+              "native_ce_frac_peak": best["native_ce_batch"] / best["peak_2048"] if "native_ce_batch" in best else None,
+              "torch": torch.__version__,
               "threads": torch.get_num_threads(), "command": " ".join(["python"] + sys.argv)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -31,12 +31,15 @@ def test_speed_smoke(tmp_path, data_root):
     assert result["smoke"] is True and result["adv_gflop"] > 0 and result["adv_iter_s"] > 0
 
 
-def test_mle_bound_writes_rates_of_the_three_matmuls(tmp_path):
+def test_mle_bound_writes_rates_of_the_three_matmuls_and_the_kernel(tmp_path):
+    from textgan.models import linear_ce_native
     out = tmp_path / "bound.json"
     _bench("mle_bound.py", "--rounds", "1", "--out", str(out))
     result = json.loads(out.read_text())
-    assert set(result["gflops_best"]) == {"logits_h_Wt", "grad_h_P_W", "grad_W_Pt_hs", "peak_2048"}
+    native = {"native_ce_batch"} if linear_ce_native.kernels() is not None else set()
+    assert set(result["gflops_best"]) == {"logits_h_Wt", "grad_h_P_W", "grad_W_Pt_hs", "peak_2048"} | native
     assert all(v > 0 for v in result["gflops_best"].values()) and result["skinny_frac_peak"] > 0
+    assert (result["native_ce_frac_peak"] > 0) if native else result["native_ce_frac_peak"] is None
 
 
 def test_bleu_speed_smoke(tmp_path, data_root):

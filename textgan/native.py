@@ -1,10 +1,10 @@
 """Small C kernels built with the machine's C compiler and called through ctypes.
 
 Why not a torch C++ extension: its headers take ~50 s to compile, these files ~1 s, and they
-need nothing but a C compiler. ctypes releases the GIL during a call, so `run_rows` splits the
-rows over Python threads (one per torch thread); a kernel built with OpenMP runs on torch's
-own threads instead. Libraries are cached per source, compiler, flags and CPU (they are built
-with -march=native) in $TEXTGAN_CACHE_DIR, else ~/.cache/textgan. $TEXTGAN_CFLAGS adds compiler
+need nothing but a C compiler. The kernels are built with OpenMP where the compiler has it and
+then run on torch's own threads (csrc/parallel.h says why); elsewhere on the calling thread.
+Libraries are cached per source, headers, compiler, flags and CPU (they are built with
+-march=native) in $TEXTGAN_CACHE_DIR, else ~/.cache/textgan. $TEXTGAN_CFLAGS adds compiler
 flags (e.g. -mno-avx512f: the AVX2 code paths on an AVX-512 machine). Without a compiler `load`
 returns None and callers keep their torch path.
 """
@@ -19,16 +19,13 @@ import shutil
 import subprocess
 import tempfile
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 SOURCES = Path(__file__).resolve().parent / "csrc"
 FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-shared", "-fPIC", "-std=c11"]
 _LIBS: dict[str, ctypes.CDLL | None] = {}
-_POOL: tuple[ThreadPoolExecutor, int] | None = None  # the pool and its size
 
 
 def cache_dir() -> Path:
@@ -59,7 +56,8 @@ def _cpu_flags() -> str:
 def _build(source: Path, compiler: str, extra: tuple[str, ...] = ()) -> Path:
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
     flags = [*FLAGS, *extra, *shlex.split(os.environ.get("TEXTGAN_CFLAGS", ""))]
-    key = hashlib.sha256("\0".join([source.read_text(), compiler, version, *flags, _cpu_flags()]).encode())
+    headers = [h.read_text() for h in sorted(source.parent.glob("*.h"))]  # what the source may include
+    key = hashlib.sha256("\0".join([source.read_text(), *headers, compiler, version, *flags, _cpu_flags()]).encode())
     target = cache_dir() / f"{source.stem}-{key.hexdigest()[:16]}.so"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -74,11 +72,10 @@ def _build(source: Path, compiler: str, extra: tuple[str, ...] = ()) -> Path:
     return target
 
 
-def load(name: str, signatures: dict[str, list] | None = None, openmp: bool = False) -> ctypes.CDLL | None:
+def load(name: str, signatures: dict[str, list] | None = None) -> ctypes.CDLL | None:
     """The library built from csrc/NAME.c with `signatures` (function -> ctypes argument types)
-    declared on first load, or None (with one warning) if it cannot be built. `openmp`: built
-    with -fopenmp where the compiler has it (else without: the source must work both ways). Its
-    runtime is then the libgomp torch has loaded, so the kernel runs on torch's threads."""
+    declared on first load, or None (with one warning) if it cannot be built. Built with -fopenmp,
+    or without where the compiler has no OpenMP (every source works both ways)."""
     if name not in _LIBS:
         compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
         lib = None
@@ -87,10 +84,8 @@ def load(name: str, signatures: dict[str, list] | None = None, openmp: bool = Fa
                 raise OSError("no C compiler found (cc, gcc or clang; or set CC)")
             source = SOURCES / f"{name}.c"
             try:
-                built = _build(source, compiler, ("-fopenmp",) if openmp else ())
+                built = _build(source, compiler, ("-fopenmp",))
             except subprocess.CalledProcessError:
-                if not openmp:
-                    raise
                 built = _build(source, compiler)
             lib = ctypes.CDLL(str(built))
             for function, argtypes in (signatures or {}).items():
@@ -106,24 +101,3 @@ def load(name: str, signatures: dict[str, list] | None = None, openmp: bool = Fa
 def ptr(t: torch.Tensor | None) -> int | None:
     """A contiguous CPU tensor's data address for ctypes (None stays NULL)."""
     return None if t is None else t.data_ptr()
-
-
-def parts(n: int) -> int:
-    """How many row ranges `run_rows` splits n rows into: one per torch thread."""
-    return max(1, min(torch.get_num_threads(), n))
-
-
-def run_rows(job: Callable[[int, int, int], object], n: int) -> None:
-    """job(part, n0, n1) for `parts(n)` ranges [n0, n1) covering [0, n), at the same time
-    (ctypes releases the GIL). The split depends only on n and the thread count, so a job that
-    accumulates into per-part buffers gives the same result every time."""
-    global _POOL
-    k = parts(n)
-    bounds = [n * i // k for i in range(k + 1)]
-    if k == 1:
-        job(0, 0, n)
-        return
-    if _POOL is None or _POOL[1] < k:
-        _POOL = ThreadPoolExecutor(max_workers=k, thread_name_prefix="textgan-native"), k
-    for future in [_POOL[0].submit(job, i, bounds[i], bounds[i + 1]) for i in range(k)]:
-        future.result()

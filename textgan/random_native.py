@@ -11,7 +11,6 @@ in another dtype, the torch draws are used.
 from __future__ import annotations
 
 import ctypes
-from typing import Callable
 
 import torch
 
@@ -20,7 +19,7 @@ from textgan import native
 _P, _I64, _U64, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint64, ctypes.c_float
 
 
-_SIGNATURES = {"uniform_f32": [_U64, _I64, _I64, _I64, _P], "keep_mask_f32": [_U64, _I64, _I64, _I64, _F, _F, _P]}
+_SIGNATURES = {"uniform_f32": [_U64, _I64, _P, _I64], "keep_mask_f32": [_U64, _I64, _F, _F, _P, _I64]}
 
 
 def _lib() -> ctypes.CDLL | None:
@@ -36,16 +35,11 @@ def _key(generator: torch.Generator | None) -> int:
     return int(torch.randint(0, 2 ** 63 - 1, (1,), generator=generator))
 
 
-def _blocks(fill: Callable[[int, int], object], n: int) -> None:
-    """fill(b0, b1) over Philox blocks of 4 elements covering n elements, split over threads."""
-    native.run_rows(lambda _, b0, b1: fill(b0, b1), -(-n // 4))
-
-
 def uniform(shape: tuple[int, ...], generator: torch.Generator | None = None) -> torch.Tensor:
     """U(0, 1) float32 on CPU, in the open interval (23-bit resolution); `available` must hold."""
     out = torch.empty(shape, dtype=torch.float32)
     key, n = _key(generator), out.numel()
-    _blocks(lambda b0, b1: _lib().uniform_f32(key, b0, b1, n, out.data_ptr()), n)
+    _lib().uniform_f32(key, n, out.data_ptr(), torch.get_num_threads())
     return out
 
 
@@ -53,5 +47,5 @@ def keep_mask(shape: tuple[int, ...], p: float, generator: torch.Generator | Non
     """Inverted dropout's mask, float32 on CPU: 1 / (1 - p) with probability 1 - p, else 0."""
     out = torch.empty(shape, dtype=torch.float32)
     key, n = _key(generator), out.numel()
-    _blocks(lambda b0, b1: _lib().keep_mask_f32(key, b0, b1, n, p, 1.0 / (1.0 - p), out.data_ptr()), n)
+    _lib().keep_mask_f32(key, n, p, 1.0 / (1.0 - p), out.data_ptr(), torch.get_num_threads())
     return out

@@ -12,13 +12,15 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "parallel.h"
+
 #define DEFINE(T, SUF, L, I)                                                                     \
 typedef T vec_##SUF __attribute__((vector_size(64), aligned(sizeof(T))));                       \
 typedef I ivec_##SUF __attribute__((vector_size(64), aligned(sizeof(T))));                      \
                                                                                                  \
 /* out[n, f] = max over t of sum_j wt[j, f] * x[n, t*D + j]; arg[n, f] = the last t reaching it  \
  * (arg may be NULL). */                                                                         \
-void convmax_forward_##SUF(const T *x, const T *wt, int64_t n0, int64_t n1, int64_t len,         \
+static void forward_rows_##SUF(const T *x, const T *wt, int64_t n0, int64_t n1, int64_t len,         \
                            int64_t d, int64_t k, int64_t f, T *out, int32_t *arg) {              \
   const int64_t kd = k * d, steps = len - k + 1;                                                 \
   for (int64_t n = n0; n < n1; n++) {                                                            \
@@ -68,7 +70,7 @@ void convmax_forward_##SUF(const T *x, const T *wt, int64_t n0, int64_t n1, int6
                                                                                                  \
 /* Gradients through the maxima: each (n, f) sends g[n, f] to its argmax window only.          \
  * gx (N, T, D) and gw (F, K*D) are accumulated into; either may be NULL. */                     \
-void convmax_backward_##SUF(const T *x, const T *w, const T *g, const int32_t *arg, int64_t n0,  \
+static void backward_rows_##SUF(const T *x, const T *w, const T *g, const int32_t *arg, int64_t n0,  \
                             int64_t n1, int64_t len, int64_t d, int64_t k, int64_t f, T *gx,     \
                             T *gw) {                                                             \
   const int64_t kd = k * d;                                                                      \
@@ -85,6 +87,19 @@ void convmax_backward_##SUF(const T *x, const T *w, const T *g, const int32_t *a
         for (int64_t j = 0; j < kd; j++) gw[c * kd + j] += gv * xw[j];                           \
     }                                                                                            \
   }                                                                                              \
+}                                                                                                \
+                                                                                                 \
+/* Both over rows [0, n) split over `threads` threads; in the backward each thread accumulates    \
+ * into its own gw, gw + part * F * K*D (the caller sums the parts). */                           \
+void convmax_forward_##SUF(const T *x, const T *wt, int64_t n, int64_t len, int64_t d, int64_t k,\
+                           int64_t f, T *out, int32_t *arg, int64_t threads) {                   \
+  PARALLEL_RANGE(threads, n, part, n0, n1, forward_rows_##SUF(x, wt, n0, n1, len, d, k, f, out, arg)) \
+}                                                                                                \
+void convmax_backward_##SUF(const T *x, const T *w, const T *g, const int32_t *arg, int64_t n,   \
+                            int64_t len, int64_t d, int64_t k, int64_t f, T *gx, T *gw,          \
+                            int64_t threads) {                                                   \
+  PARALLEL_RANGE(threads, n, part, n0, n1,                                                       \
+                 backward_rows_##SUF(x, w, g, arg, n0, n1, len, d, k, f, gx, gw ? gw + part * f * k * d : 0)) \
 }
 
 DEFINE(float, f32, 16, int32_t)

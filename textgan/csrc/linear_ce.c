@@ -6,19 +6,16 @@
  *   z = h W^T + b  ->  e = exp(z - max)  ->  log p(target) = z_t - max - log sum e
  *   dz = e * scale / sum - scale * onehot(target)
  *   gh = dz W,  gw += dz^T h,  gb += column sums of dz.
- * Built by textgan/native.py with the machine's C compiler and OpenMP where it has it, and called
- * through ctypes. The OpenMP runtime is the one torch loaded (same soname), so the kernel's
- * threads are torch's own: no second pool competing for the cores while torch's threads spin
- * after an op (Python threads lost half their speed to that). */
+ * Built by textgan/native.py with the machine's C compiler, with OpenMP where it has it (then on
+ * torch's own threads: see parallel.h), and called through ctypes. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+
+#include "parallel.h"
 
 #define L 16 /* rows per block: one 64-byte vector of floats */
 typedef float vf __attribute__((vector_size(64)));

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "parallel.h"
+
 #define LANES 8
 typedef uint32_t u32v __attribute__((vector_size(4 * LANES)));
 typedef uint64_t u64v __attribute__((vector_size(8 * LANES)));
@@ -56,7 +58,7 @@ static inline void uniform_group(uint64_t seed, int64_t b, float vals[4 * LANES]
 }
 
 /* out[i] = U(0, 1) for i in [4*b0, 4*b1) and i < n. */
-void uniform_f32(uint64_t seed, int64_t b0, int64_t b1, int64_t n, float *out) {
+static void uniform_range(uint64_t seed, int64_t b0, int64_t b1, int64_t n, float *out) {
   float vals[4 * LANES];
   for (int64_t b = b0; b < b1; b += LANES) {
     uniform_group(seed, b, vals);
@@ -67,7 +69,8 @@ void uniform_f32(uint64_t seed, int64_t b0, int64_t b1, int64_t n, float *out) {
 }
 
 /* Dropout's scaled keep mask: out[i] = scale if U(0, 1) >= p else 0, over the same ranges. */
-void keep_mask_f32(uint64_t seed, int64_t b0, int64_t b1, int64_t n, float p, float scale, float *out) {
+static void keep_mask_range(uint64_t seed, int64_t b0, int64_t b1, int64_t n, float p, float scale,
+                            float *out) {
   float vals[4 * LANES];
   for (int64_t b = b0; b < b1; b += LANES) {
     uniform_group(seed, b, vals);
@@ -76,4 +79,14 @@ void keep_mask_f32(uint64_t seed, int64_t b0, int64_t b1, int64_t n, float p, fl
     if (end > n) end = n;
     memcpy(out + 4 * b, vals, (size_t)(end - 4 * b) * sizeof(float));
   }
+}
+
+/* out[i] = U(0, 1) for i < n, the blocks split over `threads` threads (any split, same numbers). */
+void uniform_f32(uint64_t seed, int64_t n, float *out, int64_t threads) {
+  PARALLEL_RANGE(threads, (n + 3) / 4, part, b0, b1, uniform_range(seed, b0, b1, n, out))
+}
+
+/* Dropout's scaled keep mask for i < n, split the same way. */
+void keep_mask_f32(uint64_t seed, int64_t n, float p, float scale, float *out, int64_t threads) {
+  PARALLEL_RANGE(threads, (n + 3) / 4, part, b0, b1, keep_mask_range(seed, b0, b1, n, p, scale, out))
 }

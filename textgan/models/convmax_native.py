@@ -21,8 +21,8 @@ _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 _LANES = {torch.float32: 16, torch.float64: 8}  # one 64-byte vector of the dtype
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _SIGNATURES = {name: args for suffix in _SUFFIX.values() for name, args in (
-    (f"convmax_forward_{suffix}", [_P, _P, _I64, _I64, _I64, _I64, _I64, _I64, _P, _P]),
-    (f"convmax_backward_{suffix}", [_P, _P, _P, _P, _I64, _I64, _I64, _I64, _I64, _I64, _P, _P]))}
+    (f"convmax_forward_{suffix}", [_P, _P, _I64, _I64, _I64, _I64, _I64, _P, _P, _I64]),
+    (f"convmax_backward_{suffix}", [_P, _P, _P, _P, _I64, _I64, _I64, _I64, _I64, _P, _P, _I64]))}
 
 
 def kernels() -> ctypes.CDLL | None:
@@ -48,8 +48,8 @@ class _NativeConvMax(torch.autograd.Function):
         track = any(ctx.needs_input_grad)  # False under no_grad and inference_mode
         where = torch.empty(n, padded, dtype=torch.int32) if track else None
         forward = getattr(kernels(), f"convmax_forward_{_SUFFIX[emb.dtype]}")
-        native.run_rows(lambda _, n0, n1: forward(x.data_ptr(), wt.data_ptr(), n0, n1, t, d, k, padded,
-                                                  best.data_ptr(), native.ptr(where)), n)
+        forward(x.data_ptr(), wt.data_ptr(), n, t, d, k, padded, best.data_ptr(), native.ptr(where),
+                torch.get_num_threads())
         out = torch.relu(best.view(b, r, padded)[..., :f] + bias)  # (B, R, F)
         if track:
             ctx.save_for_backward(emb, weight, x, where[:, :f].contiguous(), out)
@@ -67,11 +67,11 @@ class _NativeConvMax(torch.autograd.Function):
         g = (grad * (out > 0)).contiguous()  # (B, R, F) through the ReLU
         w = weight.detach().reshape(f, k * d).contiguous()  # (F, K*D)
         gx = torch.zeros_like(x) if needs[0] else None  # (B, R, T, D)
-        gw = weight.new_zeros(native.parts(n), f, k * d) if needs[1] else None  # one per row range
+        threads = torch.get_num_threads()
+        gw = weight.new_zeros(threads, f, k * d) if needs[1] else None  # one per thread's rows
         backward = getattr(kernels(), f"convmax_backward_{_SUFFIX[emb.dtype]}")
-        native.run_rows(lambda i, n0, n1: backward(
-            x.data_ptr(), w.data_ptr(), g.data_ptr(), where.data_ptr(), n0, n1, t, d, k, f,
-            native.ptr(gx), None if gw is None else gw[i].data_ptr()), n)
+        backward(x.data_ptr(), w.data_ptr(), g.data_ptr(), where.data_ptr(), n, t, d, k, f,
+                 native.ptr(gx), native.ptr(gw), threads)
         return (None if gx is None else gx.permute(0, 2, 1, 3),
                 None if gw is None else gw.sum(0).view(f, k, d),
                 g.sum(dim=(0, 1)) if needs[2] else None)

@@ -26,7 +26,7 @@ _BUFFERS: dict[str, torch.Tensor] = {}
 
 def kernels() -> ctypes.CDLL | None:
     """The built library with its signatures declared, or None where no C compiler works."""
-    lib = native.load("linear_ce", _SIGNATURES, openmp=True)
+    lib = native.load("linear_ce", _SIGNATURES)
     if lib is not None:
         lib.linear_ce_scratch.restype = ctypes.c_int64
     return lib
