@@ -161,6 +161,19 @@ def test_generator_mle_loss_same_with_either_kernel():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+@needs_cc
+def test_auto_takes_the_kernel_only_where_it_is_faster():
+    """auto: the C kernel up to hidden 64, torch's matmuls above (measured faster there)."""
+    def used(hidden, kernel):
+        return Generator(30, 8, hidden, 1, 4, "normal", ce_kernel=kernel).ce_kernel_used()
+    assert used(32, "auto") == used(64, "auto") == "native"
+    assert used(128, "auto") == "torch" and used(128, "native") == "native" and used(32, "torch") == "torch"
+    wide = problem(40, 128, 300)
+    auto_loss = linear_cross_entropy(*wide, kernel="auto")
+    torch_loss = linear_cross_entropy(*wide, kernel="torch")
+    assert torch.equal(auto_loss, torch_loss)  # the same path, not just close
+
+
 def test_bad_kernel_name_is_rejected():
     h, w, b, y = problem(4, 4, 5)
     with pytest.raises(ValueError, match="kernel must be one of"):

@@ -72,7 +72,8 @@ class GeneratorConfig:
     init_std: float = 0.0  # > 0: every embedding, LSTM and linear weight and bias ~ N(0, init_std) (SeqGAN: 0.1); 0: torch's defaults
     # the output layer's cross-entropy (MLE loss, NLL_gen) on CPU in float32: native = the C kernel
     # (built at first use with the machine's C compiler), torch = chunked torch ops, auto = native
-    # where it builds, else torch. GPUs and float64 always take torch.
+    # where it builds and hidden_dim <= 64 (faster there; torch's matmuls win from 128 up), else
+    # torch. GPUs and float64 always take torch.
     ce_kernel: Literal["auto", "native", "torch"] = "auto"
 
     def __post_init__(self) -> None:

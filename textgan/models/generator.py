@@ -19,7 +19,7 @@ from torch import nn
 from textgan.errors import UserError
 from textgan.gumbel import gumbel_noise, gumbel_softmax
 from textgan.models import linear_ce_native
-from textgan.models.fused_ce import linear_cross_entropy, target_log_probs
+from textgan.models.fused_ce import linear_cross_entropy, target_log_probs, uses_native
 from textgan.models.relational_memory import RelationalMemory
 
 NEG = -1e9  # additive logit for tokens the generator never emits
@@ -144,8 +144,7 @@ class Generator(nn.Module):
 
     def ce_kernel_used(self) -> str:
         """Which cross-entropy runs on this module's device and dtype, for the log: native or torch."""
-        probe = self.out.weight
-        return "native" if self.ce_kernel != "torch" and linear_ce_native.supports(probe) else "torch"
+        return "native" if uses_native(self.hidden_dim, self.ce_kernel, self.out.weight) else "torch"
 
     def _output_bias(self) -> torch.Tensor:
         return self.out.bias + self.logit_mask
