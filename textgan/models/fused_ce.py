@@ -62,10 +62,10 @@ def _loss_and_grads(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets
     grad_on = any(need)
     if _native(hv, kernel):
         scale = 1.0 / n if reduction == "mean" else 1.0
-        logp, gh, gw, gb = linear_ce_native.loss_and_grads(hv, weight, bias, tv, scale, grad_on)
-        loss = -logp.sum() * scale
-        return (loss, _scatter_rows(gh, idx, n_rows) if need[0] else None, gw if need[1] else None,
-                gb if need[2] else None)
+        res = linear_ce_native.loss_and_grads(hv, weight, bias, tv, scale=scale, grads=grad_on)
+        loss = -res.logp.sum() * scale
+        return (loss, _scatter_rows(res.grad_hidden, idx, n_rows) if need[0] else None,
+                res.grad_weight if need[1] else None, res.grad_bias if need[2] else None)
     if not grad_on:
         loss = -_target_log_probs(hv, weight, bias, tv, chunk_rows).sum()
         return (loss / n if n else loss * float("nan")) if reduction == "mean" else loss, None, None, None
@@ -236,7 +236,7 @@ def target_log_probs(hidden: Tensor, weight: Tensor, bias: Tensor | None, target
     bias = None if bias is None else bias.to(weight.dtype)
     idx, hv, tv = _valid_rows(hidden, targets, ignore_index)
     if _native(hv, kernel):
-        logp = linear_ce_native.loss_and_grads(hv, weight, bias, tv, 1.0, grads=False)[0]
+        logp = linear_ce_native.loss_and_grads(hv, weight, bias, tv, scale=1.0, grads=False).logp
     else:
         logp = _target_log_probs(hv, weight, bias, tv, rows) if tv.numel() else hv.new_zeros(0)
     return _scatter_rows(logp, idx, hidden.shape[0])

@@ -12,6 +12,7 @@ and the thread count, so the result does not depend on timing.
 from __future__ import annotations
 
 import ctypes
+from dataclasses import dataclass
 
 import torch
 
@@ -50,10 +51,19 @@ def _round16(x: int) -> int:
     return -(-x // ROWS) * ROWS
 
 
+@dataclass
+class Result:
+    """log p(target) per row (n,); with gradients asked for, those of -scale * sum(log p) with
+    respect to hidden (n, H), weight (V, H) and bias (V,; None without a bias)."""
+    logp: torch.Tensor
+    grad_hidden: torch.Tensor | None = None
+    grad_weight: torch.Tensor | None = None
+    grad_bias: torch.Tensor | None = None
+
+
 def loss_and_grads(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                   targets: torch.Tensor, scale: float, grads: bool):
-    """log p(target) per row (n,), and with `grads` the gradients of -scale * sum(log p) with
-    respect to hidden (n, H), weight (V, H) and bias (V,) (None without a bias); else Nones."""
+                   targets: torch.Tensor, *, scale: float, grads: bool) -> Result:
+    """The kernel on n rows (no ignored ones); gradients only with `grads`."""
     n, h_dim = hidden.shape
     v = weight.shape[0]
     lib = kernels()
@@ -71,5 +81,5 @@ def loss_and_grads(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     lib.linear_ce_f32(h.data_ptr(), w.data_ptr(), native.ptr(b), t.data_ptr(), n, h_dim, v, scale,
                       logp.data_ptr(), native.ptr(gh), native.ptr(gw), native.ptr(gb), scratch.data_ptr(), parts)
     if not grads:
-        return logp, None, None, None
-    return logp, gh, gw if hp == h_dim else gw[:, :h_dim].contiguous(), None if b is None else gb[:v]
+        return Result(logp)
+    return Result(logp, gh, gw if hp == h_dim else gw[:, :h_dim].contiguous(), None if b is None else gb[:v])
