@@ -174,6 +174,18 @@ def test_auto_takes_the_kernel_only_where_it_is_faster():
     assert torch.equal(auto_loss, torch_loss)  # the same path, not just close
 
 
+@needs_cc
+@pytest.mark.parametrize("bad", [-1, 50])
+def test_target_out_of_range_is_an_error_as_in_torch(bad):
+    h, w, b, y = problem(20, 16, 50)
+    y[7] = bad
+    for kernel, error in (("native", IndexError), ("torch", RuntimeError)):  # never a silent read
+        with pytest.raises(error):
+            linear_cross_entropy(h.requires_grad_(), w, b, y, kernel=kernel)
+        with pytest.raises(error):
+            target_log_probs(h, w, b, y, kernel=kernel)
+
+
 def test_bad_kernel_name_is_rejected():
     h, w, b, y = problem(4, 4, 5)
     with pytest.raises(ValueError, match="kernel must be one of"):

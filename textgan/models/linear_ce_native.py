@@ -72,6 +72,9 @@ def loss_and_grads(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     w = weight.detach().contiguous()
     b = None if bias is None else bias.detach().contiguous()
     t = targets.to(torch.int64).contiguous()
+    if n and not (0 <= int(t.min()) and int(t.max()) < v):  # the kernel would index out of bounds
+        raise IndexError(f"target out of range: got values in [{int(t.min())}, {int(t.max())}], "
+                         f"the vocabulary has {v} entries (ignored rows must use ignore_index)")
     logp = h.new_empty(n)
     hp, vp = _round16(h_dim), _round16(v)  # the kernel writes whole vectors of gw and gb rows
     gh = h.new_empty(n, h_dim) if grads else None
