@@ -37,8 +37,9 @@ def rates(rounds: int) -> dict[str, list[float]]:
         "peak_2048": (lambda: square @ square, 2 * 2048 ** 3, 10),
     }
     if linear_ce_native.kernels() is not None:  # loss and all three gradients, softmax included
-        ops["native_ce_batch"] = (lambda: linear_ce_native.loss_and_grads(rows, weight, bias, targets, scale=1 / m, grads=True),
-                                  6 * m * h * v, 40)
+        scratch = torch.empty(linear_ce_native.scratch_size(h, v))
+        ops["native_ce_batch"] = (lambda: linear_ce_native.loss_and_grads(
+            rows, weight, bias, targets, scale=1 / m, grads=True, scratch=scratch), 6 * m * h * v, 40)
     out: dict[str, list[float]] = {k: [] for k in ops}
     for _ in range(rounds):
         for name, (fn, flop, n) in ops.items():

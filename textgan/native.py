@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from textgan.errors import UserError
+
 SOURCES = Path(__file__).resolve().parent / "csrc"
 FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-shared", "-fPIC", "-std=c11"]
 _LIBS: dict[str, ctypes.CDLL | None] = {}
@@ -96,6 +98,13 @@ def load(name: str, signatures: dict[str, list] | None = None) -> ctypes.CDLL | 
                           f"{detail.strip().splitlines()[-1] if detail.strip() else err}", RuntimeWarning, stacklevel=2)
         _LIBS[name] = lib
     return _LIBS[name]
+
+
+def require(lib: ctypes.CDLL | None, setting: str) -> None:
+    """The one-line error for `setting`=native where the kernel could not be built."""
+    if lib is None:
+        raise UserError(f"{setting}=native needs a working C compiler (cc, gcc or clang, or set CC); "
+                        f"install one or set {setting}=auto")
 
 
 def ptr(t: torch.Tensor | None) -> int | None:

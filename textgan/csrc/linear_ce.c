@@ -182,12 +182,6 @@ typedef struct {
   vf *ght;   /* (threads, H) */
 } shared_t;
 
-#ifdef _OPENMP
-#define BARRIER _Pragma("omp barrier")
-#else
-#define BARRIER
-#endif
-
 /* One thread's share of the call: all n rows, 16 at a time, against vocabulary columns [c0, c1).
  * Two barriers a block: after the softmax statistics, and after the parts of gh. */
 static void columns_f32(const float *h, const float *w, const float *b, const int64_t *t, int64_t n,
@@ -265,12 +259,35 @@ static void columns_f32(const float *h, const float *w, const float *b, const in
   }
 }
 
-/* The threads the kernel will use: torch's setting, as OpenMP sees it. */
-int linear_ce_threads(void) {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
+/* Floats of scratch: the shared part (see shared_t), then one work area per thread (see
+ * columns_f32), each a whole number of vectors so every slice stays 64-byte aligned. */
+static int64_t shared_floats(int64_t hd, int64_t parts) { return (parts * (2 + hd) + 1) * L; }
+static int64_t work_floats(int64_t hd, int64_t v) { return (v + hd) * L + L * ((hd + L - 1) / L * L) + L; }
+
+int64_t linear_ce_scratch(int64_t hd, int64_t v, int64_t parts) {
+  return shared_floats(hd, parts) + parts * work_floats(hd, v);
+}
+
+/* One thread's part: its vocabulary range (whole 16-column groups, so gb's vector stores stay
+ * aligned), its gw and gb zeroed, then its columns, with denormals flushed to zero: exp of logits
+ * 87-104 below the row's maximum is denormal, and every FMA touching one takes a microcode assist.
+ * Such terms are below 1e-38 of the sum. */
+static void part_f32(const float *h, const float *w, const float *b, const int64_t *t, int64_t n,
+                     int64_t hd, int64_t v, float scale, float *logp, float *gh, float *gw, float *gb,
+                     float *work, shared_t sh, int64_t p, int64_t np) {
+#if defined(__x86_64__) || defined(__i386__)
+  const unsigned int csr = _mm_getcsr();
+  _mm_setcsr(csr | 0x8040); /* FTZ | DAZ */
+#endif
+  const int64_t hp = (hd + L - 1) / L * L, groups = (v + L - 1) / L;
+  const int64_t c0 = groups * p / np * L, c1e = groups * (p + 1) / np * L, c1 = c1e < v ? c1e : v;
+  if (gh) {
+    memset(gw + c0 * hp, 0, sizeof(float) * (c1 - c0) * hp);
+    memset(gb + c0, 0, sizeof(float) * (c1e - c0));
+  }
+  columns_f32(h, w, b, t, n, hd, c0, c1, scale, logp, gh, gw, gb, work, sh, p, np);
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_setcsr(csr);
 #endif
 }
 
@@ -279,44 +296,13 @@ int linear_ce_threads(void) {
  * rounded up to 16; gw's padding columns come out 0). Each thread takes a range of the vocabulary
  * for all rows, so it reads only its part of w and writes only its part of gw and gb (no partial
  * sums to add up, and a per-thread working set half the size). scratch: 64-byte aligned,
- * linear_ce_scratch(...) floats for up to `parts` threads. */
-int64_t linear_ce_scratch(int64_t hd, int64_t v, int64_t parts) {
-  const int64_t hp = (hd + L - 1) / L * L;
-  return (parts * (2 + hd) + 1) * L + parts * ((v + hd) * L + L * hp + L);
-}
-
+ * linear_ce_scratch(H, V, parts) floats for up to `parts` threads. */
 void linear_ce_f32(const float *h, const float *w, const float *b, const int64_t *t, int64_t n,
                    int64_t hd, int64_t v, float scale, float *logp, float *gh, float *gw, float *gb,
                    float *scratch, int64_t parts) {
-  const int64_t hp = (hd + L - 1) / L * L, groups = (v + L - 1) / L;
   shared_t sh = {(vf *)scratch, (vf *)scratch + parts, (float *)((vf *)scratch + 2 * parts),
                  (vf *)scratch + 2 * parts + 1};
-  float *work0 = scratch + (parts * (2 + hd) + 1) * L;
-  const int64_t per = (v + hd) * L + L * hp + L; /* a multiple of 16: aligned slices */
-#ifdef _OPENMP
-#pragma omp parallel num_threads((int)parts)
-#endif
-  {
-#ifdef _OPENMP
-    const int64_t p = omp_get_thread_num(), np = omp_get_num_threads();
-#else
-    const int64_t p = 0, np = 1;
-#endif
-#if defined(__x86_64__) || defined(__i386__)
-    /* Flush denormals to zero: exp of logits 87-104 below the row's maximum is denormal, and
-     * every FMA touching one takes a microcode assist. Such terms are below 1e-38 of the sum. */
-    const unsigned int csr = _mm_getcsr();
-    _mm_setcsr(csr | 0x8040); /* FTZ | DAZ */
-#endif
-    /* whole 16-column groups per thread: gb's vector stores stay aligned */
-    const int64_t c0 = groups * p / np * L, c1e = groups * (p + 1) / np * L, c1 = c1e < v ? c1e : v;
-    if (gh) {
-      memset(gw + c0 * hp, 0, sizeof(float) * (c1 - c0) * hp);
-      memset(gb + c0, 0, sizeof(float) * (c1e - c0));
-    }
-    columns_f32(h, w, b, t, n, hd, c0, c1, scale, logp, gh, gw, gb, work0 + p * per, sh, p, np);
-#if defined(__x86_64__) || defined(__i386__)
-    _mm_setcsr(csr);
-#endif
-  }
+  float *work0 = scratch + shared_floats(hd, parts);
+  PARALLEL(parts, p, np,
+           part_f32(h, w, b, t, n, hd, v, scale, logp, gh, gw, gb, work0 + p * work_floats(hd, v), sh, p, np))
 }

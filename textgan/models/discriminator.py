@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from textgan.errors import UserError
+from textgan import native
 from textgan.models import convmax_native
 from textgan.models.convmax import block_max, conv_relu_max, conv_relu_max_reference
 from textgan.models.dropout import Dropout
@@ -40,9 +40,8 @@ class RelGANCNN(nn.Module):
         super().__init__()
         self.pad_id, self.num_rep, self.rep_dim = pad_id, num_rep, emb_dim // num_rep
         self.fast = fast  # blockwise or native conv+max (textgan.models.convmax*); False = torch's conv2d
-        if conv_kernel == "native" and convmax_native.kernels() is None:
-            raise UserError("discriminator.conv_kernel=native needs a working C compiler (cc, gcc or "
-                            "clang, or set CC); install one or set discriminator.conv_kernel=auto")
+        if conv_kernel == "native":
+            native.require(convmax_native.kernels(), "discriminator.conv_kernel")
         self.native = conv_kernel == "native" or (conv_kernel == "auto" and not compile)  # on CPU
         # torch.compile fuses each block's conv, max and argmax into one pass (needs a C++ compiler)
         self.block = block_max

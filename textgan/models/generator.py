@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from textgan.errors import UserError
+from textgan import native
 from textgan.gumbel import gumbel_noise, gumbel_softmax
 from textgan.models import linear_ce_native
 from textgan.models.fused_ce import linear_cross_entropy, target_log_probs, uses_native
@@ -42,9 +42,8 @@ class Generator(nn.Module):
                  core: str = "lstm", mem_slots: int = 1, num_heads: int = 2, head_size: int = 256,
                  ce_kernel: str = "auto"):
         super().__init__()
-        if ce_kernel == "native" and linear_ce_native.kernels() is None:
-            raise UserError("generator.ce_kernel=native needs a working C compiler (cc, gcc or clang, "
-                            "or set CC); install one or set generator.ce_kernel=auto")
+        if ce_kernel == "native":
+            native.require(linear_ce_native.kernels(), "generator.ce_kernel")
         self.ce_kernel = ce_kernel  # the output layer's cross-entropy: textgan.models.fused_ce
         self.vocab_size, self.num_layers = vocab_size, num_layers
         self.latent_dim, self.prior, self.feedback = latent_dim, prior, feedback

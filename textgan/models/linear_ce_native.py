@@ -20,9 +20,8 @@ from textgan import native
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 _SIGNATURES = {"linear_ce_f32": [_P, _P, _P, _P, _I64, _I64, _I64, ctypes.c_float, _P, _P, _P, _P, _P, _I64],
-               "linear_ce_scratch": [_I64, _I64, _I64], "linear_ce_threads": []}
+               "linear_ce_scratch": [_I64, _I64, _I64]}
 ROWS = 16  # rows per block: one 64-byte vector of floats
-_BUFFERS: dict[str, torch.Tensor] = {}
 
 
 def kernels() -> ctypes.CDLL | None:
@@ -37,14 +36,9 @@ def supports(hidden: torch.Tensor) -> bool:
     return hidden.device.type == "cpu" and hidden.dtype == torch.float32 and kernels() is not None
 
 
-def _buffer(name: str, numel: int) -> torch.Tensor:
-    """A flat float32 buffer kept across calls: fresh multi-MB tensors per batch come from new
-    mmaps, and page-faulting them in costs as much as the work (see fused_ce._train_buffer).
-    Not re-entrant; the training and scoring loops call one kernel at a time."""
-    buf = _BUFFERS.get(name)
-    if buf is None or buf.numel() < numel:
-        buf = _BUFFERS[name] = torch.empty(numel)
-    return buf[:numel]
+def scratch_size(hidden_dim: int, vocab_size: int) -> int:
+    """Floats of work space `loss_and_grads` needs at torch's current thread count."""
+    return kernels().linear_ce_scratch(hidden_dim, vocab_size, torch.get_num_threads())
 
 
 def _round16(x: int) -> int:
@@ -62,12 +56,16 @@ class Result:
 
 
 def loss_and_grads(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                   targets: torch.Tensor, *, scale: float, grads: bool) -> Result:
-    """The kernel on n rows (no ignored ones); gradients only with `grads`."""
+                   targets: torch.Tensor, *, scale: float, grads: bool, scratch: torch.Tensor) -> Result:
+    """The kernel on n rows (no ignored ones); gradients only with `grads`. `scratch`: a contiguous
+    float32 CPU tensor of at least `scratch_size(H, V)` elements (the caller keeps one across
+    calls: a fresh multi-MB tensor per batch is page-faulted in at a cost like the work's)."""
     n, h_dim = hidden.shape
     v = weight.shape[0]
-    lib = kernels()
-    parts = max(1, lib.linear_ce_threads())
+    lib, parts = kernels(), torch.get_num_threads()
+    need = lib.linear_ce_scratch(h_dim, v, parts)
+    if scratch.dtype != torch.float32 or not scratch.is_contiguous() or scratch.numel() < need:
+        raise ValueError(f"scratch must be a contiguous float32 tensor of at least {need} elements")
     h = hidden.detach().contiguous()
     w = weight.detach().contiguous()
     b = None if bias is None else bias.detach().contiguous()
@@ -80,7 +78,6 @@ def loss_and_grads(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     gh = h.new_empty(n, h_dim) if grads else None
     gw = w.new_empty(v, hp) if grads else None
     gb = w.new_empty(vp) if grads else None
-    scratch = _buffer("scratch", lib.linear_ce_scratch(h_dim, v, parts))
     lib.linear_ce_f32(h.data_ptr(), w.data_ptr(), native.ptr(b), t.data_ptr(), n, h_dim, v, scale,
                       logp.data_ptr(), native.ptr(gh), native.ptr(gw), native.ptr(gb), scratch.data_ptr(), parts)
     if not grads:
