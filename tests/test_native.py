@@ -15,7 +15,7 @@ from textgan import native, random_native
 from textgan.gumbel import gumbel_noise
 from textgan.models.dropout import Dropout
 
-from conftest import REPO
+from conftest import REPO, run_cli
 
 needs_cc = pytest.mark.skipif(not random_native.available("cpu"), reason="no C compiler")
 
@@ -152,3 +152,15 @@ for make in (lambda: RelGANCNN(30, emb_dim=8, num_rep=8, conv_kernel="native"),
     assert res.returncode == 0, res.stderr
     assert "ERR discriminator.conv_kernel=native needs a working C compiler" in res.stdout
     assert "ERR generator.ce_kernel=native needs a working C compiler" in res.stdout
+
+
+@pytest.mark.parametrize("setting", ["generator.ce_kernel", "discriminator.conv_kernel"])
+def test_cli_native_without_a_compiler_is_one_line_and_writes_no_run(tmp_path, setting):
+    runs = tmp_path / "runs"
+    res = run_cli("train", str(REPO / "configs" / "quickstart.yaml"), f"{setting}=native", f"log.dir={runs}",
+                  env={"CC": str(tmp_path / "no-such-cc"), "TEXTGAN_CACHE_DIR": str(tmp_path / "cache")})
+    assert res.returncode == 2
+    errors = [line for line in res.stderr.splitlines() if line.startswith("textgan: error:")]
+    assert errors == [f"textgan: error: {setting}=native needs a working C compiler (cc, gcc or clang, or set CC); "
+                      f"install one or set {setting}=auto"]
+    assert not runs.exists() or not any(runs.iterdir())  # nothing written

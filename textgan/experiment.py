@@ -18,6 +18,7 @@ from textgan.data import Vocab
 from textgan.distributed import Dist
 from textgan.errors import UserError
 from textgan.evaluate import metric_names
+from textgan.models import require_native_kernels
 from textgan.monitor import Monitor
 from textgan.schedule import Interrupted, run
 from textgan.train import Trainer
@@ -79,6 +80,7 @@ def train_command(config_path: str | None, overrides: list[str], resume: str | N
 def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, force: bool,
            dist: Dist) -> int:
     log = _log if dist.is_main else (lambda message: None)  # rank 0 speaks for the job
+    require_native_kernels(cfg.generator, cfg.discriminator)  # before any run folder is made
     state = source = None
     if resume:
         run_dir = Path(resume)

@@ -1,13 +1,25 @@
 """Model registry: a plain name -> class dict, and builders from the config tree."""
 from __future__ import annotations
 
+from textgan import native
 from textgan.config import DiscriminatorConfig, GeneratorConfig
+from textgan.models import convmax_native, linear_ce_native
 from textgan.models.discriminator import LSTMDiscriminator, RelGANCNN
 from textgan.models.generator import Generator, SampleOutput
 
 DISCRIMINATORS = {"relgan_cnn": RelGANCNN, "lstm": LSTMDiscriminator}
 
-__all__ = ["DISCRIMINATORS", "Generator", "SampleOutput", "build_discriminator", "build_generator"]
+__all__ = ["DISCRIMINATORS", "Generator", "SampleOutput", "build_discriminator", "build_generator",
+           "require_native_kernels"]
+
+
+def require_native_kernels(gen: GeneratorConfig, disc: DiscriminatorConfig) -> None:
+    """The one-line error for a kernel set to native that cannot be built, raised before a run
+    writes anything (the models raise it too, but only once their run folder exists)."""
+    if gen.ce_kernel == "native":
+        native.require(linear_ce_native.kernels(), "generator.ce_kernel")
+    if disc.kind == "relgan_cnn" and disc.conv_kernel == "native":
+        native.require(convmax_native.kernels(), "discriminator.conv_kernel")
 
 
 def build_generator(cfg: GeneratorConfig, vocab_size: int, banned: list[int]) -> Generator:
