@@ -75,6 +75,10 @@ class GeneratorConfig:
     # where it builds and hidden_dim <= 64 (faster there; torch's matmuls win from 128 up), else
     # torch. GPUs and float64 always take torch.
     ce_kernel: Literal["auto", "native", "torch"] = "auto"
+    # the teacher-forced LSTM (MLE, NLL_gen) on CPU in float32: native = the C recurrence (built
+    # like ce_kernel's), torch = nn.LSTM, auto = native where it builds and hidden_dim <= 64, else
+    # torch. Free-running sampling always steps the nn.LSTM's weights in torch.
+    lstm_kernel: Literal["auto", "native", "torch"] = "auto"
 
     def __post_init__(self) -> None:
         for name in ("emb_dim", "hidden_dim", "num_layers", "latent_dim", "mem_slots", "num_heads", "head_size"):

@@ -102,6 +102,8 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
                      "data/vocab_size": len(corpus.vocab)}, 0)
     trainer = Trainer(cfg, corpus, run_dir, monitor, dist=dist)
     log(f"generator output cross-entropy: {trainer.G.ce_kernel_used()} (generator.ce_kernel={cfg.generator.ce_kernel})")
+    if cfg.generator.core == "lstm":
+        log(f"generator teacher-forced LSTM: {trainer.G.lstm_kernel_used()} (generator.lstm_kernel={cfg.generator.lstm_kernel})")
     if hasattr(trainer.D, "conv_kernel"):
         log(f"discriminator conv+max: {trainer.D.conv_kernel()} (discriminator.conv_kernel={cfg.discriminator.conv_kernel})")
     if state is not None:

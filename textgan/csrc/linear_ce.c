@@ -11,17 +11,9 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
 
 #include "parallel.h"
-
-#define L 16 /* rows per block: one 64-byte vector of floats */
-typedef float vf __attribute__((vector_size(64)));
-typedef int32_t vi __attribute__((vector_size(64)));
-
-#define UNROLL _Pragma("GCC unroll 32") /* the block loops: accumulators stay in registers */
+#include "simd.h"
 
 #ifdef __AVX512F__ /* 32 vector registers */
 #define VB_Z 24   /* vocabulary entries per logits block */
@@ -32,47 +24,6 @@ typedef int32_t vi __attribute__((vector_size(64)));
 #define KB_GH 6
 #define VB_GW 2
 #endif
-
-/* vmax(a, b): the larger; b where either is NaN, so a NaN logit propagates */
-#ifdef __AVX512F__
-static inline vf vmax(vf a, vf b) { return (vf)_mm512_max_ps((__m512)a, (__m512)b); }
-#else
-static inline vf vmax(vf a, vf b) {
-  const vi m = a > b;
-  return (vf)(((vi)a & m) | ((vi)b & ~m));
-}
-#endif
-
-/* exp(x) for x <= 0 to about 1 ulp: x = n ln2 + r with |r| <= ln2/2, exp(r) by Cephes' degree-5
- * polynomial for expf, times 2^n; 0 far below (a -1e9 or -inf logit), NaN for NaN. AVX-512
- * scales by 2^n in one instruction (vscalefps, which underflows to 0 by itself); elsewhere n goes
- * into the exponent bits, x is clamped at -87 so that stays a normal number, and the lanes below
- * -87 are zeroed after (a softmax term under 1e-38 changes nothing). */
-static inline vf vexp(vf x) {
-#ifdef __AVX512F__
-  x = vmax((vf){0} - 104.0f, x); /* exp(-104) is 0 in float; keeps -1e9 or -inf logits finite */
-  const vf n = (vf)_mm512_roundscale_ps((__m512)(x * 1.44269504088896341f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-#else
-  const vi low = x < -87.0f, nan = x != x;
-  x = vmax((vf){0} - 87.0f, x);
-  const vf big = (vf){0} + 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-  const vf t = x * 1.44269504088896341f + big;
-  const vf n = t - big;
-#endif
-  const vf r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  vf p = r * 1.9875691500e-4f + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * (r * r) + r + 1.0f;
-#ifdef __AVX512F__
-  return (vf)_mm512_scalef_ps((__m512)p, (__m512)n);
-#else
-  const vi e = ((vi)p + (((vi)t - (vi)big) << 23)) & ~low;
-  return (vf)((e & ~nan) | ((vi)x & nan));
-#endif
-}
 
 /* z[v] (16 rows) = sum_k w[v, k] * ht[k] + b[v] for NB entries from v0; returns their maximum. */
 #define LOGITS(NB)                                                                               \
@@ -275,10 +226,7 @@ int64_t linear_ce_scratch(int64_t hd, int64_t v, int64_t parts) {
 static void part_f32(const float *h, const float *w, const float *b, const int64_t *t, int64_t n,
                      int64_t hd, int64_t v, float scale, float *logp, float *gh, float *gw, float *gb,
                      float *work, shared_t sh, int64_t p, int64_t np) {
-#if defined(__x86_64__) || defined(__i386__)
-  const unsigned int csr = _mm_getcsr();
-  _mm_setcsr(csr | 0x8040); /* FTZ | DAZ */
-#endif
+  const unsigned int csr = denormals_off();
   const int64_t hp = (hd + L - 1) / L * L, groups = (v + L - 1) / L;
   const int64_t c0 = groups * p / np * L, c1e = groups * (p + 1) / np * L, c1 = c1e < v ? c1e : v;
   if (gh) {
@@ -286,9 +234,7 @@ static void part_f32(const float *h, const float *w, const float *b, const int64
     memset(gb + c0, 0, sizeof(float) * (c1e - c0));
   }
   columns_f32(h, w, b, t, n, hd, c0, c1, scale, logp, gh, gw, gb, work, sh, p, np);
-#if defined(__x86_64__) || defined(__i386__)
-  _mm_setcsr(csr);
-#endif
+  denormals_restore(csr);
 }
 
 /* h (N, H), w (V, H), b (V) or NULL, t (N) targets; logp (N) out, log p(target). With gh

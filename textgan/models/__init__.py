@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from textgan import native
 from textgan.config import DiscriminatorConfig, GeneratorConfig
-from textgan.models import convmax_native, linear_ce_native
+from textgan.models import convmax_native, linear_ce_native, lstm_native
 from textgan.models.discriminator import LSTMDiscriminator, RelGANCNN
 from textgan.models.generator import Generator, SampleOutput
 
@@ -18,6 +18,8 @@ def require_native_kernels(gen: GeneratorConfig, disc: DiscriminatorConfig) -> N
     writes anything (the models raise it too, but only once their run folder exists)."""
     if gen.ce_kernel == "native":
         native.require(linear_ce_native.kernels(), "generator.ce_kernel")
+    if gen.core == "lstm" and gen.lstm_kernel == "native":
+        native.require(lstm_native.kernels(), "generator.lstm_kernel")
     if disc.kind == "relgan_cnn" and disc.conv_kernel == "native":
         native.require(convmax_native.kernels(), "discriminator.conv_kernel")
 
@@ -27,7 +29,7 @@ def build_generator(cfg: GeneratorConfig, vocab_size: int, banned: list[int]) ->
                     num_layers=cfg.num_layers, latent_dim=cfg.latent_dim, prior=cfg.prior,
                     feedback=cfg.feedback, dropout=cfg.dropout, banned=banned, core=cfg.core,
                     mem_slots=cfg.mem_slots, num_heads=cfg.num_heads, head_size=cfg.head_size,
-                    ce_kernel=cfg.ce_kernel)
+                    ce_kernel=cfg.ce_kernel, lstm_kernel=cfg.lstm_kernel)
     if cfg.init_std > 0:
         gen.init_normal_(cfg.init_std)
     return gen

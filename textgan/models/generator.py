@@ -18,7 +18,7 @@ from torch import nn
 
 from textgan import native
 from textgan.gumbel import gumbel_noise, gumbel_softmax
-from textgan.models import linear_ce_native
+from textgan.models import linear_ce_native, lstm_native
 from textgan.models.fused_ce import linear_cross_entropy, target_log_probs, uses_native
 from textgan.models.relational_memory import RelationalMemory
 
@@ -40,11 +40,14 @@ class Generator(nn.Module):
                  latent_dim: int, prior: str, feedback: str = "hard", dropout: float = 0.0,
                  banned: list[int] = (), pad_id: int = 0, bos_id: int = 1, eos_id: int = 2,
                  core: str = "lstm", mem_slots: int = 1, num_heads: int = 2, head_size: int = 256,
-                 ce_kernel: str = "auto"):
+                 ce_kernel: str = "auto", lstm_kernel: str = "auto"):
         super().__init__()
         if ce_kernel == "native":
             native.require(linear_ce_native.kernels(), "generator.ce_kernel")
+        if core == "lstm" and lstm_kernel == "native":
+            native.require(lstm_native.kernels(), "generator.lstm_kernel")
         self.ce_kernel = ce_kernel  # the output layer's cross-entropy: textgan.models.fused_ce
+        self.lstm_kernel = lstm_kernel  # the teacher-forced LSTM: textgan.models.lstm_native
         self.vocab_size, self.num_layers = vocab_size, num_layers
         self.latent_dim, self.prior, self.feedback = latent_dim, prior, feedback
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
@@ -113,7 +116,10 @@ class Generator(nn.Module):
         """Teacher-forced top-layer states (B, T, H): position t sees BOS and the gold tokens before t."""
         bos = torch.full_like(tokens[:, :1], self.bos_id)
         inputs = torch.cat([bos, tokens[:, :-1]], dim=1)  # (B, T)
-        hidden, _ = self.core(self.embedding(inputs), self.init_state(z))  # (B, T, H)
+        emb, state = self.embedding(inputs), self.init_state(z)
+        if self.lstm_kernel_used() == "native":
+            return lstm_native.run(self.lstm, emb, state)
+        hidden, _ = self.core(emb, state)  # (B, T, H)
         return hidden
 
     def forward(self, tokens: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -144,6 +150,13 @@ class Generator(nn.Module):
     def ce_kernel_used(self) -> str:
         """Which cross-entropy runs on this module's device and dtype, for the log: native or torch."""
         return "native" if uses_native(self.hidden_dim, self.ce_kernel, self.out.weight) else "torch"
+
+    def lstm_kernel_used(self) -> str:
+        """Which teacher-forced LSTM runs on this module's device and dtype: native, torch, or
+        none (the relational memory core)."""
+        if self.core_kind != "lstm":
+            return "none"
+        return "native" if lstm_native.uses_native(self.lstm, self.lstm_kernel, self.out.weight) else "torch"
 
     def _output_bias(self) -> torch.Tensor:
         return self.out.bias + self.logit_mask

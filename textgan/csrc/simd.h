@@ -1,0 +1,88 @@
+/* 16-float vectors and the vector math the kernels share (GCC/Clang vector extensions: one
+ * AVX-512 register, two AVX2 ones, or whatever the target has). Included by linear_ce.c and
+ * lstm.c; textgan/native.py keys its build cache on the headers too. */
+#ifndef TEXTGAN_SIMD_H
+#define TEXTGAN_SIMD_H
+#include <stdint.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+#define L 16 /* floats per vector: 64 bytes */
+typedef float vf __attribute__((vector_size(64)));
+typedef int32_t vi __attribute__((vector_size(64)));
+
+#define UNROLL _Pragma("GCC unroll 32") /* the block loops: accumulators stay in registers */
+
+/* vmax(a, b): the larger; b where either is NaN, so a NaN logit propagates */
+#ifdef __AVX512F__
+static inline vf vmax(vf a, vf b) { return (vf)_mm512_max_ps((__m512)a, (__m512)b); }
+#else
+static inline vf vmax(vf a, vf b) {
+  const vi m = a > b;
+  return (vf)(((vi)a & m) | ((vi)b & ~m));
+}
+#endif
+
+/* exp(x) for x <= 0 to about 1 ulp: x = n ln2 + r with |r| <= ln2/2, exp(r) by Cephes' degree-5
+ * polynomial for expf, times 2^n; 0 far below (a -1e9 or -inf logit), NaN for NaN. AVX-512
+ * scales by 2^n in one instruction (vscalefps, which underflows to 0 by itself); elsewhere n goes
+ * into the exponent bits, x is clamped at -87 so that stays a normal number, and the lanes below
+ * -87 are zeroed after (a softmax term under 1e-38 changes nothing). */
+static inline vf vexp(vf x) {
+#ifdef __AVX512F__
+  x = vmax((vf){0} - 104.0f, x); /* exp(-104) is 0 in float; keeps -1e9 or -inf logits finite */
+  const vf n = (vf)_mm512_roundscale_ps((__m512)(x * 1.44269504088896341f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#else
+  const vi low = x < -87.0f, nan = x != x;
+  x = vmax((vf){0} - 87.0f, x);
+  const vf big = (vf){0} + 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+  const vf t = x * 1.44269504088896341f + big;
+  const vf n = t - big;
+#endif
+  const vf r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  vf p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+#ifdef __AVX512F__
+  return (vf)_mm512_scalef_ps((__m512)p, (__m512)n);
+#else
+  const vi e = ((vi)p + (((vi)t - (vi)big) << 23)) & ~low;
+  return (vf)((e & ~nan) | ((vi)x & nan));
+#endif
+}
+
+/* 1 / x: AVX-512's 14-bit estimate refined by one Newton step (vdivps is ~4x slower), else a
+ * division. */
+static inline vf vrcp(vf x) {
+#ifdef __AVX512F__
+  const vf r = (vf)_mm512_rcp14_ps((__m512)x);
+  return r * (2.0f - x * r);
+#else
+  return 1.0f / x;
+#endif
+}
+
+/* Denormal inputs and results flushed to zero (FTZ | DAZ) until denormals_restore: an FMA that
+ * touches a denormal takes a microcode assist costing ~100 cycles. */
+static inline unsigned int denormals_off(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  const unsigned int csr = _mm_getcsr();
+  _mm_setcsr(csr | 0x8040);
+  return csr;
+#else
+  return 0;
+#endif
+}
+
+static inline void denormals_restore(unsigned int csr) {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_setcsr(csr);
+#else
+  (void)csr;
+#endif
+}
+#endif

@@ -1,0 +1,93 @@
+"""A teacher-forced nn.LSTM run by the C recurrence in textgan/csrc/lstm.c (CPU, float32).
+
+Why: the generator's LSTM is small (H = 32 in the published settings), and at that size torch's
+LSTM (mkldnn) spends ~2 ms per 64-sentence batch in per-step overhead for ~0.1 GFLOP of work. Here
+each layer is one torch product for all steps' input projections (x W_ih^T + b), the kernel's
+recurrence, and, going back, one product each for the weight gradients. Inside, activations are
+laid out (T, F, BP): time-major, batch-minor with the batch padded to 16, so the kernel's vectors
+are 16 batch rows of one unit. Same weights, same results as the module (tests/test_lstm_native.py);
+between stacked layers the module's dropout is applied with F.dropout (other random draws).
+"""
+from __future__ import annotations
+
+import ctypes
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from textgan import native
+
+_P, _I64 = ctypes.c_void_p, ctypes.c_int64
+_SIGNATURES = {"lstm_forward_f32": [_P, _P, _I64, _I64, _I64, _P, _P, _P, _I64],
+               "lstm_backward_f32": [_P, _P, _P, _P, _P, _I64, _I64, _I64, _P, _P, _P, _I64]}
+ROWS = 16  # batch rows per kernel vector
+AUTO_MAX_HIDDEN = 64  # `auto` takes the kernel up to this width (BENCHMARKS.md: the crossover)
+
+
+def kernels() -> ctypes.CDLL | None:
+    """The built library with its signatures declared, or None where no C compiler works."""
+    return native.load("lstm", _SIGNATURES)
+
+
+def uses_native(lstm: nn.LSTM, kernel: str, like: torch.Tensor) -> bool:
+    """Whether `kernel` (auto | native | torch) runs the C recurrence for `lstm` on `like`'s
+    device and dtype: native wherever it can (CPU float32), auto only up to AUTO_MAX_HIDDEN."""
+    if kernel == "torch" or like.device.type != "cpu" or like.dtype != torch.float32:
+        return False
+    if kernel == "auto" and lstm.hidden_size > AUTO_MAX_HIDDEN:
+        return False
+    return kernels() is not None
+
+
+class _Layer(torch.autograd.Function):
+    """One layer: (x (E, T * BP) a matrix view, T, w_ih, w_hh, b (4H, 1) both biases summed,
+    h0 (H, BP), c0 (H, BP)) -> y (H, T + 1, BP), step 0 being h0 (so y's first T steps are
+    what each step read, and its last T the outputs)."""
+
+    @staticmethod
+    def forward(ctx, x, t_len, w_ih, w_hh, b, h0, c0):
+        hd, bp = h0.shape
+        act = torch.addmm(b, w_ih, x)  # (4H, T * BP): every step's input projection; the kernel's in-out
+        tcs = x.new_empty(hd, t_len, bp)
+        y, cs = x.new_empty(hd, t_len + 1, bp), x.new_empty(hd, t_len + 1, bp)
+        y[:, 0], cs[:, 0] = h0, c0
+        w_hh = w_hh.contiguous()
+        kernels().lstm_forward_f32(act.data_ptr(), w_hh.data_ptr(), t_len, hd, bp, tcs.data_ptr(), y.data_ptr(),
+                                   cs.data_ptr(), torch.get_num_threads())
+        ctx.save_for_backward(x, w_ih, w_hh, act, tcs, y, cs)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, w_ih, w_hh, act, tcs, y, cs = ctx.saved_tensors
+        hd, t_len, bp = tcs.shape
+        dy = dy.contiguous()
+        dg, dh0, dc0 = torch.empty_like(act), act.new_empty(hd, bp), act.new_empty(hd, bp)
+        w_hh_t = w_hh.t().contiguous()  # held by a name: a temporary's memory is freed before the call
+        kernels().lstm_backward_f32(dy.data_ptr(), w_hh_t.data_ptr(), act.data_ptr(), tcs.data_ptr(), cs.data_ptr(),
+                                    t_len, hd, bp, dg.data_ptr(), dh0.data_ptr(), dc0.data_ptr(),
+                                    torch.get_num_threads())
+        need = ctx.needs_input_grad
+        dx = w_ih.t() @ dg if need[0] else None
+        dw_ih = dg @ x.t() if need[2] else None
+        dw_hh = dg @ y.view(hd, -1)[:, :t_len * bp].t() if need[3] else None  # sum over t of da_t h_{t-1}^T
+        db = dg.sum(1, keepdim=True) if need[4] else None
+        return dx, None, dw_ih, dw_hh, db, dh0, dc0
+
+
+def run(lstm: nn.LSTM, inputs: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """The top layer's outputs (B, T, H) of `lstm` (batch_first, unidirectional, with biases) on
+    inputs (B, T, E) from state (h0, c0), each (L, B, H): what `lstm(inputs, state)[0]` gives."""
+    b, t_len, _ = inputs.shape
+    pad = -b % ROWS
+    h0, c0 = (F.pad(s.transpose(1, 2), (0, pad)) for s in state)  # (L, H, BP)
+    x = F.pad(inputs.permute(2, 1, 0), (0, pad)).reshape(inputs.shape[2], -1)  # (E, T * BP)
+    for layer in range(lstm.num_layers):
+        if layer and lstm.training and lstm.dropout > 0:
+            x = F.dropout(x, lstm.dropout, training=True)
+        w_ih, w_hh, b_ih, b_hh = (getattr(lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh",
+                                                                                    "bias_ih", "bias_hh"))
+        y = _Layer.apply(x, t_len, w_ih, w_hh, (b_ih + b_hh).unsqueeze(1), h0[layer], c0[layer])  # (H, T + 1, BP)
+        x = y.view(lstm.hidden_size, -1)[:, b + pad:]  # steps 1..T, (H, T * BP), a view
+    return x.view(lstm.hidden_size, t_len, -1)[:, :, :b].permute(2, 1, 0)  # (B, T, H)
