@@ -116,6 +116,16 @@ def test_same_bits_for_any_thread_count():
 
 
 @needs_cc
+def test_double_backward_is_an_error_not_a_silent_zero():
+    lstm, x, h0, c0 = problem(16, 5, 8, 8, 1)
+    x.requires_grad_()
+    y = native_lstm(lstm, x, h0, c0)
+    (gx,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|differentiate"):
+        gx.sum().backward()
+
+
+@needs_cc
 def test_dropout_between_layers_only_in_training():
     lstm, x, h0, c0 = problem(16, 5, 8, 8, 2)
     lstm.dropout = 0.5

@@ -15,6 +15,7 @@ import ctypes
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from textgan import native
 
@@ -59,6 +60,7 @@ class _Layer(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable  # the kernel's backward is not itself differentiable: an error, not a silent 0
     def backward(ctx, dy):
         x, w_ih, w_hh, act, tcs, y, cs = ctx.saved_tensors
         hd, t_len, bp = tcs.shape
