@@ -84,3 +84,24 @@ def test_metric_names_are_what_evaluate_returns(tmp_path, root_override, prior):
 
     tr = _trainer(tmp_path, root_override, f"generator.prior={prior}")
     assert set(tr.evaluate()) == set(metric_names(tr.cfg.eval, tr.corpus, prior))
+
+
+@pytest.mark.parametrize("clip", [0.0, 0.05, 1e6])
+def test_step_clips_exactly_as_clip_grad_norm(clip):
+    """_finite_step's update equals torch's clip_grad_norm_ then Adam, whether the norm is above
+    the clip (scaled), below it (left as is, no multiply by 1.0) or clipping is off."""
+    from textgan.train import _finite_step
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
+    twin = copy.deepcopy(model)
+    x = torch.randn(8, 6)
+    opt, opt_twin = torch.optim.Adam(model.parameters(), 0.1), torch.optim.Adam(twin.parameters(), 0.1)
+    norm = _finite_step(opt, model.parameters(), model(x).square().sum(), clip)
+    opt_twin.zero_grad()
+    twin(x).square().sum().backward()
+    want = torch.nn.utils.clip_grad_norm_(twin.parameters(), clip if clip > 0 else float("inf"))
+    opt_twin.step()
+    assert norm == pytest.approx(float(want), rel=1e-6)
+    assert (0 < clip < norm) == (clip == 0.05)  # both branches are exercised
+    for a, b in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(a, b)
