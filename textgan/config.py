@@ -225,6 +225,9 @@ class RunConfig:
     seed: int = 0  # seeds data order, initialisation, latent and Gumbel noise
     device: str = "cpu"  # cpu, cuda, cuda:N
     threads: int = 0  # torch intra-op threads; 0 = torch's default
+    # CPU: flush float values below 1.2e-38 to zero on all torch threads (textgan/fpenv.py: a
+    # trained generator's denormal activations made its MLE batches 8x slower); false keeps them
+    flush_denormals: bool = True
     batch_is_global: bool = False  # torchrun: the batch sizes are global (split over ranks), not per rank
     nan_patience: int = 5  # consecutive non-finite updates before rolling back to the last checkpoint
     nan_rollbacks: int = 3  # rollbacks allowed before the run stops with a message

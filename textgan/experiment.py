@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from textgan import checkpoint, distributed, runs, warm_start
+from textgan import checkpoint, distributed, fpenv, runs, warm_start
 from textgan import config as config_mod
 from textgan.corpus import Corpus, prepare
 from textgan.data import Vocab
@@ -95,6 +95,7 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
         run_dir = dist.on_main(lambda: _new_run(cfg, config_path, corpus, force))  # the others wait
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
+    fpenv.flush_denormals(cfg.run.flush_denormals)
     log(_describe(corpus))
     monitor = Monitor(run_dir, progress=cfg.log.progress and sys.stderr.isatty(), enabled=dist.is_main)
     monitor.scalars({"data/truncated": corpus.train.truncated + corpus.test.truncated,
