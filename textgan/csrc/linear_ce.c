@@ -1,8 +1,9 @@
-/* Cross-entropy of a linear output layer with its gradients, one pass per block of 16 rows
+/* Cross-entropy of a linear output layer with its gradients, one pass per block of 32 rows
  * (textgan/models/fused_ce.py holds the definition and the torch version; linear_ce_native.py
- * calls this). The block's logits are kept transposed, (V, 16): one vector per vocabulary entry
- * holding the 16 rows, so the softmax's max, exp and sum are plain vertical vector operations
- * and the logits never leave L2. Per block:
+ * calls this). The block's logits are kept transposed, (V, 32): two vectors per vocabulary entry
+ * holding the 32 rows, so the softmax's max, exp and sum are plain vertical vector operations,
+ * the logits never leave L2, and each weight scalar loaded in the products serves two vectors
+ * (16-row blocks were load-bound: 14-17 % slower). Per block:
  *   z = h W^T + b  ->  e = exp(z - max)  ->  log p(target) = z_t - max - log sum e
  *   dz = e * scale / sum - scale * onehot(target)
  *   gh = dz W,  gw += dz^T h,  gb += column sums of dz.
@@ -15,63 +16,74 @@
 #include "parallel.h"
 #include "simd.h"
 
+#define RV 2          /* vectors of rows per block */
+#define RB (L * RV)   /* rows per block */
 #ifdef __AVX512F__ /* 32 vector registers */
-#define VB_Z 24   /* vocabulary entries per logits block */
-#define KB_GH 16  /* hidden units per gh block */
+#define VB_Z 12   /* vocabulary entries per logits block (times RV vectors) */
+#define KB_GH 8   /* hidden units per gh block (times RV vectors) */
 #define VB_GW 8   /* vocabulary entries per gw block (times two vectors of hidden units) */
 #else             /* 16 registers of half the width: each vector takes two */
-#define VB_Z 6
-#define KB_GH 6
+#define VB_Z 3
+#define KB_GH 3
 #define VB_GW 2
 #endif
 
-/* z[v] (16 rows) = sum_k w[v, k] * ht[k] + b[v] for NB entries from v0; returns their maximum. */
+/* z[v] (RB rows, RV vectors) = sum_k w[v, k] * ht[k] + b[v] for NB entries from v0; m[j] gets their maxima. */
 #define LOGITS(NB)                                                                               \
-  static inline vf logits_##NB(const float *w, const float *b, const vf *ht, int64_t h,          \
-                               int64_t v0, vf *z, vf m) {                                        \
-    vf acc[NB];                                                                                  \
-    UNROLL for (int i = 0; i < NB; i++) acc[i] = (vf){0} + (b ? b[v0 + i] : 0.0f);                      \
+  static inline void logits_##NB(const float *w, const float *b, const vf *ht, int64_t h,        \
+                                 int64_t v0, vf *z, vf *m) {                                     \
+    vf acc[NB][RV];                                                                              \
+    UNROLL for (int i = 0; i < NB; i++) UNROLL for (int j = 0; j < RV; j++)                      \
+      acc[i][j] = (vf){0} + (b ? b[v0 + i] : 0.0f);                                              \
     const float *wv = w + v0 * h;                                                                \
     for (int64_t k = 0; k < h; k++) {                                                            \
-      const vf x = ht[k];                                                                        \
-      UNROLL for (int i = 0; i < NB; i++) acc[i] += wv[i * h + k] * x;                                  \
+      vf x[RV];                                                                                  \
+      UNROLL for (int j = 0; j < RV; j++) x[j] = ht[k * RV + j];                                 \
+      UNROLL for (int i = 0; i < NB; i++) {                                                      \
+        const float c = wv[i * h + k];                                                           \
+        UNROLL for (int j = 0; j < RV; j++) acc[i][j] += c * x[j];                               \
+      }                                                                                          \
     }                                                                                            \
-    UNROLL for (int i = 0; i < NB; i++) z[v0 + i] = acc[i];                                      \
-    UNROLL for (int s = 1; s < NB; s *= 2) /* a tree, not a chain of NB dependent maxima */      \
-      UNROLL for (int i = 0; i + s < NB; i += 2 * s) acc[i] = vmax(acc[i], acc[i + s]);          \
-    return vmax(m, acc[0]);                                                                      \
+    UNROLL for (int i = 0; i < NB; i++) UNROLL for (int j = 0; j < RV; j++) z[(v0 + i) * RV + j] = acc[i][j]; \
+    UNROLL for (int j = 0; j < RV; j++) {                                                        \
+      UNROLL for (int st = 1; st < NB; st *= 2)                                                  \
+        UNROLL for (int i = 0; i + st < NB; i += 2 * st) acc[i][j] = vmax(acc[i][j], acc[i + st][j]); \
+      m[j] = vmax(m[j], acc[0][j]);                                                              \
+    }                                                                                            \
   }
 LOGITS(VB_Z)
 LOGITS(1)
 
-/* ght[k] (16 rows) = sum_v w[v, k0 + k] * e[v] for KB hidden units from k0. */
+/* ght[k] (RB rows) = sum_v w[v, k0 + k] * e[v] for KB hidden units from k0. */
 #define GRAD_H(KB)                                                                               \
   static inline void grad_h_##KB(const float *w, const vf *e, int64_t h, int64_t v, int64_t k0,  \
                                  vf *ght) {                                                      \
-    vf acc[KB];                                                                                  \
-    UNROLL for (int j = 0; j < KB; j++) acc[j] = (vf){0};                                        \
+    vf acc[KB][RV];                                                                              \
+    UNROLL for (int i = 0; i < KB; i++) UNROLL for (int j = 0; j < RV; j++) acc[i][j] = (vf){0}; \
     for (int64_t u = 0; u < v; u++) {                                                            \
-      const vf x = e[u];                                                                         \
+      vf x[RV];                                                                                  \
+      UNROLL for (int j = 0; j < RV; j++) x[j] = e[u * RV + j];                                  \
       const float *wu = w + u * h + k0;                                                          \
-      UNROLL for (int j = 0; j < KB; j++) acc[j] += wu[j] * x;                                   \
+      UNROLL for (int i = 0; i < KB; i++) UNROLL for (int j = 0; j < RV; j++) acc[i][j] += wu[i] * x[j]; \
     }                                                                                            \
-    UNROLL for (int j = 0; j < KB; j++) ght[k0 + j] = acc[j];                                    \
+    UNROLL for (int i = 0; i < KB; i++) UNROLL for (int j = 0; j < RV; j++) ght[(k0 + i) * RV + j] = acc[i][j]; \
   }
 GRAD_H(KB_GH)
 GRAD_H(1)
 
-/* gw[v0 + i, k0 : k0 + 16 * NK] += sum_r dz[v0 + i][r] * hs[r, k0 : ...] for NB entries. */
+/* gw[v0 + i, k0 : k0 + 16 * NK] += sum_r dz[v0 + i, r] * hs[r, k0 : ...] for NB entries, over the
+ * block's RB rows (dz: RB floats per entry). */
 #define GRAD_W(NB, NK)                                                                           \
-  static inline void grad_w_##NB##_##NK(const vf *dz, const float *hs, int64_t hp, int64_t v0,   \
+  static inline void grad_w_##NB##_##NK(const float *dz, const float *hs, int64_t hp, int64_t v0, \
                                         int64_t k0, float *gw) {                                 \
     vf acc[NB][NK];                                                                              \
     UNROLL for (int i = 0; i < NB; i++)                                                                 \
       UNROLL for (int c = 0; c < NK; c++) acc[i][c] = (vf){0};                                          \
-    for (int r = 0; r < L; r++) {                                                                \
+    for (int r = 0; r < RB; r++) {                                                               \
       vf y[NK];                                                                                  \
       UNROLL for (int c = 0; c < NK; c++) y[c] = *(const vf *)(hs + r * hp + k0 + c * L);               \
       UNROLL for (int i = 0; i < NB; i++) {                                                             \
-        const float d = dz[v0 + i][r];                                                           \
+        const float d = dz[(v0 + i) * RB + r];                                                   \
         UNROLL for (int c = 0; c < NK; c++) acc[i][c] += d * y[c];                                      \
       }                                                                                          \
     }                                                                                            \
@@ -86,10 +98,10 @@ GRAD_W(VB_GW, 1)
 GRAD_W(1, 2)
 GRAD_W(1, 1)
 
-/* lane j = sum over the 16 lanes of x[j] * y: sixteen horizontal sums in 4 butterfly levels
- * (15 adds and 30 two-source shuffles) instead of 16 separate reductions. Inputs are taken in
- * bit-reversed order, which puts each sum in its own lane. */
-static inline vf sum_lanes(const vf *x, vf y) {
+/* lane j = sum over the 16 lanes of x[j * stride] * y: sixteen horizontal sums in 4 butterfly
+ * levels (15 adds and 30 two-source shuffles) instead of 16 separate reductions. Inputs are taken
+ * in bit-reversed order, which puts each sum in its own lane. */
+static inline vf sum_lanes(const vf *x, int64_t stride, vf y) {
   static const int rev[16] = {0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15};
   const vi m1a = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
   const vi m1b = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
@@ -101,7 +113,7 @@ static inline vf sum_lanes(const vf *x, vf y) {
   const vi m4b = {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31};
   vf a[16];
   UNROLL for (int i = 0; i < 8; i++) {
-    const vf p = x[rev[2 * i]] * y, q = x[rev[2 * i + 1]] * y;
+    const vf p = x[rev[2 * i] * stride] * y, q = x[rev[2 * i + 1] * stride] * y;
     a[i] = __builtin_shuffle(p, q, m1a) + __builtin_shuffle(p, q, m1b);
   }
   UNROLL for (int i = 0; i < 4; i++)
@@ -111,7 +123,7 @@ static inline vf sum_lanes(const vf *x, vf y) {
   return __builtin_shuffle(a[0], a[1], m4a) + __builtin_shuffle(a[0], a[1], m4b);
 }
 
-static void grad_w(const vf *dz, const float *hs, int64_t hp, int64_t v, float *gw) {
+static void grad_w(const float *dz, const float *hs, int64_t hp, int64_t v, float *gw) {
   int64_t v0 = 0;
   for (; v0 + VB_GW <= v; v0 += VB_GW) {
     int64_t k0 = 0;
@@ -128,70 +140,82 @@ static void grad_w(const vf *dz, const float *hs, int64_t hp, int64_t v, float *
 /* What the threads of one call share: each thread's row maxima and exp sums over its columns,
  * the target logits (found by the thread that owns the target), and each thread's part of gh. */
 typedef struct {
-  vf *m, *s; /* (threads) */
-  float *zt; /* (16) */
-  vf *ght;   /* (threads, H) */
+  vf *m, *s; /* (threads, RV) */
+  float *zt; /* (RB) */
+  vf *ght;   /* (threads, H, RV) */
 } shared_t;
 
-/* One thread's share of the call: all n rows, 16 at a time, against vocabulary columns [c0, c1).
+/* One thread's share of the call: all n rows, RB at a time, against vocabulary columns [c0, c1).
  * Two barriers a block: after the softmax statistics, and after the parts of gh. */
 static void columns_f32(const float *h, const float *w, const float *b, const int64_t *t, int64_t n,
                         int64_t hd, int64_t c0, int64_t c1, float scale, float *logp, float *gh,
                         float *gw, float *gb, float *work, shared_t sh, int64_t p, int64_t np) {
   const int64_t hp = (hd + L - 1) / L * L, v = c1 - c0;
-  vf *z = (vf *)work;               /* (c1 - c0) vectors: logits, then exp */
-  vf *ht = z + v;                   /* (H): the block's hidden states, transposed */
-  float *hs = (float *)(ht + hd);   /* (16, HP): the block's hidden states times inv, padded */
+  vf *z = (vf *)work;               /* (c1 - c0, RV) vectors: logits, then exp */
+  vf *ht = z + v * RV;              /* (H, RV): the block's hidden states, transposed */
+  float *hs = (float *)(ht + hd * RV); /* (RB, HP): the block's hidden states times inv, padded */
+  const float *zf = (const float *)z;
   const float *wc = w + c0 * hd, *bc = b ? b + c0 : 0;
   float *gwc = gw ? gw + c0 * hp : 0, *gbc = gb ? gb + c0 : 0;
   const int backward = gh != 0;
-  for (int64_t r0 = 0; r0 < n; r0 += L) {
-    const int cnt = n - r0 < L ? (int)(n - r0) : L;
+  for (int64_t r0 = 0; r0 < n; r0 += RB) {
+    const int cnt = n - r0 < RB ? (int)(n - r0) : RB;
     for (int64_t k = 0; k < hd; k++)
-      for (int r = 0; r < L; r++) ht[k][r] = r < cnt ? h[(r0 + r) * hd + k] : 0.0f;
-    vf m = (vf){0} - INFINITY;
+      for (int r = 0; r < RB; r++) ((float *)ht)[k * RB + r] = r < cnt ? h[(r0 + r) * hd + k] : 0.0f;
+    vf m[RV];
+    UNROLL for (int j = 0; j < RV; j++) m[j] = (vf){0} - INFINITY;
     int64_t u = 0;
-    for (; u + VB_Z <= v; u += VB_Z) m = logits_VB_Z(wc, bc, ht, hd, u, z, m);
-    for (; u < v; u++) m = logits_1(wc, bc, ht, hd, u, z, m);
+    for (; u + VB_Z <= v; u += VB_Z) logits_VB_Z(wc, bc, ht, hd, u, z, m);
+    for (; u < v; u++) logits_1(wc, bc, ht, hd, u, z, m);
     for (int r = 0; r < cnt; r++) {
       const int64_t tr = t[r0 + r];
-      if (tr >= c0 && tr < c1) sh.zt[r] = z[tr - c0][r];
+      if (tr >= c0 && tr < c1) sh.zt[r] = zf[(tr - c0) * RB + r];
     }
-    vf s = (vf){0};
-    for (u = 0; u < v; u++) {
-      const vf e = vexp(z[u] - m);
-      z[u] = e;
-      s += e;
-    }
-    sh.m[p] = m;
-    sh.s[p] = s;
+    vf s[RV];
+    UNROLL for (int j = 0; j < RV; j++) s[j] = (vf){0};
+    for (u = 0; u < v; u++)
+      UNROLL for (int j = 0; j < RV; j++) {
+        const vf e = vexp(z[u * RV + j] - m[j]);
+        z[u * RV + j] = e;
+        s[j] += e;
+      }
+    UNROLL for (int j = 0; j < RV; j++) sh.m[p * RV + j] = m[j], sh.s[p * RV + j] = s[j];
     BARRIER
-    vf mall = sh.m[0], sall = (vf){0};
-    for (int64_t q = 1; q < np; q++) mall = vmax(mall, sh.m[q]);
-    for (int64_t q = 0; q < np; q++) sall += sh.s[q] * vexp(sh.m[q] - mall); /* an empty share adds 0 */
+    vf mall[RV], sall[RV], inv[RV];
+    UNROLL for (int j = 0; j < RV; j++) {
+      mall[j] = sh.m[j];
+      for (int64_t q = 1; q < np; q++) mall[j] = vmax(mall[j], sh.m[q * RV + j]);
+      sall[j] = (vf){0};
+      for (int64_t q = 0; q < np; q++) sall[j] += sh.s[q * RV + j] * vexp(sh.m[q * RV + j] - mall[j]);
+    }
     if (p == 0)
-      for (int r = 0; r < cnt; r++) logp[r0 + r] = sh.zt[r] - mall[r] - logf(sall[r]);
+      for (int r = 0; r < cnt; r++)
+        logp[r0 + r] = sh.zt[r] - ((const float *)mall)[r] - logf(((const float *)sall)[r]);
     if (!backward) {
       BARRIER /* sh.zt, sh.m and sh.s are rewritten by the next block */
       continue;
     }
-    /* dz = e * inv on these columns: the softmax (e was taken against this share's maximum),
-     * times the loss scale */
-    const vf rescale = vexp(m - mall);
-    vf inv;
-    for (int r = 0; r < L; r++) inv[r] = r < cnt ? scale * rescale[r] / sall[r] : 0.0f;
-    for (u = 0; u + L <= v; u += L) *(vf *)(gbc + u) += sum_lanes(z + u, inv);
+    UNROLL for (int j = 0; j < RV; j++) {
+      const vf rescale = vexp(m[j] - mall[j]);
+      for (int l = 0; l < L; l++) inv[j][l] = j * L + l < cnt ? scale * rescale[l] / sall[j][l] : 0.0f;
+    }
+    const float *invf = (const float *)inv;
+    for (u = 0; u + L <= v; u += L) {
+      vf acc = sum_lanes(z + u * RV, RV, inv[0]);
+      UNROLL for (int j = 1; j < RV; j++) acc += sum_lanes(z + u * RV + j, RV, inv[j]);
+      *(vf *)(gbc + u) += acc;
+    }
     for (; u < v; u++)
-      for (int r = 0; r < L; r++) gbc[u] += z[u][r] * inv[r];
-    vf *ght = sh.ght + p * hd; /* this share's part of gh = dz W */
+      for (int r = 0; r < RB; r++) gbc[u] += zf[u * RB + r] * invf[r];
+    vf *ght = sh.ght + p * hd * RV; /* this share's part of gh = dz W */
     int64_t k0 = 0;
     for (; k0 + KB_GH <= hd; k0 += KB_GH) grad_h_KB_GH(wc, z, hd, v, k0, ght);
     for (; k0 < hd; k0++) grad_h_1(wc, z, hd, v, k0, ght);
-    for (int64_t k = 0; k < hd; k++) ght[k] *= inv;
-    memset(hs, 0, sizeof(float) * L * hp); /* gw += e^T (h * inv) */
+    for (int64_t k = 0; k < hd; k++) UNROLL for (int j = 0; j < RV; j++) ght[k * RV + j] *= inv[j];
+    memset(hs, 0, sizeof(float) * RB * hp); /* gw += e^T (h * inv) */
     for (int r = 0; r < cnt; r++)
-      for (int64_t k = 0; k < hd; k++) hs[r * hp + k] = h[(r0 + r) * hd + k] * inv[r];
-    grad_w(z, hs, hp, v, gwc);
+      for (int64_t k = 0; k < hd; k++) hs[r * hp + k] = h[(r0 + r) * hd + k] * invf[r];
+    grad_w(zf, hs, hp, v, gwc);
     for (int r = 0; r < cnt; r++) { /* the one-hot part of dz, by the target's owner */
       const int64_t tr = t[r0 + r];
       if (tr < c0 || tr >= c1) continue;
@@ -203,7 +227,7 @@ static void columns_f32(const float *h, const float *w, const float *b, const in
       const int64_t row = r0 + r, tr = t[row];
       for (int64_t k = 0; k < hd; k++) {
         float acc = 0.0f;
-        for (int64_t q = 0; q < np; q++) acc += sh.ght[q * hd + k][r];
+        for (int64_t q = 0; q < np; q++) acc += ((const float *)(sh.ght + q * hd * RV))[k * RB + r];
         gh[row * hd + k] = acc - scale * w[tr * hd + k];
       }
     }
@@ -212,8 +236,8 @@ static void columns_f32(const float *h, const float *w, const float *b, const in
 
 /* Floats of scratch: the shared part (see shared_t), then one work area per thread (see
  * columns_f32), each a whole number of vectors so every slice stays 64-byte aligned. */
-static int64_t shared_floats(int64_t hd, int64_t parts) { return (parts * (2 + hd) + 1) * L; }
-static int64_t work_floats(int64_t hd, int64_t v) { return (v + hd) * L + L * ((hd + L - 1) / L * L) + L; }
+static int64_t shared_floats(int64_t hd, int64_t parts) { return (parts * RV * (2 + hd) + RV) * L; }
+static int64_t work_floats(int64_t hd, int64_t v) { return (v + hd) * RV * L + RB * ((hd + L - 1) / L * L) + L; }
 
 int64_t linear_ce_scratch(int64_t hd, int64_t v, int64_t parts) {
   return shared_floats(hd, parts) + parts * work_floats(hd, v);
@@ -246,8 +270,8 @@ static void part_f32(const float *h, const float *w, const float *b, const int64
 void linear_ce_f32(const float *h, const float *w, const float *b, const int64_t *t, int64_t n,
                    int64_t hd, int64_t v, float scale, float *logp, float *gh, float *gw, float *gb,
                    float *scratch, int64_t parts) {
-  shared_t sh = {(vf *)scratch, (vf *)scratch + parts, (float *)((vf *)scratch + 2 * parts),
-                 (vf *)scratch + 2 * parts + 1};
+  shared_t sh = {(vf *)scratch, (vf *)scratch + parts * RV, (float *)((vf *)scratch + 2 * parts * RV),
+                 (vf *)scratch + 2 * parts * RV + RV};
   float *work0 = scratch + shared_floats(hd, parts);
   PARALLEL(parts, p, np,
            part_f32(h, w, b, t, n, hd, v, scale, logp, gh, gw, gb, work0 + p * work_floats(hd, v), sh, p, np))
