@@ -3,9 +3,10 @@
 Why: the generator's LSTM is small (H = 32 in the published settings), and at that size torch's
 LSTM (mkldnn) spends ~2 ms per 64-sentence batch in per-step overhead for ~0.1 GFLOP of work. Here
 each layer is one torch product for all steps' input projections (x W_ih^T + b), the kernel's
-recurrence, and, going back, one product each for the weight gradients. Inside, activations are
-laid out (T, F, BP): time-major, batch-minor with the batch padded to 16, so the kernel's vectors
-are 16 batch rows of one unit. Same weights, same results as the module (tests/test_lstm_native.py);
+recurrence, and, going back, one product each for the input and weight gradients. Inside,
+activations are laid out (F, T, BP): unit-major, batch-minor with the batch padded to 16, so the
+kernel's vectors are 16 batch rows of one unit and every array is a plain (F, T * BP) matrix for
+torch's products. Same weights, same results as the module (tests/test_lstm_native.py);
 between stacked layers the module's dropout is applied with F.dropout (other random draws).
 """
 from __future__ import annotations
