@@ -3,21 +3,16 @@
  * inherit it only when created after it. Built by textgan/native.py; textgan/fpenv.py calls it.
  * Elsewhere than x86 it changes nothing. */
 #include <stdint.h>
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
 
 #include "parallel.h"
+#include "simd.h"
 
-/* FTZ|DAZ set (on != 0) or cleared on up to `threads` threads (those of torch's OpenMP team,
+/* Flushing set (on != 0) or cleared on up to `threads` threads (those of torch's OpenMP team,
  * which later parallel regions of that size reuse); returns how many threads ran. */
 int64_t set_flush_denormals(int64_t on, int64_t threads) {
   int64_t reached = 0;
   PARALLEL(threads, part, parts, {
-#if defined(__x86_64__) || defined(__i386__)
-    const unsigned int csr = _mm_getcsr();
-    _mm_setcsr(on ? (csr | 0x8040u) : (csr & ~0x8040u));
-#endif
+    denormals_flush((int)on);
     if (part == 0) reached = parts;
   })
   return reached;

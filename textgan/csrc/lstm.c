@@ -58,9 +58,6 @@ INLINE void matvec(int wd, const float *init, int64_t is, const float *w, const 
   for (; r < rows; r++) matvec_block(1, wd, init, is, w, in, ns, inner, r, out, os);
 }
 
-static inline vf vabs(vf x) { return (vf)((vi)x & 0x7fffffff); }
-static inline vf vselect(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
-
 /* sigmoid(x) = 1 / (1 + e) for x >= 0, e / (1 + e) below, with e = exp(-|x|) <= 1: no overflow,
  * no cancellation. */
 static inline vf vsigmoid(vf x) {

@@ -1,6 +1,6 @@
 /* 16-float vectors and the vector math the kernels share (GCC/Clang vector extensions: one
- * AVX-512 register, two AVX2 ones, or whatever the target has). Included by linear_ce.c and
- * lstm.c; textgan/native.py keys its build cache on the headers too. */
+ * AVX-512 register, two AVX2 ones, or whatever the target has). Included by linear_ce.c,
+ * lstm.c and fpenv.c; textgan/native.py keys its build cache on the headers too. */
 #ifndef TEXTGAN_SIMD_H
 #define TEXTGAN_SIMD_H
 #include <stdint.h>
@@ -14,14 +14,16 @@ typedef int32_t vi __attribute__((vector_size(64)));
 
 #define UNROLL _Pragma("GCC unroll 32") /* the block loops: accumulators stay in registers */
 
+/* vselect(m, a, b): a in the lanes where m is all ones, b where it is zero */
+static inline vf vselect(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
+
+static inline vf vabs(vf x) { return (vf)((vi)x & 0x7fffffff); }
+
 /* vmax(a, b): the larger; b where either is NaN, so a NaN logit propagates */
 #ifdef __AVX512F__
 static inline vf vmax(vf a, vf b) { return (vf)_mm512_max_ps((__m512)a, (__m512)b); }
 #else
-static inline vf vmax(vf a, vf b) {
-  const vi m = a > b;
-  return (vf)(((vi)a & m) | ((vi)b & ~m));
-}
+static inline vf vmax(vf a, vf b) { return vselect(a > b, a, b); }
 #endif
 
 /* exp(x) for x <= 0 to about 1 ulp: x = n ln2 + r with |r| <= ln2/2, exp(r) by Cephes' degree-5
@@ -66,17 +68,21 @@ static inline vf vrcp(vf x) {
 #endif
 }
 
-/* Denormal inputs and results flushed to zero (FTZ | DAZ) until denormals_restore: an FMA that
- * touches a denormal takes a microcode assist costing ~100 cycles. */
-static inline unsigned int denormals_off(void) {
+/* Denormal inputs and results flushed to zero (FTZ | DAZ in MXCSR) on this thread, or (flush = 0)
+ * kept; returns the previous state for denormals_restore. An FMA that touches a denormal takes a
+ * microcode assist costing ~100 cycles. Elsewhere than x86 nothing changes. */
+static inline unsigned int denormals_flush(int flush) {
 #if defined(__x86_64__) || defined(__i386__)
   const unsigned int csr = _mm_getcsr();
-  _mm_setcsr(csr | 0x8040);
+  _mm_setcsr(flush ? (csr | 0x8040u) : (csr & ~0x8040u));
   return csr;
 #else
+  (void)flush;
   return 0;
 #endif
 }
+
+static inline unsigned int denormals_off(void) { return denormals_flush(1); }
 
 static inline void denormals_restore(unsigned int csr) {
 #if defined(__x86_64__) || defined(__i386__)
