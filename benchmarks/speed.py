@@ -164,6 +164,7 @@ def main() -> None:
         "mle_frac_peak": mle_flop / 1e9 / mle_s / peak,
         "sample_sents_per_s": num / statistics.median(sample_times),
         "kernels": {"mle_cross_entropy": tr.G.ce_kernel_used(), "mle_lstm": tr.G.lstm_kernel_used(),
+                    "mle_loss": "fused" if tr.G.mle_fused() else "layered",
                     "discriminator_conv_max": getattr(tr.D, "conv_kernel", lambda: "n/a")()},
         "config": os.path.relpath(args.config, REPO), "smoke": args.smoke,
         "vocab": len(corpus.vocab), "max_len": corpus.max_len,

@@ -24,6 +24,8 @@ def trained(data_root, tmp_path_factory) -> Path:
     assert f"discriminator conv+max: {'native' if convmax_native.kernels() else 'torch'}" in res.stderr  # the kernels in use
     assert f"generator output cross-entropy: {'native' if linear_ce_native.kernels() else 'torch'}" in res.stderr
     assert f"generator teacher-forced LSTM: {'native' if lstm_native.kernels() else 'torch'}" in res.stderr
+    fused = lstm_native.kernels() and linear_ce_native.kernels()
+    assert f"generator MLE loss: {'fused' if fused else 'layered'}" in res.stderr
     return runs / "coco_rsgan"
 
 

@@ -105,6 +105,8 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
     log(f"generator output cross-entropy: {trainer.G.ce_kernel_used()} (generator.ce_kernel={cfg.generator.ce_kernel})")
     if cfg.generator.core == "lstm":
         log(f"generator teacher-forced LSTM: {trainer.G.lstm_kernel_used()} (generator.lstm_kernel={cfg.generator.lstm_kernel})")
+        log(f"generator MLE loss: {'fused, every gradient in one pass' if trainer.G.mle_fused() else 'layered'} "
+            "(both kernels native, no dropout between layers)")
     if hasattr(trainer.D, "conv_kernel"):
         log(f"discriminator conv+max: {trainer.D.conv_kernel()} (discriminator.conv_kernel={cfg.discriminator.conv_kernel})")
     if state is not None:

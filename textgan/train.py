@@ -224,16 +224,17 @@ class Trainer:
         t0, skipped = time.perf_counter(), self.progress.skipped
         whole = idx.to(self.device)
         idx = self.dist.shard(whole)
+        lengths = self.train_lengths[idx]  # (B,)
         # Positions past the batch's longest sentence are all padding: no loss, no gradient.
-        tokens = self.train_tokens[idx, :int(self.train_lengths[idx].max())]  # (B, T_batch)
+        tokens = self.train_tokens[idx, :int(lengths.max())]  # (B, T_batch)
         z = self.G.sample_latent(tokens.shape[0], self.noise_rng)
         loss = self.G_parallel("mle_loss", tokens, z, pad_id=self.corpus.vocab.pad_id)  # fused CE, chunked
-        weight = self.dist.token_weight(self.train_lengths[idx], self.train_lengths[whole])
+        weight = self.dist.token_weight(lengths, self.train_lengths[whole])
         norm = _finite_step(self.opt_mle, self.G.parameters(), loss if weight == 1.0 else loss * weight,
                             self.cfg.mle.grad_clip, dist=self.dist)
         self._count_skip(norm, "mle")
         self.end_step(skipped)
-        ntok = float(self.train_lengths[idx].sum())
+        ntok = float(lengths.sum())
         stats = {"mle/loss": loss.item(), "mle/lr": self.opt_mle.param_groups[0]["lr"],
                  "mle/tokens_per_s": ntok / (time.perf_counter() - t0)}
         if norm is not None:

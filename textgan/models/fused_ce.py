@@ -63,7 +63,7 @@ def _loss_and_grads(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets
     if _native(hv, kernel):
         scale = 1.0 / n if reduction == "mean" else 1.0
         res = linear_ce_native.loss_and_grads(hv, weight, bias, tv, scale=scale, grads=grad_on,
-                                              scratch=_native_scratch(hv, weight))
+                                              scratch=native_scratch(hv, weight))
         loss = -res.logp.sum() * scale
         return (loss, _scatter_rows(res.grad_hidden, idx, n_rows) if need[0] else None,
                 res.grad_weight if need[1] else None, res.grad_bias if need[2] else None)
@@ -146,7 +146,7 @@ def _train_buffer(rows: int, cols: int, like: Tensor) -> Tensor:
     """The training loop's (rows, cols) chunk buffer, kept across calls on CPU. A fresh 4 MB
     tensor per batch often comes from a new mmap, and page-faulting it in cost as much as the
     matmul that fills it (a tenth of an MLE epoch). GPUs have torch's caching allocator.
-    Only `_loss_and_grads` and `_native_scratch` use it, one call at a time (`_log_exactly`
+    Only `_loss_and_grads` and `native_scratch` use it, one call at a time (`_log_exactly`
     allocates its own)."""
     if like.device.type != "cpu":
         return like.new_empty(rows, cols)
@@ -156,7 +156,7 @@ def _train_buffer(rows: int, cols: int, like: Tensor) -> Tensor:
     return buf[: rows * cols].view(rows, cols)
 
 
-def _native_scratch(hv: Tensor, weight: Tensor) -> Tensor:
+def native_scratch(hv: Tensor, weight: Tensor) -> Tensor:
     """The C kernel's work space: the same kept buffer as the torch path's chunks."""
     return _train_buffer(1, linear_ce_native.scratch_size(hv.shape[1], weight.shape[0]), hv).view(-1)
 
@@ -244,7 +244,7 @@ def target_log_probs(hidden: Tensor, weight: Tensor, bias: Tensor | None, target
     idx, hv, tv = _valid_rows(hidden, targets, ignore_index)
     if _native(hv, kernel):
         logp = linear_ce_native.loss_and_grads(hv, weight, bias, tv, scale=1.0, grads=False,
-                                               scratch=_native_scratch(hv, weight)).logp
+                                               scratch=native_scratch(hv, weight)).logp
     else:
         logp = _target_log_probs(hv, weight, bias, tv, rows) if tv.numel() else hv.new_zeros(0)
     return _scatter_rows(logp, idx, hidden.shape[0])

@@ -18,7 +18,7 @@ from torch import nn
 
 from textgan import native
 from textgan.gumbel import gumbel_noise, gumbel_softmax
-from textgan.models import linear_ce_native, lstm_native
+from textgan.models import linear_ce_native, lstm_native, mle_native
 from textgan.models.fused_ce import linear_cross_entropy, target_log_probs, uses_native
 from textgan.models.relational_memory import RelationalMemory
 
@@ -105,9 +105,15 @@ class Generator(nn.Module):
         if self.latent_proj is None:
             zeros = torch.zeros(self.num_layers, b, self.hidden_dim, device=z.device, dtype=z.dtype)
             return zeros, zeros.clone()
-        hc = self.latent_proj(z).view(b, 2, self.num_layers, self.hidden_dim)  # (B, 2, L, H)
+        hc = self._state_vector(z).view(b, 2, self.num_layers, self.hidden_dim)  # (B, 2, L, H)
         hc = hc.permute(1, 2, 0, 3).contiguous()  # (2, L, B, H)
         return hc[0], hc[1]
+
+    def _state_vector(self, z: torch.Tensor) -> torch.Tensor:
+        """The LSTM's initial states as one (B, 2 * L * H) row each: h0 then c0, layer by layer."""
+        if self.latent_proj is None:
+            return torch.zeros(z.shape[0], 2 * self.num_layers * self.hidden_dim, device=z.device, dtype=z.dtype)
+        return self.latent_proj(z)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.out(hidden) + self.logit_mask
@@ -129,6 +135,9 @@ class Generator(nn.Module):
     def mle_loss(self, tokens: torch.Tensor, z: torch.Tensor, pad_id: int) -> torch.Tensor:
         """Mean teacher-forced NLL over non-pad tokens, equal to cross-entropy of `forward`'s
         logits but computed chunk-wise without materialising the (B, T, V) logits."""
+        if self.mle_fused():
+            return mle_native.mle_loss(self.lstm, self.embedding.weight, self.out.weight, self._output_bias(),
+                                       tokens, self._state_vector(z), bos_id=self.bos_id, pad_id=pad_id)
         hidden = self.hidden_states(tokens, z)  # (B, T, H)
         return linear_cross_entropy(hidden.reshape(-1, self.hidden_dim), self.out.weight,
                                     self._output_bias(), tokens.reshape(-1), ignore_index=pad_id,
@@ -157,6 +166,11 @@ class Generator(nn.Module):
         if self.core_kind != "lstm":
             return "none"
         return "native" if lstm_native.uses_native(self.lstm, self.lstm_kernel, self.out.weight) else "torch"
+
+    def mle_fused(self) -> bool:
+        """Whether `mle_loss` runs textgan.models.mle_native: both C kernels in use, gradients on."""
+        return (torch.is_grad_enabled() and self.lstm_kernel_used() == "native" and self.ce_kernel_used() == "native"
+                and mle_native.applies(self.lstm))
 
     def _output_bias(self) -> torch.Tensor:
         return self.out.bias + self.logit_mask

@@ -12,6 +12,7 @@ between stacked layers the module's dropout is applied with F.dropout (other ran
 from __future__ import annotations
 
 import ctypes
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +43,58 @@ def uses_native(lstm: nn.LSTM, kernel: str, like: torch.Tensor) -> bool:
     return kernels() is not None
 
 
+@dataclass
+class LayerState:
+    """What one layer's forward leaves for its backward: w_hh contiguous (4H, H), act the gate
+    activations (4H, T * BP), tcs tanh of the cell states (H, T, BP), and y and cs the hidden and
+    cell states (H, T + 1, BP), step 0 being h0 and c0."""
+    w_hh: torch.Tensor
+    act: torch.Tensor
+    tcs: torch.Tensor
+    y: torch.Tensor
+    cs: torch.Tensor
+
+
+def layer_forward(x: torch.Tensor, t_len: int, w_ih: torch.Tensor, w_hh: torch.Tensor, b: torch.Tensor,
+                  h0: torch.Tensor, c0: torch.Tensor) -> LayerState:
+    """One layer on x (E, T * BP), a matrix view, from h0 and c0 (H, BP); b (4H, 1) both biases
+    summed. No autograd: `_Layer` and textgan.models.mle_native wrap it."""
+    hd, bp = h0.shape
+    act = torch.addmm(b, w_ih, x)  # (4H, T * BP): every step's input projection; the kernel's in-out
+    tcs = x.new_empty(hd, t_len, bp)
+    y, cs = x.new_empty(hd, t_len + 1, bp), x.new_empty(hd, t_len + 1, bp)
+    y[:, 0], cs[:, 0] = h0, c0
+    w_hh = w_hh.contiguous()
+    kernels().lstm_forward_f32(act.data_ptr(), w_hh.data_ptr(), t_len, hd, bp, tcs.data_ptr(), y.data_ptr(),
+                               cs.data_ptr(), torch.get_num_threads())
+    return LayerState(w_hh, act, tcs, y, cs)
+
+
+def layer_backward(dy: torch.Tensor, st: LayerState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """From dy (H, T + 1, BP), the gradient of `st.y`: those of the gate pre-activations (4H, T * BP),
+    of h0 and of c0 (H, BP). The weights' and inputs' gradients are products with the first."""
+    hd, t_len, bp = st.tcs.shape
+    dy = dy.contiguous()
+    dg, dh0, dc0 = torch.empty_like(st.act), st.act.new_empty(hd, bp), st.act.new_empty(hd, bp)
+    w_hh_t = st.w_hh.t().contiguous()  # held by a name: a temporary's memory is freed before the call
+    kernels().lstm_backward_f32(dy.data_ptr(), w_hh_t.data_ptr(), st.act.data_ptr(), st.tcs.data_ptr(),
+                                st.cs.data_ptr(), t_len, hd, bp, dg.data_ptr(), dh0.data_ptr(), dc0.data_ptr(),
+                                torch.get_num_threads())
+    return dg, dh0, dc0
+
+
+def previous_states(y: torch.Tensor) -> torch.Tensor:
+    """h_{t-1} of every step, (H, T * BP), a view of y (H, T + 1, BP)."""
+    return y.view(y.shape[0], -1)[:, :y.shape[1] * y.shape[2] - y.shape[2]]
+
+
+def weight_grads(dg: torch.Tensor, x: torch.Tensor, prev: torch.Tensor):
+    """The gradients of w_ih (4H, E), w_hh (4H, H) and of each bias (4H,) from those of the gate
+    pre-activations dg (4H, N), the layer's inputs x (E, N) and previous states prev (H, N): N
+    columns, every step of every row or only those whose dg is not zero."""
+    return dg @ x.t(), dg @ prev.t(), dg.sum(1)  # w_hh's: sum over columns of dg h_{t-1}^T
+
+
 class _Layer(torch.autograd.Function):
     """One layer: (x (E, T * BP) a matrix view, T, w_ih, w_hh, b (4H, 1) both biases summed,
     h0 (H, BP), c0 (H, BP)) -> y (H, T + 1, BP), step 0 being h0 (so y's first T steps are
@@ -49,34 +102,18 @@ class _Layer(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, t_len, w_ih, w_hh, b, h0, c0):
-        hd, bp = h0.shape
-        act = torch.addmm(b, w_ih, x)  # (4H, T * BP): every step's input projection; the kernel's in-out
-        tcs = x.new_empty(hd, t_len, bp)
-        y, cs = x.new_empty(hd, t_len + 1, bp), x.new_empty(hd, t_len + 1, bp)
-        y[:, 0], cs[:, 0] = h0, c0
-        w_hh = w_hh.contiguous()
-        kernels().lstm_forward_f32(act.data_ptr(), w_hh.data_ptr(), t_len, hd, bp, tcs.data_ptr(), y.data_ptr(),
-                                   cs.data_ptr(), torch.get_num_threads())
-        ctx.save_for_backward(x, w_ih, w_hh, act, tcs, y, cs)
-        return y
+        st = layer_forward(x, t_len, w_ih, w_hh, b, h0, c0)
+        ctx.save_for_backward(x, w_ih, st.w_hh, st.act, st.tcs, st.y, st.cs)
+        return st.y
 
     @staticmethod
     @once_differentiable  # the kernel's backward is not itself differentiable: an error, not a silent 0
     def backward(ctx, dy):
         x, w_ih, w_hh, act, tcs, y, cs = ctx.saved_tensors
-        hd, t_len, bp = tcs.shape
-        dy = dy.contiguous()
-        dg, dh0, dc0 = torch.empty_like(act), act.new_empty(hd, bp), act.new_empty(hd, bp)
-        w_hh_t = w_hh.t().contiguous()  # held by a name: a temporary's memory is freed before the call
-        kernels().lstm_backward_f32(dy.data_ptr(), w_hh_t.data_ptr(), act.data_ptr(), tcs.data_ptr(), cs.data_ptr(),
-                                    t_len, hd, bp, dg.data_ptr(), dh0.data_ptr(), dc0.data_ptr(),
-                                    torch.get_num_threads())
-        need = ctx.needs_input_grad
-        dx = w_ih.t() @ dg if need[0] else None
-        dw_ih = dg @ x.t() if need[2] else None
-        dw_hh = dg @ y.view(hd, -1)[:, :t_len * bp].t() if need[3] else None  # sum over t of da_t h_{t-1}^T
-        db = dg.sum(1, keepdim=True) if need[4] else None
-        return dx, None, dw_ih, dw_hh, db, dh0, dc0
+        dg, dh0, dc0 = layer_backward(dy, LayerState(w_hh, act, tcs, y, cs))
+        dx = w_ih.t() @ dg if ctx.needs_input_grad[0] else None
+        dw_ih, dw_hh, db = weight_grads(dg, x, previous_states(y))
+        return dx, None, dw_ih, dw_hh, db.unsqueeze(1), dh0, dc0
 
 
 def run(lstm: nn.LSTM, inputs: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
