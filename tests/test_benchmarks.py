@@ -29,7 +29,8 @@ def test_speed_smoke(tmp_path, data_root):
                 "mle_frac_peak", "sample_sents_per_s", "machine", "torch", "threads"):
         assert key in result
     assert result["smoke"] is True and result["adv_gflop"] > 0 and result["adv_iter_s"] > 0
-    assert set(result["kernels"]) == {"mle_cross_entropy", "mle_lstm", "mle_loss", "discriminator_conv_max"}
+    assert set(result["kernels"]) == {"mle_cross_entropy", "mle_lstm", "mle_loss", "discriminator_conv_max",
+                                      "discriminator_highway"}
     native = result["kernels"]["mle_cross_entropy"] == result["kernels"]["mle_lstm"] == "native"
     assert result["kernels"]["mle_loss"] == ("fused" if native else "layered")
     # FLOPs are counted on the torch paths, whose LSTM FlopCounterMode sees (not the C recurrence's)

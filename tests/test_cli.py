@@ -20,8 +20,9 @@ def trained(data_root, tmp_path_factory) -> Path:
                   "adversarial.steps=30", "eval.every=10", "eval.sample_every=10", "log.checkpoint_every=10")
     assert res.returncode == 0, res.stderr
     assert "samples (fixed z):" in res.stdout
-    from textgan.models import convmax_native, linear_ce_native, lstm_native
+    from textgan.models import convmax_native, highway_native, linear_ce_native, lstm_native
     assert f"discriminator conv+max: {'native' if convmax_native.kernels() else 'torch'}" in res.stderr  # the kernels in use
+    assert f"discriminator highway gate: {'native' if highway_native.kernels() else 'torch'}" in res.stderr
     assert f"generator output cross-entropy: {'native' if linear_ce_native.kernels() else 'torch'}" in res.stderr
     assert f"generator teacher-forced LSTM: {'native' if lstm_native.kernels() else 'torch'}" in res.stderr
     fused = lstm_native.kernels() and linear_ce_native.kernels()

@@ -121,7 +121,7 @@ def test_dropout_gradient_is_the_mask():
 
 def test_without_a_compiler_the_torch_paths_run(tmp_path):
     """CC pointing nowhere and no cached library: one warning, then torch's convolution, noise,
-    dropout, cross-entropy and LSTM; asking for conv_kernel, ce_kernel or lstm_kernel=native
+    dropout, cross-entropy, LSTM and highway gate; asking for any kernel=native
     instead is a one-line error."""
     script = """
 import warnings, torch
@@ -137,9 +137,10 @@ with warnings.catch_warnings(record=True) as caught:
     g = Generator(30, 8, 8, 1, 4, "normal")
     loss = g.mle_loss(torch.randint(3, 30, (2, 5)), torch.zeros(2, 4), pad_id=0)
 assert out.shape == (3, 8) and torch.isfinite(noise).all() and torch.isfinite(loss)
-assert g.ce_kernel_used() == "torch" and g.lstm_kernel_used() == "torch"
+assert g.ce_kernel_used() == "torch" and g.lstm_kernel_used() == "torch" and d.highway.kernel_used() == "torch"
 assert any("unavailable" in str(w.message) for w in caught), [str(w.message) for w in caught]
 for make in (lambda: RelGANCNN(30, emb_dim=8, num_rep=8, conv_kernel="native"),
+             lambda: RelGANCNN(30, emb_dim=8, num_rep=8, highway_kernel="native"),
              lambda: Generator(30, 8, 8, 1, 4, "normal", ce_kernel="native"),
              lambda: Generator(30, 8, 8, 1, 4, "normal", lstm_kernel="native")):
     try:
@@ -152,11 +153,13 @@ for make in (lambda: RelGANCNN(30, emb_dim=8, num_rep=8, conv_kernel="native"),
     res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "ERR discriminator.conv_kernel=native needs a working C compiler" in res.stdout
+    assert "ERR discriminator.highway_kernel=native needs a working C compiler" in res.stdout
     assert "ERR generator.ce_kernel=native needs a working C compiler" in res.stdout
     assert "ERR generator.lstm_kernel=native needs a working C compiler" in res.stdout
 
 
-@pytest.mark.parametrize("setting", ["generator.ce_kernel", "generator.lstm_kernel", "discriminator.conv_kernel"])
+@pytest.mark.parametrize("setting", ["generator.ce_kernel", "generator.lstm_kernel", "discriminator.conv_kernel",
+                                     "discriminator.highway_kernel"])
 def test_cli_native_without_a_compiler_is_one_line_and_writes_no_run(tmp_path, setting):
     runs = tmp_path / "runs"
     res = run_cli("train", str(REPO / "configs" / "quickstart.yaml"), f"{setting}=native", f"log.dir={runs}",

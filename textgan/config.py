@@ -103,6 +103,10 @@ class DiscriminatorConfig:
     # C compiler), torch = blockwise torch ops (compiled when compile=true), auto = native where
     # it builds and compile is off, else torch. GPUs always take torch.
     conv_kernel: Literal["auto", "native", "torch"] = "auto"
+    # relgan_cnn's highway gate (sigmoid, relu and the mix, forward and backward) on CPU in
+    # float32: native = one pass of the C kernel, torch = torch's elementwise ops, auto = native
+    # where it builds. GPUs always take torch.
+    highway_kernel: Literal["auto", "native", "torch"] = "auto"
 
     def __post_init__(self) -> None:
         _check(self.emb_dim >= 1, "emb_dim", "must be >= 1")

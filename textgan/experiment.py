@@ -109,6 +109,8 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
             "(both kernels native, no dropout between layers)")
     if hasattr(trainer.D, "conv_kernel"):
         log(f"discriminator conv+max: {trainer.D.conv_kernel()} (discriminator.conv_kernel={cfg.discriminator.conv_kernel})")
+        log(f"discriminator highway gate: {trainer.D.highway.kernel_used()} "
+            f"(discriminator.highway_kernel={cfg.discriminator.highway_kernel})")
     if state is not None:
         trainer.load_state_dict(state)
     elif source is not None:

@@ -25,10 +25,6 @@
 #endif
 #define INLINE static inline __attribute__((always_inline))
 
-typedef float vfu __attribute__((vector_size(64), aligned(4))); /* an unaligned vector in memory */
-#define LD(p) ((vf)(*(const vfu *)(p)))
-#define ST(p, x) (*(vfu *)(p) = (vfu)(x))
-
 /* A group is W adjacent blocks (W * 16 rows) worked together: each weight scalar loaded serves W
  * vectors, which halves the loads per FMA at W = 2 (the products are load-bound at W = 1).
  * out[r] = (init ? init[r] : 0) + sum_k w[r * inner + k] * in[k] for units r in [r0, r0 + N),
@@ -56,13 +52,6 @@ INLINE void matvec(int wd, const float *init, int64_t is, const float *w, const 
   int64_t r = 0;
   for (; r + n <= rows; r += n) matvec_block(n, wd, init, is, w, in, ns, inner, r, out, os);
   for (; r < rows; r++) matvec_block(1, wd, init, is, w, in, ns, inner, r, out, os);
-}
-
-/* sigmoid(x) = 1 / (1 + e) for x >= 0, e / (1 + e) below, with e = exp(-|x|) <= 1: no overflow,
- * no cancellation. */
-static inline vf vsigmoid(vf x) {
-  const vf e = vexp((vf){0} - vabs(x)), r = vrcp(1.0f + e);
-  return vselect(x >= 0.0f, r, e * r);
 }
 
 /* tanh(x): Cephes' odd polynomial below |x| = 0.625 (where 1 - exp(-2|x|) would cancel), else

@@ -1,6 +1,6 @@
 /* 16-float vectors and the vector math the kernels share (GCC/Clang vector extensions: one
  * AVX-512 register, two AVX2 ones, or whatever the target has). Included by linear_ce.c,
- * lstm.c and fpenv.c; textgan/native.py keys its build cache on the headers too. */
+ * lstm.c, highway.c and fpenv.c; textgan/native.py keys its build cache on the headers too. */
 #ifndef TEXTGAN_SIMD_H
 #define TEXTGAN_SIMD_H
 #include <stdint.h>
@@ -13,6 +13,10 @@ typedef float vf __attribute__((vector_size(64)));
 typedef int32_t vi __attribute__((vector_size(64)));
 
 #define UNROLL _Pragma("GCC unroll 32") /* the block loops: accumulators stay in registers */
+
+typedef float vfu __attribute__((vector_size(64), aligned(4))); /* an unaligned vector in memory */
+#define LD(p) ((vf)(*(const vfu *)(p)))
+#define ST(p, x) (*(vfu *)(p) = (vfu)(x))
 
 /* vselect(m, a, b): a in the lanes where m is all ones, b where it is zero */
 static inline vf vselect(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
@@ -66,6 +70,13 @@ static inline vf vrcp(vf x) {
 #else
   return 1.0f / x;
 #endif
+}
+
+/* sigmoid(x) = 1 / (1 + e) for x >= 0, e / (1 + e) below, with e = exp(-|x|) <= 1: no overflow,
+ * no cancellation. */
+static inline vf vsigmoid(vf x) {
+  const vf e = vexp((vf){0} - vabs(x)), r = vrcp(1.0f + e);
+  return vselect(x >= 0.0f, r, e * r);
 }
 
 /* Denormal inputs and results flushed to zero (FTZ | DAZ in MXCSR) on this thread, or (flush = 0)

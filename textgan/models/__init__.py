@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from textgan import native
 from textgan.config import DiscriminatorConfig, GeneratorConfig
-from textgan.models import convmax_native, linear_ce_native, lstm_native
+from textgan.models import convmax_native, highway_native, linear_ce_native, lstm_native
 from textgan.models.discriminator import LSTMDiscriminator, RelGANCNN
 from textgan.models.generator import Generator, SampleOutput
 
@@ -22,6 +22,8 @@ def require_native_kernels(gen: GeneratorConfig, disc: DiscriminatorConfig) -> N
         native.require(lstm_native.kernels(), "generator.lstm_kernel")
     if disc.kind == "relgan_cnn" and disc.conv_kernel == "native":
         native.require(convmax_native.kernels(), "discriminator.conv_kernel")
+    if disc.kind == "relgan_cnn" and disc.highway_kernel == "native":
+        native.require(highway_native.kernels(), "discriminator.highway_kernel")
 
 
 def build_generator(cfg: GeneratorConfig, vocab_size: int, banned: list[int]) -> Generator:
@@ -39,6 +41,6 @@ def build_discriminator(cfg: DiscriminatorConfig, vocab_size: int):
     if cfg.kind == "relgan_cnn":
         return RelGANCNN(vocab_size, emb_dim=cfg.emb_dim, num_rep=cfg.num_rep,
                          filter_sizes=cfg.filter_sizes, num_filters=cfg.num_filters, dropout=cfg.dropout,
-                         compile=cfg.compile, conv_kernel=cfg.conv_kernel)
+                         compile=cfg.compile, conv_kernel=cfg.conv_kernel, highway_kernel=cfg.highway_kernel)
     return DISCRIMINATORS[cfg.kind](vocab_size, emb_dim=cfg.emb_dim, hidden_dim=cfg.hidden_dim,
                                     dropout=cfg.dropout)

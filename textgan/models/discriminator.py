@@ -11,21 +11,31 @@ import torch
 from torch import nn
 
 from textgan import native
-from textgan.models import convmax_native
+from textgan.models import convmax_native, highway_native
 from textgan.models.convmax import block_max, conv_relu_max, conv_relu_max_reference
 from textgan.models.dropout import Dropout
 
 
 class Highway(nn.Module):
-    """y = g * relu(W x) + (1 - g) * x, g = sigmoid(W_g x) (Srivastava et al. 2015)."""
+    """y = g * relu(W x) + (1 - g) * x, g = sigmoid(W_g x) (Srivastava et al. 2015), computed as
+    x + g * (relu(W x) - x); the gate by the C kernel of highway_native where `kernel` takes it."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, kernel: str = "auto"):
         super().__init__()
+        if kernel == "native":
+            native.require(highway_native.kernels(), "discriminator.highway_kernel")
+        self.kernel = kernel
         self.proj = nn.Linear(dim, 2 * dim)
 
+    def kernel_used(self) -> str:
+        """native or torch, on this module's device and dtype."""
+        return "native" if self.kernel != "torch" and highway_native.supports(self.proj.weight) else "torch"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, g = self.proj(x).chunk(2, dim=-1)
-        return x + torch.sigmoid(g) * (torch.relu(h) - x)  # the same, in fewer passes
+        p = self.proj(x)  # (..., 2D): [W x, W_g x]
+        if self.kernel != "torch" and highway_native.supports(p):
+            return highway_native.gate(p, x)
+        return highway_native.gate_torch(p, x)
 
 
 class RelGANCNN(nn.Module):
@@ -36,7 +46,7 @@ class RelGANCNN(nn.Module):
     def __init__(self, vocab_size: int, emb_dim: int = 64, num_rep: int = 64,
                  filter_sizes: list[int] = (2, 3, 4, 5), num_filters: list[int] = (300, 300, 300, 300),
                  dropout: float = 0.25, pad_id: int = 0, fast: bool = True, compile: bool = False,
-                 conv_kernel: str = "auto"):
+                 conv_kernel: str = "auto", highway_kernel: str = "auto"):
         super().__init__()
         self.pad_id, self.num_rep, self.rep_dim = pad_id, num_rep, emb_dim // num_rep
         self.fast = fast  # blockwise or native conv+max (textgan.models.convmax*); False = torch's conv2d
@@ -56,7 +66,7 @@ class RelGANCNN(nn.Module):
             nn.Conv2d(1, n, kernel_size=(f, self.rep_dim), stride=(1, self.rep_dim))
             for f, n in zip(filter_sizes, num_filters))
         total = sum(num_filters)
-        self.highway = Highway(total)
+        self.highway = Highway(total, kernel=highway_kernel)
         self.dropout = Dropout(dropout)
         self.feature = nn.Linear(total, 100)
         self.logit = nn.Linear(100, 1)

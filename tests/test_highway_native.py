@@ -1,0 +1,135 @@
+"""The highway gate's C kernel (textgan/csrc/highway.c): its output and both gradients against
+the torch formula in float64, for widths that fill no vector (the scalar tail), saturated gates,
+NaN and inf, any thread count; RelGAN's discriminator with either kernel (logits, parameter
+gradients, and the second-order gradient a gradient penalty takes)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from textgan.models import highway_native
+from textgan.models.discriminator import Highway, RelGANCNN
+from textgan.native import _cpu_flags
+
+from conftest import REPO
+
+needs_cc = pytest.mark.skipif(highway_native.kernels() is None, reason="no C compiler")
+
+
+def inputs(n, d, scale=3.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 2 * d, generator=g) * scale, torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)
+
+
+def kernel_and_reference(p, x, dy):
+    """The kernel's y, dp, dx in float32 and the torch formula's in float64 on the same inputs."""
+    got = [t.clone().requires_grad_() for t in (p, x)]
+    y = highway_native.gate(*got)
+    grads = torch.autograd.grad(y, got, dy)
+    want = [t.double().requires_grad_() for t in (p, x)]
+    r = highway_native.gate_torch(*want)
+    ref = torch.autograd.grad(r, want, dy.double())
+    return (y.detach(), *grads), (r.detach(), *ref)
+
+
+@needs_cc
+@pytest.mark.parametrize("n,d", [(300, 1200), (7, 37), (5, 16), (3, 5), (1, 1), (64, 33)])
+def test_matches_the_torch_formula_in_float64(n, d):
+    got, want = kernel_and_reference(*inputs(n, d))
+    for a, b in zip(got, want):  # float32 arithmetic on inputs of a few units: ~1e-6 absolute
+        torch.testing.assert_close(a.double(), b, rtol=1e-5, atol=1e-5)
+
+
+@needs_cc
+def test_saturated_gates_nan_and_inf_as_torch():
+    p, x, dy = inputs(4, 21)
+    p[0, :21] = torch.linspace(-200, 200, 21)  # h far on both sides of 0
+    p[1, 21:] = torch.linspace(-200, 200, 21)  # g: the gate fully shut or open
+    p[2, 3], p[2, 25], p[3, 0], p[3, 40] = float("nan"), float("nan"), float("inf"), float("-inf")
+    got, want = kernel_and_reference(p, x, dy)
+    for a, b in zip(got, want):
+        assert torch.equal(a.isnan(), b.isnan())
+        torch.testing.assert_close(a.double().nan_to_num(0.0), b.nan_to_num(0.0), rtol=1e-5, atol=1e-6)
+
+
+@needs_cc
+def test_same_bits_for_any_thread_count():
+    p, x, dy = inputs(97, 130)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            results.append(kernel_and_reference(p, x, dy)[0])
+    finally:
+        torch.set_num_threads(before)
+    for other in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[0], other))
+
+
+def _discriminators():
+    torch.manual_seed(0)
+    native = RelGANCNN(40, emb_dim=16, num_rep=8, filter_sizes=[2, 3], num_filters=[24, 13], dropout=0.0,
+                       highway_kernel="native")
+    plain = RelGANCNN(40, emb_dim=16, num_rep=8, filter_sizes=[2, 3], num_filters=[24, 13], dropout=0.0,
+                      highway_kernel="torch")
+    plain.load_state_dict(native.state_dict())
+    return native, plain
+
+
+@needs_cc
+def test_discriminator_logits_gradients_and_penalty_with_either_kernel():
+    native, plain = _discriminators()
+    assert native.highway.kernel_used() == "native" and plain.highway.kernel_used() == "torch"
+    dists = torch.softmax(torch.randn(6, 9, 40), -1)
+    results = []
+    for d in (native, plain):
+        x = dists.clone().requires_grad_()
+        out = d(x)
+        grads = torch.autograd.grad(out.square().sum(), [x, *d.parameters()], create_graph=True)
+        penalty = (grads[0].flatten(1).norm(dim=1) - 1).square().mean()  # WGAN-GP's, through the kernel's backward
+        second = torch.autograd.grad(penalty, list(d.parameters()))
+        results.append((out.detach(), [g.detach() for g in grads], second))
+    (o1, g1, s1), (o2, g2, s2) = results
+    torch.testing.assert_close(o1, o2, rtol=1e-5, atol=1e-6)
+    for a, b in zip(g1 + list(s1), g2 + list(s2)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_torch_kernel_and_other_dtypes_take_the_formula():
+    assert Highway(8, kernel="torch").kernel_used() == "torch"
+    layer = Highway(8).double()
+    assert layer.kernel_used() == "torch"
+    x = torch.randn(3, 8, dtype=torch.float64)
+    h, g = layer.proj(x).chunk(2, dim=-1)
+    torch.testing.assert_close(layer(x), torch.sigmoid(g) * torch.relu(h) + (1 - torch.sigmoid(g)) * x)
+
+
+@needs_cc
+@pytest.mark.skipif("avx512f" not in _cpu_flags(), reason="the generic path is the default here")
+def test_generic_vector_path_matches_too(tmp_path):
+    """The kernel built without AVX-512 (TEXTGAN_CFLAGS=-mno-avx512f) in a fresh process."""
+    script = """
+import torch
+from textgan.models import highway_native
+g = torch.Generator().manual_seed(0)
+for n, d in [(300, 1200), (7, 37)]:
+    p, x, dy = torch.randn(n, 2 * d, generator=g) * 3, torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)
+    got = [t.clone().requires_grad_() for t in (p, x)]
+    y = highway_native.gate(*got)
+    gk = torch.autograd.grad(y, got, dy)
+    want = [t.double().requires_grad_() for t in (p, x)]
+    r = highway_native.gate_torch(*want)
+    gr = torch.autograd.grad(r, want, dy.double())
+    for a, b in zip((y, *gk), (r, *gr)):
+        torch.testing.assert_close(a.detach().double(), b.detach(), rtol=1e-5, atol=1e-5)
+print("OK")
+"""
+    env = {**os.environ, "TEXTGAN_CFLAGS": "-mno-avx512f", "TEXTGAN_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(REPO)}
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-2000:]
+    assert any(p.name.startswith("highway-") for p in tmp_path.iterdir())  # built here, with the flag

@@ -1,0 +1,73 @@
+"""A highway layer's gate, y = x + sigmoid(g) * (relu(h) - x) with [h, g] = x W^T + b, and its
+backward, by the C kernel in textgan/csrc/highway.c on CPU in float32.
+
+Shapes: N rows (RelGAN's discriminator: batch times representations), D features.
+Why: at RelGAN's size (8,192 rows of 1,200 features a discriminator call) torch runs the gate as
+five elementwise ops forward and about eight backward, each a pass over a 39 MB array; the kernel
+makes one pass each way. The product stays torch's. A second-order gradient (create_graph, as
+a gradient penalty takes) runs `backward_torch`, which autograd can differentiate.
+"""
+from __future__ import annotations
+
+import ctypes
+
+import torch
+from torch import Tensor
+
+from textgan import native
+
+_P, _I64 = ctypes.c_void_p, ctypes.c_int64
+_SIGNATURES = {"highway_forward_f32": [_P, _P, _I64, _I64, _P, _I64],
+               "highway_backward_f32": [_P, _P, _P, _I64, _I64, _P, _P, _I64]}
+
+
+def kernels() -> ctypes.CDLL | None:
+    """The built library with its signatures declared, or None where no C compiler works."""
+    return native.load("highway", _SIGNATURES)
+
+
+def supports(x: Tensor) -> bool:
+    return x.device.type == "cpu" and x.dtype == torch.float32 and kernels() is not None
+
+
+def gate_torch(p: Tensor, x: Tensor) -> Tensor:
+    """y (..., D) from p (..., 2D) = [h, g] and x (..., D), in torch ops."""
+    h, g = p.chunk(2, dim=-1)
+    return x + torch.sigmoid(g) * (torch.relu(h) - x)
+
+
+def backward_torch(dy: Tensor, p: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    """d/dp (..., 2D) and the direct d/dx (..., D) of `gate_torch`, in differentiable torch ops."""
+    h, g = p.chunk(2, dim=-1)
+    s = torch.sigmoid(g)
+    gs = dy * s
+    dh = torch.where(h > 0, gs, torch.zeros_like(gs))
+    return torch.cat([dh, gs * (1 - s) * (torch.relu(h) - x)], dim=-1), dy - gs
+
+
+class _Gate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, p, x):
+        p, x = p.contiguous(), x.contiguous()
+        n, d = x.numel() // x.shape[-1], x.shape[-1]
+        y = torch.empty_like(x)
+        kernels().highway_forward_f32(p.data_ptr(), x.data_ptr(), n, d, y.data_ptr(), torch.get_num_threads())
+        ctx.save_for_backward(p, x)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        p, x = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: a backward that autograd can differentiate
+            return backward_torch(dy, p, x)
+        dy = dy.contiguous()
+        n, d = x.numel() // x.shape[-1], x.shape[-1]
+        dp, dx = torch.empty_like(p), torch.empty_like(x)
+        kernels().highway_backward_f32(dy.data_ptr(), p.data_ptr(), x.data_ptr(), n, d, dp.data_ptr(),
+                                       dx.data_ptr(), torch.get_num_threads())
+        return dp, dx
+
+
+def gate(p: Tensor, x: Tensor) -> Tensor:
+    """`gate_torch(p, x)` by the kernel; `supports(x)` must hold."""
+    return _Gate.apply(p, x)
