@@ -26,18 +26,19 @@ def inputs(n, d, scale=3.0, seed=0):
 
 
 def kernel_and_reference(p, x, dy):
-    """The kernel's y, dp, dx in float32 and the torch formula's in float64 on the same inputs."""
-    got = [t.clone().requires_grad_() for t in (p, x)]
+    """The kernel's y and gradients of p, bias and x in float32, and the torch formula's in float64
+    on the same inputs (bias: p's first row, the rest of p the product's output)."""
+    got = [t.clone().requires_grad_() for t in (p[1:], p[0], x[1:])]
     y = highway_native.gate(*got)
-    grads = torch.autograd.grad(y, got, dy)
-    want = [t.double().requires_grad_() for t in (p, x)]
-    r = highway_native.gate_torch(*want)
-    ref = torch.autograd.grad(r, want, dy.double())
+    grads = torch.autograd.grad(y, got, dy[1:])
+    want = [t.double().requires_grad_() for t in (p[1:], p[0], x[1:])]
+    r = highway_native.gate_torch(want[0] + want[1], want[2])
+    ref = torch.autograd.grad(r, want, dy[1:].double())
     return (y.detach(), *grads), (r.detach(), *ref)
 
 
 @needs_cc
-@pytest.mark.parametrize("n,d", [(300, 1200), (7, 37), (5, 16), (3, 5), (1, 1), (64, 33)])
+@pytest.mark.parametrize("n,d", [(300, 1200), (7, 37), (5, 16), (3, 5), (2, 1), (64, 33)])
 def test_matches_the_torch_formula_in_float64(n, d):
     got, want = kernel_and_reference(*inputs(n, d))
     for a, b in zip(got, want):  # float32 arithmetic on inputs of a few units: ~1e-6 absolute
@@ -46,10 +47,10 @@ def test_matches_the_torch_formula_in_float64(n, d):
 
 @needs_cc
 def test_saturated_gates_nan_and_inf_as_torch():
-    p, x, dy = inputs(4, 21)
-    p[0, :21] = torch.linspace(-200, 200, 21)  # h far on both sides of 0
-    p[1, 21:] = torch.linspace(-200, 200, 21)  # g: the gate fully shut or open
-    p[2, 3], p[2, 25], p[3, 0], p[3, 40] = float("nan"), float("nan"), float("inf"), float("-inf")
+    p, x, dy = inputs(5, 21)
+    p[1, :21] = torch.linspace(-200, 200, 21)  # h far on both sides of 0
+    p[2, 21:] = torch.linspace(-200, 200, 21)  # g: the gate fully shut or open
+    p[3, 3], p[3, 25], p[4, 0], p[4, 40] = float("nan"), float("nan"), float("inf"), float("-inf")
     got, want = kernel_and_reference(p, x, dy)
     for a, b in zip(got, want):
         assert torch.equal(a.isnan(), b.isnan())
@@ -119,12 +120,12 @@ from textgan.models import highway_native
 g = torch.Generator().manual_seed(0)
 for n, d in [(300, 1200), (7, 37)]:
     p, x, dy = torch.randn(n, 2 * d, generator=g) * 3, torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)
-    got = [t.clone().requires_grad_() for t in (p, x)]
+    got = [t.clone().requires_grad_() for t in (p[1:], p[0], x[1:])]
     y = highway_native.gate(*got)
-    gk = torch.autograd.grad(y, got, dy)
-    want = [t.double().requires_grad_() for t in (p, x)]
-    r = highway_native.gate_torch(*want)
-    gr = torch.autograd.grad(r, want, dy.double())
+    gk = torch.autograd.grad(y, got, dy[1:])
+    want = [t.double().requires_grad_() for t in (p[1:], p[0], x[1:])]
+    r = highway_native.gate_torch(want[0] + want[1], want[2])
+    gr = torch.autograd.grad(r, want, dy[1:].double())
     for a, b in zip((y, *gk), (r, *gr)):
         torch.testing.assert_close(a.detach().double(), b.detach(), rtol=1e-5, atol=1e-5)
 print("OK")

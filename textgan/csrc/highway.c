@@ -1,10 +1,11 @@
 /* The elementwise part of a highway layer (textgan/models/highway_native.py calls this; the torch
- * formula is there too): from p = [h, g] = x W^T + b, each row
+ * formula is there too): from p = x W^T and the bias b, [h, g] = p + b, each row
  *   y = x + s * (relu(h) - x),  s = sigmoid(g),
  * and going back, from dy,
  *   dh = dy * s * [h > 0],  dg = dy * (relu(h) - x) * s * (1 - s),  dx = dy * (1 - s)
  * (dx only the direct path; the product's is torch's). One pass each way, where torch's ops make
- * five to eight over (N, D) arrays of tens of MB (RelGAN's discriminator: 8,192 rows of 1,200).
+ * five to eight over (N, D) arrays of tens of MB (RelGAN's discriminator: 8,192 rows of 1,200),
+ * plus one more where the product broadcasts the bias into its output first.
  * Rows are split over torch's OpenMP threads; a row's tail past its last whole vector is scalar. */
 #include <math.h>
 #include <stdint.h>
@@ -12,48 +13,54 @@
 #include "parallel.h"
 #include "simd.h"
 
+static inline float relu1(float x) { return x > 0.0f || x != x ? x : 0.0f; } /* NaN stays NaN */
+
 static inline float sigmoid1(float x) {
   const float e = expf(-fabsf(x));
   return x >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
 }
 
-/* p (N, 2D) rows [h, g], x (N, D) -> y (N, D). */
-void highway_forward_f32(const float *p, const float *x, int64_t n, int64_t d, float *y, int64_t threads) {
+/* p (N, 2D), b (2D), x (N, D) -> y (N, D). */
+void highway_forward_f32(const float *p, const float *b, const float *x, int64_t n, int64_t d, float *y,
+                         int64_t threads) {
   PARALLEL_RANGE(threads, n, part, lo, hi, {
     const unsigned int csr = denormals_off();
     for (int64_t r = lo; r < hi; r++) {
-      const float *h = p + r * 2 * d, *g = h + d, *xr = x + r * d;
+      const float *ph = p + r * 2 * d, *pg = ph + d, *bg = b + d, *xr = x + r * d;
       float *yr = y + r * d;
       int64_t j = 0;
       for (; j + L <= d; j += L) {
-        const vf xv = LD(xr + j);
-        ST(yr + j, xv + vsigmoid(LD(g + j)) * (vmax((vf){0}, LD(h + j)) - xv));
+        const vf xv = LD(xr + j), h = LD(ph + j) + LD(b + j), g = LD(pg + j) + LD(bg + j);
+        ST(yr + j, xv + vsigmoid(g) * (vmax((vf){0}, h) - xv));
       }
-      for (; j < d; j++) yr[j] = xr[j] + sigmoid1(g[j]) * ((h[j] > 0.0f ? h[j] : h[j] != h[j] ? h[j] : 0.0f) - xr[j]);
+      for (; j < d; j++) {
+        const float h = ph[j] + b[j], g = pg[j] + bg[j];
+        yr[j] = xr[j] + sigmoid1(g) * (relu1(h) - xr[j]);
+      }
     }
     denormals_restore(csr);
   })
 }
 
-/* dy, p, x as above -> dp (N, 2D) rows [dh, dg], dx (N, D). */
-void highway_backward_f32(const float *dy, const float *p, const float *x, int64_t n, int64_t d, float *dp,
-                          float *dx, int64_t threads) {
+/* dy, p, b, x as above -> dp (N, 2D) rows [dh, dg], dx (N, D). */
+void highway_backward_f32(const float *dy, const float *p, const float *b, const float *x, int64_t n, int64_t d,
+                          float *dp, float *dx, int64_t threads) {
   PARALLEL_RANGE(threads, n, part, lo, hi, {
     const unsigned int csr = denormals_off();
     for (int64_t r = lo; r < hi; r++) {
-      const float *h = p + r * 2 * d, *g = h + d, *xr = x + r * d, *dyr = dy + r * d;
+      const float *ph = p + r * 2 * d, *pg = ph + d, *bg = b + d, *xr = x + r * d, *dyr = dy + r * d;
       float *dh = dp + r * 2 * d, *dg = dh + d, *dxr = dx + r * d;
       int64_t j = 0;
       for (; j + L <= d; j += L) {
-        const vf hv = LD(h + j), s = vsigmoid(LD(g + j)), gy = LD(dyr + j), gs = gy * s;
+        const vf hv = LD(ph + j) + LD(b + j), s = vsigmoid(LD(pg + j) + LD(bg + j)), gy = LD(dyr + j), gs = gy * s;
         ST(dh + j, vselect(hv <= 0.0f, (vf){0}, gs)); /* as torch's relu backward: 0 where h <= 0 */
         ST(dg + j, gs * (1.0f - s) * (vmax((vf){0}, hv) - LD(xr + j)));
         ST(dxr + j, gy - gs);
       }
       for (; j < d; j++) {
-        const float s = sigmoid1(g[j]), gs = dyr[j] * s, relu = h[j] > 0.0f ? h[j] : h[j] != h[j] ? h[j] : 0.0f;
-        dh[j] = h[j] <= 0.0f ? 0.0f : gs;
-        dg[j] = gs * (1.0f - s) * (relu - xr[j]);
+        const float h = ph[j] + b[j], s = sigmoid1(pg[j] + bg[j]), gs = dyr[j] * s;
+        dh[j] = h <= 0.0f ? 0.0f : gs;
+        dg[j] = gs * (1.0f - s) * (relu1(h) - xr[j]);
         dxr[j] = dyr[j] - gs;
       }
     }

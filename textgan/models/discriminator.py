@@ -32,10 +32,10 @@ class Highway(nn.Module):
         return "native" if self.kernel != "torch" and highway_native.supports(self.proj.weight) else "torch"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.proj(x)  # (..., 2D): [W x, W_g x]
-        if self.kernel != "torch" and highway_native.supports(p):
-            return highway_native.gate(p, x)
-        return highway_native.gate_torch(p, x)
+        if self.kernel != "torch" and highway_native.supports(x):
+            p = nn.functional.linear(x, self.proj.weight)  # (..., 2D); the kernel adds the bias
+            return highway_native.gate(p, self.proj.bias, x)
+        return highway_native.gate_torch(self.proj(x), x)  # proj: (..., 2D) = [W x + b, W_g x + b_g]
 
 
 class RelGANCNN(nn.Module):

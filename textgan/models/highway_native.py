@@ -1,10 +1,11 @@
 """A highway layer's gate, y = x + sigmoid(g) * (relu(h) - x) with [h, g] = x W^T + b, and its
-backward, by the C kernel in textgan/csrc/highway.c on CPU in float32.
+backward, by the C kernel in textgan/csrc/highway.c on CPU in float32 (torch's product x W^T,
+then the kernel adds the bias as it goes).
 
 Shapes: N rows (RelGAN's discriminator: batch times representations), D features.
 Why: at RelGAN's size (8,192 rows of 1,200 features a discriminator call) torch runs the gate as
-five elementwise ops forward and about eight backward, each a pass over a 39 MB array; the kernel
-makes one pass each way. The product stays torch's. A second-order gradient (create_graph, as
+five elementwise ops forward and about eight backward, each a pass over a 39 MB array, and its
+addmm first broadcasts the bias into a 78 MB output; the kernel makes one pass each way. A second-order gradient (create_graph, as
 a gradient penalty takes) runs `backward_torch`, which autograd can differentiate.
 """
 from __future__ import annotations
@@ -17,8 +18,8 @@ from torch import Tensor
 from textgan import native
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
-_SIGNATURES = {"highway_forward_f32": [_P, _P, _I64, _I64, _P, _I64],
-               "highway_backward_f32": [_P, _P, _P, _I64, _I64, _P, _P, _I64]}
+_SIGNATURES = {"highway_forward_f32": [_P, _P, _P, _I64, _I64, _P, _I64],
+               "highway_backward_f32": [_P, _P, _P, _P, _I64, _I64, _P, _P, _I64]}
 
 
 def kernels() -> ctypes.CDLL | None:
@@ -47,27 +48,29 @@ def backward_torch(dy: Tensor, p: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
 
 class _Gate(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, p, x):
-        p, x = p.contiguous(), x.contiguous()
+    def forward(ctx, p, bias, x):
+        p, bias, x = p.contiguous(), bias.contiguous(), x.contiguous()
         n, d = x.numel() // x.shape[-1], x.shape[-1]
         y = torch.empty_like(x)
-        kernels().highway_forward_f32(p.data_ptr(), x.data_ptr(), n, d, y.data_ptr(), torch.get_num_threads())
-        ctx.save_for_backward(p, x)
+        kernels().highway_forward_f32(p.data_ptr(), bias.data_ptr(), x.data_ptr(), n, d, y.data_ptr(),
+                                      torch.get_num_threads())
+        ctx.save_for_backward(p, bias, x)
         return y
 
     @staticmethod
     def backward(ctx, dy):
-        p, x = ctx.saved_tensors
+        p, bias, x = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph: a backward that autograd can differentiate
-            return backward_torch(dy, p, x)
-        dy = dy.contiguous()
-        n, d = x.numel() // x.shape[-1], x.shape[-1]
-        dp, dx = torch.empty_like(p), torch.empty_like(x)
-        kernels().highway_backward_f32(dy.data_ptr(), p.data_ptr(), x.data_ptr(), n, d, dp.data_ptr(),
-                                       dx.data_ptr(), torch.get_num_threads())
-        return dp, dx
+            dp, dx = backward_torch(dy, p + bias, x)
+        else:
+            dy = dy.contiguous()
+            n, d = x.numel() // x.shape[-1], x.shape[-1]
+            dp, dx = torch.empty_like(p), torch.empty_like(x)
+            kernels().highway_backward_f32(dy.data_ptr(), p.data_ptr(), bias.data_ptr(), x.data_ptr(), n, d,
+                                           dp.data_ptr(), dx.data_ptr(), torch.get_num_threads())
+        return dp, dp.reshape(-1, dp.shape[-1]).sum(0), dx
 
 
-def gate(p: Tensor, x: Tensor) -> Tensor:
-    """`gate_torch(p, x)` by the kernel; `supports(x)` must hold."""
-    return _Gate.apply(p, x)
+def gate(p: Tensor, bias: Tensor, x: Tensor) -> Tensor:
+    """`gate_torch(p + bias, x)` by the kernel, p = x W^T without the bias (2D,); `supports(x)` must hold."""
+    return _Gate.apply(p, bias, x)
