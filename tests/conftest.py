@@ -33,3 +33,13 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict
     full_env = {**os.environ, "PYTHONPATH": path, **(env or {})}
     return subprocess.run([sys.executable, "-m", "textgan", *args], cwd=cwd or REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def run_without_avx512(script: str, cache: Path, library: str) -> None:
+    """`script` in a fresh process whose C kernels are built into `cache` without AVX-512
+    (TEXTGAN_CFLAGS=-mno-avx512f: the AVX2 machines' code paths); it must print OK and
+    `library` must have been built there."""
+    env = {**os.environ, "TEXTGAN_CFLAGS": "-mno-avx512f", "TEXTGAN_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO)}
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-2000:]
+    assert any(p.name.startswith(f"{library}-") for p in cache.iterdir())  # built here, with the flag

@@ -4,9 +4,6 @@ NaN and inf, any thread count; RelGAN's discriminator with either kernel (logits
 gradients, and the second-order gradient a gradient penalty takes)."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,7 +12,7 @@ from textgan.models import highway_native
 from textgan.models.discriminator import Highway, RelGANCNN
 from textgan.native import _cpu_flags
 
-from conftest import REPO
+from conftest import REPO, run_without_avx512
 
 needs_cc = pytest.mark.skipif(highway_native.kernels() is None, reason="no C compiler")
 
@@ -114,23 +111,14 @@ def test_torch_kernel_and_other_dtypes_take_the_formula():
 @pytest.mark.skipif("avx512f" not in _cpu_flags(), reason="the generic path is the default here")
 def test_generic_vector_path_matches_too(tmp_path):
     """The kernel built without AVX-512 (TEXTGAN_CFLAGS=-mno-avx512f) in a fresh process."""
-    script = """
-import torch
-from textgan.models import highway_native
-g = torch.Generator().manual_seed(0)
+    script = f"""
+import sys, torch
+sys.path.insert(0, {str(REPO / "tests")!r})
+from test_highway_native import inputs, kernel_and_reference
 for n, d in [(300, 1200), (7, 37)]:
-    p, x, dy = torch.randn(n, 2 * d, generator=g) * 3, torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)
-    got = [t.clone().requires_grad_() for t in (p[1:], p[0], x[1:])]
-    y = highway_native.gate(*got)
-    gk = torch.autograd.grad(y, got, dy[1:])
-    want = [t.double().requires_grad_() for t in (p[1:], p[0], x[1:])]
-    r = highway_native.gate_torch(want[0] + want[1], want[2])
-    gr = torch.autograd.grad(r, want, dy[1:].double())
-    for a, b in zip((y, *gk), (r, *gr)):
-        torch.testing.assert_close(a.detach().double(), b.detach(), rtol=1e-5, atol=1e-5)
+    got, want = kernel_and_reference(*inputs(n, d))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a.double(), b, rtol=1e-5, atol=1e-5)
 print("OK")
 """
-    env = {**os.environ, "TEXTGAN_CFLAGS": "-mno-avx512f", "TEXTGAN_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(REPO)}
-    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-2000:]
-    assert any(p.name.startswith("highway-") for p in tmp_path.iterdir())  # built here, with the flag
+    run_without_avx512(script, tmp_path, "highway")

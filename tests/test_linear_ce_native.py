@@ -4,9 +4,6 @@ reference) and as the torch chunked path, for shapes that do not fill its 16-row
 16-wide vectors, banned tokens, any thread count; and the generator's MLE loss with either kernel."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -17,7 +14,7 @@ from textgan.models import linear_ce_native
 from textgan.models.fused_ce import linear_cross_entropy, target_log_probs
 from textgan.models.generator import Generator
 
-from conftest import REPO
+from conftest import run_without_avx512
 
 needs_cc = pytest.mark.skipif(linear_ce_native.kernels() is None, reason="no C compiler")
 IGNORE = -100
@@ -224,7 +221,4 @@ hid[3, 5] = float("nan")
 assert torch.isnan(linear_cross_entropy(hid, torch.randn(40, 16), torch.randn(40), torch.randint(0, 40, (20,)), kernel="native"))
 print("OK")
 """
-    env = {**os.environ, "TEXTGAN_CFLAGS": "-mno-avx512f", "TEXTGAN_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(REPO)}
-    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-2000:]
-    assert any(p.name.startswith("linear_ce-") for p in tmp_path.iterdir())  # built here, with the flag
+    run_without_avx512(script, tmp_path, "linear_ce")

@@ -6,9 +6,6 @@ generator's MLE loss and NLL_gen scores with either kernel."""
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -18,7 +15,7 @@ from textgan.models import lstm_native
 from textgan.models.generator import Generator
 from textgan.native import _cpu_flags
 
-from conftest import REPO
+from conftest import run_without_avx512
 
 needs_cc = pytest.mark.skipif(lstm_native.kernels() is None, reason="no C compiler")
 
@@ -201,7 +198,4 @@ for b, t, e, h, layers in [(64, 22, 32, 32, 1), (5, 7, 3, 5, 2), (33, 4, 8, 64, 
         torch.testing.assert_close(a.double(), w, rtol=1e-4, atol=2e-5)
 print("OK")
 """
-    env = {**os.environ, "TEXTGAN_CFLAGS": "-mno-avx512f", "TEXTGAN_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(REPO)}
-    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-2000:]
-    assert any(p.name.startswith("lstm-") for p in tmp_path.iterdir())  # built here, with the flag
+    run_without_avx512(script, tmp_path, "lstm")
