@@ -102,9 +102,6 @@ class Generator(nn.Module):
         if self.core_kind == "relational_memory":
             memory = self.memory.initial_memory(b, z.device, z.dtype)  # (B, S, D)
             return memory if self.latent_proj is None else memory + self.latent_proj(z).view(memory.shape)
-        if self.latent_proj is None:
-            zeros = torch.zeros(self.num_layers, b, self.hidden_dim, device=z.device, dtype=z.dtype)
-            return zeros, zeros.clone()
         hc = self._state_vector(z).view(b, 2, self.num_layers, self.hidden_dim)  # (B, 2, L, H)
         hc = hc.permute(1, 2, 0, 3).contiguous()  # (2, L, B, H)
         return hc[0], hc[1]

@@ -5,8 +5,9 @@ then the kernel adds the bias as it goes).
 Shapes: N rows (RelGAN's discriminator: batch times representations), D features.
 Why: at RelGAN's size (8,192 rows of 1,200 features a discriminator call) torch runs the gate as
 five elementwise ops forward and about eight backward, each a pass over a 39 MB array, and its
-addmm first broadcasts the bias into a 78 MB output; the kernel makes one pass each way. A second-order gradient (create_graph, as
-a gradient penalty takes) runs `backward_torch`, which autograd can differentiate.
+addmm first broadcasts the bias into a 78 MB output; the kernel makes one pass each way. A
+second-order gradient (create_graph, as a gradient penalty takes) runs `backward_torch`, which
+autograd can differentiate.
 """
 from __future__ import annotations
 

@@ -83,6 +83,11 @@ def layer_backward(dy: torch.Tensor, st: LayerState) -> tuple[torch.Tensor, torc
     return dg, dh0, dc0
 
 
+def layer_weights(lstm: nn.LSTM, layer: int) -> tuple[torch.Tensor, ...]:
+    """w_ih, w_hh, b_ih and b_hh of one layer of `lstm`."""
+    return tuple(getattr(lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
+
 def previous_states(y: torch.Tensor) -> torch.Tensor:
     """h_{t-1} of every step, (H, T * BP), a view of y (H, T + 1, BP)."""
     return y.view(y.shape[0], -1)[:, :y.shape[1] * y.shape[2] - y.shape[2]]
@@ -90,8 +95,8 @@ def previous_states(y: torch.Tensor) -> torch.Tensor:
 
 def weight_grads(dg: torch.Tensor, x: torch.Tensor, prev: torch.Tensor):
     """The gradients of w_ih (4H, E), w_hh (4H, H) and of each bias (4H,) from those of the gate
-    pre-activations dg (4H, N), the layer's inputs x (E, N) and previous states prev (H, N): N
-    columns, every step of every row or only those whose dg is not zero."""
+    pre-activations dg (4H, T * BP), the layer's inputs x (E, T * BP) and previous states prev
+    (H, T * BP)."""
     return dg @ x.t(), dg @ prev.t(), dg.sum(1)  # w_hh's: sum over columns of dg h_{t-1}^T
 
 
@@ -126,8 +131,7 @@ def run(lstm: nn.LSTM, inputs: torch.Tensor, state: tuple[torch.Tensor, torch.Te
     for layer in range(lstm.num_layers):
         if layer and lstm.training and lstm.dropout > 0:
             x = F.dropout(x, lstm.dropout, training=True)
-        w_ih, w_hh, b_ih, b_hh = (getattr(lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh",
-                                                                                    "bias_ih", "bias_hh"))
+        w_ih, w_hh, b_ih, b_hh = layer_weights(lstm, layer)
         y = _Layer.apply(x, t_len, w_ih, w_hh, (b_ih + b_hh).unsqueeze(1), h0[layer], c0[layer])  # (H, T + 1, BP)
         x = y.view(lstm.hidden_size, -1)[:, b + pad:]  # steps 1..T, (H, T * BP), a view
     return x.view(lstm.hidden_size, t_len, -1)[:, :, :b].permute(2, 1, 0)  # (B, T, H)

@@ -118,6 +118,5 @@ def mle_loss(lstm: nn.LSTM, embedding: torch.Tensor, out_weight: torch.Tensor, o
     """Mean teacher-forced NLL of tokens (B, T) over non-pad positions, as Generator.mle_loss
     computes it through the layered path; state (B, 2 * L * H): h0 then c0 of every layer, the
     latent projection's output as Generator.init_state reads it."""
-    layers = [getattr(lstm, f"{name}_l{layer}") for layer in range(lstm.num_layers)
-              for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    layers = [w for layer in range(lstm.num_layers) for w in lstm_native.layer_weights(lstm, layer)]
     return _TeacherForcedNLL.apply(tokens, bos_id, pad_id, embedding, out_weight, out_bias, state, *layers)
