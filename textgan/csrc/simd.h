@@ -30,11 +30,13 @@ static inline vf vmax(vf a, vf b) { return (vf)_mm512_max_ps((__m512)a, (__m512)
 static inline vf vmax(vf a, vf b) { return vselect(a > b, a, b); }
 #endif
 
-/* exp(x) for x <= 0 to about 1 ulp: x = n ln2 + r with |r| <= ln2/2, exp(r) by Cephes' degree-5
- * polynomial for expf, times 2^n; 0 far below (a -1e9 or -inf logit), NaN for NaN. AVX-512
- * scales by 2^n in one instruction (vscalefps, which underflows to 0 by itself); elsewhere n goes
- * into the exponent bits, x is clamped at -87 so that stays a normal number, and the lanes below
- * -87 are zeroed after (a softmax term under 1e-38 changes nothing). */
+/* exp(x) for x <= 0 to 3 ulp: x = n ln2 + r with |r| <= ln2/2, exp(r) by a degree-5 polynomial
+ * minimax in relative error (fitted for this file: 1.1e-7 exact, 1.7e-7 in float; Cephes' expf
+ * form costs three operations more, 2 % of the cross-entropy kernel), times 2^n; 0 far below (a
+ * -1e9 or -inf logit), NaN for NaN. AVX-512 scales by 2^n in one instruction (vscalefps, which
+ * underflows to 0 by itself); elsewhere n goes into the exponent bits, x is clamped at -87 so
+ * that stays a normal number, and the lanes below -87 are zeroed after (a softmax term under
+ * 1e-38 changes nothing). */
 static inline vf vexp(vf x) {
 #ifdef __AVX512F__
   x = vmax((vf){0} - 104.0f, x); /* exp(-104) is 0 in float; keeps -1e9 or -inf logits finite */
@@ -47,12 +49,11 @@ static inline vf vexp(vf x) {
   const vf n = t - big;
 #endif
   const vf r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  vf p = r * 1.9875691500e-4f + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * (r * r) + r + 1.0f;
+  vf p = r * 8.3124796e-3f + 4.1901249e-2f;
+  p = p * r + 1.6667284e-1f;
+  p = p * r + 4.9999121e-1f;
+  p = p * r + 9.9999982e-1f;
+  p = p * r + 1.0f;
 #ifdef __AVX512F__
   return (vf)_mm512_scalef_ps((__m512)p, (__m512)n);
 #else
