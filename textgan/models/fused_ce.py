@@ -199,6 +199,17 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return grads[0], grads[1], grads[2], None, None, None, None, None
 
 
+def _checked_chunk_rows(hidden: Tensor, weight: Tensor, targets: Tensor, chunk_rows: int | None,
+                        kernel: str) -> int:
+    """The rows per chunk, after checking the kernel name and the shapes both entry points take."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    if hidden.dim() != 2 or weight.dim() != 2 or targets.shape != hidden.shape[:1]:
+        raise ValueError(f"expected hidden (N, H), weight (V, H), targets (N,); got "
+                         f"{tuple(hidden.shape)}, {tuple(weight.shape)}, {tuple(targets.shape)}")
+    return chunk_rows or default_chunk_rows(weight.shape[0], hidden.device)
+
+
 def linear_cross_entropy(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor,
                          ignore_index: int = -100, chunk_rows: int | None = None,
                          reduction: str = "mean", kernel: str = "auto") -> Tensor:
@@ -211,12 +222,7 @@ def linear_cross_entropy(hidden: Tensor, weight: Tensor, bias: Tensor | None, ta
     """
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-    if hidden.dim() != 2 or weight.dim() != 2 or targets.shape != hidden.shape[:1]:
-        raise ValueError(f"expected hidden (N, H), weight (V, H), targets (N,); got "
-                         f"{tuple(hidden.shape)}, {tuple(weight.shape)}, {tuple(targets.shape)}")
-    rows = chunk_rows or default_chunk_rows(weight.shape[0], hidden.device)
+    rows = _checked_chunk_rows(hidden, weight, targets, chunk_rows, kernel)
     with torch.autocast(hidden.device.type, enabled=False):
         hidden_c = hidden.to(weight.dtype)
         bias_c = None if bias is None else bias.to(weight.dtype)
@@ -233,12 +239,7 @@ def target_log_probs(hidden: Tensor, weight: Tensor, bias: Tensor | None, target
                      ignore_index: int = -100, chunk_rows: int | None = None, kernel: str = "auto") -> Tensor:
     """`log_softmax(hidden @ weight.T + bias)` at each row's target, (N,), without the (N, V)
     logits; 0 at ignored rows, which cost nothing. For scoring (NLL_gen); no gradients."""
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-    if hidden.dim() != 2 or weight.dim() != 2 or targets.shape != hidden.shape[:1]:
-        raise ValueError(f"expected hidden (N, H), weight (V, H), targets (N,); got "
-                         f"{tuple(hidden.shape)}, {tuple(weight.shape)}, {tuple(targets.shape)}")
-    rows = chunk_rows or default_chunk_rows(weight.shape[0], hidden.device)
+    rows = _checked_chunk_rows(hidden, weight, targets, chunk_rows, kernel)
     hidden = hidden.to(weight.dtype)
     bias = None if bias is None else bias.to(weight.dtype)
     idx, hv, tv = _valid_rows(hidden, targets, ignore_index)
