@@ -63,6 +63,24 @@ def test_step_equals_the_equations_by_hand(mem_slots):
     assert outputs.shape == (3, 4, mem_slots * 8) and torch.equal(outputs[:, -1], last.flatten(1))
 
 
+def test_forward_equals_stepping_with_gradients():
+    """forward computes the input's projections for all steps at once; step one at a time."""
+    torch.manual_seed(1)
+    rm = RelationalMemory(input_dim=5, mem_slots=2, num_heads=2, head_size=4)
+    inputs = torch.randn(3, 6, 5, requires_grad=True)
+    memory = rm.initial_memory(3, "cpu", torch.float32) + 0.3 * torch.randn(3, 2, 8)
+    outputs, _ = rm(inputs, memory)
+    grads = torch.autograd.grad(outputs.square().sum(), [inputs, *rm.parameters()])
+    stepped, m = [], memory
+    for t in range(6):
+        m = rm.step(rm.input_proj(inputs[:, t]), m)
+        stepped.append(m.flatten(1))
+    stepped = torch.stack(stepped, 1)
+    torch.testing.assert_close(outputs, stepped, atol=1e-6, rtol=1e-5)
+    for got, want in zip(grads, torch.autograd.grad(stepped.square().sum(), [inputs, *rm.parameters()])):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
 def test_initial_memory_is_unit_vectors_and_z_shifts_it():
     gen = make_gen(prior="none", mem_slots=2)
     memory = gen.init_state(torch.zeros(4, 5))
