@@ -48,7 +48,8 @@ class RelationalMemory(nn.Module):
         # Everything that depends on the input alone is computed for all steps at once: its
         # projection, its part of the gates, and its row's normalised queries, keys and values.
         # unbind, not [:, t]: the backward of T slices fills and adds T zero tensors of the whole
-        # (B, T, F) size each (15 % of an MLE batch at RelGAN's size); unbind's stacks once.
+        # (B, T, F) size each; unbind's stacks once. Together: an MLE batch at RelGAN's size 7 %
+        # faster (BENCHMARKS.md).
         projected = self.input_proj(inputs)  # (B, T, D)
         steps = zip(projected.unbind(1), self.gate_input(projected).unbind(1), self._qkv(projected).unbind(1))
         outputs = []
