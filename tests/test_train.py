@@ -67,6 +67,29 @@ def test_adversarial_step_counts_and_logs(tmp_path, root_override):
         assert key in stats
 
 
+def test_order_g_first_updates_generator_before_discriminator(tmp_path, root_override):
+    """adversarial.order=g_first is the G update against the untrained D, then the D updates:
+    the same state as calling them in that order by hand, and not the d_first state."""
+    overrides = (root_override, "adversarial.steps=4", "adversarial.d_steps=2")
+    tr = _trainer(tmp_path, *overrides, "adversarial.order=g_first")
+    by_hand = _trainer(tmp_path, *overrides)
+    d_first = _trainer(tmp_path, *overrides)
+    torch.manual_seed(0)  # the discriminator's dropout draws from the global generator
+    tr.adversarial_step()
+    torch.manual_seed(0)
+    tau = float(by_hand.cfg.gumbel.tau_start)
+    by_hand.g_step(tau)
+    by_hand.d_step(tau)
+    by_hand.d_step(tau)
+    torch.manual_seed(0)
+    d_first.adversarial_step()
+    for k, v in tr.G.state_dict().items():
+        assert torch.equal(v, by_hand.G.state_dict()[k]), k
+    for k, v in tr.D.state_dict().items():
+        assert torch.equal(v, by_hand.D.state_dict()[k]), k
+    assert any(not torch.equal(v, d_first.G.state_dict()[k]) for k, v in tr.G.state_dict().items())
+
+
 def test_non_finite_loss_skips_update(tmp_path, root_override):
     tr = _trainer(tmp_path, root_override)
     with torch.no_grad():

@@ -169,6 +169,7 @@ class AdversarialConfig:
     beta2: float = 0.999  # Adam beta2 for both
     d_steps: int = 5  # discriminator updates per iteration
     g_steps: int = 1  # generator updates per iteration
+    order: Literal["d_first", "g_first"] = "d_first"  # which updates come first in an iteration; RelGAN's code: g_first
     d_pretrain_steps: int = 0  # discriminator-only steps before the loop
     gp_weight: float = 10.0  # wgan_gp gradient penalty weight
     grad_clip: float = 5.0  # max gradient norm for both; 0 = off

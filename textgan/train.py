@@ -327,10 +327,10 @@ class Trainer:
         self.G.train()
         self.D.train()
         stats: dict[str, float] = {}
-        for _ in range(adv.d_steps):
-            stats.update(self.d_step(tau))
-        for _ in range(adv.g_steps):
-            stats.update(self.g_step(tau))
+        phases = [(adv.d_steps, self.d_step), (adv.g_steps, self.g_step)]
+        for count, update in phases if adv.order == "d_first" else phases[::-1]:
+            for _ in range(count):
+                stats.update(update(tau))
         elapsed = time.perf_counter() - t0
         self.end_step(skipped)
         stats.update({"adv/tau": tau, "adv/g_lr": self.opt_g.param_groups[0]["lr"],
