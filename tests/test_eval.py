@@ -181,3 +181,38 @@ def test_eval_missing_run_exit_2(tmp_path):
     res = run_cli("eval", str(tmp_path / "nope"))
     assert res.returncode == 2 and "not found" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_copy_fraction_counts_verbatim_training_rows(data_root):
+    """A copy is a training row over its whole length: a changed token or a proper prefix is not,
+    and every sample counts (duplicates included)."""
+    from textgan import config
+    from textgan.corpus import prepare
+    from textgan.metrics import copy_fraction
+
+    cfg = config.load(None, [o for o in FAST if not o.startswith("data.root")] + [f"data.root={data_root}"])
+    train = prepare(cfg.data, cfg.run.seed).train
+    tokens, lengths = train.tokens[:4].clone(), train.lengths[:4].clone()
+    assert copy_fraction(tokens, lengths, train.tokens, train.lengths) == 1.0
+    tokens[1, 0] = 3 if int(tokens[1, 0]) != 3 else 4  # one token changed
+    lengths[2] -= 1  # a proper prefix of a training row
+    assert copy_fraction(tokens, lengths, train.tokens, train.lengths) == 0.5
+    dup = torch.cat([tokens[:1]] * 3 + [tokens[1:2]])
+    assert copy_fraction(dup, torch.cat([lengths[:1]] * 3 + [lengths[1:2]]), train.tokens, train.lengths) == 0.75
+
+
+def test_evaluate_reports_copies_from_the_training_set(data_root):
+    """sample_metrics on the training sequences themselves (oracle and text corpora) says 1.0."""
+    from textgan import config
+    from textgan.corpus import prepare
+    from textgan.evaluate import sample_metrics
+
+    for extra in ([], ["data.source=oracle", "data.num_train=50", "data.num_test=20", "data.oracle_params="]):
+        cfg = config.load(None, [o for o in FAST if not o.startswith("data.root")] + [f"data.root={data_root}", *extra])
+        corpus = prepare(cfg.data, cfg.run.seed)
+        ids = corpus.train.tokens[:30]
+        samples = [corpus.vocab.decode(row) for row in ids.tolist()]
+        assert sample_metrics(ids, samples, corpus, [2])["train_copy_frac"] == 1.0
+        changed = ids.clone()
+        changed[:, 0] = torch.where(ids[:, 0] == 4, 5, 4)  # every first token replaced by another word
+        assert sample_metrics(changed, samples, corpus, [2])["train_copy_frac"] == 0.0

@@ -3,7 +3,7 @@
 Tags: bleuN_exact (mean nltk sentence BLEU of every sample against all test sentences),
 self_bleuN_loo (leave-one-out Self-BLEU), nll_gen_mcK_tok (per token incl. EOS, K prior
 draws), nll_gen_zmean_tok, nll_gen_pos (the field's per-position figure), nll_oracle,
-grammaticality.
+grammaticality, train_copy_frac (samples that are training sequences verbatim).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from textgan.corpus import Corpus
 from textgan.data import SPECIALS
 from textgan.metrics.bleu import bleu, self_bleu
 from textgan.metrics.nll import nll_gen
+from textgan.metrics.novelty import copy_fraction
 
 
 @torch.inference_mode()
@@ -40,6 +41,7 @@ def metric_names(cfg: EvalConfig, corpus: Corpus, prior: str) -> list[str]:
         names = [f"{kind}{n}_{proto}" for n in cfg.bleu_n for kind, proto in (("bleu", "exact"), ("self_bleu", "loo"))]
     if corpus.source == "grammar":
         names.append("grammaticality")
+    names.append("train_copy_frac")
     if cfg.nll_gen:
         draws = cfg.latent_draws if prior != "none" else 1
         names += [f"nll_gen_mc{draws}_tok", "nll_gen_zmean_tok", "nll_gen_pos"]
@@ -50,7 +52,7 @@ def sample_metrics(ids: torch.Tensor, samples: list[list[str]], corpus: Corpus, 
                    num_references: int = 0) -> dict[str, float]:
     """Quality and diversity of samples (ids (N, T) and their decoded tokens): NLL_oracle on the
     oracle corpus, else BLEU-n against the test set and leave-one-out Self-BLEU-n; grammaticality
-    on the grammar corpus."""
+    on the grammar corpus; the fraction copied from the training set on every corpus."""
     metrics: dict[str, float] = {}
     if corpus.oracle is not None:
         metrics["nll_oracle"] = float(corpus.oracle.nll(ids - len(SPECIALS)))
@@ -63,6 +65,8 @@ def sample_metrics(ids: torch.Tensor, samples: list[list[str]], corpus: Corpus, 
         from textgan.grammar import grammaticality
 
         metrics["grammaticality"] = grammaticality(samples)
+    train = corpus.train
+    metrics["train_copy_frac"] = copy_fraction(ids, (ids != corpus.vocab.pad_id).sum(1), train.tokens, train.lengths)
     return metrics
 
 
