@@ -101,7 +101,7 @@ def main() -> None:
         args.iters = 2
     cfg = config.load(args.config, overrides)
     corpus = prepare(cfg.data, cfg.run.seed)
-    fpenv.flush_denormals(cfg.run.flush_denormals)  # as `textgan train` runs
+    fpenv.apply(cfg.run)  # as `textgan train` runs
     tr = Trainer(cfg, corpus, Path("/tmp"), Monitor(Path("/tmp"), progress=False, enabled=False))
     # This VM has slow regimes lasting seconds to minutes (identical MLE epochs in one process take
     # 1.0 or 1.35 s; the matmul peak moves less, 208 to 237 GFLOP/s). So the peak is measured three

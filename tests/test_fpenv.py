@@ -55,3 +55,40 @@ def test_without_a_compiler_only_the_calling_thread_flushes(tmp_path):
                                                       "TEXTGAN_CACHE_DIR": str(tmp_path / "cache")})
     assert built == "False" and float(main_thread) == 0.0 and kept == "2"
     assert flushed == "1"  # the worker thread made before the call keeps its denormals: why the kernel
+
+
+MATMUL = """
+import torch
+from textgan import fpenv
+from textgan.config import RunConfig
+torch.manual_seed(0)
+a, b = torch.randn(512, 512), torch.randn(512, 512)
+exact = a.double() @ b.double()
+for precision in ("highest", "medium", "highest"):
+    fpenv.apply(RunConfig(matmul_precision=precision))
+    err = ((a @ b).double() - exact).norm() / exact.norm()
+    print(torch.get_float32_matmul_precision(), float(err))
+"""
+
+
+def _has_bf16_products() -> bool:
+    try:
+        flags = open("/proc/cpuinfo", encoding="utf-8").read()
+    except OSError:
+        return False
+    return " amx_bf16" in flags or " avx512_bf16" in flags
+
+
+def test_matmul_precision_is_set_and_undone():
+    """run.matmul_precision reaches torch; on CPUs with bfloat16 products "medium" really takes
+    them (error ~1e-3 instead of ~1e-7), and "highest" restores float32."""
+    out = subprocess.run([sys.executable, "-c", MATMUL], cwd=REPO, capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split("\n")
+    rows = [line.split() for line in out if line]
+    assert [r[0] for r in rows] == ["highest", "medium", "highest"]
+    errs = [float(r[1]) for r in rows]
+    assert errs[0] < 1e-5 and errs[2] < 1e-5, errs
+    if _has_bf16_products():
+        assert 1e-4 < errs[1] < 1e-2, errs
+    else:
+        assert errs[1] < 1e-2, errs

@@ -105,7 +105,7 @@ def cmd_sample(args) -> int:
 
     loaded = sample.load_generator(args.path, _device(args.device),
                                    warn=lambda m: print(m, file=sys.stderr))
-    fpenv.flush_denormals(loaded.config.run.flush_denormals)  # as the run trained
+    fpenv.apply(loaded.config.run)  # as the run trained
     if args.out and Path(args.out).exists():
         raise UserError(f"--out {args.out} already exists; choose a new file name")
     if args.interpolate:

@@ -106,7 +106,7 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
     if num is not None and num < 2:
         raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
     loaded, corpus = load_run(path, data, device)
-    fpenv.flush_denormals(loaded.config.run.flush_denormals)  # as the run trained
+    fpenv.apply(loaded.config.run)  # as the run trained
     num = num or loaded.config.eval.num_samples
     seed = loaded.config.run.seed if seed is None else seed
     out_dir = Path(out) if out else run_dir_of(Path(path)) / "eval"

@@ -95,7 +95,7 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
         run_dir = dist.on_main(lambda: _new_run(cfg, config_path, corpus, force))  # the others wait
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
-    fpenv.flush_denormals(cfg.run.flush_denormals)
+    fpenv.apply(cfg.run)
     log(_describe(corpus))
     monitor = Monitor(run_dir, progress=cfg.log.progress and sys.stderr.isatty(), enabled=dist.is_main)
     monitor.scalars({"data/truncated": corpus.train.truncated + corpus.test.truncated,
