@@ -42,6 +42,10 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     # the GAN phase only, from the finished oracle20_mle run (its wall time is that run's)
     "oracle20_rsgan_warm": ("configs/oracle20_rsgan.yaml",
                             ["generator.init_from={runs}/oracle20_mle", "mle.epochs=0"], 10000),
+    # the same with bfloat16 products (run.matmul_precision=medium): does the opt-in change quality?
+    "oracle20_rsgan_warm_bf16": ("configs/oracle20_rsgan.yaml",
+                                 ["generator.init_from={runs}/oracle20_mle", "mle.epochs=0",
+                                  "run.matmul_precision=medium"], 10000),
     "oracle40_mle": ("configs/oracle40_mle.yaml", [], 10000),
     "oracle40_rsgan": ("configs/oracle40_rsgan.yaml", [], 10000),
     "coco_mle": ("configs/coco_mle.yaml", [], 10000),
@@ -56,7 +60,8 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
 }
 
 # experiment -> the run its overrides start from
-AFTER = {"coco_rsgan_large": "coco_mle_large", "oracle20_rsgan_warm": "oracle20_mle"}
+AFTER = {"coco_rsgan_large": "coco_mle_large", "oracle20_rsgan_warm": "oracle20_mle",
+         "oracle20_rsgan_warm_bf16": "oracle20_mle"}
 
 SMOKE = ["mle.epochs=1", "adversarial.steps=2", "adversarial.d_steps=1", "eval.num_samples=20",
          "eval.every=0", "eval.latent_draws=1", "data.num_train=128", "data.num_test=32",
