@@ -172,6 +172,7 @@ def main() -> None:
         "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                     "platform": platform.platform()},
         "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "matmul_precision": torch.get_float32_matmul_precision(),  # "highest": float32 products
         "command": " ".join(["python"] + sys.argv),
     }
     out = Path(args.out)
