@@ -36,16 +36,16 @@ PUBLISHED = {
                              "nll_gen": 0.756}},
 }
 
+ORACLE20_WARM = ["generator.init_from={runs}/oracle20_mle", "mle.epochs=0"]  # from the finished MLE run
+
 EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), samples scored at the end)
     "oracle20_mle": ("configs/oracle20_mle.yaml", [], 10000),
     "oracle20_rsgan": ("configs/oracle20_rsgan.yaml", [], 10000),
     # the GAN phase only, from the finished oracle20_mle run (its wall time is that run's)
-    "oracle20_rsgan_warm": ("configs/oracle20_rsgan.yaml",
-                            ["generator.init_from={runs}/oracle20_mle", "mle.epochs=0"], 10000),
+    "oracle20_rsgan_warm": ("configs/oracle20_rsgan.yaml", ORACLE20_WARM, 10000),
     # the same with bfloat16 products (run.matmul_precision=medium): does the opt-in change quality?
     "oracle20_rsgan_warm_bf16": ("configs/oracle20_rsgan.yaml",
-                                 ["generator.init_from={runs}/oracle20_mle", "mle.epochs=0",
-                                  "run.matmul_precision=medium"], 10000),
+                                 [*ORACLE20_WARM, "run.matmul_precision=medium"], 10000),
     "oracle40_mle": ("configs/oracle40_mle.yaml", [], 10000),
     "oracle40_rsgan": ("configs/oracle40_rsgan.yaml", [], 10000),
     "coco_mle": ("configs/coco_mle.yaml", [], 10000),

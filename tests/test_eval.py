@@ -183,15 +183,21 @@ def test_eval_missing_run_exit_2(tmp_path):
     assert len(res.stderr.strip().splitlines()) == 1
 
 
+def _fast_corpus(data_root, *extra: str):
+    """The FAST config's corpus, with `extra` overrides."""
+    from textgan import config
+    from textgan.corpus import prepare
+
+    cfg = config.load(None, [o for o in FAST if not o.startswith("data.root")] + [f"data.root={data_root}", *extra])
+    return prepare(cfg.data, cfg.run.seed)
+
+
 def test_copy_fraction_counts_verbatim_training_rows(data_root):
     """A copy is a training row over its whole length: a changed token or a proper prefix is not,
     and every sample counts (duplicates included)."""
-    from textgan import config
-    from textgan.corpus import prepare
     from textgan.metrics import copy_fraction
 
-    cfg = config.load(None, [o for o in FAST if not o.startswith("data.root")] + [f"data.root={data_root}"])
-    train = prepare(cfg.data, cfg.run.seed).train
+    train = _fast_corpus(data_root).train
     tokens, lengths = train.tokens[:4].clone(), train.lengths[:4].clone()
     assert copy_fraction(tokens, lengths, train.tokens, train.lengths) == 1.0
     tokens[1, 0] = 3 if int(tokens[1, 0]) != 3 else 4  # one token changed
@@ -203,13 +209,10 @@ def test_copy_fraction_counts_verbatim_training_rows(data_root):
 
 def test_evaluate_reports_copies_from_the_training_set(data_root):
     """sample_metrics on the training sequences themselves (oracle and text corpora) says 1.0."""
-    from textgan import config
-    from textgan.corpus import prepare
     from textgan.evaluate import sample_metrics
 
     for extra in ([], ["data.source=oracle", "data.num_train=50", "data.num_test=20", "data.oracle_params="]):
-        cfg = config.load(None, [o for o in FAST if not o.startswith("data.root")] + [f"data.root={data_root}", *extra])
-        corpus = prepare(cfg.data, cfg.run.seed)
+        corpus = _fast_corpus(data_root, *extra)
         ids = corpus.train.tokens[:30]
         samples = [corpus.vocab.decode(row) for row in ids.tolist()]
         assert sample_metrics(ids, samples, corpus, [2])["train_copy_frac"] == 1.0
