@@ -54,6 +54,8 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     # RelGAN as published: relational memory generator, 150 MLE epochs, then 2,000 RSGAN steps
     "coco_relgan": ("configs/coco_relgan.yaml", [], 10000),
     "oracle20_relgan": ("configs/oracle20_relgan.yaml", [], 10000),
+    # the same without a latent, as RelGAN has none: is the prior what makes its GAN phase drift?
+    "oracle20_relgan_noprior": ("configs/oracle20_relgan.yaml", ["generator.prior=none"], 10000),
     # the GAN phase only, from the finished coco_mle_large run (its wall time is that run's)
     "coco_rsgan_large": ("configs/coco_rsgan_large.yaml",
                          ["generator.init_from={runs}/coco_mle_large", "mle.epochs=0"], 10000),

@@ -132,6 +132,9 @@ def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
     assert set(quality.AFTER) | set(quality.AFTER.values()) <= set(quality.EXPERIMENTS)
     for name in ("coco_relgan", "oracle20_relgan"):
         assert load(str(REPO / quality.EXPERIMENTS[name][0]), []).generator.core == "relational_memory"
+    noprior = load(str(REPO / quality.EXPERIMENTS["oracle20_relgan_noprior"][0]),
+                   quality.overrides_for("oracle20_relgan_noprior", args))
+    assert noprior.generator.prior == "none" and noprior.generator.core == "relational_memory"
 
 
 def _pids_running(*needles: str) -> list[int]:
