@@ -154,6 +154,13 @@ def _sweep(name: str, run_dir: Path, args: argparse.Namespace, log: Path) -> dic
     return {"temperatures": args.sweep, "samples": num, "rows": rows, "plot": plot.name}
 
 
+def _scores(record: dict) -> dict:
+    """What a record scored and how far its run had trained then: a resumed segment keeps the
+    scores it replaces, so the record holds the whole trajectory (e.g. the end of MLE, then the GAN)."""
+    keys = ("mle_epochs_done", "adversarial_steps_done", "samples_scored", "metrics")
+    return {k: record[k] for k in keys if k in record}
+
+
 def _recorded(out: Path) -> dict:
     """The experiments already recorded in `out` (none if it does not exist yet)."""
     return json.loads(out.read_text()).get("experiments", {}) if out.is_file() else {}
@@ -232,7 +239,7 @@ def main() -> None:
                 record["resumed"] = before.get("resumed", []) + [{
                     "date": time.strftime("%Y-%m-%d"), "machine": machine(args.device), "command": res["command"],
                     "train_wall_s": res["train_wall_s"], "adversarial_steps_done": res["adversarial_steps_done"],
-                    "mle_epochs_done": res["mle_epochs_done"]}]
+                    "mle_epochs_done": res["mle_epochs_done"], "scored_before": _scores(before)}]
             merged = {**recorded, name: record}
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps({"published": PUBLISHED, "experiments": merged}, indent=2) + "\n")

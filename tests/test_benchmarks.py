@@ -97,6 +97,9 @@ def test_quality_smoke_resume_trains_further_and_adds_up(tmp_path, data_root):
     assert again["adversarial_steps_done"] == 4 and again["command"] == first["command"]
     (segment,) = again["resumed"]
     assert segment["adversarial_steps_done"] == 4 and "--resume" in segment["command"]
+    # the scores the segment replaced are kept with it
+    assert segment["scored_before"]["adversarial_steps_done"] == 2
+    assert segment["scored_before"]["metrics"] == first["metrics"] != again["metrics"]
     assert again["train_wall_s"] == round(first["train_wall_s"] + segment["train_wall_s"], 1)
     assert again["config"] == first["config"]
     log = (runs / "coco_rsgan.log").read_text()
