@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import time
@@ -26,6 +25,7 @@ from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from textgan import hostinfo  # noqa: E402
 from textgan.data import read_lines, tokenize  # noqa: E402
 from textgan.metrics.bleu import bleu_scores, self_bleu_scores  # noqa: E402
 
@@ -97,8 +97,7 @@ def main() -> None:
         "total_seconds_nltk_extrapolated": sum(m["nltk_seconds_extrapolated"] for m in metrics.values()),
         "parity_max_abs_diff": max(m["parity_max_abs_diff"] for m in metrics.values()),
         "metrics": metrics, "smoke": args.smoke,
-        "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                    "platform": platform.platform()},
+        "machine": hostinfo.describe(),
         "python": platform.python_version(), "torch": torch.__version__, "nltk": nltk.__version__,
         "command": " ".join(["python"] + sys.argv),
     }

@@ -12,7 +12,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -25,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from textgan import checkpoint  # noqa: E402
+from textgan import checkpoint, hostinfo  # noqa: E402
 
 # Published figures (RelGAN paper, Nie et al. 2019, Tables 1 and 2), for comparison only.
 PUBLISHED = {
@@ -37,6 +36,7 @@ PUBLISHED = {
 }
 
 ORACLE20_WARM = ["generator.init_from={runs}/oracle20_mle", "mle.epochs=0"]  # from the finished MLE run
+COCO_MIX = ["generator.init_from={runs}/coco_relgan_mle30", "mle.epochs=0", "adversarial.mle_weight=1.0"]
 
 EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), samples scored at the end)
     "oracle20_mle": ("configs/oracle20_mle.yaml", [], 10000),
@@ -56,13 +56,21 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     "oracle20_relgan": ("configs/oracle20_relgan.yaml", [], 10000),
     # the same without a latent, as RelGAN has none: is the prior what makes its GAN phase drift?
     "oracle20_relgan_noprior": ("configs/oracle20_relgan.yaml", ["generator.prior=none"], 10000),
+    # coco_relgan's recipe stopped at 30 MLE epochs (held-out NLL_gen 6.15 there, 9.37 after 150:
+    # the longer pretraining overfits), kept as the start of the GAN variants below
+    "coco_relgan_mle30": ("configs/coco_relgan.yaml", ["mle.epochs=30", "adversarial.steps=0"], 10000),
+    # coco_relgan's GAN phase from coco_relgan_mle30 with the real batch's NLL added to every G
+    # update (adversarial.mle_weight), without and with a spectrally normalised discriminator
+    "coco_relgan_mix": ("configs/coco_relgan.yaml", COCO_MIX, 10000),
+    "coco_relgan_mix_sn": ("configs/coco_relgan.yaml", [*COCO_MIX, "discriminator.spectral_norm=true"], 10000),
     # the GAN phase only, from the finished coco_mle_large run (its wall time is that run's)
     "coco_rsgan_large": ("configs/coco_rsgan_large.yaml",
                          ["generator.init_from={runs}/coco_mle_large", "mle.epochs=0"], 10000),
 }
 
 # experiment -> the run its overrides start from
-AFTER = {"coco_rsgan_large": "coco_mle_large", "oracle20_rsgan_warm": "oracle20_mle",
+AFTER = {"coco_rsgan_large": "coco_mle_large", "coco_relgan_mix": "coco_relgan_mle30",
+         "coco_relgan_mix_sn": "coco_relgan_mle30", "oracle20_rsgan_warm": "oracle20_mle",
          "oracle20_rsgan_warm_bf16": "oracle20_mle"}
 
 SMOKE = ["mle.epochs=1", "adversarial.steps=2", "adversarial.d_steps=1", "eval.num_samples=20",
@@ -169,8 +177,7 @@ def _recorded(out: Path) -> dict:
 def machine(device: str) -> dict:
     import torch
 
-    info = {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "platform": platform.platform(), "torch": torch.__version__, "device": device}
+    info = {**hostinfo.describe(), "torch": torch.__version__, "device": device}
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info

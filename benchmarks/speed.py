@@ -9,7 +9,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -21,7 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from textgan import config, fpenv  # noqa: E402
+from textgan import config, fpenv, hostinfo  # noqa: E402
 from textgan.corpus import prepare  # noqa: E402
 from textgan.evaluate import generate  # noqa: E402
 from textgan.monitor import Monitor  # noqa: E402
@@ -169,8 +168,7 @@ def main() -> None:
                     "discriminator_highway": tr.D.highway.kernel_used() if hasattr(tr.D, "highway") else "n/a"},
         "config": os.path.relpath(args.config, REPO), "smoke": args.smoke,
         "vocab": len(corpus.vocab), "max_len": corpus.max_len,
-        "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                    "platform": platform.platform()},
+        "machine": hostinfo.describe(),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "matmul_precision": torch.get_float32_matmul_precision(),  # "highest": float32 products
         "command": " ".join(["python"] + sys.argv),

@@ -9,7 +9,10 @@ import subprocess
 import sys
 import time
 
+import torch
+
 from conftest import REPO
+from textgan import hostinfo
 
 
 def _bench(script: str, *args: str, timeout: float = 600) -> None:
@@ -21,6 +24,15 @@ def _bench(script: str, *args: str, timeout: float = 600) -> None:
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
 
 
+def test_host_description_names_the_cpu_model_and_its_simd():
+    info = hostinfo.describe()
+    model = hostinfo.cpuinfo_field("model name")
+    assert info["processor"] == (model or info["processor"]) and info["processor"]
+    flags = (hostinfo.cpuinfo_field("flags", "Features") or "").split()
+    assert info["simd"] == [f for f in hostinfo.SIMD if f in flags]
+    assert info["cpus"] == os.cpu_count() >= 1
+
+
 def test_speed_smoke(tmp_path, data_root):
     out = tmp_path / "speed.json"
     _bench("speed.py", "--smoke", "--data-root", str(data_root), "--out", str(out))
@@ -30,6 +42,7 @@ def test_speed_smoke(tmp_path, data_root):
         assert key in result
     assert result["smoke"] is True and result["adv_gflop"] > 0 and result["adv_iter_s"] > 0
     assert result["matmul_precision"] == "highest"  # the targets are judged on float32 products
+    assert result["machine"] == hostinfo.describe()  # the CPU model and its SIMD, not just "x86_64"
     assert set(result["kernels"]) == {"mle_cross_entropy", "mle_lstm", "mle_loss", "discriminator_conv_max",
                                       "discriminator_highway"}
     native = result["kernels"]["mle_cross_entropy"] == result["kernels"]["mle_lstm"] == "native"
@@ -54,6 +67,7 @@ def test_bleu_speed_smoke(tmp_path, data_root):
     _bench("bleu_speed.py", "--smoke", "--data-root", str(data_root), "--out", str(out))
     result = json.loads(out.read_text())
     assert result["parity_max_abs_diff"] <= 1e-9
+    assert result["machine"] == hostinfo.describe()
 
 
 def test_quality_smoke(tmp_path, data_root):
@@ -66,6 +80,8 @@ def test_quality_smoke(tmp_path, data_root):
     assert "nll_oracle" in result["experiments"]["oracle20_rsgan"]["metrics"]
     assert result["published"]["coco"]["RelGAN(100)"]["bleu2"] == 0.849
     assert {"nll_gen_pos", "nll_gen_pos_train"} <= set(coco)
+    assert result["experiments"]["coco_rsgan"]["machine"] == {**hostinfo.describe(), "torch": torch.__version__,
+                                                              "device": "cpu"}
     # --score-only scores the same run again and keeps its training record; --sweep adds its
     # quality-diversity curve (rows in the record, the plot beside the results)
     _bench("quality.py", "--smoke", "--score-only", "--data-root", str(data_root), "--only", "coco_rsgan",
@@ -138,6 +154,12 @@ def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
     noprior = load(str(REPO / quality.EXPERIMENTS["oracle20_relgan_noprior"][0]),
                    quality.overrides_for("oracle20_relgan_noprior", args))
     assert noprior.generator.prior == "none" and noprior.generator.core == "relational_memory"
+    mle30, mix, mix_sn = (load(str(REPO / quality.EXPERIMENTS[name][0]), quality.overrides_for(name, args))
+                          for name in ("coco_relgan_mle30", "coco_relgan_mix", "coco_relgan_mix_sn"))
+    assert (mle30.mle.epochs, mle30.adversarial.steps) == (30, 0)
+    assert mix.generator.init_from == f"{tmp_path}/coco_relgan_mle30" and mix.mle.epochs == 0
+    assert mix.adversarial.mle_weight == mix_sn.adversarial.mle_weight == 1.0
+    assert (mix.discriminator.spectral_norm, mix_sn.discriminator.spectral_norm) == (False, True)
 
 
 def _pids_running(*needles: str) -> list[int]:

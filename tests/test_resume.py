@@ -19,7 +19,8 @@ from textgan import checkpoint
 CONFIG = str(REPO / "configs" / "coco_rsgan.yaml")
 SCHEDULE = ["mle.epochs=2", "adversarial.steps=16", "adversarial.d_steps=2", "log.checkpoint_every=2",
             "eval.every=6", "eval.sample_every=6", "log.keep_last=2", "run.threads=1",
-            "discriminator.dropout=0.25", "generator.num_layers=2", "generator.dropout=0.1"]
+            "discriminator.dropout=0.25", "generator.num_layers=2", "generator.dropout=0.1",
+            "discriminator.spectral_norm=true", "adversarial.mle_weight=0.5"]  # their state resumes too
 
 
 def _start(*args: str) -> subprocess.Popen:

@@ -98,6 +98,9 @@ class DiscriminatorConfig:
     num_filters: list[int] = field(default_factory=lambda: [300, 300, 300, 300])  # per width
     hidden_dim: int = 64  # LSTM discriminator hidden size
     dropout: float = 0.25  # before the output layer
+    # spectral normalisation of every weight matrix (Miyato et al. 2018; RelGAN's --sn flag):
+    # bounds the discriminator's Lipschitz constant, so it cannot win outright in a few steps
+    spectral_norm: bool = False
     compile: bool = False  # relgan_cnn: torch.compile its conv+max blocks (needs a C++ compiler)
     # relgan_cnn's conv+max on CPU: native = the C kernel (built at first use with the machine's
     # C compiler), torch = blockwise torch ops (compiled when compile=true), auto = native where
@@ -173,6 +176,10 @@ class AdversarialConfig:
     d_pretrain_steps: int = 0  # discriminator-only steps before the loop
     gp_weight: float = 10.0  # wgan_gp gradient penalty weight
     grad_clip: float = 5.0  # max gradient norm for both; 0 = off
+    # weight of the teacher-forced NLL of a real batch (per token) added to every generator
+    # update's adversarial loss: it anchors the generator to the data while the discriminator
+    # sharpens it, trading some quality for held-out NLL_gen; 0 = the adversarial loss alone
+    mle_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "d_pretrain_steps"):
@@ -185,6 +192,7 @@ class AdversarialConfig:
         _check(0 <= self.beta2 < 1, "beta2", "must be in [0, 1)")
         _check(self.gp_weight >= 0, "gp_weight", "must be >= 0")
         _check(self.grad_clip >= 0, "grad_clip", "must be >= 0 (0 = off)")
+        _check(self.mle_weight >= 0, "mle_weight", "must be >= 0 (0 = off)")
 
 
 @dataclass

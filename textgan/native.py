@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from textgan import hostinfo
 from textgan.errors import UserError
 
 SOURCES = Path(__file__).resolve().parent / "csrc"
@@ -46,13 +47,7 @@ def cache_dir() -> Path:
 
 def _cpu_flags() -> str:
     """What -march=native depends on: a library built on one CPU may not run on another."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return line
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return hostinfo.cpuinfo_field("flags", "Features") or platform.processor() or platform.machine()
 
 
 def _build(source: Path, compiler: str, extra: tuple[str, ...] = ()) -> Path:

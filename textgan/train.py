@@ -251,6 +251,19 @@ class Trainer:
         dists = torch.zeros(*tokens.shape, len(self.corpus.vocab), device=self.device)
         return dists.scatter_(-1, tokens.unsqueeze(-1), 1.0)
 
+    def _real_nll(self, batch_size: int) -> torch.Tensor:
+        """Teacher-forced NLL per token of real sentences (adversarial.mle_weight): one shared draw
+        of the global batch, this rank's shard weighted by its share of the tokens, as in MLE."""
+        whole = torch.randint(self.train_tokens.shape[0], (batch_size * self.dist.world_size,),
+                              generator=self.data_rng).to(self.device)
+        idx = self.dist.shard(whole)
+        lengths = self.train_lengths[idx]
+        tokens = self.train_tokens[idx, :int(lengths.max())]  # (B, T_batch)
+        z = self.G.sample_latent(tokens.shape[0], self.noise_rng)
+        nll = self.G.mle_loss(tokens, z, pad_id=self.corpus.vocab.pad_id)
+        weight = self.dist.token_weight(lengths, self.train_lengths[whole])
+        return nll if weight == 1.0 else nll * weight
+
     def _fake(self, batch_size: int, tau: float):
         z = self.G.sample_latent(batch_size, self.noise_rng)
         return self.G_parallel("sample", z, self.corpus.max_len, tau=tau, generator=self.noise_rng,
@@ -299,11 +312,15 @@ class Trainer:
         self.D.requires_grad_(False)
         try:
             loss = self.loss_g(self.D(real), self.D(fake.dists))
-            norm = _finite_step(self.opt_g, self.G.parameters(), loss, adv.grad_clip, dist=self.dist)
+            nll = self._real_nll(self.adv_bs) if adv.mle_weight > 0 else None
+            total = loss if nll is None else loss + adv.mle_weight * nll
+            norm = _finite_step(self.opt_g, self.G.parameters(), total, adv.grad_clip, dist=self.dist)
         finally:
             self.D.requires_grad_(True)
         self._count_skip(norm, "g")
         out = {"adv/g_loss": loss.item(), "adv/fake_tokens": float(fake.lengths.sum())}
+        if nll is not None:
+            out["adv/g_mle_loss"] = nll.item()
         if norm is not None:
             out["adv/g_grad_norm"] = norm
         return out

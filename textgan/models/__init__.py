@@ -1,6 +1,8 @@
 """Model registry: a plain name -> class dict, and builders from the config tree."""
 from __future__ import annotations
 
+from torch import nn
+
 from textgan import native
 from textgan.config import DiscriminatorConfig, GeneratorConfig
 from textgan.models import convmax_native, highway_native, linear_ce_native, lstm_native
@@ -39,8 +41,20 @@ def build_generator(cfg: GeneratorConfig, vocab_size: int, banned: list[int]) ->
 
 def build_discriminator(cfg: DiscriminatorConfig, vocab_size: int):
     if cfg.kind == "relgan_cnn":
-        return RelGANCNN(vocab_size, emb_dim=cfg.emb_dim, num_rep=cfg.num_rep,
+        disc = RelGANCNN(vocab_size, emb_dim=cfg.emb_dim, num_rep=cfg.num_rep,
                          filter_sizes=cfg.filter_sizes, num_filters=cfg.num_filters, dropout=cfg.dropout,
                          compile=cfg.compile, conv_kernel=cfg.conv_kernel, highway_kernel=cfg.highway_kernel)
-    return DISCRIMINATORS[cfg.kind](vocab_size, emb_dim=cfg.emb_dim, hidden_dim=cfg.hidden_dim,
-                                    dropout=cfg.dropout)
+    else:
+        disc = DISCRIMINATORS[cfg.kind](vocab_size, emb_dim=cfg.emb_dim, hidden_dim=cfg.hidden_dim,
+                                        dropout=cfg.dropout)
+    return spectral_normalize(disc) if cfg.spectral_norm else disc
+
+
+def spectral_normalize(module: nn.Module) -> nn.Module:
+    """Every Linear and Conv2d weight divided by its largest singular value (one power iteration
+    per forward in training, as Miyato et al. 2018). An LSTM discriminator's recurrent weights are
+    left as they are."""
+    for layer in list(module.modules()):
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            nn.utils.parametrizations.spectral_norm(layer)
+    return module

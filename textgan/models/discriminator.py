@@ -29,7 +29,8 @@ class Highway(nn.Module):
 
     def kernel_used(self) -> str:
         """native or torch, on this module's device and dtype."""
-        return "native" if self.kernel != "torch" and highway_native.supports(self.proj.weight) else "torch"
+        # the bias: reading a spectrally normalised weight would run a power iteration
+        return "native" if self.kernel != "torch" and highway_native.supports(self.proj.bias) else "torch"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kernel != "torch" and highway_native.supports(x):
@@ -73,7 +74,7 @@ class RelGANCNN(nn.Module):
 
     def conv_kernel(self) -> str:
         """Which conv + max runs on this module's device, for the log: native, torch, compiled or reference."""
-        probe = self.embed.weight
+        probe = next(self.embed.parameters())  # not .weight: under spectral_norm that runs a power iteration
         if self.fast and self.native and convmax_native.supports(probe):
             return "native"
         if not self.fast:
