@@ -85,6 +85,12 @@ def timed(fn, warmup: int, repeats: int) -> list[float]:
     return times
 
 
+def say(line: str) -> None:
+    """Each measurement as it is made: a run ended early (a timeout on a slow machine) still
+    leaves what it measured in its output, as the JSON is written only at the end."""
+    print(line, flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
@@ -115,6 +121,7 @@ def main() -> None:
     def mle_and_peak() -> None:
         peaks.append(matmul_peak_gflops(repeats=peak_repeats))
         mle_times.extend(timed(tr.mle_epoch, warmup=0, repeats=mle_group))
+        say(f"matmul peak {peaks[-1]:.1f} GFLOP/s; MLE epochs {[round(t, 3) for t in mle_times[-mle_group:]]} s")
 
     n_batches = corpus.train.tokens.shape[0] // cfg.mle.batch_size
     # The native cross-entropy and LSTM kernels are ctypes calls too, invisible to FlopCounterMode:
@@ -135,6 +142,7 @@ def main() -> None:
     del counted
     adv_times = timed(tr.adversarial_step, warmup=1 if args.smoke else 2, repeats=args.iters)
     adv_s = statistics.median(adv_times)
+    say(f"adversarial iteration: median {adv_s:.2f} s of {[round(t, 2) for t in adv_times]} ({adv_flop / 1e9:.1f} GFLOP)")
     mle_and_peak()
 
     compiled = Trainer(config.load(args.config, overrides + ["discriminator.compile=true"]), corpus,
@@ -144,6 +152,7 @@ def main() -> None:
     compile_s = time.perf_counter() - t0
     comp_times = timed(compiled.adversarial_step, warmup=1, repeats=args.iters)
     comp_s = statistics.median(comp_times)
+    say(f"compiled discriminator: median {comp_s:.2f} s (first step {compile_s:.1f} s)")
     mle_and_peak()
     mle_s = min(mle_times)
 

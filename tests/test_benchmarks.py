@@ -15,13 +15,14 @@ from conftest import REPO
 from textgan import hostinfo
 
 
-def _bench(script: str, *args: str, timeout: float = 600) -> None:
+def _bench(script: str, *args: str, timeout: float = 600) -> str:
     """One thread: smoke runs measure nothing, and two busy multi-threaded processes on two cores
     make OpenMP's spinning threads wait on each other (seconds per tiny step)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=timeout)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    return res.stdout
 
 
 def test_host_description_names_the_cpu_model_and_its_simd():
@@ -35,8 +36,10 @@ def test_host_description_names_the_cpu_model_and_its_simd():
 
 def test_speed_smoke(tmp_path, data_root):
     out = tmp_path / "speed.json"
-    _bench("speed.py", "--smoke", "--data-root", str(data_root), "--out", str(out))
+    printed = _bench("speed.py", "--smoke", "--data-root", str(data_root), "--out", str(out))
     result = json.loads(out.read_text())
+    # each measurement is printed as it is made, so a run killed part-way still shows them
+    assert printed.count("matmul peak") == 3 and "adversarial iteration: median" in printed
     for key in ("matmul_peak_gflops", "adv_iter_s", "adv_gflop", "adv_frac_peak", "mle_epoch_s",
                 "mle_frac_peak", "sample_sents_per_s", "machine", "torch", "threads"):
         assert key in result

@@ -35,10 +35,11 @@ def kernels() -> ctypes.CDLL | None:
 
 def uses_native(lstm: nn.LSTM, kernel: str, like: torch.Tensor) -> bool:
     """Whether `kernel` (auto | native | torch) runs the C recurrence for `lstm` on `like`'s
-    device and dtype: native wherever it can (CPU float32), auto only up to AUTO_MAX_HIDDEN."""
+    device and dtype: native wherever it can (CPU float32), auto only up to AUTO_MAX_HIDDEN and
+    with AVX-512 (native.wide_vectors)."""
     if kernel == "torch" or like.device.type != "cpu" or like.dtype != torch.float32:
         return False
-    if kernel == "auto" and lstm.hidden_size > AUTO_MAX_HIDDEN:
+    if kernel == "auto" and (lstm.hidden_size > AUTO_MAX_HIDDEN or not native.wide_vectors()):
         return False
     return kernels() is not None
 
