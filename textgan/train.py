@@ -221,14 +221,7 @@ class Trainer:
     def mle_batch(self, idx: torch.Tensor) -> dict[str, float]:
         """One teacher-forced update on the sentences `idx` (the global batch; this rank's shard)."""
         t0, skipped = time.perf_counter(), self.progress.skipped
-        whole = idx.to(self.device)
-        idx = self.dist.shard(whole)
-        lengths = self.train_lengths[idx]  # (B,)
-        # Positions past the batch's longest sentence are all padding: no loss, no gradient.
-        tokens = self.train_tokens[idx, :int(lengths.max())]  # (B, T_batch)
-        z = self.G.sample_latent(tokens.shape[0], self.noise_rng)
-        loss = self.G_parallel("mle_loss", tokens, z, pad_id=self.corpus.vocab.pad_id)  # fused CE, chunked
-        weight = self.dist.token_weight(lengths, self.train_lengths[whole])
+        loss, weight, lengths = self._nll(idx.to(self.device), parallel=True)
         norm = _finite_step(self.opt_mle, self.G.parameters(), loss if weight == 1.0 else loss * weight,
                             self.cfg.mle.grad_clip, dist=self.dist)
         self._count_skip(norm, "mle")
@@ -251,17 +244,25 @@ class Trainer:
         dists = torch.zeros(*tokens.shape, len(self.corpus.vocab), device=self.device)
         return dists.scatter_(-1, tokens.unsqueeze(-1), 1.0)
 
-    def _real_nll(self, batch_size: int) -> torch.Tensor:
-        """Teacher-forced NLL per token of real sentences (adversarial.mle_weight): one shared draw
-        of the global batch, this rank's shard weighted by its share of the tokens, as in MLE."""
-        whole = torch.randint(self.train_tokens.shape[0], (batch_size * self.dist.world_size,),
-                              generator=self.data_rng).to(self.device)
+    def _nll(self, whole: torch.Tensor, parallel: bool) -> tuple[torch.Tensor, float, torch.Tensor]:
+        """Teacher-forced NLL per token of this rank's shard of the global batch `whole`, the
+        shard's weight (its share of the batch's tokens) and its lengths. parallel: through the
+        DDP wrapper, for an update whose only forward this is; else the plain module."""
         idx = self.dist.shard(whole)
-        lengths = self.train_lengths[idx]
+        lengths = self.train_lengths[idx]  # (B,)
+        # Positions past the batch's longest sentence are all padding: no loss, no gradient.
         tokens = self.train_tokens[idx, :int(lengths.max())]  # (B, T_batch)
         z = self.G.sample_latent(tokens.shape[0], self.noise_rng)
-        nll = self.G.mle_loss(tokens, z, pad_id=self.corpus.vocab.pad_id)
-        weight = self.dist.token_weight(lengths, self.train_lengths[whole])
+        pad = self.corpus.vocab.pad_id
+        loss = self.G_parallel("mle_loss", tokens, z, pad_id=pad) if parallel else self.G.mle_loss(tokens, z, pad_id=pad)
+        return loss, self.dist.token_weight(lengths, self.train_lengths[whole]), lengths
+
+    def _real_nll(self, batch_size: int) -> torch.Tensor:
+        """The NLL term of adversarial.mle_weight on a fresh draw of real sentences, weighted as in
+        MLE; the plain module, as the G step's sampling forward already went through DDP."""
+        whole = torch.randint(self.train_tokens.shape[0], (batch_size * self.dist.world_size,),
+                              generator=self.data_rng).to(self.device)
+        nll, weight, _ = self._nll(whole, parallel=False)
         return nll if weight == 1.0 else nll * weight
 
     def _fake(self, batch_size: int, tau: float):
