@@ -11,6 +11,7 @@ returns None and callers keep their torch path.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import platform
@@ -50,6 +51,7 @@ def _cpu_flags() -> str:
     return hostinfo.cpuinfo_field("flags", "Features") or platform.processor() or platform.machine()
 
 
+@functools.cache  # asked per MLE batch: read /proc/cpuinfo once
 def wide_vectors() -> bool:
     """Whether the kernels are built for AVX-512: the CPU has it and $TEXTGAN_CFLAGS does not turn
     it off. The cross-entropy and LSTM kernels' blocking assumes its 32 wide registers; on an AVX2
