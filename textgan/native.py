@@ -11,7 +11,6 @@ returns None and callers keep their torch path.
 from __future__ import annotations
 
 import ctypes
-import functools
 import hashlib
 import os
 import platform
@@ -49,16 +48,6 @@ def cache_dir() -> Path:
 def _cpu_flags() -> str:
     """What -march=native depends on: a library built on one CPU may not run on another."""
     return hostinfo.cpuinfo_field("flags", "Features") or platform.processor() or platform.machine()
-
-
-@functools.cache  # asked per MLE batch: read /proc/cpuinfo once
-def wide_vectors() -> bool:
-    """Whether the kernels are built for AVX-512: the CPU has it and $TEXTGAN_CFLAGS does not turn
-    it off. The cross-entropy and LSTM kernels' blocking assumes its 32 wide registers; on an AVX2
-    EPYC their generic path measured 9.5x (cross-entropy) and 1.5x (LSTM) slower than torch's ops,
-    so `auto` takes them only here (BENCHMARKS.md, 2026-12-01)."""
-    return ("avx512f" in _cpu_flags().split()
-            and "-mno-avx512f" not in shlex.split(os.environ.get("TEXTGAN_CFLAGS", "")))
 
 
 def _build(source: Path, compiler: str, extra: tuple[str, ...] = ()) -> Path:

@@ -2,69 +2,78 @@
  * (textgan/models/convmax.py holds the definition; convmax_native.py calls this and the torch version).
  * One pass per row over time: the (T', F) convolution output is never stored, only each
  * filter's running maximum and where it was reached. Built by textgan/native.py with the
- * machine's C compiler and called through ctypes, which releases the GIL, so Python threads
- * run disjoint row ranges [n0, n1) at once.
+ * machine's C compiler and called through ctypes; the rows are split over torch's OpenMP threads
+ * (parallel.h).
  *
  * x: (N, T, D) rows (N = batch * representations); wt: (K*D, F) the filters transposed,
- * k-major, F a multiple of the vector width L; out, arg: (N, F). The weight layout in the
- * backward is (F, K*D). GCC/Clang vector extensions: 64-byte vectors (one AVX-512 register,
- * two AVX2 ones). */
+ * k-major, F a multiple of 64 bytes of filters; out, arg: (N, F). The weight layout in the
+ * backward is (F, K*D). GCC/Clang vector extensions of one register: 64 bytes with AVX-512, else
+ * 32. */
 #include <math.h>
 #include <stdint.h>
 
 #include "parallel.h"
 
-#define DEFINE(T, SUF, L, I)                                                                     \
-typedef T vec_##SUF __attribute__((vector_size(64), aligned(sizeof(T))));                       \
-typedef I ivec_##SUF __attribute__((vector_size(64), aligned(sizeof(T))));                      \
+#define UNROLL _Pragma("GCC unroll 32") /* the chunk loops: accumulators stay in registers */
+
+#ifdef __AVX512F__
+#define VBYTES 64 /* one vector register: AVX-512 */
+#define NV 4      /* vectors of filters per window pass: 3 * NV of the 32 registers */
+#else
+#define VBYTES 32 /* AVX2: wider GCC vectors are split into register pairs that spill (the 64-byte */
+#define NV 4      /* version ran at 1 GFLOP/s on the AVX2 EPYC); 3 * NV + 3 of the 16 registers */
+#endif
+
+/* out[n, f0 + i] = max over t of sum_j wt[j, f0 + i] * x[n, t*D + j] for nv vectors of filters
+ * from f0; arg[n, f0 + i] = the last t reaching it (arg may be NULL). Every window value loaded
+ * serves nv vectors of filters. */
+#define CHUNK(T, SUF, I, NB)                                                                     \
+static inline void chunk_##SUF##_##NB(const T *xn, const T *wt, int64_t steps, int64_t d, int64_t kd, \
+                                      int64_t f, int64_t f0, T *outn, int32_t *argn) {           \
+  enum { W = VBYTES / (int)sizeof(T) };                                                          \
+  vec_##SUF best[NB], acc[NB];                                                                   \
+  ivec_##SUF at[NB];                                                                             \
+  UNROLL for (int v = 0; v < NB; v++) best[v] = (vec_##SUF){0} - (T)INFINITY, at[v] = (ivec_##SUF){0}; \
+  for (int64_t t = 0; t < steps; t++) {                                                          \
+    UNROLL for (int v = 0; v < NB; v++) acc[v] = (vec_##SUF){0};                                 \
+    const T *win = xn + t * d;                                                                   \
+    for (int64_t j = 0; j < kd; j++) {                                                           \
+      const T c = win[j];                                                                        \
+      UNROLL for (int v = 0; v < NB; v++) acc[v] += c * *(const vec_##SUF *)(wt + j * f + f0 + v * W); \
+    }                                                                                            \
+    const ivec_##SUF tv = (ivec_##SUF){0} + (I)t;                                                \
+    UNROLL for (int v = 0; v < NB; v++) {                                                        \
+      const ivec_##SUF ge = acc[v] >= best[v];                                                   \
+      best[v] = (vec_##SUF)(((ivec_##SUF)acc[v] & ge) | ((ivec_##SUF)best[v] & ~ge));            \
+      at[v] = (at[v] & ~ge) | (tv & ge);                                                         \
+    }                                                                                            \
+  }                                                                                              \
+  UNROLL for (int v = 0; v < NB; v++) {                                                          \
+    *(vec_##SUF *)(outn + f0 + v * W) = best[v];                                                 \
+    if (argn)                                                                                    \
+      for (int i = 0; i < W; i++) argn[f0 + v * W + i] = (int32_t)at[v][i];                      \
+  }                                                                                              \
+}
+
+#define DEFINE(T, SUF, I)                                                                        \
+typedef T vec_##SUF __attribute__((vector_size(VBYTES), aligned(sizeof(T))));                   \
+typedef I ivec_##SUF __attribute__((vector_size(VBYTES), aligned(sizeof(T))));                  \
+CHUNK(T, SUF, I, NV)                                                                             \
+CHUNK(T, SUF, I, 1)                                                                              \
                                                                                                  \
 /* out[n, f] = max over t of sum_j wt[j, f] * x[n, t*D + j]; arg[n, f] = the last t reaching it  \
  * (arg may be NULL). */                                                                         \
-static void forward_rows_##SUF(const T *x, const T *wt, int64_t n0, int64_t n1, int64_t len,         \
-                           int64_t d, int64_t k, int64_t f, T *out, int32_t *arg) {              \
+static void forward_rows_##SUF(const T *x, const T *wt, int64_t n0, int64_t n1, int64_t len,     \
+                               int64_t d, int64_t k, int64_t f, T *out, int32_t *arg) {          \
+  enum { W = VBYTES / (int)sizeof(T) };                                                          \
   const int64_t kd = k * d, steps = len - k + 1;                                                 \
   for (int64_t n = n0; n < n1; n++) {                                                            \
     const T *xn = x + n * len * d;                                                               \
+    T *outn = out + n * f;                                                                       \
+    int32_t *argn = arg ? arg + n * f : 0;                                                       \
     int64_t f0 = 0;                                                                              \
-    for (; f0 + 2 * L <= f; f0 += 2 * L) { /* two vectors of filters share each window load */   \
-      vec_##SUF best0 = (vec_##SUF){0} - (T)INFINITY, best1 = best0;                             \
-      ivec_##SUF at0 = (ivec_##SUF){0}, at1 = at0;                                               \
-      for (int64_t t = 0; t < steps; t++) {                                                      \
-        vec_##SUF acc0 = (vec_##SUF){0}, acc1 = acc0;                                            \
-        const T *win = xn + t * d;                                                               \
-        for (int64_t j = 0; j < kd; j++) {                                                       \
-          acc0 += win[j] * *(const vec_##SUF *)(wt + j * f + f0);                                \
-          acc1 += win[j] * *(const vec_##SUF *)(wt + j * f + f0 + L);                            \
-        }                                                                                        \
-        const ivec_##SUF tv = (ivec_##SUF){0} + (I)t, ge0 = acc0 >= best0, ge1 = acc1 >= best1;  \
-        best0 = (vec_##SUF)(((ivec_##SUF)acc0 & ge0) | ((ivec_##SUF)best0 & ~ge0));              \
-        best1 = (vec_##SUF)(((ivec_##SUF)acc1 & ge1) | ((ivec_##SUF)best1 & ~ge1));              \
-        at0 = (at0 & ~ge0) | (tv & ge0);                                                         \
-        at1 = (at1 & ~ge1) | (tv & ge1);                                                         \
-      }                                                                                          \
-      *(vec_##SUF *)(out + n * f + f0) = best0;                                                  \
-      *(vec_##SUF *)(out + n * f + f0 + L) = best1;                                              \
-      if (arg)                                                                                   \
-        for (int i = 0; i < L; i++) {                                                            \
-          arg[n * f + f0 + i] = (int32_t)at0[i];                                                 \
-          arg[n * f + f0 + L + i] = (int32_t)at1[i];                                             \
-        }                                                                                        \
-    }                                                                                            \
-    for (; f0 < f; f0 += L) {                                                                    \
-      vec_##SUF best = (vec_##SUF){0} - (T)INFINITY;                                             \
-      ivec_##SUF at = (ivec_##SUF){0};                                                           \
-      for (int64_t t = 0; t < steps; t++) {                                                      \
-        vec_##SUF acc = (vec_##SUF){0};                                                          \
-        const T *win = xn + t * d;                                                               \
-        for (int64_t j = 0; j < kd; j++) acc += win[j] * *(const vec_##SUF *)(wt + j * f + f0);  \
-        ivec_##SUF ge = acc >= best;                                                             \
-        best = (vec_##SUF)(((ivec_##SUF)acc & ge) | ((ivec_##SUF)best & ~ge));                   \
-        at = (at & ~ge) | (((ivec_##SUF){0} + (I)t) & ge);                                       \
-      }                                                                                          \
-      *(vec_##SUF *)(out + n * f + f0) = best;                                                   \
-      if (arg)                                                                                   \
-        for (int i = 0; i < L; i++) arg[n * f + f0 + i] = (int32_t)at[i];                        \
-    }                                                                                            \
+    for (; f0 + NV * W <= f; f0 += NV * W) chunk_##SUF##_##NV(xn, wt, steps, d, kd, f, f0, outn, argn); \
+    for (; f0 < f; f0 += W) chunk_##SUF##_1(xn, wt, steps, d, kd, f, f0, outn, argn);           \
   }                                                                                              \
 }                                                                                                \
                                                                                                  \
@@ -102,5 +111,5 @@ void convmax_backward_##SUF(const T *x, const T *w, const T *g, const int32_t *a
                  backward_rows_##SUF(x, w, g, arg, n0, n1, len, d, k, f, gx, gw ? gw + part * f * k * d : 0)) \
 }
 
-DEFINE(float, f32, 16, int32_t)
-DEFINE(double, f64, 8, int64_t)
+DEFINE(float, f32, int32_t)
+DEFINE(double, f64, int64_t)

@@ -1,9 +1,10 @@
-/* Cross-entropy of a linear output layer with its gradients, one pass per block of 32 rows
- * (textgan/models/fused_ce.py holds the definition and the torch version; linear_ce_native.py
- * calls this). The block's logits are kept transposed, (V, 32): two vectors per vocabulary entry
- * holding the 32 rows, so the softmax's max, exp and sum are plain vertical vector operations,
- * the logits never leave L2, and each weight scalar loaded in the products serves two vectors
- * (16-row blocks were load-bound: 14-17 % slower). Per block:
+/* Cross-entropy of a linear output layer with its gradients, one pass per block of RB rows (32
+ * with AVX-512, 16 with AVX2) (textgan/models/fused_ce.py holds the definition and the torch
+ * version; linear_ce_native.py calls this). The block's logits are kept transposed, (V, RB): two
+ * vectors per vocabulary entry holding the RB rows, so the softmax's max, exp and sum are plain
+ * vertical vector operations, the logits never leave L2, and each weight scalar loaded in the
+ * products serves two vectors (one-vector blocks were load-bound: 14-17 % slower on AVX-512).
+ * Per block:
  *   z = h W^T + b  ->  e = exp(z - max)  ->  log p(target) = z_t - max - log sum e
  *   dz = e * scale / sum - scale * onehot(target)
  *   gh = dz W,  gw += dz^T h,  gb += column sums of dz.
@@ -17,15 +18,16 @@
 #include "simd.h"
 
 #define RV 2          /* vectors of rows per block */
-#define RB (L * RV)   /* rows per block */
+#define RB (L * RV)   /* rows per block: 32 with AVX-512, 16 with AVX2 (the logits of 16 rows stay in L2) */
+#define PAD 16        /* gw's rows and gb are padded to whole 64-byte lines (linear_ce_native.py) */
 #ifdef __AVX512F__ /* 32 vector registers */
 #define VB_Z 12   /* vocabulary entries per logits block (times RV vectors) */
 #define KB_GH 8   /* hidden units per gh block (times RV vectors) */
 #define VB_GW 8   /* vocabulary entries per gw block (times two vectors of hidden units) */
-#else             /* 16 registers of half the width: each vector takes two */
-#define VB_Z 3
-#define KB_GH 3
-#define VB_GW 2
+#else             /* 16 registers: 12 accumulators, 2 inputs and a broadcast scalar */
+#define VB_Z 6
+#define KB_GH 6
+#define VB_GW 6
 #endif
 
 /* z[v] (RB rows, RV vectors) = sum_k w[v, k] * ht[k] + b[v] for NB entries from v0; m[j] gets their maxima. */
@@ -71,7 +73,7 @@ LOGITS(1)
 GRAD_H(KB_GH)
 GRAD_H(1)
 
-/* gw[v0 + i, k0 : k0 + 16 * NK] += sum_r dz[v0 + i, r] * hs[r, k0 : ...] for NB entries, over the
+/* gw[v0 + i, k0 : k0 + L * NK] += sum_r dz[v0 + i, r] * hs[r, k0 : ...] for NB entries, over the
  * block's RB rows (dz: RB floats per entry). */
 #define GRAD_W(NB, NK)                                                                           \
   static inline void grad_w_##NB##_##NK(const float *dz, const float *hs, int64_t hp, int64_t v0, \
@@ -98,9 +100,10 @@ GRAD_W(VB_GW, 1)
 GRAD_W(1, 2)
 GRAD_W(1, 1)
 
-/* lane j = sum over the 16 lanes of x[j * stride] * y: sixteen horizontal sums in 4 butterfly
- * levels (15 adds and 30 two-source shuffles) instead of 16 separate reductions. Inputs are taken
- * in bit-reversed order, which puts each sum in its own lane. */
+/* lane j = sum over the L lanes of x[j * stride] * y: L horizontal sums in log2(L) butterfly
+ * levels (L - 1 adds and 2 (L - 1) two-source shuffles) instead of L separate reductions. Inputs
+ * are taken in bit-reversed order, which puts each sum in its own lane. */
+#if L == 16
 static inline vf sum_lanes(const vf *x, int64_t stride, vf y) {
   static const int rev[16] = {0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15};
   const vi m1a = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
@@ -111,7 +114,7 @@ static inline vf sum_lanes(const vf *x, int64_t stride, vf y) {
   const vi m3b = {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31};
   const vi m4a = {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30};
   const vi m4b = {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31};
-  vf a[16];
+  vf a[8];
   UNROLL for (int i = 0; i < 8; i++) {
     const vf p = x[rev[2 * i] * stride] * y, q = x[rev[2 * i + 1] * stride] * y;
     a[i] = __builtin_shuffle(p, q, m1a) + __builtin_shuffle(p, q, m1b);
@@ -122,6 +125,22 @@ static inline vf sum_lanes(const vf *x, int64_t stride, vf y) {
     a[i] = __builtin_shuffle(a[2 * i], a[2 * i + 1], m3a) + __builtin_shuffle(a[2 * i], a[2 * i + 1], m3b);
   return __builtin_shuffle(a[0], a[1], m4a) + __builtin_shuffle(a[0], a[1], m4b);
 }
+#else
+static inline vf sum_lanes(const vf *x, int64_t stride, vf y) {
+  static const int rev[8] = {0, 4, 2, 6, 1, 5, 3, 7};
+  const vi m1a = {0, 1, 2, 3, 8, 9, 10, 11}, m1b = {4, 5, 6, 7, 12, 13, 14, 15};
+  const vi m2a = {0, 1, 8, 9, 4, 5, 12, 13}, m2b = {2, 3, 10, 11, 6, 7, 14, 15};
+  const vi m3a = {0, 8, 2, 10, 4, 12, 6, 14}, m3b = {1, 9, 3, 11, 5, 13, 7, 15};
+  vf a[4];
+  UNROLL for (int i = 0; i < 4; i++) {
+    const vf p = x[rev[2 * i] * stride] * y, q = x[rev[2 * i + 1] * stride] * y;
+    a[i] = __builtin_shuffle(p, q, m1a) + __builtin_shuffle(p, q, m1b);
+  }
+  UNROLL for (int i = 0; i < 2; i++)
+    a[i] = __builtin_shuffle(a[2 * i], a[2 * i + 1], m2a) + __builtin_shuffle(a[2 * i], a[2 * i + 1], m2b);
+  return __builtin_shuffle(a[0], a[1], m3a) + __builtin_shuffle(a[0], a[1], m3b);
+}
+#endif
 
 static void grad_w(const float *dz, const float *hs, int64_t hp, int64_t v, float *gw) {
   int64_t v0 = 0;
@@ -150,7 +169,7 @@ typedef struct {
 static void columns_f32(const float *h, const float *w, const float *b, const int64_t *t, int64_t n,
                         int64_t hd, int64_t c0, int64_t c1, float scale, float *logp, float *gh,
                         float *gw, float *gb, float *work, shared_t sh, int64_t p, int64_t np) {
-  const int64_t hp = (hd + L - 1) / L * L, v = c1 - c0;
+  const int64_t hp = (hd + PAD - 1) / PAD * PAD, v = c1 - c0;
   vf *z = (vf *)work;               /* (c1 - c0, RV) vectors: logits, then exp */
   vf *ht = z + v * RV;              /* (H, RV): the block's hidden states, transposed */
   float *hs = (float *)(ht + hd * RV); /* (RB, HP): the block's hidden states times inv, padded */
@@ -237,13 +256,13 @@ static void columns_f32(const float *h, const float *w, const float *b, const in
 /* Floats of scratch: the shared part (see shared_t), then one work area per thread (see
  * columns_f32), each a whole number of vectors so every slice stays 64-byte aligned. */
 static int64_t shared_floats(int64_t hd, int64_t parts) { return (parts * RV * (2 + hd) + RV) * L; }
-static int64_t work_floats(int64_t hd, int64_t v) { return (v + hd) * RV * L + RB * ((hd + L - 1) / L * L) + L; }
+static int64_t work_floats(int64_t hd, int64_t v) { return (v + hd) * RV * L + RB * ((hd + PAD - 1) / PAD * PAD) + L; }
 
 int64_t linear_ce_scratch(int64_t hd, int64_t v, int64_t parts) {
   return shared_floats(hd, parts) + parts * work_floats(hd, v);
 }
 
-/* One thread's part: its vocabulary range (whole 16-column groups, so gb's vector stores stay
+/* One thread's part: its vocabulary range (whole vectors of columns, so gb's vector stores stay
  * aligned), its gw and gb zeroed, then its columns, with denormals flushed to zero: exp of logits
  * 87-104 below the row's maximum is denormal, and every FMA touching one takes a microcode assist.
  * Such terms are below 1e-38 of the sum. */
@@ -251,7 +270,7 @@ static void part_f32(const float *h, const float *w, const float *b, const int64
                      int64_t hd, int64_t v, float scale, float *logp, float *gh, float *gw, float *gb,
                      float *work, shared_t sh, int64_t p, int64_t np) {
   const unsigned int csr = denormals_off();
-  const int64_t hp = (hd + L - 1) / L * L, groups = (v + L - 1) / L;
+  const int64_t hp = (hd + PAD - 1) / PAD * PAD, groups = (v + L - 1) / L;
   const int64_t c0 = groups * p / np * L, c1e = groups * (p + 1) / np * L, c1 = c1e < v ? c1e : v;
   if (gh) {
     memset(gw + c0 * hp, 0, sizeof(float) * (c1 - c0) * hp);

@@ -1,7 +1,8 @@
-/* The recurrence of a teacher-forced LSTM layer, forward and backward, 16 batch rows per block
+/* The recurrence of a teacher-forced LSTM layer, forward and backward, one vector of batch rows
+ * (16 with AVX-512, 8 with AVX2) per block
  * (textgan/models/lstm_native.py calls this and does the input projections and the weight
  * gradients with torch's matmuls). Arrays are unit-major, then time, then batch: (F, T, BP) with
- * BP the batch rounded up to 16. One vector holds 16 rows of one unit at one step, so the gate
+ * BP the batch rounded up to 16. One vector holds L rows of one unit at one step, so the gate
  * nonlinearities are vertical vector work and a step's recurrent product is, per unit, a sum of
  * weight scalars times vectors; and every (F, T * BP) array is a plain matrix for torch's
  * products (x W_ih^T for all steps at once, the weight gradients) with no transposing copy. The
@@ -21,11 +22,11 @@
 #ifdef __AVX512F__
 #define ACC 16 /* accumulators a matvec keeps in registers: units times vectors per unit */
 #else
-#define ACC 6
+#define ACC 12 /* 16 registers of 8 floats: 12 accumulators, 2 inputs, a broadcast scalar */
 #endif
 #define INLINE static inline __attribute__((always_inline))
 
-/* A group is W adjacent blocks (W * 16 rows) worked together: each weight scalar loaded serves W
+/* A group is W adjacent blocks (W * L rows) worked together: each weight scalar loaded serves W
  * vectors, which halves the loads per FMA at W = 2 (the products are load-bound at W = 1).
  * out[r] = (init ? init[r] : 0) + sum_k w[r * inner + k] * in[k] for units r in [r0, r0 + N),
  * each unit W vectors; units `is`, `ns` and `os` floats apart in init, in and out. */

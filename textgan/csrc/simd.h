@@ -1,6 +1,9 @@
-/* 16-float vectors and the vector math the kernels share (GCC/Clang vector extensions: one
- * AVX-512 register, two AVX2 ones, or whatever the target has). Included by linear_ce.c,
- * lstm.c, highway.c and fpenv.c; textgan/native.py keys its build cache on the headers too. */
+/* The vectors and the vector math the kernels share (GCC/Clang vector extensions): one AVX-512
+ * register of 16 floats where the build has AVX-512, else one AVX2 register of 8. Wider GCC
+ * vectors than the target's registers are split into pairs that the compiler keeps on the stack:
+ * the 16-float vectors built for AVX2 made the cross-entropy kernel 9.5x slower than torch
+ * (BENCHMARKS.md, 2026-12-01). Included by linear_ce.c, lstm.c, highway.c and fpenv.c;
+ * textgan/native.py keys its build cache on the headers too. */
 #ifndef TEXTGAN_SIMD_H
 #define TEXTGAN_SIMD_H
 #include <stdint.h>
@@ -8,13 +11,17 @@
 #include <immintrin.h>
 #endif
 
+#ifdef __AVX512F__
 #define L 16 /* floats per vector: 64 bytes */
-typedef float vf __attribute__((vector_size(64)));
-typedef int32_t vi __attribute__((vector_size(64)));
+#else
+#define L 8 /* floats per vector: 32 bytes */
+#endif
+typedef float vf __attribute__((vector_size(4 * L)));
+typedef int32_t vi __attribute__((vector_size(4 * L)));
 
 #define UNROLL _Pragma("GCC unroll 32") /* the block loops: accumulators stay in registers */
 
-typedef float vfu __attribute__((vector_size(64), aligned(4))); /* an unaligned vector in memory */
+typedef float vfu __attribute__((vector_size(4 * L), aligned(4))); /* an unaligned vector in memory */
 #define LD(p) ((vf)(*(const vfu *)(p)))
 #define ST(p, x) (*(vfu *)(p) = (vfu)(x))
 

@@ -18,7 +18,7 @@ from textgan import native
 from textgan.models.convmax import _backward_torch
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
-_LANES = {torch.float32: 16, torch.float64: 8}  # one 64-byte vector of the dtype
+_LANES = {torch.float32: 16, torch.float64: 8}  # filters padded to 64 bytes, the widest vector
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _SIGNATURES = {name: args for suffix in _SUFFIX.values() for name, args in (
     (f"convmax_forward_{suffix}", [_P, _P, _I64, _I64, _I64, _I64, _I64, _P, _P, _I64]),

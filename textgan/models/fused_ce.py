@@ -11,15 +11,14 @@ times, and never allocates (and page-faults) such a tensor. Ignored rows (paddin
 and zero gradient, so they are dropped up front.
 The idea is that of fused linear cross-entropy kernels (Wijmans et al., 2024, "Cut Your Losses
 in Large-Vocabulary Language Models"), here in plain PyTorch ops; on CPU in float32 the C kernel
-of linear_ce_native does the same per 32 rows (`kernel`: "auto" takes it where it applies, a C
-compiler works, the CPU has AVX-512 and H <= AUTO_MAX_HIDDEN; "native" at any H; "torch" never).
+of linear_ce_native does the same per block of rows (`kernel`: "auto" takes it where it applies,
+a C compiler works and H <= AUTO_MAX_HIDDEN; "native" at any H; "torch" never).
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from textgan import native
 from textgan.models import linear_ce_native
 
 # Logit elements per chunk. On CPU 2^20 (4 MB in fp32, about 225 rows of a 4663-word vocabulary)
@@ -46,7 +45,7 @@ def uses_native(hidden_dim: int, kernel: str, probe: Tensor) -> bool:
     """Whether the C kernel computes a cross-entropy of this width, kernel setting, device and dtype."""
     if kernel == "torch" or not linear_ce_native.supports(probe):
         return False
-    return kernel == "native" or (hidden_dim <= AUTO_MAX_HIDDEN and native.wide_vectors())
+    return kernel == "native" or hidden_dim <= AUTO_MAX_HIDDEN
 
 
 def _native(hv: Tensor, kernel: str) -> bool:

@@ -1,9 +1,9 @@
 """The fused linear cross-entropy (textgan.models.fused_ce) on CPU in float32, by the C kernel in
 textgan/csrc/linear_ce.c.
 
-Shapes: n rows (no ignored ones), H hidden, V vocabulary. The kernel takes 32 rows at a time and
-keeps their logits transposed, two vectors of 16 rows per vocabulary entry, so the softmax is
-vertical vector work and the (32, V) block never leaves L2; the torch path's chunks are ~225 rows
+Shapes: n rows (no ignored ones), H hidden, V vocabulary. The kernel takes two vectors of rows at
+a time (32 with AVX-512, 16 with AVX2) and keeps their logits transposed, so the softmax is
+vertical vector work and the (rows, V) block never leaves L2; the torch path's chunks are ~225 rows
 of separate matmul, softmax and sum kernels that each stream the chunk through memory. It runs on
 torch's OpenMP threads, each taking a range of the vocabulary for every row: it reads only its
 part of the weight and writes only its part of the weight gradient. The split depends only on V
@@ -21,7 +21,7 @@ from textgan import native
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 _SIGNATURES = {"linear_ce_f32": [_P, _P, _P, _P, _I64, _I64, _I64, ctypes.c_float, _P, _P, _P, _P, _P, _I64],
                "linear_ce_scratch": [_I64, _I64, _I64]}
-ROWS = 16  # floats per vector (64 bytes): the kernel writes gw's rows and gb in whole vectors
+ROWS = 16  # gw's rows and gb are padded to whole 64-byte lines (the kernel's PAD)
 
 
 def kernels() -> ctypes.CDLL | None:

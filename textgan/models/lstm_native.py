@@ -24,7 +24,7 @@ from textgan import native
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 _SIGNATURES = {"lstm_forward_f32": [_P, _P, _I64, _I64, _I64, _P, _P, _P, _I64],
                "lstm_backward_f32": [_P, _P, _P, _P, _P, _I64, _I64, _I64, _P, _P, _P, _I64]}
-ROWS = 16  # batch rows per kernel vector
+ROWS = 16  # the batch is padded to a multiple of the kernel's widest vector (16 floats)
 AUTO_MAX_HIDDEN = 64  # `auto` takes the kernel up to this width (BENCHMARKS.md: the crossover)
 
 
@@ -35,11 +35,10 @@ def kernels() -> ctypes.CDLL | None:
 
 def uses_native(lstm: nn.LSTM, kernel: str, like: torch.Tensor) -> bool:
     """Whether `kernel` (auto | native | torch) runs the C recurrence for `lstm` on `like`'s
-    device and dtype: native wherever it can (CPU float32), auto only up to AUTO_MAX_HIDDEN and
-    with AVX-512 (native.wide_vectors)."""
+    device and dtype: native wherever it can (CPU float32), auto only up to AUTO_MAX_HIDDEN."""
     if kernel == "torch" or like.device.type != "cpu" or like.dtype != torch.float32:
         return False
-    if kernel == "auto" and (lstm.hidden_size > AUTO_MAX_HIDDEN or not native.wide_vectors()):
+    if kernel == "auto" and lstm.hidden_size > AUTO_MAX_HIDDEN:
         return False
     return kernels() is not None
 
