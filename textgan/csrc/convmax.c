@@ -13,20 +13,18 @@
 #include <stdint.h>
 
 #include "parallel.h"
+#include "simd.h"
 
-#define UNROLL _Pragma("GCC unroll 32") /* the chunk loops: accumulators stay in registers */
-
+#define VBYTES (4 * L) /* one vector register: 64 bytes with AVX-512, 32 with AVX2 (simd.h) */
 #ifdef __AVX512F__
-#define VBYTES 64 /* one vector register: AVX-512 */
-#define NV 4      /* vectors of filters per window pass: 3 * NV of the 32 registers */
+#define NV 2 /* vectors of filters per window pass (as measured on the Xeon) */
 #else
-#define VBYTES 32 /* AVX2: wider GCC vectors are split into register pairs that spill (the 64-byte */
-#define NV 4      /* version ran at 1 GFLOP/s on the AVX2 EPYC); 3 * NV + 3 of the 16 registers */
+#define NV 4 /* vectors of filters per window pass: 3 * NV + 3 of the 16 registers */
 #endif
 
-/* out[n, f0 + i] = max over t of sum_j wt[j, f0 + i] * x[n, t*D + j] for nv vectors of filters
+/* out[n, f0 + i] = max over t of sum_j wt[j, f0 + i] * x[n, t*D + j] for NB vectors of filters
  * from f0; arg[n, f0 + i] = the last t reaching it (arg may be NULL). Every window value loaded
- * serves nv vectors of filters. */
+ * serves NB vectors of filters. */
 #define CHUNK(T, SUF, I, NB)                                                                     \
 static inline void chunk_##SUF##_##NB(const T *xn, const T *wt, int64_t steps, int64_t d, int64_t kd, \
                                       int64_t f, int64_t f0, T *outn, int32_t *argn) {           \
