@@ -100,47 +100,38 @@ GRAD_W(VB_GW, 1)
 GRAD_W(1, 2)
 GRAD_W(1, 1)
 
+/* The butterfly's step at half-width h: lane i of the result sums lanes i and i + h of its
+ * h-lane group in p (groups of even index) or q (odd), the groups packed in order. */
+#define PAIR_LANE(h, i) ((i) / (2 * (h)) * 2 * (h) + (i) % (h) + (i) / (h) % 2 * L)
+#define PAIR_LANES8(h, o) PAIR_LANE(h, o), PAIR_LANE(h, o + 1), PAIR_LANE(h, o + 2), PAIR_LANE(h, o + 3), \
+  PAIR_LANE(h, o + 4), PAIR_LANE(h, o + 5), PAIR_LANE(h, o + 6), PAIR_LANE(h, o + 7)
+static inline vf pair_sum(vf p, vf q, int h) {
+#if L == 16
+  const vi m = {PAIR_LANES8(h, 0), PAIR_LANES8(h, 8)}; /* written out: a constant mask, not a permute per call */
+#else
+  const vi m = {PAIR_LANES8(h, 0)};
+#endif
+  return __builtin_shuffle(p, q, m) + __builtin_shuffle(p, q, m + h);
+}
+
+/* i with its log2(L) bits reversed */
+static inline int bit_reversed(int i) {
+  int r = 0;
+  for (int m = 1; m < L; m <<= 1) r = 2 * r + ((i & m) != 0);
+  return r;
+}
+
 /* lane j = sum over the L lanes of x[j * stride] * y: L horizontal sums in log2(L) butterfly
  * levels (L - 1 adds and 2 (L - 1) two-source shuffles) instead of L separate reductions. Inputs
  * are taken in bit-reversed order, which puts each sum in its own lane. */
-#if L == 16
 static inline vf sum_lanes(const vf *x, int64_t stride, vf y) {
-  static const int rev[16] = {0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15};
-  const vi m1a = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
-  const vi m1b = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
-  const vi m2a = {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27};
-  const vi m2b = {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31};
-  const vi m3a = {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29};
-  const vi m3b = {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31};
-  const vi m4a = {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30};
-  const vi m4b = {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31};
-  vf a[8];
-  UNROLL for (int i = 0; i < 8; i++) {
-    const vf p = x[rev[2 * i] * stride] * y, q = x[rev[2 * i + 1] * stride] * y;
-    a[i] = __builtin_shuffle(p, q, m1a) + __builtin_shuffle(p, q, m1b);
-  }
-  UNROLL for (int i = 0; i < 4; i++)
-    a[i] = __builtin_shuffle(a[2 * i], a[2 * i + 1], m2a) + __builtin_shuffle(a[2 * i], a[2 * i + 1], m2b);
-  UNROLL for (int i = 0; i < 2; i++)
-    a[i] = __builtin_shuffle(a[2 * i], a[2 * i + 1], m3a) + __builtin_shuffle(a[2 * i], a[2 * i + 1], m3b);
-  return __builtin_shuffle(a[0], a[1], m4a) + __builtin_shuffle(a[0], a[1], m4b);
+  vf a[L / 2];
+  UNROLL for (int i = 0; i < L / 2; i++)
+    a[i] = pair_sum(x[bit_reversed(2 * i) * stride] * y, x[bit_reversed(2 * i + 1) * stride] * y, L / 2);
+  UNROLL for (int h = L / 4; h >= 1; h /= 2)
+    UNROLL for (int i = 0; i < h; i++) a[i] = pair_sum(a[2 * i], a[2 * i + 1], h);
+  return a[0];
 }
-#else
-static inline vf sum_lanes(const vf *x, int64_t stride, vf y) {
-  static const int rev[8] = {0, 4, 2, 6, 1, 5, 3, 7};
-  const vi m1a = {0, 1, 2, 3, 8, 9, 10, 11}, m1b = {4, 5, 6, 7, 12, 13, 14, 15};
-  const vi m2a = {0, 1, 8, 9, 4, 5, 12, 13}, m2b = {2, 3, 10, 11, 6, 7, 14, 15};
-  const vi m3a = {0, 8, 2, 10, 4, 12, 6, 14}, m3b = {1, 9, 3, 11, 5, 13, 7, 15};
-  vf a[4];
-  UNROLL for (int i = 0; i < 4; i++) {
-    const vf p = x[rev[2 * i] * stride] * y, q = x[rev[2 * i + 1] * stride] * y;
-    a[i] = __builtin_shuffle(p, q, m1a) + __builtin_shuffle(p, q, m1b);
-  }
-  UNROLL for (int i = 0; i < 2; i++)
-    a[i] = __builtin_shuffle(a[2 * i], a[2 * i + 1], m2a) + __builtin_shuffle(a[2 * i], a[2 * i + 1], m2b);
-  return __builtin_shuffle(a[0], a[1], m3a) + __builtin_shuffle(a[0], a[1], m3b);
-}
-#endif
 
 static void grad_w(const float *dz, const float *hs, int64_t hp, int64_t v, float *gw) {
   int64_t v0 = 0;
