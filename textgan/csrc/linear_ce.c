@@ -20,6 +20,7 @@
 #define RV 2          /* vectors of rows per block */
 #define RB (L * RV)   /* rows per block: 32 with AVX-512, 16 with AVX2 (the logits of 16 rows stay in L2) */
 #define PAD 16        /* gw's rows and gb are padded to whole 64-byte lines (linear_ce_native.py) */
+#define PADDED(x) (((x) + PAD - 1) / PAD * PAD)
 #ifdef __AVX512F__ /* 32 vector registers */
 #define VB_Z 12   /* vocabulary entries per logits block (times RV vectors) */
 #define KB_GH 8   /* hidden units per gh block (times RV vectors) */
@@ -160,7 +161,7 @@ typedef struct {
 static void columns_f32(const float *h, const float *w, const float *b, const int64_t *t, int64_t n,
                         int64_t hd, int64_t c0, int64_t c1, float scale, float *logp, float *gh,
                         float *gw, float *gb, float *work, shared_t sh, int64_t p, int64_t np) {
-  const int64_t hp = (hd + PAD - 1) / PAD * PAD, v = c1 - c0;
+  const int64_t hp = PADDED(hd), v = c1 - c0;
   vf *z = (vf *)work;               /* (c1 - c0, RV) vectors: logits, then exp */
   vf *ht = z + v * RV;              /* (H, RV): the block's hidden states, transposed */
   float *hs = (float *)(ht + hd * RV); /* (RB, HP): the block's hidden states times inv, padded */
@@ -245,9 +246,10 @@ static void columns_f32(const float *h, const float *w, const float *b, const in
 }
 
 /* Floats of scratch: the shared part (see shared_t), then one work area per thread (see
- * columns_f32), each a whole number of vectors so every slice stays 64-byte aligned. */
+ * columns_f32), each a whole number of vectors so every slice stays vector-aligned (the scratch is
+ * 64-byte aligned). */
 static int64_t shared_floats(int64_t hd, int64_t parts) { return (parts * RV * (2 + hd) + RV) * L; }
-static int64_t work_floats(int64_t hd, int64_t v) { return (v + hd) * RV * L + RB * ((hd + PAD - 1) / PAD * PAD) + L; }
+static int64_t work_floats(int64_t hd, int64_t v) { return (v + hd) * RV * L + RB * PADDED(hd) + L; }
 
 int64_t linear_ce_scratch(int64_t hd, int64_t v, int64_t parts) {
   return shared_floats(hd, parts) + parts * work_floats(hd, v);
@@ -261,7 +263,7 @@ static void part_f32(const float *h, const float *w, const float *b, const int64
                      int64_t hd, int64_t v, float scale, float *logp, float *gh, float *gw, float *gb,
                      float *work, shared_t sh, int64_t p, int64_t np) {
   const unsigned int csr = denormals_off();
-  const int64_t hp = (hd + PAD - 1) / PAD * PAD, groups = (v + L - 1) / L;
+  const int64_t hp = PADDED(hd), groups = (v + L - 1) / L;
   const int64_t c0 = groups * p / np * L, c1e = groups * (p + 1) / np * L, c1 = c1e < v ? c1e : v;
   if (gh) {
     memset(gw + c0 * hp, 0, sizeof(float) * (c1 - c0) * hp);
