@@ -100,13 +100,41 @@ def test_non_finite_loss_skips_update(tmp_path, root_override):
     assert all(torch.equal(v, tr.G.state_dict()[k]) for k, v in g_before.items())
 
 
-@pytest.mark.parametrize("prior", ["none", "normal"])
-def test_metric_names_are_what_evaluate_returns(tmp_path, root_override, prior):
+@pytest.mark.parametrize("prior,protocol", [("none", "exact"), ("normal", "exact"), ("normal", "both"),
+                                            ("none", "texygen")])
+def test_metric_names_are_what_evaluate_returns(tmp_path, root_override, prior, protocol):
     """log.best_metric is checked against metric_names before training; it must match evaluate."""
     from textgan.evaluate import metric_names
 
-    tr = _trainer(tmp_path, root_override, f"generator.prior={prior}")
+    tr = _trainer(tmp_path, root_override, f"generator.prior={prior}", f"eval.protocol={protocol}")
     assert set(tr.evaluate()) == set(metric_names(tr.cfg.eval, tr.corpus, prior))
+
+
+def test_training_logs_the_published_protocol_as_textgan_eval_scores_it(tmp_path, root_override):
+    """eval.protocol=both: the in-training evaluation logs the texygen BLEU and RelGAN's NLL_gen
+    (training set, per position) to TensorBoard, with the same values `textgan eval --protocol
+    both` gives for the same generator and seed."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from textgan.evaluation_cli import eval_metrics
+    from textgan.sample import Loaded
+
+    cfg = config.load(None, [o for o in FAST if not o.startswith("data.root")]
+                      + [root_override, "eval.protocol=both", "eval.num_samples=40"])
+    corpus = prepare(cfg.data, cfg.run.seed)
+    monitor = Monitor(tmp_path, progress=False)
+    tr = Trainer(cfg, corpus, tmp_path, monitor)
+    tr.mle_epoch()
+    logged = tr.evaluate()
+    monitor.close()
+    assert {"bleu2_exact", "self_bleu2_loo", "bleu2_texygen", "self_bleu2_texygen", "nll_gen_pos_train"} <= set(logged)
+    loaded = Loaded(tr.G, corpus.vocab, cfg, corpus.max_len, tmp_path)
+    again = eval_metrics(loaded, corpus, num=40, seed=cfg.run.seed + 13, protocol="both")
+    assert again == pytest.approx(logged, rel=1e-6)
+    acc = EventAccumulator(str(next(tmp_path.rglob("events.out.tfevents.*"))), size_guidance={"scalars": 0})
+    acc.Reload()
+    for name in ("bleu2_texygen", "self_bleu2_texygen", "nll_gen_pos_train", "bleu2_exact"):
+        assert acc.Scalars(f"eval/{name}")[-1].value == pytest.approx(logged[name], rel=1e-6), name
 
 
 @pytest.mark.parametrize("clip", [0.0, 0.05, 1e6])

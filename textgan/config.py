@@ -206,6 +206,10 @@ class EvalConfig:
     latent_draws: int = 8  # K prior draws for the Monte Carlo NLL_gen
     sample_every: int = 100  # steps between fixed-z text samples in TensorBoard
     num_fixed: int = 8  # fixed-z samples shown each time
+    # exact: every sample, leave-one-out Self-BLEU; texygen: the incumbent's BLEU (first 200
+    # samples, Self-BLEU against a second sample set) and RelGAN's NLL_gen (per position, on the
+    # training set); both: every one of these
+    protocol: Literal["exact", "texygen", "both"] = "exact"
 
     def __post_init__(self) -> None:
         _check(self.every >= 0, "every", "must be >= 0")

@@ -3,7 +3,9 @@
 Tags: bleuN_exact (mean nltk sentence BLEU of every sample against all test sentences),
 self_bleuN_loo (leave-one-out Self-BLEU), nll_gen_mcK_tok (per token incl. EOS, K prior
 draws), nll_gen_zmean_tok, nll_gen_pos (the field's per-position figure), nll_oracle,
-grammaticality, train_copy_frac (samples that are training sequences verbatim).
+grammaticality, train_copy_frac (samples that are training sequences verbatim). Under the texygen
+protocol (EvalConfig.protocol) also bleuN_texygen, self_bleuN_texygen and nll_gen_pos_train, the
+figures published tables were measured with, so training curves can be set beside them.
 """
 from __future__ import annotations
 
@@ -35,17 +37,25 @@ def generate(generator, num: int, max_len: int, rng: torch.Generator, temperatur
 
 def metric_names(cfg: EvalConfig, corpus: Corpus, prior: str) -> list[str]:
     """The names `evaluate` returns for this corpus and generator, known before training starts."""
+    exact, texygen = cfg.protocol != "texygen", cfg.protocol != "exact"
     if corpus.oracle is not None:
         names = ["nll_oracle"]
-    else:
+    elif exact:
         names = [f"{kind}{n}_{proto}" for n in cfg.bleu_n for kind, proto in (("bleu", "exact"), ("self_bleu", "loo"))]
+    else:
+        names = []
     if corpus.source == "grammar":
         names.append("grammaticality")
     names.append("train_copy_frac")
     if cfg.nll_gen:
         draws = cfg.latent_draws if prior != "none" else 1
         names += [f"nll_gen_mc{draws}_tok", "nll_gen_zmean_tok", "nll_gen_pos"]
-    return names + ["mean_length"]
+    names.append("mean_length")
+    if texygen and cfg.nll_gen:
+        names.append("nll_gen_pos_train")
+    if texygen and corpus.oracle is None:
+        names += [f"{kind}{n}_texygen" for n in cfg.bleu_n for kind in ("bleu", "self_bleu")]
+    return names
 
 
 def sample_metrics(ids: torch.Tensor, samples: list[list[str]], corpus: Corpus, bleu_n: list[int],
@@ -70,9 +80,30 @@ def sample_metrics(ids: torch.Tensor, samples: list[list[str]], corpus: Corpus, 
     return metrics
 
 
+def texygen_metrics(generator, corpus: Corpus, samples: list[list[str]], seed: int,
+                    temperature: float, orders: list[int]) -> dict[str, float]:
+    """The incumbent's protocol: first 200 samples vs the test set, and Self-BLEU of those 200
+    against a second, independent sample set (drawn here with seed + 2)."""
+    rng = torch.Generator(device=generator.out.weight.device).manual_seed(seed + 2)
+    ids = generate(generator, len(samples), corpus.max_len, rng, temperature=temperature)
+    second = [corpus.vocab.decode(row) for row in ids.tolist()]
+    out = {}
+    for n in orders:
+        out[f"bleu{n}_texygen"] = bleu(samples, corpus.test_sentences, max_n=n, protocol="texygen")
+        out[f"self_bleu{n}_texygen"] = self_bleu(samples, max_n=n, protocol="texygen", second=second)
+    return out
+
+
+def train_nll_per_position(generator, corpus: Corpus, draws: int, seed: int) -> float:
+    """NLL_gen as the RelGAN paper reports it: per position (max_len per sentence, padding
+    counted as 0) on the *training* set, which its code scores, not the test set (draws: seed + 3)."""
+    rng = torch.Generator(device=generator.out.weight.device).manual_seed(seed + 3)
+    return nll_gen(generator, corpus.train.tokens, corpus.train.lengths, draws=draws, rng=rng).per_position
+
+
 def evaluate(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperature: float = 1.0,
              nll: bool | None = None) -> tuple[dict[str, float], list[list[str]]]:
-    """Metrics on `cfg.num_samples` fresh samples, and the samples as tokens."""
+    """Metrics on `cfg.num_samples` fresh samples under `cfg.protocol`, and the samples as tokens."""
     device = generator.out.weight.device
     rng = torch.Generator(device=device).manual_seed(seed)
     ids = generate(generator, cfg.num_samples, corpus.max_len, rng, temperature)
@@ -86,4 +117,13 @@ def evaluate(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperature:
         metrics["nll_gen_pos"] = res.per_position
     lengths = [len(s) for s in samples]
     metrics["mean_length"] = sum(lengths) / len(lengths)
-    return metrics, samples
+    if cfg.protocol == "exact":
+        return metrics, samples
+    if cfg.nll_gen if nll is None else nll:
+        metrics["nll_gen_pos_train"] = train_nll_per_position(generator, corpus, cfg.latent_draws, seed)
+    if corpus.oracle is not None:  # no BLEU on oracle ids
+        return metrics, samples
+    extra = texygen_metrics(generator, corpus, samples, seed=seed, temperature=temperature, orders=cfg.bleu_n)
+    if cfg.protocol == "texygen":
+        metrics = {k: v for k, v in metrics.items() if not k.endswith(("_exact", "_loo"))}
+    return {**metrics, **extra}, samples

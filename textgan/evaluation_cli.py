@@ -9,19 +9,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import typing
 from pathlib import Path
 
-import torch
-
 from textgan import fpenv
+from textgan.config import EvalConfig
 from textgan.corpus import Corpus, prepare
 from textgan.errors import UserError
-from textgan.evaluate import evaluate, generate
-from textgan.metrics.bleu import bleu, self_bleu
-from textgan.metrics.nll import nll_gen
+from textgan.evaluate import evaluate
 from textgan.sample import Loaded, load_generator
 
-PROTOCOLS = ("exact", "texygen", "both")
+PROTOCOLS = typing.get_args(typing.get_type_hints(EvalConfig)["protocol"])  # exact, texygen, both
 
 
 def run_dir_of(path: Path) -> Path:
@@ -46,47 +44,15 @@ def load_run(path: str | Path, data: str | None = None, device: str = "cpu") -> 
     return loaded, prepare(data_cfg, loaded.config.run.seed, vocab=loaded.vocab)
 
 
-def texygen_metrics(loaded: Loaded, corpus: Corpus, samples: list[list[str]], seed: int,
-                    temperature: float, orders: list[int]) -> dict[str, float]:
-    """The incumbent's protocol: first 200 samples vs the test set, and Self-BLEU of those 200
-    against a second, independent sample set (drawn here with seed + 2)."""
-    g = loaded.generator
-    rng = torch.Generator(device=g.out.weight.device).manual_seed(seed + 2)
-    ids = generate(g, len(samples), corpus.max_len, rng, temperature=temperature)
-    second = [corpus.vocab.decode(row) for row in ids.tolist()]
-    out = {}
-    for n in orders:
-        out[f"bleu{n}_texygen"] = bleu(samples, corpus.test_sentences, max_n=n, protocol="texygen")
-        out[f"self_bleu{n}_texygen"] = self_bleu(samples, max_n=n, protocol="texygen", second=second)
-    return out
-
-
-def train_nll_per_position(loaded: Loaded, corpus: Corpus, seed: int) -> float:
-    """NLL_gen as the RelGAN paper reports it: per position (max_len per sentence, padding
-    counted as 0) on the *training* set, which its code scores, not the test set (draws: seed + 3)."""
-    g = loaded.generator
-    rng = torch.Generator(device=g.out.weight.device).manual_seed(seed + 3)
-    draws = loaded.config.eval.latent_draws
-    return nll_gen(g, corpus.train.tokens, corpus.train.lengths, draws=draws, rng=rng).per_position
-
-
 def eval_metrics(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperature: float = 1.0,
                  protocol: str = "exact") -> dict[str, float]:
-    """`evaluate`'s metrics on `num` samples; texygen swaps the BLEU tags, both keeps both sets."""
+    """`evaluate`'s metrics on `num` samples under `protocol` (the run's config sets the rest)."""
     if protocol not in PROTOCOLS:
         raise UserError(f"unknown --protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if num < 2:
         raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
-    cfg = dataclasses.replace(loaded.config.eval, num_samples=num)
-    metrics, samples = evaluate(loaded.generator, corpus, cfg, seed, temperature=temperature)
-    if protocol != "exact" and cfg.nll_gen:
-        metrics["nll_gen_pos_train"] = train_nll_per_position(loaded, corpus, seed)
-    if corpus.oracle is not None or protocol == "exact":  # no BLEU on oracle ids
-        return metrics
-    extra = texygen_metrics(loaded, corpus, samples, seed=seed, temperature=temperature, orders=cfg.bleu_n)
-    if protocol == "texygen":
-        metrics = {k: v for k, v in metrics.items() if not k.endswith(("_exact", "_loo"))}
-    return {**metrics, **extra}
+    cfg = dataclasses.replace(loaded.config.eval, num_samples=num, protocol=protocol)
+    return evaluate(loaded.generator, corpus, cfg, seed, temperature=temperature)[0]
 
 
 def write_metrics(out_dir: Path, metrics: dict[str, float], settings: dict) -> Path:
