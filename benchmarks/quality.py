@@ -46,6 +46,9 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     # the same with bfloat16 products (run.matmul_precision=medium): does the opt-in change quality?
     "oracle20_rsgan_warm_bf16": ("configs/oracle20_rsgan.yaml",
                                  [*ORACLE20_WARM, "run.matmul_precision=medium"], 10000),
+    # beta_max = 1 (tau stays 1): the setting RelGAN's author gives for its length-20 figure
+    # (github.com/weilinie/RelGAN/issues/22), not its code's default of 100
+    "oracle20_rsgan_warm_beta1": ("configs/oracle20_rsgan.yaml", [*ORACLE20_WARM, "gumbel.tau_end=1.0"], 10000),
     "oracle40_mle": ("configs/oracle40_mle.yaml", [], 10000),
     "oracle40_rsgan": ("configs/oracle40_rsgan.yaml", [], 10000),
     "coco_mle": ("configs/coco_mle.yaml", [], 10000),
@@ -56,6 +59,8 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     "oracle20_relgan": ("configs/oracle20_relgan.yaml", [], 10000),
     # the same without a latent, as RelGAN has none: is the prior what makes its GAN phase drift?
     "oracle20_relgan_noprior": ("configs/oracle20_relgan.yaml", ["generator.prior=none"], 10000),
+    # RelGAN as its author says the length-20 figure was made: no latent, beta_max = 1
+    "oracle20_relgan_beta1": ("configs/oracle20_relgan.yaml", ["generator.prior=none", "gumbel.tau_end=1.0"], 10000),
     # coco_relgan's recipe stopped at 30 MLE epochs (held-out NLL_gen 6.15 there, 9.37 after 150:
     # the longer pretraining overfits), kept as the start of the GAN variants below
     "coco_relgan_mle30": ("configs/coco_relgan.yaml", ["mle.epochs=30", "adversarial.steps=0"], 10000),
@@ -71,7 +76,7 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
 # experiment -> the run its overrides start from
 AFTER = {"coco_rsgan_large": "coco_mle_large", "coco_relgan_mix": "coco_relgan_mle30",
          "coco_relgan_mix_sn": "coco_relgan_mle30", "oracle20_rsgan_warm": "oracle20_mle",
-         "oracle20_rsgan_warm_bf16": "oracle20_mle"}
+         "oracle20_rsgan_warm_bf16": "oracle20_mle", "oracle20_rsgan_warm_beta1": "oracle20_mle"}
 
 SMOKE = ["mle.epochs=1", "adversarial.steps=2", "adversarial.d_steps=1", "eval.num_samples=20",
          "eval.every=0", "eval.latent_draws=1", "data.num_train=128", "data.num_test=32",

@@ -142,6 +142,7 @@ def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
     import importlib.util
 
     from textgan.config import load
+    from textgan.gumbel import tau_at
 
     spec = importlib.util.spec_from_file_location("quality", REPO / "benchmarks" / "quality.py")
     quality = importlib.util.module_from_spec(spec)
@@ -157,6 +158,9 @@ def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
     noprior = load(str(REPO / quality.EXPERIMENTS["oracle20_relgan_noprior"][0]),
                    quality.overrides_for("oracle20_relgan_noprior", args))
     assert noprior.generator.prior == "none" and noprior.generator.core == "relational_memory"
+    for name in ("oracle20_rsgan_warm_beta1", "oracle20_relgan_beta1"):  # beta_max = 1: tau stays 1
+        cfg = load(str(REPO / quality.EXPERIMENTS[name][0]), quality.overrides_for(name, args))
+        assert all(tau_at(step, cfg.gumbel, cfg.adversarial.steps) == 1.0 for step in (0, 1500, 3000)), name
     mle30, mix, mix_sn = (load(str(REPO / quality.EXPERIMENTS[name][0]), quality.overrides_for(name, args))
                           for name in ("coco_relgan_mle30", "coco_relgan_mix", "coco_relgan_mix_sn"))
     assert (mle30.mle.epochs, mle30.adversarial.steps) == (30, 0)
