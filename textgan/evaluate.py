@@ -108,7 +108,8 @@ def evaluate(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperature:
     rng = torch.Generator(device=device).manual_seed(seed)
     ids = generate(generator, cfg.num_samples, corpus.max_len, rng, temperature)
     samples = [corpus.vocab.decode(row) for row in ids.tolist()]
-    metrics = sample_metrics(ids, samples, corpus, cfg.bleu_n, cfg.num_references)
+    exact_orders = [] if cfg.protocol == "texygen" else cfg.bleu_n  # texygen alone: no exact BLEU to compute
+    metrics = sample_metrics(ids, samples, corpus, exact_orders, cfg.num_references)
     if cfg.nll_gen if nll is None else nll:
         res = nll_gen(generator, corpus.test.tokens, corpus.test.lengths, draws=cfg.latent_draws,
                       rng=torch.Generator(device=device).manual_seed(seed + 1))
@@ -124,6 +125,4 @@ def evaluate(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperature:
     if corpus.oracle is not None:  # no BLEU on oracle ids
         return metrics, samples
     extra = texygen_metrics(generator, corpus, samples, seed=seed, temperature=temperature, orders=cfg.bleu_n)
-    if cfg.protocol == "texygen":
-        metrics = {k: v for k, v in metrics.items() if not k.endswith(("_exact", "_loo"))}
     return {**metrics, **extra}, samples
