@@ -32,6 +32,7 @@ bench-speed: $(STAMP)
 	$(BIN)/python benchmarks/mle_bound.py
 
 bench-quality: $(STAMP)
+	$(BIN)/python benchmarks/coco_reference.py --data-root $(DATA_ROOT)
 	$(BIN)/python benchmarks/quality.py --data-root $(DATA_ROOT)
 
 clean:

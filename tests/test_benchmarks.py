@@ -73,6 +73,25 @@ def test_bleu_speed_smoke(tmp_path, data_root):
     assert result["machine"] == hostinfo.describe()
 
 
+def test_coco_reference_smoke(tmp_path, data_root):
+    """The reference rows on the tiny corpus, with a sample file: the seen-only training rows hold
+    no token the test file lacks, and the sample file gets its copy fraction."""
+    samples = tmp_path / "s.txt"
+    test_line = (data_root / "tiny/test.txt").read_text().splitlines()[0]
+    samples.write_text((data_root / "tiny/train.txt").read_text().splitlines()[0] + f"\n{test_line}\nqxzzy .\n")
+    out = tmp_path / "ref.json"
+    _bench("coco_reference.py", "--smoke", "--data-root", str(data_root), "--samples", f"mine={samples}",
+           "--out", str(out))
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert rows["train_seen_only"]["ref_unseen_frac"] == 0 < rows["train"]["ref_unseen_frac"]
+    assert rows["train_seen_only"]["sentences"] < rows["train"]["sentences"] == 500
+    assert rows["mine"]["sentences"] == 3 and rows["mine"]["train_copy_frac"] == 1 / 3
+    assert 1 / 3 <= rows["mine"]["ref_unseen_frac"] <= 2 / 3  # the made-up word is in no test line; the test line's words all are
+    assert {"bleu5_exact", "self_bleu5_loo", "bleu5_texygen"} <= set(rows["train"])
+    assert result["train_tokens_never_in_test"]["types"] > 0 and result["machine"] == hostinfo.describe()
+
+
 def test_quality_smoke(tmp_path, data_root):
     out = tmp_path / "quality.json"
     _bench("quality.py", "--smoke", "--data-root", str(data_root), "--only", "oracle20_rsgan,coco_rsgan",

@@ -5,8 +5,10 @@ import argparse
 import os
 import signal
 import sys
+import typing
 from pathlib import Path
 
+from textgan.config import DataConfig, EvalConfig
 from textgan.errors import UserError
 
 
@@ -33,6 +35,11 @@ def _tau(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
+
+
+def _literal(config_class, key: str) -> tuple[str, ...]:
+    """The allowed values of a config key typed Literal[...], so the CLI offers exactly those."""
+    return typing.get_args(typing.get_type_hints(config_class)[key])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,12 +69,26 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--num", type=int, help="samples scored (>= 2; default eval.num_samples of the run)")
     e.add_argument("--seed", type=int, help="seed of the latent and the sampling noise (default run.seed)")
     e.add_argument("--temperature", type=_tau, default=1.0, help="divides the logits; <1 is greedier")
-    e.add_argument("--protocol", choices=["exact", "texygen", "both"], default="exact",
+    e.add_argument("--protocol", choices=_literal(EvalConfig, "protocol"), default="exact",
                    help="BLEU protocol: exact (all samples, leave-one-out Self-BLEU), texygen or both")
     e.add_argument("--sweep-temperature", metavar="A:B:K",
                    help="K temperatures from A to B: writes sweep.csv, sweep.png and TensorBoard events")
     e.add_argument("--out", metavar="DIR", help="folder for metrics.json / sweep files (default RUN/eval)")
     e.add_argument("--device", default="cpu")
+
+    c = sub.add_parser("score", help="score a text file of sentences (any model's samples, or real data) against a test file")
+    c.add_argument("samples", help="text file, one sentence per line")
+    c.add_argument("--refs", required=True, metavar="FILE", help="test file: the BLEU references")
+    c.add_argument("--train", metavar="FILE", help="training file: adds train_copy_frac")
+    c.add_argument("--second", metavar="FILE", help="an independent sample set: adds self_bleuN_texygen")
+    c.add_argument("--tokenizer", choices=_literal(DataConfig, "tokenizer"), default="whitespace",
+                   help="as data.tokenizer of the run being compared (the COCO configs use nltk)")
+    c.add_argument("--keep-case", action="store_true", help="do not lowercase (data.lowercase=false)")
+    c.add_argument("--protocol", choices=_literal(EvalConfig, "protocol"), default="exact",
+                   help="BLEU protocol: exact (all samples, leave-one-out Self-BLEU), texygen or both")
+    c.add_argument("--orders", default="2,3,4,5", help="BLEU orders, comma-separated (default 2,3,4,5)")
+    c.add_argument("--num", type=_positive, help="score the first NUM sentences only")
+    c.add_argument("--out", metavar="FILE", help="also write the metrics to FILE.json (must not exist)")
 
     d = sub.add_parser("data", help="benchmark datasets")
     dsub = d.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -129,6 +150,14 @@ def cmd_eval(args) -> int:
                         device=_device(args.device))
 
 
+def cmd_score(args) -> int:
+    from textgan.score_cli import score_command
+
+    return score_command(args.samples, args.refs, train=args.train, second=args.second, tokenizer=args.tokenizer,
+                         lowercase=not args.keep_case, protocol=args.protocol, orders=args.orders, num=args.num,
+                         out=args.out)
+
+
 def cmd_data(args) -> int:
     from textgan.download import get_dataset
 
@@ -144,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         args = build_parser().parse_args(argv)
-        handler = {"train": cmd_train, "sample": cmd_sample, "data": cmd_data, "eval": cmd_eval}[args.command]
+        handler = {"train": cmd_train, "sample": cmd_sample, "data": cmd_data, "eval": cmd_eval,
+                   "score": cmd_score}[args.command]
         return handler(args)
     except UserError as err:
         print(f"textgan: error: {err}", file=sys.stderr)

@@ -14,7 +14,7 @@ import torch
 from textgan.config import EvalConfig
 from textgan.corpus import Corpus
 from textgan.data import SPECIALS
-from textgan.metrics.bleu import bleu, self_bleu
+from textgan.metrics.bleu import bleu_metrics
 from textgan.metrics.nll import nll_gen
 from textgan.metrics.novelty import copy_fraction
 
@@ -67,10 +67,7 @@ def sample_metrics(ids: torch.Tensor, samples: list[list[str]], corpus: Corpus, 
     if corpus.oracle is not None:
         metrics["nll_oracle"] = float(corpus.oracle.nll(ids - len(SPECIALS)))
     else:
-        refs = corpus.test_sentences[: num_references or None]
-        for n in bleu_n:
-            metrics[f"bleu{n}_exact"] = bleu(samples, refs, max_n=n)
-            metrics[f"self_bleu{n}_loo"] = self_bleu(samples, max_n=n)
+        metrics.update(bleu_metrics(samples, corpus.test_sentences[: num_references or None], bleu_n))
     if corpus.source == "grammar":
         from textgan.grammar import grammaticality
 
@@ -87,11 +84,7 @@ def texygen_metrics(generator, corpus: Corpus, samples: list[list[str]], seed: i
     rng = torch.Generator(device=generator.out.weight.device).manual_seed(seed + 2)
     ids = generate(generator, len(samples), corpus.max_len, rng, temperature=temperature)
     second = [corpus.vocab.decode(row) for row in ids.tolist()]
-    out = {}
-    for n in orders:
-        out[f"bleu{n}_texygen"] = bleu(samples, corpus.test_sentences, max_n=n, protocol="texygen")
-        out[f"self_bleu{n}_texygen"] = self_bleu(samples, max_n=n, protocol="texygen", second=second)
-    return out
+    return bleu_metrics(samples, corpus.test_sentences, orders, protocol="texygen", second=second)
 
 
 def train_nll_per_position(generator, corpus: Corpus, draws: int, seed: int) -> float:

@@ -171,3 +171,21 @@ def self_bleu_scores(samples: Sequence[Sentence], max_n: int = 4) -> list[float]
         ref_len = lengths.closest(len(s), exclude=len(s))
         scores.append(_score(cnt, len(s), ref_len, max_n, clip))
     return scores
+
+
+def bleu_metrics(samples: Sequence[Sentence], references: Sequence[Sentence], orders: Sequence[int],
+                 protocol: str = "exact", second: Sequence[Sentence] | None = None) -> dict[str, float]:
+    """BLEU-n and Self-BLEU-n for each n in `orders`, named with their protocol as every report
+    and TensorBoard tag names them: bleuN_exact and self_bleuN_loo, or bleuN_texygen and (given
+    the second sample set it needs) self_bleuN_texygen."""
+    _check(protocol, max(orders, default=1))
+    out: dict[str, float] = {}
+    for n in orders:
+        if protocol == "exact":
+            out[f"bleu{n}_exact"] = bleu(samples, references, max_n=n)
+            out[f"self_bleu{n}_loo"] = self_bleu(samples, max_n=n)
+        else:
+            out[f"bleu{n}_texygen"] = bleu(samples, references, max_n=n, protocol="texygen")
+            if second is not None:
+                out[f"self_bleu{n}_texygen"] = self_bleu(samples, max_n=n, protocol="texygen", second=second)
+    return out

@@ -1,0 +1,64 @@
+"""Reference rows for the COCO BLEU table (part of `make bench-quality`): what real captions score.
+
+Why: BLEU against the benchmark's test captions can only be read beside what the data itself
+scores. The test captions leave out whole scenes that the training captions describe (no test
+caption says "toilet"), so a caption mentioning one loses BLEU whatever its quality, and a
+generator that stops mentioning such scenes gains BLEU without modelling the data better.
+Rows: all training captions; the training captions that use only tokens some test caption uses;
+any sample files given (`--samples NAME=FILE`, e.g. from `textgan sample --out`). Each is scored
+with `textgan score`'s metrics under both protocols, with `ref_unseen_frac`, the share of its
+sentences holding a token no test caption holds. Also lists the most frequent such tokens.
+
+Writes benchmarks/results/coco_reference.json; `--smoke` scores the tiny corpus instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from textgan import hostinfo  # noqa: E402
+from textgan.score_cli import read_sentences, score_text  # noqa: E402
+
+ORDERS = (2, 3, 4, 5)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--samples", nargs="*", default=[], metavar="NAME=FILE", help="sample files to score too")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "coco_reference.json"))
+    ap.add_argument("--smoke", action="store_true", help="the tiny corpus: seconds, for CI")
+    args = ap.parse_args()
+    corpus = Path(args.data_root) / ("tiny" if args.smoke else "coco")
+    train = read_sentences(str(corpus / "train.txt"), "nltk", True)  # as configs/coco_*.yaml tokenize
+    test = read_sentences(str(corpus / "test.txt"), "nltk", True)
+    known = {tok for sent in test for tok in sent}
+    rows = {"train": train, "train_seen_only": [s for s in train if all(tok in known for tok in s)]}
+    for spec in args.samples:
+        name, _, path = spec.partition("=")
+        if not path:
+            ap.error(f"--samples takes NAME=FILE, got {spec!r}")
+        rows[name] = read_sentences(path, "nltk", True)
+    result = {"machine": hostinfo.describe(), "corpus": str(corpus), "tokenizer": "nltk, lowercased",
+              "test_sentences": len(test), "rows": {}}
+    for name, sents in rows.items():
+        t0 = time.perf_counter()
+        metrics = score_text(sents, test, ORDERS, protocol="both", train=None if name.startswith("train") else train)
+        result["rows"][name] = {"sentences": len(sents), "seconds": round(time.perf_counter() - t0, 1), **metrics}
+        print(name, len(sents), " ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
+    unseen = Counter(tok for sent in train for tok in sent if tok not in known)
+    result["train_tokens_never_in_test"] = {"types": len(unseen), "most_frequent": dict(unseen.most_common(20))}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
