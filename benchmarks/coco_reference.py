@@ -24,9 +24,21 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from textgan import hostinfo  # noqa: E402
+from textgan.metrics import bleu  # noqa: E402
 from textgan.score_cli import read_sentences, score_text  # noqa: E402
 
 ORDERS = (2, 3, 4, 5)
+
+
+def split_bleu(sents: list[list[str]], test: list[list[str]], known: set[str]) -> dict:
+    """BLEU-n of the sentences with and without a token no test caption holds, apart: whether a
+    BLEU change comes from better sentences or from fewer of the scenes the test set lacks."""
+    out = {}
+    for part, keep in (("seen", True), ("unseen", False)):
+        group = [s for s in sents if all(tok in known for tok in s) == keep]
+        out[part] = {"sentences": len(group), **({f"bleu{n}_exact": bleu(group, test, max_n=n) for n in ORDERS}
+                                                  if group else {})}
+    return out
 
 
 def main() -> None:
@@ -51,8 +63,12 @@ def main() -> None:
     for name, sents in rows.items():
         t0 = time.perf_counter()
         metrics = score_text(sents, test, ORDERS, protocol="both", train=None if name.startswith("train") else train)
-        result["rows"][name] = {"sentences": len(sents), "seconds": round(time.perf_counter() - t0, 1), **metrics}
+        split = split_bleu(sents, test, known)
+        result["rows"][name] = {"sentences": len(sents), "seconds": round(time.perf_counter() - t0, 1), **metrics,
+                                "split": split}
         print(name, len(sents), " ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
+        for part, values in split.items():
+            print(f"  {part}:", " ".join(f"{k}={v:.4f}" for k, v in values.items()), flush=True)
     unseen = Counter(tok for sent in train for tok in sent if tok not in known)
     result["train_tokens_never_in_test"] = {"types": len(unseen), "most_frequent": dict(unseen.most_common(20))}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -89,6 +89,9 @@ def test_coco_reference_smoke(tmp_path, data_root):
     assert rows["mine"]["sentences"] == 3 and rows["mine"]["train_copy_frac"] == 1 / 3
     assert 1 / 3 <= rows["mine"]["ref_unseen_frac"] <= 2 / 3  # the made-up word is in no test line; the test line's words all are
     assert {"bleu5_exact", "self_bleu5_loo", "bleu5_texygen"} <= set(rows["train"])
+    split = rows["train"]["split"]  # the seen part of the training file is the seen-only row
+    assert split["seen"]["sentences"] + split["unseen"]["sentences"] == 500
+    assert split["seen"]["bleu3_exact"] == rows["train_seen_only"]["bleu3_exact"]
     assert result["train_tokens_never_in_test"]["types"] > 0 and result["machine"] == hostinfo.describe()
 
 
