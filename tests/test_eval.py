@@ -219,3 +219,23 @@ def test_evaluate_reports_copies_from_the_training_set(data_root):
         changed = ids.clone()
         changed[:, 0] = torch.where(ids[:, 0] == 4, 5, 4)  # every first token replaced by another word
         assert sample_metrics(changed, samples, corpus, [2])["train_copy_frac"] == 0.0
+
+
+def test_evaluate_reports_samples_with_tokens_no_test_sentence_holds(data_root):
+    """ref_unseen_frac on text: 0 for test sentences (those without <unk>), the library's value for
+    training sentences (the tiny test set lacks many of their words), and absent on the oracle."""
+    from textgan.evaluate import sample_metrics
+    from textgan.metrics import unseen_fraction
+
+    corpus = _fast_corpus(data_root)
+    known = corpus.test.tokens[(corpus.test.tokens != corpus.vocab.unk_id).all(1)]  # no <unk>: all in a reference
+    assert known.shape[0] >= 3
+    got = {}
+    for name, tokens in (("test", known), ("train", corpus.train.tokens[:30])):
+        samples = [corpus.vocab.decode(row) for row in tokens.tolist()]
+        got[name] = sample_metrics(tokens, samples, corpus, [2])["ref_unseen_frac"]
+        assert got[name] == unseen_fraction(samples, corpus.test_sentences)
+    assert got["test"] == 0 < got["train"]
+    oracle = _fast_corpus(data_root, "data.source=oracle", "data.num_train=50", "data.num_test=20", "data.oracle_params=")
+    ids = oracle.train.tokens[:10]
+    assert "ref_unseen_frac" not in sample_metrics(ids, [oracle.vocab.decode(r) for r in ids.tolist()], oracle, [2])

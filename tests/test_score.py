@@ -8,8 +8,8 @@ import pytest
 
 from conftest import run_cli
 from textgan.data import read_lines, tokenize
-from textgan.metrics import bleu, self_bleu
-from textgan.score_cli import score_text, unseen_fraction
+from textgan.metrics import bleu, self_bleu, unseen_fraction
+from textgan.score_cli import score_text
 
 
 def tokens(path) -> list[list[str]]:

@@ -3,7 +3,8 @@
 Tags: bleuN_exact (mean nltk sentence BLEU of every sample against all test sentences),
 self_bleuN_loo (leave-one-out Self-BLEU), nll_gen_mcK_tok (per token incl. EOS, K prior
 draws), nll_gen_zmean_tok, nll_gen_pos (the field's per-position figure), nll_oracle,
-grammaticality, train_copy_frac (samples that are training sequences verbatim). Under the texygen
+grammaticality, train_copy_frac (samples that are training sequences verbatim), ref_unseen_frac
+(samples holding a token no test sentence holds, which BLEU penalises whatever their quality). Under the texygen
 protocol (EvalConfig.protocol) also bleuN_texygen, self_bleuN_texygen and nll_gen_pos_train, the
 figures published tables were measured with, so training curves can be set beside them.
 """
@@ -16,6 +17,7 @@ from textgan.corpus import Corpus
 from textgan.data import SPECIALS
 from textgan.metrics.bleu import bleu_metrics
 from textgan.metrics.nll import nll_gen
+from textgan.metrics.coverage import unseen_fraction
 from textgan.metrics.novelty import copy_fraction
 
 
@@ -40,10 +42,9 @@ def metric_names(cfg: EvalConfig, corpus: Corpus, prior: str) -> list[str]:
     exact, texygen = cfg.protocol != "texygen", cfg.protocol != "exact"
     if corpus.oracle is not None:
         names = ["nll_oracle"]
-    elif exact:
-        names = [f"{kind}{n}_{proto}" for n in cfg.bleu_n for kind, proto in (("bleu", "exact"), ("self_bleu", "loo"))]
-    else:
-        names = []
+    else:  # text: exact BLEU under exact/both; the vocabulary check under every protocol
+        names = [f"{kind}{n}_{proto}" for n in (cfg.bleu_n if exact else [])
+                 for kind, proto in (("bleu", "exact"), ("self_bleu", "loo"))] + ["ref_unseen_frac"]
     if corpus.source == "grammar":
         names.append("grammaticality")
     names.append("train_copy_frac")
@@ -67,7 +68,9 @@ def sample_metrics(ids: torch.Tensor, samples: list[list[str]], corpus: Corpus, 
     if corpus.oracle is not None:
         metrics["nll_oracle"] = float(corpus.oracle.nll(ids - len(SPECIALS)))
     else:
-        metrics.update(bleu_metrics(samples, corpus.test_sentences[: num_references or None], bleu_n))
+        refs = corpus.test_sentences[: num_references or None]
+        metrics.update(bleu_metrics(samples, refs, bleu_n))
+        metrics["ref_unseen_frac"] = unseen_fraction(samples, refs)
     if corpus.source == "grammar":
         from textgan.grammar import grammaticality
 

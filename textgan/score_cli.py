@@ -14,15 +14,7 @@ from pathlib import Path
 
 from textgan.data import read_lines, tokenize
 from textgan.errors import UserError
-from textgan.metrics import bleu_metrics, copy_fraction_rows
-
-
-def unseen_fraction(samples: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> float:
-    """Share of samples holding a token that no reference holds. Such a sample loses unigram
-    (so every) BLEU precision whatever its quality: on the COCO benchmark half the training
-    captions are like that (the test captions never mention toilets, showers or runways)."""
-    known = {tok for ref in references for tok in ref}
-    return sum(any(tok not in known for tok in s) for s in samples) / len(samples)
+from textgan.metrics import bleu_metrics, copy_fraction_rows, unseen_fraction
 
 
 def score_text(samples: list[list[str]], references: list[list[str]], orders: Sequence[int],
