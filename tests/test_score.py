@@ -95,3 +95,42 @@ def test_score_cli_never_replaces_an_existing_out_file(data_root, tmp_path):
     res = run_cli("score", test, "--refs", test, "--out", str(out))
     assert res.returncode == 2 and "already exists" in res.stderr
     assert out.read_text() == "keep me\n"
+
+
+def test_score_cli_oracle_ids_give_the_oracles_nll(data_root, tmp_path):
+    """A file of oracle samples (ids, SeqGAN's format) scores NLL_oracle equal to the oracle's own
+    nll on the same ids; the file used as its own training set is copied entirely."""
+    import torch
+
+    from textgan.oracle import OracleLSTM
+
+    params = data_root / "oracle" / "seqgan_target_params.npz"
+    ids = OracleLSTM.from_npz(params).sample(60, generator=torch.Generator().manual_seed(3))
+    samples = tmp_path / "ids.txt"
+    samples.write_text("\n".join(" ".join(map(str, row)) for row in ids.tolist()) + "\n")
+    out = tmp_path / "m.json"
+    res = run_cli("score", str(samples), "--oracle", str(params), "--train", str(samples), "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    m = json.loads(out.read_text())["metrics"]
+    assert m == {"nll_oracle": OracleLSTM.from_npz(params).nll(ids), "train_copy_frac": 1.0}
+    assert 5.0 < m["nll_oracle"] < 6.5  # the oracle's entropy per token is about 5.75
+
+
+@pytest.mark.parametrize("content, message", [
+    ("1 2 3\n4 five 6\n", "sentence 2 is not token ids"),
+    ("1 2 3\n4 5\n", "sentence 2 has 2 ids"),
+    ("1 2 3\n4 5 5000\n", "0..4999"),
+])
+def test_score_cli_oracle_bad_id_files(data_root, tmp_path, content, message):
+    samples = tmp_path / "ids.txt"
+    samples.write_text(content)
+    res = run_cli("score", str(samples), "--oracle", str(data_root / "oracle" / "seqgan_target_params.npz"))
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and message in lines[0], res.stderr
+
+
+def test_score_cli_needs_exactly_one_of_refs_and_oracle(data_root):
+    test, params = str(data_root / "tiny/test.txt"), str(data_root / "oracle" / "seqgan_target_params.npz")
+    for args in ([test], [test, "--refs", test, "--oracle", params]):
+        res = run_cli("score", *args)
+        assert res.returncode == 2 and "one of the two" in res.stderr

@@ -76,9 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", metavar="DIR", help="folder for metrics.json / sweep files (default RUN/eval)")
     e.add_argument("--device", default="cpu")
 
-    c = sub.add_parser("score", help="score a text file of sentences (any model's samples, or real data) against a test file")
-    c.add_argument("samples", help="text file, one sentence per line")
-    c.add_argument("--refs", required=True, metavar="FILE", help="test file: the BLEU references")
+    c = sub.add_parser("score", help="score a file of sentences (any model's samples, or real data): BLEU "
+                                     "against a test file, or NLL_oracle of oracle token ids")
+    c.add_argument("samples", help="text file, one sentence per line (token ids with --oracle)")
+    c.add_argument("--refs", metavar="FILE", help="test file: the BLEU references")
+    c.add_argument("--oracle", metavar="PARAMS.npz", help="SeqGAN oracle parameters: SAMPLES holds token ids, "
+                                                          "scored by NLL_oracle")
     c.add_argument("--train", metavar="FILE", help="training file: adds train_copy_frac")
     c.add_argument("--second", metavar="FILE", help="an independent sample set: adds self_bleuN_texygen")
     c.add_argument("--tokenizer", choices=_literal(DataConfig, "tokenizer"), default="whitespace",
@@ -155,7 +158,7 @@ def cmd_score(args) -> int:
 
     return score_command(args.samples, args.refs, train=args.train, second=args.second, tokenizer=args.tokenizer,
                          lowercase=not args.keep_case, protocol=args.protocol, orders=args.orders, num=args.num,
-                         out=args.out)
+                         out=args.out, oracle=args.oracle)
 
 
 def cmd_data(args) -> int:

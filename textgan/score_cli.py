@@ -1,5 +1,6 @@
-"""`textgan score SAMPLES --refs TEST`: the metrics of sentences in a text file, against a test
-file, with the tokenizer and the BLEU protocols `textgan eval` uses.
+"""`textgan score SAMPLES --refs TEST | --oracle PARAMS`: the metrics of sentences in a file,
+against a test file with the tokenizer and BLEU protocols `textgan eval` uses, or, for files of
+oracle token ids (the synthetic benchmark's format), NLL_oracle under the SeqGAN oracle.
 
 Why: published rows come from several toolkits (and the training data itself is the row every
 BLEU should be read against); scoring their files with one exact implementation is what makes
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from textgan.data import read_lines, tokenize
+from textgan.data import DataError, read_lines, tokenize
 from textgan.errors import UserError
 from textgan.metrics import bleu_metrics, copy_fraction_rows, unseen_fraction
 
@@ -47,27 +48,65 @@ def read_sentences(path: str, tokenizer: str, lowercase: bool) -> list[list[str]
     return [tokenize(line, tokenizer, lowercase) for line in read_lines(path)]
 
 
-def score_command(samples: str, refs: str, train: str | None = None, second: str | None = None,
+def read_ids(path: str) -> list[list[int]]:
+    """Rows of whitespace-separated token ids, all of one length (the oracle's sequences)."""
+    rows = []
+    for i, line in enumerate(read_lines(path), 1):
+        try:
+            rows.append([int(tok) for tok in line.split()])
+        except ValueError:
+            raise DataError(f"{path}: sentence {i} is not token ids ({line[:40]!r}); with --oracle the "
+                            "file holds whitespace-separated integers, one sequence per line") from None
+        if len(rows[-1]) != len(rows[0]):
+            raise DataError(f"{path}: sentence {i} has {len(rows[-1])} ids, the first has {len(rows[0])}; "
+                            "oracle sequences all have one length")
+    return rows
+
+
+def score_oracle(samples: list[list[int]], params: str, train: list[list[int]] | None = None) -> dict[str, float]:
+    """NLL_oracle (mean per-token NLL under the oracle, as `textgan eval` computes it) of id rows."""
+    import torch
+
+    from textgan.oracle import OracleLSTM
+
+    oracle = OracleLSTM.from_npz(params, seq_len=len(samples[0]))
+    low, high = min(map(min, samples)), max(map(max, samples))
+    if low < 0 or high >= oracle.vocab_size:
+        raise DataError(f"token ids must lie in 0..{oracle.vocab_size - 1} for this oracle, got {low}..{high}")
+    metrics = {"nll_oracle": oracle.nll(torch.tensor(samples, dtype=torch.long))}
+    if train is not None:
+        metrics["train_copy_frac"] = copy_fraction_rows(samples, train)
+    return metrics
+
+
+def score_command(samples: str, refs: str | None = None, train: str | None = None, second: str | None = None,
                   tokenizer: str = "whitespace", lowercase: bool = True, protocol: str = "exact",
-                  orders: str = "2,3,4,5", num: int | None = None, out: str | None = None) -> int:
+                  orders: str = "2,3,4,5", num: int | None = None, out: str | None = None,
+                  oracle: str | None = None) -> int:
     """Print "name value" lines and, with `out`, write them to a new JSON file."""
+    if (refs is None) == (oracle is None):
+        raise UserError("give --refs TEST (text: BLEU) or --oracle PARAMS.npz (token ids: NLL_oracle), one of the two")
     order_list = parse_orders(orders)
     if out and Path(out).exists():
         raise UserError(f"--out {out} already exists; choose a new file name")
-    hyps = read_sentences(samples, tokenizer, lowercase)[:num]
-    if protocol != "texygen" and len(hyps) < 2:
-        raise UserError(f"{samples} has {len(hyps)} sentence; leave-one-out Self-BLEU needs at least 2")
-    if protocol != "exact" and second is None:
-        print("note: self_bleuN_texygen needs --second FILE (an independent sample set); left out", file=sys.stderr)
-    metrics = score_text(hyps, read_sentences(refs, tokenizer, lowercase), order_list, protocol,
-                         train=read_sentences(train, tokenizer, lowercase) if train else None,
-                         second=read_sentences(second, tokenizer, lowercase) if second else None)
+    if oracle:
+        metrics = score_oracle(read_ids(samples)[:num], oracle, train=read_ids(train) if train else None)
+    else:
+        hyps = read_sentences(samples, tokenizer, lowercase)[:num]
+        if protocol != "texygen" and len(hyps) < 2:
+            raise UserError(f"{samples} has {len(hyps)} sentence; leave-one-out Self-BLEU needs at least 2")
+        if protocol != "exact" and second is None:
+            print("note: self_bleuN_texygen needs --second FILE (an independent sample set); left out", file=sys.stderr)
+        metrics = score_text(hyps, read_sentences(refs, tokenizer, lowercase), order_list, protocol,
+                             train=read_sentences(train, tokenizer, lowercase) if train else None,
+                             second=read_sentences(second, tokenizer, lowercase) if second else None)
+        num = len(hyps)
     for name, value in metrics.items():
         print(f"{name} {value:.6g}")
     if out:
-        settings = {"samples": str(Path(samples).resolve()), "refs": str(Path(refs).resolve()),
-                    "train": train and str(Path(train).resolve()), "second": second and str(Path(second).resolve()),
-                    "num": len(hyps), "tokenizer": tokenizer, "lowercase": lowercase, "protocol": protocol}
+        paths = {"samples": samples, "refs": refs, "oracle": oracle, "train": train, "second": second}
+        settings = {**{k: v and str(Path(v).resolve()) for k, v in paths.items()}, "num": num,
+                    **({} if oracle else {"tokenizer": tokenizer, "lowercase": lowercase, "protocol": protocol})}
         try:
             with open(out, "x", encoding="utf-8") as f:  # "x": never replace a file made meanwhile
                 f.write(json.dumps({"settings": settings, "metrics": metrics}, indent=2) + "\n")
