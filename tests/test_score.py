@@ -134,3 +134,5 @@ def test_score_cli_needs_exactly_one_of_refs_and_oracle(data_root):
     for args in ([test], [test, "--refs", test, "--oracle", params]):
         res = run_cli("score", *args)
         assert res.returncode == 2 and "one of the two" in res.stderr
+    res = run_cli("score", test, "--oracle", params, "--protocol", "both")  # a text option with ids
+    assert res.returncode == 2 and "apply to text" in res.stderr

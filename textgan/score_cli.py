@@ -86,6 +86,8 @@ def score_command(samples: str, refs: str | None = None, train: str | None = Non
     """Print "name value" lines and, with `out`, write them to a new JSON file."""
     if (refs is None) == (oracle is None):
         raise UserError("give --refs TEST (text: BLEU) or --oracle PARAMS.npz (token ids: NLL_oracle), one of the two")
+    if oracle and (second or protocol != "exact" or tokenizer != "whitespace" or not lowercase):
+        raise UserError("--second, --protocol, --tokenizer and --keep-case apply to text; leave them out with --oracle")
     order_list = parse_orders(orders)
     if out and Path(out).exists():
         raise UserError(f"--out {out} already exists; choose a new file name")
