@@ -134,5 +134,6 @@ def test_score_cli_needs_exactly_one_of_refs_and_oracle(data_root):
     for args in ([test], [test, "--refs", test, "--oracle", params]):
         res = run_cli("score", *args)
         assert res.returncode == 2 and "one of the two" in res.stderr
-    res = run_cli("score", test, "--oracle", params, "--protocol", "both")  # a text option with ids
-    assert res.returncode == 2 and "apply to text" in res.stderr
+    for option in (["--protocol", "both"], ["--orders", "2"]):  # text options with ids
+        res = run_cli("score", test, "--oracle", params, *option)
+        assert res.returncode == 2 and "apply to text" in res.stderr

@@ -5,10 +5,9 @@ import argparse
 import os
 import signal
 import sys
-import typing
 from pathlib import Path
 
-from textgan.config import DataConfig, EvalConfig
+from textgan.config import DataConfig, EvalConfig, choices
 from textgan.errors import UserError
 
 
@@ -35,11 +34,6 @@ def _tau(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
-
-
-def _literal(config_class, key: str) -> tuple[str, ...]:
-    """The allowed values of a config key typed Literal[...], so the CLI offers exactly those."""
-    return typing.get_args(typing.get_type_hints(config_class)[key])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--num", type=int, help="samples scored (>= 2; default eval.num_samples of the run)")
     e.add_argument("--seed", type=int, help="seed of the latent and the sampling noise (default run.seed)")
     e.add_argument("--temperature", type=_tau, default=1.0, help="divides the logits; <1 is greedier")
-    e.add_argument("--protocol", choices=_literal(EvalConfig, "protocol"), default="exact",
+    e.add_argument("--protocol", choices=choices(EvalConfig, "protocol"), default="exact",
                    help="BLEU protocol: exact (all samples, leave-one-out Self-BLEU), texygen or both")
     e.add_argument("--sweep-temperature", metavar="A:B:K",
                    help="K temperatures from A to B: writes sweep.csv, sweep.png and TensorBoard events")
@@ -84,12 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "scored by NLL_oracle")
     c.add_argument("--train", metavar="FILE", help="training file: adds train_copy_frac")
     c.add_argument("--second", metavar="FILE", help="an independent sample set: adds self_bleuN_texygen")
-    c.add_argument("--tokenizer", choices=_literal(DataConfig, "tokenizer"), default="whitespace",
+    c.add_argument("--tokenizer", choices=choices(DataConfig, "tokenizer"), default="whitespace",
                    help="as data.tokenizer of the run being compared (the COCO configs use nltk)")
     c.add_argument("--keep-case", action="store_true", help="do not lowercase (data.lowercase=false)")
-    c.add_argument("--protocol", choices=_literal(EvalConfig, "protocol"), default="exact",
+    c.add_argument("--protocol", choices=choices(EvalConfig, "protocol"), default="exact",
                    help="BLEU protocol: exact (all samples, leave-one-out Self-BLEU), texygen or both")
-    c.add_argument("--orders", default="2,3,4,5", help="BLEU orders, comma-separated (default 2,3,4,5)")
+    c.add_argument("--orders", help="BLEU orders, comma-separated (default 2,3,4,5)")
     c.add_argument("--num", type=_positive, help="score the first NUM sentences only")
     c.add_argument("--out", metavar="FILE", help="also write the metrics to FILE.json (must not exist)")
 

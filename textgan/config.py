@@ -277,6 +277,11 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
 
 
+def choices(cls: type, key: str) -> tuple:
+    """The allowed values of a field typed Literal[...], so a CLI offers exactly what a config accepts."""
+    return typing.get_args(typing.get_type_hints(cls)[key])
+
+
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is Literal:
         return "one of " + ", ".join(str(a) for a in typing.get_args(tp))

@@ -16,8 +16,8 @@ from textgan.config import EvalConfig
 from textgan.corpus import Corpus
 from textgan.data import SPECIALS
 from textgan.metrics.bleu import bleu_metrics
-from textgan.metrics.nll import nll_gen
 from textgan.metrics.coverage import unseen_fraction
+from textgan.metrics.nll import nll_gen
 from textgan.metrics.novelty import copy_fraction
 
 

@@ -9,17 +9,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import typing
 from pathlib import Path
 
 from textgan import fpenv
-from textgan.config import EvalConfig
+from textgan.config import EvalConfig, choices
 from textgan.corpus import Corpus, prepare
 from textgan.errors import UserError
 from textgan.evaluate import evaluate
 from textgan.sample import Loaded, load_generator
 
-PROTOCOLS = typing.get_args(typing.get_type_hints(EvalConfig)["protocol"])  # exact, texygen, both
+PROTOCOLS = choices(EvalConfig, "protocol")  # exact, texygen, both
 
 
 def run_dir_of(path: Path) -> Path:

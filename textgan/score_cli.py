@@ -81,14 +81,15 @@ def score_oracle(samples: list[list[int]], params: str, train: list[list[int]] |
 
 def score_command(samples: str, refs: str | None = None, train: str | None = None, second: str | None = None,
                   tokenizer: str = "whitespace", lowercase: bool = True, protocol: str = "exact",
-                  orders: str = "2,3,4,5", num: int | None = None, out: str | None = None,
+                  orders: str | None = None, num: int | None = None, out: str | None = None,
                   oracle: str | None = None) -> int:
     """Print "name value" lines and, with `out`, write them to a new JSON file."""
     if (refs is None) == (oracle is None):
         raise UserError("give --refs TEST (text: BLEU) or --oracle PARAMS.npz (token ids: NLL_oracle), one of the two")
-    if oracle and (second or protocol != "exact" or tokenizer != "whitespace" or not lowercase):
-        raise UserError("--second, --protocol, --tokenizer and --keep-case apply to text; leave them out with --oracle")
-    order_list = parse_orders(orders)
+    if oracle and (second or orders or protocol != "exact" or tokenizer != "whitespace" or not lowercase):
+        raise UserError("--second, --orders, --protocol, --tokenizer and --keep-case apply to text; "
+                        "leave them out with --oracle")
+    order_list = parse_orders(orders or "2,3,4,5")
     if out and Path(out).exists():
         raise UserError(f"--out {out} already exists; choose a new file name")
     if oracle:
