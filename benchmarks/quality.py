@@ -49,6 +49,9 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     # beta_max = 1 (tau stays 1): the setting RelGAN's author gives for its length-20 figure
     # (github.com/weilinie/RelGAN/issues/22), not its code's default of 100
     "oracle20_rsgan_warm_beta1": ("configs/oracle20_rsgan.yaml", [*ORACLE20_WARM, "gumbel.tau_end=1.0"], 10000),
+    # the COCO mix recipe on the oracle, where quality (NLL_oracle) and diversity (NLL_gen) are both
+    # exact: the real batch's NLL added to every G update (adversarial.mle_weight)
+    "oracle20_rsgan_warm_mix": ("configs/oracle20_rsgan.yaml", [*ORACLE20_WARM, "adversarial.mle_weight=1.0"], 10000),
     "oracle40_mle": ("configs/oracle40_mle.yaml", [], 10000),
     "oracle40_rsgan": ("configs/oracle40_rsgan.yaml", [], 10000),
     "coco_mle": ("configs/coco_mle.yaml", [], 10000),
@@ -76,7 +79,8 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
 # experiment -> the run its overrides start from
 AFTER = {"coco_rsgan_large": "coco_mle_large", "coco_relgan_mix": "coco_relgan_mle30",
          "coco_relgan_mix_sn": "coco_relgan_mle30", "oracle20_rsgan_warm": "oracle20_mle",
-         "oracle20_rsgan_warm_bf16": "oracle20_mle", "oracle20_rsgan_warm_beta1": "oracle20_mle"}
+         "oracle20_rsgan_warm_bf16": "oracle20_mle", "oracle20_rsgan_warm_beta1": "oracle20_mle",
+         "oracle20_rsgan_warm_mix": "oracle20_mle"}
 
 SMOKE = ["mle.epochs=1", "adversarial.steps=2", "adversarial.d_steps=1", "eval.num_samples=20",
          "eval.every=0", "eval.latent_draws=1", "data.num_train=128", "data.num_test=32",

@@ -113,7 +113,7 @@ def test_quality_smoke(tmp_path, data_root):
            "--runs", str(tmp_path / "runs"), "--out", str(out), "--sweep", "0.8:1.2:2")
     again = json.loads(out.read_text())["experiments"]["coco_rsgan"]
     assert [row["temperature"] for row in again["sweep"]["rows"]] == [0.8, 1.2]
-    assert {"bleu3", "self_bleu3", "entropy_tok"} <= set(again["sweep"]["rows"][0])
+    assert {"bleu3", "self_bleu3", "nll_gen_tok", "entropy_tok"} <= set(again["sweep"]["rows"][0])
     assert (tmp_path / again["sweep"]["plot"]).stat().st_size > 0
     before = result["experiments"]["coco_rsgan"]
     assert again["train_wall_s"] == before["train_wall_s"] and again["command"] == before["command"]
@@ -189,6 +189,10 @@ def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
     assert mix.generator.init_from == f"{tmp_path}/coco_relgan_mle30" and mix.mle.epochs == 0
     assert mix.adversarial.mle_weight == mix_sn.adversarial.mle_weight == 1.0
     assert (mix.discriminator.spectral_norm, mix_sn.discriminator.spectral_norm) == (False, True)
+    oracle_mix = load(str(REPO / quality.EXPERIMENTS["oracle20_rsgan_warm_mix"][0]),
+                      quality.overrides_for("oracle20_rsgan_warm_mix", args))
+    assert oracle_mix.generator.init_from == f"{tmp_path}/oracle20_mle" and oracle_mix.mle.epochs == 0
+    assert oracle_mix.adversarial.mle_weight == 1.0 and oracle_mix.data.source == "oracle"
 
 
 def _pids_running(*needles: str) -> list[int]:

@@ -39,14 +39,17 @@ def make_data() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def stepwise_log_prob(gen: Generator, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor) -> list[float]:
-    """log p(x | z) of each row, one LSTM step at a time: BOS first, then the gold tokens."""
+def stepwise_log_prob(gen: Generator, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor,
+                      temperature: float = 1.0) -> list[float]:
+    """log p(x | z) of each row, one LSTM step at a time: BOS first, then the gold tokens; at a
+    temperature, under the distribution sample() draws from (logits / T, banned ids kept out)."""
     state = gen.init_state(z)
     inp = torch.full((tokens.shape[0], 1), gen.bos_id, dtype=torch.long)
     out = [0.0] * tokens.shape[0]
     for t in range(tokens.shape[1]):
         hidden, state = gen.lstm(gen.embedding(inp), state)  # (B, 1, H)
-        logp = torch.log_softmax(gen.logits(hidden[:, 0]).double(), dim=-1)  # (B, V)
+        logits = gen.out(hidden[:, 0]).double() / temperature + gen.logit_mask.double()
+        logp = torch.log_softmax(logits, dim=-1)  # (B, V)
         for i in range(tokens.shape[0]):
             if t < lengths[i]:
                 out[i] += float(logp[i, tokens[i, t]])
@@ -87,13 +90,32 @@ def test_nll_gen_with_latent_is_log_mean_exp(prior, draws):
     assert res.per_position == pytest.approx(total / (N * T), rel=1e-5)
 
 
+@pytest.mark.parametrize("temperature", [0.3, 2.0])
+def test_nll_gen_at_a_temperature_scores_the_tempered_distribution(temperature):
+    """nll_gen(temperature=T) is the NLL under softmax(logits / T), the distribution the sweep's
+    samples come from at T; at T != 1 it differs from the plain NLL_gen."""
+    gen, (tokens, lengths) = make_generator("normal"), make_data()
+    res = nll_gen(gen, tokens, lengths, draws=1, batch_size=4, rng=torch.Generator().manual_seed(5),
+                  temperature=temperature)
+    rng, total = torch.Generator().manual_seed(5), 0.0
+    for start in range(0, N, 4):
+        x, n = tokens[start:start + 4], lengths[start:start + 4]
+        total -= sum(stepwise_log_prob(gen, x, n, gen.sample_latent(x.shape[0], rng), temperature))
+    assert res.per_token == pytest.approx(total / float(lengths.sum()), rel=1e-5)
+    plain = nll_gen(gen, tokens, lengths, draws=1, batch_size=4, rng=torch.Generator().manual_seed(5))
+    assert res.per_token != pytest.approx(plain.per_token, rel=1e-3)
+
+
 def test_sample_entropy_at_temperature_one_is_own_nll():
     gen, (tokens, lengths) = make_generator("normal"), make_data()
     z = gen.sample_latent(N, torch.Generator().manual_seed(2))
     expected = float(sequence_nll(gen, tokens, lengths, z).sum()) / float(lengths.sum())
     assert sample_entropy(gen, tokens, z, temperature=1.0, eos_id=EOS) == pytest.approx(expected, rel=1e-5)
-    sharp = sample_entropy(gen, tokens, z, temperature=0.5, eos_id=EOS)
+    sharp = sample_entropy(gen, tokens, z, temperature=0.5, eos_id=EOS, batch_size=4)
     assert sharp != pytest.approx(expected, rel=1e-3)
+    ends = [(row == EOS).nonzero()[0].item() + 1 if (row == EOS).any() else T for row in tokens]
+    stepwise = -sum(stepwise_log_prob(gen, tokens, torch.tensor(ends), z, temperature=0.5))
+    assert sharp == pytest.approx(stepwise / sum(ends), rel=1e-5)  # up to and including the first EOS
 
 
 @pytest.mark.parametrize("spec, expected", [("0.5:1.5:3", [0.5, 1.0, 1.5]), ("1:2:2", [1.0, 2.0])])
@@ -144,6 +166,23 @@ def test_relgan_nll_gen_is_per_position_on_the_training_set(run):
     assert "nll_gen_pos_train" not in eval_metrics(loaded, corpus, num=20, seed=3, protocol="exact")
 
 
+def test_sweep_nll_gen_at_temperature_one_is_evals(run):
+    """The sweep's NLL_gen column at T = 1 is `textgan eval`'s NLL_gen (same draws), and at
+    another temperature nll_gen's under that temperature."""
+    from textgan.evaluation_cli import eval_metrics, load_run
+    from textgan.sweep import temperature_sweep
+
+    loaded, corpus = load_run(run)
+    cold, one = temperature_sweep(loaded, corpus, [0.3, 1.0], num=20, seed=3)
+    draws = loaded.generator.prior != "none" and loaded.config.eval.latent_draws or 1
+    assert one["nll_gen_tok"] == pytest.approx(
+        eval_metrics(loaded, corpus, num=20, seed=3, protocol="exact")[f"nll_gen_mc{draws}_tok"], rel=1e-6)
+    at_cold = nll_gen(loaded.generator, corpus.test.tokens, corpus.test.lengths, draws=draws,
+                      rng=torch.Generator().manual_seed(3 + 1), temperature=0.3)
+    assert cold["nll_gen_tok"] == pytest.approx(at_cold.per_token, rel=1e-6)
+    assert cold["nll_gen_tok"] != pytest.approx(one["nll_gen_tok"], rel=1e-3)
+
+
 def test_eval_data_replaces_test_file(run, data_root):
     from textgan.evaluation_cli import load_run
 
@@ -164,7 +203,9 @@ def test_eval_sweep_writes_csv_png_and_events(run, tmp_path):
     acc = EventAccumulator(str(event_file), size_guidance={"scalars": 0})
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
-    assert {"sweep/temperature", "sweep/bleu3", "sweep/self_bleu3", "sweep/entropy_tok"} <= tags
+    assert {"sweep/temperature", "sweep/bleu3", "sweep/self_bleu3", "sweep/nll_gen_tok", "sweep/entropy_tok"} <= tags
+    nll = [e.value for e in acc.Scalars("sweep/nll_gen_tok")]
+    assert len(set(nll)) == 3 and all(math.isfinite(v) and v > 0 for v in nll)  # the test set at each temperature
     temps = acc.Scalars("sweep/temperature")
     assert [e.step for e in temps] == [0, 1, 2]
     assert [e.value for e in temps] == pytest.approx([0.5, 1.0, 1.5])

@@ -15,9 +15,11 @@ import torch
 
 
 @torch.inference_mode()
-def sequence_nll(generator, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """Summed teacher-forced NLL of each sequence up to and including EOS, (B,)."""
-    return -generator.token_log_probs(tokens, lengths, z).sum(1)
+def sequence_nll(generator, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor,
+                 temperature: float = 1.0) -> torch.Tensor:
+    """Summed teacher-forced NLL of each sequence up to and including EOS, (B,), under the
+    generator's distribution at sampling temperature `temperature`."""
+    return -generator.token_log_probs(tokens, lengths, z, temperature).sum(1)
 
 
 @dataclass
@@ -29,8 +31,9 @@ class NLLGen:
 
 
 def nll_gen(generator, tokens: torch.Tensor, lengths: torch.Tensor, draws: int = 8,
-            batch_size: int = 256, rng: torch.Generator | None = None) -> NLLGen:
-    """NLL of real sequences under the generator; `draws` is ignored for prior=none."""
+            batch_size: int = 256, rng: torch.Generator | None = None, temperature: float = 1.0) -> NLLGen:
+    """NLL of real sequences under the generator (sampling at `temperature`: what a temperature
+    sweep costs in coverage of the data); `draws` is ignored for prior=none."""
     was_training = generator.training
     generator.eval()
     device = generator.out.weight.device
@@ -40,14 +43,14 @@ def nll_gen(generator, tokens: torch.Tensor, lengths: torch.Tensor, draws: int =
         x = tokens[start:start + batch_size].to(device)
         n = lengths[start:start + batch_size].to(device)
         b = x.shape[0]
-        per_draw = torch.stack([-sequence_nll(generator, x, n, generator.sample_latent(b, rng))
+        per_draw = torch.stack([-sequence_nll(generator, x, n, generator.sample_latent(b, rng), temperature)
                                 for _ in range(k)])  # (K, B) log p(x | z_k)
         log_px = torch.logsumexp(per_draw.double(), dim=0) - math.log(k)  # (B,)
         mc_sum += float(-log_px.sum())
         if generator.prior == "none":  # z is zero either way: the same number
             mean_sum += float(-per_draw[0].double().sum())
         else:
-            mean_sum += float(sequence_nll(generator, x, n, generator.prior_mean(b)).double().sum())
+            mean_sum += float(sequence_nll(generator, x, n, generator.prior_mean(b), temperature).double().sum())
     generator.train(was_training)
     n_tokens = float(lengths.sum())
     return NLLGen(per_token=mc_sum / n_tokens, per_token_prior_mean=mean_sum / n_tokens,

@@ -141,15 +141,20 @@ class Generator(nn.Module):
                                     kernel=self.ce_kernel)
 
     @torch.no_grad()
-    def token_log_probs(self, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def token_log_probs(self, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor,
+                        temperature: float = 1.0) -> torch.Tensor:
         """Teacher-forced log p of each gold token, (B, t) with t the longest length; 0 past each
-        sequence's length. Chunk-wise from the output layer: no (B, T, V) logits."""
+        sequence's length. Chunk-wise from the output layer: no (B, T, V) logits. `temperature`
+        scores under the distribution `sample` draws from at that temperature (logits / T)."""
         t = max(int(lengths.max()), 1) if lengths.numel() else tokens.shape[1]
         tokens = tokens[:, :t]
         hidden = self.hidden_states(tokens, z)  # (B, t, H)
         alive = torch.arange(t, device=tokens.device) < lengths.unsqueeze(1)  # (B, t)
         targets = tokens.masked_fill(~alive, IGNORE)
-        logp = target_log_probs(hidden.reshape(-1, self.hidden_dim), self.out.weight, self._output_bias(),
+        weight, bias = self.out.weight, self._output_bias()
+        if temperature != 1.0:  # (h W' + b) / T + mask, as sample() tempers its logits
+            weight, bias = weight / temperature, self.out.bias / temperature + self.logit_mask
+        logp = target_log_probs(hidden.reshape(-1, self.hidden_dim), weight, bias,
                                 targets.reshape(-1), IGNORE, kernel=self.ce_kernel)
         return logp.view(tokens.shape)
 
