@@ -118,9 +118,10 @@ def test_sample_entropy_at_temperature_one_is_own_nll():
     assert sharp == pytest.approx(stepwise / sum(ends), rel=1e-5)  # up to and including the first EOS
 
 
-@pytest.mark.parametrize("spec, expected", [("0.5:1.5:3", [0.5, 1.0, 1.5]), ("1:2:2", [1.0, 2.0])])
+@pytest.mark.parametrize("spec, expected", [("0.5:1.5:3", [0.5, 1.0, 1.5]), ("1:2:2", [1.0, 2.0]),
+                                            ("0.1:1.0:10", [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])])
 def test_parse_spec(spec, expected):
-    assert parse_spec(spec) == pytest.approx(expected)
+    assert parse_spec(spec) == expected  # exactly: the values written to the CSV
 
 
 @pytest.mark.parametrize("spec", ["2:1:0", "1:2:1", "0:1:3", "1:2", "a:b:c", "1:2:3:4", "1:inf:3", "1:2:2.5"])
@@ -166,9 +167,9 @@ def test_relgan_nll_gen_is_per_position_on_the_training_set(run):
     assert "nll_gen_pos_train" not in eval_metrics(loaded, corpus, num=20, seed=3, protocol="exact")
 
 
-def test_sweep_nll_gen_at_temperature_one_is_evals(run):
+def test_sweep_nll_gen_is_evals_at_the_same_temperature(run):
     """The sweep's NLL_gen column at T = 1 is `textgan eval`'s NLL_gen (same draws), and at
-    another temperature nll_gen's under that temperature."""
+    another temperature nll_gen's under that temperature, as `textgan eval --temperature` gives."""
     from textgan.evaluation_cli import eval_metrics, load_run
     from textgan.sweep import temperature_sweep
 
@@ -180,6 +181,9 @@ def test_sweep_nll_gen_at_temperature_one_is_evals(run):
     at_cold = nll_gen(loaded.generator, corpus.test.tokens, corpus.test.lengths, draws=draws,
                       rng=torch.Generator().manual_seed(3 + 1), temperature=0.3)
     assert cold["nll_gen_tok"] == pytest.approx(at_cold.per_token, rel=1e-6)
+    # `textgan eval --temperature` scores NLL_gen under the distribution its samples come from
+    eval_cold = eval_metrics(loaded, corpus, num=20, seed=3, temperature=0.3, protocol="exact")
+    assert eval_cold[f"nll_gen_mc{draws}_tok"] == pytest.approx(cold["nll_gen_tok"], rel=1e-6)
     assert cold["nll_gen_tok"] != pytest.approx(one["nll_gen_tok"], rel=1e-3)
 
 

@@ -90,16 +90,19 @@ def texygen_metrics(generator, corpus: Corpus, samples: list[list[str]], seed: i
     return bleu_metrics(samples, corpus.test_sentences, orders, protocol="texygen", second=second)
 
 
-def train_nll_per_position(generator, corpus: Corpus, draws: int, seed: int) -> float:
+def train_nll_per_position(generator, corpus: Corpus, draws: int, seed: int, temperature: float = 1.0) -> float:
     """NLL_gen as the RelGAN paper reports it: per position (max_len per sentence, padding
     counted as 0) on the *training* set, which its code scores, not the test set (draws: seed + 3)."""
     rng = torch.Generator(device=generator.out.weight.device).manual_seed(seed + 3)
-    return nll_gen(generator, corpus.train.tokens, corpus.train.lengths, draws=draws, rng=rng).per_position
+    return nll_gen(generator, corpus.train.tokens, corpus.train.lengths, draws=draws, rng=rng,
+                   temperature=temperature).per_position
 
 
 def evaluate(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperature: float = 1.0,
              nll: bool | None = None) -> tuple[dict[str, float], list[list[str]]]:
-    """Metrics on `cfg.num_samples` fresh samples under `cfg.protocol`, and the samples as tokens."""
+    """Metrics on `cfg.num_samples` fresh samples under `cfg.protocol`, and the samples as tokens.
+    At a temperature other than 1 the NLL_gen figures score the same tempered distribution the
+    samples come from: one model, the one the samples describe."""
     device = generator.out.weight.device
     rng = torch.Generator(device=device).manual_seed(seed)
     ids = generate(generator, cfg.num_samples, corpus.max_len, rng, temperature)
@@ -108,7 +111,7 @@ def evaluate(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperature:
     metrics = sample_metrics(ids, samples, corpus, exact_orders, cfg.num_references)
     if cfg.nll_gen if nll is None else nll:
         res = nll_gen(generator, corpus.test.tokens, corpus.test.lengths, draws=cfg.latent_draws,
-                      rng=torch.Generator(device=device).manual_seed(seed + 1))
+                      rng=torch.Generator(device=device).manual_seed(seed + 1), temperature=temperature)
         metrics[f"nll_gen_mc{res.draws}_tok"] = res.per_token
         metrics["nll_gen_zmean_tok"] = res.per_token_prior_mean
         metrics["nll_gen_pos"] = res.per_position
@@ -117,7 +120,7 @@ def evaluate(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperature:
     if cfg.protocol == "exact":
         return metrics, samples
     if cfg.nll_gen if nll is None else nll:
-        metrics["nll_gen_pos_train"] = train_nll_per_position(generator, corpus, cfg.latent_draws, seed)
+        metrics["nll_gen_pos_train"] = train_nll_per_position(generator, corpus, cfg.latent_draws, seed, temperature)
     if corpus.oracle is not None:  # no BLEU on oracle ids
         return metrics, samples
     extra = texygen_metrics(generator, corpus, samples, seed=seed, temperature=temperature, orders=cfg.bleu_n)

@@ -45,7 +45,8 @@ def parse_spec(spec: str) -> list[float]:
         raise UserError(f"bad --sweep-temperature {spec!r}: expected {SPEC_HELP}") from None
     if not (0 < start < stop < math.inf) or count < 2:
         raise UserError(f"bad --sweep-temperature {spec!r}: expected {SPEC_HELP}")
-    return [start + (stop - start) * i / (count - 1) for i in range(count)]
+    # rounded: 0.1 + 0.2 * 1 is 0.30000000000000004, a column value nobody typed
+    return [round(start + (stop - start) * i / (count - 1), 12) for i in range(count)]
 
 
 def sample_entropy(generator, ids: torch.Tensor, z: torch.Tensor, temperature: float,
