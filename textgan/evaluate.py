@@ -17,7 +17,7 @@ from textgan.corpus import Corpus
 from textgan.data import SPECIALS
 from textgan.metrics.bleu import bleu_metrics
 from textgan.metrics.coverage import unseen_fraction
-from textgan.metrics.nll import nll_gen
+from textgan.metrics.nll import NLLGen, nll_gen
 from textgan.metrics.novelty import copy_fraction
 
 
@@ -90,6 +90,13 @@ def texygen_metrics(generator, corpus: Corpus, samples: list[list[str]], seed: i
     return bleu_metrics(samples, corpus.test_sentences, orders, protocol="texygen", second=second)
 
 
+def nll_gen_on_test(generator, corpus: Corpus, draws: int, seed: int, temperature: float = 1.0) -> NLLGen:
+    """NLL_gen of the test set (draws: seed + 1), the one estimate `evaluate` and the temperature
+    sweep both report, so their figures agree at the same seed and temperature."""
+    rng = torch.Generator(device=generator.out.weight.device).manual_seed(seed + 1)
+    return nll_gen(generator, corpus.test.tokens, corpus.test.lengths, draws=draws, rng=rng, temperature=temperature)
+
+
 def train_nll_per_position(generator, corpus: Corpus, draws: int, seed: int, temperature: float = 1.0) -> float:
     """NLL_gen as the RelGAN paper reports it: per position (max_len per sentence, padding
     counted as 0) on the *training* set, which its code scores, not the test set (draws: seed + 3)."""
@@ -110,8 +117,7 @@ def evaluate(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperature:
     exact_orders = [] if cfg.protocol == "texygen" else cfg.bleu_n  # texygen alone: no exact BLEU to compute
     metrics = sample_metrics(ids, samples, corpus, exact_orders, cfg.num_references)
     if cfg.nll_gen if nll is None else nll:
-        res = nll_gen(generator, corpus.test.tokens, corpus.test.lengths, draws=cfg.latent_draws,
-                      rng=torch.Generator(device=device).manual_seed(seed + 1), temperature=temperature)
+        res = nll_gen_on_test(generator, corpus, cfg.latent_draws, seed, temperature)
         metrics[f"nll_gen_mc{res.draws}_tok"] = res.per_token
         metrics["nll_gen_zmean_tok"] = res.per_token_prior_mean
         metrics["nll_gen_pos"] = res.per_position

@@ -26,8 +26,8 @@ import torch
 
 from textgan.corpus import Corpus
 from textgan.errors import UserError
-from textgan.evaluate import generate, sample_metrics
-from textgan.metrics.nll import nll_gen, sequence_nll
+from textgan.evaluate import generate, nll_gen_on_test, sample_metrics
+from textgan.metrics.nll import sequence_nll
 from textgan.monitor import Monitor
 from textgan.sample import Loaded
 
@@ -75,9 +75,7 @@ def sweep_row(loaded: Loaded, corpus: Corpus, temperature: float, num: int, seed
     row = {"temperature": temperature}
     for name, value in sample_metrics(ids, samples, corpus, loaded.config.eval.bleu_n).items():
         row[name.removesuffix("_exact").removesuffix("_loo")] = value  # CSV columns: bleuN, self_bleuN
-    test = nll_gen(g, corpus.test.tokens, corpus.test.lengths, draws=loaded.config.eval.latent_draws,
-                   rng=torch.Generator(device=g.out.weight.device).manual_seed(seed + 1), temperature=temperature)
-    row["nll_gen_tok"] = test.per_token
+    row["nll_gen_tok"] = nll_gen_on_test(g, corpus, loaded.config.eval.latent_draws, seed, temperature).per_token
     row["entropy_tok"] = sample_entropy(g, ids, z, temperature=temperature,
                                         eos_id=corpus.vocab.eos_id if corpus.add_eos else None)
     row["mean_length"] = sum(len(s) for s in samples) / len(samples)
