@@ -71,6 +71,9 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     # update (adversarial.mle_weight), without and with a spectrally normalised discriminator
     "coco_relgan_mix": ("configs/coco_relgan.yaml", COCO_MIX, 10000),
     "coco_relgan_mix_sn": ("configs/coco_relgan.yaml", [*COCO_MIX, "discriminator.spectral_norm=true"], 10000),
+    # coco_relgan_mix's NLL term for its first 608 steps only, then the adversarial loss alone (run
+    # 2026-12-02 as a resume of coco_relgan_mix's step-608 checkpoint with adversarial.mle_weight=0)
+    "coco_relgan_mix_gan608": ("configs/coco_relgan.yaml", [*COCO_MIX, "adversarial.mle_weight_steps=608"], 10000),
     # the GAN phase only, from the finished coco_mle_large run (its wall time is that run's)
     "coco_rsgan_large": ("configs/coco_rsgan_large.yaml",
                          ["generator.init_from={runs}/coco_mle_large", "mle.epochs=0"], 10000),
@@ -78,9 +81,9 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
 
 # experiment -> the run its overrides start from
 AFTER = {"coco_rsgan_large": "coco_mle_large", "coco_relgan_mix": "coco_relgan_mle30",
-         "coco_relgan_mix_sn": "coco_relgan_mle30", "oracle20_rsgan_warm": "oracle20_mle",
-         "oracle20_rsgan_warm_bf16": "oracle20_mle", "oracle20_rsgan_warm_beta1": "oracle20_mle",
-         "oracle20_rsgan_warm_mix": "oracle20_mle"}
+         "coco_relgan_mix_sn": "coco_relgan_mle30", "coco_relgan_mix_gan608": "coco_relgan_mle30",
+         "oracle20_rsgan_warm": "oracle20_mle", "oracle20_rsgan_warm_bf16": "oracle20_mle",
+         "oracle20_rsgan_warm_beta1": "oracle20_mle", "oracle20_rsgan_warm_mix": "oracle20_mle"}
 
 SMOKE = ["mle.epochs=1", "adversarial.steps=2", "adversarial.d_steps=1", "eval.num_samples=20",
          "eval.every=0", "eval.latent_draws=1", "data.num_train=128", "data.num_test=32",

@@ -189,6 +189,10 @@ def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
     assert mix.generator.init_from == f"{tmp_path}/coco_relgan_mle30" and mix.mle.epochs == 0
     assert mix.adversarial.mle_weight == mix_sn.adversarial.mle_weight == 1.0
     assert (mix.discriminator.spectral_norm, mix_sn.discriminator.spectral_norm) == (False, True)
+    gan608 = load(str(REPO / quality.EXPERIMENTS["coco_relgan_mix_gan608"][0]),
+                  quality.overrides_for("coco_relgan_mix_gan608", args))
+    assert (gan608.adversarial.mle_weight, gan608.adversarial.mle_weight_steps) == (1.0, 608)
+    assert gan608.generator.init_from == mix.generator.init_from
     oracle_mix = load(str(REPO / quality.EXPERIMENTS["oracle20_rsgan_warm_mix"][0]),
                       quality.overrides_for("oracle20_rsgan_warm_mix", args))
     assert oracle_mix.generator.init_from == f"{tmp_path}/oracle20_mle" and oracle_mix.mle.epochs == 0

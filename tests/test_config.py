@@ -179,6 +179,7 @@ def test_wrong_type_names_the_valid_choices():
     ("adversarial.d_steps=0", "adversarial.d_steps"),
     ("adversarial.mle_weight=-0.5", "adversarial.mle_weight"),
     ("adversarial.mle_weight=.nan", "adversarial.mle_weight"),
+    ("adversarial.mle_weight_steps=-1", "adversarial.mle_weight_steps"),
     ("discriminator.spectral_norm=2", "discriminator.spectral_norm"),
     ("eval.every=-1", "eval.every"),
     ("eval.mle_every=-1", "eval.mle_every"),

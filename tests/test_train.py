@@ -190,3 +190,30 @@ def test_mle_weight_adds_the_teacher_forced_nll_gradient(tmp_path, root_override
             continue
         torch.testing.assert_close(got[name], g, rtol=1e-4, atol=1e-5, msg=name)
     assert not torch.allclose(got["out.weight"], adv_only[list(dict(G.named_parameters())).index("out.weight")])
+
+
+def test_mle_weight_steps_drops_the_nll_term_after_its_steps(tmp_path, root_override):
+    """adversarial.mle_weight_steps=2: steps 0 and 1 add the NLL term, later steps do not, and from
+    then on the generator's update and the random draws are those of mle_weight=0 (the term's real
+    batch and latent are no longer drawn), so a run can switch off the term at a step exactly."""
+    common = ("adversarial.d_steps=1", "discriminator.dropout=0")
+    tr = _trainer(tmp_path, root_override, "adversarial.mle_weight=0.5", "adversarial.mle_weight_steps=2", *common)
+    assert ["adv/g_mle_loss" in tr.adversarial_step() for _ in range(2)] == [True, True]
+    plain = _trainer(tmp_path / "plain", root_override, *common)
+    plain.G.load_state_dict(tr.G.state_dict())
+    plain.D.load_state_dict(tr.D.state_dict())
+    # deep copies: a loaded Adam state would otherwise share its moment tensors with tr's
+    plain.opt_g.load_state_dict(copy.deepcopy(tr.opt_g.state_dict()))
+    plain.opt_d.load_state_dict(copy.deepcopy(tr.opt_d.state_dict()))
+    plain.data_rng.set_state(tr.data_rng.get_state())
+    plain.noise_rng.set_state(tr.noise_rng.get_state())
+    plain.progress.step = tr.progress.step
+    state = torch.random.get_rng_state()
+    got = tr.adversarial_step()
+    torch.random.set_rng_state(state)
+    want = plain.adversarial_step()
+    assert "adv/g_mle_loss" not in got
+    assert got["adv/g_loss"] == want["adv/g_loss"] and got["adv/d_loss"] == want["adv/d_loss"]
+    for a, b in [*zip(tr.G.parameters(), plain.G.parameters()), *zip(tr.D.parameters(), plain.D.parameters())]:
+        assert torch.equal(a, b)
+    assert torch.equal(tr.data_rng.get_state(), plain.data_rng.get_state())

@@ -180,9 +180,12 @@ class AdversarialConfig:
     # update's adversarial loss: it anchors the generator to the data while the discriminator
     # sharpens it, trading some quality for held-out NLL_gen; 0 = the adversarial loss alone
     mle_weight: float = 0.0
+    # adversarial steps that carry that term, counted from the first; later updates use the
+    # adversarial loss alone (a warm phase that holds the data's fit while D learns); 0 = all steps
+    mle_weight_steps: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("steps", "d_pretrain_steps"):
+        for name in ("steps", "d_pretrain_steps", "mle_weight_steps"):
             _check(getattr(self, name) >= 0, name, "must be >= 0")
         for name in ("batch_size", "d_steps", "g_steps"):
             _check(getattr(self, name) >= 1, name, "must be >= 1")

@@ -313,7 +313,7 @@ class Trainer:
         self.D.requires_grad_(False)
         try:
             loss = self.loss_g(self.D(real), self.D(fake.dists))
-            nll = self._real_nll(self.adv_bs) if adv.mle_weight > 0 else None
+            nll = self._real_nll(self.adv_bs) if self._mle_term_on() else None
             total = loss if nll is None else loss + adv.mle_weight * nll
             norm = _finite_step(self.opt_g, self.G.parameters(), total, adv.grad_clip, dist=self.dist)
         finally:
@@ -325,6 +325,11 @@ class Trainer:
         if norm is not None:
             out["adv/g_grad_norm"] = norm
         return out
+
+    def _mle_term_on(self) -> bool:
+        """Whether this step's G updates add adversarial.mle_weight times a real batch's NLL."""
+        adv = self.cfg.adversarial
+        return adv.mle_weight > 0 and (adv.mle_weight_steps == 0 or self.progress.step < adv.mle_weight_steps)
 
     def _count_skip(self, norm: float | None, name: str) -> None:
         p = self.progress
