@@ -200,17 +200,11 @@ def test_mle_weight_steps_drops_the_nll_term_after_its_steps(tmp_path, root_over
     tr = _trainer(tmp_path, root_override, "adversarial.mle_weight=0.5", "adversarial.mle_weight_steps=2", *common)
     assert ["adv/g_mle_loss" in tr.adversarial_step() for _ in range(2)] == [True, True]
     plain = _trainer(tmp_path / "plain", root_override, *common)
-    plain.G.load_state_dict(tr.G.state_dict())
-    plain.D.load_state_dict(tr.D.state_dict())
-    # deep copies: a loaded Adam state would otherwise share its moment tensors with tr's
-    plain.opt_g.load_state_dict(copy.deepcopy(tr.opt_g.state_dict()))
-    plain.opt_d.load_state_dict(copy.deepcopy(tr.opt_d.state_dict()))
-    plain.data_rng.set_state(tr.data_rng.get_state())
-    plain.noise_rng.set_state(tr.noise_rng.get_state())
-    plain.progress.step = tr.progress.step
-    state = torch.random.get_rng_state()
+    # the checkpoint's state (models, optimizers, progress, every RNG), deep-copied: a loaded Adam
+    # state would otherwise share its moment tensors with tr's
+    state = copy.deepcopy(tr.state_dict())
     got = tr.adversarial_step()
-    torch.random.set_rng_state(state)
+    plain.load_state_dict(state)
     want = plain.adversarial_step()
     assert "adv/g_mle_loss" not in got
     assert got["adv/g_loss"] == want["adv/g_loss"] and got["adv/d_loss"] == want["adv/d_loss"]

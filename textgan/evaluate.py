@@ -116,7 +116,8 @@ def evaluate(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperature:
     samples = [corpus.vocab.decode(row) for row in ids.tolist()]
     exact_orders = [] if cfg.protocol == "texygen" else cfg.bleu_n  # texygen alone: no exact BLEU to compute
     metrics = sample_metrics(ids, samples, corpus, exact_orders, cfg.num_references)
-    if cfg.nll_gen if nll is None else nll:
+    score_nll = cfg.nll_gen if nll is None else nll
+    if score_nll:
         res = nll_gen_on_test(generator, corpus, cfg.latent_draws, seed, temperature)
         metrics[f"nll_gen_mc{res.draws}_tok"] = res.per_token
         metrics["nll_gen_zmean_tok"] = res.per_token_prior_mean
@@ -125,7 +126,7 @@ def evaluate(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperature:
     metrics["mean_length"] = sum(lengths) / len(lengths)
     if cfg.protocol == "exact":
         return metrics, samples
-    if cfg.nll_gen if nll is None else nll:
+    if score_nll:
         metrics["nll_gen_pos_train"] = train_nll_per_position(generator, corpus, cfg.latent_draws, seed, temperature)
     if corpus.oracle is not None:  # no BLEU on oracle ids
         return metrics, samples
