@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 
 import pytest
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
 from textgan.data import read_lines, tokenize
-from textgan.metrics.bleu import TEXYGEN_SAMPLES, bleu, bleu_scores, self_bleu, self_bleu_scores
+from textgan.metrics.bleu import (TEXYGEN_SAMPLES, bleu, bleu_metrics, bleu_scores, self_bleu, self_bleu_scores,
+                                  standard_error)
 
 ORDERS = [2, 3, 4, 5]
 SMOOTH = SmoothingFunction().method1
@@ -105,6 +107,21 @@ def test_self_bleu_with_duplicates_and_empty(n):
 def test_self_bleu_two_sentences(n):
     samples = [["a", "b", "c", "a", "b"], ["a", "b", "c"]]
     assert self_bleu(samples, max_n=n) == pytest.approx(nltk_self_bleu(samples, n), abs=1e-9)
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_standard_error_is_the_spread_of_nltk_scores(n):
+    """bleuN_exact_se is stdev / sqrt(N) of the nltk per-sentence scores; under the texygen
+    protocol, of the first 200 only, so it is larger than the exact protocol's on the same set."""
+    hyps, refs = random_sentences(260, seed=500 + n), random_sentences(30, seed=600 + n)
+    w = (1 / n,) * n
+    scores = [sentence_bleu(refs, h, weights=w, smoothing_function=SMOOTH) for h in hyps]
+    m = bleu_metrics(hyps, refs, [n]) | bleu_metrics(hyps, refs, [n], protocol="texygen")
+    assert m[f"bleu{n}_exact_se"] == pytest.approx(statistics.stdev(scores) / math.sqrt(260), abs=1e-9)
+    first = scores[:TEXYGEN_SAMPLES]
+    assert m[f"bleu{n}_texygen_se"] == pytest.approx(statistics.stdev(first) / math.sqrt(200), abs=1e-9)
+    assert m[f"bleu{n}_texygen_se"] > m[f"bleu{n}_exact_se"] > 0
+    assert math.isnan(standard_error([0.5])) and standard_error([0.3, 0.3]) == 0.0
 
 
 def test_identical_set_scores_one():

@@ -200,7 +200,9 @@ def test_eval_sweep_writes_csv_png_and_events(run, tmp_path):
     res = run_cli("eval", str(run), "--sweep-temperature", "0.5:1.5:3", "--num", "50", "--out", str(tmp_path))
     assert res.returncode == 0, res.stderr
     rows = (tmp_path / "sweep.csv").read_text().splitlines()
-    assert rows[0].split(",")[:3] == ["temperature", "bleu2", "self_bleu2"] and len(rows) == 4
+    assert rows[0].split(",")[:4] == ["temperature", "bleu2", "bleu2_se", "self_bleu2"] and len(rows) == 4
+    se = [float(r.split(",")[2]) for r in rows[1:]]
+    assert all(0 < v < 0.2 for v in se)  # 50 samples: a real spread, a few hundredths
     assert [float(r.split(",")[0]) for r in rows[1:]] == pytest.approx([0.5, 1.0, 1.5])
     assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (event_file,) = tmp_path.glob("events.out.tfevents.*")

@@ -21,8 +21,9 @@ def test_score_text_names_and_values_follow_the_protocols():
     hyps = [["a", "cat", "ran", "."], ["a", "dog", "sat", "."], ["a", "toilet", "."]]
     second = [["the", "dog", "sat", "."], ["a", "cat", "."]]
     m = score_text(hyps, refs, [2, 3], protocol="both", train=[["a", "dog", "sat", "."]], second=second)
-    assert list(m) == ["bleu2_exact", "self_bleu2_loo", "bleu3_exact", "self_bleu3_loo",
-                       "bleu2_texygen", "self_bleu2_texygen", "bleu3_texygen", "self_bleu3_texygen",
+    assert list(m) == ["bleu2_exact", "bleu2_exact_se", "self_bleu2_loo", "bleu3_exact", "bleu3_exact_se",
+                       "self_bleu3_loo", "bleu2_texygen", "bleu2_texygen_se", "self_bleu2_texygen",
+                       "bleu3_texygen", "bleu3_texygen_se", "self_bleu3_texygen",
                        "train_copy_frac", "ref_unseen_frac", "mean_length"]
     assert m["bleu3_exact"] == bleu(hyps, refs, max_n=3)
     assert m["self_bleu2_loo"] == self_bleu(hyps, max_n=2)
@@ -31,7 +32,7 @@ def test_score_text_names_and_values_follow_the_protocols():
     assert m["ref_unseen_frac"] == pytest.approx(1 / 3)  # "toilet" is in no reference
     assert m["mean_length"] == pytest.approx(11 / 3)
     only = score_text(hyps, refs, [2], protocol="texygen")  # no second set: no texygen Self-BLEU
-    assert list(only) == ["bleu2_texygen", "ref_unseen_frac", "mean_length"]
+    assert list(only) == ["bleu2_texygen", "bleu2_texygen_se", "ref_unseen_frac", "mean_length"]
 
 
 def test_unseen_fraction_counts_samples_not_tokens():

@@ -1,6 +1,7 @@
 """One evaluation of a generator: quality and diversity numbers, with the protocol in each name.
 
-Tags: bleuN_exact (mean nltk sentence BLEU of every sample against all test sentences),
+Tags: bleuN_exact (mean nltk sentence BLEU of every sample against all test sentences; its
+standard error over the samples in bleuN_exact_se, bleuN_texygen_se likewise),
 self_bleuN_loo (leave-one-out Self-BLEU), nll_gen_mcK_tok (per token incl. EOS, K prior
 draws), nll_gen_zmean_tok, nll_gen_pos (the field's per-position figure), nll_oracle,
 grammaticality, train_copy_frac (samples that are training sequences verbatim), ref_unseen_frac
@@ -44,7 +45,8 @@ def metric_names(cfg: EvalConfig, corpus: Corpus, prior: str) -> list[str]:
         names = ["nll_oracle"]
     else:  # text: exact BLEU under exact/both; the vocabulary check under every protocol
         names = [f"{kind}{n}_{proto}" for n in (cfg.bleu_n if exact else [])
-                 for kind, proto in (("bleu", "exact"), ("self_bleu", "loo"))] + ["ref_unseen_frac"]
+                 for kind, proto in (("bleu", "exact"), ("bleu", "exact_se"), ("self_bleu", "loo"))]
+        names.append("ref_unseen_frac")
     if corpus.source == "grammar":
         names.append("grammaticality")
     names.append("train_copy_frac")
@@ -55,7 +57,8 @@ def metric_names(cfg: EvalConfig, corpus: Corpus, prior: str) -> list[str]:
     if texygen and cfg.nll_gen:
         names.append("nll_gen_pos_train")
     if texygen and corpus.oracle is None:
-        names += [f"{kind}{n}_texygen" for n in cfg.bleu_n for kind in ("bleu", "self_bleu")]
+        names += [f"{kind}{n}_texygen{se}" for n in cfg.bleu_n
+                  for kind, se in (("bleu", ""), ("bleu", "_se"), ("self_bleu", ""))]
     return names
 
 

@@ -4,8 +4,9 @@ temperature can trade diversity for quality and make any model look good (Caccia
 
 Every temperature samples with the same seed (same z and Gumbel noise), so differences between
 rows come from the temperature alone. Columns:
-- text corpora: bleuN (quality, vs the test set) and self_bleuN (diversity, lower is more
-  diverse) for each n in eval.bleu_n; the plot uses the largest n, as Caccia et al. do.
+- text corpora: bleuN (quality, vs the test set), its standard error bleuN_se, and self_bleuN
+  (diversity, lower is more diverse) for each n in eval.bleu_n; the plot uses the largest n, as
+  Caccia et al. do, with +-1 standard error bars on BLEU.
 - oracle corpus: nll_oracle (quality, lower is better) against nll_gen_tok (diversity, as
   Caccia et al. plot NLL_oracle against NLL_test).
 - all corpora: nll_gen_tok, NLL_gen per token of the test set under the distribution sampled
@@ -74,7 +75,7 @@ def sweep_row(loaded: Loaded, corpus: Corpus, temperature: float, num: int, seed
     samples = [corpus.vocab.decode(row) for row in ids.tolist()]
     row = {"temperature": temperature}
     for name, value in sample_metrics(ids, samples, corpus, loaded.config.eval.bleu_n).items():
-        row[name.removesuffix("_exact").removesuffix("_loo")] = value  # CSV columns: bleuN, self_bleuN
+        row[name.replace("_exact", "").removesuffix("_loo")] = value  # CSV columns: bleuN, bleuN_se, self_bleuN
     row["nll_gen_tok"] = nll_gen_on_test(g, corpus, loaded.config.eval.latent_draws, seed, temperature).per_token
     row["entropy_tok"] = sample_entropy(g, ids, z, temperature=temperature,
                                         eos_id=corpus.vocab.eos_id if corpus.add_eos else None)
@@ -134,7 +135,8 @@ def plot(rows: list[dict], ax: Axes, path: Path) -> None:
     FigureCanvasAgg(fig)
     axis = fig.add_subplot()
     xs, ys = [r[ax.diversity] for r in rows], [r[ax.quality] for r in rows]
-    axis.plot(xs, ys, "o-")
+    errors = [r[f"{ax.quality}_se"] for r in rows] if f"{ax.quality}_se" in rows[0] else None
+    axis.errorbar(xs, ys, yerr=errors, fmt="o-", capsize=3)
     for r, x, y in zip(rows, xs, ys):
         axis.annotate(f"T={r['temperature']:.3g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     axis.set_xlabel(ax.diversity_note)

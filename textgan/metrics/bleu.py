@@ -99,6 +99,17 @@ def _mean(scores: list[float]) -> float:
     return math.fsum(scores) / len(scores)
 
 
+def standard_error(scores: Sequence[float]) -> float:
+    """Standard error of the mean of per-hypothesis scores (sample standard deviation / sqrt(n));
+    NaN for fewer than two. Why: samples are i.i.d. draws, so two models' BLEU differ beyond
+    sampling noise only by a few of these; Self-BLEU's leave-one-out scores are not independent,
+    so it gets none."""
+    if len(scores) < 2:
+        return math.nan
+    mean = _mean(list(scores))
+    return math.sqrt(math.fsum((s - mean) ** 2 for s in scores) / (len(scores) - 1) / len(scores))
+
+
 def _as_tuples(sentences, what: str) -> list[tuple]:
     out = [tuple(s) for s in sentences]
     if not out:
@@ -176,16 +187,17 @@ def self_bleu_scores(samples: Sequence[Sentence], max_n: int = 4) -> list[float]
 def bleu_metrics(samples: Sequence[Sentence], references: Sequence[Sentence], orders: Sequence[int],
                  protocol: str = "exact", second: Sequence[Sentence] | None = None) -> dict[str, float]:
     """BLEU-n and Self-BLEU-n for each n in `orders`, named with their protocol as every report
-    and TensorBoard tag names them: bleuN_exact and self_bleuN_loo, or bleuN_texygen and (given
-    the second sample set it needs) self_bleuN_texygen."""
+    and TensorBoard tag names them: bleuN_exact (with its standard error bleuN_exact_se) and
+    self_bleuN_loo, or bleuN_texygen (and bleuN_texygen_se) and (given the second sample set it
+    needs) self_bleuN_texygen."""
     _check(protocol, max(orders, default=1))
     out: dict[str, float] = {}
     for n in orders:
+        scores = bleu_scores(samples, references, max_n=n, protocol=protocol)
+        out[f"bleu{n}_{protocol}"] = _mean(scores)
+        out[f"bleu{n}_{protocol}_se"] = standard_error(scores)
         if protocol == "exact":
-            out[f"bleu{n}_exact"] = bleu(samples, references, max_n=n)
             out[f"self_bleu{n}_loo"] = self_bleu(samples, max_n=n)
-        else:
-            out[f"bleu{n}_texygen"] = bleu(samples, references, max_n=n, protocol="texygen")
-            if second is not None:
-                out[f"self_bleu{n}_texygen"] = self_bleu(samples, max_n=n, protocol="texygen", second=second)
+        elif second is not None:
+            out[f"self_bleu{n}_texygen"] = self_bleu(samples, max_n=n, protocol="texygen", second=second)
     return out
