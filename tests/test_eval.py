@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -137,6 +139,31 @@ def run(data_root, tmp_path_factory):
     res = run_cli("train", str(REPO / "configs" / "coco_mle.yaml"), *FAST, f"log.dir={runs}", "mle.epochs=1")
     assert res.returncode == 0, res.stderr
     return runs / "coco_mle"
+
+
+def test_seed_spread_pools_what_eval_draws_per_seed(run, tmp_path):
+    """benchmarks/seed_spread.py scores, per seed, the very samples `textgan eval --seed` scores,
+    and pools them: the mean of the seed means, with standard error sqrt(sum se^2) / k."""
+    out = tmp_path / "spread.json"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "seed_spread.py"), str(run), "--seeds", "3,4", "--num", "30",
+           "--out", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    (record,) = json.loads(out.read_text())["checkpoints"].values()
+    per_seed = record["seeds"]
+    for seed in ("3", "4"):
+        assert run_cli("eval", str(run), "--num", "30", "--seed", seed, "--out", str(tmp_path / seed)).returncode == 0
+        metrics = json.loads((tmp_path / seed / "metrics.json").read_text())["metrics"]
+        for name in ("bleu2_exact", "bleu2_exact_se", "self_bleu3_loo"):
+            assert per_seed[seed][name] == metrics[name]
+    a, b = per_seed["3"], per_seed["4"]
+    assert a["bleu2_exact"] != b["bleu2_exact"]  # two seeds, two sample sets
+    assert record["pooled"]["bleu2_exact"] == pytest.approx((a["bleu2_exact"] + b["bleu2_exact"]) / 2, abs=1e-12)
+    assert record["pooled"]["bleu2_exact_se"] == pytest.approx(
+        math.hypot(a["bleu2_exact_se"], b["bleu2_exact_se"]) / 2, abs=1e-12)
+    before = out.read_bytes()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "exists" in again.stderr and out.read_bytes() == before
 
 
 def test_eval_prints_and_writes_metrics(run, tmp_path):
