@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from textgan import hostinfo  # noqa: E402
+from textgan.errors import UserError  # noqa: E402
 from textgan.evaluate import evaluate  # noqa: E402
 from textgan.evaluation_cli import load_run  # noqa: E402
 
@@ -39,8 +40,7 @@ def pooled(per_seed: list[dict], orders: list[int]) -> dict[str, float]:
     return out
 
 
-def spread(checkpoint: str, seeds: list[int], num: int) -> dict:
-    loaded, corpus = load_run(checkpoint)
+def spread(checkpoint: str, loaded, corpus, seeds: list[int], num: int) -> dict:
     cfg = dataclasses.replace(loaded.config.eval, num_samples=num, protocol="exact")
     per_seed = {}
     for seed in seeds:
@@ -64,16 +64,22 @@ def main() -> None:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         ap.error(f"--seeds takes whole numbers separated by commas, got {args.seeds!r}")
-    if len(set(seeds)) != len(seeds) or args.num < 2:
-        ap.error("--seeds must be distinct (a repeated seed draws the same samples) and --num >= 2")
+    if len(set(seeds)) != len(seeds):
+        ap.error(f"--seeds must be distinct (a repeated seed draws the same samples), got {args.seeds!r}")
+    if args.num < 2:
+        ap.error(f"--num must be >= 2 (Self-BLEU needs two samples), got {args.num}")
     if Path(args.out).exists():
         ap.error(f"--out {args.out} exists; choose a new file name")
     import torch
 
+    try:  # every checkpoint before any scoring, so a bad path fails now, not an hour in
+        runs = {ckpt: load_run(ckpt) for ckpt in args.checkpoints}
+    except UserError as err:
+        sys.exit(f"seed_spread: error: {err}")
     result = {"machine": hostinfo.describe(), "torch": torch.__version__, "seeds": seeds,
               "command": " ".join(["python", *sys.argv]), "checkpoints": {}}
-    for ckpt in args.checkpoints:
-        result["checkpoints"][ckpt] = spread(ckpt, seeds, args.num)
+    for ckpt, (loaded, corpus) in runs.items():
+        result["checkpoints"][ckpt] = spread(ckpt, loaded, corpus, seeds, args.num)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "x", encoding="utf-8") as f:
         f.write(json.dumps(result, indent=2) + "\n")

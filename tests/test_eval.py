@@ -164,6 +164,10 @@ def test_seed_spread_pools_what_eval_draws_per_seed(run, tmp_path):
     before = out.read_bytes()
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and "exists" in again.stderr and out.read_bytes() == before
+    bad = subprocess.run([*cmd[:2], str(run), str(tmp_path / "nowhere"), "--out", str(tmp_path / "bad.json")],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "nowhere not found" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "bad.json").exists()
 
 
 def test_eval_prints_and_writes_metrics(run, tmp_path):

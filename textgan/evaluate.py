@@ -44,9 +44,8 @@ def metric_names(cfg: EvalConfig, corpus: Corpus, prior: str) -> list[str]:
     if corpus.oracle is not None:
         names = ["nll_oracle"]
     else:  # text: exact BLEU under exact/both; the vocabulary check under every protocol
-        names = [f"{kind}{n}_{proto}" for n in (cfg.bleu_n if exact else [])
-                 for kind, proto in (("bleu", "exact"), ("bleu", "exact_se"), ("self_bleu", "loo"))]
-        names.append("ref_unseen_frac")
+        names = [name for n in (cfg.bleu_n if exact else [])
+                 for name in (f"bleu{n}_exact", f"bleu{n}_exact_se", f"self_bleu{n}_loo")] + ["ref_unseen_frac"]
     if corpus.source == "grammar":
         names.append("grammaticality")
     names.append("train_copy_frac")
@@ -57,8 +56,8 @@ def metric_names(cfg: EvalConfig, corpus: Corpus, prior: str) -> list[str]:
     if texygen and cfg.nll_gen:
         names.append("nll_gen_pos_train")
     if texygen and corpus.oracle is None:
-        names += [f"{kind}{n}_texygen{se}" for n in cfg.bleu_n
-                  for kind, se in (("bleu", ""), ("bleu", "_se"), ("self_bleu", ""))]
+        names += [name for n in cfg.bleu_n
+                  for name in (f"bleu{n}_texygen", f"bleu{n}_texygen_se", f"self_bleu{n}_texygen")]
     return names
 
 
