@@ -248,6 +248,38 @@ def test_eval_sweep_writes_csv_png_and_events(run, tmp_path):
     assert [e.value for e in temps] == pytest.approx([0.5, 1.0, 1.5])
 
 
+def test_curves_on_two_real_sweeps_reads_the_baseline_where_the_other_curve_is(run, tmp_path):
+    """`textgan curves` on sweeps written by `textgan eval`: every gap is the other curve's BLEU
+    minus the baseline's, read off linearly (here by numpy) at the same entropy."""
+    import csv
+
+    import numpy as np
+
+    for name, spec, seed in (("base", "0.4:1.6:4", "0"), ("other", "0.6:1.2:3", "5")):
+        res = run_cli("eval", str(run), "--sweep-temperature", spec, "--num", "40", "--seed", seed,
+                      "--out", str(tmp_path / name))
+        assert res.returncode == 0, res.stderr
+    res = run_cli("curves", str(tmp_path / "base" / "sweep.csv"), str(tmp_path / "other" / "sweep.csv"),
+                  "--x", "entropy_tok", "--y", "bleu3", "--out", str(tmp_path / "cmp"))
+    assert res.returncode == 0, res.stderr
+    read = lambda path: list(csv.DictReader(open(path, newline="")))  # noqa: E731
+    base, other = read(tmp_path / "base" / "sweep.csv"), read(tmp_path / "other" / "sweep.csv")
+    gaps = read(tmp_path / "cmp" / "curves.csv")
+    bx, by = (np.array([float(r[k]) for r in base]) for k in ("entropy_tok", "bleu3"))
+    order = np.argsort(bx)
+    assert len(gaps) == 3
+    for row, src in zip(gaps, other):
+        x = float(src["entropy_tok"])
+        assert float(row["entropy_tok"]) == pytest.approx(x) and float(row["bleu3"]) == pytest.approx(float(src["bleu3"]))
+        if bx.min() <= x <= bx.max():
+            expected = float(np.interp(x, bx[order], by[order]))
+            assert float(row["base_bleu3"]) == pytest.approx(expected, abs=1e-9)
+            assert float(row["gap"]) == pytest.approx(float(src["bleu3"]) - expected, abs=1e-9)
+        else:
+            assert row["gap"] == ""
+    assert (tmp_path / "cmp" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 @pytest.mark.parametrize("args", [["--sweep-temperature", "2:1:0"], ["--num", "1"], ["--protocol", "corpus"]])
 def test_eval_bad_args_one_line_exit_2(run, args):
     res = run_cli("eval", str(run), *args)

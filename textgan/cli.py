@@ -87,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--num", type=_positive, help="score the first NUM sentences only")
     c.add_argument("--out", metavar="FILE", help="also write the metrics to FILE.json (must not exist)")
 
+    v = sub.add_parser("curves", help="temperature sweeps of several models on one plot, with each one's gap "
+                                      "to the first at equal diversity")
+    v.add_argument("sweeps", nargs="+", metavar="SWEEP.csv",
+                   help="sweep.csv files of `textgan eval --sweep-temperature`, the baseline first")
+    v.add_argument("--labels", help="curve names, comma-separated, one per file (default: each file's folder)")
+    v.add_argument("--x", help="diversity column (default self_bleuN, or nll_gen_tok for the oracle)")
+    v.add_argument("--y", help="quality column (default bleuN for the largest N, or nll_oracle)")
+    v.add_argument("--out", metavar="DIR", help="also write DIR/curves.csv and DIR/curves.png (must not exist)")
+
     d = sub.add_parser("data", help="benchmark datasets")
     dsub = d.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     g = dsub.add_parser("get", help="download a benchmark corpus and verify its checksums")
@@ -155,6 +164,13 @@ def cmd_score(args) -> int:
                          out=args.out, oracle=args.oracle)
 
 
+def cmd_curves(args) -> int:
+    from textgan.curves import curves_command
+
+    labels = [name.strip() for name in args.labels.split(",")] if args.labels else None
+    return curves_command(args.sweeps, labels, x=args.x, y=args.y, out=args.out)
+
+
 def cmd_data(args) -> int:
     from textgan.download import get_dataset
 
@@ -171,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler = {"train": cmd_train, "sample": cmd_sample, "data": cmd_data, "eval": cmd_eval,
-                   "score": cmd_score}[args.command]
+                   "score": cmd_score, "curves": cmd_curves}[args.command]
         return handler(args)
     except UserError as err:
         print(f"textgan: error: {err}", file=sys.stderr)

@@ -127,21 +127,30 @@ def write_sweep(rows: list[dict], out_dir: Path, ax: Axes) -> list[Path]:
 
 
 def plot(rows: list[dict], ax: Axes, path: Path) -> None:
-    """Quality against diversity, one point per temperature; Agg canvas, no pyplot global state."""
+    """Quality against diversity, one point per temperature."""
+    plot_curves([("", rows)], ax, path, title="temperature sweep")
+
+
+def plot_curves(curves: list[tuple[str, list[dict]]], ax: Axes, path: Path, title: str = "temperature sweeps") -> None:
+    """One line per (label, rows), points labelled by temperature, +-1 standard error bars on the
+    quality where the rows have them; Agg canvas, no pyplot global state."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5.5, 4.5), dpi=100)
     FigureCanvasAgg(fig)
     axis = fig.add_subplot()
-    xs, ys = [r[ax.diversity] for r in rows], [r[ax.quality] for r in rows]
-    errors = [r[f"{ax.quality}_se"] for r in rows] if f"{ax.quality}_se" in rows[0] else None
-    axis.errorbar(xs, ys, yerr=errors, fmt="o-", capsize=3)
-    for r, x, y in zip(rows, xs, ys):
-        axis.annotate(f"T={r['temperature']:.3g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    for label, rows in curves:
+        xs, ys = [r[ax.diversity] for r in rows], [r[ax.quality] for r in rows]
+        errors = [r[f"{ax.quality}_se"] for r in rows] if f"{ax.quality}_se" in rows[0] else None
+        axis.errorbar(xs, ys, yerr=errors, fmt="o-", capsize=3, label=label or None)
+        for r, x, y in zip(rows, xs, ys):
+            axis.annotate(f"T={r['temperature']:.3g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    if any(label for label, _ in curves):
+        axis.legend(fontsize=8)
     axis.set_xlabel(ax.diversity_note)
     axis.set_ylabel(ax.quality_note)
-    axis.set_title("temperature sweep")
+    axis.set_title(title)
     axis.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
