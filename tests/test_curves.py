@@ -7,7 +7,7 @@ import csv
 import pytest
 
 from conftest import run_cli
-from textgan.curves import Curve, default_axes, gaps, interpolate, read_curve
+from textgan.curves import Curve, default_axes, default_label, gaps, interpolate, read_curve
 from textgan.errors import UserError
 
 
@@ -58,6 +58,11 @@ def test_default_axes_follow_the_sweeps_own_plot():
     assert default_axes([Curve("a", oracle), Curve("b", oracle)]) == ("nll_gen_tok", "nll_oracle")
     with pytest.raises(UserError, match="no quality column"):
         default_axes([Curve("a", [{"temperature": 1.0, "entropy_tok": 2.0}])])
+
+
+def test_default_labels_tell_files_apart():
+    assert default_label("runs/gan/eval/sweep.csv") == "gan" and default_label("cmp/mle/sweep.csv") == "mle"
+    assert default_label("benchmarks/results/sweep_nllgen_coco_mle.csv") == "sweep_nllgen_coco_mle"
 
 
 def test_read_curve_errors_name_the_file(tmp_path):

@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "to the first at equal diversity")
     v.add_argument("sweeps", nargs="+", metavar="SWEEP.csv",
                    help="sweep.csv files of `textgan eval --sweep-temperature`, the baseline first")
-    v.add_argument("--labels", help="curve names, comma-separated, one per file (default: each file's folder)")
+    v.add_argument("--labels", help="curve names, comma-separated, one per file (default: the run or folder of each sweep.csv)")
     v.add_argument("--x", help="diversity column (default self_bleuN, or nll_gen_tok for the oracle)")
     v.add_argument("--y", help="quality column (default bleuN for the largest N, or nll_oracle)")
     v.add_argument("--out", metavar="DIR", help="also write DIR/curves.csv and DIR/curves.png (must not exist)")

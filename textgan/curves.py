@@ -62,6 +62,15 @@ def read_curve(path: str, label: str) -> Curve:
     return Curve(label, rows)
 
 
+def default_label(path: str) -> str:
+    """A sweep.csv is named by its folder (`textgan eval --out`), or by its run where that folder
+    is the default RUN/eval; any other file by its stem."""
+    p = Path(path).resolve()
+    if p.name != "sweep.csv":
+        return p.stem
+    return p.parent.parent.name if p.parent.name == "eval" else p.parent.name
+
+
 def default_axes(curves: list[Curve]) -> tuple[str, str]:
     """(x, y) as the sweep's own plot pairs them: NLL_gen and NLL_oracle when every curve has
     NLL_oracle, else Self-BLEU-n and BLEU-n for the largest n they all have."""
@@ -130,7 +139,7 @@ def curves_command(paths: list[str], labels: list[str] | None, x: str | None, y:
 
     if len(paths) < 2:
         raise UserError("curves needs two sweep.csv files or more: the baseline first, then the models to compare")
-    labels = labels or [Path(p).parent.name or Path(p).stem for p in paths]
+    labels = labels or [default_label(p) for p in paths]
     if len(labels) != len(paths):
         raise UserError(f"--labels gives {len(labels)} names for {len(paths)} files; give one per file, comma-separated")
     out_dir = Path(out) if out else None
