@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from textgan import hostinfo  # noqa: E402
+from textgan import fpenv, hostinfo  # noqa: E402
 from textgan.errors import UserError  # noqa: E402
 from textgan.evaluate import evaluate  # noqa: E402
 from textgan.evaluation_cli import load_run  # noqa: E402
@@ -79,6 +79,7 @@ def main() -> None:
     result = {"machine": hostinfo.describe(), "torch": torch.__version__, "seeds": seeds,
               "command": " ".join(["python", *sys.argv]), "checkpoints": {}}
     for ckpt, (loaded, corpus) in runs.items():
+        fpenv.apply(loaded.config.run)  # as `textgan eval` scores it (denormals flushed as the run trained)
         result["checkpoints"][ckpt] = spread(ckpt, loaded, corpus, seeds, args.num)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "x", encoding="utf-8") as f:

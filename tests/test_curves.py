@@ -71,6 +71,9 @@ def test_read_curve_errors_name_the_file(tmp_path):
     one = write_sweep(tmp_path / "one.csv", BASE[:1])
     with pytest.raises(UserError, match="at least two rows"):
         read_curve(one, "x")
+    untimed = write_sweep(tmp_path / "untimed.csv", [{k: v for k, v in r.items() if k != "temperature"} for r in BASE])
+    with pytest.raises(UserError, match="needs a temperature column"):
+        read_curve(untimed, "x")
     (tmp_path / "text.csv").write_text("temperature,bleu3\n1.0,0.5\nhello,0.4\n")
     with pytest.raises(UserError, match="line 3 is not a row of numbers"):
         read_curve(str(tmp_path / "text.csv"), "x")

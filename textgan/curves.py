@@ -10,7 +10,6 @@ extrapolating a curve would invent numbers.
 from __future__ import annotations
 
 import csv
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,10 @@ from textgan.errors import UserError
 
 # Which way is better for the quality columns a sweep writes (other columns: higher is better).
 LOWER_IS_BETTER = ("nll_oracle", "nll_gen_tok")
+
+
+def better(column: str) -> str:
+    return "lower" if column in LOWER_IS_BETTER else "higher"
 
 
 @dataclass
@@ -49,9 +52,9 @@ def read_curve(path: str, label: str) -> Curve:
             table = list(csv.DictReader(fh))
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise UserError(f"cannot read sweep {path}: {err}") from None
-    if len(table) < 2:
-        raise UserError(f"{path}: a curve needs at least two rows (temperatures); write it with "
-                        "`textgan eval RUN --sweep-temperature A:B:K`")
+    if len(table) < 2 or "temperature" not in table[0]:
+        raise UserError(f"{path}: a curve needs a temperature column and at least two rows; write it "
+                        "with `textgan eval RUN --sweep-temperature A:B:K`")
     rows = []
     for i, raw in enumerate(table, 2):  # line 1 is the header
         try:
@@ -106,14 +109,13 @@ def gaps(base: Curve, other: Curve, x: str, y: str) -> list[Gap]:
         raise UserError(f"the baseline {base.label}'s {x} does not move one way over its temperatures "
                         f"({', '.join(f'{v:.4g}' for v in xs)}), so it cannot be read off at a given {x}; "
                         "choose another --x or a narrower sweep")
-    return [Gap(other.label, r.get("temperature", math.nan), r[x], r[y], interpolate(xs, ys, r[x]))
+    return [Gap(other.label, r["temperature"], r[x], r[y], interpolate(xs, ys, r[x]))
             for r in other.rows]
 
 
 def table(all_gaps: list[Gap], base: str, x: str, y: str) -> list[str]:
     """The gaps as aligned text lines, with which sign is better."""
-    better = "lower" if y in LOWER_IS_BETTER else "higher"
-    lines = [f"{y} against {x}; gap = {y} minus {base}'s {y} at the same {x} ({better} is better)",
+    lines = [f"{y} against {x}; gap = {y} minus {base}'s {y} at the same {x} ({better(y)} is better)",
              f"{'curve':<24} {'T':>6} {x:>14} {y:>10} {'baseline':>10} {'gap':>8}"]
     for g in all_gaps:
         base_y = "outside" if g.base_y is None else f"{g.base_y:.4f}"
@@ -157,8 +159,7 @@ def curves_command(paths: list[str], labels: list[str] | None, x: str | None, y:
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_gaps(all_gaps, targets[0], x, y)
-        better = "lower" if y in LOWER_IS_BETTER else "higher"
-        plot_curves([(c.label, c.rows) for c in curves], Axes(y, x, f"{y} ({better} is better)", x), targets[1])
+        plot_curves([(c.label, c.rows) for c in curves], Axes(y, x, f"{y} ({better(y)} is better)", x), targets[1])
         for target in targets:
             print(f"wrote {target}", file=sys.stderr)
     return 0
