@@ -44,6 +44,9 @@ def test_speed_smoke(tmp_path, data_root):
                 "mle_frac_peak", "sample_sents_per_s", "machine", "torch", "threads"):
         assert key in result
     assert result["smoke"] is True and result["adv_gflop"] > 0 and result["adv_iter_s"] > 0
+    # the incumbent's highway (one product) timed, and RelGAN's TensorFlow one (two) beside it
+    assert result["discriminator_highway"] == "shared" and "gated highway: median" in printed
+    assert result["adv_iter_s_gated_highway"] > 0 and result["adv_gflop_gated_highway"] > result["adv_gflop"]
     assert result["matmul_precision"] == "highest"  # the targets are judged on float32 products
     assert result["machine"] == hostinfo.describe()  # the CPU model and its SIMD, not just "x86_64"
     assert set(result["kernels"]) == {"mle_cross_entropy", "mle_lstm", "mle_loss", "discriminator_conv_max",

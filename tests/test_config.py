@@ -135,6 +135,7 @@ def test_unknown_key_suggests_the_close_one(tmp_path):
     ("generator.lstm_kernel=fast", "generator.lstm_kernel"),
     ("discriminator.conv_kernel=fast", "discriminator.conv_kernel"),
     ("discriminator.highway_kernel=fast", "discriminator.highway_kernel"),
+    ("discriminator.highway=single", "discriminator.highway"),
     ("eval.bleu_n=3", "eval.bleu_n"),
     ("eval.bleu_n=[2, x]", "eval.bleu_n[1]"),
     ("mle.lr={a: 1}", "mle.lr"),

@@ -85,6 +85,17 @@ def test_highway_formula():
     torch.testing.assert_close(hw(x), gate * torch.relu(h) + (1 - gate) * x)
 
 
+def test_shared_highway_formula():
+    """TextGAN-PyTorch's RelGAN_D: one product h = W x + b is both transform and gate."""
+    torch.manual_seed(0)
+    for kernel in ("torch", "auto"):
+        hw = Highway(5, kernel=kernel, shared=True)
+        assert hw.proj.weight.shape == (5, 5)
+        x = torch.randn(3, 5)
+        h = hw.proj(x)
+        torch.testing.assert_close(hw(x), torch.sigmoid(h) * torch.relu(h) + (1 - torch.sigmoid(h)) * x)
+
+
 # ---------------------------------------------------------------------------- padding
 
 @pytest.mark.parametrize("make", [relgan, lstm_disc])

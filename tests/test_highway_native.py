@@ -17,9 +17,11 @@ from conftest import REPO, run_without_avx512
 needs_cc = pytest.mark.skipif(highway_native.kernels() is None, reason="no C compiler")
 
 
-def inputs(n, d, scale=3.0, seed=0):
+def inputs(n, d, scale=3.0, seed=0, shared=False):
+    """p (n, 2D), or (n, D) for the shared highway, x and dy (n, D)."""
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 2 * d, generator=g) * scale, torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)
+    p = torch.randn(n, d if shared else 2 * d, generator=g) * scale
+    return p, torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)
 
 
 def kernel_and_reference(p, x, dy):
@@ -35,11 +37,26 @@ def kernel_and_reference(p, x, dy):
 
 
 @needs_cc
+@pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("n,d", [(300, 1200), (7, 37), (5, 16), (3, 5), (2, 1), (64, 33)])
-def test_matches_the_torch_formula_in_float64(n, d):
-    got, want = kernel_and_reference(*inputs(n, d))
+def test_matches_the_torch_formula_in_float64(n, d, shared):
+    got, want = kernel_and_reference(*inputs(n, d, shared=shared))
     for a, b in zip(got, want):  # float32 arithmetic on inputs of a few units: ~1e-6 absolute
         torch.testing.assert_close(a.double(), b, rtol=1e-5, atol=1e-5)
+
+
+def test_shared_formula_is_the_gated_one_with_equal_weights():
+    """g = h: the torch formula and its hand-written backward on p (n, D) equal the gated ones on
+    [p, p], with the two halves of the gated d/dp summed."""
+    p, x, dy = inputs(6, 11, shared=True)
+    p, x, dy = p.double(), x.double(), dy.double()
+    torch.testing.assert_close(highway_native.gate_torch(p, x), highway_native.gate_torch(torch.cat([p, p], -1), x))
+    dp, dx = highway_native.backward_torch(dy, p, x)
+    dpp, dxx = highway_native.backward_torch(dy, torch.cat([p, p], -1), x)
+    torch.testing.assert_close(dp, dpp[:, :11] + dpp[:, 11:])
+    torch.testing.assert_close(dx, dxx)
+    want = torch.autograd.grad(highway_native.gate_torch(p.requires_grad_(), x), p, dy)[0]
+    torch.testing.assert_close(dp, want)
 
 
 @needs_cc
@@ -55,8 +72,9 @@ def test_saturated_gates_nan_and_inf_as_torch():
 
 
 @needs_cc
-def test_same_bits_for_any_thread_count():
-    p, x, dy = inputs(97, 130)
+@pytest.mark.parametrize("shared", [False, True])
+def test_same_bits_for_any_thread_count(shared):
+    p, x, dy = inputs(97, 130, shared=shared)
     before = torch.get_num_threads()
     results = []
     try:
@@ -69,19 +87,21 @@ def test_same_bits_for_any_thread_count():
         assert all(torch.equal(a, b) for a, b in zip(results[0], other))
 
 
-def _discriminators():
+def _discriminators(highway="gated"):
     torch.manual_seed(0)
     native = RelGANCNN(40, emb_dim=16, num_rep=8, filter_sizes=[2, 3], num_filters=[24, 13], dropout=0.0,
-                       highway_kernel="native")
+                       highway_kernel="native", highway=highway)
     plain = RelGANCNN(40, emb_dim=16, num_rep=8, filter_sizes=[2, 3], num_filters=[24, 13], dropout=0.0,
-                      highway_kernel="torch")
+                      highway_kernel="torch", highway=highway)
     plain.load_state_dict(native.state_dict())
     return native, plain
 
 
 @needs_cc
-def test_discriminator_logits_gradients_and_penalty_with_either_kernel():
-    native, plain = _discriminators()
+@pytest.mark.parametrize("highway", ["gated", "shared"])
+def test_discriminator_logits_gradients_and_penalty_with_either_kernel(highway):
+    native, plain = _discriminators(highway)
+    assert native.highway.proj.weight.shape == ((37 if highway == "shared" else 74), 37)
     assert native.highway.kernel_used() == "native" and plain.highway.kernel_used() == "torch"
     dists = torch.softmax(torch.randn(6, 9, 40), -1)
     results = []

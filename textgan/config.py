@@ -110,6 +110,10 @@ class DiscriminatorConfig:
     # float32: native = one pass of the C kernel, torch = torch's elementwise ops, auto = native
     # where it builds. GPUs always take torch.
     highway_kernel: Literal["auto", "native", "torch"] = "auto"
+    # relgan_cnn's highway weights: gated = a transform and a gate product (RelGAN's TensorFlow
+    # code, Srivastava et al. 2015); shared = one product used as both (TextGAN-PyTorch's
+    # RelGAN_D): half the highway's FLOPs, which are ~90 % of an adversarial step's at RelGAN's size
+    highway: Literal["gated", "shared"] = "gated"
 
     def __post_init__(self) -> None:
         _check(self.emb_dim >= 1, "emb_dim", "must be >= 1")

@@ -3,7 +3,8 @@
  *   y = x + s * (relu(h) - x),  s = sigmoid(g),
  * and going back, from dy,
  *   dh = dy * s * [h > 0],  dg = dy * (relu(h) - x) * s * (1 - s),  dx = dy * (1 - s)
- * (dx only the direct path; the product's is torch's). One pass each way, where torch's ops make
+ * (dx only the direct path; the product's is torch's). shared != 0: one product is both, g = h
+ * (p and b of width D, not 2D; TextGAN-PyTorch's RelGAN discriminator), and dp = dh + dg. One pass each way, where torch's ops make
  * five to eight over (N, D) arrays of tens of MB (RelGAN's discriminator: 8,192 rows of 1,200),
  * plus one more where the product broadcasts the bias into its output first.
  * Rows are split over torch's OpenMP threads; a row's tail past its last whole vector is scalar. */
@@ -20,13 +21,14 @@ static inline float sigmoid1(float x) {
   return x >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
 }
 
-/* p (N, 2D), b (2D), x (N, D) -> y (N, D). */
+/* p (N, 2D), b (2D), x (N, D) -> y (N, D); shared: p (N, D), b (D). */
 void highway_forward_f32(const float *p, const float *b, const float *x, int64_t n, int64_t d, float *y,
-                         int64_t threads) {
+                         int64_t shared, int64_t threads) {
+  const int64_t width = shared ? d : 2 * d, goff = shared ? 0 : d;
   PARALLEL_RANGE(threads, n, part, lo, hi, {
     const unsigned int csr = denormals_off();
     for (int64_t r = lo; r < hi; r++) {
-      const float *ph = p + r * 2 * d, *pg = ph + d, *bg = b + d, *xr = x + r * d;
+      const float *ph = p + r * width, *pg = ph + goff, *bg = b + goff, *xr = x + r * d;
       float *yr = y + r * d;
       int64_t j = 0;
       for (; j + L <= d; j += L) {
@@ -42,25 +44,37 @@ void highway_forward_f32(const float *p, const float *b, const float *x, int64_t
   })
 }
 
-/* dy, p, b, x as above -> dp (N, 2D) rows [dh, dg], dx (N, D). */
+/* dy, p, b, x as above -> dp (N, 2D) rows [dh, dg], dx (N, D); shared: dp (N, D) = dh + dg. */
 void highway_backward_f32(const float *dy, const float *p, const float *b, const float *x, int64_t n, int64_t d,
-                          float *dp, float *dx, int64_t threads) {
+                          float *dp, float *dx, int64_t shared, int64_t threads) {
+  const int64_t width = shared ? d : 2 * d, goff = shared ? 0 : d;
   PARALLEL_RANGE(threads, n, part, lo, hi, {
     const unsigned int csr = denormals_off();
     for (int64_t r = lo; r < hi; r++) {
-      const float *ph = p + r * 2 * d, *pg = ph + d, *bg = b + d, *xr = x + r * d, *dyr = dy + r * d;
-      float *dh = dp + r * 2 * d, *dg = dh + d, *dxr = dx + r * d;
+      const float *ph = p + r * width, *pg = ph + goff, *bg = b + goff, *xr = x + r * d, *dyr = dy + r * d;
+      float *dh = dp + r * width, *dg = dh + d, *dxr = dx + r * d;
       int64_t j = 0;
       for (; j + L <= d; j += L) {
         const vf hv = LD(ph + j) + LD(b + j), s = vsigmoid(LD(pg + j) + LD(bg + j)), gy = LD(dyr + j), gs = gy * s;
-        ST(dh + j, vselect(hv <= 0.0f, (vf){0}, gs)); /* as torch's relu backward: 0 where h <= 0 */
-        ST(dg + j, gs * (1.0f - s) * (vmax((vf){0}, hv) - LD(xr + j)));
+        const vf vh = vselect(hv <= 0.0f, (vf){0}, gs); /* as torch's relu backward: 0 where h <= 0 */
+        const vf vg = gs * (1.0f - s) * (vmax((vf){0}, hv) - LD(xr + j));
+        if (shared) {
+          ST(dh + j, vh + vg);
+        } else {
+          ST(dh + j, vh);
+          ST(dg + j, vg);
+        }
         ST(dxr + j, gy - gs);
       }
       for (; j < d; j++) {
         const float h = ph[j] + b[j], s = sigmoid1(pg[j] + bg[j]), gs = dyr[j] * s;
-        dh[j] = h <= 0.0f ? 0.0f : gs;
-        dg[j] = gs * (1.0f - s) * (relu1(h) - xr[j]);
+        const float sh = h <= 0.0f ? 0.0f : gs, sg = gs * (1.0f - s) * (relu1(h) - xr[j]);
+        if (shared) {
+          dh[j] = sh + sg;
+        } else {
+          dh[j] = sh;
+          dg[j] = sg;
+        }
         dxr[j] = dyr[j] - gs;
       }
     }

@@ -43,7 +43,8 @@ def build_discriminator(cfg: DiscriminatorConfig, vocab_size: int):
     if cfg.kind == "relgan_cnn":
         disc = RelGANCNN(vocab_size, emb_dim=cfg.emb_dim, num_rep=cfg.num_rep,
                          filter_sizes=cfg.filter_sizes, num_filters=cfg.num_filters, dropout=cfg.dropout,
-                         compile=cfg.compile, conv_kernel=cfg.conv_kernel, highway_kernel=cfg.highway_kernel)
+                         compile=cfg.compile, conv_kernel=cfg.conv_kernel, highway_kernel=cfg.highway_kernel,
+                         highway=cfg.highway)
     else:
         disc = DISCRIMINATORS[cfg.kind](vocab_size, emb_dim=cfg.emb_dim, hidden_dim=cfg.hidden_dim,
                                         dropout=cfg.dropout)

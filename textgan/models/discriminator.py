@@ -18,14 +18,16 @@ from textgan.models.dropout import Dropout
 
 class Highway(nn.Module):
     """y = g * relu(W x) + (1 - g) * x, g = sigmoid(W_g x) (Srivastava et al. 2015), computed as
-    x + g * (relu(W x) - x); the gate by the C kernel of highway_native where `kernel` takes it."""
+    x + g * (relu(W x) - x); the gate by the C kernel of highway_native where `kernel` takes it.
+    shared: W_g = W, one product for both (TextGAN-PyTorch's RelGAN discriminator; half the
+    FLOPs, which are nearly all of an adversarial step's at RelGAN's size)."""
 
-    def __init__(self, dim: int, kernel: str = "auto"):
+    def __init__(self, dim: int, kernel: str = "auto", shared: bool = False):
         super().__init__()
         if kernel == "native":
             native.require(highway_native.kernels(), "discriminator.highway_kernel")
         self.kernel = kernel
-        self.proj = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim if shared else 2 * dim)
 
     def kernel_used(self) -> str:
         """native or torch, on this module's device and dtype."""
@@ -34,9 +36,9 @@ class Highway(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kernel != "torch" and highway_native.supports(x):
-            p = nn.functional.linear(x, self.proj.weight)  # (..., 2D); the kernel adds the bias
+            p = nn.functional.linear(x, self.proj.weight)  # (..., 2D) or (..., D); the kernel adds the bias
             return highway_native.gate(p, self.proj.bias, x)
-        return highway_native.gate_torch(self.proj(x), x)  # proj: (..., 2D) = [W x + b, W_g x + b_g]
+        return highway_native.gate_torch(self.proj(x), x)  # proj: [W x + b, W_g x + b_g], or W x + b
 
 
 class RelGANCNN(nn.Module):
@@ -47,7 +49,7 @@ class RelGANCNN(nn.Module):
     def __init__(self, vocab_size: int, emb_dim: int = 64, num_rep: int = 64,
                  filter_sizes: list[int] = (2, 3, 4, 5), num_filters: list[int] = (300, 300, 300, 300),
                  dropout: float = 0.25, pad_id: int = 0, fast: bool = True, compile: bool = False,
-                 conv_kernel: str = "auto", highway_kernel: str = "auto"):
+                 conv_kernel: str = "auto", highway_kernel: str = "auto", highway: str = "gated"):
         super().__init__()
         self.pad_id, self.num_rep, self.rep_dim = pad_id, num_rep, emb_dim // num_rep
         self.fast = fast  # blockwise or native conv+max (textgan.models.convmax*); False = torch's conv2d
@@ -67,7 +69,7 @@ class RelGANCNN(nn.Module):
             nn.Conv2d(1, n, kernel_size=(f, self.rep_dim), stride=(1, self.rep_dim))
             for f, n in zip(filter_sizes, num_filters))
         total = sum(num_filters)
-        self.highway = Highway(total, kernel=highway_kernel)
+        self.highway = Highway(total, kernel=highway_kernel, shared=highway == "shared")
         self.dropout = Dropout(dropout)
         self.feature = nn.Linear(total, 100)
         self.logit = nn.Linear(100, 1)

@@ -2,7 +2,9 @@
 backward, by the C kernel in textgan/csrc/highway.c on CPU in float32 (torch's product x W^T,
 then the kernel adds the bias as it goes).
 
-Shapes: N rows (RelGAN's discriminator: batch times representations), D features.
+Shapes: N rows (RelGAN's discriminator: batch times representations), D features. The product p
+has 2D columns [h, g] (separate transform and gate weights, "gated") or D columns that serve as
+both, g = h ("shared", TextGAN-PyTorch's RelGAN discriminator): its width says which.
 Why: at RelGAN's size (8,192 rows of 1,200 features a discriminator call) torch runs the gate as
 five elementwise ops forward and about eight backward, each a pass over a 39 MB array, and its
 addmm first broadcasts the bias into a 78 MB output; the kernel makes one pass each way. A
@@ -19,8 +21,8 @@ from torch import Tensor
 from textgan import native
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
-_SIGNATURES = {"highway_forward_f32": [_P, _P, _P, _I64, _I64, _P, _I64],
-               "highway_backward_f32": [_P, _P, _P, _P, _I64, _I64, _P, _P, _I64]}
+_SIGNATURES = {"highway_forward_f32": [_P, _P, _P, _I64, _I64, _P, _I64, _I64],
+               "highway_backward_f32": [_P, _P, _P, _P, _I64, _I64, _P, _P, _I64, _I64]}
 
 
 def kernels() -> ctypes.CDLL | None:
@@ -32,19 +34,29 @@ def supports(x: Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype == torch.float32 and kernels() is not None
 
 
+def is_shared(p: Tensor, x: Tensor) -> bool:
+    """Whether p (..., D) is both transform and gate, rather than (..., 2D) = [h, g]."""
+    return p.shape[-1] == x.shape[-1]
+
+
+def _split(p: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    return (p, p) if is_shared(p, x) else p.chunk(2, dim=-1)
+
+
 def gate_torch(p: Tensor, x: Tensor) -> Tensor:
-    """y (..., D) from p (..., 2D) = [h, g] and x (..., D), in torch ops."""
-    h, g = p.chunk(2, dim=-1)
+    """y (..., D) from p (..., 2D) = [h, g] (or (..., D), g = h) and x (..., D), in torch ops."""
+    h, g = _split(p, x)
     return x + torch.sigmoid(g) * (torch.relu(h) - x)
 
 
 def backward_torch(dy: Tensor, p: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-    """d/dp (..., 2D) and the direct d/dx (..., D) of `gate_torch`, in differentiable torch ops."""
-    h, g = p.chunk(2, dim=-1)
+    """d/dp (p's shape) and the direct d/dx (..., D) of `gate_torch`, in differentiable torch ops."""
+    h, g = _split(p, x)
     s = torch.sigmoid(g)
     gs = dy * s
     dh = torch.where(h > 0, gs, torch.zeros_like(gs))
-    return torch.cat([dh, gs * (1 - s) * (torch.relu(h) - x)], dim=-1), dy - gs
+    dg = gs * (1 - s) * (torch.relu(h) - x)
+    return (dh + dg if is_shared(p, x) else torch.cat([dh, dg], dim=-1)), dy - gs
 
 
 class _Gate(torch.autograd.Function):
@@ -54,7 +66,7 @@ class _Gate(torch.autograd.Function):
         n, d = x.numel() // x.shape[-1], x.shape[-1]
         y = torch.empty_like(x)
         kernels().highway_forward_f32(p.data_ptr(), bias.data_ptr(), x.data_ptr(), n, d, y.data_ptr(),
-                                      torch.get_num_threads())
+                                      int(is_shared(p, x)), torch.get_num_threads())
         ctx.save_for_backward(p, bias, x)
         return y
 
@@ -68,10 +80,11 @@ class _Gate(torch.autograd.Function):
             n, d = x.numel() // x.shape[-1], x.shape[-1]
             dp, dx = torch.empty_like(p), torch.empty_like(x)
             kernels().highway_backward_f32(dy.data_ptr(), p.data_ptr(), bias.data_ptr(), x.data_ptr(), n, d,
-                                           dp.data_ptr(), dx.data_ptr(), torch.get_num_threads())
+                                           dp.data_ptr(), dx.data_ptr(), int(is_shared(p, x)),
+                                           torch.get_num_threads())
         return dp, dp.reshape(-1, dp.shape[-1]).sum(0), dx
 
 
 def gate(p: Tensor, bias: Tensor, x: Tensor) -> Tensor:
-    """`gate_torch(p + bias, x)` by the kernel, p = x W^T without the bias (2D,); `supports(x)` must hold."""
+    """`gate_torch(p + bias, x)` by the kernel, p = x W^T without the bias (p's width,); `supports(x)` must hold."""
     return _Gate.apply(p, bias, x)
