@@ -118,6 +118,47 @@ def test_discriminator_logits_gradients_and_penalty_with_either_kernel(highway):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+@needs_cc
+@pytest.mark.parametrize("shared", [False, True])
+def test_dropout_mask_in_the_kernel_is_the_separate_multiply_bit_for_bit(shared):
+    """The following dropout's mask applied inside the kernel's passes gives the output and every
+    gradient of the layer and a separate dropout, to the bit, from the same random draws."""
+    from textgan.models.dropout import Dropout
+    torch.manual_seed(0)
+    layer, drop = Highway(37, kernel="native", shared=shared), Dropout(0.4)
+    x0, dy = torch.randn(6, 5, 37), torch.randn(6, 5, 37)
+    results = []
+    for fused in (True, False):
+        x = x0.clone().requires_grad_()
+        torch.manual_seed(7)
+        y = layer(x, drop.native_mask(x)) if fused else drop(layer(x))
+        results.append((y.detach(), *torch.autograd.grad(y, [x, *layer.parameters()], dy)))
+    assert (results[0][0] == 0).float().mean() > 0.2  # the mask dropped units
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+@needs_cc
+def test_discriminator_with_dropout_matches_across_kernels():
+    """RelGAN's discriminator in training mode (dropout 0.4): the fused native gate and torch's
+    ops with a separate dropout, from the same seed."""
+    torch.manual_seed(0)
+    kw = dict(emb_dim=16, num_rep=8, filter_sizes=[2, 3], num_filters=[24, 13], dropout=0.4)
+    native, plain = RelGANCNN(40, highway_kernel="native", **kw), RelGANCNN(40, highway_kernel="torch", **kw)
+    plain.load_state_dict(native.state_dict())
+    dists = torch.softmax(torch.randn(6, 9, 40), -1)
+    results = []
+    for d in (native, plain):
+        torch.manual_seed(3)
+        x = dists.clone().requires_grad_()
+        out = d(x)
+        results.append((out.detach(), *torch.autograd.grad(out.square().sum(), [x, *d.parameters()])))
+    torch.manual_seed(4)
+    assert not torch.allclose(native(dists), results[0][0])  # another seed, another mask
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_torch_kernel_and_other_dtypes_take_the_formula():
     assert Highway(8, kernel="torch").kernel_used() == "torch"
     layer = Highway(8).double()

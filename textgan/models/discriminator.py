@@ -34,11 +34,13 @@ class Highway(nn.Module):
         # the bias: reading a spectrally normalised weight would run a power iteration
         return "native" if self.kernel != "torch" and highway_native.supports(self.proj.bias) else "torch"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The layer's output, times `mask` (the following dropout's, a constant) where given."""
         if self.kernel != "torch" and highway_native.supports(x):
             p = nn.functional.linear(x, self.proj.weight)  # (..., 2D) or (..., D); the kernel adds the bias
-            return highway_native.gate(p, self.proj.bias, x)
-        return highway_native.gate_torch(self.proj(x), x)  # proj: [W x + b, W_g x + b_g], or W x + b
+            return highway_native.gate(p, self.proj.bias, x, mask)
+        y = highway_native.gate_torch(self.proj(x), x)  # proj: [W x + b, W_g x + b_g], or W x + b
+        return y if mask is None else y * mask
 
 
 class RelGANCNN(nn.Module):
@@ -99,7 +101,8 @@ class RelGANCNN(nn.Module):
         else:
             pooled = [conv_relu_max_reference(reps, conv.weight[:, 0], conv.bias) for conv in self.convs]
         feats = torch.cat(pooled, dim=2)  # (B, R, sum F)
-        feats = self.dropout(self.highway(feats))
+        mask = self.dropout.native_mask(feats)  # drawn where the dropout would draw it: after the highway's
+        feats = self.highway(feats, mask) if mask is not None else self.dropout(self.highway(feats))
         return self.logit(self.feature(feats)).squeeze(-1)  # (B, R)
 
 

@@ -15,7 +15,13 @@ from textgan import random_native
 
 
 class Dropout(nn.Dropout):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def native_mask(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The mask `forward` would multiply x by, drawn now; None where forward is the identity
+        or torch's own dropout. A layer before it can apply the mask in its own pass."""
         if not self.training or self.p == 0.0 or not random_native.available(x.device, x.dtype):
-            return super().forward(x)
-        return x * random_native.keep_mask(tuple(x.shape), self.p)
+            return None
+        return random_native.keep_mask(tuple(x.shape), self.p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = self.native_mask(x)
+        return super().forward(x) if mask is None else x * mask
