@@ -137,16 +137,18 @@ def main() -> None:
         return Trainer(config.load(args.config, overrides + extra), corpus, Path("/tmp"),
                        Monitor(Path("/tmp"), progress=False, enabled=False))
 
-    def adversarial(timed_trainer: Trainer, extra: list[str]) -> tuple[list[float], float, dict[str, float]]:
-        """Times of `timed_trainer`'s iterations and the FLOPs of one. The native conv + max kernel
-        is a ctypes call that FlopCounterMode cannot see, so the FLOPs are counted on the torch
-        formulation of the same step (its conv as a matmul per block) by a second trainer."""
+    def adversarial(extra: list[str], timed_trainer: Trainer | None = None) -> tuple[list[float], float, dict[str, float]]:
+        """Times of the iterations of `timed_trainer` (else a trainer with `extra`) and the FLOPs of
+        one. The native conv + max kernel is a ctypes call that FlopCounterMode cannot see, so the
+        FLOPs are counted on the torch formulation of the same step (its conv as a matmul per
+        block) by a second trainer."""
         counted = trainer(extra + ["discriminator.conv_kernel=torch"])
         flop, by_op = flops_of(counted.adversarial_step)
         del counted
+        timed_trainer = timed_trainer or trainer(extra)
         return timed(timed_trainer.adversarial_step, warmup=1 if args.smoke else 2, repeats=args.iters), flop, by_op
 
-    adv_times, adv_flop, adv_by_op = adversarial(tr, [])
+    adv_times, adv_flop, adv_by_op = adversarial([], tr)
     adv_s = statistics.median(adv_times)
     say(f"adversarial iteration: median {adv_s:.2f} s of {[round(t, 2) for t in adv_times]} ({adv_flop / 1e9:.1f} GFLOP)")
     mle_and_peak()
@@ -154,8 +156,7 @@ def main() -> None:
     # The other highway: the config's is the incumbent's (TextGAN-PyTorch: one product as
     # transform and gate); RelGAN's TensorFlow code has two, nearly doubling the step's FLOPs.
     other = "gated" if cfg.discriminator.highway == "shared" else "shared"
-    other_times, other_flop, _ = adversarial(trainer([f"discriminator.highway={other}"]),
-                                             [f"discriminator.highway={other}"])
+    other_times, other_flop, _ = adversarial([f"discriminator.highway={other}"])
     other_s = statistics.median(other_times)
     say(f"adversarial iteration, {other} highway: median {other_s:.2f} s of "
         f"{[round(t, 2) for t in other_times]} ({other_flop / 1e9:.1f} GFLOP)")
@@ -181,7 +182,7 @@ def main() -> None:
         "discriminator_highway": cfg.discriminator.highway,
         f"adv_iter_s_{other}_highway": other_s, f"adv_iter_s_{other}_highway_all": other_times,
         f"adv_gflop_{other}_highway": other_flop / 1e9,
-        f"adv_frac_peak_{other}_highway": other_flop / 1e9 / other_s / max(peaks),
+        f"adv_frac_peak_{other}_highway": other_flop / 1e9 / other_s / peak,
         "adv_iter_s_compiled": comp_s, "adv_frac_peak_compiled": adv_flop / 1e9 / comp_s / peak,
         "compile_first_step_s": compile_s,
         "mle_epoch_s": mle_s, "mle_epoch_s_all": mle_times, "mle_epoch_s_median": statistics.median(mle_times),

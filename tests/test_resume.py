@@ -117,3 +117,22 @@ def test_sigterm_stops_a_run_that_checkpoints_every_step(tmp_path):
     assert proc.returncode == 143, err[-2000:]
     step = _final_state(run_dir)["progress"]["step"]
     assert 1 <= step < 100000
+
+
+def test_resume_with_a_changed_model_setting_is_a_one_line_error(tmp_path):
+    """A resume whose overrides change a network's shape (here the highway's, one product instead
+    of two) is refused with one line naming the network and the weight, exit 2, checkpoint intact."""
+    proc = _start("train", CONFIG, *FAST, "mle.epochs=1", "adversarial.steps=1", "adversarial.d_steps=1",
+                  "eval.every=0", "run.threads=1", f"log.dir={tmp_path}")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    newest = checkpoint.newest(tmp_path / "coco_rsgan" / "checkpoints")
+    before = newest.read_bytes()
+    proc = _start("train", "--resume", str(tmp_path / "coco_rsgan"), "discriminator.highway=shared",
+                  "adversarial.steps=2")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("textgan: error: the checkpoint's discriminator does not fit this config")
+    assert "highway.proj.weight" in line and "Traceback" not in err
+    assert checkpoint.newest(tmp_path / "coco_rsgan" / "checkpoints") == newest and newest.read_bytes() == before

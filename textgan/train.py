@@ -123,8 +123,13 @@ class Trainer:
                 "metrics": dict(self.last_metrics)}
 
     def load_state_dict(self, state: dict) -> None:
-        self.G.load_state_dict(state["generator"])
-        self.D.load_state_dict(state["discriminator"])
+        for name, module in (("generator", self.G), ("discriminator", self.D)):
+            try:
+                module.load_state_dict(state[name])
+            except RuntimeError as err:  # missing, unexpected or resized weights: a changed model setting
+                first = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err))
+                raise UserError(f"the checkpoint's {name} does not fit this config ({first}); resume "
+                                f"without changing the {name} settings of the run's config.yaml") from None
         for name in ("opt_mle", "opt_g", "opt_d"):
             opt = getattr(self, name)
             fused = [group["fused"] for group in opt.param_groups]  # this device's, not the saver's
