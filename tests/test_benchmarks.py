@@ -200,6 +200,13 @@ def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
                       quality.overrides_for("oracle20_rsgan_warm_mix", args))
     assert oracle_mix.generator.init_from == f"{tmp_path}/oracle20_mle" and oracle_mix.mle.epochs == 0
     assert oracle_mix.adversarial.mle_weight == 1.0 and oracle_mix.data.source == "oracle"
+    glr, glr_st = (load(str(REPO / quality.EXPERIMENTS[name][0]), quality.overrides_for(name, args))
+                   for name in ("oracle20_rsgan_warm_glr", "oracle20_rsgan_warm_glr_st"))
+    assert glr.adversarial.g_lr == glr_st.adversarial.g_lr == 0.001  # only the Gumbel mode differs
+    assert (glr.gumbel.mode, glr_st.gumbel.mode) == ("soft", "straight_through")
+    glr3 = load(str(REPO / quality.EXPERIMENTS["coco_rsgan_glr3"][0]), quality.overrides_for("coco_rsgan_glr3", args))
+    assert glr3.generator.init_from == f"{tmp_path}/coco_rsgan_glr/checkpoints/step_00004680.pt"
+    assert (glr3.mle.epochs, glr3.adversarial.g_lr, glr3.adversarial.d_lr) == (0, 0.003, 0.0001)
 
 
 def _pids_running(*needles: str) -> list[int]:
