@@ -72,6 +72,11 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     "coco_rsgan_glr3": ("configs/coco_rsgan.yaml",
                         ["generator.init_from={runs}/coco_rsgan_glr/checkpoints/step_00004680.pt",
                          "mle.epochs=0", "adversarial.g_lr=0.003"], 10000),
+    # the 10x run again from that MLE start with the real batch's NLL in every G update: the 10x
+    # run peaked near 200 steps and collapsed by 400; does the NLL term hold it, and NLL_gen near 5?
+    "coco_rsgan_glr_mix": ("configs/coco_rsgan.yaml",
+                           ["generator.init_from={runs}/coco_rsgan_glr/checkpoints/step_00004680.pt",
+                            "mle.epochs=0", "adversarial.g_lr=0.001", "adversarial.mle_weight=1.0"], 10000),
     "coco_mle_large": ("configs/coco_mle_large.yaml", [], 10000),
     # RelGAN as published: relational memory generator, 150 MLE epochs, then 2,000 RSGAN steps
     "coco_relgan": ("configs/coco_relgan.yaml", [], 10000),
@@ -101,7 +106,7 @@ AFTER = {"coco_rsgan_large": "coco_mle_large", "coco_relgan_mix": "coco_relgan_m
          "oracle20_rsgan_warm": "oracle20_mle", "oracle20_rsgan_warm_bf16": "oracle20_mle",
          "oracle20_rsgan_warm_beta1": "oracle20_mle", "oracle20_rsgan_warm_mix": "oracle20_mle",
          "oracle20_rsgan_warm_glr": "oracle20_mle", "oracle20_rsgan_warm_glr_st": "oracle20_mle",
-         "coco_rsgan_glr3": "coco_rsgan_glr"}
+         "coco_rsgan_glr3": "coco_rsgan_glr", "coco_rsgan_glr_mix": "coco_rsgan_glr"}
 
 SMOKE = ["mle.epochs=1", "adversarial.steps=2", "adversarial.d_steps=1", "eval.num_samples=20",
          "eval.every=0", "eval.latent_draws=1", "data.num_train=128", "data.num_test=32",
