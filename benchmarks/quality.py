@@ -66,17 +66,19 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     # the generator's adversarial learning rate 10x, as oracle20_rsgan_warm_glr (which it moved 0.84-1.11
     # nats below the MLE curve on the oracle): does BLEU rise on COCO without held-out NLL_gen rising?
     "coco_rsgan_glr": ("configs/coco_rsgan.yaml", ["adversarial.g_lr=0.001"], 10000),
-    # its GAN phase again from the same MLE start (the step-4680 checkpoint, the end of its 30
-    # epochs) with the generator's learning rate 30x: does the gain over the MLE curve at equal
-    # held-out NLL_gen (+0.05 BLEU-2 at 10x) grow with it?
+    # coco_rsgan's 30 MLE epochs alone, kept as a run folder: the start of the GAN variants below
+    # (coco_rsgan_glr3 first ran from coco_rsgan_glr's step-4680 checkpoint, the same 30 epochs,
+    # since deleted by log.keep_last)
+    "coco_rsgan_mle30": ("configs/coco_rsgan.yaml", ["adversarial.steps=0"], 10000),
+    # its GAN phase with the generator's learning rate 30x: does the gain over the MLE curve at
+    # equal held-out NLL_gen (+0.05 BLEU-2 at 10x) grow with it?
     "coco_rsgan_glr3": ("configs/coco_rsgan.yaml",
-                        ["generator.init_from={runs}/coco_rsgan_glr/checkpoints/step_00004680.pt",
-                         "mle.epochs=0", "adversarial.g_lr=0.003"], 10000),
+                        ["generator.init_from={runs}/coco_rsgan_mle30", "mle.epochs=0", "adversarial.g_lr=0.003"], 10000),
     # the 10x run again from that MLE start with the real batch's NLL in every G update: the 10x
     # run peaked near 200 steps and collapsed by 400; does the NLL term hold it, and NLL_gen near 5?
     "coco_rsgan_glr_mix": ("configs/coco_rsgan.yaml",
-                           ["generator.init_from={runs}/coco_rsgan_glr/checkpoints/step_00004680.pt",
-                            "mle.epochs=0", "adversarial.g_lr=0.001", "adversarial.mle_weight=1.0"], 10000),
+                           ["generator.init_from={runs}/coco_rsgan_mle30", "mle.epochs=0", "adversarial.g_lr=0.001",
+                            "adversarial.mle_weight=1.0"], 10000),
     "coco_mle_large": ("configs/coco_mle_large.yaml", [], 10000),
     # RelGAN as published: relational memory generator, 150 MLE epochs, then 2,000 RSGAN steps
     "coco_relgan": ("configs/coco_relgan.yaml", [], 10000),
@@ -106,7 +108,7 @@ AFTER = {"coco_rsgan_large": "coco_mle_large", "coco_relgan_mix": "coco_relgan_m
          "oracle20_rsgan_warm": "oracle20_mle", "oracle20_rsgan_warm_bf16": "oracle20_mle",
          "oracle20_rsgan_warm_beta1": "oracle20_mle", "oracle20_rsgan_warm_mix": "oracle20_mle",
          "oracle20_rsgan_warm_glr": "oracle20_mle", "oracle20_rsgan_warm_glr_st": "oracle20_mle",
-         "coco_rsgan_glr3": "coco_rsgan_glr", "coco_rsgan_glr_mix": "coco_rsgan_glr"}
+         "coco_rsgan_glr3": "coco_rsgan_mle30", "coco_rsgan_glr_mix": "coco_rsgan_mle30"}
 
 SMOKE = ["mle.epochs=1", "adversarial.steps=2", "adversarial.d_steps=1", "eval.num_samples=20",
          "eval.every=0", "eval.latent_draws=1", "data.num_train=128", "data.num_test=32",

@@ -205,8 +205,11 @@ def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
     assert glr.adversarial.g_lr == glr_st.adversarial.g_lr == 0.001  # only the Gumbel mode differs
     assert (glr.gumbel.mode, glr_st.gumbel.mode) == ("soft", "straight_through")
     glr3 = load(str(REPO / quality.EXPERIMENTS["coco_rsgan_glr3"][0]), quality.overrides_for("coco_rsgan_glr3", args))
-    assert glr3.generator.init_from == f"{tmp_path}/coco_rsgan_glr/checkpoints/step_00004680.pt"
+    assert glr3.generator.init_from == f"{tmp_path}/coco_rsgan_mle30"
     assert (glr3.mle.epochs, glr3.adversarial.g_lr, glr3.adversarial.d_lr) == (0, 0.003, 0.0001)
+    rsgan_mle30 = load(str(REPO / quality.EXPERIMENTS["coco_rsgan_mle30"][0]),
+                       quality.overrides_for("coco_rsgan_mle30", args))
+    assert (rsgan_mle30.mle.epochs, rsgan_mle30.adversarial.steps) == (30, 0)
     glr_mix = load(str(REPO / quality.EXPERIMENTS["coco_rsgan_glr_mix"][0]),
                    quality.overrides_for("coco_rsgan_glr_mix", args))
     assert glr_mix.generator.init_from == glr3.generator.init_from and glr_mix.mle.epochs == 0
