@@ -37,6 +37,7 @@ PUBLISHED = {
 
 ORACLE20_WARM = ["generator.init_from={runs}/oracle20_mle", "mle.epochs=0"]  # from the finished MLE run
 COCO_MIX = ["generator.init_from={runs}/coco_relgan_mle30", "mle.epochs=0", "adversarial.mle_weight=1.0"]
+COCO_RSGAN_WARM = ["generator.init_from={runs}/coco_rsgan_mle30", "mle.epochs=0"]  # from coco_rsgan's MLE phase
 
 EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), samples scored at the end)
     "oracle20_mle": ("configs/oracle20_mle.yaml", [], 10000),
@@ -72,13 +73,11 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     "coco_rsgan_mle30": ("configs/coco_rsgan.yaml", ["adversarial.steps=0"], 10000),
     # its GAN phase with the generator's learning rate 30x: does the gain over the MLE curve at
     # equal held-out NLL_gen (+0.05 BLEU-2 at 10x) grow with it?
-    "coco_rsgan_glr3": ("configs/coco_rsgan.yaml",
-                        ["generator.init_from={runs}/coco_rsgan_mle30", "mle.epochs=0", "adversarial.g_lr=0.003"], 10000),
+    "coco_rsgan_glr3": ("configs/coco_rsgan.yaml", [*COCO_RSGAN_WARM, "adversarial.g_lr=0.003"], 10000),
     # the 10x run again from that MLE start with the real batch's NLL in every G update: the 10x
     # run peaked near 200 steps and collapsed by 400; does the NLL term hold it, and NLL_gen near 5?
     "coco_rsgan_glr_mix": ("configs/coco_rsgan.yaml",
-                           ["generator.init_from={runs}/coco_rsgan_mle30", "mle.epochs=0", "adversarial.g_lr=0.001",
-                            "adversarial.mle_weight=1.0"], 10000),
+                           [*COCO_RSGAN_WARM, "adversarial.g_lr=0.001", "adversarial.mle_weight=1.0"], 10000),
     "coco_mle_large": ("configs/coco_mle_large.yaml", [], 10000),
     # RelGAN as published: relational memory generator, 150 MLE epochs, then 2,000 RSGAN steps
     "coco_relgan": ("configs/coco_relgan.yaml", [], 10000),
@@ -102,13 +101,10 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
                          ["generator.init_from={runs}/coco_mle_large", "mle.epochs=0"], 10000),
 }
 
-# experiment -> the run its overrides start from
-AFTER = {"coco_rsgan_large": "coco_mle_large", "coco_relgan_mix": "coco_relgan_mle30",
-         "coco_relgan_mix_sn": "coco_relgan_mle30", "coco_relgan_mix_gan608": "coco_relgan_mle30",
-         "oracle20_rsgan_warm": "oracle20_mle", "oracle20_rsgan_warm_bf16": "oracle20_mle",
-         "oracle20_rsgan_warm_beta1": "oracle20_mle", "oracle20_rsgan_warm_mix": "oracle20_mle",
-         "oracle20_rsgan_warm_glr": "oracle20_mle", "oracle20_rsgan_warm_glr_st": "oracle20_mle",
-         "coco_rsgan_glr3": "coco_rsgan_mle30", "coco_rsgan_glr_mix": "coco_rsgan_mle30"}
+# experiment -> the run its overrides start from (its generator.init_from={runs}/RUN), which runs first
+WARM_PREFIX = "generator.init_from={runs}/"
+AFTER = {name: item[len(WARM_PREFIX):].split("/")[0] for name, (_, extra, _) in EXPERIMENTS.items()
+         for item in extra if item.startswith(WARM_PREFIX)}
 
 SMOKE = ["mle.epochs=1", "adversarial.steps=2", "adversarial.d_steps=1", "eval.num_samples=20",
          "eval.every=0", "eval.latent_draws=1", "data.num_train=128", "data.num_test=32",
