@@ -133,10 +133,10 @@ def test_quality_smoke_resume_trains_further_and_adds_up(tmp_path, data_root):
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "no training record of coco_rsgan" in refused.stderr
     assert not runs.exists()
-    _bench("quality.py", *common)
+    _bench("quality.py", *common, "--sweep", "0.8:1.2:2")
     first = json.loads(out.read_text())["experiments"]["coco_rsgan"]
-    assert first["adversarial_steps_done"] == 2
-    _bench("quality.py", *common, "--resume", "--set", "adversarial.steps=4")
+    assert first["adversarial_steps_done"] == first["sweep"]["adversarial_steps_done"] == 2
+    _bench("quality.py", *common, "--resume", "--set", "adversarial.steps=4", "--sweep", "0.9:1.1:2")
     again = json.loads(out.read_text())["experiments"]["coco_rsgan"]
     assert again["adversarial_steps_done"] == 4 and again["command"] == first["command"]
     (segment,) = again["resumed"]
@@ -144,6 +144,10 @@ def test_quality_smoke_resume_trains_further_and_adds_up(tmp_path, data_root):
     # the scores the segment replaced are kept with it
     assert segment["scored_before"]["adversarial_steps_done"] == 2
     assert segment["scored_before"]["metrics"] == first["metrics"] != again["metrics"]
+    # and so is the sweep's data; its plot file now shows the newer sweep
+    assert segment["scored_before"]["sweep"]["rows"] == first["sweep"]["rows"]
+    assert "plot" not in segment["scored_before"]["sweep"] and again["sweep"]["adversarial_steps_done"] == 4
+    assert [row["temperature"] for row in again["sweep"]["rows"]] == [0.9, 1.1]
     assert again["train_wall_s"] == round(first["train_wall_s"] + segment["train_wall_s"], 1)
     assert again["config"] == first["config"]
     log = (runs / "coco_rsgan.log").read_text()
@@ -173,47 +177,47 @@ def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
     quality = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(quality)
     args = quality.argparse.Namespace(data_root="data", runs=str(tmp_path), device="cpu", smoke=False, set=[])
+    cfgs = {}  # name -> its loaded config, as quality.py trains it
     for name, (config, extra, num) in quality.EXPERIMENTS.items():
-        cfg = load(str(REPO / config), quality.overrides_for(name, args))
+        cfg = cfgs[name] = load(str(REPO / config), quality.overrides_for(name, args))
         assert num > 0 and cfg.data.source in ("files", "oracle"), name
         assert cfg.log.dir == str(tmp_path) and cfg.log.name == name  # the folder quality.py scores
     assert set(quality.AFTER) | set(quality.AFTER.values()) <= set(quality.EXPERIMENTS)
     for name in ("coco_relgan", "oracle20_relgan"):
         assert load(str(REPO / quality.EXPERIMENTS[name][0]), []).generator.core == "relational_memory"
-    noprior = load(str(REPO / quality.EXPERIMENTS["oracle20_relgan_noprior"][0]),
-                   quality.overrides_for("oracle20_relgan_noprior", args))
+    noprior = cfgs["oracle20_relgan_noprior"]
     assert noprior.generator.prior == "none" and noprior.generator.core == "relational_memory"
     for name in ("oracle20_rsgan_warm_beta1", "oracle20_relgan_beta1"):  # beta_max = 1: tau stays 1
-        cfg = load(str(REPO / quality.EXPERIMENTS[name][0]), quality.overrides_for(name, args))
+        cfg = cfgs[name]
         assert all(tau_at(step, cfg.gumbel, cfg.adversarial.steps) == 1.0 for step in (0, 1500, 3000)), name
-    mle30, mix, mix_sn = (load(str(REPO / quality.EXPERIMENTS[name][0]), quality.overrides_for(name, args))
-                          for name in ("coco_relgan_mle30", "coco_relgan_mix", "coco_relgan_mix_sn"))
+    mle30, mix, mix_sn = (cfgs[name] for name in ("coco_relgan_mle30", "coco_relgan_mix", "coco_relgan_mix_sn"))
     assert (mle30.mle.epochs, mle30.adversarial.steps) == (30, 0)
     assert mix.generator.init_from == f"{tmp_path}/coco_relgan_mle30" and mix.mle.epochs == 0
     assert mix.adversarial.mle_weight == mix_sn.adversarial.mle_weight == 1.0
     assert (mix.discriminator.spectral_norm, mix_sn.discriminator.spectral_norm) == (False, True)
-    gan608 = load(str(REPO / quality.EXPERIMENTS["coco_relgan_mix_gan608"][0]),
-                  quality.overrides_for("coco_relgan_mix_gan608", args))
+    gan608 = cfgs["coco_relgan_mix_gan608"]
     assert (gan608.adversarial.mle_weight, gan608.adversarial.mle_weight_steps) == (1.0, 608)
     assert gan608.generator.init_from == mix.generator.init_from
-    oracle_mix = load(str(REPO / quality.EXPERIMENTS["oracle20_rsgan_warm_mix"][0]),
-                      quality.overrides_for("oracle20_rsgan_warm_mix", args))
+    oracle_mix = cfgs["oracle20_rsgan_warm_mix"]
     assert oracle_mix.generator.init_from == f"{tmp_path}/oracle20_mle" and oracle_mix.mle.epochs == 0
     assert oracle_mix.adversarial.mle_weight == 1.0 and oracle_mix.data.source == "oracle"
-    glr, glr_st = (load(str(REPO / quality.EXPERIMENTS[name][0]), quality.overrides_for(name, args))
-                   for name in ("oracle20_rsgan_warm_glr", "oracle20_rsgan_warm_glr_st"))
+    glr, glr_st = cfgs["oracle20_rsgan_warm_glr"], cfgs["oracle20_rsgan_warm_glr_st"]
     assert glr.adversarial.g_lr == glr_st.adversarial.g_lr == 0.001  # only the Gumbel mode differs
     assert (glr.gumbel.mode, glr_st.gumbel.mode) == ("soft", "straight_through")
-    glr3 = load(str(REPO / quality.EXPERIMENTS["coco_rsgan_glr3"][0]), quality.overrides_for("coco_rsgan_glr3", args))
+    o_mix = cfgs["oracle20_rsgan_warm_glr_mix"]
+    assert o_mix.generator.init_from == glr.generator.init_from and o_mix.mle.epochs == 0
+    assert (o_mix.adversarial.g_lr, o_mix.adversarial.mle_weight) == (0.001, 1.0)
+    glr3 = cfgs["coco_rsgan_glr3"]
     assert glr3.generator.init_from == f"{tmp_path}/coco_rsgan_mle30"
     assert (glr3.mle.epochs, glr3.adversarial.g_lr, glr3.adversarial.d_lr) == (0, 0.003, 0.0001)
-    rsgan_mle30 = load(str(REPO / quality.EXPERIMENTS["coco_rsgan_mle30"][0]),
-                       quality.overrides_for("coco_rsgan_mle30", args))
+    rsgan_mle30 = cfgs["coco_rsgan_mle30"]
     assert (rsgan_mle30.mle.epochs, rsgan_mle30.adversarial.steps) == (30, 0)
-    glr_mix = load(str(REPO / quality.EXPERIMENTS["coco_rsgan_glr_mix"][0]),
-                   quality.overrides_for("coco_rsgan_glr_mix", args))
+    glr_mix = cfgs["coco_rsgan_glr_mix"]
     assert glr_mix.generator.init_from == glr3.generator.init_from and glr_mix.mle.epochs == 0
     assert (glr_mix.adversarial.g_lr, glr_mix.adversarial.mle_weight) == (0.001, 1.0)
+    glr_mix_sn = cfgs["coco_rsgan_glr_mix_sn"]
+    assert (glr_mix_sn.discriminator.spectral_norm, glr_mix.discriminator.spectral_norm) == (True, False)
+    assert glr_mix_sn.adversarial == glr_mix.adversarial and glr_mix_sn.generator == glr_mix.generator
 
 
 def _pids_running(*needles: str) -> list[int]:
