@@ -38,6 +38,7 @@ PUBLISHED = {
 ORACLE20_WARM = ["generator.init_from={runs}/oracle20_mle", "mle.epochs=0"]  # from the finished MLE run
 COCO_MIX = ["generator.init_from={runs}/coco_relgan_mle30", "mle.epochs=0", "adversarial.mle_weight=1.0"]
 COCO_RSGAN_WARM = ["generator.init_from={runs}/coco_rsgan_mle30", "mle.epochs=0"]  # from coco_rsgan's MLE phase
+GLR_MIX = ["adversarial.g_lr=0.001", "adversarial.mle_weight=1.0"]  # 10x G learning rate + the real batch's NLL
 
 EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), samples scored at the end)
     "oracle20_mle": ("configs/oracle20_mle.yaml", [], 10000),
@@ -64,7 +65,7 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     # every G update. On COCO it held NLL_gen near 5.5 where the plain 10x run collapsed; here both
     # quality (NLL_oracle) and diversity (NLL_gen) are exact
     "oracle20_rsgan_warm_glr_mix": ("configs/oracle20_rsgan.yaml",
-                                    [*ORACLE20_WARM, "adversarial.g_lr=0.001", "adversarial.mle_weight=1.0"], 10000),
+                                    [*ORACLE20_WARM, *GLR_MIX], 10000),
     "oracle40_mle": ("configs/oracle40_mle.yaml", [], 10000),
     "oracle40_rsgan": ("configs/oracle40_rsgan.yaml", [], 10000),
     "coco_mle": ("configs/coco_mle.yaml", [], 10000),
@@ -81,14 +82,12 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     "coco_rsgan_glr3": ("configs/coco_rsgan.yaml", [*COCO_RSGAN_WARM, "adversarial.g_lr=0.003"], 10000),
     # the 10x run again from that MLE start with the real batch's NLL in every G update: the 10x
     # run peaked near 200 steps and collapsed by 400; does the NLL term hold it, and NLL_gen near 5?
-    "coco_rsgan_glr_mix": ("configs/coco_rsgan.yaml",
-                           [*COCO_RSGAN_WARM, "adversarial.g_lr=0.001", "adversarial.mle_weight=1.0"], 10000),
+    "coco_rsgan_glr_mix": ("configs/coco_rsgan.yaml", [*COCO_RSGAN_WARM, *GLR_MIX], 10000),
     # the same with a spectrally normalised discriminator: coco_rsgan_glr_mix held BLEU-2 0.81 and
     # NLL_gen 5.5 to step 400, then its discriminator's real-fake logit gap ran from ~9 to ~17, the
     # adversarial loss outweighed the NLL term, and by step 500 samples were 5 tokens long
     "coco_rsgan_glr_mix_sn": ("configs/coco_rsgan.yaml",
-                              [*COCO_RSGAN_WARM, "adversarial.g_lr=0.001", "adversarial.mle_weight=1.0",
-                               "discriminator.spectral_norm=true"], 10000),
+                              [*COCO_RSGAN_WARM, *GLR_MIX, "discriminator.spectral_norm=true"], 10000),
     "coco_mle_large": ("configs/coco_mle_large.yaml", [], 10000),
     # RelGAN as published: relational memory generator, 150 MLE epochs, then 2,000 RSGAN steps
     "coco_relgan": ("configs/coco_relgan.yaml", [], 10000),
