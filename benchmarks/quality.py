@@ -88,6 +88,19 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     # adversarial loss outweighed the NLL term, and by step 500 samples were 5 tokens long
     "coco_rsgan_glr_mix_sn": ("configs/coco_rsgan.yaml",
                               [*COCO_RSGAN_WARM, *GLR_MIX, "discriminator.spectral_norm=true"], 10000),
+    # the same with one discriminator update per step instead of five: a slower discriminator, to
+    # keep its logit gap near where coco_rsgan_glr_mix peaked (step 200) rather than running away
+    "coco_rsgan_glr_mix_d1": ("configs/coco_rsgan.yaml",
+                              [*COCO_RSGAN_WARM, *GLR_MIX, "adversarial.d_steps=1"], 10000),
+    # coco_rsgan's MLE phase with a 4x wider LSTM (hidden 128), kept at its best held-out NLL_gen
+    # (checkpoints/best.pt): does capacity, early-stopped, move the MLE curve the GANs are measured on?
+    "coco_mle_h128": ("configs/coco_rsgan.yaml",
+                      ["generator.hidden_dim=128", "adversarial.steps=0", "mle.epochs=20",
+                       "log.best_metric=nll_gen_mc8_tok", "log.best_mode=min"], 10000),
+    # coco_rsgan_glr_mix's GAN phase from that wider MLE model's best checkpoint
+    "coco_rsgan_h128_glr_mix": ("configs/coco_rsgan.yaml",
+                                ["generator.hidden_dim=128", "generator.init_from={runs}/coco_mle_h128/checkpoints/best.pt",
+                                 "mle.epochs=0", *GLR_MIX], 10000),
     "coco_mle_large": ("configs/coco_mle_large.yaml", [], 10000),
     # RelGAN as published: relational memory generator, 150 MLE epochs, then 2,000 RSGAN steps
     "coco_relgan": ("configs/coco_relgan.yaml", [], 10000),
