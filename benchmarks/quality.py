@@ -92,8 +92,9 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     # keep its logit gap near where coco_rsgan_glr_mix peaked (step 200) rather than running away
     "coco_rsgan_glr_mix_d1": ("configs/coco_rsgan.yaml",
                               [*COCO_RSGAN_WARM, *GLR_MIX, "adversarial.d_steps=1"], 10000),
-    # coco_rsgan's MLE phase with a 4x wider LSTM (hidden 128), kept at its best held-out NLL_gen
-    # (checkpoints/best.pt): does capacity, early-stopped, move the MLE curve the GANs are measured on?
+    # coco_rsgan's MLE phase with a 4x wider LSTM (hidden 128): does capacity, early-stopped, move
+    # the MLE curve the GANs are measured on? Its record scores the last epoch trained; the epoch
+    # with the best held-out NLL_gen is kept as checkpoints/best.pt, where the GAN below starts
     "coco_mle_h128": ("configs/coco_rsgan.yaml",
                       ["generator.hidden_dim=128", "adversarial.steps=0", "mle.epochs=20",
                        "log.best_metric=nll_gen_mc8_tok", "log.best_mode=min"], 10000),
