@@ -160,6 +160,11 @@ def test_wrong_type_names_the_valid_choices():
     ("generator.hidden_dim=0", "generator.hidden_dim"),
     ("generator.dropout=1.0", "generator.dropout"),
     ("generator.init_std=-0.1", "generator.init_std"),
+    ("generator.io_dropout=1.0", "generator.io_dropout"),
+    ("generator.io_dropout=-0.1", "generator.io_dropout"),
+    ("mle.patience=-1", "mle.patience"),
+    ("mle.plateau_lr_factor=0", "mle.plateau_lr_factor"),
+    ("mle.plateau_lr_factor=1.5", "mle.plateau_lr_factor"),
     ("discriminator.emb_dim=0", "discriminator.emb_dim"),
     ("discriminator.num_rep=0", "discriminator.num_rep"),
     ("discriminator.num_rep=5", "discriminator.num_rep"),  # must divide emb_dim
@@ -194,6 +199,23 @@ def test_wrong_type_names_the_valid_choices():
 def test_out_of_range(override, key):
     message = error_of(config.load, None, [override])
     assert message.startswith(f"{key}: ")
+
+
+@pytest.mark.parametrize("override", ["eval.nll_gen=false", "eval.mle_every=0"])
+def test_mle_patience_needs_held_out_nll_gen_each_evaluation(override):
+    """Early stopping watches held-out NLL_gen at the MLE evaluations: without either, a one-line
+    error before anything runs, naming both ways out."""
+    assert config.load(None, ["mle.patience=2"]).mle.patience == 2
+    message = error_of(config.load, None, ["mle.patience=2", override])
+    assert message.startswith("mle.patience: needs eval.nll_gen: true and eval.mle_every >= 1")
+    assert "mle.patience: 0" in message and "\n" not in message
+    assert config.load(None, ["mle.patience=0", override]).mle.patience == 0
+
+
+def test_plateau_lr_factor_needs_patience():
+    message = error_of(config.load, None, ["mle.plateau_lr_factor=0.5"])
+    assert message.startswith("mle.plateau_lr_factor: acts at mle.patience's evaluations")
+    assert config.load(None, ["mle.plateau_lr_factor=0.5", "mle.patience=1"]).mle.plateau_lr_factor == 0.5
 
 
 def test_list_schedule_needs_matching_milestones():

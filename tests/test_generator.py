@@ -113,6 +113,36 @@ def test_teacher_forcing_starts_from_bos_and_masks_banned():
     assert (logits[..., PAD] < -1e8).all() and (logits[..., BOS] < -1e8).all()
 
 
+@pytest.mark.parametrize("lstm_kernel", ["torch", "auto"])
+def test_io_dropout_drops_teacher_forced_inputs_and_outputs_only_while_training(lstm_kernel):
+    """generator.io_dropout: in training the teacher-forced logits and MLE loss change from draw
+    to draw and every parameter still gets a gradient (the fused all-in-forward MLE path steps
+    aside); in eval mode, and for free-running samples in any mode, the model is the same as
+    without it."""
+    cfg = dict(emb_dim=8, hidden_dim=16, latent_dim=5, lstm_kernel=lstm_kernel)
+    torch.manual_seed(0)
+    plain = build_generator(GeneratorConfig(**cfg), V, [PAD, BOS])
+    drop = build_generator(GeneratorConfig(**cfg, io_dropout=0.5), V, [PAD, BOS])
+    drop.load_state_dict(plain.state_dict())
+    tokens = torch.randint(3, V, (6, 7), generator=torch.Generator().manual_seed(1))
+    z = latent(plain, 6, 2)
+    assert not drop.mle_fused()  # training, gradients on: the layered path, which can drop
+    first, second = drop.mle_loss(tokens, z, PAD), drop.mle_loss(tokens, z, PAD)
+    assert not torch.allclose(first, second)
+    assert not torch.allclose(first, plain.mle_loss(tokens, z, PAD))
+    first.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in drop.parameters())
+    with torch.no_grad():
+        assert not torch.allclose(drop(tokens, z), plain(tokens, z))
+        for mode in (True, False):
+            a = plain.train(mode).sample(z, 9, generator=torch.Generator().manual_seed(3))
+            b = drop.train(mode).sample(z, 9, generator=torch.Generator().manual_seed(3))
+            assert torch.equal(a.tokens, b.tokens) and torch.equal(a.dists, b.dists)
+        plain.eval(), drop.eval()
+        torch.testing.assert_close(drop(tokens, z), plain(tokens, z), rtol=0, atol=0)
+        torch.testing.assert_close(drop.mle_loss(tokens, z, PAD), plain.mle_loss(tokens, z, PAD), rtol=0, atol=0)
+
+
 # ---------------------------------------------------------------------------- free running
 
 def lstm_step(gen: Generator, x: torch.Tensor, h: list, c: list) -> torch.Tensor:

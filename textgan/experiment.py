@@ -106,7 +106,7 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
     if cfg.generator.core == "lstm":
         log(f"generator teacher-forced LSTM: {trainer.G.lstm_kernel_used()} (generator.lstm_kernel={cfg.generator.lstm_kernel})")
         log(f"generator MLE loss: {'fused, every gradient in one pass' if trainer.G.mle_fused() else 'layered'} "
-            "(both kernels native, no dropout between layers)")
+            "(fused only where both kernels are native and no dropout is active)")
     if hasattr(trainer.D, "conv_kernel"):
         log(f"discriminator conv+max: {trainer.D.conv_kernel()} (discriminator.conv_kernel={cfg.discriminator.conv_kernel})")
         log(f"discriminator highway gate: {trainer.D.highway.kernel_used()} "

@@ -13,6 +13,8 @@ from pathlib import Path
 from textgan.gumbel import tau_at
 from textgan.train import Trainer
 
+MLE_BEST = "mle_best.pt"  # mle.patience: the pretraining epoch with the lowest held-out NLL_gen
+
 
 def should(every: int, step: int, last: int) -> bool:
     """True on every `every`-th step and on the last one."""
@@ -25,6 +27,36 @@ class Interrupted(Exception):
     def __init__(self, path: Path):
         super().__init__(f"stopped; checkpoint {path}")
         self.path = path
+
+
+def early_stop_mle(trainer: Trainer) -> None:
+    """mle.patience, after an MLE evaluation: keep the epoch with the lowest held-out NLL_gen in
+    checkpoints/mle_best.pt; at each evaluation without a lower one multiply the MLE learning rate
+    by plateau_lr_factor; after `patience` of them, or at the last epoch, put that generator back
+    and end pretraining. Held-out NLL_gen, not BLEU: it is the likelihood MLE optimises, measured
+    where overfitting shows."""
+    cfg, p = trainer.cfg, trainer.progress
+    best_path = trainer.run_dir / "checkpoints" / MLE_BEST
+    name = next(k for k in trainer.last_metrics if k.startswith("nll_gen_mc"))
+    value = trainer.last_metrics[name]
+    if math.isfinite(value) and (p.mle_best is None or value < p.mle_best):
+        p.mle_best, p.mle_since_best = value, 0
+        trainer.save(best_path)
+    else:
+        p.mle_since_best += 1
+        if cfg.mle.plateau_lr_factor < 1.0:
+            p.mle_lr_scale *= cfg.mle.plateau_lr_factor
+            trainer.apply_lr_scale()
+    if p.mle_since_best < cfg.mle.patience and p.epoch < cfg.mle.epochs:
+        return
+    p.mle_done = True
+    if p.mle_since_best == 0:  # this epoch is the best: nothing to put back
+        return
+    best = trainer.restore_generator(best_path)
+    trainer.monitor.scalars({"mle/best_epoch": best["epoch"], "mle/stopped_epoch": p.epoch}, p.global_step)
+    if trainer.dist.is_main:
+        print(f"mle: held-out {name} not below {p.mle_best:.4f} for {p.mle_since_best} evaluation(s); "
+              f"pretraining ends after epoch {p.epoch}, generator back to epoch {best['epoch']}", file=sys.stderr)
 
 
 def run(trainer: Trainer, on_checkpoint=lambda path: None) -> dict[str, float]:
@@ -44,7 +76,7 @@ def run(trainer: Trainer, on_checkpoint=lambda path: None) -> dict[str, float]:
             print(f"warning: non-finite updates; rolled back to {path.name}, learning rates x"
                   f"{p.lr_scale:.3g}", file=sys.stderr)
 
-    while p.epoch < cfg.mle.epochs:
+    while p.epoch < cfg.mle.epochs and not p.mle_done:
         if not trainer.mle_epoch():
             checkpoint_and_stop_if_asked()
         if trainer.diverging() or p.batch:  # never checkpoint a diverging state
@@ -52,6 +84,8 @@ def run(trainer: Trainer, on_checkpoint=lambda path: None) -> dict[str, float]:
             continue
         if should(cfg.eval.mle_every, p.epoch, cfg.mle.epochs):
             trainer.evaluate()
+            if cfg.mle.patience:
+                early_stop_mle(trainer)
         trainer.log_samples()
         saved = trainer.save()
         on_checkpoint(saved)

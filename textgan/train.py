@@ -38,6 +38,10 @@ class Progress:
     rollbacks: int = 0  # times the run went back to its last checkpoint after diverging
     lr_scale: float = 1.0  # every learning rate is multiplied by this (lowered at each rollback)
     best: float | None = None  # best value of log.best_metric so far
+    mle_best: float | None = None  # mle.patience: lowest held-out NLL_gen of an MLE evaluation
+    mle_since_best: int = 0  # mle.patience: MLE evaluations since that one
+    mle_done: bool = False  # mle.patience: pretraining has ended (early or not), generator restored
+    mle_lr_scale: float = 1.0  # mle.plateau_lr_factor to the power of the evaluations without a new best
 
 
 def set_seed(seed: int) -> None:
@@ -150,9 +154,11 @@ class Trainer:
         self.apply_lr_scale()
 
     def apply_lr_scale(self) -> None:
-        """Set every optimizer's learning rate to its configured value times progress.lr_scale."""
-        scale, adv = self.progress.lr_scale, self.cfg.adversarial
-        for opt, base in ((self.opt_mle, self.cfg.mle.lr), (self.opt_g, adv.g_lr), (self.opt_d, adv.d_lr)):
+        """Set every optimizer's learning rate to its configured value times progress.lr_scale
+        (and the MLE one times progress.mle_lr_scale)."""
+        p, adv = self.progress, self.cfg.adversarial
+        scale = p.lr_scale
+        for opt, base in ((self.opt_mle, self.cfg.mle.lr * p.mle_lr_scale), (self.opt_g, adv.g_lr), (self.opt_d, adv.d_lr)):
             for group in opt.param_groups:
                 group["lr"] = base * scale
 
@@ -387,6 +393,14 @@ class Trainer:
         if p.best is None or sign * value > sign * p.best:
             p.best = value
             self.save(self.run_dir / "checkpoints" / "best.pt")
+
+    def restore_generator(self, path: Path) -> dict:
+        """Put back the generator (and its metrics) saved at `path` by `save`; the rest of the
+        state (optimizers, progress, RNGs) goes on. Returns that checkpoint's progress."""
+        state = checkpoint.load(path, map_location=self.device)
+        self.G.load_state_dict(state["generator"])
+        self.last_metrics = dict(state.get("metrics", {}))
+        return state["progress"]
 
     def log_samples(self) -> list[str]:
         def decode() -> list[str]:

@@ -40,7 +40,7 @@ class Generator(nn.Module):
                  latent_dim: int, prior: str, feedback: str = "hard", dropout: float = 0.0,
                  banned: list[int] = (), pad_id: int = 0, bos_id: int = 1, eos_id: int = 2,
                  core: str = "lstm", mem_slots: int = 1, num_heads: int = 2, head_size: int = 256,
-                 ce_kernel: str = "auto", lstm_kernel: str = "auto"):
+                 ce_kernel: str = "auto", lstm_kernel: str = "auto", io_dropout: float = 0.0):
         super().__init__()
         if ce_kernel == "native":
             native.require(linear_ce_native.kernels(), "generator.ce_kernel")
@@ -60,6 +60,7 @@ class Generator(nn.Module):
             self.memory = RelationalMemory(emb_dim, mem_slots=mem_slots, num_heads=num_heads, head_size=head_size)
             self.hidden_dim = state_size = self.memory.output_dim  # z -> a shift of the memory
         self.core_kind = core
+        self.io_dropout = io_dropout  # on the core's teacher-forced inputs and outputs, in training
         self.out = nn.Linear(self.hidden_dim, vocab_size)
         # Absent for prior=none: zero LSTM states or the unit-vector memory, the plain LM.
         self.latent_proj = nn.Linear(latent_dim, state_size) if prior != "none" else None
@@ -119,11 +120,17 @@ class Generator(nn.Module):
         """Teacher-forced top-layer states (B, T, H): position t sees BOS and the gold tokens before t."""
         bos = torch.full_like(tokens[:, :1], self.bos_id)
         inputs = torch.cat([bos, tokens[:, :-1]], dim=1)  # (B, T)
-        emb, state = self.embedding(inputs), self.init_state(z)
+        emb, state = self._io_drop(self.embedding(inputs)), self.init_state(z)
         if self.lstm_kernel_used() == "native":
-            return lstm_native.run(self.lstm, emb, state)
+            return self._io_drop(lstm_native.run(self.lstm, emb, state))
         hidden, _ = self.core(emb, state)  # (B, T, H)
-        return hidden
+        return self._io_drop(hidden)
+
+    def _io_drop(self, x: torch.Tensor) -> torch.Tensor:
+        """generator.io_dropout on teacher-forced embeddings or core outputs, while training: the
+        usual LSTM language-model regulariser (Zaremba et al. 2014), which the single-layer core's
+        between-layer dropout cannot give."""
+        return nn.functional.dropout(x, self.io_dropout, training=True) if self.training and self.io_dropout else x
 
     def forward(self, tokens: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits (B, T, V)."""
@@ -172,7 +179,7 @@ class Generator(nn.Module):
     def mle_fused(self) -> bool:
         """Whether `mle_loss` runs textgan.models.mle_native: both C kernels in use, gradients on."""
         return (torch.is_grad_enabled() and self.lstm_kernel_used() == "native" and self.ce_kernel_used() == "native"
-                and mle_native.applies(self.lstm))
+                and not (self.training and self.io_dropout) and mle_native.applies(self.lstm))
 
     def _output_bias(self) -> torch.Tensor:
         return self.out.bias + self.logit_mask
