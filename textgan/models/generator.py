@@ -122,8 +122,9 @@ class Generator(nn.Module):
         inputs = torch.cat([bos, tokens[:, :-1]], dim=1)  # (B, T)
         emb, state = self._io_drop(self.embedding(inputs)), self.init_state(z)
         if self.lstm_kernel_used() == "native":
-            return self._io_drop(lstm_native.run(self.lstm, emb, state))
-        hidden, _ = self.core(emb, state)  # (B, T, H)
+            hidden = lstm_native.run(self.lstm, emb, state)
+        else:
+            hidden, _ = self.core(emb, state)  # (B, T, H)
         return self._io_drop(hidden)
 
     def _io_drop(self, x: torch.Tensor) -> torch.Tensor:
