@@ -201,6 +201,19 @@ def test_out_of_range(override, key):
     assert message.startswith(f"{key}: ")
 
 
+@pytest.mark.parametrize(("overrides", "width"), [
+    (["generator.hidden_dim=64"], 64),
+    (["generator.core=relational_memory", "generator.num_heads=2", "generator.head_size=8"], 16),
+])
+def test_tie_embeddings_needs_emb_dim_equal_to_the_core_output(overrides, width):
+    """One (V, E) matrix both embeds and scores tokens only when E is the width the output layer
+    reads: otherwise a one-line error with both sizes and both ways out."""
+    message = error_of(config.load, None, ["generator.tie_embeddings=true", *overrides])
+    assert message.startswith(f"generator.tie_embeddings: needs emb_dim (32) equal to the core's output size ({width})")
+    assert "emb_dim" in message and "tie_embeddings to false" in message and "\n" not in message
+    assert config.load(None, ["generator.tie_embeddings=true", *overrides, f"generator.emb_dim={width}"]).generator.tie_embeddings
+
+
 @pytest.mark.parametrize("override", ["eval.nll_gen=false", "eval.mle_every=0"])
 def test_mle_patience_needs_held_out_nll_gen_each_evaluation(override):
     """Early stopping watches held-out NLL_gen at the MLE evaluations: without either, a one-line

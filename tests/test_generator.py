@@ -143,6 +143,33 @@ def test_io_dropout_drops_teacher_forced_inputs_and_outputs_only_while_training(
         torch.testing.assert_close(drop.mle_loss(tokens, z, PAD), plain.mle_loss(tokens, z, PAD), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("lstm_kernel", ["torch", "auto"])
+def test_tied_embeddings_share_one_matrix_whose_gradient_sums_both_roles(lstm_kernel):
+    """generator.tie_embeddings: the embedding and the output layer are one parameter (V * E
+    fewer), its MLE gradient is the untied model's embedding gradient plus its output-weight
+    gradient (also through the fused all-in-forward kernels, where `auto` takes them), and a
+    state-dict round trip keeps it one tensor."""
+    cfg = dict(emb_dim=16, hidden_dim=16, latent_dim=5, lstm_kernel=lstm_kernel, ce_kernel=lstm_kernel)
+    torch.manual_seed(0)
+    tied = build_generator(GeneratorConfig(**cfg, tie_embeddings=True), V, [PAD, BOS])
+    untied = build_generator(GeneratorConfig(**cfg), V, [PAD, BOS])
+    untied.load_state_dict(tied.state_dict())
+    assert tied.embedding.weight is tied.out.weight
+    assert torch.equal(untied.embedding.weight, untied.out.weight)  # same values, two tensors
+    n_tied, n_untied = (sum(p.numel() for p in g.parameters()) for g in (tied, untied))
+    assert n_untied - n_tied == V * 16
+    tokens = torch.randint(3, V, (6, 7), generator=torch.Generator().manual_seed(1))
+    z = latent(tied, 6, 2)
+    tied.mle_loss(tokens, z, PAD).backward()
+    untied.mle_loss(tokens, z, PAD).backward()
+    torch.testing.assert_close(tied.out.weight.grad, untied.embedding.weight.grad + untied.out.weight.grad)
+    assert untied.embedding.weight.grad.abs().sum() > 0 and untied.out.weight.grad.abs().sum() > 0
+    reloaded = build_generator(GeneratorConfig(**cfg, tie_embeddings=True), V, [PAD, BOS])
+    reloaded.load_state_dict(tied.state_dict())
+    assert reloaded.embedding.weight is reloaded.out.weight
+    assert torch.equal(reloaded.out.weight, tied.out.weight)
+
+
 # ---------------------------------------------------------------------------- free running
 
 def lstm_step(gen: Generator, x: torch.Tensor, h: list, c: list) -> torch.Tensor:

@@ -72,6 +72,10 @@ class GeneratorConfig:
     # layer), in training only; free-running samples never drop. Regularises a wide single-layer
     # LSTM that overfits a small corpus (COCO's held-out NLL_gen rises after ~3 epochs at hidden 128)
     io_dropout: float = 0.0
+    # the output layer's weight is the embedding matrix (Press & Wolf 2017, Inan et al. 2017): V * E
+    # fewer parameters, and every token's input and output vectors learn from both its roles, a
+    # regulariser for a small corpus. Needs emb_dim equal to the core's output size
+    tie_embeddings: bool = False
     init_from: str = ""  # run folder or checkpoint whose generator (and vocabulary) starts this run
     init_std: float = 0.0  # > 0: every embedding, LSTM and linear weight and bias ~ N(0, init_std) (SeqGAN: 0.1); 0: torch's defaults
     # the output layer's cross-entropy (MLE loss, NLL_gen) on CPU in float32: native = the C kernel
@@ -91,7 +95,14 @@ class GeneratorConfig:
                "must be 1 with core relational_memory (its depth is the attention and MLP)")
         _check(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
         _check(0.0 <= self.io_dropout < 1.0, "io_dropout", "must be in [0, 1)")
+        _check(not self.tie_embeddings or self.emb_dim == self.core_output_dim(), "tie_embeddings",
+               f"needs emb_dim ({self.emb_dim}) equal to the core's output size ({self.core_output_dim()}); "
+               "set emb_dim to it or tie_embeddings to false")
         _check(self.init_std >= 0.0, "init_std", "must be >= 0 (0 keeps torch's default initialisation)")
+
+    def core_output_dim(self) -> int:
+        """H, the width the output layer reads: hidden_dim, or the relational memory's S * heads * head size."""
+        return self.hidden_dim if self.core == "lstm" else self.mem_slots * self.num_heads * self.head_size
 
 
 @dataclass

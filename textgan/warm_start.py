@@ -17,8 +17,9 @@ from textgan.errors import UserError
 from textgan.models.generator import Generator
 from textgan.sample import Loaded, load_generator
 
-SHAPES = {"lstm": ("core", "emb_dim", "hidden_dim", "num_layers"),  # what fixes the weights' shapes
-          "relational_memory": ("core", "emb_dim", "mem_slots", "num_heads", "head_size")}
+# what fixes the weights' shapes, and which of them are one tensor
+SHAPES = {"lstm": ("core", "emb_dim", "hidden_dim", "num_layers", "tie_embeddings"),
+          "relational_memory": ("core", "emb_dim", "mem_slots", "num_heads", "head_size", "tie_embeddings")}
 
 
 def load_source(cfg: GeneratorConfig) -> Loaded:

@@ -33,7 +33,8 @@ def build_generator(cfg: GeneratorConfig, vocab_size: int, banned: list[int]) ->
                     num_layers=cfg.num_layers, latent_dim=cfg.latent_dim, prior=cfg.prior,
                     feedback=cfg.feedback, dropout=cfg.dropout, banned=banned, core=cfg.core,
                     mem_slots=cfg.mem_slots, num_heads=cfg.num_heads, head_size=cfg.head_size,
-                    ce_kernel=cfg.ce_kernel, lstm_kernel=cfg.lstm_kernel, io_dropout=cfg.io_dropout)
+                    ce_kernel=cfg.ce_kernel, lstm_kernel=cfg.lstm_kernel, io_dropout=cfg.io_dropout,
+                    tie_embeddings=cfg.tie_embeddings)
     if cfg.init_std > 0:
         gen.init_normal_(cfg.init_std)
     return gen

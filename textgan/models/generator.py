@@ -40,7 +40,8 @@ class Generator(nn.Module):
                  latent_dim: int, prior: str, feedback: str = "hard", dropout: float = 0.0,
                  banned: list[int] = (), pad_id: int = 0, bos_id: int = 1, eos_id: int = 2,
                  core: str = "lstm", mem_slots: int = 1, num_heads: int = 2, head_size: int = 256,
-                 ce_kernel: str = "auto", lstm_kernel: str = "auto", io_dropout: float = 0.0):
+                 ce_kernel: str = "auto", lstm_kernel: str = "auto", io_dropout: float = 0.0,
+                 tie_embeddings: bool = False):
         super().__init__()
         if ce_kernel == "native":
             native.require(linear_ce_native.kernels(), "generator.ce_kernel")
@@ -62,6 +63,10 @@ class Generator(nn.Module):
         self.core_kind = core
         self.io_dropout = io_dropout  # on the core's teacher-forced inputs and outputs, in training
         self.out = nn.Linear(self.hidden_dim, vocab_size)
+        if tie_embeddings:  # one (V, E) matrix: embeddings in, logits out
+            if emb_dim != self.hidden_dim:
+                raise ValueError(f"tie_embeddings needs emb_dim ({emb_dim}) == the core's output size ({self.hidden_dim})")
+            self.embedding.weight = self.out.weight  # starts as the output layer does, U(+-1/sqrt(H))
         # Absent for prior=none: zero LSTM states or the unit-vector memory, the plain LM.
         self.latent_proj = nn.Linear(latent_dim, state_size) if prior != "none" else None
         mask = torch.zeros(vocab_size)
