@@ -41,6 +41,16 @@ COCO_RSGAN_WARM = ["generator.init_from={runs}/coco_rsgan_mle30", "mle.epochs=0"
 COCO_MLE_EARLY = ["adversarial.steps=0", "mle.epochs=40", "mle.patience=2"]  # MLE alone, early-stopped
 GLR_MIX = ["adversarial.g_lr=0.001", "adversarial.mle_weight=1.0"]  # 10x G learning rate + the real batch's NLL
 
+
+def coco_mle_wide(width: int, io_dropout: float, tied: bool = False) -> tuple[str, list[str], int]:
+    """coco_rsgan's MLE phase alone at hidden `width` with io_dropout, patience 3 and the rate
+    halved on each plateau; `tied`: embeddings as wide, tied to the output layer."""
+    tie = [f"generator.emb_dim={width}", "generator.tie_embeddings=true"] if tied else []
+    return ("configs/coco_rsgan.yaml", [*COCO_MLE_EARLY, f"generator.hidden_dim={width}", *tie,
+                                        f"generator.io_dropout={io_dropout}", "mle.patience=3",
+                                        "mle.plateau_lr_factor=0.5"], 10000)
+
+
 EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), samples scored at the end)
     "oracle20_mle": ("configs/oracle20_mle.yaml", [], 10000),
     "oracle20_rsgan": ("configs/oracle20_rsgan.yaml", [], 10000),
@@ -110,29 +120,16 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
                                                        "generator.io_dropout=0.3"], 10000),
     # the same halving the MLE learning rate at each evaluation without a new best (it flattened at
     # 4.20-4.23 from epoch 4 at lr 0.01, rather than rising as without dropout), patience 3
-    "coco_mle_h128_drop_plateau": ("configs/coco_rsgan.yaml",
-                                   [*COCO_MLE_EARLY, "generator.hidden_dim=128", "generator.io_dropout=0.3",
-                                    "mle.patience=3", "mle.plateau_lr_factor=0.5"], 10000),
+    "coco_mle_h128_drop_plateau": coco_mle_wide(128, 0.3),
     # twice as wide, with more dropout
-    "coco_mle_h256_drop_plateau": ("configs/coco_rsgan.yaml",
-                                   [*COCO_MLE_EARLY, "generator.hidden_dim=256", "generator.io_dropout=0.5",
-                                    "mle.patience=3", "mle.plateau_lr_factor=0.5"], 10000),
+    "coco_mle_h256_drop_plateau": coco_mle_wide(256, 0.5),
     # coco_mle_h128_drop_plateau with 128-wide embeddings tied to the output layer (the 32-wide
     # embeddings under a 128-wide LSTM may be a bottleneck; tying regularises the wider matrix)
-    "coco_mle_h128_tied": ("configs/coco_rsgan.yaml",
-                           [*COCO_MLE_EARLY, "generator.hidden_dim=128", "generator.emb_dim=128",
-                            "generator.tie_embeddings=true", "generator.io_dropout=0.3",
-                            "mle.patience=3", "mle.plateau_lr_factor=0.5"], 10000),
+    "coco_mle_h128_tied": coco_mle_wide(128, 0.3, tied=True),
     # the same twice as wide, with more dropout
-    "coco_mle_h256_tied": ("configs/coco_rsgan.yaml",
-                           [*COCO_MLE_EARLY, "generator.hidden_dim=256", "generator.emb_dim=256",
-                            "generator.tie_embeddings=true", "generator.io_dropout=0.5",
-                            "mle.patience=3", "mle.plateau_lr_factor=0.5"], 10000),
+    "coco_mle_h256_tied": coco_mle_wide(256, 0.5, tied=True),
     # and twice again (held-out NLL_gen 4.135 at 128, 4.093 at 256)
-    "coco_mle_h512_tied": ("configs/coco_rsgan.yaml",
-                           [*COCO_MLE_EARLY, "generator.hidden_dim=512", "generator.emb_dim=512",
-                            "generator.tie_embeddings=true", "generator.io_dropout=0.5",
-                            "mle.patience=3", "mle.plateau_lr_factor=0.5"], 10000),
+    "coco_mle_h512_tied": coco_mle_wide(512, 0.5, tied=True),
     # the GAN phase from coco_mle_h128_drop_plateau's restored best epoch (held-out NLL_gen 4.20)
     # with 3x RelGAN's generator rate, not 10x: from coco_mle_h128 the 10x run only lost diversity
     # (Self-BLEU-4 0.69 -> 0.84 in 50 steps) without gaining BLEU at equal NLL_gen
