@@ -159,3 +159,20 @@ def test_targets_whose_probability_underflows_get_the_exact_loss():
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-4)
     for got, want in zip(grads(out, (h, w, b)), grads(ref, (h, w, b))):  # logits of ~100: fp32 ulp ~1e-5
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_a_buffer_grown_during_an_evaluation_serves_later_training():
+    """The kept chunk buffer grown under inference mode (an NLL_gen evaluation's kernel scratch
+    during a training run) must still take a later training step's in-place writes."""
+    from textgan.models import fused_ce
+    gen = torch.Generator().manual_seed(0)
+    hidden = torch.randn(48, 16, generator=gen, requires_grad=True)
+    weight = torch.randn(300, 16, generator=gen, requires_grad=True)
+    targets = torch.randint(0, 300, (48,), generator=gen)
+    with torch.inference_mode():
+        fused_ce._train_buffer(2048, 4096, hidden)  # larger than anything before: regrown here
+    loss = linear_cross_entropy(hidden, weight, None, targets, kernel="torch")
+    loss.backward()
+    expected = F.cross_entropy(hidden.detach() @ weight.detach().t(), targets)
+    torch.testing.assert_close(loss.detach(), expected)
+    assert hidden.grad is not None and weight.grad.abs().sum() > 0

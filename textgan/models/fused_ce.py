@@ -147,12 +147,14 @@ def _train_buffer(rows: int, cols: int, like: Tensor) -> Tensor:
     tensor per batch often comes from a new mmap, and page-faulting it in cost as much as the
     matmul that fills it (a tenth of an MLE epoch). GPUs have torch's caching allocator.
     Only `_loss_and_grads` and `native_scratch` use it, one call at a time (`_log_exactly`
-    allocates its own)."""
+    allocates its own). Grown outside inference mode even when an evaluation grows it: an
+    inference tensor refuses the in-place writes of a later training step."""
     if like.device.type != "cpu":
         return like.new_empty(rows, cols)
     buf = _TRAIN_BUFFERS.get(like.dtype)
     if buf is None or buf.numel() < rows * cols:
-        buf = _TRAIN_BUFFERS[like.dtype] = like.new_empty(rows * cols)
+        with torch.inference_mode(False):
+            buf = _TRAIN_BUFFERS[like.dtype] = torch.empty(rows * cols, dtype=like.dtype)
     return buf[: rows * cols].view(rows, cols)
 
 
