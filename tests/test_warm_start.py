@@ -82,3 +82,22 @@ def test_missing_or_damaged_source_is_one_line_exit_2(data_root, tmp_path, make)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert str(source) in res.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_tied_source_cannot_seed_an_untied_model_and_seeds_a_tied_one(data_root, tmp_path):
+    """A tied generator's one matrix cannot become two without saying so (and an untied state
+    loaded into a tied model would keep only one of its matrices): a one-line error naming the
+    setting; with the tie on both sides the run starts from the source's shared matrix."""
+    tie = ["generator.emb_dim=32", "generator.hidden_dim=32", "generator.tie_embeddings=true"]
+    res = run_cli("train", MLE, *FAST, f"log.dir={tmp_path / 'src'}", *tie)
+    assert res.returncode == 0, res.stderr
+    src = tmp_path / "src" / "coco_mle"
+    res = run_cli("train", MLE, *FAST, f"log.dir={tmp_path / 'dst'}", f"generator.init_from={src}",
+                  "generator.emb_dim=32", "generator.hidden_dim=32", "mle.epochs=0")
+    assert res.returncode == 2 and "generator.tie_embeddings=True" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "dst").exists()
+    res = run_cli("train", MLE, *FAST, f"log.dir={tmp_path / 'ok'}", f"generator.init_from={src}", *tie, "mle.epochs=0")
+    assert res.returncode == 0, res.stderr
+    loaded = load_generator(tmp_path / "ok" / "coco_mle").generator
+    assert loaded.embedding.weight is loaded.out.weight
+    torch.testing.assert_close(loaded.out.weight, load_generator(src).generator.out.weight)
