@@ -81,6 +81,12 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     # discriminator won; RelGAN's 6.68 comes with a rising NLL_gen (less coverage). Does a faster
     # generator reach it at temperature 1, and at what NLL_gen?
     "oracle20_rsgan_warm_glr3": ("configs/oracle20_rsgan.yaml", [*ORACLE20_WARM, "adversarial.g_lr=0.003"], 10000),
+    # the same with one discriminator update per G step instead of five: in both fast runs the
+    # discriminator won from step ~150 (d_loss ~0.001) and NLL_oracle rose after its 7.08 dip; a
+    # slower discriminator keeps its gradient informative, and a step costs ~1/3 (the
+    # discriminator is ~80 % of a step's work)
+    "oracle20_rsgan_warm_glr3_d1": ("configs/oracle20_rsgan.yaml",
+                                    [*ORACLE20_WARM, "adversarial.g_lr=0.003", "adversarial.d_steps=1"], 10000),
     "oracle40_mle": ("configs/oracle40_mle.yaml", [], 10000),
     "oracle40_rsgan": ("configs/oracle40_rsgan.yaml", [], 10000),
     "coco_mle": ("configs/coco_mle.yaml", [], 10000),
@@ -136,6 +142,13 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     "coco_rsgan_h128_drop_mix3": ("configs/coco_rsgan.yaml",
                                   ["generator.hidden_dim=128", "generator.io_dropout=0.3", "mle.epochs=0",
                                    "generator.init_from={runs}/coco_mle_h128_drop_plateau",
+                                   "adversarial.g_lr=0.0003", "adversarial.mle_weight=1.0"], 10000),
+    # the same recipe from coco_mle_h256_tied's restored best epoch (held-out NLL_gen 4.093), whose
+    # temperature curve is above coco_mle_h128's on BLEU-3..5: does the GAN phase carry that along?
+    "coco_rsgan_h256_tied_mix3": ("configs/coco_rsgan.yaml",
+                                  ["generator.hidden_dim=256", "generator.emb_dim=256",
+                                   "generator.tie_embeddings=true", "generator.io_dropout=0.5", "mle.epochs=0",
+                                   "generator.init_from={runs}/coco_mle_h256_tied",
                                    "adversarial.g_lr=0.0003", "adversarial.mle_weight=1.0"], 10000),
     # coco_rsgan_glr_mix's GAN phase from that wider MLE model's best checkpoint
     "coco_rsgan_h128_glr_mix": ("configs/coco_rsgan.yaml",
