@@ -81,6 +81,9 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     # discriminator won; RelGAN's 6.68 comes with a rising NLL_gen (less coverage). Does a faster
     # generator reach it at temperature 1, and at what NLL_gen?
     "oracle20_rsgan_warm_glr3": ("configs/oracle20_rsgan.yaml", [*ORACLE20_WARM, "adversarial.g_lr=0.003"], 10000),
+    # the generator's rate 20x, between the 10x run (still falling at 7.57 after 400 steps) and the
+    # 30x one (7.08 at step 150, then collapse): a lower dip that holds longer?
+    "oracle20_rsgan_warm_glr2": ("configs/oracle20_rsgan.yaml", [*ORACLE20_WARM, "adversarial.g_lr=0.002"], 10000),
     # the same with one discriminator update per G step instead of five: in both fast runs the
     # discriminator won from step ~150 (d_loss ~0.001) and NLL_oracle rose after its 7.08 dip; a
     # slower discriminator keeps its gradient informative, and a step costs ~1/3 (the
