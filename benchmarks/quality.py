@@ -40,15 +40,22 @@ COCO_MIX = ["generator.init_from={runs}/coco_relgan_mle30", "mle.epochs=0", "adv
 COCO_RSGAN_WARM = ["generator.init_from={runs}/coco_rsgan_mle30", "mle.epochs=0"]  # from coco_rsgan's MLE phase
 COCO_MLE_EARLY = ["adversarial.steps=0", "mle.epochs=40", "mle.patience=2"]  # MLE alone, early-stopped
 GLR_MIX = ["adversarial.g_lr=0.001", "adversarial.mle_weight=1.0"]  # 10x G learning rate + the real batch's NLL
+MIX3 = ["adversarial.g_lr=0.0003", "adversarial.mle_weight=1.0"]  # 3x G learning rate + the real batch's NLL
+ORACLE20_GLR3 = [*ORACLE20_WARM, "adversarial.g_lr=0.003"]  # the oracle GAN phase at 30x G learning rate
+
+
+def wide_generator(width: int, io_dropout: float, tied: bool = False) -> list[str]:
+    """A `width`-wide LSTM with io_dropout; `tied`: embeddings as wide, tied to the output layer.
+    The MLE runs and the GAN phases that start from them must name the same shapes."""
+    tie = [f"generator.emb_dim={width}", "generator.tie_embeddings=true"] if tied else []
+    return [f"generator.hidden_dim={width}", *tie, f"generator.io_dropout={io_dropout}"]
 
 
 def coco_mle_wide(width: int, io_dropout: float, tied: bool = False) -> tuple[str, list[str], int]:
-    """coco_rsgan's MLE phase alone at hidden `width` with io_dropout, patience 3 and the rate
-    halved on each plateau; `tied`: embeddings as wide, tied to the output layer."""
-    tie = [f"generator.emb_dim={width}", "generator.tie_embeddings=true"] if tied else []
-    return ("configs/coco_rsgan.yaml", [*COCO_MLE_EARLY, f"generator.hidden_dim={width}", *tie,
-                                        f"generator.io_dropout={io_dropout}", "mle.patience=3",
-                                        "mle.plateau_lr_factor=0.5"], 10000)
+    """coco_rsgan's MLE phase alone with `wide_generator`, patience 3 and the rate halved on each
+    plateau."""
+    return ("configs/coco_rsgan.yaml", [*COCO_MLE_EARLY, *wide_generator(width, io_dropout, tied),
+                                        "mle.patience=3", "mle.plateau_lr_factor=0.5"], 10000)
 
 
 EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), samples scored at the end)
@@ -80,21 +87,20 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     # the generator's learning rate 30x: at 10x NLL_oracle stalled at ~7.6 from step 300 once the
     # discriminator won; RelGAN's 6.68 comes with a rising NLL_gen (less coverage). Does a faster
     # generator reach it at temperature 1, and at what NLL_gen?
-    "oracle20_rsgan_warm_glr3": ("configs/oracle20_rsgan.yaml", [*ORACLE20_WARM, "adversarial.g_lr=0.003"], 10000),
-    # the generator's rate 20x, between the 10x run (still falling at 7.57 after 400 steps) and the
-    # 30x one (7.08 at step 150, then collapse): a lower dip that holds longer?
-    "oracle20_rsgan_warm_glr2": ("configs/oracle20_rsgan.yaml", [*ORACLE20_WARM, "adversarial.g_lr=0.002"], 10000),
+    "oracle20_rsgan_warm_glr3": ("configs/oracle20_rsgan.yaml", ORACLE20_GLR3, 10000),
     # the same with one discriminator update per G step instead of five: in both fast runs the
     # discriminator won from step ~150 (d_loss ~0.001) and NLL_oracle rose after its 7.08 dip; a
     # slower discriminator keeps its gradient informative, and a step costs ~1/3 (the
     # discriminator is ~80 % of a step's work)
-    "oracle20_rsgan_warm_glr3_d1": ("configs/oracle20_rsgan.yaml",
-                                    [*ORACLE20_WARM, "adversarial.g_lr=0.003", "adversarial.d_steps=1"], 10000),
+    "oracle20_rsgan_warm_glr3_d1": ("configs/oracle20_rsgan.yaml", [*ORACLE20_GLR3, "adversarial.d_steps=1"], 10000),
     # glr3 with tau annealed to 0.01 over 500 steps, not 5,000: the fast runs stop after a few
     # hundred steps with tau still ~0.8 (beta ~1.3), while RelGAN's ablation credits its 6.68 to a
     # large beta_max; here beta reaches 10 by step 250
     "oracle20_rsgan_warm_glr3_anneal500": ("configs/oracle20_rsgan.yaml",
-                                           [*ORACLE20_WARM, "adversarial.g_lr=0.003", "gumbel.anneal_steps=500"], 10000),
+                                           [*ORACLE20_GLR3, "gumbel.anneal_steps=500"], 10000),
+    # the generator's rate 20x, between the 10x run (still falling at 7.57 after 400 steps) and the
+    # 30x one (7.08 at step 150, then collapse): a lower dip that holds longer?
+    "oracle20_rsgan_warm_glr2": ("configs/oracle20_rsgan.yaml", [*ORACLE20_WARM, "adversarial.g_lr=0.002"], 10000),
     "oracle40_mle": ("configs/oracle40_mle.yaml", [], 10000),
     "oracle40_rsgan": ("configs/oracle40_rsgan.yaml", [], 10000),
     "coco_mle": ("configs/coco_mle.yaml", [], 10000),
@@ -148,16 +154,13 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     # with 3x RelGAN's generator rate, not 10x: from coco_mle_h128 the 10x run only lost diversity
     # (Self-BLEU-4 0.69 -> 0.84 in 50 steps) without gaining BLEU at equal NLL_gen
     "coco_rsgan_h128_drop_mix3": ("configs/coco_rsgan.yaml",
-                                  ["generator.hidden_dim=128", "generator.io_dropout=0.3", "mle.epochs=0",
-                                   "generator.init_from={runs}/coco_mle_h128_drop_plateau",
-                                   "adversarial.g_lr=0.0003", "adversarial.mle_weight=1.0"], 10000),
+                                  [*wide_generator(128, 0.3), "mle.epochs=0",
+                                   "generator.init_from={runs}/coco_mle_h128_drop_plateau", *MIX3], 10000),
     # the same recipe from coco_mle_h256_tied's restored best epoch (held-out NLL_gen 4.093), whose
     # temperature curve is above coco_mle_h128's on BLEU-3..5: does the GAN phase carry that along?
     "coco_rsgan_h256_tied_mix3": ("configs/coco_rsgan.yaml",
-                                  ["generator.hidden_dim=256", "generator.emb_dim=256",
-                                   "generator.tie_embeddings=true", "generator.io_dropout=0.5", "mle.epochs=0",
-                                   "generator.init_from={runs}/coco_mle_h256_tied",
-                                   "adversarial.g_lr=0.0003", "adversarial.mle_weight=1.0"], 10000),
+                                  [*wide_generator(256, 0.5, tied=True), "mle.epochs=0",
+                                   "generator.init_from={runs}/coco_mle_h256_tied", *MIX3], 10000),
     # coco_rsgan_glr_mix's GAN phase from that wider MLE model's best checkpoint
     "coco_rsgan_h128_glr_mix": ("configs/coco_rsgan.yaml",
                                 ["generator.hidden_dim=128", "generator.init_from={runs}/coco_mle_h128/checkpoints/best.pt",
