@@ -44,17 +44,19 @@ MIX3 = ["adversarial.g_lr=0.0003", "adversarial.mle_weight=1.0"]  # 3x G learnin
 ORACLE20_GLR3 = [*ORACLE20_WARM, "adversarial.g_lr=0.003"]  # the oracle GAN phase at 30x G learning rate
 
 
-def wide_generator(width: int, io_dropout: float, tied: bool = False) -> list[str]:
-    """A `width`-wide LSTM with io_dropout; `tied`: embeddings as wide, tied to the output layer.
+def wide_generator(width: int, io_dropout: float, tied: bool = False, layers: int = 1) -> list[str]:
+    """A `width`-wide LSTM with io_dropout; `tied`: embeddings as wide, tied to the output layer;
+    `layers` > 1: stacked, with io_dropout between the layers too (Zaremba et al.'s medium LSTM).
     The MLE runs and the GAN phases that start from them must name the same shapes."""
     tie = [f"generator.emb_dim={width}", "generator.tie_embeddings=true"] if tied else []
-    return [f"generator.hidden_dim={width}", *tie, f"generator.io_dropout={io_dropout}"]
+    stack = [f"generator.num_layers={layers}", f"generator.dropout={io_dropout}"] if layers > 1 else []
+    return [f"generator.hidden_dim={width}", *tie, f"generator.io_dropout={io_dropout}", *stack]
 
 
-def coco_mle_wide(width: int, io_dropout: float, tied: bool = False) -> tuple[str, list[str], int]:
+def coco_mle_wide(width: int, io_dropout: float, tied: bool = False, layers: int = 1) -> tuple[str, list[str], int]:
     """coco_rsgan's MLE phase alone with `wide_generator`, patience 3 and the rate halved on each
     plateau."""
-    return ("configs/coco_rsgan.yaml", [*COCO_MLE_EARLY, *wide_generator(width, io_dropout, tied),
+    return ("configs/coco_rsgan.yaml", [*COCO_MLE_EARLY, *wide_generator(width, io_dropout, tied, layers),
                                         "mle.patience=3", "mle.plateau_lr_factor=0.5"], 10000)
 
 
@@ -101,6 +103,9 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     # the generator's rate 20x, between the 10x run (still falling at 7.57 after 400 steps) and the
     # 30x one (7.08 at step 150, then collapse): a lower dip that holds longer?
     "oracle20_rsgan_warm_glr2": ("configs/oracle20_rsgan.yaml", [*ORACLE20_WARM, "adversarial.g_lr=0.002"], 10000),
+    # the same run again with an hour's limit (the 1,900 s one was still falling 0.05 per 50 steps):
+    # where does the dip bottom, and does it collapse as the 30x one did?
+    "oracle20_rsgan_warm_glr2_1h": ("configs/oracle20_rsgan.yaml", [*ORACLE20_WARM, "adversarial.g_lr=0.002"], 10000),
     "oracle40_mle": ("configs/oracle40_mle.yaml", [], 10000),
     "oracle40_rsgan": ("configs/oracle40_rsgan.yaml", [], 10000),
     "coco_mle": ("configs/coco_mle.yaml", [], 10000),
@@ -150,6 +155,8 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     "coco_mle_h256_tied": coco_mle_wide(256, 0.5, tied=True),
     # and twice again (held-out NLL_gen 4.135 at 128, 4.093 at 256)
     "coco_mle_h512_tied": coco_mle_wide(512, 0.5, tied=True),
+    # 256 wide in two layers: depth where width stopped helping (512 ended no lower than 256)
+    "coco_mle_h256_tied_2l": coco_mle_wide(256, 0.5, tied=True, layers=2),
     # the GAN phase from coco_mle_h128_drop_plateau's restored best epoch (held-out NLL_gen 4.20)
     # with 3x RelGAN's generator rate, not 10x: from coco_mle_h128 the 10x run only lost diversity
     # (Self-BLEU-4 0.69 -> 0.84 in 50 steps) without gaining BLEU at equal NLL_gen

@@ -231,6 +231,18 @@ def test_plateau_lr_factor_needs_patience():
     assert config.load(None, ["mle.plateau_lr_factor=0.5", "mle.patience=1"]).mle.plateau_lr_factor == 0.5
 
 
+@pytest.mark.parametrize(("overrides", "start"), [
+    (["log.best_ceiling_metric=nll_gen_mc8_tok", "log.best_ceiling=4.8"], "log.best_ceiling_metric: bounds"),
+    (["log.best_metric=bleu2_exact", "log.best_ceiling_metric=nll_gen_mc8_tok"], "log.best_ceiling: set a finite"),
+    (["log.best_metric=bleu2_exact", "log.best_ceiling=4.8"], "log.best_ceiling: needs log.best_ceiling_metric"),
+])
+def test_best_ceiling_needs_its_metric_and_a_bound(overrides, start):
+    assert error_of(config.load, None, overrides).startswith(start)
+    ok = config.load(None, ["log.best_metric=bleu2_exact", "log.best_ceiling_metric=nll_gen_mc8_tok",
+                            "log.best_ceiling=4.8"])
+    assert (ok.log.best_ceiling_metric, ok.log.best_ceiling) == ("nll_gen_mc8_tok", 4.8)
+
+
 def test_list_schedule_needs_matching_milestones():
     ok = config.load(None, ["gumbel.schedule=list", "gumbel.values=[1, 0.5]", "gumbel.milestones=[0, 10]"])
     assert ok.gumbel.values == [1.0, 0.5]

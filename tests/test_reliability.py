@@ -157,8 +157,13 @@ def test_best_checkpoint_is_kept(tmp_path, data_root):
     assert len(checkpoint.history(tmp_path / "coco_rsgan" / "checkpoints")) == 1
 
 
-def test_unknown_best_metric_lists_the_choices(tmp_path, data_root):
-    res = run_cli("train", CONFIG, *FAST, f"log.dir={tmp_path}", "log.best_metric=bleu9")
-    assert res.returncode == 2 and "choose one of bleu2_exact" in res.stderr
+@pytest.mark.parametrize(("overrides", "named"), [
+    (["log.best_metric=bleu9"], "log.best_metric=bleu9 is not computed"),
+    (["log.best_metric=bleu2_exact", "log.best_ceiling_metric=nll_gen", "log.best_ceiling=4.8"],
+     "log.best_ceiling_metric=nll_gen is not computed")])
+def test_unknown_best_metric_lists_the_choices(tmp_path, data_root, overrides, named):
+    res = run_cli("train", CONFIG, *FAST, f"log.dir={tmp_path}", *overrides)
+    assert res.returncode == 2 and "choose one of bleu2_exact" in res.stderr and named in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "coco_rsgan").exists()
 

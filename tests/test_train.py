@@ -100,6 +100,26 @@ def test_non_finite_loss_skips_update(tmp_path, root_override):
     assert all(torch.equal(v, tr.G.state_dict()[k]) for k, v in g_before.items())
 
 
+def test_best_checkpoint_skips_evaluations_above_the_ceiling(tmp_path, root_override):
+    """log.best_ceiling: an evaluation with a better best_metric but its ceiling metric above the
+    bound (or missing, or NaN) leaves best.pt and the best value alone."""
+    from textgan import checkpoint
+
+    tr = _trainer(tmp_path, root_override, "log.best_metric=bleu2_exact",
+                  "log.best_ceiling_metric=nll_gen_mc8_tok", "log.best_ceiling=5.0")
+    best = tmp_path / "checkpoints" / "best.pt"
+    tr._keep_best({"bleu2_exact": 0.70, "nll_gen_mc8_tok": 6.0})
+    assert tr.progress.best is None and not best.exists()
+    tr._keep_best({"bleu2_exact": 0.60, "nll_gen_mc8_tok": 4.9})
+    assert tr.progress.best == 0.60 and checkpoint.load(best)["progress"]["best"] == 0.60
+    for above in ({"bleu2_exact": 0.90, "nll_gen_mc8_tok": 5.01}, {"bleu2_exact": 0.90},
+                  {"bleu2_exact": 0.90, "nll_gen_mc8_tok": float("nan")}):
+        tr._keep_best(above)
+        assert tr.progress.best == 0.60
+    tr._keep_best({"bleu2_exact": 0.65, "nll_gen_mc8_tok": 5.0})  # at the bound counts
+    assert tr.progress.best == 0.65 and checkpoint.load(best)["progress"]["best"] == 0.65
+
+
 @pytest.mark.parametrize("prior,protocol", [("none", "exact"), ("normal", "exact"), ("normal", "both"),
                                             ("none", "texygen")])
 def test_metric_names_are_what_evaluate_returns(tmp_path, root_override, prior, protocol):

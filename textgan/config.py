@@ -263,10 +263,20 @@ class LogConfig:
     keep_last: int = 3  # step checkpoints kept (older ones are deleted)
     best_metric: str = ""  # also keep checkpoints/best.pt by this eval metric, e.g. bleu4_exact; "" = off
     best_mode: Literal["max", "min"] = "max"  # whether a larger or smaller best_metric is better
+    # only evaluations whose best_ceiling_metric is at most best_ceiling count for best.pt: with
+    # nll_gen_mc8_tok and the MLE start's value, the best quality at no worse held-out NLL_gen
+    best_ceiling_metric: str = ""
+    best_ceiling: float = math.inf
 
     def __post_init__(self) -> None:
         _check(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0")
         _check(self.keep_last >= 1, "keep_last", "must be >= 1")
+        _check(not self.best_ceiling_metric or bool(self.best_metric), "best_ceiling_metric",
+               "bounds the evaluations that count for best.pt; set log.best_metric too")
+        _check(not self.best_ceiling_metric or math.isfinite(self.best_ceiling), "best_ceiling",
+               f"set a finite bound for log.best_ceiling_metric={self.best_ceiling_metric}")
+        _check(bool(self.best_ceiling_metric) or self.best_ceiling == math.inf, "best_ceiling",
+               "needs log.best_ceiling_metric, the metric it bounds")
 
 
 @dataclass

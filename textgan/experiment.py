@@ -42,9 +42,10 @@ def _describe(corpus: Corpus) -> str:
 
 def _check_best_metric(cfg: config_mod.Config, corpus: Corpus) -> None:
     names = metric_names(cfg.eval, corpus, cfg.generator.prior)
-    if cfg.log.best_metric and cfg.log.best_metric not in names:
-        raise UserError(f"log.best_metric={cfg.log.best_metric} is not computed by this run; "
-                        f"choose one of {', '.join(names)}")
+    for key in ("best_metric", "best_ceiling_metric"):
+        value = getattr(cfg.log, key)
+        if value and value not in names:
+            raise UserError(f"log.{key}={value} is not computed by this run; choose one of {', '.join(names)}")
 
 
 def _resume_state(run_dir: Path, log):

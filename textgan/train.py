@@ -385,9 +385,12 @@ class Trainer:
         return metrics
 
     def _keep_best(self, metrics: dict[str, float]) -> None:
-        """checkpoints/best.pt holds the state with the best log.best_metric seen so far."""
-        name, p = self.cfg.log.best_metric, self.progress
+        """checkpoints/best.pt holds the state with the best log.best_metric seen so far among
+        the evaluations within log.best_ceiling."""
+        name, p, log = self.cfg.log.best_metric, self.progress, self.cfg.log
         if not name or name not in metrics or not math.isfinite(metrics[name]):
+            return
+        if log.best_ceiling_metric and not metrics.get(log.best_ceiling_metric, math.nan) <= log.best_ceiling:
             return
         value, sign = metrics[name], 1.0 if self.cfg.log.best_mode == "max" else -1.0
         if p.best is None or sign * value > sign * p.best:
