@@ -103,9 +103,9 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     # the generator's rate 20x, between the 10x run (still falling at 7.57 after 400 steps) and the
     # 30x one (7.08 at step 150, then collapse): a lower dip that holds longer?
     "oracle20_rsgan_warm_glr2": ("configs/oracle20_rsgan.yaml", [*ORACLE20_WARM, "adversarial.g_lr=0.002"], 10000),
-    # the same run again with an hour's limit (the 1,900 s one was still falling 0.05 per 50 steps):
+    # the same run again with a longer limit (the 1,900 s one was still falling 0.05 per 50 steps):
     # where does the dip bottom, and does it collapse as the 30x one did?
-    "oracle20_rsgan_warm_glr2_1h": ("configs/oracle20_rsgan.yaml", [*ORACLE20_WARM, "adversarial.g_lr=0.002"], 10000),
+    "oracle20_rsgan_warm_glr2_long": ("configs/oracle20_rsgan.yaml", [*ORACLE20_WARM, "adversarial.g_lr=0.002"], 10000),
     "oracle40_mle": ("configs/oracle40_mle.yaml", [], 10000),
     "oracle40_rsgan": ("configs/oracle40_rsgan.yaml", [], 10000),
     "coco_mle": ("configs/coco_mle.yaml", [], 10000),
