@@ -392,7 +392,7 @@ class Trainer:
             return
         if log.best_ceiling_metric and not metrics.get(log.best_ceiling_metric, math.nan) <= log.best_ceiling:
             return
-        value, sign = metrics[name], 1.0 if self.cfg.log.best_mode == "max" else -1.0
+        value, sign = metrics[name], 1.0 if log.best_mode == "max" else -1.0
         if p.best is None or sign * value > sign * p.best:
             p.best = value
             self.save(self.run_dir / "checkpoints" / "best.pt")
