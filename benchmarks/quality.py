@@ -41,6 +41,7 @@ COCO_RSGAN_WARM = ["generator.init_from={runs}/coco_rsgan_mle30", "mle.epochs=0"
 COCO_MLE_EARLY = ["adversarial.steps=0", "mle.epochs=40", "mle.patience=2"]  # MLE alone, early-stopped
 GLR_MIX = ["adversarial.g_lr=0.001", "adversarial.mle_weight=1.0"]  # 10x G learning rate + the real batch's NLL
 MIX3 = ["adversarial.g_lr=0.0003", "adversarial.mle_weight=1.0"]  # 3x G learning rate + the real batch's NLL
+ORACLE20_GLR2 = [*ORACLE20_WARM, "adversarial.g_lr=0.002"]  # the oracle GAN phase at 20x G learning rate
 ORACLE20_GLR3 = [*ORACLE20_WARM, "adversarial.g_lr=0.003"]  # the oracle GAN phase at 30x G learning rate
 
 
@@ -102,10 +103,10 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
                                            [*ORACLE20_GLR3, "gumbel.anneal_steps=500"], 10000),
     # the generator's rate 20x, between the 10x run (still falling at 7.57 after 400 steps) and the
     # 30x one (7.08 at step 150, then collapse): a lower dip that holds longer?
-    "oracle20_rsgan_warm_glr2": ("configs/oracle20_rsgan.yaml", [*ORACLE20_WARM, "adversarial.g_lr=0.002"], 10000),
+    "oracle20_rsgan_warm_glr2": ("configs/oracle20_rsgan.yaml", ORACLE20_GLR2, 10000),
     # the same run again with a longer limit (the 1,900 s one was still falling 0.05 per 50 steps):
     # where does the dip bottom, and does it collapse as the 30x one did?
-    "oracle20_rsgan_warm_glr2_long": ("configs/oracle20_rsgan.yaml", [*ORACLE20_WARM, "adversarial.g_lr=0.002"], 10000),
+    "oracle20_rsgan_warm_glr2_long": ("configs/oracle20_rsgan.yaml", ORACLE20_GLR2, 10000),
     "oracle40_mle": ("configs/oracle40_mle.yaml", [], 10000),
     "oracle40_rsgan": ("configs/oracle40_rsgan.yaml", [], 10000),
     "coco_mle": ("configs/coco_mle.yaml", [], 10000),

@@ -387,7 +387,8 @@ class Trainer:
     def _keep_best(self, metrics: dict[str, float]) -> None:
         """checkpoints/best.pt holds the state with the best log.best_metric seen so far among
         the evaluations within log.best_ceiling."""
-        name, p, log = self.cfg.log.best_metric, self.progress, self.cfg.log
+        log, p = self.cfg.log, self.progress
+        name = log.best_metric
         if not name or name not in metrics or not math.isfinite(metrics[name]):
             return
         if log.best_ceiling_metric and not metrics.get(log.best_ceiling_metric, math.nan) <= log.best_ceiling:
