@@ -21,8 +21,9 @@ demo: $(STAMP)
 	$(BIN)/textgan train configs/quickstart.yaml --force
 	@echo "TensorBoard logs are in runs/quickstart: $(BIN)/tensorboard --logdir runs"
 
+# One worker per core (at most 4), each test file whole on one worker so its shared fixtures run once.
 test: $(STAMP)
-	TEXTGAN_DATA_ROOT=$(DATA_ROOT) $(BIN)/python -m pytest -q
+	TEXTGAN_DATA_ROOT=$(DATA_ROOT) $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 bench-bleu: $(STAMP)
 	$(BIN)/python benchmarks/bleu_speed.py --data-root $(DATA_ROOT)
