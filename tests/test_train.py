@@ -120,6 +120,33 @@ def test_best_checkpoint_skips_evaluations_above_the_ceiling(tmp_path, root_over
     assert tr.progress.best == 0.65 and checkpoint.load(best)["progress"]["best"] == 0.65
 
 
+def test_resumed_run_with_other_best_settings_starts_its_best_afresh(tmp_path, root_override):
+    """A run resumed with a changed log.best_* setting compares new evaluations among themselves,
+    not with a best found under the old rule (which may not even be the same metric)."""
+    from textgan import checkpoint
+
+    strict = _trainer(tmp_path, root_override, "log.best_metric=bleu2_exact",
+                      "log.best_ceiling_metric=nll_gen_mc8_tok", "log.best_ceiling=5.0")
+    strict._keep_best({"bleu2_exact": 0.60, "nll_gen_mc8_tok": 4.9})
+    best = tmp_path / "checkpoints" / "best.pt"
+    state = checkpoint.load(best)
+    same = _trainer(tmp_path / "same", root_override, "log.best_metric=bleu2_exact",
+                    "log.best_ceiling_metric=nll_gen_mc8_tok", "log.best_ceiling=5.0")
+    same.load_state_dict(state)
+    same._keep_best({"bleu2_exact": 0.55, "nll_gen_mc8_tok": 4.0})  # same rule: 0.60 stays the best
+    assert same.progress.best == 0.60 and not (tmp_path / "same" / "checkpoints" / "best.pt").exists()
+    looser = _trainer(tmp_path / "looser", root_override, "log.best_metric=bleu2_exact",
+                      "log.best_ceiling_metric=nll_gen_mc8_tok", "log.best_ceiling=6.0")
+    looser.load_state_dict(state)
+    looser._keep_best({"bleu2_exact": 0.55, "nll_gen_mc8_tok": 5.5})  # new rule: the first counts
+    assert looser.progress.best == 0.55
+    assert checkpoint.load(tmp_path / "looser" / "checkpoints" / "best.pt")["progress"]["best"] == 0.55
+    other = _trainer(tmp_path / "other", root_override, "log.best_metric=nll_gen_mc8_tok", "log.best_mode=min")
+    other.load_state_dict(state)
+    other._keep_best({"bleu2_exact": 0.9, "nll_gen_mc8_tok": 7.0})  # another metric: 0.60 is no NLL
+    assert other.progress.best == 7.0
+
+
 @pytest.mark.parametrize("prior,protocol", [("none", "exact"), ("normal", "exact"), ("normal", "both"),
                                             ("none", "texygen")])
 def test_metric_names_are_what_evaluate_returns(tmp_path, root_override, prior, protocol):

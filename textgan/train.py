@@ -38,6 +38,7 @@ class Progress:
     rollbacks: int = 0  # times the run went back to its last checkpoint after diverging
     lr_scale: float = 1.0  # every learning rate is multiplied by this (lowered at each rollback)
     best: float | None = None  # best value of log.best_metric so far
+    best_rule: str = ""  # the log.best_* settings `best` was found under (a resume may change them)
     mle_best: float | None = None  # mle.patience: lowest held-out NLL_gen of an MLE evaluation
     mle_since_best: int = 0  # mle.patience: MLE evaluations since that one
     mle_done: bool = False  # mle.patience: pretraining has ended (early or not), generator restored
@@ -389,7 +390,15 @@ class Trainer:
         the evaluations within log.best_ceiling."""
         log, p = self.cfg.log, self.progress
         name = log.best_metric
-        if not name or name not in metrics or not math.isfinite(metrics[name]):
+        if not name:
+            return
+        rule = f"{log.best_mode} {name}" + (f", {log.best_ceiling_metric} <= {log.best_ceiling}"
+                                           if log.best_ceiling_metric else "")
+        if rule != p.best_rule:  # resumed under other settings: the old best is not comparable
+            if p.best_rule:  # (checkpoints from before best_rule existed keep theirs)
+                p.best = None
+            p.best_rule = rule
+        if name not in metrics or not math.isfinite(metrics[name]):
             return
         if log.best_ceiling_metric and not metrics.get(log.best_ceiling_metric, math.nan) <= log.best_ceiling:
             return
