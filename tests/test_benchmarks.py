@@ -218,6 +218,11 @@ def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
     glr_mix_sn = cfgs["coco_rsgan_glr_mix_sn"]
     assert (glr_mix_sn.discriminator.spectral_norm, glr_mix.discriminator.spectral_norm) == (True, False)
     assert glr_mix_sn.adversarial == glr_mix.adversarial and glr_mix_sn.generator == glr_mix.generator
+    best = cfgs["oracle20_rsgan_warm_glr2_best"]  # its seed variants train over the MLE run's corpus
+    for name in ("oracle20_rsgan_warm_glr2_best_s1", "oracle20_rsgan_warm_glr2_best_s2"):
+        seeded = cfgs[name]
+        assert seeded.run.seed != best.run.seed and seeded.data.seed == best.run.seed == 0, name
+        assert seeded.adversarial == best.adversarial and seeded.log.best_metric == "nll_oracle", name
 
 
 def _pids_running(*needles: str) -> list[int]:

@@ -171,3 +171,23 @@ def test_prepare_grammar_corpus():
     assert grammaticality(corpus.test_sentences) == 1.0
     decoded = [corpus.vocab.decode(row) for row in corpus.train.tokens.tolist()]
     assert decoded == sample_grammar(200, seed=1)
+
+
+def test_data_seed_fixes_a_built_in_corpus_whatever_the_run_seed(data_root):
+    oracle_cfg = DataConfig(source="oracle", root=str(data_root), oracle_params=NPZ, num_train=100, num_test=30)
+    follows = [prepare(oracle_cfg, seed=s) for s in (0, 1)]
+    assert not torch.equal(follows[0].train.tokens, follows[1].train.tokens)  # -1: run.seed decides
+    fixed = DataConfig(source="oracle", root=str(data_root), oracle_params=NPZ, num_train=100, num_test=30, seed=0)
+    for run_seed in (1, 7):
+        corpus = prepare(fixed, seed=run_seed)
+        assert torch.equal(corpus.train.tokens, follows[0].train.tokens)
+        assert torch.equal(corpus.test.tokens, follows[0].test.tokens)
+    grammar = [prepare(DataConfig(source="grammar", num_train=50, num_test=10, seed=3), seed=s) for s in (0, 5)]
+    assert grammar[0].test_sentences == grammar[1].test_sentences == sample_grammar(10, seed=5)
+
+
+def test_data_seed_below_minus_one_is_rejected():
+    from textgan.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"seed: must be >= 0, or -1 to use run.seed"):
+        DataConfig(seed=-2)

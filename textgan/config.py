@@ -45,6 +45,10 @@ class DataConfig:
     oracle_seq_len: int = 20  # length of oracle sequences (no EOS)
     num_train: int = 10000  # sentences generated for a built-in corpus's training set
     num_test: int = 2000  # sentences generated for a built-in corpus's test set
+    # seeds a built-in corpus (the random oracle's weights and both sample sets, the grammar's
+    # samples); -1 = run.seed. Set it to vary run.seed (initialisation, data order, latent and
+    # Gumbel noise) over one fixed corpus, e.g. GAN phases warm-started from one MLE run
+    seed: int = -1
 
     def __post_init__(self) -> None:
         _check(self.min_freq >= 1, "min_freq", "must be >= 1")
@@ -53,6 +57,7 @@ class DataConfig:
         _check(self.oracle_seq_len >= 1, "oracle_seq_len", "must be >= 1")
         _check(self.num_train >= 1, "num_train", "must be >= 1")
         _check(self.num_test >= 1, "num_test", "must be >= 1")
+        _check(self.seed >= -1, "seed", "must be >= 0, or -1 to use run.seed")
 
 
 @dataclass

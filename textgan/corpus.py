@@ -48,7 +48,9 @@ def _oracle_sentences(cfg: DataConfig, seed: int):
 
 
 def prepare(cfg: DataConfig, seed: int, vocab: Vocab | None = None) -> Corpus:
-    """Read or generate the corpus; `vocab` (from a run folder) overrides building one."""
+    """Read or generate the corpus; `vocab` (from a run folder) overrides building one. `seed`
+    (run.seed) generates a built-in corpus unless data.seed names its own."""
+    seed = seed if cfg.seed < 0 else cfg.seed
     oracle = None
     if cfg.source == "files":
         train = [tokenize(s, cfg.tokenizer, cfg.lowercase) for s in read_lines(_resolve(cfg.root, cfg.train))]
