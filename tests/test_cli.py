@@ -3,6 +3,9 @@ resuming and one-line errors for bad input."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +169,15 @@ def test_eval_mle_every_spaces_out_mle_evaluations(data_root, tmp_path):
         steps[every] = sorted(found)
     assert len(steps[1]) == 4
     assert steps[2] == [steps[1][1], steps[1][3]]
+
+
+def test_bad_new_run_config_is_reported_before_torch_loads(tmp_path):
+    """Loading torch takes seconds; a mistake in a new run's config must not wait for it."""
+    script = ("import sys; from textgan.cli import main; "
+              f"code = main(['train', {str(REPO / 'configs' / 'quickstart.yaml')!r}, 'log.dir={tmp_path}', "
+              "'mle.epochz=1']); print(code, 'torch' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert res.stdout.split() == ["2", "False"], res.stdout + res.stderr
+    assert "mle.epochz: unknown key (did you mean epochs?)" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())

@@ -115,7 +115,7 @@ def _device(name: str) -> str:
 
 
 def cmd_train(args) -> int:
-    from textgan.experiment import train_command
+    from textgan import config as config_mod
 
     if args.config and "=" in args.config:  # `train --resume RUN key=value`: no config file given
         args.overrides.insert(0, args.config)
@@ -124,7 +124,11 @@ def cmd_train(args) -> int:
         raise UserError("train needs a config file (e.g. configs/quickstart.yaml) or --resume RUN")
     if args.resume and args.config:
         raise UserError("give either a config file or --resume RUN, not both (the run keeps its config)")
-    return train_command(args.config, args.overrides, resume=args.resume, force=args.force)
+    # a new run's config is checked before torch loads (~4 s here), so a mistake in it reports at once
+    cfg = None if args.resume else config_mod.load(args.config, args.overrides)
+    from textgan.experiment import train_command
+
+    return train_command(args.config, args.overrides, resume=args.resume, force=args.force, cfg=cfg)
 
 
 def cmd_sample(args) -> int:

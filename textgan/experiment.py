@@ -68,9 +68,11 @@ def _new_run(cfg: config_mod.Config, config_path: str | None, corpus: Corpus, fo
 
 
 def train_command(config_path: str | None, overrides: list[str], resume: str | None = None,
-                  force: bool = False) -> int:
-    """Train in this process, or as one rank of `torchrun --nproc_per_node N -m textgan train`."""
-    cfg = runs.load_config(Path(resume), overrides) if resume else config_mod.load(config_path, overrides)
+                  force: bool = False, cfg: config_mod.Config | None = None) -> int:
+    """Train in this process, or as one rank of `torchrun --nproc_per_node N -m textgan train`.
+    `cfg`: the new run's config, already loaded from `config_path` and `overrides`."""
+    if cfg is None:
+        cfg = runs.load_config(Path(resume), overrides) if resume else config_mod.load(config_path, overrides)
     _check_device(cfg.run.device)
     with distributed.launched(cfg.run.device) as dist:
         for size in (cfg.mle.batch_size, cfg.adversarial.batch_size):
