@@ -70,9 +70,10 @@ def _new_run(cfg: config_mod.Config, config_path: str | None, corpus: Corpus, fo
 def train_command(config_path: str | None, overrides: list[str], resume: str | None = None,
                   force: bool = False, cfg: config_mod.Config | None = None) -> int:
     """Train in this process, or as one rank of `torchrun --nproc_per_node N -m textgan train`.
-    `cfg`: the new run's config, already loaded from `config_path` and `overrides`."""
-    if cfg is None:
-        cfg = runs.load_config(Path(resume), overrides) if resume else config_mod.load(config_path, overrides)
+    `cfg`: a new run's config, loaded by the caller from `config_path` and `overrides` (the CLI
+    does it before torch loads); a resumed run's comes from its folder, with `overrides`."""
+    if resume:
+        cfg = runs.load_config(Path(resume), overrides)
     _check_device(cfg.run.device)
     with distributed.launched(cfg.run.device) as dist:
         for size in (cfg.mle.batch_size, cfg.adversarial.batch_size):
