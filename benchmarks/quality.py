@@ -52,7 +52,11 @@ ORACLE20_GLR3 = [*ORACLE20_WARM, "adversarial.g_lr=0.003"]  # the oracle GAN pha
 # the 20x phase evaluated every 5 steps, its lowest-NLL_oracle state kept as best.pt (its dip is narrow)
 BEST_NLL_ORACLE = ["eval.every=5", "log.best_metric=nll_oracle", "log.best_mode=min"]
 ORACLE20_GLR2_BEST = [*ORACLE20_GLR2, *BEST_NLL_ORACLE]
-ORACLE20_H64 = ["generator.hidden_dim=64"]  # the oracle generator twice as wide (embeddings stay 32)
+
+
+def oracle20_wide(width: int) -> list[str]:
+    """The oracle generator's LSTM `width` wide (32 in the configs); its embeddings stay 32."""
+    return [f"generator.hidden_dim={width}"]
 
 
 def wide_generator(width: int, io_dropout: float, tied: bool = False, layers: int = 1) -> list[str]:
@@ -131,16 +135,17 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     # its gradient informative for longer: a deeper dip, or a later one?
     "oracle20_rsgan_warm_glr2_dlr05": ("configs/oracle20_rsgan.yaml",
                                        [*ORACLE20_GLR2_BEST, "adversarial.d_lr=0.00005"], 10000),
-    # the LSTM twice as wide (hidden 64; RelGAN's generator is 512 wide): the 20x recipe's dip comes
-    # as the generator concentrates its mass; does more capacity let it concentrate on the oracle's
-    # modes rather than on its own? Its MLE phase as oracle20_mle's: all 150 epochs
-    "oracle20_mle_h64": ("configs/oracle20_mle.yaml", ORACLE20_H64, 10000),
-    # the same stopped early on held-out NLL_gen, halving the rate on each plateau: the two
-    # criteria part early (held-out NLL_gen lowest at epoch 3 while NLL_oracle still falls)
-    "oracle20_mle_h64_early": ("configs/oracle20_mle.yaml", [*ORACLE20_H64, "mle.patience=3",
+    # the LSTM 2x and 4x as wide (hidden 64, 128; RelGAN's generator is 512 wide): the 20x recipe's
+    # dip comes as the generator concentrates its mass; does more capacity let it concentrate on
+    # the oracle's modes rather than on its own? Their MLE phases as oracle20_mle's: all 150 epochs
+    **{f"oracle20_mle_h{w}": ("configs/oracle20_mle.yaml", oracle20_wide(w), 10000) for w in (64, 128)},
+    **{f"oracle20_rsgan_warm_h{w}_glr2_best": ("configs/oracle20_rsgan.yaml", [
+        *oracle20_wide(w), *warm_from(f"oracle20_mle_h{w}"), "adversarial.g_lr=0.002", *BEST_NLL_ORACLE], 10000)
+       for w in (64, 128)},
+    # the 64-wide MLE phase stopped early on held-out NLL_gen, halving the rate on each plateau:
+    # the two criteria part early (held-out NLL_gen lowest at epoch 3 while NLL_oracle still falls)
+    "oracle20_mle_h64_early": ("configs/oracle20_mle.yaml", [*oracle20_wide(64), "mle.patience=3",
                                                             "mle.plateau_lr_factor=0.5"], 10000),
-    "oracle20_rsgan_warm_h64_glr2_best": ("configs/oracle20_rsgan.yaml", [
-        *ORACLE20_H64, *warm_from("oracle20_mle_h64"), "adversarial.g_lr=0.002", *BEST_NLL_ORACLE], 10000),
     "oracle40_mle": ("configs/oracle40_mle.yaml", [], 10000),
     "oracle40_rsgan": ("configs/oracle40_rsgan.yaml", [], 10000),
     "coco_mle": ("configs/coco_mle.yaml", [], 10000),

@@ -223,12 +223,15 @@ def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
         seeded = cfgs[name]
         assert seeded.run.seed != best.run.seed and seeded.data.seed == best.run.seed == 0, name
         assert seeded.adversarial == best.adversarial and seeded.log.best_metric == "nll_oracle", name
-    wide_mle, wide = cfgs["oracle20_mle_h64"], cfgs["oracle20_rsgan_warm_h64_glr2_best"]
-    assert wide_mle.generator.hidden_dim == wide.generator.hidden_dim == 64  # the warm start's shapes
-    assert (wide_mle.mle.epochs, wide_mle.mle.patience) == (150, 0) and cfgs["oracle20_mle_h64_early"].mle.patience
-    assert wide.generator.init_from == f"{tmp_path}/oracle20_mle_h64" and wide.mle.epochs == 0
-    assert wide.adversarial == best.adversarial and wide.eval == best.eval and wide.log.best_metric == "nll_oracle"
-    assert quality.AFTER["oracle20_rsgan_warm_h64_glr2_best"] == "oracle20_mle_h64"
+    for w in (64, 128):  # the wider generators: an MLE phase each, and the 20x recipe from it
+        wide_mle, wide = cfgs[f"oracle20_mle_h{w}"], cfgs[f"oracle20_rsgan_warm_h{w}_glr2_best"]
+        assert wide_mle.generator.hidden_dim == wide.generator.hidden_dim == w  # the warm start's shapes
+        assert (wide_mle.mle.epochs, wide_mle.mle.patience) == (150, 0)
+        assert wide.generator.init_from == f"{tmp_path}/oracle20_mle_h{w}" and wide.mle.epochs == 0
+        assert wide.adversarial == best.adversarial and wide.eval == best.eval
+        assert (wide.log.best_metric, wide.log.best_mode) == (best.log.best_metric, best.log.best_mode)
+        assert quality.AFTER[f"oracle20_rsgan_warm_h{w}_glr2_best"] == f"oracle20_mle_h{w}"
+    assert cfgs["oracle20_mle_h64_early"].mle.patience == 3
 
 
 def _pids_running(*needles: str) -> list[int]:
