@@ -232,6 +232,10 @@ def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
         assert (wide.log.best_metric, wide.log.best_mode) == (best.log.best_metric, best.log.best_mode)
         assert quality.AFTER[f"oracle20_rsgan_warm_h{w}_glr2_best"] == f"oracle20_mle_h{w}"
     assert cfgs["oracle20_mle_h64_early"].mle.patience == 3
+    early = cfgs["oracle20_rsgan_warm_h64_early_glr2_best"]  # the same recipe from the early-stopped model
+    assert early.generator.init_from == f"{tmp_path}/oracle20_mle_h64_early" and early.generator.hidden_dim == 64
+    assert early.adversarial == cfgs["oracle20_rsgan_warm_h64_glr2_best"].adversarial and early.mle.epochs == 0
+    assert quality.AFTER["oracle20_rsgan_warm_h64_early_glr2_best"] == "oracle20_mle_h64_early"
 
 
 def _pids_running(*needles: str) -> list[int]:
