@@ -59,6 +59,11 @@ def oracle20_wide(width: int) -> list[str]:
     return [f"generator.hidden_dim={width}"]
 
 
+def oracle20_glr2_wide(width: int, run: str) -> list[str]:
+    """The 20x recipe (best state kept) for a `width`-wide LSTM, from the finished run `run`."""
+    return [*oracle20_wide(width), *warm_from(run), "adversarial.g_lr=0.002", *BEST_NLL_ORACLE]
+
+
 def wide_generator(width: int, io_dropout: float, tied: bool = False, layers: int = 1) -> list[str]:
     """A `width`-wide LSTM with io_dropout; `tied`: embeddings as wide, tied to the output layer;
     `layers` > 1: stacked, with io_dropout between the layers too (Zaremba et al.'s medium LSTM).
@@ -139,13 +144,11 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     # dip comes as the generator concentrates its mass; does more capacity let it concentrate on
     # the oracle's modes rather than on its own? Their MLE phases as oracle20_mle's: all 150 epochs
     **{f"oracle20_mle_h{w}": ("configs/oracle20_mle.yaml", oracle20_wide(w), 10000) for w in (64, 128)},
-    **{f"oracle20_rsgan_warm_h{w}_glr2_best": ("configs/oracle20_rsgan.yaml", [
-        *oracle20_wide(w), *warm_from(f"oracle20_mle_h{w}"), "adversarial.g_lr=0.002", *BEST_NLL_ORACLE], 10000)
-       for w in (64, 128)},
+    **{f"oracle20_rsgan_warm_h{w}_glr2_best": ("configs/oracle20_rsgan.yaml",
+                                               oracle20_glr2_wide(w, f"oracle20_mle_h{w}"), 10000) for w in (64, 128)},
     # the 64-wide recipe (6.738 at T = 1, seed 0) under training seeds 1 and 2, as at 32 wide
     **{f"oracle20_rsgan_warm_h64_glr2_best_s{s}": ("configs/oracle20_rsgan.yaml", [
-        *oracle20_wide(64), *warm_from("oracle20_mle_h64"), "adversarial.g_lr=0.002", *BEST_NLL_ORACLE,
-        f"run.seed={s}", "data.seed=0"], 10000) for s in (1, 2)},
+        *oracle20_glr2_wide(64, "oracle20_mle_h64"), f"run.seed={s}", "data.seed=0"], 10000) for s in (1, 2)},
     # the 64-wide MLE phase stopped early on held-out NLL_gen, halving the rate on each plateau:
     # the two criteria part early (held-out NLL_gen lowest at epoch 3 while NLL_oracle still falls)
     "oracle20_mle_h64_early": ("configs/oracle20_mle.yaml", [*oracle20_wide(64), "mle.patience=3",
@@ -153,9 +156,8 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     # the 20x recipe from that early-stopped model (held-out NLL_gen 7.59, 2.6 nats below the
     # 150-epoch one): does a GAN phase that starts from a model that generalises reach as low an
     # NLL_oracle, and where does its NLL_gen end up?
-    "oracle20_rsgan_warm_h64_early_glr2_best": ("configs/oracle20_rsgan.yaml", [
-        *oracle20_wide(64), *warm_from("oracle20_mle_h64_early"), "adversarial.g_lr=0.002", *BEST_NLL_ORACLE],
-        10000),
+    "oracle20_rsgan_warm_h64_early_glr2_best": ("configs/oracle20_rsgan.yaml",
+                                                oracle20_glr2_wide(64, "oracle20_mle_h64_early"), 10000),
     "oracle40_mle": ("configs/oracle40_mle.yaml", [], 10000),
     "oracle40_rsgan": ("configs/oracle40_rsgan.yaml", [], 10000),
     "coco_mle": ("configs/coco_mle.yaml", [], 10000),
