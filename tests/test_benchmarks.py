@@ -231,14 +231,15 @@ def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
         assert wide.adversarial == best.adversarial and wide.eval == best.eval
         assert (wide.log.best_metric, wide.log.best_mode) == (best.log.best_metric, best.log.best_mode)
         assert quality.AFTER[f"oracle20_rsgan_warm_h{w}_glr2_best"] == f"oracle20_mle_h{w}"
+    h64 = cfgs["oracle20_rsgan_warm_h64_glr2_best"]
     for s in (1, 2):  # the 64-wide recipe under other training seeds, over the same corpus
-        seeded, h64 = cfgs[f"oracle20_rsgan_warm_h64_glr2_best_s{s}"], cfgs["oracle20_rsgan_warm_h64_glr2_best"]
+        seeded = cfgs[f"oracle20_rsgan_warm_h64_glr2_best_s{s}"]
         assert (seeded.run.seed, seeded.data.seed, h64.run.seed) == (s, 0, 0)
         assert seeded.generator == h64.generator and seeded.adversarial == h64.adversarial
     assert cfgs["oracle20_mle_h64_early"].mle.patience == 3
     early = cfgs["oracle20_rsgan_warm_h64_early_glr2_best"]  # the same recipe from the early-stopped model
     assert early.generator.init_from == f"{tmp_path}/oracle20_mle_h64_early" and early.generator.hidden_dim == 64
-    assert early.adversarial == cfgs["oracle20_rsgan_warm_h64_glr2_best"].adversarial and early.mle.epochs == 0
+    assert early.adversarial == h64.adversarial and early.mle.epochs == 0
     assert quality.AFTER["oracle20_rsgan_warm_h64_early_glr2_best"] == "oracle20_mle_h64_early"
 
 
