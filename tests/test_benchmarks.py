@@ -232,7 +232,7 @@ def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
         assert (wide.log.best_metric, wide.log.best_mode) == (best.log.best_metric, best.log.best_mode)
         assert quality.AFTER[f"oracle20_rsgan_warm_h{w}_glr2_best"] == f"oracle20_mle_h{w}"
     h64 = cfgs["oracle20_rsgan_warm_h64_glr2_best"]
-    for s in (1, 2):  # the 64-wide recipe under other training seeds, over the same corpus
+    for s in (1, 2, 3, 4):  # the 64-wide recipe under other training seeds, over the same corpus
         seeded = cfgs[f"oracle20_rsgan_warm_h64_glr2_best_s{s}"]
         assert (seeded.run.seed, seeded.data.seed, h64.run.seed) == (s, 0, 0)
         assert seeded.generator == h64.generator and seeded.adversarial == h64.adversarial
@@ -241,6 +241,12 @@ def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
     assert early.generator.init_from == f"{tmp_path}/oracle20_mle_h64_early" and early.generator.hidden_dim == 64
     assert early.adversarial == h64.adversarial and early.mle.epochs == 0
     assert quality.AFTER["oracle20_rsgan_warm_h64_early_glr2_best"] == "oracle20_mle_h64_early"
+    long_mle, long_gan = cfgs["oracle40_mle_h64"], cfgs["oracle40_rsgan_warm_h64_glr2_best"]  # length 40
+    assert long_mle.data.oracle_seq_len == long_gan.data.oracle_seq_len == 40
+    assert long_mle.generator.hidden_dim == long_gan.generator.hidden_dim == 64 and long_mle.mle.epochs == 150
+    assert long_gan.generator.init_from == f"{tmp_path}/oracle40_mle_h64" and long_gan.mle.epochs == 0
+    assert long_gan.adversarial == h64.adversarial and long_gan.eval == h64.eval and long_gan.gumbel == h64.gumbel
+    assert quality.AFTER["oracle40_rsgan_warm_h64_glr2_best"] == "oracle40_mle_h64"
 
 
 def _pids_running(*needles: str) -> list[int]:
