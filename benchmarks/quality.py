@@ -150,6 +150,13 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     # seeds 1 and 2 gave 6.640 and 6.731, so three seeds could not tell the mean from 6.680
     **{f"oracle20_rsgan_warm_h64_glr2_best_s{s}": ("configs/oracle20_rsgan.yaml", [
         *oracle_glr2_wide(64, "oracle20_mle_h64"), f"run.seed={s}", "data.seed=0"], 10000) for s in (1, 2, 3, 4)},
+    # seeds 1 and 3 again with the generator's weights averaged (decay 0.95, ~20 steps): the raw
+    # trajectory is those runs' own, bit for bit (the average never feeds back), so the two best
+    # states compare the averaged iterate with the raw one on the same path: is the dip deeper or
+    # steadier once the step-to-step noise is averaged out?
+    **{f"oracle20_rsgan_warm_h64_glr2_ema95_s{s}": ("configs/oracle20_rsgan.yaml", [
+        *oracle_glr2_wide(64, "oracle20_mle_h64"), "adversarial.g_ema=0.95", f"run.seed={s}", "data.seed=0"],
+        10000) for s in (1, 3)},
     # the 64-wide MLE phase stopped early on held-out NLL_gen, halving the rate on each plateau:
     # the two criteria part early (held-out NLL_gen lowest at epoch 3 while NLL_oracle still falls)
     "oracle20_mle_h64_early": ("configs/oracle20_mle.yaml", [*oracle_wide(64), "mle.patience=3",

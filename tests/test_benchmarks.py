@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import torch
 
@@ -236,6 +237,13 @@ def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
         seeded = cfgs[f"oracle20_rsgan_warm_h64_glr2_best_s{s}"]
         assert (seeded.run.seed, seeded.data.seed, h64.run.seed) == (s, 0, 0)
         assert seeded.generator == h64.generator and seeded.adversarial == h64.adversarial
+    for s in (1, 3):  # the same runs with the weight average: only g_ema differs
+        averaged, seeded = cfgs[f"oracle20_rsgan_warm_h64_glr2_ema95_s{s}"], cfgs[f"oracle20_rsgan_warm_h64_glr2_best_s{s}"]
+        assert averaged.adversarial.g_ema == 0.95 and seeded.adversarial.g_ema == 0
+        assert replace(averaged.adversarial, g_ema=0.0) == seeded.adversarial
+        assert (averaged.run, averaged.data, averaged.generator, averaged.eval, averaged.log.best_metric) == (
+            seeded.run, seeded.data, seeded.generator, seeded.eval, seeded.log.best_metric)
+        assert quality.AFTER[f"oracle20_rsgan_warm_h64_glr2_ema95_s{s}"] == "oracle20_mle_h64"
     assert cfgs["oracle20_mle_h64_early"].mle.patience == 3
     early = cfgs["oracle20_rsgan_warm_h64_early_glr2_best"]  # the same recipe from the early-stopped model
     assert early.generator.init_from == f"{tmp_path}/oracle20_mle_h64_early" and early.generator.hidden_dim == 64

@@ -217,6 +217,10 @@ class AdversarialConfig:
     # adversarial steps that carry that term, counted from the first; later updates use the
     # adversarial loss alone (a warm phase that holds the data's fit while D learns); 0 = all steps
     mle_weight_steps: int = 0
+    # decay of an exponential moving average of the generator's weights over the adversarial
+    # steps (textgan/ema.py): evaluation, samples, best.pt and `textgan sample/eval` use the
+    # average while the raw weights train on; 0.99 averages over ~100 steps; 0 = off
+    g_ema: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "d_pretrain_steps", "mle_weight_steps"):
@@ -230,6 +234,7 @@ class AdversarialConfig:
         _check(self.gp_weight >= 0, "gp_weight", "must be >= 0")
         _check(self.grad_clip >= 0, "grad_clip", "must be >= 0 (0 = off)")
         _check(self.mle_weight >= 0, "mle_weight", "must be >= 0 (0 = off)")
+        _check(0 <= self.g_ema < 1, "g_ema", "must be in [0, 1) (0 = off)")
 
 
 @dataclass

@@ -39,8 +39,8 @@ def load_generator(path: str | Path, device: str = "cpu", warn=print) -> Loaded:
     cfg = from_dict(yaml.safe_load(state["config"]))
     vocab = Vocab(state["vocab"])
     gen = build_generator(cfg.generator, len(vocab), banned_ids(vocab, cfg.data.source != "oracle"))
-    try:
-        gen.load_state_dict(state["generator"])
+    try:  # adversarial.g_ema's weight average, where the run kept one, is the generator it reports
+        gen.load_state_dict(state["generator_avg"]["weights"] if "generator_avg" in state else state["generator"])
     except RuntimeError:
         raise UserError(f"checkpoint {path} does not match its own config (generator shapes); "
                         "the file is damaged or was edited") from None

@@ -18,6 +18,7 @@ from textgan import checkpoint
 from textgan.config import Config, dump
 from textgan.corpus import Corpus
 from textgan.distributed import Dist
+from textgan.ema import WeightAverage
 from textgan.errors import UserError
 from textgan.evaluate import evaluate, generate
 from textgan.gumbel import tau_at
@@ -107,6 +108,7 @@ class Trainer:
         self.noise_rng = torch.Generator(device=self.device).manual_seed(dist.rank_seed(seed) + 11)
         self.fixed_z = self.G.sample_latent(cfg.eval.num_fixed, torch.Generator(device=self.device).manual_seed(seed + 12))
         self.loss_d, self.loss_g = LOSSES[adv.loss]
+        self.G_avg = WeightAverage(self.G, adv.g_ema) if adv.g_ema > 0 else None  # reset at step 0
         self.progress = Progress()
         self.train_tokens = corpus.train.tokens.to(self.device)
         self.train_lengths = corpus.train.lengths.to(self.device)
@@ -125,7 +127,8 @@ class Trainer:
                 "opt_mle": self.opt_mle.state_dict(), "opt_g": self.opt_g.state_dict(),
                 "opt_d": self.opt_d.state_dict(), "progress": asdict(self.progress),
                 "rng": rng if ranks is None else {**rng, "ranks": ranks},
-                "metrics": dict(self.last_metrics)}
+                "metrics": dict(self.last_metrics),
+                **({"generator_avg": self.G_avg.state_dict()} if self._averaging() else {})}
 
     def load_state_dict(self, state: dict) -> None:
         for name, module in (("generator", self.G), ("discriminator", self.D)):
@@ -152,6 +155,10 @@ class Trainer:
             if own["cuda"]:
                 torch.cuda.set_rng_state_all(own["cuda"])
         self.last_metrics = dict(state.get("metrics", {}))
+        if self.G_avg is not None and "generator_avg" in state:
+            self.G_avg.load_state_dict(state["generator_avg"])
+        elif self.G_avg is not None:  # from MLE, or resumed with g_ema newly on: it starts here
+            self.G_avg.reset(self.G)
         self.apply_lr_scale()
 
     def apply_lr_scale(self) -> None:
@@ -363,9 +370,13 @@ class Trainer:
         self.D.train()
         stats: dict[str, float] = {}
         phases = [(adv.d_steps, self.d_step), (adv.g_steps, self.g_step)]
+        if self.G_avg is not None and self.progress.step == 0:  # average from the phase's start
+            self.G_avg.reset(self.G)
         for count, update in phases if adv.order == "d_first" else phases[::-1]:
             for _ in range(count):
                 stats.update(update(tau))
+        if self.G_avg is not None:
+            self.G_avg.update(self.G)
         elapsed = time.perf_counter() - t0
         self.end_step(skipped)
         stats.update({"adv/tau": tau, "adv/g_lr": self.opt_g.param_groups[0]["lr"],
@@ -377,8 +388,16 @@ class Trainer:
         return stats
 
     # ---- evaluation and samples --------------------------------------------------------------
+    def _averaging(self) -> bool:
+        """Whether adversarial.g_ema's average stands for the generator (from the first adversarial step)."""
+        return self.G_avg is not None and self.progress.step > 0
+
+    def scored_generator(self) -> torch.nn.Module:
+        """The generator evaluations and samples see: the weight average when there is one."""
+        return self.G_avg.module if self._averaging() else self.G
+
     def evaluate(self) -> dict[str, float]:
-        metrics = self.dist.on_main(lambda: evaluate(self.G, self.corpus, self.cfg.eval,
+        metrics = self.dist.on_main(lambda: evaluate(self.scored_generator(), self.corpus, self.cfg.eval,
                                                      seed=self.cfg.run.seed + 13)[0])  # rank 0 only
         self.last_metrics = metrics
         self.monitor.scalars({f"eval/{k}": v for k, v in metrics.items()}, self.progress.global_step)
@@ -418,7 +437,7 @@ class Trainer:
     def log_samples(self) -> list[str]:
         def decode() -> list[str]:
             rng = torch.Generator(device=self.device).manual_seed(self.cfg.run.seed + 14)
-            ids = generate(self.G, self.fixed_z.shape[0], self.corpus.max_len, rng, z=self.fixed_z)
+            ids = generate(self.scored_generator(), self.fixed_z.shape[0], self.corpus.max_len, rng, z=self.fixed_z)
             return [" ".join(self.corpus.vocab.decode(row)) for row in ids.tolist()]
         lines = self.dist.on_main(decode)
         self.monitor.text("samples/fixed_z", lines, self.progress.global_step)
