@@ -3,6 +3,7 @@ feeds back into training, is what evaluations, samples and checkpoints report, a
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -72,6 +73,7 @@ def test_average_restarts_at_the_adversarial_phase_and_resumes_exactly(tmp_path,
     assert whole.scored_generator() is whole.G  # before the adversarial phase: the generator itself
     assert whole.mle_epoch()
     mle_weights = copy.deepcopy(whole.G.state_dict())
+    mle_path = whole.save(tmp_path / "mle.pt")
     first = _trainer(tmp_path / "first", "adversarial.g_ema=0.9")
     first.load_state_dict(copy.deepcopy(whole.state_dict()))
     for _ in range(2):
@@ -88,9 +90,25 @@ def test_average_restarts_at_the_adversarial_phase_and_resumes_exactly(tmp_path,
     for a, b in zip(whole.G_avg.module.parameters(), second.G_avg.module.parameters()):
         assert torch.equal(a, b)
     assert not torch.equal(whole.G_avg.module.out.weight, mle_weights["out.weight"])
-    loaded = load_generator(second.save(tmp_path / "four.pt")).generator
-    assert torch.equal(loaded.out.weight, second.G_avg.module.out.weight)
-    assert not torch.equal(loaded.out.weight, second.G.out.weight)
+    loaded = load_generator(second.save(tmp_path / "four.pt"))
+    assert loaded.averaged and not load_generator(mle_path).averaged  # no adversarial step there: no average
+    assert torch.equal(loaded.generator.out.weight, second.G_avg.module.out.weight)
+    assert not torch.equal(loaded.generator.out.weight, second.G.out.weight)
+
+
+def test_cli_run_samples_and_scores_the_average(tmp_path, data_root):
+    """`textgan train` with g_ema, then `textgan eval` and `textgan sample` on its run folder, as a
+    user runs them: metrics.json records which weights it scored."""
+    res = run_cli("train", str(REPO / "configs" / "coco_rsgan.yaml"), *FAST, *COMMON, f"log.dir={tmp_path}",
+                  "adversarial.steps=3", "adversarial.g_ema=0.99", "eval.every=0")
+    assert res.returncode == 0, res.stderr[-2000:]
+    run = tmp_path / "coco_rsgan"
+    res = run_cli("eval", str(run), "--num", "8", "--out", str(tmp_path / "eval"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    settings = json.loads((tmp_path / "eval" / "metrics.json").read_text())["settings"]
+    assert settings["weights"] == "g_ema average"
+    res = run_cli("sample", str(run), "--num", "3")
+    assert res.returncode == 0 and len(res.stdout.strip().splitlines()) == 3, res.stderr[-2000:]
 
 
 @pytest.mark.parametrize("value", ["1.0", "-0.1", ".nan"])

@@ -181,6 +181,7 @@ def test_eval_prints_and_writes_metrics(run, tmp_path):
         assert float(printed[name]) == pytest.approx(saved["metrics"][name], rel=1e-5)
     assert set(printed) == set(saved["metrics"])
     assert saved["settings"]["num"] == 30 and saved["settings"]["protocol"] == "both"
+    assert saved["settings"]["weights"] == "trained"  # no adversarial.g_ema average in that run
 
 
 def test_relgan_nll_gen_is_per_position_on_the_training_set(run):

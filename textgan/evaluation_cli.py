@@ -87,7 +87,8 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
     for name, value in metrics.items():
         print(f"{name} {value:.6g}")
     settings = {"checkpoint": str(loaded.path), "test": str(corpus_test_file(loaded, data)), "num": num,
-                "seed": seed, "temperature": temperature, "protocol": protocol}
+                "seed": seed, "temperature": temperature, "protocol": protocol,
+                "weights": "g_ema average" if loaded.averaged else "trained"}
     print(f"wrote {write_metrics(out_dir, metrics, settings)}", file=sys.stderr)
     return 0
 

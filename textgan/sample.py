@@ -25,6 +25,7 @@ class Loaded:
     config: Config
     max_len: int
     path: Path  # the checkpoint file used
+    averaged: bool = False  # the weights are adversarial.g_ema's average, not the trained ones
 
 
 def load_generator(path: str | Path, device: str = "cpu", warn=print) -> Loaded:
@@ -39,12 +40,13 @@ def load_generator(path: str | Path, device: str = "cpu", warn=print) -> Loaded:
     cfg = from_dict(yaml.safe_load(state["config"]))
     vocab = Vocab(state["vocab"])
     gen = build_generator(cfg.generator, len(vocab), banned_ids(vocab, cfg.data.source != "oracle"))
-    try:  # adversarial.g_ema's weight average, where the run kept one, is the generator it reports
-        gen.load_state_dict(state["generator_avg"]["weights"] if "generator_avg" in state else state["generator"])
+    averaged = "generator_avg" in state  # adversarial.g_ema's average: the generator the run reports
+    try:
+        gen.load_state_dict(state["generator_avg"]["weights"] if averaged else state["generator"])
     except RuntimeError:
         raise UserError(f"checkpoint {path} does not match its own config (generator shapes); "
                         "the file is damaged or was edited") from None
-    return Loaded(gen.to(device).eval(), vocab, cfg, int(state["max_len"]), path)
+    return Loaded(gen.to(device).eval(), vocab, cfg, int(state["max_len"]), path, averaged)
 
 
 def sample_text(loaded: Loaded, num: int, seed: int, temperature: float = 1.0,
