@@ -255,6 +255,11 @@ def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
     assert long_gan.generator.init_from == f"{tmp_path}/oracle40_mle_h64" and long_gan.mle.epochs == 0
     assert long_gan.adversarial == h64.adversarial and long_gan.eval == h64.eval and long_gan.gumbel == h64.gumbel
     assert quality.AFTER["oracle40_rsgan_warm_h64_glr2_best"] == "oracle40_mle_h64"
+    for s in (1, 2):  # the length-40 recipe under other training seeds, over the same corpus
+        seeded = cfgs[f"oracle40_rsgan_warm_h64_glr2_best_s{s}"]
+        assert (seeded.run.seed, seeded.data.seed, long_gan.run.seed) == (s, 0, 0)
+        assert seeded.generator == long_gan.generator and seeded.adversarial == long_gan.adversarial
+        assert quality.AFTER[f"oracle40_rsgan_warm_h64_glr2_best_s{s}"] == "oracle40_mle_h64"
 
 
 def _pids_running(*needles: str) -> list[int]:
