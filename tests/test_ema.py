@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import FAST, REPO, run_cli
-from textgan import config
+from textgan import checkpoint, config
 from textgan.corpus import prepare
 from textgan.ema import WeightAverage
 from textgan.evaluate import evaluate
@@ -109,6 +109,12 @@ def test_cli_run_samples_and_scores_the_average(tmp_path, data_root):
     assert settings["weights"] == "g_ema average"
     res = run_cli("sample", str(run), "--num", "3")
     assert res.returncode == 0 and len(res.stdout.strip().splitlines()) == 3, res.stderr[-2000:]
+    state, _ = checkpoint.load_latest_valid(run / "checkpoints", warn=lambda m: None)
+    del state["generator_avg"]["weights"]["out.weight"]  # an average that no longer fits: a damaged file
+    checkpoint.save(state, tmp_path / "bad.pt")
+    res = run_cli("sample", str(tmp_path / "bad.pt"), "--num", "3")
+    assert res.returncode != 0 and len(res.stderr.strip().splitlines()) == 1, res.stderr[-2000:]
+    assert "does not match its own config" in res.stderr
 
 
 @pytest.mark.parametrize("value", ["1.0", "-0.1", ".nan"])

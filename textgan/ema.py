@@ -1,12 +1,12 @@
 """An exponential moving average of the generator's weights over the adversarial steps
 (`adversarial.g_ema`).
 
-Why: a text GAN's generator wanders. On the oracle, NLL_oracle dips for some 50 steps and the
-depth of that dip changes by a nat with float rounding alone; the state a single evaluation picks
-is partly noise. Averaging the iterates (Yazici et al. 2019, "The unusual effectiveness of
+Why: a text GAN's generator wanders from step to step, and the state one evaluation picks is
+partly that noise. Averaging the iterates (Yazici et al. 2019, "The unusual effectiveness of
 averaging in GAN training") keeps the direction the updates share and cancels the part they do
 not. Only the trained weights are averaged; the raw generator goes on training, so the average
-never feeds back into the game.
+never feeds back into the game. (On the oracle's narrow NLL_oracle dip, decay 0.95 moved the best
+state a little along the quality-diversity trade-off rather than lower: BENCHMARKS.md.)
 """
 from __future__ import annotations
 

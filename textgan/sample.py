@@ -43,7 +43,7 @@ def load_generator(path: str | Path, device: str = "cpu", warn=print) -> Loaded:
     averaged = "generator_avg" in state  # adversarial.g_ema's average: the generator the run reports
     try:
         gen.load_state_dict(state["generator_avg"]["weights"] if averaged else state["generator"])
-    except RuntimeError:
+    except (RuntimeError, KeyError, TypeError):
         raise UserError(f"checkpoint {path} does not match its own config (generator shapes); "
                         "the file is damaged or was edited") from None
     return Loaded(gen.to(device).eval(), vocab, cfg, int(state["max_len"]), path, averaged)
