@@ -18,7 +18,7 @@ import torch
 class WeightAverage:
     """A frozen copy of `module` whose weights follow the module's as an EMA.
 
-    The decay at update t (counted from the reset) is min(decay, (1 + t) / (10 + t)): the early
+    The decay at update t (counted from 0) is min(decay, (1 + t) / (10 + t)): the early
     updates forget the start quickly, so a short run is not an average dominated by the MLE
     weights it began from (the warm-up of TensorFlow's ExponentialMovingAverage(num_updates)).
     """
@@ -26,12 +26,7 @@ class WeightAverage:
     def __init__(self, module: torch.nn.Module, decay: float):
         self.decay = decay
         self.module = copy.deepcopy(module).eval().requires_grad_(False)
-        self.updates = 0  # updates since the last reset
-
-    def reset(self, module: torch.nn.Module) -> None:
-        """Start the average over from `module`'s current weights."""
-        self.module.load_state_dict(module.state_dict())
-        self.updates = 0
+        self.updates = 0  # updates since it was made
 
     def decay_at(self, updates: int) -> float:
         return min(self.decay, (1 + updates) / (10 + updates))

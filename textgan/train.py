@@ -108,7 +108,7 @@ class Trainer:
         self.noise_rng = torch.Generator(device=self.device).manual_seed(dist.rank_seed(seed) + 11)
         self.fixed_z = self.G.sample_latent(cfg.eval.num_fixed, torch.Generator(device=self.device).manual_seed(seed + 12))
         self.loss_d, self.loss_g = LOSSES[adv.loss]
-        self.G_avg = WeightAverage(self.G, adv.g_ema) if adv.g_ema > 0 else None  # reset at step 0
+        self.G_avg: WeightAverage | None = None  # adversarial.g_ema's average, made at the next adversarial step
         self.progress = Progress()
         self.train_tokens = corpus.train.tokens.to(self.device)
         self.train_lengths = corpus.train.lengths.to(self.device)
@@ -128,7 +128,7 @@ class Trainer:
                 "opt_d": self.opt_d.state_dict(), "progress": asdict(self.progress),
                 "rng": rng if ranks is None else {**rng, "ranks": ranks},
                 "metrics": dict(self.last_metrics),
-                **({"generator_avg": self.G_avg.state_dict()} if self._averaging() else {})}
+                **({"generator_avg": self.G_avg.state_dict()} if self.G_avg is not None else {})}
 
     def load_state_dict(self, state: dict) -> None:
         for name, module in (("generator", self.G), ("discriminator", self.D)):
@@ -155,10 +155,10 @@ class Trainer:
             if own["cuda"]:
                 torch.cuda.set_rng_state_all(own["cuda"])
         self.last_metrics = dict(state.get("metrics", {}))
-        if self.G_avg is not None and "generator_avg" in state:
+        self.G_avg = None  # without a saved one (MLE, or g_ema newly on) the next adversarial step starts it
+        if self.cfg.adversarial.g_ema > 0 and "generator_avg" in state:
+            self.G_avg = WeightAverage(self.G, self.cfg.adversarial.g_ema)
             self.G_avg.load_state_dict(state["generator_avg"])
-        elif self.G_avg is not None:  # from MLE, or resumed with g_ema newly on: it starts here
-            self.G_avg.reset(self.G)
         self.apply_lr_scale()
 
     def apply_lr_scale(self) -> None:
@@ -370,8 +370,8 @@ class Trainer:
         self.D.train()
         stats: dict[str, float] = {}
         phases = [(adv.d_steps, self.d_step), (adv.g_steps, self.g_step)]
-        if self.G_avg is not None and self.progress.step == 0:  # average from the phase's start
-            self.G_avg.reset(self.G)
+        if adv.g_ema > 0 and self.G_avg is None:  # the average starts from the weights this step starts at
+            self.G_avg = WeightAverage(self.G, adv.g_ema)
         for count, update in phases if adv.order == "d_first" else phases[::-1]:
             for _ in range(count):
                 stats.update(update(tau))
@@ -388,13 +388,9 @@ class Trainer:
         return stats
 
     # ---- evaluation and samples --------------------------------------------------------------
-    def _averaging(self) -> bool:
-        """Whether adversarial.g_ema's average stands for the generator (from the first adversarial step)."""
-        return self.G_avg is not None and self.progress.step > 0
-
     def scored_generator(self) -> torch.nn.Module:
         """The generator evaluations and samples see: the weight average when there is one."""
-        return self.G_avg.module if self._averaging() else self.G
+        return self.G_avg.module if self.G_avg is not None else self.G
 
     def evaluate(self) -> dict[str, float]:
         metrics = self.dist.on_main(lambda: evaluate(self.scored_generator(), self.corpus, self.cfg.eval,
