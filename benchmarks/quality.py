@@ -237,6 +237,13 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     "coco_rsgan_h256_tied_mix3": ("configs/coco_rsgan.yaml",
                                   [*wide_generator(256, 0.5, tied=True), "mle.epochs=0",
                                    "generator.init_from={runs}/coco_mle_h256_tied", *MIX3], 10000),
+    # the same with the generator's weights averaged (adversarial.g_ema, ~50-step window): on the
+    # oracle the average moved the dip toward lower NLL_gen, the side COCO's target is on; its raw
+    # weights are the same run's plain recipe (`textgan eval --weights trained`), so both are scored
+    "coco_rsgan_h256_tied_mix3_ema98": ("configs/coco_rsgan.yaml",
+                                        [*wide_generator(256, 0.5, tied=True), "mle.epochs=0",
+                                         "generator.init_from={runs}/coco_mle_h256_tied", *MIX3,
+                                         "adversarial.g_ema=0.98"], 10000),
     # coco_rsgan_glr_mix's GAN phase from that wider MLE model's best checkpoint
     "coco_rsgan_h128_glr_mix": ("configs/coco_rsgan.yaml",
                                 ["generator.hidden_dim=128", "generator.init_from={runs}/coco_mle_h128/checkpoints/best.pt",

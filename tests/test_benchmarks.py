@@ -244,6 +244,10 @@ def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
         assert (averaged.run, averaged.data, averaged.generator, averaged.eval, averaged.log.best_metric) == (
             seeded.run, seeded.data, seeded.generator, seeded.eval, seeded.log.best_metric)
         assert quality.AFTER[f"oracle20_rsgan_warm_h64_glr2_ema95_s{s}"] == "oracle20_mle_h64"
+    coco_ema, coco_raw = cfgs["coco_rsgan_h256_tied_mix3_ema98"], cfgs["coco_rsgan_h256_tied_mix3"]
+    assert coco_ema.adversarial.g_ema == 0.98 and replace(coco_ema.adversarial, g_ema=0.0) == coco_raw.adversarial
+    assert (coco_ema.generator, coco_ema.run, coco_ema.eval) == (coco_raw.generator, coco_raw.run, coco_raw.eval)
+    assert quality.AFTER["coco_rsgan_h256_tied_mix3_ema98"] == "coco_mle_h256_tied"
     assert cfgs["oracle20_mle_h64_early"].mle.patience == 3
     early = cfgs["oracle20_rsgan_warm_h64_early_glr2_best"]  # the same recipe from the early-stopped model
     assert early.generator.init_from == f"{tmp_path}/oracle20_mle_h64_early" and early.generator.hidden_dim == 64

@@ -12,6 +12,7 @@ from conftest import FAST, REPO, run_cli
 from textgan import checkpoint, config
 from textgan.corpus import prepare
 from textgan.ema import WeightAverage
+from textgan.errors import UserError
 from textgan.evaluate import evaluate
 from textgan.monitor import Monitor
 from textgan.sample import load_generator
@@ -92,6 +93,11 @@ def test_average_restarts_at_the_adversarial_phase_and_resumes_exactly(tmp_path,
     assert loaded.averaged and not load_generator(mle_path).averaged  # no adversarial step there: no average
     assert torch.equal(loaded.generator.out.weight, second.G_avg.module.out.weight)
     assert not torch.equal(loaded.generator.out.weight, second.G.out.weight)
+    trained = load_generator(tmp_path / "four.pt", weights="trained")  # the raw weights of the same checkpoint
+    assert not trained.averaged and torch.equal(trained.generator.out.weight, second.G.out.weight)
+    assert load_generator(tmp_path / "four.pt", weights="average").averaged
+    with pytest.raises(UserError, match="has no weight average.*--weights trained"):
+        load_generator(mle_path, weights="average")
     second.load_state_dict(torch.load(mle_path, weights_only=True))  # back to a state without an average
     assert second.scored_generator() is second.G and "generator_avg" not in second.state_dict()
 
@@ -107,9 +113,24 @@ def test_cli_run_samples_and_scores_the_average(tmp_path, data_root):
     assert res.returncode == 0, res.stderr[-2000:]
     settings = json.loads((tmp_path / "eval" / "metrics.json").read_text())["settings"]
     assert settings["weights"] == "g_ema average"
-    res = run_cli("sample", str(run), "--num", "3")
+    res = run_cli("eval", str(run), "--num", "8", "--weights", "trained", "--out", str(tmp_path / "eval_trained"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    trained = json.loads((tmp_path / "eval_trained" / "metrics.json").read_text())
+    assert trained["settings"]["weights"] == "trained"
+    assert trained["metrics"] != json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
+    res = run_cli("sample", str(run), "--num", "3", "--seed", "5")
     assert res.returncode == 0 and len(res.stdout.strip().splitlines()) == 3, res.stderr[-2000:]
+    same = run_cli("sample", str(run), "--num", "3", "--seed", "5", "--weights", "average")
+    assert same.stdout == res.stdout
     state, _ = checkpoint.load_latest_valid(run / "checkpoints", warn=lambda m: None)
+    checkpoint.save({k: v for k, v in state.items() if k != "generator_avg"}, tmp_path / "plain.pt")
+    raw = run_cli("sample", str(run), "--num", "3", "--seed", "5", "--weights", "trained")
+    plain = run_cli("sample", str(tmp_path / "plain.pt"), "--num", "3", "--seed", "5")  # only the trained weights
+    assert raw.returncode == 0 and raw.stdout == plain.stdout, raw.stderr[-2000:]
+    res = run_cli("sample", str(tmp_path / "plain.pt"), "--num", "3", "--weights", "average")
+    assert res.returncode != 0 and len(res.stderr.strip().splitlines()) == 1 and "no weight average" in res.stderr
+    res = run_cli("sample", str(run), "--num", "3", "--weights", "raw")
+    assert res.returncode != 0 and len(res.stderr.strip().splitlines()) == 1 and "--weights" in res.stderr
     del state["generator_avg"]["weights"]["out.weight"]  # an average that no longer fits: a damaged file
     checkpoint.save(state, tmp_path / "bad.pt")
     res = run_cli("sample", str(tmp_path / "bad.pt"), "--num", "3")

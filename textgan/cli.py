@@ -7,7 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
-from textgan.config import DataConfig, EvalConfig, choices
+from textgan.config import WEIGHTS, DataConfig, EvalConfig, choices
 from textgan.errors import UserError
 
 
@@ -36,6 +36,10 @@ def _tau(text: str) -> float:
     return value
 
 
+WEIGHTS_HELP = ("auto (default): adversarial.g_ema's average where the checkpoint has one, else the trained "
+                "weights; average or trained: that one")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="textgan", description="Train, sample and evaluate GANs for text.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -56,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed-to", type=int, default=1, help="end seed of the interpolation")
     s.add_argument("--out", metavar="FILE", help="also write the sentences to FILE (must not exist)")
     s.add_argument("--device", default="cpu")
+    s.add_argument("--weights", choices=WEIGHTS, default="auto", help=WEIGHTS_HELP)
 
     e = sub.add_parser("eval", help="score a run or checkpoint; optionally sweep the sampling temperature")
     e.add_argument("path", help="run folder or checkpoint file")
@@ -69,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="K temperatures from A to B: writes sweep.csv, sweep.png and TensorBoard events")
     e.add_argument("--out", metavar="DIR", help="folder for metrics.json / sweep files (default RUN/eval)")
     e.add_argument("--device", default="cpu")
+    e.add_argument("--weights", choices=WEIGHTS, default="auto", help=WEIGHTS_HELP)
 
     c = sub.add_parser("score", help="score a file of sentences (any model's samples, or real data): BLEU "
                                      "against a test file, or NLL_oracle of oracle token ids")
@@ -135,7 +141,7 @@ def cmd_sample(args) -> int:
     from textgan import fpenv, sample
 
     loaded = sample.load_generator(args.path, _device(args.device),
-                                   warn=lambda m: print(m, file=sys.stderr))
+                                   warn=lambda m: print(m, file=sys.stderr), weights=args.weights)
     fpenv.apply(loaded.config.run)  # as the run trained
     if args.out and Path(args.out).exists():
         raise UserError(f"--out {args.out} already exists; choose a new file name")
@@ -157,7 +163,7 @@ def cmd_eval(args) -> int:
 
     return eval_command(args.path, data=args.data, num=args.num, seed=args.seed, temperature=args.temperature,
                         protocol=args.protocol, sweep=args.sweep_temperature, out=args.out,
-                        device=_device(args.device))
+                        device=_device(args.device), weights=args.weights)
 
 
 def cmd_score(args) -> int:

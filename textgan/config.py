@@ -337,6 +337,11 @@ class Config:
                    "set them, or mle.patience: 0")
 
 
+# which generator of a checkpoint `textgan sample/eval` load (textgan.sample.load_generator): kept
+# here, not there, so the CLI offers it without importing torch
+WEIGHTS = ("auto", "average", "trained")
+
+
 def choices(cls: type, key: str) -> tuple:
     """The allowed values of a field typed Literal[...], so a CLI offers exactly what a config accepts."""
     return typing.get_args(typing.get_type_hints(cls)[key])

@@ -28,12 +28,14 @@ def run_dir_of(path: Path) -> Path:
     return path.parent.parent if path.parent.name == "checkpoints" else path.parent
 
 
-def load_run(path: str | Path, data: str | None = None, device: str = "cpu") -> tuple[Loaded, Corpus]:
-    """The generator and its corpus, rebuilt with the run's vocabulary and sequence length."""
+def load_run(path: str | Path, data: str | None = None, device: str = "cpu",
+             weights: str = "auto") -> tuple[Loaded, Corpus]:
+    """The generator (`weights` as in load_generator) and its corpus, rebuilt with the run's
+    vocabulary and sequence length."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"run or checkpoint {path} not found; pass a run folder or a .pt file in it")
-    loaded = load_generator(path, device, warn=lambda m: print(m, file=sys.stderr))
+    loaded = load_generator(path, device, warn=lambda m: print(m, file=sys.stderr), weights=weights)
     data_cfg = dataclasses.replace(loaded.config.data, max_len=loaded.max_len)
     if data:
         if data_cfg.source != "files":
@@ -63,14 +65,14 @@ def write_metrics(out_dir: Path, metrics: dict[str, float], settings: dict) -> P
 
 def eval_command(path: str, data: str | None = None, num: int | None = None, seed: int | None = None,
                  temperature: float = 1.0, protocol: str = "exact", sweep: str | None = None,
-                 out: str | None = None, device: str = "cpu") -> int:
+                 out: str | None = None, device: str = "cpu", weights: str = "auto") -> int:
     """Print metrics ("name value" per line) and write metrics.json, or run a temperature sweep."""
     from textgan import sweep as sweep_mod
 
     temps = sweep_mod.parse_spec(sweep) if sweep else None  # bad spec fails before loading anything
     if num is not None and num < 2:
         raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
-    loaded, corpus = load_run(path, data, device)
+    loaded, corpus = load_run(path, data, device, weights)
     fpenv.apply(loaded.config.run)  # as the run trained
     num = num or loaded.config.eval.num_samples
     seed = loaded.config.run.seed if seed is None else seed

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from textgan import checkpoint
-from textgan.config import Config, from_dict
+from textgan.config import WEIGHTS, Config, from_dict
 from textgan.data import Vocab, banned_ids
 from textgan.errors import UserError
 from textgan.evaluate import generate
@@ -28,10 +28,14 @@ class Loaded:
     averaged: bool = False  # the weights are adversarial.g_ema's average, not the trained ones
 
 
-def load_generator(path: str | Path, device: str = "cpu", warn=print) -> Loaded:
-    """From a run folder (its newest loadable checkpoint) or a checkpoint file."""
+def load_generator(path: str | Path, device: str = "cpu", warn=print, weights: str = "auto") -> Loaded:
+    """From a run folder (its newest loadable checkpoint) or a checkpoint file. `weights`: "auto"
+    takes adversarial.g_ema's average where the checkpoint has one (what the run reported), else the
+    trained weights; "average" or "trained" picks one, so both can be scored from the same run."""
     import yaml
 
+    if weights not in WEIGHTS:
+        raise UserError(f"unknown --weights {weights!r}; choose one of {', '.join(WEIGHTS)}")
     path = Path(path)
     if path.is_dir():
         state, path = checkpoint.load_latest_valid(path / "checkpoints", warn=warn)
@@ -40,7 +44,10 @@ def load_generator(path: str | Path, device: str = "cpu", warn=print) -> Loaded:
     cfg = from_dict(yaml.safe_load(state["config"]))
     vocab = Vocab(state["vocab"])
     gen = build_generator(cfg.generator, len(vocab), banned_ids(vocab, cfg.data.source != "oracle"))
-    averaged = "generator_avg" in state  # adversarial.g_ema's average: the generator the run reports
+    averaged = "generator_avg" in state and weights != "trained"
+    if weights == "average" and not averaged:
+        raise UserError(f"checkpoint {path} has no weight average (its run had adversarial.g_ema=0 or had not "
+                        "reached an adversarial step); use --weights trained")
     try:
         gen.load_state_dict(state["generator_avg"]["weights"] if averaged else state["generator"])
     except (RuntimeError, KeyError, TypeError):
