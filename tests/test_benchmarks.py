@@ -248,6 +248,10 @@ def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
     assert coco_ema.adversarial.g_ema == 0.98 and replace(coco_ema.adversarial, g_ema=0.0) == coco_raw.adversarial
     assert (coco_ema.generator, coco_ema.run, coco_ema.eval) == (coco_raw.generator, coco_raw.run, coco_raw.eval)
     assert quality.AFTER["coco_rsgan_h256_tied_mix3_ema98"] == "coco_mle_h256_tied"
+    coco_ema_s1 = cfgs["coco_rsgan_h256_tied_mix3_ema98_s1"]  # another training seed, the same corpus
+    assert (coco_ema_s1.run.seed, coco_ema_s1.data.seed, coco_ema.run.seed) == (1, 0, 0)
+    assert coco_ema_s1.adversarial == coco_ema.adversarial and coco_ema_s1.generator == coco_ema.generator
+    assert quality.AFTER["coco_rsgan_h256_tied_mix3_ema98_s1"] == "coco_mle_h256_tied"
     assert cfgs["oracle20_mle_h64_early"].mle.patience == 3
     early = cfgs["oracle20_rsgan_warm_h64_early_glr2_best"]  # the same recipe from the early-stopped model
     assert early.generator.init_from == f"{tmp_path}/oracle20_mle_h64_early" and early.generator.hidden_dim == 64
