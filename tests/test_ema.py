@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 
 from conftest import FAST, REPO, run_cli
-from textgan import checkpoint, config
+from textgan import checkpoint, config, warm_start
 from textgan.corpus import prepare
 from textgan.ema import WeightAverage
 from textgan.errors import UserError
@@ -96,6 +97,9 @@ def test_average_restarts_at_the_adversarial_phase_and_resumes_exactly(tmp_path,
     trained = load_generator(tmp_path / "four.pt", weights="trained")  # the raw weights of the same checkpoint
     assert not trained.averaged and torch.equal(trained.generator.out.weight, second.G.out.weight)
     assert load_generator(tmp_path / "four.pt", weights="average").averaged
+    source = warm_start.load_source(replace(second.cfg.generator, init_from=str(tmp_path / "four.pt")))
+    assert source.averaged  # generator.init_from starts from the average, as `textgan sample` samples it
+    assert torch.equal(source.generator.out.weight, second.G_avg.module.out.weight)
     with pytest.raises(UserError, match="has no weight average.*--weights trained"):
         load_generator(mle_path, weights="average")
     second.load_state_dict(torch.load(mle_path, weights_only=True))  # back to a state without an average
