@@ -80,9 +80,11 @@ def coco_mle_wide(width: int, io_dropout: float, tied: bool = False, layers: int
                                         "mle.patience=3", "mle.plateau_lr_factor=0.5"], 10000)
 
 
-# coco_rsgan_h256_tied_mix3's GAN phase with the generator's weights averaged over ~50 steps
-COCO_H256_TIED_MIX3_EMA98 = [*wide_generator(256, 0.5, tied=True), "mle.epochs=0",
-                             "generator.init_from={runs}/coco_mle_h256_tied", *MIX3, "adversarial.g_ema=0.98"]
+# the mix3 GAN phase from coco_mle_h256_tied's restored best epoch, and the same with the
+# generator's weights averaged over ~50 steps
+COCO_H256_TIED_MIX3 = [*wide_generator(256, 0.5, tied=True), "mle.epochs=0",
+                       "generator.init_from={runs}/coco_mle_h256_tied", *MIX3]
+COCO_H256_TIED_MIX3_EMA98 = [*COCO_H256_TIED_MIX3, "adversarial.g_ema=0.98"]
 
 
 EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), samples scored at the end)
@@ -239,9 +241,7 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
                                    "generator.init_from={runs}/coco_mle_h128_drop_plateau", *MIX3], 10000),
     # the same recipe from coco_mle_h256_tied's restored best epoch (held-out NLL_gen 4.093), whose
     # temperature curve is above coco_mle_h128's on BLEU-3..5: does the GAN phase carry that along?
-    "coco_rsgan_h256_tied_mix3": ("configs/coco_rsgan.yaml",
-                                  [*wide_generator(256, 0.5, tied=True), "mle.epochs=0",
-                                   "generator.init_from={runs}/coco_mle_h256_tied", *MIX3], 10000),
+    "coco_rsgan_h256_tied_mix3": ("configs/coco_rsgan.yaml", COCO_H256_TIED_MIX3, 10000),
     # the same with the generator's weights averaged (adversarial.g_ema, ~50-step window): on the
     # oracle the average moved the dip toward lower NLL_gen, the side COCO's target is on; its raw
     # weights are the same run's plain recipe (`textgan eval --weights trained`), so both are scored
