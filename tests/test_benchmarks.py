@@ -252,6 +252,17 @@ def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
     assert (coco_ema_s1.run.seed, coco_ema_s1.data.seed, coco_ema.run.seed) == (1, 0, 0)
     assert coco_ema_s1.adversarial == coco_ema.adversarial and coco_ema_s1.generator == coco_ema.generator
     assert quality.AFTER["coco_rsgan_h256_tied_mix3_ema98_s1"] == "coco_mle_h256_tied"
+    # the validation-split recipe: the MLE start and every seed's GAN phase hold out the same tenth
+    mle_valid = cfgs["coco_mle_h256_tied_valid"]
+    assert replace(mle_valid.data, valid_frac=0.0) == cfgs["coco_mle_h256_tied"].data and mle_valid.data.valid_frac == 0.1
+    assert (mle_valid.mle, mle_valid.generator) == (cfgs["coco_mle_h256_tied"].mle, cfgs["coco_mle_h256_tied"].generator)
+    for s in (0, 1, 2):
+        gan = cfgs[f"coco_rsgan_h256_tied_mix3_ema98_valid_s{s}"]
+        assert quality.AFTER[f"coco_rsgan_h256_tied_mix3_ema98_valid_s{s}"] == "coco_mle_h256_tied_valid"
+        assert replace(gan.data, seed=-1) == mle_valid.data and (gan.run.seed, gan.data.seed) == (s, 0)
+        assert gan.adversarial == replace(coco_ema.adversarial, steps=350) and gan.generator.hidden_dim == 256
+        assert (gan.log.best_metric, gan.log.best_ceiling_metric) == ("bleu3_exact", "")
+        assert gan.eval.every == 25 and gan.eval.latent_draws == 8
     assert cfgs["oracle20_mle_h64_early"].mle.patience == 3
     early = cfgs["oracle20_rsgan_warm_h64_early_glr2_best"]  # the same recipe from the early-stopped model
     assert early.generator.init_from == f"{tmp_path}/oracle20_mle_h64_early" and early.generator.hidden_dim == 64

@@ -7,7 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
-from textgan.config import WEIGHTS, DataConfig, EvalConfig, choices
+from textgan.config import SPLITS, WEIGHTS, DataConfig, EvalConfig, choices
 from textgan.errors import UserError
 
 
@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="score a run or checkpoint; optionally sweep the sampling temperature")
     e.add_argument("path", help="run folder or checkpoint file")
     e.add_argument("--data", metavar="FILE", help="test file replacing the run's data.test (BLEU refs, NLL_gen)")
+    e.add_argument("--split", choices=SPLITS, default="test",
+                   help="held-out sentences scored against: test, or the run's validation split "
+                        "(data.valid_frac), for choosing a checkpoint without looking at the test set")
     e.add_argument("--num", type=int, help="samples scored (>= 2; default eval.num_samples of the run)")
     e.add_argument("--seed", type=int, help="seed of the latent and the sampling noise (default run.seed)")
     e.add_argument("--temperature", type=_tau, default=1.0, help="divides the logits; <1 is greedier")
@@ -163,7 +166,7 @@ def cmd_eval(args) -> int:
 
     return eval_command(args.path, data=args.data, num=args.num, seed=args.seed, temperature=args.temperature,
                         protocol=args.protocol, sweep=args.sweep_temperature, out=args.out,
-                        device=_device(args.device), weights=args.weights)
+                        device=_device(args.device), weights=args.weights, split=args.split)
 
 
 def cmd_score(args) -> int:

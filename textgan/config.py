@@ -49,8 +49,18 @@ class DataConfig:
     # samples); -1 = run.seed. Set it to vary run.seed (initialisation, data order, latent and
     # Gumbel noise) over one fixed corpus, e.g. GAN phases warm-started from one MLE run
     seed: int = -1
+    # fraction of the training sentences held out as a validation split: training-time
+    # evaluations (TensorBoard valid/*), mle.patience and log.best_metric then score it instead
+    # of the test set, so nothing chosen during training has seen the test set. 0 = no split
+    # (they score the test set, TensorBoard eval/*); `textgan eval` scores the test set either way
+    valid_frac: float = 0.0
+    # seeds which training sentences form the validation split; fixed apart from run.seed and
+    # data.seed, so runs warm-started from one another hold out the same sentences
+    valid_seed: int = 0
 
     def __post_init__(self) -> None:
+        _check(0.0 <= self.valid_frac < 1.0, "valid_frac", "must be in [0, 1) (0 = no validation split)")
+        _check(self.valid_seed >= 0, "valid_seed", "must be >= 0")
         _check(self.min_freq >= 1, "min_freq", "must be >= 1")
         _check(self.max_size >= 0, "max_size", "must be >= 0 (0 = no limit)")
         _check(self.max_len >= 0, "max_len", "must be >= 0 (0 = longest sentence + 1)")
@@ -178,7 +188,8 @@ class MLEConfig:
     batch_size: int = 64  # sentences per batch
     lr: float = 1e-2  # Adam learning rate
     grad_clip: float = 5.0  # max gradient norm; 0 = no clipping
-    # early stopping: MLE evaluations in a row without a lower held-out NLL_gen before
+    # early stopping: MLE evaluations in a row without a lower held-out NLL_gen (validation split
+    # with data.valid_frac, else test) before
     # pretraining ends; at its end (early or not) the generator goes back to the epoch with the
     # lowest one (kept as checkpoints/mle_best.pt), and the GAN phase starts from there. 0 = off
     patience: int = 0
@@ -271,7 +282,9 @@ class LogConfig:
     progress: bool = True  # tqdm progress bar
     checkpoint_every: int = 500  # adversarial steps between checkpoints; 0 = only at the end
     keep_last: int = 3  # step checkpoints kept (older ones are deleted)
-    best_metric: str = ""  # also keep checkpoints/best.pt by this eval metric, e.g. bleu4_exact; "" = off
+    # also keep checkpoints/best.pt by this eval metric, e.g. bleu4_exact, as measured on the
+    # evaluation split (validation with data.valid_frac, else test); "" = off
+    best_metric: str = ""
     best_mode: Literal["max", "min"] = "max"  # whether a larger or smaller best_metric is better
     # only evaluations whose best_ceiling_metric is at most best_ceiling count for best.pt: with
     # nll_gen_mc8_tok and the MLE start's value, the best quality at no worse held-out NLL_gen
@@ -340,6 +353,7 @@ class Config:
 # which generator of a checkpoint `textgan sample/eval` load (textgan.sample.load_generator): kept
 # here, not there, so the CLI offers it without importing torch
 WEIGHTS = ("auto", "average", "trained")
+SPLITS = ("test", "valid")  # held-out sentences `textgan eval --split` scores against (valid: data.valid_frac)
 
 
 def choices(cls: type, key: str) -> tuple:

@@ -1,4 +1,4 @@
-"""Turn the data config into encoded train/test sets, from files or a built-in corpus.
+"""Turn the data config into encoded train/test (and validation) sets, from files or a built-in corpus.
 
 Built-in corpora need no download: the SeqGAN-style oracle LSTM (its samples are
 the data and it scores generated text, NLL_oracle) and a small English-like PCFG
@@ -6,6 +6,7 @@ the data and it scores generated text, NLL_oracle) and a small English-like PCFG
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,23 @@ class Corpus:
     banned: list[int]  # ids the generator never emits
     oracle: object | None = None  # textgan.oracle.OracleLSTM for source=oracle
     source: str = "files"
+    valid: Encoded | None = None  # data.valid_frac's validation split, carved from the training sentences
+    valid_sentences: list[list[str]] | None = None
+
+    @property
+    def eval_split(self) -> str:
+        """The split training-time evaluations score: "valid" where there is one, else "test"."""
+        return "test" if self.valid is None else "valid"
+
+    def scored_on(self, split: str) -> Corpus:
+        """This corpus with `split`'s sentences in the test fields, which every metric scores
+        against (BLEU references, NLL_gen), so one evaluation code path serves both splits."""
+        if split == "test":
+            return self
+        if self.valid is None:
+            raise DataError("this corpus holds out no validation split (data.valid_frac=0); "
+                            "score the test split, or train with data.valid_frac > 0")
+        return dataclasses.replace(self, test=self.valid, test_sentences=self.valid_sentences)
 
 
 def _resolve(root: str, name: str) -> Path:
@@ -47,6 +65,19 @@ def _oracle_sentences(cfg: DataConfig, seed: int):
     return oracle, as_words(train), as_words(test), vocab
 
 
+def split_off(sentences: list, frac: float, seed: int) -> tuple[list, list]:
+    """(kept, held out): round(frac * N) sentences chosen by a permutation seeded by `seed`, both
+    parts in their original order. The same sentences, frac and seed always give the same split."""
+    n = len(sentences)
+    k = round(frac * n)
+    if not 1 <= k < n:
+        raise DataError(f"data.valid_frac={frac} holds out {k} of {n} training sentences; choose a "
+                        "fraction that leaves at least one sentence on each side, or 0 for no split")
+    held = set(torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:k].tolist())
+    return ([s for i, s in enumerate(sentences) if i not in held],
+            [s for i, s in enumerate(sentences) if i in held])
+
+
 def prepare(cfg: DataConfig, seed: int, vocab: Vocab | None = None) -> Corpus:
     """Read or generate the corpus; `vocab` (from a run folder) overrides building one. `seed`
     (run.seed) generates a built-in corpus unless data.seed names its own."""
@@ -64,6 +95,9 @@ def prepare(cfg: DataConfig, seed: int, vocab: Vocab | None = None) -> Corpus:
         train = sample_grammar(cfg.num_train, seed=seed + 1)
         test = sample_grammar(cfg.num_test, seed=seed + 2)
         built = None
+    valid = None
+    if cfg.valid_frac > 0:  # before the vocabulary: a validation sentence's words are as unseen as a test one's
+        train, valid = split_off(train, cfg.valid_frac, cfg.valid_seed)
     if vocab is None:
         vocab = built or Vocab.build(train, min_freq=cfg.min_freq, max_size=cfg.max_size)
     elif built is not None and vocab.itos != built.itos:
@@ -72,6 +106,8 @@ def prepare(cfg: DataConfig, seed: int, vocab: Vocab | None = None) -> Corpus:
     max_len = cfg.max_len or max(len(s) for s in train) + int(add_eos)
     enc_train = encode(train, vocab, max_len, cfg.long_policy, add_eos)
     enc_test = encode(test, vocab, max_len, cfg.long_policy, add_eos)
+    enc_valid = encode(valid, vocab, max_len, cfg.long_policy, add_eos) if valid is not None else None
     banned = banned_ids(vocab, add_eos)
     return Corpus(vocab=vocab, train=enc_train, test=enc_test, test_sentences=test, max_len=max_len,
-                  add_eos=add_eos, banned=banned, oracle=oracle, source=cfg.source)
+                  add_eos=add_eos, banned=banned, oracle=oracle, source=cfg.source,
+                  valid=enc_valid, valid_sentences=valid)

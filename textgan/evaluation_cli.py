@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from textgan import fpenv
-from textgan.config import EvalConfig, choices
+from textgan.config import SPLITS, EvalConfig, choices
 from textgan.corpus import Corpus, prepare
 from textgan.errors import UserError
 from textgan.evaluate import evaluate
@@ -29,9 +29,13 @@ def run_dir_of(path: Path) -> Path:
 
 
 def load_run(path: str | Path, data: str | None = None, device: str = "cpu",
-             weights: str = "auto") -> tuple[Loaded, Corpus]:
+             weights: str = "auto", split: str = "test") -> tuple[Loaded, Corpus]:
     """The generator (`weights` as in load_generator) and its corpus, rebuilt with the run's
-    vocabulary and sequence length."""
+    vocabulary and sequence length, its test fields holding `split`'s sentences."""
+    if split not in SPLITS:
+        raise UserError(f"unknown --split {split!r}; choose one of {', '.join(SPLITS)}")
+    if data and split != "test":
+        raise UserError("--data replaces the test file, so it cannot be scored with --split valid; drop one of them")
     path = Path(path)
     if not path.exists():
         raise UserError(f"run or checkpoint {path} not found; pass a run folder or a .pt file in it")
@@ -42,7 +46,10 @@ def load_run(path: str | Path, data: str | None = None, device: str = "cpu",
             raise UserError(f"--data replaces the test file of a text corpus, but this run uses "
                             f"data.source={data_cfg.source}; leave --data out")
         data_cfg = dataclasses.replace(data_cfg, test=str(Path(data).resolve()))
-    return loaded, prepare(data_cfg, loaded.config.run.seed, vocab=loaded.vocab)
+    corpus = prepare(data_cfg, loaded.config.run.seed, vocab=loaded.vocab)
+    if split == "valid" and corpus.valid is None:
+        raise UserError(f"{path} was trained without a validation split (data.valid_frac=0); use --split test")
+    return loaded, corpus.scored_on(split)
 
 
 def eval_metrics(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperature: float = 1.0,
@@ -65,14 +72,14 @@ def write_metrics(out_dir: Path, metrics: dict[str, float], settings: dict) -> P
 
 def eval_command(path: str, data: str | None = None, num: int | None = None, seed: int | None = None,
                  temperature: float = 1.0, protocol: str = "exact", sweep: str | None = None,
-                 out: str | None = None, device: str = "cpu", weights: str = "auto") -> int:
+                 out: str | None = None, device: str = "cpu", weights: str = "auto", split: str = "test") -> int:
     """Print metrics ("name value" per line) and write metrics.json, or run a temperature sweep."""
     from textgan import sweep as sweep_mod
 
     temps = sweep_mod.parse_spec(sweep) if sweep else None  # bad spec fails before loading anything
     if num is not None and num < 2:
         raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
-    loaded, corpus = load_run(path, data, device, weights)
+    loaded, corpus = load_run(path, data, device, weights, split)
     fpenv.apply(loaded.config.run)  # as the run trained
     num = num or loaded.config.eval.num_samples
     seed = loaded.config.run.seed if seed is None else seed
@@ -88,16 +95,20 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
     metrics = eval_metrics(loaded, corpus, num=num, seed=seed, temperature=temperature, protocol=protocol)
     for name, value in metrics.items():
         print(f"{name} {value:.6g}")
-    settings = {"checkpoint": str(loaded.path), "test": str(corpus_test_file(loaded, data)), "num": num,
+    settings = {"checkpoint": str(loaded.path), "split": split,
+                "test": str(corpus_test_file(loaded, data, split)), "num": num,
                 "seed": seed, "temperature": temperature, "protocol": protocol,
                 "weights": "g_ema average" if loaded.averaged else "trained"}
     print(f"wrote {write_metrics(out_dir, metrics, settings)}", file=sys.stderr)
     return 0
 
 
-def corpus_test_file(loaded: Loaded, data: str | None) -> str:
-    """The test file the metrics used (for the record in metrics.json)."""
+def corpus_test_file(loaded: Loaded, data: str | None, split: str = "test") -> str:
+    """The held-out sentences the metrics used (for the record in metrics.json)."""
     cfg = loaded.config.data
+    if split == "valid":
+        origin = str(Path(cfg.root) / cfg.train) if cfg.source == "files" else f"built-in {cfg.source} corpus"
+        return f"validation split of {origin} (data.valid_frac={cfg.valid_frac}, data.valid_seed={cfg.valid_seed})"
     if cfg.source != "files":
         return f"built-in {cfg.source} corpus"
     return str(Path(data).resolve()) if data else str(Path(cfg.root) / cfg.test)

@@ -33,11 +33,17 @@ def _check_device(name: str) -> None:
         raise UserError(f"run.device={name} but CUDA is not available here; set run.device=cpu")
 
 
+def _sets(corpus: Corpus) -> list:
+    return [corpus.train, corpus.test] + ([corpus.valid] if corpus.valid is not None else [])
+
+
 def _describe(corpus: Corpus) -> str:
-    return (f"data: {corpus.train.tokens.shape[0]} train / {corpus.test.tokens.shape[0]} test sentences, "
+    valid = f" / {corpus.valid.tokens.shape[0]} validation" if corpus.valid is not None else ""
+    return (f"data: {corpus.train.tokens.shape[0]} train{valid} / {corpus.test.tokens.shape[0]} test sentences, "
             f"vocab {len(corpus.vocab)}, max_len {corpus.max_len}, "
-            f"truncated {corpus.train.truncated + corpus.test.truncated}, "
-            f"dropped {corpus.train.dropped + corpus.test.dropped}")
+            f"truncated {sum(s.truncated for s in _sets(corpus))}, "
+            f"dropped {sum(s.dropped for s in _sets(corpus))}; "
+            f"training-time evaluations score the {corpus.eval_split} split")
 
 
 def _check_best_metric(cfg: config_mod.Config, corpus: Corpus) -> None:
@@ -93,6 +99,8 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
         log(f"resuming {run_dir} from {path.name}" + (f" on {dist.world_size} ranks" if dist.enabled else ""))
     else:
         source = warm_start.load_source(cfg.generator) if cfg.generator.init_from else None
+        if source is not None and (mismatch := warm_start.split_mismatch(cfg.data, source)):
+            log(mismatch)
         corpus = prepare(cfg.data, cfg.run.seed, vocab=source.vocab if source else None)
         _check_best_metric(cfg, corpus)
         dist.check_corpus(corpus.train.tokens.shape[0])
@@ -102,8 +110,8 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
     fpenv.apply(cfg.run)
     log(_describe(corpus))
     monitor = Monitor(run_dir, progress=cfg.log.progress and sys.stderr.isatty(), enabled=dist.is_main)
-    monitor.scalars({"data/truncated": corpus.train.truncated + corpus.test.truncated,
-                     "data/dropped": corpus.train.dropped + corpus.test.dropped,
+    monitor.scalars({"data/truncated": sum(s.truncated for s in _sets(corpus)),
+                     "data/dropped": sum(s.dropped for s in _sets(corpus)),
                      "data/vocab_size": len(corpus.vocab)}, 0)
     trainer = Trainer(cfg, corpus, run_dir, monitor, dist=dist)
     log(f"generator output cross-entropy: {trainer.G.ce_kernel_used()} (generator.ce_kernel={cfg.generator.ce_kernel})")
@@ -127,7 +135,8 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
     try:
         metrics = run(trainer)
         lines = trainer.log_samples()
-        monitor.hparams(_hparams(cfg), metrics)
+        split_tag = "" if corpus.eval_split == "test" else f"{corpus.eval_split}_"  # hparam/valid_bleu2_exact
+        monitor.hparams(_hparams(cfg), {f"{split_tag}{k}": v for k, v in metrics.items()})
         if dist.is_main:
             (run_dir / "samples.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     except OSError as err:  # disk full, file too large, folder removed: earlier checkpoints are intact
@@ -143,12 +152,12 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
             signal.signal(sig, handler)
         monitor.close()
     if dist.is_main:
-        _report(run_dir, metrics, lines)
+        _report(run_dir, metrics, lines, corpus.eval_split)
     return 0
 
 
-def _report(run_dir: Path, metrics: dict[str, float], lines: list[str]) -> None:
-    _log("final metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
+def _report(run_dir: Path, metrics: dict[str, float], lines: list[str], split: str) -> None:
+    _log(f"final metrics ({split} split): " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
     print(f"run folder: {run_dir}")
     print("samples (fixed z):")
     for line in lines:

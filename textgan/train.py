@@ -27,6 +27,9 @@ from textgan.models import build_discriminator, build_generator
 from textgan.monitor import Monitor
 
 
+EVAL_TAG = {"test": "eval", "valid": "valid"}  # TensorBoard prefix of training-time metrics, by split
+
+
 @dataclass
 class Progress:
     epoch: int = 0  # MLE epochs done
@@ -127,7 +130,7 @@ class Trainer:
                 "opt_mle": self.opt_mle.state_dict(), "opt_g": self.opt_g.state_dict(),
                 "opt_d": self.opt_d.state_dict(), "progress": asdict(self.progress),
                 "rng": rng if ranks is None else {**rng, "ranks": ranks},
-                "metrics": dict(self.last_metrics),
+                "metrics": dict(self.last_metrics), "metrics_split": self.corpus.eval_split,
                 **({"generator_avg": self.G_avg.state_dict()} if self.G_avg is not None else {})}
 
     def load_state_dict(self, state: dict) -> None:
@@ -393,10 +396,14 @@ class Trainer:
         return self.G_avg.module if self.G_avg is not None else self.G
 
     def evaluate(self) -> dict[str, float]:
-        metrics = self.dist.on_main(lambda: evaluate(self.scored_generator(), self.corpus, self.cfg.eval,
+        """Metrics of the scored generator on the corpus's evaluation split (data.valid_frac's
+        validation sentences where there are any, else the test set), logged as valid/* or eval/*."""
+        scored = self.corpus.scored_on(self.corpus.eval_split)
+        metrics = self.dist.on_main(lambda: evaluate(self.scored_generator(), scored, self.cfg.eval,
                                                      seed=self.cfg.run.seed + 13)[0])  # rank 0 only
         self.last_metrics = metrics
-        self.monitor.scalars({f"eval/{k}": v for k, v in metrics.items()}, self.progress.global_step)
+        prefix = EVAL_TAG[self.corpus.eval_split]
+        self.monitor.scalars({f"{prefix}/{k}": v for k, v in metrics.items()}, self.progress.global_step)
         self._keep_best(metrics)
         return metrics
 
@@ -409,6 +416,8 @@ class Trainer:
             return
         rule = f"{log.best_mode} {name}" + (f", {log.best_ceiling_metric} <= {log.best_ceiling}"
                                            if log.best_ceiling_metric else "")
+        if self.corpus.eval_split != "test":  # (test: the rule as runs before data.valid_frac wrote it)
+            rule += f" on {self.corpus.eval_split}"
         if rule != p.best_rule:  # resumed under other settings: the old best is not comparable
             if p.best_rule:  # (checkpoints from before best_rule existed keep theirs)
                 p.best = None

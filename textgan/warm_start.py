@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from textgan.config import GeneratorConfig
+from textgan.config import DataConfig, GeneratorConfig
 from textgan.errors import UserError
 from textgan.models.generator import Generator
 from textgan.sample import Loaded, load_generator
@@ -40,6 +40,23 @@ def load_source(cfg: GeneratorConfig) -> Loaded:
         raise UserError(f"generator.init_from: {path} has a latent of {theirs.latent_dim} ({theirs.prior} "
                         f"prior); set generator.latent_dim={theirs.latent_dim} and a prior other than none")
     return source
+
+
+def split_mismatch(data: DataConfig, source: Loaded) -> str | None:
+    """A warning when this run scores a validation split the source run may have trained on
+    (another training file, fraction or seed): its validation numbers would flatter the model."""
+    if data.valid_frac == 0:
+        return None
+
+    def split_of(cfg: DataConfig) -> dict:
+        train = str((Path(cfg.root) / cfg.train).resolve()) if cfg.source == "files" else ""
+        return {"source": cfg.source, "train": train, "valid_frac": cfg.valid_frac, "valid_seed": cfg.valid_seed}
+    theirs, ours = split_of(source.config.data), split_of(data)
+    if theirs == ours:
+        return None
+    differ = ", ".join(f"data.{k}={v}" for k, v in theirs.items() if v != ours[k])
+    return (f"warning: generator.init_from: {source.path} trained with {differ}, so this run's validation "
+            "sentences may be in its training set; use the source's data settings for an unbiased validation split")
 
 
 @torch.no_grad()
