@@ -256,6 +256,9 @@ def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
     mle_valid = cfgs["coco_mle_h256_tied_valid"]
     assert replace(mle_valid.data, valid_frac=0.0) == cfgs["coco_mle_h256_tied"].data and mle_valid.data.valid_frac == 0.1
     assert (mle_valid.mle, mle_valid.generator) == (cfgs["coco_mle_h256_tied"].mle, cfgs["coco_mle_h256_tied"].generator)
+    base_valid = cfgs["coco_mle_valid"]  # the target's MLE bound, measured on the same validation split
+    assert base_valid.data == mle_valid.data
+    assert (base_valid.generator, base_valid.mle) == (cfgs["coco_mle"].generator, cfgs["coco_mle"].mle)
     for s in (0, 1, 2):
         gan = cfgs[f"coco_rsgan_h256_tied_mix3_ema98_valid_s{s}"]
         assert quality.AFTER[f"coco_rsgan_h256_tied_mix3_ema98_valid_s{s}"] == "coco_mle_h256_tied_valid"

@@ -148,3 +148,33 @@ def test_warm_start_from_another_split_warns(tmp_path, data_root):
     res = run_cli("train", CONFIG, *FAST, f"log.dir={tmp_path}", "log.name=gan2", *warm)
     assert res.returncode == 0, res.stderr
     assert "warning: generator.init_from" not in res.stderr
+
+
+def test_a_validation_file_of_its_own(tmp_path, data_root):
+    """data.valid names a file: the training sentences stay whole, evaluations score the file."""
+    lines = read_lines(data_root / "tiny" / "train.txt")
+    (tmp_path / "valid.txt").write_text("\n".join(lines[:30]) + "\n", encoding="utf-8")
+    cfg = _tiny(data_root, valid=str(tmp_path / "valid.txt"))
+    corpus = prepare(cfg, seed=0)
+    assert corpus.train.tokens.shape[0] == 500 and corpus.valid.tokens.shape[0] == 30
+    assert corpus.eval_split == "valid" and len(corpus.vocab) == len(prepare(_tiny(data_root), seed=0).vocab)
+    res = run_cli("train", CONFIG, *FAST, f"log.dir={tmp_path}", "log.name=f", f"data.valid={tmp_path / 'valid.txt'}",
+                  "adversarial.steps=0", "eval.sample_every=0")
+    assert res.returncode == 0, res.stderr
+    assert "500 train / 30 validation / 100 test sentences" in res.stderr
+    assert "valid/bleu2_exact" in _scalars(tmp_path / "f")
+    ev = run_cli("eval", str(tmp_path / "f"), "--split", "valid", "--num", "8", "--out", str(tmp_path / "e"))
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["settings"]["test"].endswith("valid.txt")
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["data.valid=tiny/test.txt", "data.valid_frac=0.1"], "set one of them"),
+    (["data.source=grammar", "data.valid=tiny/test.txt"], "needs source: files"),
+    (["data.valid=no/such/file.txt"], "no/such/file.txt"),
+])
+def test_validation_config_errors_are_one_line(tmp_path, data_root, overrides, message):
+    res = run_cli("train", CONFIG, *FAST, f"log.dir={tmp_path}", "log.name=bad", *overrides)
+    assert res.returncode != 0 and message in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()

@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", metavar="FILE", help="test file replacing the run's data.test (BLEU refs, NLL_gen)")
     e.add_argument("--split", choices=SPLITS, default="test",
                    help="held-out sentences scored against: test, or the run's validation split "
-                        "(data.valid_frac), for choosing a checkpoint without looking at the test set")
+                        "(data.valid_frac or data.valid), for choosing a checkpoint without looking at the test set")
     e.add_argument("--num", type=int, help="samples scored (>= 2; default eval.num_samples of the run)")
     e.add_argument("--seed", type=int, help="seed of the latent and the sampling noise (default run.seed)")
     e.add_argument("--temperature", type=_tau, default=1.0, help="divides the logits; <1 is greedier")

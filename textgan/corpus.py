@@ -27,7 +27,7 @@ class Corpus:
     banned: list[int]  # ids the generator never emits
     oracle: object | None = None  # textgan.oracle.OracleLSTM for source=oracle
     source: str = "files"
-    valid: Encoded | None = None  # data.valid_frac's validation split, carved from the training sentences
+    valid: Encoded | None = None  # validation split: data.valid's file, or data.valid_frac of the training sentences
     valid_sentences: list[list[str]] | None = None
 
     @property
@@ -41,8 +41,8 @@ class Corpus:
         if split == "test":
             return self
         if self.valid is None:
-            raise DataError("this corpus holds out no validation split (data.valid_frac=0); "
-                            "score the test split, or train with data.valid_frac > 0")
+            raise DataError("this corpus holds out no validation split (data.valid_frac=0, no data.valid); "
+                            "score the test split, or train with data.valid_frac > 0 or data.valid")
         return dataclasses.replace(self, test=self.valid, test_sentences=self.valid_sentences)
 
 
@@ -98,6 +98,8 @@ def prepare(cfg: DataConfig, seed: int, vocab: Vocab | None = None) -> Corpus:
     valid = None
     if cfg.valid_frac > 0:  # before the vocabulary: a validation sentence's words are as unseen as a test one's
         train, valid = split_off(train, cfg.valid_frac, cfg.valid_seed)
+    elif cfg.valid:
+        valid = [tokenize(s, cfg.tokenizer, cfg.lowercase) for s in read_lines(_resolve(cfg.root, cfg.valid))]
     if vocab is None:
         vocab = built or Vocab.build(train, min_freq=cfg.min_freq, max_size=cfg.max_size)
     elif built is not None and vocab.itos != built.itos:

@@ -48,7 +48,8 @@ def load_run(path: str | Path, data: str | None = None, device: str = "cpu",
         data_cfg = dataclasses.replace(data_cfg, test=str(Path(data).resolve()))
     corpus = prepare(data_cfg, loaded.config.run.seed, vocab=loaded.vocab)
     if split == "valid" and corpus.valid is None:
-        raise UserError(f"{path} was trained without a validation split (data.valid_frac=0); use --split test")
+        raise UserError(f"{path} was trained without a validation split (data.valid_frac=0, no data.valid); "
+                        "use --split test")
     return loaded, corpus.scored_on(split)
 
 
@@ -106,6 +107,8 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
 def corpus_test_file(loaded: Loaded, data: str | None, split: str = "test") -> str:
     """The held-out sentences the metrics used (for the record in metrics.json)."""
     cfg = loaded.config.data
+    if split == "valid" and cfg.valid:
+        return str(Path(cfg.root) / cfg.valid)
     if split == "valid":
         origin = str(Path(cfg.root) / cfg.train) if cfg.source == "files" else f"built-in {cfg.source} corpus"
         return f"validation split of {origin} (data.valid_frac={cfg.valid_frac}, data.valid_seed={cfg.valid_seed})"

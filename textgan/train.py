@@ -396,7 +396,7 @@ class Trainer:
         return self.G_avg.module if self.G_avg is not None else self.G
 
     def evaluate(self) -> dict[str, float]:
-        """Metrics of the scored generator on the corpus's evaluation split (data.valid_frac's
+        """Metrics of the scored generator on the corpus's evaluation split (data.valid or valid_frac's
         validation sentences where there are any, else the test set), logged as valid/* or eval/*."""
         scored = self.corpus.scored_on(self.corpus.eval_split)
         metrics = self.dist.on_main(lambda: evaluate(self.scored_generator(), scored, self.cfg.eval,

@@ -45,7 +45,7 @@ def load_source(cfg: GeneratorConfig) -> Loaded:
 def split_mismatch(data: DataConfig, source: Loaded) -> str | None:
     """A warning when this run scores a validation split the source run may have trained on
     (another training file, fraction or seed): its validation numbers would flatter the model."""
-    if data.valid_frac == 0:
+    if data.valid_frac == 0:  # (a validation file of its own: the user knows what it holds)
         return None
 
     def split_of(cfg: DataConfig) -> dict:
