@@ -9,6 +9,11 @@ any sample files given (`--samples NAME=FILE`, e.g. from `textgan sample --out`)
 with `textgan score`'s metrics under both protocols, with `ref_unseen_frac`, the share of its
 sentences holding a token no test caption holds. Also lists the most frequent such tokens.
 
+Also how close a validation split of the training file (`data.valid_frac` 0.1, `valid_seed` 0) is
+to the training captions it leaves, beside the test captions: BLEU-n of each against that
+remainder. The training file holds several captions per image, so held-out training captions
+resemble the remainder far more than test captions (other images) do.
+
 Writes benchmarks/results/coco_reference.json; `--smoke` scores the tiny corpus instead.
 """
 from __future__ import annotations
@@ -24,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from textgan import hostinfo  # noqa: E402
+from textgan.corpus import split_off  # noqa: E402
 from textgan.metrics import bleu  # noqa: E402
 from textgan.score_cli import read_sentences, score_text  # noqa: E402
 
@@ -39,6 +45,15 @@ def split_bleu(sents: list[list[str]], test: list[list[str]], known: set[str]) -
         out[part] = {"sentences": len(group), **({f"bleu{n}_exact": bleu(group, test, max_n=n) for n in ORDERS}
                                                   if group else {})}
     return out
+
+
+def validation_overlap(train: list[list[str]], test: list[list[str]], frac: float = 0.1, seed: int = 0) -> dict:
+    """BLEU-n against the rest of the training file of its `data.valid_frac` split and of the test
+    captions: how much easier a validation split of the training file is than the test set."""
+    kept, held = split_off(train, frac, seed)
+    return {"valid_frac": frac, "valid_seed": seed, "remainder_sentences": len(kept),
+            **{name: {"sentences": len(sents), **{f"bleu{n}_exact": bleu(sents, kept, max_n=n) for n in ORDERS}}
+               for name, sents in (("held_out", held), ("test", test))}}
 
 
 def main() -> None:
@@ -69,6 +84,9 @@ def main() -> None:
         print(name, len(sents), " ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
         for part, values in split.items():
             print(f"  {part}:", " ".join(f"{k}={v:.4f}" for k, v in values.items()), flush=True)
+    result["validation_split"] = overlap = validation_overlap(train, test)
+    for name in ("held_out", "test"):
+        print(f"{name} vs the training remainder:", " ".join(f"{k}={v:.4f}" for k, v in overlap[name].items()))
     unseen = Counter(tok for sent in train for tok in sent if tok not in known)
     result["train_tokens_never_in_test"] = {"types": len(unseen), "most_frequent": dict(unseen.most_common(20))}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -97,6 +97,9 @@ def test_coco_reference_smoke(tmp_path, data_root):
     assert split["seen"]["sentences"] + split["unseen"]["sentences"] == 500
     assert split["seen"]["bleu3_exact"] == rows["train_seen_only"]["bleu3_exact"]
     assert result["train_tokens_never_in_test"]["types"] > 0 and result["machine"] == hostinfo.describe()
+    overlap = result["validation_split"]  # a tenth of the training file against the rest, and the test file
+    assert overlap["held_out"]["sentences"] == 50 and overlap["remainder_sentences"] == 450
+    assert overlap["test"]["sentences"] == 100 and 0 < overlap["test"]["bleu2_exact"] < 1
 
 
 def test_quality_smoke(tmp_path, data_root):
