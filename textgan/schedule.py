@@ -55,7 +55,8 @@ def early_stop_mle(trainer: Trainer) -> None:
     best = trainer.restore_generator(best_path)
     trainer.monitor.scalars({"mle/best_epoch": best["epoch"], "mle/stopped_epoch": p.epoch}, p.global_step)
     if trainer.dist.is_main:
-        print(f"mle: held-out ({trainer.corpus.eval_split} split) {name} not below {p.mle_best:.4f} for {p.mle_since_best} evaluation(s); "
+        print(f"mle: held-out ({trainer.corpus.eval_split} split) {name} not below {p.mle_best:.4f} "
+              f"for {p.mle_since_best} evaluation(s); "
               f"pretraining ends after epoch {p.epoch}, generator back to epoch {best['epoch']}", file=sys.stderr)
 
 
