@@ -185,7 +185,7 @@ def test_torchrun_cli_writes_one_run_and_resumes(tmp_path, data_root):
     assert res.returncode == 0, res.stderr[-3000:]
     assert [p.name for p in tmp_path.iterdir()] == ["coco_rsgan"]
     run_dir = tmp_path / "coco_rsgan"
-    assert res.stdout.count("run folder:") == 1 and res.stderr.count("final metrics:") == 1
+    assert res.stdout.count("run folder:") == 1 and res.stderr.count("final metrics (test split):") == 1
     assert len(_writers(run_dir)) == 1  # rank 0 alone logs
     state = checkpoint.load(checkpoint.newest(run_dir / "checkpoints"))
     assert state["progress"]["step"] == 6 and len(checkpoint.history(run_dir / "checkpoints")) == 3
