@@ -80,10 +80,14 @@ def coco_mle_wide(width: int, io_dropout: float, tied: bool = False, layers: int
                                         "mle.patience=3", "mle.plateau_lr_factor=0.5"], 10000)
 
 
+def coco_h256_tied_mix3(start: str) -> list[str]:
+    """The mix3 GAN phase of the 256-wide tied generator, from the finished MLE run `start`."""
+    return [*wide_generator(256, 0.5, tied=True), "mle.epochs=0", f"generator.init_from={{runs}}/{start}", *MIX3]
+
+
 # the mix3 GAN phase from coco_mle_h256_tied's restored best epoch, and the same with the
 # generator's weights averaged over ~50 steps
-COCO_H256_TIED_MIX3 = [*wide_generator(256, 0.5, tied=True), "mle.epochs=0",
-                       "generator.init_from={runs}/coco_mle_h256_tied", *MIX3]
+COCO_H256_TIED_MIX3 = coco_h256_tied_mix3("coco_mle_h256_tied")
 COCO_H256_TIED_MIX3_EMA98 = [*COCO_H256_TIED_MIX3, "adversarial.g_ema=0.98"]
 # a tenth of the training captions held out as a validation split (data.valid_seed 0, the same
 # for every seed): training-time evaluations, mle.patience and best.pt see only it, never the test set
@@ -94,10 +98,9 @@ COCO_VALID = ["data.valid_frac=0.1"]
 # shares images with the training captions (its NLL_gen is ~0.9 lower than the test set's), so
 # the test-set bound 5.00 has no validation equivalent; the test NLL_gen of the chosen state is
 # checked against it afterwards. 350 steps: past both earlier seeds' peaks (200-225, 250-325)
-COCO_H256_TIED_MIX3_EMA98_VALID = [
-    *wide_generator(256, 0.5, tied=True), "mle.epochs=0", "generator.init_from={runs}/coco_mle_h256_tied_valid",
-    *MIX3, "adversarial.g_ema=0.98", *COCO_VALID, "adversarial.steps=350", "eval.every=25",
-    "log.best_metric=bleu3_exact"]
+COCO_H256_TIED_MIX3_EMA98_VALID = [*coco_h256_tied_mix3("coco_mle_h256_tied_valid"), "adversarial.g_ema=0.98",
+                                   *COCO_VALID, "adversarial.steps=350", "eval.every=25",
+                                   "log.best_metric=bleu3_exact"]
 
 
 EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), samples scored at the end)
@@ -263,11 +266,11 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     # between steps 200 and 250 to 0.035 above the MLE curve, then fell after 350; does that recur?
     "coco_rsgan_h256_tied_mix3_ema98_s1": ("configs/coco_rsgan.yaml",
                                            [*COCO_H256_TIED_MIX3_EMA98, "run.seed=1", "data.seed=0"], 10000),
-    # coco_mle_h256_tied trained without the validation tenth, and the GAN phase above from it,
-    # over three training seeds: a recipe whose stopping point is chosen without the test set
     # the MLE baseline (`configs/coco_mle.yaml`, whose held-out NLL_gen 5.00 is the target's bound)
     # without the validation tenth: its validation NLL_gen is that bound on the validation split
     "coco_mle_valid": ("configs/coco_mle.yaml", COCO_VALID, 10000),
+    # coco_mle_h256_tied trained without the validation tenth, and the GAN phase above from it,
+    # over three training seeds: a recipe whose stopping point is chosen without the test set
     "coco_mle_h256_tied_valid": ("configs/coco_rsgan.yaml", [*coco_mle_wide(256, 0.5, tied=True)[1], *COCO_VALID], 10000),
     **{f"coco_rsgan_h256_tied_mix3_ema98_valid_s{s}": (
         "configs/coco_rsgan.yaml", [*COCO_H256_TIED_MIX3_EMA98_VALID, f"run.seed={s}", "data.seed=0"], 10000)

@@ -31,6 +31,19 @@ class Corpus:
     valid_sentences: list[list[str]] | None = None
 
     @property
+    def truncated(self) -> int:
+        """Sentences cut to max_len, over every split (data.long_policy truncate)."""
+        return sum(s.truncated for s in self._splits())
+
+    @property
+    def dropped(self) -> int:
+        """Sentences left out for being longer than max_len, over every split (long_policy drop)."""
+        return sum(s.dropped for s in self._splits())
+
+    def _splits(self) -> list[Encoded]:
+        return [self.train, self.test] + ([self.valid] if self.valid is not None else [])
+
+    @property
     def eval_split(self) -> str:
         """The split training-time evaluations score: "valid" where there is one, else "test"."""
         return "test" if self.valid is None else "valid"

@@ -33,16 +33,11 @@ def _check_device(name: str) -> None:
         raise UserError(f"run.device={name} but CUDA is not available here; set run.device=cpu")
 
 
-def _sets(corpus: Corpus) -> list:
-    return [corpus.train, corpus.test] + ([corpus.valid] if corpus.valid is not None else [])
-
-
 def _describe(corpus: Corpus) -> str:
     valid = f" / {corpus.valid.tokens.shape[0]} validation" if corpus.valid is not None else ""
     return (f"data: {corpus.train.tokens.shape[0]} train{valid} / {corpus.test.tokens.shape[0]} test sentences, "
             f"vocab {len(corpus.vocab)}, max_len {corpus.max_len}, "
-            f"truncated {sum(s.truncated for s in _sets(corpus))}, "
-            f"dropped {sum(s.dropped for s in _sets(corpus))}; "
+            f"truncated {corpus.truncated}, dropped {corpus.dropped}; "
             f"training-time evaluations score the {corpus.eval_split} split")
 
 
@@ -110,8 +105,7 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
     fpenv.apply(cfg.run)
     log(_describe(corpus))
     monitor = Monitor(run_dir, progress=cfg.log.progress and sys.stderr.isatty(), enabled=dist.is_main)
-    monitor.scalars({"data/truncated": sum(s.truncated for s in _sets(corpus)),
-                     "data/dropped": sum(s.dropped for s in _sets(corpus)),
+    monitor.scalars({"data/truncated": corpus.truncated, "data/dropped": corpus.dropped,
                      "data/vocab_size": len(corpus.vocab)}, 0)
     trainer = Trainer(cfg, corpus, run_dir, monitor, dist=dist)
     log(f"generator output cross-entropy: {trainer.G.ce_kernel_used()} (generator.ce_kernel={cfg.generator.ce_kernel})")
