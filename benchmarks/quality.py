@@ -101,6 +101,9 @@ COCO_VALID = ["data.valid_frac=0.1"]
 COCO_H256_TIED_MIX3_EMA98_VALID = [*coco_h256_tied_mix3("coco_mle_h256_tied_valid"), "adversarial.g_ema=0.98",
                                    *COCO_VALID, "adversarial.steps=350", "eval.every=25",
                                    "log.best_metric=bleu3_exact"]
+# its training seeds: the seed spread of test BLEU-3 (up to 0.028 over the first three) is larger
+# than the gap to RelGAN, so the mean is taken over six
+COCO_VALID_SEEDS = (0, 1, 2, 3, 4, 5)
 
 
 EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), samples scored at the end)
@@ -270,11 +273,11 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     # without the validation tenth: its validation NLL_gen is that bound on the validation split
     "coco_mle_valid": ("configs/coco_mle.yaml", COCO_VALID, 10000),
     # coco_mle_h256_tied trained without the validation tenth, and the GAN phase above from it,
-    # over three training seeds: a recipe whose stopping point is chosen without the test set
+    # over six training seeds (COCO_VALID_SEEDS): a recipe whose stopping point is chosen without the test set
     "coco_mle_h256_tied_valid": ("configs/coco_rsgan.yaml", [*coco_mle_wide(256, 0.5, tied=True)[1], *COCO_VALID], 10000),
     **{f"coco_rsgan_h256_tied_mix3_ema98_valid_s{s}": (
         "configs/coco_rsgan.yaml", [*COCO_H256_TIED_MIX3_EMA98_VALID, f"run.seed={s}", "data.seed=0"], 10000)
-       for s in (0, 1, 2)},
+       for s in COCO_VALID_SEEDS},
     # coco_rsgan_glr_mix's GAN phase from that wider MLE model's best checkpoint
     "coco_rsgan_h128_glr_mix": ("configs/coco_rsgan.yaml",
                                 ["generator.hidden_dim=128", "generator.init_from={runs}/coco_mle_h128/checkpoints/best.pt",

@@ -262,7 +262,8 @@ def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
     base_valid = cfgs["coco_mle_valid"]  # the target's MLE bound, measured on the same validation split
     assert base_valid.data == mle_valid.data
     assert (base_valid.generator, base_valid.mle) == (cfgs["coco_mle"].generator, cfgs["coco_mle"].mle)
-    for s in (0, 1, 2):
+    assert quality.COCO_VALID_SEEDS == (0, 1, 2, 3, 4, 5)
+    for s in quality.COCO_VALID_SEEDS:
         gan = cfgs[f"coco_rsgan_h256_tied_mix3_ema98_valid_s{s}"]
         assert quality.AFTER[f"coco_rsgan_h256_tied_mix3_ema98_valid_s{s}"] == "coco_mle_h256_tied_valid"
         assert replace(gan.data, seed=-1) == mle_valid.data and (gan.run.seed, gan.data.seed) == (s, 0)

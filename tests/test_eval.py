@@ -170,6 +170,54 @@ def test_seed_spread_pools_what_eval_draws_per_seed(run, tmp_path):
     assert not (tmp_path / "bad.json").exists()
 
 
+def test_training_seeds_summarizes_runs_scored_alike(run, tmp_path):
+    """benchmarks/training_seeds.py: per metric over runs of one recipe (here two training seeds),
+    mean, sample sd, sd / sqrt(k), min and max of what `textgan eval` wrote, and the runs reaching
+    each published BLEU; files scored differently, one file, or an existing --out are refused."""
+    other = run_cli("train", str(REPO / "configs" / "coco_mle.yaml"), *FAST, f"log.dir={tmp_path / 'runs'}",
+                    "mle.epochs=1", "run.seed=1")
+    assert other.returncode == 0, other.stderr
+    files = []
+    for name, folder in (("s0", run), ("s1", tmp_path / "runs" / "coco_mle")):
+        res = run_cli("eval", str(folder), "--num", "30", "--protocol", "both", "--out", str(tmp_path / name))
+        assert res.returncode == 0, res.stderr
+        files.append(tmp_path / name / "metrics.json")
+    metrics = [json.loads(f.read_text())["metrics"] for f in files]
+    assert metrics[0]["bleu2_exact"] != metrics[1]["bleu2_exact"]
+    out = tmp_path / "seeds.json"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "training_seeds.py"), *map(str, files), "--out", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    result = json.loads(out.read_text())
+    assert result["runs"] == 2 and result["settings"]["num"] == 30 and "checkpoint" not in result["settings"]
+    for name in ("bleu2_exact", "bleu3_texygen", "nll_gen_pos_train"):
+        a, b = metrics[0][name], metrics[1][name]
+        s = result["summary"][name]
+        assert s["mean"] == pytest.approx((a + b) / 2, abs=1e-12) and (s["min"], s["max"]) == (min(a, b), max(a, b))
+        assert s["sd"] == pytest.approx(abs(a - b) / math.sqrt(2), abs=1e-12)
+        assert s["se"] == pytest.approx(abs(a - b) / 2, abs=1e-12)
+    relgan = result["published"]["coco:RelGAN(100)"]
+    for order, figure in (("bleu2", 0.849), ("bleu3", 0.687)):  # FAST scores orders 2 and 3
+        c = relgan[f"{order}_exact"]
+        assert c["published"] == figure and c["runs_reaching"] == sum(m[f"{order}_exact"] >= figure for m in metrics)
+    before = out.read_bytes()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "exists" in again.stderr and out.read_bytes() == before
+    unknown = subprocess.run([*cmd[:-2], "--published", "coco:SeqGAN", "--out", str(tmp_path / "bad.json")],
+                             capture_output=True, text=True, timeout=120)
+    assert unknown.returncode == 2 and "coco:RelGAN(100)" in unknown.stderr.splitlines()[-1]
+    hot = run_cli("eval", str(tmp_path / "runs" / "coco_mle"), "--num", "30", "--protocol", "both", "--temperature", "0.5",
+                  "--out", str(tmp_path / "hot"))
+    assert hot.returncode == 0, hot.stderr
+    for bad_files, message in (([files[0], tmp_path / "hot" / "metrics.json"], "temperature=0.5"),
+                               ([files[0]], "at least two"), ([files[0], files[0]], "same checkpoint"),
+                               ([files[0], tmp_path / "nowhere.json"], "nowhere.json not found")):
+        bad = subprocess.run([*cmd[:2], *map(str, bad_files), "--out", str(tmp_path / "bad.json")],
+                             capture_output=True, text=True, timeout=120)
+        assert bad.returncode == 1 and message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "bad.json").exists()
+
+
 def test_eval_prints_and_writes_metrics(run, tmp_path):
     res = run_cli("eval", str(run), "--protocol", "both", "--num", "30", "--seed", "3", "--out", str(tmp_path))
     assert res.returncode == 0, res.stderr
