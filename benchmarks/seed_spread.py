@@ -53,6 +53,14 @@ def spread(checkpoint: str, loaded, corpus, seeds: list[int], num: int) -> dict:
     return result
 
 
+def write_new(path: str, result: dict) -> None:
+    """`result` as JSON in a new file at `path` ("x": a file made since the check is never replaced)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "x", encoding="utf-8") as f:
+        f.write(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoints", nargs="+", help="checkpoint files or run folders (their newest checkpoint)")
@@ -81,10 +89,7 @@ def main() -> None:
     for ckpt, (loaded, corpus) in runs.items():
         fpenv.apply(loaded.config.run)  # as `textgan eval` scores it (denormals flushed as the run trained)
         result["checkpoints"][ckpt] = spread(ckpt, loaded, corpus, seeds, args.num)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "x", encoding="utf-8") as f:
-        f.write(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_new(args.out, result)
 
 
 if __name__ == "__main__":

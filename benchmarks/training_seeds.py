@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from quality import PUBLISHED  # noqa: E402  (benchmarks/ is this script's folder)
+from seed_spread import write_new  # noqa: E402
 from textgan.errors import UserError  # noqa: E402
 
 
@@ -117,10 +118,7 @@ def main() -> None:
     for name, c in result["published"][args.published].items():
         print(f"{name} vs {args.published} {c['published']}: {c['runs_reaching']}/{len(records)} runs reach it, "
               f"mean {'reaches' if c['mean_reaches'] else 'misses'} it")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "x", encoding="utf-8") as f:
-        f.write(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_new(args.out, result)
 
 
 if __name__ == "__main__":
