@@ -273,7 +273,8 @@ EXPERIMENTS = {  # name -> (config, extra overrides ({runs}: the runs folder), s
     # without the validation tenth: its validation NLL_gen is that bound on the validation split
     "coco_mle_valid": ("configs/coco_mle.yaml", COCO_VALID, 10000),
     # coco_mle_h256_tied trained without the validation tenth, and the GAN phase above from it,
-    # over six training seeds (COCO_VALID_SEEDS): a recipe whose stopping point is chosen without the test set
+    # over six training seeds (COCO_VALID_SEEDS): a recipe whose stopping point is chosen without
+    # the test set
     "coco_mle_h256_tied_valid": ("configs/coco_rsgan.yaml", [*coco_mle_wide(256, 0.5, tied=True)[1], *COCO_VALID], 10000),
     **{f"coco_rsgan_h256_tied_mix3_ema98_valid_s{s}": (
         "configs/coco_rsgan.yaml", [*COCO_H256_TIED_MIX3_EMA98_VALID, f"run.seed={s}", "data.seed=0"], 10000)

@@ -6,11 +6,11 @@ its mean over seeds and that mean's standard error (sample sd / sqrt(k)), not ab
 
 `python benchmarks/training_seeds.py METRICS METRICS [...] --out FILE` reads `textgan eval --out`
 metrics.json files (or their copies under benchmarks/results/), one per training seed, scored
-alike (split, test file, sample count, temperature, protocol, weights; the sampling seed may differ,
-as `textgan eval` defaults to each run's own), and writes
-per metric the mean, sample standard deviation, standard error, min and max; for the BLEU orders
-of --published (default coco:RelGAN(100)), how many runs reach the figure and how far the mean is
-from it in standard errors. It refuses to overwrite FILE.
+alike (split, test file, sample count, temperature, protocol, weights; the sampling seed may
+differ, as `textgan eval` defaults to each run's own), and writes per metric the mean, sample
+standard deviation, standard error, min and max; for the BLEU orders of --published (default
+coco:RelGAN(100)), how many runs reach the figure and how far the mean is from it in standard
+errors. It refuses to overwrite FILE.
 """
 from __future__ import annotations
 

@@ -206,10 +206,12 @@ def test_training_seeds_summarizes_runs_scored_alike(run, tmp_path):
     unknown = subprocess.run([*cmd[:-2], "--published", "coco:SeqGAN", "--out", str(tmp_path / "bad.json")],
                              capture_output=True, text=True, timeout=120)
     assert unknown.returncode == 2 and "coco:RelGAN(100)" in unknown.stderr.splitlines()[-1]
-    hot = run_cli("eval", str(tmp_path / "runs" / "coco_mle"), "--num", "30", "--protocol", "both", "--temperature", "0.5",
-                  "--out", str(tmp_path / "hot"))
+    hot = run_cli("eval", str(tmp_path / "runs" / "coco_mle"), "--num", "30", "--protocol", "both",
+                  "--temperature", "0.5", "--out", str(tmp_path / "hot"))
     assert hot.returncode == 0, hot.stderr
+    (tmp_path / "junk.json").write_text('{"metrics": {}}')
     for bad_files, message in (([files[0], tmp_path / "hot" / "metrics.json"], "temperature=0.5"),
+                               ([files[0], tmp_path / "junk.json"], "junk.json is not a `textgan eval` metrics.json"),
                                ([files[0]], "at least two"), ([files[0], files[0]], "same checkpoint"),
                                ([files[0], tmp_path / "nowhere.json"], "nowhere.json not found")):
         bad = subprocess.run([*cmd[:2], *map(str, bad_files), "--out", str(tmp_path / "bad.json")],
