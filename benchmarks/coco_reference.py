@@ -30,8 +30,9 @@ sys.path.insert(0, str(REPO))
 
 from textgan import hostinfo  # noqa: E402
 from textgan.corpus import split_off  # noqa: E402
+from textgan.data import read_sentences  # noqa: E402
 from textgan.metrics import bleu  # noqa: E402
-from textgan.score_cli import read_sentences, score_text  # noqa: E402
+from textgan.score_cli import score_text  # noqa: E402
 
 ORDERS = (2, 3, 4, 5)
 

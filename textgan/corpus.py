@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from textgan.config import DataConfig
-from textgan.data import SPECIALS, DataError, Encoded, Vocab, banned_ids, encode, read_lines, tokenize
+from textgan.data import SPECIALS, DataError, Encoded, Vocab, banned_ids, encode, read_sentences
 
 
 @dataclass
@@ -64,6 +64,11 @@ def _resolve(root: str, name: str) -> Path:
     return path if path.is_absolute() else Path(root) / path
 
 
+def _read(cfg: DataConfig, name: str) -> list[list[str]]:
+    """The file `name` (relative to data.root) as token lists, tokenized as the config says."""
+    return read_sentences(_resolve(cfg.root, name), cfg.tokenizer, cfg.lowercase)
+
+
 def _oracle_sentences(cfg: DataConfig, seed: int):
     from textgan.oracle import OracleLSTM
 
@@ -97,8 +102,7 @@ def prepare(cfg: DataConfig, seed: int, vocab: Vocab | None = None) -> Corpus:
     seed = seed if cfg.seed < 0 else cfg.seed
     oracle = None
     if cfg.source == "files":
-        train = [tokenize(s, cfg.tokenizer, cfg.lowercase) for s in read_lines(_resolve(cfg.root, cfg.train))]
-        test = [tokenize(s, cfg.tokenizer, cfg.lowercase) for s in read_lines(_resolve(cfg.root, cfg.test))]
+        train, test = _read(cfg, cfg.train), _read(cfg, cfg.test)
         built = None
     elif cfg.source == "oracle":
         oracle, train, test, built = _oracle_sentences(cfg, seed)
@@ -112,7 +116,7 @@ def prepare(cfg: DataConfig, seed: int, vocab: Vocab | None = None) -> Corpus:
     if cfg.valid_frac > 0:  # before the vocabulary: a validation sentence's words are as unseen as a test one's
         train, valid = split_off(train, cfg.valid_frac, cfg.valid_seed)
     elif cfg.valid:
-        valid = [tokenize(s, cfg.tokenizer, cfg.lowercase) for s in read_lines(_resolve(cfg.root, cfg.valid))]
+        valid = _read(cfg, cfg.valid)
     if vocab is None:
         vocab = built or Vocab.build(train, min_freq=cfg.min_freq, max_size=cfg.max_size)
     elif built is not None and vocab.itos != built.itos:

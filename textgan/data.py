@@ -54,6 +54,11 @@ def read_lines(path: str | Path) -> list[str]:
     return lines
 
 
+def read_sentences(path: str | Path, tokenizer: str, lowercase: bool) -> list[list[str]]:
+    """A text file's sentences as token lists (read_lines, then tokenize)."""
+    return [tokenize(line, tokenizer, lowercase) for line in read_lines(path)]
+
+
 class Vocab:
     """Token <-> id map; ids 0..3 are <pad>, <bos>, <eos>, <unk>."""
 

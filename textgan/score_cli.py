@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from textgan.data import DataError, read_lines, tokenize
+from textgan.data import DataError, read_lines, read_sentences
 from textgan.errors import UserError
 from textgan.metrics import bleu_metrics, copy_fraction_rows, unseen_fraction
 
@@ -42,10 +42,6 @@ def parse_orders(text: str) -> list[int]:
     if not orders or min(orders) < 1:
         raise UserError(f"--orders must all be >= 1, got {text!r}")
     return orders
-
-
-def read_sentences(path: str, tokenizer: str, lowercase: bool) -> list[list[str]]:
-    return [tokenize(line, tokenizer, lowercase) for line in read_lines(path)]
 
 
 def read_ids(path: str) -> list[list[int]]:
