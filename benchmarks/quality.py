@@ -366,7 +366,7 @@ def run_experiment(name: str, args: argparse.Namespace) -> dict:
     else:
         log.write_text("")
         train_s, stopped = _cli("train", config, *overrides, "--force", log=log, limit=args.train_limit)
-    progress = checkpoint.load(checkpoint.newest(run_dir / "checkpoints"))["progress"]
+    progress = checkpoint.read_progress(checkpoint.load(checkpoint.newest(run_dir / "checkpoints")))
     num = 50 if args.smoke else num
     eval_dir = run_dir / "eval_final"
     eval_s, _ = _cli("eval", str(run_dir), "--num", str(num), "--protocol", "both", "--out", str(eval_dir),

@@ -217,6 +217,9 @@ class MLEConfig:
 @dataclass
 class AdversarialConfig:
     steps: int = 0  # adversarial iterations; 0 = MLE only (the baseline language model)
+    # the GAN objective, one file in textgan/algorithms/: gumbel = RelGAN's, D scores the
+    # generator's Gumbel-softmax relaxed samples and G's loss back-propagates through them
+    algorithm: Literal["gumbel"] = "gumbel"
     loss: Literal["standard", "rsgan", "hinge", "lsgan", "wgan_gp"] = "rsgan"
     batch_size: int = 64  # real and fake sentences per step
     g_lr: float = 1e-4  # generator Adam learning rate

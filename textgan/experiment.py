@@ -52,7 +52,7 @@ def _check_best_metric(cfg: config_mod.Config, corpus: Corpus) -> None:
 def _resume_state(run_dir: Path, log):
     state, path = checkpoint.load_latest_valid(run_dir / "checkpoints", warn=log)
     saved = Vocab.load(run_dir / "vocab.json")
-    if saved.itos != list(state["vocab"]):
+    if saved.itos != checkpoint.read_vocab(state):
         raise UserError(f"{run_dir}/vocab.json does not match checkpoint {path.name}; "
                         "restore the run's own vocab.json")
     return state, path, saved

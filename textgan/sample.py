@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from textgan import checkpoint
-from textgan.config import WEIGHTS, Config, from_dict
+from textgan.config import WEIGHTS, Config
 from textgan.data import Vocab, banned_ids
 from textgan.errors import UserError
 from textgan.evaluate import generate
@@ -32,8 +32,6 @@ def load_generator(path: str | Path, device: str = "cpu", warn=print, weights: s
     """From a run folder (its newest loadable checkpoint) or a checkpoint file. `weights`: "auto"
     takes adversarial.g_ema's average where the checkpoint has one (what the run reported), else the
     trained weights; "average" or "trained" picks one, so both can be scored from the same run."""
-    import yaml
-
     if weights not in WEIGHTS:
         raise UserError(f"unknown --weights {weights!r}; choose one of {', '.join(WEIGHTS)}")
     path = Path(path)
@@ -41,19 +39,19 @@ def load_generator(path: str | Path, device: str = "cpu", warn=print, weights: s
         state, path = checkpoint.load_latest_valid(path / "checkpoints", warn=warn)
     else:
         state = checkpoint.load(path)
-    cfg = from_dict(yaml.safe_load(state["config"]))
-    vocab = Vocab(state["vocab"])
+    cfg = checkpoint.read_config(state)
+    vocab = Vocab(checkpoint.read_vocab(state))
     gen = build_generator(cfg.generator, len(vocab), banned_ids(vocab, cfg.data.source != "oracle"))
-    averaged = "generator_avg" in state and weights != "trained"
+    averaged = checkpoint.has_average(state) and weights != "trained"
     if weights == "average" and not averaged:
         raise UserError(f"checkpoint {path} has no weight average (its run had adversarial.g_ema=0 or had not "
                         "reached an adversarial step); use --weights trained")
     try:
-        gen.load_state_dict(state["generator_avg"]["weights"] if averaged else state["generator"])
+        gen.load_state_dict(checkpoint.read_generator(state, averaged=averaged))
     except (RuntimeError, KeyError, TypeError):
         raise UserError(f"checkpoint {path} does not match its own config (generator shapes); "
                         "the file is damaged or was edited") from None
-    return Loaded(gen.to(device).eval(), vocab, cfg, int(state["max_len"]), path, averaged)
+    return Loaded(gen.to(device).eval(), vocab, cfg, checkpoint.read_max_len(state), path, averaged)
 
 
 def sample_text(loaded: Loaded, num: int, seed: int, temperature: float = 1.0,

@@ -53,11 +53,11 @@ def early_stop_mle(trainer: Trainer) -> None:
     if p.mle_since_best == 0:  # this epoch is the best: nothing to put back
         return
     best = trainer.restore_generator(best_path)
-    trainer.monitor.scalars({"mle/best_epoch": best["epoch"], "mle/stopped_epoch": p.epoch}, p.global_step)
+    trainer.monitor.scalars({"mle/best_epoch": best.epoch, "mle/stopped_epoch": p.epoch}, p.global_step)
     if trainer.dist.is_main:
         print(f"mle: held-out ({trainer.corpus.eval_split} split) {name} not below {p.mle_best:.4f} "
               f"for {p.mle_since_best} evaluation(s); "
-              f"pretraining ends after epoch {p.epoch}, generator back to epoch {best['epoch']}", file=sys.stderr)
+              f"pretraining ends after epoch {p.epoch}, generator back to epoch {best.epoch}", file=sys.stderr)
 
 
 def run(trainer: Trainer, on_checkpoint=lambda path: None) -> dict[str, float]:
