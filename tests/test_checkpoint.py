@@ -123,13 +123,14 @@ def test_schema_reads_what_it_writes():
     shared = checkpoint.SharedStreams(data=torch.tensor([5]), epoch=torch.tensor([6]))
     state = checkpoint.write_training(
         generator={"w": torch.zeros(1)}, discriminator={"v": torch.ones(1)},
-        optimizers={name: {"state": {}, "param_groups": [{"lr": i}]} for i, name in enumerate(checkpoint.OPTIMIZERS)},
+        optimizers=checkpoint.Optimizers(*({"state": {}, "param_groups": [{"lr": lr}]} for lr in range(3))),
         progress={"step": 3}, shared=shared, own=own, ranks=[own, other], metrics={"m": 1.0},
         metrics_split="valid", generator_avg=checkpoint.Average({"w": torch.ones(1)}, 7))
     state = checkpoint.with_description(state, config="run:\n  seed: 4\n", vocab=["a"], max_len=9)
     assert checkpoint.read_config(state).run.seed == 4 and checkpoint.read_max_len(state) == 9
     assert checkpoint.read_progress(state) == {"step": 3} and checkpoint.read_metrics(state) == {"m": 1.0}
-    assert checkpoint.read_metrics_split(state) == "valid" and checkpoint.read_optimizer(state, "opt_d")["param_groups"][0]["lr"] == 2
+    assert checkpoint.read_metrics_split(state) == "valid"
+    assert checkpoint.read_optimizers(state).d["param_groups"][0]["lr"] == 2
     assert torch.equal(checkpoint.read_generator(state, averaged=True)["w"], torch.ones(1))
     assert checkpoint.read_average(state).updates == 7 and checkpoint.has_average(state)
     assert checkpoint.read_shared_streams(state) == shared

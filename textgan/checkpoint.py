@@ -100,7 +100,6 @@ def load_latest_valid(ckpt_dir: str | Path, warn=print) -> tuple[dict, Path]:
 # A run checkpoint holds the trainer's state (what `--resume` restores: weights, optimizers,
 # progress counters, RNG streams, last metrics) and what makes it self-describing (the resolved
 # config as YAML, the vocabulary, max_len), so `textgan sample/eval` need nothing else.
-OPTIMIZERS = ("opt_mle", "opt_g", "opt_d")  # the MLE, generator and discriminator Adams
 
 
 @dataclass
@@ -123,6 +122,15 @@ class SharedStreams:
 
 
 @dataclass
+class Optimizers:
+    """The `state_dict()`s of the run's three optimizers."""
+
+    mle: dict  # the generator's MLE Adam
+    g: dict  # the generator's adversarial Adam
+    d: dict  # the discriminator's Adam
+
+
+@dataclass
 class Average:
     """adversarial.g_ema's weight average: its weights and the updates it has had."""
 
@@ -130,7 +138,7 @@ class Average:
     updates: int
 
 
-def write_training(*, generator: dict, discriminator: dict, optimizers: dict[str, dict], progress: dict,
+def write_training(*, generator: dict, discriminator: dict, optimizers: Optimizers, progress: dict,
                    shared: SharedStreams, own: RankStreams, ranks: list[RankStreams] | None,
                    metrics: dict[str, float], metrics_split: str, generator_avg: Average | None) -> dict:
     """The trainer's state as a checkpoint dict. `own`: this process's streams, stored at the top
@@ -139,7 +147,7 @@ def write_training(*, generator: dict, discriminator: dict, optimizers: dict[str
     if ranks is not None:
         rng["ranks"] = [{"noise": r.noise, "torch": r.torch, "cuda": r.cuda} for r in ranks]
     state = {"generator": generator, "discriminator": discriminator,
-             **{name: optimizers[name] for name in OPTIMIZERS}, "progress": progress, "rng": rng,
+             "opt_mle": optimizers.mle, "opt_g": optimizers.g, "opt_d": optimizers.d, "progress": progress, "rng": rng,
              "metrics": dict(metrics), "metrics_split": metrics_split}
     if generator_avg is not None:
         state["generator_avg"] = {"weights": generator_avg.weights, "updates": generator_avg.updates}
@@ -170,9 +178,8 @@ def read_discriminator(state: dict) -> dict:
     return state["discriminator"]
 
 
-def read_optimizer(state: dict, name: str) -> dict:
-    """One of OPTIMIZERS."""
-    return state[name]
+def read_optimizers(state: dict) -> Optimizers:
+    return Optimizers(mle=state["opt_mle"], g=state["opt_g"], d=state["opt_d"])
 
 
 def read_progress(state: dict) -> dict:

@@ -31,6 +31,7 @@ from textgan.monitor import Monitor
 from textgan.run_state import Progress, Streams, adam, load_optimizer, set_learning_rate, set_seed
 from textgan.train_eval import Evaluation
 
+
 class Trainer:
     def __init__(self, cfg: Config, corpus: Corpus, run_dir: Path, monitor: Monitor, dist: Dist = Dist()):
         self.cfg, self.corpus, self.run_dir, self.monitor = cfg, corpus, Path(run_dir), monitor
@@ -69,15 +70,14 @@ class Trainer:
         self.algorithm = build_algorithm(players, adv, cfg.gumbel)
         self.evaluation = Evaluation(cfg, corpus, self.progress, monitor, dist)
 
-    # ---- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Rank 0's state; under torchrun also every rank's own random streams."""
         own = self.streams.own()
         ranks = self.dist.gather(own)  # collective
         return checkpoint.write_training(
             generator=self.G.state_dict(), discriminator=self.D.state_dict(),
-            optimizers={"opt_mle": self.opt_mle.state_dict(), "opt_g": self.opt_g.state_dict(),
-                        "opt_d": self.opt_d.state_dict()},
+            optimizers=checkpoint.Optimizers(mle=self.opt_mle.state_dict(), g=self.opt_g.state_dict(),
+                                             d=self.opt_d.state_dict()),
             progress=asdict(self.progress), shared=self.streams.shared(), own=own, ranks=ranks,
             metrics=self.last_metrics, metrics_split=self.corpus.eval_split,
             generator_avg=None if self.G_avg is None else checkpoint.Average(self.G_avg.module.state_dict(),
@@ -92,8 +92,9 @@ class Trainer:
                 first = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err))
                 raise UserError(f"the checkpoint's {name} does not fit this config ({first}); resume "
                                 f"without changing the {name} settings of the run's config.yaml") from None
-        for name, opt in (("opt_mle", self.opt_mle), ("opt_g", self.opt_g), ("opt_d", self.opt_d)):
-            load_optimizer(opt, checkpoint.read_optimizer(state, name))
+        saved = checkpoint.read_optimizers(state)
+        for optimizer, own in ((self.opt_mle, saved.mle), (self.opt_g, saved.g), (self.opt_d, saved.d)):
+            load_optimizer(optimizer, own)
         self.progress.load(checkpoint.read_progress(state))
         self.streams.load(state)
         self.last_metrics = checkpoint.read_metrics(state)
@@ -141,7 +142,6 @@ class Trainer:
     def end_step(self, skipped_before: int) -> None:
         self.updates.end_step(skipped_before)
 
-    # ---- steps -------------------------------------------------------------------------------
     def mle_epoch(self) -> bool:
         """Run the rest of the current MLE epoch; False if a stop was requested part-way."""
         return self.mle.epoch(stop=lambda: self.stop_requested() or self.diverging())
@@ -182,7 +182,6 @@ class Trainer:
         self.progress.global_step += 1
         return stats
 
-    # ---- evaluation and samples --------------------------------------------------------------
     def scored_generator(self) -> torch.nn.Module:
         """The generator evaluations and samples see: the weight average when there is one."""
         return self.G_avg.module if self.G_avg is not None else self.G
