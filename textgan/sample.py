@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from textgan import checkpoint
+from textgan import accel, checkpoint
 from textgan.config import WEIGHTS, Config, from_dict
 from textgan.data import Vocab, banned_ids
 from textgan.errors import UserError
@@ -41,7 +41,7 @@ def load_generator(path: str | Path, device: str = "cpu", warn=print, weights: s
         state, path = checkpoint.load_latest_valid(path / "checkpoints", warn=warn)
     else:
         state = checkpoint.load(path)
-    cfg = from_dict(yaml.safe_load(state["config"]))
+    cfg = from_dict(yaml.safe_load(state["config"]), saved=True)
     vocab = Vocab(state["vocab"])
     gen = build_generator(cfg.generator, len(vocab), banned_ids(vocab, cfg.data.source != "oracle"))
     averaged = "generator_avg" in state and weights != "trained"
@@ -53,7 +53,9 @@ def load_generator(path: str | Path, device: str = "cpu", warn=print, weights: s
     except (RuntimeError, KeyError, TypeError):
         raise UserError(f"checkpoint {path} does not match its own config (generator shapes); "
                         "the file is damaged or was edited") from None
-    return Loaded(gen.to(device).eval(), vocab, cfg, int(state["max_len"]), path, averaged)
+    gen = gen.to(device).eval()
+    accel.apply(gen, None, cfg.run.accel)  # as the run trained: faster ops, same results
+    return Loaded(gen, vocab, cfg, int(state["max_len"]), path, averaged)
 
 
 def sample_text(loaded: Loaded, num: int, seed: int, temperature: float = 1.0,

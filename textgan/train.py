@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from textgan import checkpoint
+from textgan import accel, checkpoint
 from textgan.config import Config, dump
 from textgan.corpus import Corpus
 from textgan.distributed import Dist
@@ -97,6 +97,7 @@ class Trainer:
         v = len(corpus.vocab)
         self.G = build_generator(cfg.generator, v, corpus.banned).to(self.device)
         self.D = build_discriminator(cfg.discriminator, v).to(self.device)
+        self.accel = accel.apply(self.G, self.D, cfg.run.accel)  # faster ops, same results; the log's line
         # what the steps call: Calls adapters, DDP-wrapped under torchrun; G and D stay the plain
         # modules (checkpoints, evaluation, the frozen D of the G step)
         self.G_parallel, self.D_parallel = dist.parallel(self.G), dist.parallel(self.D)

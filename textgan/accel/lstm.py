@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from textgan import native
+from textgan.accel import build
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 _SIGNATURES = {"lstm_forward_f32": [_P, _P, _I64, _I64, _I64, _P, _P, _P, _I64],
@@ -30,7 +30,7 @@ AUTO_MAX_HIDDEN = 64  # `auto` takes the kernel up to this width (BENCHMARKS.md:
 
 def kernels() -> ctypes.CDLL | None:
     """The built library with its signatures declared, or None where no C compiler works."""
-    return native.load("lstm", _SIGNATURES)
+    return build.load("lstm", _SIGNATURES)
 
 
 def uses_native(lstm: nn.LSTM, kernel: str, like: torch.Tensor) -> bool:

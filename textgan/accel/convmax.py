@@ -14,8 +14,8 @@ import ctypes
 
 import torch
 
-from textgan import native
-from textgan.models.convmax import _backward_torch
+from textgan.accel import build
+from textgan.accel.convmax_blocks import _backward_torch
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 _LANES = {torch.float32: 16, torch.float64: 8}  # filters padded to 64 bytes, the widest vector
@@ -27,7 +27,7 @@ _SIGNATURES = {name: args for suffix in _SUFFIX.values() for name, args in (
 
 def kernels() -> ctypes.CDLL | None:
     """The built library with its signatures declared, or None where no C compiler works."""
-    return native.load("convmax", _SIGNATURES)
+    return build.load("convmax", _SIGNATURES)
 
 
 def supports(emb: torch.Tensor) -> bool:
@@ -48,7 +48,7 @@ class _NativeConvMax(torch.autograd.Function):
         track = any(ctx.needs_input_grad)  # False under no_grad and inference_mode
         where = torch.empty(n, padded, dtype=torch.int32) if track else None
         forward = getattr(kernels(), f"convmax_forward_{_SUFFIX[emb.dtype]}")
-        forward(x.data_ptr(), wt.data_ptr(), n, t, d, k, padded, best.data_ptr(), native.ptr(where),
+        forward(x.data_ptr(), wt.data_ptr(), n, t, d, k, padded, best.data_ptr(), build.ptr(where),
                 torch.get_num_threads())
         out = torch.relu(best.view(b, r, padded)[..., :f] + bias)  # (B, R, F)
         if track:
@@ -71,7 +71,7 @@ class _NativeConvMax(torch.autograd.Function):
         gw = weight.new_zeros(threads, f, k * d) if needs[1] else None  # one per thread's rows
         backward = getattr(kernels(), f"convmax_backward_{_SUFFIX[emb.dtype]}")
         backward(x.data_ptr(), w.data_ptr(), g.data_ptr(), where.data_ptr(), n, t, d, k, f,
-                 native.ptr(gx), native.ptr(gw), threads)
+                 build.ptr(gx), build.ptr(gw), threads)
         return (None if gx is None else gx.permute(0, 2, 1, 3),
                 None if gw is None else gw.sum(0).view(f, k, d),
                 g.sum(dim=(0, 1)) if needs[2] else None)
