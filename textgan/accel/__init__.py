@@ -176,7 +176,7 @@ _NAMES = {"cross_entropy": "cross-entropy", "lstm": "LSTM", "mle_loss": "MLE los
 def log_line(mode: str, ops: dict[str, str]) -> str:
     """One line: the mode, the ops in C, and the rest."""
     if mode == "off":
-        return "accel: off (run.accel=off): plain torch ops, noise from numpy Philox"
+        return "accel: off (run.accel=off): plain torch ops"
     fast = [_NAMES[k] for k, v in ops.items() if v in ("native", "fused")]
     other = [f"{_NAMES[k]} {v}" for k, v in ops.items() if v not in ("native", "fused", "none")]
     c_part = f"C kernels for {', '.join(fast)}" if fast else "no C kernels (none could be built)"
