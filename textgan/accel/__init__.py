@@ -58,6 +58,12 @@ def _fused(gen: Generator, kernel: str) -> bool:
             and fused_ce.uses_native(gen.hidden_dim, kernel, probe))
 
 
+def mle_fused(gen: Generator) -> bool:
+    """Whether `gen.mle_loss` now runs the fused loss of textgan.accel.mle."""
+    kernel = _keyword(gen.ops.mle_loss, "kernel")
+    return kernel is not None and _fused(gen, kernel)
+
+
 def _mle_loss(gen: Generator, tokens: torch.Tensor, z: torch.Tensor, pad_id: int, kernel: str) -> torch.Tensor:
     """`teacher_forced_nll`, with every gradient computed in one pass where `_fused` holds."""
     if _fused(gen, kernel):
