@@ -1,4 +1,4 @@
-"""Denormals flushed to zero on every thread torch computes on (textgan/fpenv.py), run in fresh
+"""Denormals flushed to zero on every thread torch computes on (textgan/accel/fpenv.py), run in fresh
 processes because the setting is process-wide. A product whose result is denormal (1e-30 * 1e-10)
 must come out 0 in every chunk of a parallel op, also on OpenMP threads that existed before the
 call; and nonzero again after flushing is turned off."""

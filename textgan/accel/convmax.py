@@ -1,11 +1,11 @@
-"""`conv_relu_max` (textgan.models.convmax) through the C kernel in textgan/csrc/convmax.c, on CPU in
+"""`conv_relu_max` (textgan.models.discriminator) through the C kernel in textgan/csrc/convmax.c, on CPU in
 float32 and float64.
 
 Shapes: B batch, T time, R representations, D features per representation, F filters, K width.
 The kernel walks each (b, r) row over time once, keeping every filter's running maximum and its
 position in vector registers, so the (B, T', R, F) convolution output is never written, not even
 block by block, and nothing is read back to find the argmax. Same function and gradients as the
-torch versions (ties go to the last time step, as in `block_max`); a second-order gradient
+torch versions (ties go to the last time step, as in the definition); a second-order gradient
 (create_graph) takes the torch backward, which is differentiable.
 """
 from __future__ import annotations

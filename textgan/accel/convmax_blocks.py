@@ -8,9 +8,8 @@ RelGAN's discriminator convolves every narrow representation with many filters a
 keeps only the maximum over time: the (B, F, T', R) output is huge (hundreds of MB at
 the benchmark size) and memory-bound. Here the forward pass works a few batch rows at a
 time (a block that stays in cache) and keeps only the (B, R, F) maxima and their positions;
-the backward pass touches only the argmax windows. Same function; where several time steps
-tie for the maximum the gradient goes to one of them (torch's amax splits it), which changes
-nothing in practice: exact ties come from all-padding windows, whose inputs are masked to zero.
+the backward pass touches only the argmax windows. Same function and gradients: where several
+time steps tie for the maximum the gradient goes to the last of them, as in the definition.
 """
 from __future__ import annotations
 

@@ -17,11 +17,15 @@ from textgan.models.dropout import Dropout
 def conv_relu_max(emb: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """max over t of relu(sum_k,d weight[f,k,d] * emb[b,t+k,r,d] + bias[f]), (B, R, F): every
     representation convolved over time by F filters of width K, then the maximum over time.
-    emb (B, T, R, D) with T >= K, weight (F, K, D), bias (F,)."""
+    emb (B, T, R, D) with T >= K, weight (F, K, D), bias (F,). Where several time steps tie for
+    the maximum (a repeated n-gram of one-hots), the gradient goes to the last of them."""
     b, t, r, d = emb.shape
     x = emb.reshape(b, 1, t, r * d)  # (B, 1, T, R*D)
     conv = F.conv2d(x, weight.unsqueeze(1), bias, stride=(1, d))  # (B, F, T', R)
-    return torch.relu(conv).amax(dim=2).transpose(1, 2)  # (B, R, F)
+    with torch.no_grad():
+        times = torch.arange(conv.shape[2], device=conv.device).view(1, 1, -1, 1)
+        last = torch.where(conv == conv.amax(dim=2, keepdim=True), times, -1).amax(dim=2, keepdim=True)  # (B, F, 1, R)
+    return torch.relu(conv.gather(2, last)).squeeze(2).transpose(1, 2)  # (B, R, F)
 
 
 def highway_gate(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
