@@ -1,4 +1,4 @@
-"""The C recurrence of the teacher-forced LSTM (textgan/csrc/lstm.c): the outputs and every
+"""The C recurrence of the teacher-forced LSTM (textgan/accel/csrc/lstm.c): the outputs and every
 gradient (inputs, initial states, weights, biases) of nn.LSTM, checked against the module in
 float64 (the trusted reference), for batches that do not fill its 16-row blocks, widths that do
 not fill its register blocks, stacked layers, saturated gates, any thread count; and the

@@ -59,7 +59,7 @@ def test_speed_smoke(tmp_path, data_root):
 
 
 def test_mle_bound_writes_rates_of_the_three_matmuls_and_the_kernel(tmp_path):
-    from textgan.models import linear_ce_native
+    from textgan.accel import linear_ce as linear_ce_native
     out = tmp_path / "bound.json"
     _bench("mle_bound.py", "--rounds", "1", "--out", str(out))
     result = json.loads(out.read_text())

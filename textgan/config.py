@@ -295,7 +295,7 @@ class RunConfig:
     seed: int = 0  # seeds data order, initialisation, latent and Gumbel noise
     device: str = "cpu"  # cpu, cuda, cuda:N
     threads: int = 0  # torch intra-op threads; 0 = torch's default
-    # CPU: flush float values below 1.2e-38 to zero on all torch threads (textgan/fpenv.py: a
+    # CPU: flush float values below 1.2e-38 to zero on all torch threads (textgan/accel/fpenv.py: a
     # trained generator's denormal activations made its MLE batches 8x slower); false keeps them
     flush_denormals: bool = True
     # float32 matrix products (torch.set_float32_matmul_precision): "highest" computes them in

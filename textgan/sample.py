@@ -54,7 +54,8 @@ def load_generator(path: str | Path, device: str = "cpu", warn=print, weights: s
         raise UserError(f"checkpoint {path} does not match its own config (generator shapes); "
                         "the file is damaged or was edited") from None
     gen = gen.to(device).eval()
-    accel.apply(gen, None, cfg.run.accel)  # as the run trained: faster ops, same results
+    # the run's accel (faster ops, same results); native's kernels may not build on this machine
+    accel.apply(gen, None, "auto" if cfg.run.accel == "native" else cfg.run.accel)
     return Loaded(gen, vocab, cfg, int(state["max_len"]), path, averaged)
 
 

@@ -1,4 +1,4 @@
-"""`conv_relu_max` (textgan.models.discriminator) through the C kernel in textgan/csrc/convmax.c, on CPU in
+"""`conv_relu_max` (textgan.models.discriminator) through the C kernel in textgan/accel/csrc/convmax.c, on CPU in
 float32 and float64.
 
 Shapes: B batch, T time, R representations, D features per representation, F filters, K width.

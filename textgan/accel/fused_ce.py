@@ -11,7 +11,7 @@ times, and never allocates (and page-faults) such a tensor. Ignored rows (paddin
 and zero gradient, so they are dropped up front.
 The idea is that of fused linear cross-entropy kernels (Wijmans et al., 2024, "Cut Your Losses
 in Large-Vocabulary Language Models"), here in plain PyTorch ops; on CPU in float32 the C kernel
-of linear_ce_native does the same per block of rows (`kernel`: "auto" takes it where it applies,
+of textgan.accel.linear_ce does the same per block of rows (`kernel`: "auto" takes it where it applies,
 a C compiler works and H <= AUTO_MAX_HIDDEN; "native" at any H; "torch" never).
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A highway layer's gate, y = x + sigmoid(g) * (relu(h) - x) with [h, g] = x W^T + b, and its
-backward, by the C kernel in textgan/csrc/highway.c on CPU in float32 (torch's product x W^T,
+backward, by the C kernel in textgan/accel/csrc/highway.c on CPU in float32 (torch's product x W^T,
 then the kernel adds the bias as it goes).
 
 Shapes: N rows (RelGAN's discriminator: batch times representations), D features. The product p

@@ -1,5 +1,5 @@
-"""The fused linear cross-entropy (textgan.models.fused_ce) on CPU in float32, by the C kernel in
-textgan/csrc/linear_ce.c.
+"""The fused linear cross-entropy (textgan.accel.fused_ce) on CPU in float32, by the C kernel in
+textgan/accel/csrc/linear_ce.c.
 
 Shapes: n rows (no ignored ones), H hidden, V vocabulary. The kernel takes two vectors of rows at
 a time (32 with AVX-512, 16 with AVX2) and keeps their logits transposed, so the softmax is

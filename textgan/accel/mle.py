@@ -1,5 +1,5 @@
 """The teacher-forced MLE loss of an LSTM generator with every gradient computed in the forward
-pass, by the C kernels of lstm_native and linear_ce_native (CPU, float32).
+pass, by the C kernels of textgan.accel.lstm and textgan.accel.linear_ce (CPU, float32).
 
 Shapes: B batch, T time, BP the batch padded to 16, E embedding, H hidden, L layers, V vocabulary,
 n scored (non-pad) positions.
@@ -9,7 +9,7 @@ already returns its gradients with the loss. Running the whole backward at once,
 drops the permutes, pads, reshapes, scatters and their backward copies between the pieces: about
 100 small torch operations per batch, a fifth of a 64-sentence COCO batch's time at H = 32.
 It computes what Generator.hidden_states + fused_ce.linear_cross_entropy compute (same products,
-same kernels; only the embedding gradient's summation order differs), tests/test_mle_native.py.
+same kernels; only the embedding gradient's summation order differs), tests/test_accel_mle.py.
 """
 from __future__ import annotations
 

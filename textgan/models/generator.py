@@ -9,10 +9,10 @@ One set of weights serves both regimes: `forward` feeds the gold previous token
 sampling), so the discriminator's gradient reaches the generator through the
 relaxed one-hot outputs.
 
-`Generator.ops` holds the few operations a faster implementation may replace (textgan.accel does,
-on request): the teacher-forced core run, the output layer's cross-entropy and log-probabilities,
-the whole teacher-forced loss, and the uniform noise. The defaults below are the definitions; a
-replacement computes the same function (within float rounding) and draws the same noise.
+`Generator.ops` holds the few operations a faster implementation may replace: the teacher-forced
+core run, the output layer's cross-entropy and log-probabilities, the whole teacher-forced loss,
+and the uniform noise. The defaults below are the definitions; a replacement computes the same
+function (within float rounding) and draws the same noise.
 """
 from __future__ import annotations
 
