@@ -1,4 +1,5 @@
-"""Speed benchmark (make bench-speed): adversarial iteration, MLE epoch and sampling throughput,
+"""Speed benchmark (make bench-speed): adversarial iteration, MLE epoch and sampling throughput
+(run.accel as configured, with run.accel=off beside the first two),
 each against the machine's fp32 matmul peak measured in the same process.
 
 Writes benchmarks/results/speed.json. `--smoke` runs a seconds-long version for CI.
@@ -170,6 +171,14 @@ def main() -> None:
     mle_and_peak()
     mle_s = min(mle_times)
 
+    # run.accel=off beside it: the models' plain torch ops, what accel's kernels are measured against
+    plain = trainer(["run.accel=off"])
+    off_adv = timed(plain.adversarial_step, warmup=1, repeats=max(2, args.iters // 3))
+    off_mle = timed(plain.mle_epoch, warmup=0, repeats=1 if args.smoke else 2)
+    say(f"run.accel=off: adversarial iteration median {statistics.median(off_adv):.2f} s, "
+        f"MLE epoch {min(off_mle):.2f} s")
+    del plain
+
     rng = torch.Generator().manual_seed(0)
     num = 64 if args.smoke else 2048
     sample_times = timed(lambda: generate(tr.G, num, corpus.max_len, rng, batch_size=256), warmup=1, repeats=3)
@@ -185,6 +194,8 @@ def main() -> None:
         f"adv_frac_peak_{other}_highway": other_flop / 1e9 / other_s / peak,
         "adv_iter_s_compiled": comp_s, "adv_frac_peak_compiled": adv_flop / 1e9 / comp_s / peak,
         "compile_first_step_s": compile_s,
+        "adv_iter_s_accel_off": statistics.median(off_adv), "adv_iter_s_accel_off_all": off_adv,
+        "mle_epoch_s_accel_off": min(off_mle), "mle_epoch_s_accel_off_all": off_mle,
         "mle_epoch_s": mle_s, "mle_epoch_s_all": mle_times, "mle_epoch_s_median": statistics.median(mle_times),
         "mle_frac_peak_median": mle_flop / 1e9 / statistics.median(mle_times) / peak,
         "mle_batches": n_batches, "mle_gflop": mle_flop / 1e9, "mle_gflop_by_op": mle_by_op,

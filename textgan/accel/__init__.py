@@ -130,7 +130,8 @@ def apply(generator: Generator | None, discriminator: nn.Module | None, mode: st
             uniform=random.uniform if noise else philox.uniform)
     for module in discriminator.modules() if discriminator is not None else ():
         if isinstance(module, RelGANCNN):
-            block = _compiled_block([c.kernel_size[0] for c in module.convs]) if mode == "compile" else convmax_blocks.block_max
+            widths = [conv.kernel_size[0] for conv in module.convs]
+            block = _compiled_block(widths) if mode == "compile" else convmax_blocks.block_max
             module.conv_relu_max = (functools.partial(_conv_relu_max, native=mode != "compile", block=block)
                                     if fast else conv_relu_max)
         elif isinstance(module, Highway):
@@ -154,7 +155,8 @@ def describe(generator: Generator | None, discriminator: nn.Module | None) -> di
         out["cross_entropy"] = "native" if ce else "torch"
         out["lstm"] = "none" if generator.core_kind != "lstm" else ("native" if rnn else "torch")
         out["mle_loss"] = "fused" if kernel is not None and ce and rnn and mle.applies(generator.lstm) else "layered"
-        out["noise"] = "native" if ops.uniform is random.uniform else "numpy"
+        cpu = probe.device.type == "cpu"  # elsewhere torch's generator draws the noise
+        out["noise"] = ("native" if ops.uniform is random.uniform else "numpy") if cpu else "torch"
     for module in discriminator.modules() if discriminator is not None else ():
         if isinstance(module, RelGANCNN):
             # not .weight: under spectral_norm that runs a power iteration
@@ -166,7 +168,8 @@ def describe(generator: Generator | None, discriminator: nn.Module | None) -> di
             else:
                 out["conv_max"] = "native" if _keyword(op, "native") and convmax.supports(probe) else "torch"
         elif isinstance(module, Highway):
-            out["highway"] = "native" if module.gate is _highway_gate and highway.supports(module.proj.bias) else "torch"
+            native = module.gate is _highway_gate and highway.supports(module.proj.bias)
+            out["highway"] = "native" if native else "torch"
     return out
 
 
@@ -185,5 +188,5 @@ def log_line(mode: str, ops: dict[str, str]) -> str:
         return "accel: off (run.accel=off): plain torch ops"
     fast = [_NAMES[k] for k, v in ops.items() if v in ("native", "fused")]
     other = [f"{_NAMES[k]} {v}" for k, v in ops.items() if v not in ("native", "fused", "none")]
-    c_part = f"C kernels for {', '.join(fast)}" if fast else "no C kernels (none could be built)"
+    c_part = f"C kernels for {', '.join(fast)}" if fast else "no C kernels"
     return f"accel: {mode} (run.accel={mode}): {c_part}" + (f"; {', '.join(other)}" if other else "")
