@@ -49,6 +49,8 @@ def test_speed_smoke(tmp_path, data_root):
     assert result["discriminator_highway"] == "shared" and "gated highway: median" in printed
     assert result["adv_iter_s_gated_highway"] > 0 and result["adv_gflop_gated_highway"] > result["adv_gflop"]
     assert result["matmul_precision"] == "highest"  # the targets are judged on float32 products
+    assert result["adv_iter_s_accel_off"] > 0 and result["mle_epoch_s_accel_off"] > 0  # plain torch beside accel
+    assert result["accel"].startswith("accel: auto (run.accel=auto):") and "run.accel=off: adversarial" in printed
     assert result["machine"] == hostinfo.describe()  # the CPU model and its SIMD, not just "x86_64"
     assert set(result["kernels"]) == {"mle_cross_entropy", "mle_lstm", "mle_loss", "discriminator_conv_max",
                                       "discriminator_highway"}
@@ -59,7 +61,7 @@ def test_speed_smoke(tmp_path, data_root):
 
 
 def test_mle_bound_writes_rates_of_the_three_matmuls_and_the_kernel(tmp_path):
-    from textgan.models import linear_ce_native
+    from textgan.accel import linear_ce as linear_ce_native
     out = tmp_path / "bound.json"
     _bench("mle_bound.py", "--rounds", "1", "--out", str(out))
     result = json.loads(out.read_text())

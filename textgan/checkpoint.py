@@ -223,8 +223,9 @@ def read_config_text(state: dict) -> str:
 
 
 def read_config(state: dict) -> Config:
-    """The run's resolved config, parsed and checked like a config file."""
-    return from_dict(yaml.safe_load(read_config_text(state)))
+    """The run's resolved config, parsed and checked like a config file; settings an older
+    textgan wrote and this one replaced (the kernel knobs) are dropped with a note."""
+    return from_dict(yaml.safe_load(read_config_text(state)), saved=True)
 
 
 def read_vocab(state: dict) -> list[str]:

@@ -141,7 +141,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from textgan import fpenv, sample
+    from textgan import sample
+    from textgan.accel import fpenv
 
     loaded = sample.load_generator(args.path, _device(args.device),
                                    warn=lambda m: print(m, file=sys.stderr), weights=args.weights)

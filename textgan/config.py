@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import math
 import re
+import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,16 +102,6 @@ class GeneratorConfig:
     tie_embeddings: bool = False
     init_from: str = ""  # run folder or checkpoint whose generator (and vocabulary) starts this run
     init_std: float = 0.0  # > 0: every embedding, LSTM and linear weight and bias ~ N(0, init_std) (SeqGAN: 0.1); 0: torch's defaults
-    # the output layer's cross-entropy (MLE loss, NLL_gen) on CPU in float32: native = the C kernel
-    # (built at first use with the machine's C compiler), torch = chunked torch ops, auto = native
-    # where it builds and hidden_dim <= 64 (faster there; torch's matmuls win from 128 up), else
-    # torch. GPUs and float64 always take torch.
-    ce_kernel: Literal["auto", "native", "torch"] = "auto"
-    # the teacher-forced LSTM (MLE, NLL_gen) on CPU in float32: native = the C recurrence (built
-    # like ce_kernel's), torch = nn.LSTM, auto = native where it builds and hidden_dim <= 64, else
-    # torch. Free-running sampling always steps the nn.LSTM's weights in torch.
-    lstm_kernel: Literal["auto", "native", "torch"] = "auto"
-
     def __post_init__(self) -> None:
         for name in ("emb_dim", "hidden_dim", "num_layers", "latent_dim", "mem_slots", "num_heads", "head_size"):
             _check(getattr(self, name) >= 1, name, "must be >= 1")
@@ -140,15 +131,6 @@ class DiscriminatorConfig:
     # spectral normalisation of every weight matrix (Miyato et al. 2018; RelGAN's --sn flag):
     # bounds the discriminator's Lipschitz constant, so it cannot win outright in a few steps
     spectral_norm: bool = False
-    compile: bool = False  # relgan_cnn: torch.compile its conv+max blocks (needs a C++ compiler)
-    # relgan_cnn's conv+max on CPU: native = the C kernel (built at first use with the machine's
-    # C compiler), torch = blockwise torch ops (compiled when compile=true), auto = native where
-    # it builds and compile is off, else torch. GPUs always take torch.
-    conv_kernel: Literal["auto", "native", "torch"] = "auto"
-    # relgan_cnn's highway gate (sigmoid, relu and the mix, forward and backward) on CPU in
-    # float32: native = one pass of the C kernel, torch = torch's elementwise ops, auto = native
-    # where it builds. GPUs always take torch.
-    highway_kernel: Literal["auto", "native", "torch"] = "auto"
     # relgan_cnn's highway weights: gated = a transform and a gate product (RelGAN's TensorFlow
     # code, Srivastava et al. 2015); shared = one product used as both (TextGAN-PyTorch's
     # RelGAN_D): half the highway's FLOPs, which are ~90 % of an adversarial step's at RelGAN's size
@@ -164,8 +146,6 @@ class DiscriminatorConfig:
         _check(all(n >= 1 for n in self.num_filters), "num_filters", "counts must be >= 1")
         _check(self.hidden_dim >= 1, "hidden_dim", "must be >= 1")
         _check(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
-        _check(not (self.compile and self.conv_kernel == "native"), "conv_kernel",
-               "native cannot be compiled: set compile=false or conv_kernel=torch")
 
 
 @dataclass
@@ -318,7 +298,7 @@ class RunConfig:
     seed: int = 0  # seeds data order, initialisation, latent and Gumbel noise
     device: str = "cpu"  # cpu, cuda, cuda:N
     threads: int = 0  # torch intra-op threads; 0 = torch's default
-    # CPU: flush float values below 1.2e-38 to zero on all torch threads (textgan/fpenv.py: a
+    # CPU: flush float values below 1.2e-38 to zero on all torch threads (textgan/accel/fpenv.py: a
     # trained generator's denormal activations made its MLE batches 8x slower); false keeps them
     flush_denormals: bool = True
     # float32 matrix products (torch.set_float32_matmul_precision): "highest" computes them in
@@ -326,6 +306,11 @@ class RunConfig:
     # them (CPUs with AMX or AVX512-BF16; CUDA), "high" TF32 on CUDA. Opt-in, as results change:
     # on this Xeon the RelGAN discriminator's highway product ran 2.4x faster, relative error 2e-3.
     matmul_precision: Literal["highest", "high", "medium"] = "highest"
+    # speed only, never results (textgan/accel): auto = the C kernels that build (built at first use
+    # with the machine's C compiler, cached in ~/.cache/textgan), where faster at this size, and
+    # accel's torch versions elsewhere; native = every C kernel at any size, an error if one cannot
+    # be built; compile = auto with torch.compile's conv+max instead of the C one; off = plain torch
+    accel: Literal["auto", "native", "compile", "off"] = "auto"
     batch_is_global: bool = False  # torchrun: the batch sizes are global (split over ranks), not per rank
     nan_patience: int = 5  # consecutive non-finite updates before rolling back to the last checkpoint
     nan_rollbacks: int = 3  # rollbacks allowed before the run stops with a message
@@ -388,6 +373,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     bad = ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
+        if value is False and "off" in typing.get_args(tp):  # YAML 1.1 reads a bare off as false
+            value = "off"
         if value not in typing.get_args(tp):
             raise bad
         return value
@@ -429,7 +416,15 @@ def _show(key: Any) -> str:
 _YAML_ERRORS = (yaml.YAMLError, ValueError, TypeError, LookupError, AttributeError, RecursionError)
 
 
+# the kernel settings that run.accel replaced: refused in a user's config, dropped from a saved one
+LEGACY_KEYS = {"generator": ("ce_kernel", "lstm_kernel"),
+               "discriminator": ("conv_kernel", "highway_kernel", "compile")}
+
+
 def _unknown(dotted: str, key: Any, valid: list[str]) -> ConfigError:
+    if any(dotted == f"{section}.{name}" for section, names in LEGACY_KEYS.items() for name in names):
+        return ConfigError(f"{dotted}: replaced by run.accel (auto, native, compile or off); "
+                           f"remove {dotted} and set run.accel instead")
     close = difflib.get_close_matches(str(key), valid, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     return ConfigError(f"{dotted}: unknown key{hint}; valid keys: {', '.join(valid)}")
@@ -458,9 +453,31 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
         raise ConfigError(f"{prefix}{err}") from None
 
 
-def from_dict(raw: Any) -> Config:
-    """Build a checked Config from plain data (as YAML gives it)."""
+def from_dict(raw: Any, saved: bool = False) -> Config:
+    """Build a checked Config from plain data (as YAML gives it). `saved`: a run folder's or a
+    checkpoint's config, whose kernel settings from before run.accel are dropped with a note."""
+    if saved and isinstance(raw, dict):
+        raw = _drop_legacy(raw)
     return _build(Config, raw, "")
+
+
+def _drop_legacy(raw: dict) -> dict:
+    """A copy of a saved config without the kernel settings run.accel replaced; a run that
+    compiled its discriminator keeps doing so (run.accel=compile)."""
+    raw = {key: dict(value) if isinstance(value, dict) else value for key, value in raw.items()}
+    dropped = [f"{section}.{name}" for section, names in LEGACY_KEYS.items()
+               if isinstance(raw.get(section), dict) for name in names if name in raw[section]]
+    if not dropped:
+        return raw
+    compiled = bool(raw["discriminator"].get("compile")) if isinstance(raw.get("discriminator"), dict) else False
+    for key in dropped:
+        section, name = key.split(".")
+        del raw[section][name]
+    run = raw.get("run") or {}
+    if compiled and isinstance(run, dict) and "accel" not in run:
+        raw["run"] = {**run, "accel": "compile"}
+    print(f"note: saved config's {', '.join(dropped)} dropped (replaced by run.accel)", file=sys.stderr)
+    return raw
 
 
 def to_dict(cfg: Config) -> dict:
@@ -505,8 +522,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), parsed
 
 
-def load(path: str | Path | None, overrides: list[str] = ()) -> Config:
-    """Read a YAML config (or the defaults when `path` is None) and apply dotted overrides."""
+def load(path: str | Path | None, overrides: list[str] = (), saved: bool = False) -> Config:
+    """Read a YAML config (or the defaults when `path` is None) and apply dotted overrides.
+    `saved`: a run folder's config.yaml (see `from_dict`)."""
     raw: Any = {}
     if path is not None:
         path = Path(path)
@@ -527,10 +545,12 @@ def load(path: str | Path | None, overrides: list[str] = ()) -> Config:
             raw = {}
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {path}: expected a mapping of sections at the top level")
+        if saved:
+            raw = _drop_legacy(raw)
     for text in overrides:
         key, value = parse_override(text)
         _set_dotted(raw, key, value)
-    return from_dict(raw)
+    return _build(Config, raw, "")
 
 
 def dump(cfg: Config) -> str:

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from textgan import fpenv
+from textgan.accel import fpenv
 from textgan.config import SPLITS, EvalConfig, choices
 from textgan.corpus import Corpus, prepare
 from textgan.errors import UserError

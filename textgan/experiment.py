@@ -11,14 +11,14 @@ from pathlib import Path
 
 import torch
 
-from textgan import checkpoint, distributed, fpenv, runs, warm_start
+from textgan import accel, checkpoint, distributed, runs, warm_start
 from textgan import config as config_mod
 from textgan.corpus import Corpus, prepare
 from textgan.data import Vocab
 from textgan.distributed import Dist
 from textgan.errors import UserError
 from textgan.evaluate import metric_names
-from textgan.models import require_native_kernels
+from textgan.accel import fpenv
 from textgan.monitor import Monitor
 from textgan.schedule import Interrupted, run
 from textgan.train import Trainer
@@ -85,7 +85,7 @@ def train_command(config_path: str | None, overrides: list[str], resume: str | N
 def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, force: bool,
            dist: Dist) -> int:
     log = _log if dist.is_main else (lambda message: None)  # rank 0 speaks for the job
-    require_native_kernels(cfg.generator, cfg.discriminator)  # before any run folder is made
+    accel.check(cfg.run.accel, cfg.generator.core, cfg.discriminator.kind)  # before any run folder is made
     state = source = None
     if resume:
         run_dir = Path(resume)
@@ -108,15 +108,7 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
     monitor.scalars({"data/truncated": corpus.truncated, "data/dropped": corpus.dropped,
                      "data/vocab_size": len(corpus.vocab)}, 0)
     trainer = Trainer(cfg, corpus, run_dir, monitor, dist=dist)
-    log(f"generator output cross-entropy: {trainer.G.ce_kernel_used()} (generator.ce_kernel={cfg.generator.ce_kernel})")
-    if cfg.generator.core == "lstm":
-        log(f"generator teacher-forced LSTM: {trainer.G.lstm_kernel_used()} (generator.lstm_kernel={cfg.generator.lstm_kernel})")
-        log(f"generator MLE loss: {'fused, every gradient in one pass' if trainer.G.mle_fused() else 'layered'} "
-            "(fused only where both kernels are native and no dropout is active)")
-    if hasattr(trainer.D, "conv_kernel"):
-        log(f"discriminator conv+max: {trainer.D.conv_kernel()} (discriminator.conv_kernel={cfg.discriminator.conv_kernel})")
-        log(f"discriminator highway gate: {trainer.D.highway.kernel_used()} "
-            f"(discriminator.highway_kernel={cfg.discriminator.highway_kernel})")
+    log(trainer.accel)  # one line: what runs in C, what in torch
     if state is not None:
         trainer.load_state_dict(state)
     elif source is not None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from textgan import checkpoint
+from textgan import accel, checkpoint
 from textgan.config import WEIGHTS, Config
 from textgan.data import Vocab, banned_ids
 from textgan.errors import UserError
@@ -51,7 +51,10 @@ def load_generator(path: str | Path, device: str = "cpu", warn=print, weights: s
     except (RuntimeError, KeyError, TypeError):
         raise UserError(f"checkpoint {path} does not match its own config (generator shapes); "
                         "the file is damaged or was edited") from None
-    return Loaded(gen.to(device).eval(), vocab, cfg, checkpoint.read_max_len(state), path, averaged)
+    gen = gen.to(device).eval()
+    # the run's accel (faster ops, same results); native's kernels may not build on this machine
+    accel.apply(gen, None, "auto" if cfg.run.accel == "native" else cfg.run.accel)
+    return Loaded(gen, vocab, cfg, checkpoint.read_max_len(state), path, averaged)
 
 
 def sample_text(loaded: Loaded, num: int, seed: int, temperature: float = 1.0,

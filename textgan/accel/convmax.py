@@ -1,11 +1,11 @@
-"""`conv_relu_max` (textgan.models.convmax) through the C kernel in textgan/csrc/convmax.c, on CPU in
+"""`conv_relu_max` (textgan.models.discriminator) through the C kernel in textgan/accel/csrc/convmax.c, on CPU in
 float32 and float64.
 
 Shapes: B batch, T time, R representations, D features per representation, F filters, K width.
 The kernel walks each (b, r) row over time once, keeping every filter's running maximum and its
 position in vector registers, so the (B, T', R, F) convolution output is never written, not even
 block by block, and nothing is read back to find the argmax. Same function and gradients as the
-torch versions (ties go to the last time step, as in `block_max`); a second-order gradient
+torch versions (ties go to the last time step, as in the definition); a second-order gradient
 (create_graph) takes the torch backward, which is differentiable.
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ import ctypes
 
 import torch
 
-from textgan import native
-from textgan.models.convmax import _backward_torch
+from textgan.accel import build
+from textgan.accel.convmax_blocks import _backward_torch
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 _LANES = {torch.float32: 16, torch.float64: 8}  # filters padded to 64 bytes, the widest vector
@@ -27,7 +27,7 @@ _SIGNATURES = {name: args for suffix in _SUFFIX.values() for name, args in (
 
 def kernels() -> ctypes.CDLL | None:
     """The built library with its signatures declared, or None where no C compiler works."""
-    return native.load("convmax", _SIGNATURES)
+    return build.load("convmax", _SIGNATURES)
 
 
 def supports(emb: torch.Tensor) -> bool:
@@ -48,7 +48,7 @@ class _NativeConvMax(torch.autograd.Function):
         track = any(ctx.needs_input_grad)  # False under no_grad and inference_mode
         where = torch.empty(n, padded, dtype=torch.int32) if track else None
         forward = getattr(kernels(), f"convmax_forward_{_SUFFIX[emb.dtype]}")
-        forward(x.data_ptr(), wt.data_ptr(), n, t, d, k, padded, best.data_ptr(), native.ptr(where),
+        forward(x.data_ptr(), wt.data_ptr(), n, t, d, k, padded, best.data_ptr(), build.ptr(where),
                 torch.get_num_threads())
         out = torch.relu(best.view(b, r, padded)[..., :f] + bias)  # (B, R, F)
         if track:
@@ -71,7 +71,7 @@ class _NativeConvMax(torch.autograd.Function):
         gw = weight.new_zeros(threads, f, k * d) if needs[1] else None  # one per thread's rows
         backward = getattr(kernels(), f"convmax_backward_{_SUFFIX[emb.dtype]}")
         backward(x.data_ptr(), w.data_ptr(), g.data_ptr(), where.data_ptr(), n, t, d, k, f,
-                 native.ptr(gx), native.ptr(gw), threads)
+                 build.ptr(gx), build.ptr(gw), threads)
         return (None if gx is None else gx.permute(0, 2, 1, 3),
                 None if gw is None else gw.sum(0).view(f, k, d),
                 g.sum(dim=(0, 1)) if needs[2] else None)

@@ -1,5 +1,5 @@
 """A highway layer's gate, y = x + sigmoid(g) * (relu(h) - x) with [h, g] = x W^T + b, and its
-backward, by the C kernel in textgan/csrc/highway.c on CPU in float32 (torch's product x W^T,
+backward, by the C kernel in textgan/accel/csrc/highway.c on CPU in float32 (torch's product x W^T,
 then the kernel adds the bias as it goes).
 
 Shapes: N rows (RelGAN's discriminator: batch times representations), D features. The product p
@@ -20,7 +20,7 @@ import ctypes
 import torch
 from torch import Tensor
 
-from textgan import native
+from textgan.accel import build
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 _SIGNATURES = {"highway_forward_f32": [_P, _P, _P, _P, _I64, _I64, _P, _I64, _I64],
@@ -29,7 +29,7 @@ _SIGNATURES = {"highway_forward_f32": [_P, _P, _P, _P, _I64, _I64, _P, _I64, _I6
 
 def kernels() -> ctypes.CDLL | None:
     """The built library with its signatures declared, or None where no C compiler works."""
-    return native.load("highway", _SIGNATURES)
+    return build.load("highway", _SIGNATURES)
 
 
 def supports(x: Tensor) -> bool:

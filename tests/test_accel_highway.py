@@ -1,4 +1,4 @@
-"""The highway gate's C kernel (textgan/csrc/highway.c): its output and both gradients against
+"""The highway gate's C kernel (textgan/accel/csrc/highway.c): its output and both gradients against
 the torch formula in float64, for widths that fill no vector (the scalar tail), saturated gates,
 NaN and inf, any thread count; RelGAN's discriminator with either kernel (logits, parameter
 gradients, and the second-order gradient a gradient penalty takes)."""
@@ -8,9 +8,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from textgan.models import highway_native
+from textgan import accel
+from textgan.accel import highway as highway_native
+from textgan.accel.build import _cpu_flags
 from textgan.models.discriminator import Highway, RelGANCNN
-from textgan.native import _cpu_flags
 
 from conftest import REPO, run_without_avx512
 
@@ -90,10 +91,12 @@ def test_same_bits_for_any_thread_count(shared):
 def _discriminators(highway="gated"):
     torch.manual_seed(0)
     native = RelGANCNN(40, emb_dim=16, num_rep=8, filter_sizes=[2, 3], num_filters=[24, 13], dropout=0.0,
-                       highway_kernel="native", highway=highway)
+                       highway=highway)
     plain = RelGANCNN(40, emb_dim=16, num_rep=8, filter_sizes=[2, 3], num_filters=[24, 13], dropout=0.0,
-                      highway_kernel="torch", highway=highway)
+                      highway=highway)
     plain.load_state_dict(native.state_dict())
+    accel.apply(None, native, "native")
+    accel.apply(None, plain, "off")
     return native, plain
 
 
@@ -102,7 +105,7 @@ def _discriminators(highway="gated"):
 def test_discriminator_logits_gradients_and_penalty_with_either_kernel(highway):
     native, plain = _discriminators(highway)
     assert native.highway.proj.weight.shape == ((37 if highway == "shared" else 74), 37)
-    assert native.highway.kernel_used() == "native" and plain.highway.kernel_used() == "torch"
+    assert accel.describe(None, native)["highway"] == "native" and accel.describe(None, plain)["highway"] == "torch"
     dists = torch.softmax(torch.randn(6, 9, 40), -1)
     results = []
     for d in (native, plain):
@@ -125,13 +128,14 @@ def test_dropout_mask_in_the_kernel_is_the_separate_multiply_bit_for_bit(shared)
     gradient of the layer and a separate dropout, to the bit, from the same random draws."""
     from textgan.models.dropout import Dropout
     torch.manual_seed(0)
-    layer, drop = Highway(37, kernel="native", shared=shared), Dropout(0.4)
+    layer, drop = Highway(37, shared=shared), Dropout(0.4)
+    layer.gate = accel._highway_gate  # the C kernel's gate
     x0, dy = torch.randn(6, 5, 37), torch.randn(6, 5, 37)
     results = []
     for fused in (True, False):
         x = x0.clone().requires_grad_()
         torch.manual_seed(7)
-        y = layer(x, drop.native_mask(x)) if fused else drop(layer(x))
+        y = layer(x, drop.mask(x)) if fused else drop(layer(x))
         results.append((y.detach(), *torch.autograd.grad(y, [x, *layer.parameters()], dy)))
     assert (results[0][0] == 0).float().mean() > 0.2  # the mask dropped units
     for a, b in zip(*results):
@@ -144,8 +148,10 @@ def test_discriminator_with_dropout_matches_across_kernels():
     ops with a separate dropout, from the same seed."""
     torch.manual_seed(0)
     kw = dict(emb_dim=16, num_rep=8, filter_sizes=[2, 3], num_filters=[24, 13], dropout=0.4)
-    native, plain = RelGANCNN(40, highway_kernel="native", **kw), RelGANCNN(40, highway_kernel="torch", **kw)
+    native, plain = RelGANCNN(40, **kw), RelGANCNN(40, **kw)
     plain.load_state_dict(native.state_dict())
+    accel.apply(None, native, "native")
+    accel.apply(None, plain, "off")
     dists = torch.softmax(torch.randn(6, 9, 40), -1)
     results = []
     for d in (native, plain):
@@ -159,10 +165,9 @@ def test_discriminator_with_dropout_matches_across_kernels():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_torch_kernel_and_other_dtypes_take_the_formula():
-    assert Highway(8, kernel="torch").kernel_used() == "torch"
+def test_plain_gate_and_other_dtypes_take_the_formula():
     layer = Highway(8).double()
-    assert layer.kernel_used() == "torch"
+    layer.gate = accel._highway_gate  # float64: the kernel's op falls back to the formula
     x = torch.randn(3, 8, dtype=torch.float64)
     h, g = layer.proj(x).chunk(2, dim=-1)
     torch.testing.assert_close(layer(x), torch.sigmoid(g) * torch.relu(h) + (1 - torch.sigmoid(g)) * x)
@@ -175,7 +180,7 @@ def test_generic_vector_path_matches_too(tmp_path):
     script = f"""
 import sys, torch
 sys.path.insert(0, {str(REPO / "tests")!r})
-from test_highway_native import inputs, kernel_and_reference
+from test_accel_highway import inputs, kernel_and_reference
 for n, d in [(300, 1200), (7, 37)]:
     got, want = kernel_and_reference(*inputs(n, d))
     for a, b in zip(got, want):

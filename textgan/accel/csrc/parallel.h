@@ -1,4 +1,4 @@
-/* Kernels on threads: PARALLEL, BARRIER and PARALLEL_RANGE below. Built with OpenMP (textgan/native.py asks for it), the
+/* Kernels on threads: PARALLEL, BARRIER and PARALLEL_RANGE below. Built with OpenMP (textgan/accel/build.py asks for it), the
  * threads are those of the OpenMP runtime torch has loaded (the same libgomp, by soname), so a
  * kernel runs on torch's own threads: Python threads beside them lost much of their speed to
  * torch's threads spinning after each op. Without OpenMP the range runs on the calling thread.

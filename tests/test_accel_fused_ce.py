@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from textgan.models.fused_ce import linear_cross_entropy
+from textgan import accel
+from textgan.accel.fused_ce import linear_cross_entropy
 from textgan.models.generator import Generator
 
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float64: dict(rtol=1e-10, atol=1e-10)}
@@ -123,12 +124,15 @@ def padded_tokens(b: int, t: int, seed: int) -> torch.Tensor:
     return tokens.masked_fill(torch.arange(t) >= lengths[:, None], PAD)  # (B, T)
 
 
+@pytest.mark.parametrize("mode", ["auto", "off"])
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("prior", ["none", "normal"])
-def test_generator_mle_loss_matches_teacher_forced_cross_entropy(num_layers, prior):
+def test_generator_mle_loss_matches_teacher_forced_cross_entropy(num_layers, prior, mode):
+    """With accel's ops and with the plain ones."""
     torch.manual_seed(0)
     gen = Generator(vocab_size=V, emb_dim=8, hidden_dim=16, num_layers=num_layers, latent_dim=5,
                     prior=prior, banned=[PAD, BOS], pad_id=PAD, bos_id=BOS, eos_id=EOS)
+    accel.apply(gen, None, mode)
     tokens, z = padded_tokens(6, 9, seed=1), gen.sample_latent(6, torch.Generator().manual_seed(2))
     assert torch.equal(gen.logits(gen.hidden_states(tokens, z)), gen(tokens, z))
     params = [p for p in gen.parameters()]
@@ -164,7 +168,7 @@ def test_targets_whose_probability_underflows_get_the_exact_loss():
 def test_a_buffer_grown_during_an_evaluation_serves_later_training():
     """The kept chunk buffer grown under inference mode (an NLL_gen evaluation's kernel scratch
     during a training run) must still take a later training step's in-place writes."""
-    from textgan.models import fused_ce
+    from textgan.accel import fused_ce
     gen = torch.Generator().manual_seed(0)
     hidden = torch.randn(48, 16, generator=gen, requires_grad=True)
     weight = torch.randn(300, 16, generator=gen, requires_grad=True)

@@ -1,6 +1,6 @@
 /* Denormal floats flushed to zero (FTZ and DAZ in MXCSR) on every OpenMP thread torch runs on:
  * the setting is per thread, torch.set_flush_denormal reaches only the calling one, and threads
- * inherit it only when created after it. Built by textgan/native.py; textgan/fpenv.py calls it.
+ * inherit it only when created after it. Built by textgan/accel/build.py; textgan/accel/fpenv.py calls it.
  * Elsewhere than x86 it changes nothing. */
 #include <stdint.h>
 

@@ -1,12 +1,17 @@
-"""The blockwise conv+max computes exactly what torch's convolution does: values, gradients
+"""accel's conv+max (blockwise torch, compiled, and the C kernel) computes what the models' plain
+one (torch's convolution, textgan.models.discriminator.conv_relu_max) does: values, gradients
 (first and second order) and, through the discriminator, the generator's gradients."""
 from __future__ import annotations
+
+import functools
 
 import pytest
 import torch
 
-from textgan.models.convmax import conv_relu_max, conv_relu_max_reference
+from textgan import accel
+from textgan.accel.convmax_blocks import block_max, conv_relu_max
 from textgan.models.discriminator import RelGANCNN
+from textgan.models.discriminator import conv_relu_max as conv_relu_max_reference
 from textgan.models.generator import Generator
 
 
@@ -43,8 +48,8 @@ def test_discriminator_fast_path_same_loss_and_generator_gradients():
     disc = RelGANCNN(40, emb_dim=16, num_rep=8, filter_sizes=[2, 3, 4, 5], num_filters=[7, 7, 7, 7])
     disc.eval()  # no dropout, so both passes see the same function
     results = []
-    for fast in (True, False):
-        disc.fast = fast
+    for mode in ("auto", "off"):
+        accel.apply(None, disc, mode)
         gen.zero_grad()
         rng = torch.Generator().manual_seed(3)
         out = gen.sample(gen.sample_latent(6, rng), 12, tau=0.7, generator=rng)
@@ -58,14 +63,13 @@ def test_discriminator_fast_path_same_loss_and_generator_gradients():
 
 
 def test_compiled_blocks_match_eager():
-    """discriminator.compile=true (torch.compile of each conv+max block) computes the same
-    outputs and gradients as the eager blocks, with and without gradient tracking."""
-    from textgan.models.discriminator import RelGANCNN
-
+    """run.accel=compile (torch.compile of each conv+max block) computes the same outputs and
+    gradients as the eager blocks, with and without gradient tracking."""
     torch.manual_seed(0)
     eager = RelGANCNN(30, emb_dim=8, num_rep=8, filter_sizes=[2, 3], num_filters=[6, 5], dropout=0.0)
-    compiled = RelGANCNN(30, emb_dim=8, num_rep=8, filter_sizes=[2, 3], num_filters=[6, 5], dropout=0.0,
-                         compile=True)
+    compiled = RelGANCNN(30, emb_dim=8, num_rep=8, filter_sizes=[2, 3], num_filters=[6, 5], dropout=0.0)
+    accel.apply(None, eager, "off")
+    assert "conv+max compiled" in accel.apply(None, compiled, "compile")
     compiled.load_state_dict(eager.state_dict())
     dists = torch.softmax(torch.randn(4, 9, 30), dim=-1)
     outs, grads = [], []
@@ -89,14 +93,11 @@ def test_compiled_blocks_cover_every_width_and_mode_without_eager_fallback():
     import torch._dynamo
     from torch._C._dynamo.eval_frame import _debug_get_cache_entry_list
 
-    from textgan.models.convmax import block_max
-    from textgan.models.discriminator import RelGANCNN
-
     torch._dynamo.reset()
     torch.manual_seed(0)
     widths = [2, 3, 4, 5, 6]
-    model = RelGANCNN(20, emb_dim=4, num_rep=4, filter_sizes=widths, num_filters=[3] * 5, dropout=0.0,
-                      compile=True)
+    model = RelGANCNN(20, emb_dim=4, num_rep=4, filter_sizes=widths, num_filters=[3] * 5, dropout=0.0)
+    accel.apply(None, model, "compile")
     dists = torch.softmax(torch.randn(2, 8, 20), dim=-1)
     model(dists).sum().backward()  # D step
     model.requires_grad_(False)
@@ -106,7 +107,7 @@ def test_compiled_blocks_cover_every_width_and_mode_without_eager_fallback():
     assert len(_debug_get_cache_entry_list(block_max.__code__)) == 2 * len(widths)
 
 
-native_only = pytest.mark.skipif(not __import__("textgan.models.convmax_native", fromlist=["x"]).kernels(),
+native_only = pytest.mark.skipif(not __import__("textgan.accel.convmax", fromlist=["x"]).kernels(),
                                  reason="no C compiler for the native kernel")
 
 
@@ -116,7 +117,7 @@ native_only = pytest.mark.skipif(not __import__("textgan.models.convmax_native",
 def test_native_kernel_matches_reference(shape, dtype):
     """The C kernel: values and first-order gradients equal torch's convolution (float64 to
     1e-12; float32 to rounding), filter counts that are not a multiple of the vector width too."""
-    from textgan.models.convmax_native import conv_relu_max_native
+    from textgan.accel.convmax import conv_relu_max_native
 
     b, t, r, d, f, k = shape
     gen = torch.Generator().manual_seed(0)
@@ -136,7 +137,7 @@ def test_native_kernel_matches_reference(shape, dtype):
 @native_only
 def test_native_kernel_gradcheck_and_second_order():
     """gradcheck in float64, and create_graph (gradient penalties) through its torch backward."""
-    from textgan.models.convmax_native import conv_relu_max_native
+    from textgan.accel.convmax import conv_relu_max_native
 
     gen = torch.Generator().manual_seed(1)
     inputs = (torch.randn(2, 6, 3, 2, generator=gen, dtype=torch.float64, requires_grad=True),
@@ -149,7 +150,7 @@ def test_native_kernel_gradcheck_and_second_order():
 @native_only
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_native_kernel_same_result_for_any_thread_count(threads):
-    from textgan.models.convmax_native import conv_relu_max_native
+    from textgan.accel.convmax import conv_relu_max_native
 
     gen = torch.Generator().manual_seed(2)
     emb = torch.randn(5, 11, 7, 1, generator=gen, requires_grad=True)
@@ -171,17 +172,19 @@ def test_native_kernel_same_result_for_any_thread_count(threads):
 
 
 @native_only
-@pytest.mark.parametrize("kernel", ["native", "torch"])
-def test_discriminator_kernels_agree(kernel):
-    """RelGANCNN with conv_kernel=native or torch gives torch conv2d's logits and gradients."""
+@pytest.mark.parametrize("mode", ["native", "blockwise"])
+def test_discriminator_kernels_agree(mode):
+    """RelGANCNN with the C kernel or the blockwise torch conv+max gives torch conv2d's logits
+    and gradients."""
     torch.manual_seed(0)
-    disc = RelGANCNN(40, emb_dim=16, num_rep=8, filter_sizes=[2, 3, 4, 5], num_filters=[7, 9, 16, 20],
-                     conv_kernel=kernel)
+    disc = RelGANCNN(40, emb_dim=16, num_rep=8, filter_sizes=[2, 3, 4, 5], num_filters=[7, 9, 16, 20])
     disc.eval()
     dists = torch.softmax(torch.randn(6, 12, 40), dim=-1)
     results = []
-    for fast in (True, False):
-        disc.fast = fast
+    for fast in (mode, "off"):
+        accel.apply(None, disc, "off" if fast == "off" else "native")
+        if fast == "blockwise":  # accel's torch conv+max, as where the C kernel cannot be built
+            disc.conv_relu_max = functools.partial(accel._conv_relu_max, native=False, block=block_max)
         x = dists.clone().requires_grad_(True)
         out = disc(x)
         out.square().sum().backward()

@@ -15,7 +15,7 @@ import ctypes
 
 import torch
 
-from textgan import native
+from textgan.accel import build
 
 
 def flush_denormals(on: bool) -> bool:
@@ -23,7 +23,7 @@ def flush_denormals(on: bool) -> bool:
     the CPU has no such mode (then nothing changed). Without a C compiler only this thread and the
     threads created after it are reached."""
     supported = torch.set_flush_denormal(on)  # this thread, and the threads it creates later
-    lib = native.load("fpenv", {"set_flush_denormals": [ctypes.c_int64, ctypes.c_int64]})
+    lib = build.load("fpenv", {"set_flush_denormals": [ctypes.c_int64, ctypes.c_int64]})
     if supported and lib is not None:
         lib.set_flush_denormals(int(on), torch.get_num_threads())
     return supported

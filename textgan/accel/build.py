@@ -4,9 +4,10 @@ Why not a torch C++ extension: its headers take ~50 s to compile, these files ~1
 need nothing but a C compiler. The kernels are built with OpenMP where the compiler has it and
 then run on torch's own threads (csrc/parallel.h says why); elsewhere on the calling thread.
 Libraries are cached per source, headers, compiler, flags and CPU (they are built with
--march=native) in $TEXTGAN_CACHE_DIR, else ~/.cache/textgan. $TEXTGAN_CFLAGS adds compiler
-flags (e.g. -mno-avx512f: the AVX2 code paths on an AVX-512 machine). Without a compiler `load`
-returns None and callers keep their torch path.
+-march=native) in $TEXTGAN_CACHE_DIR, else ~/.cache/textgan. $CC names the compiler (else cc, gcc
+or clang on PATH); $TEXTGAN_CFLAGS adds compiler flags (e.g. -mno-avx512f: the AVX2 code paths on
+an AVX-512 machine). Where a library cannot be built `load` returns None (and `failure` says why)
+and textgan.accel keeps the plain torch op.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from textgan.errors import UserError
 SOURCES = Path(__file__).resolve().parent / "csrc"
 FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-shared", "-fPIC", "-std=c11"]
 _LIBS: dict[str, ctypes.CDLL | None] = {}
+_FAILURES: dict[str, str] = {}  # why a library could not be built, by name
 
 
 def cache_dir() -> Path:
@@ -71,14 +73,17 @@ def _build(source: Path, compiler: str, extra: tuple[str, ...] = ()) -> Path:
 
 def load(name: str, signatures: dict[str, list] | None = None) -> ctypes.CDLL | None:
     """The library built from csrc/NAME.c with `signatures` (function -> ctypes argument types)
-    declared on first load, or None (with one warning) if it cannot be built. Built with -fopenmp,
-    or without where the compiler has no OpenMP (every source works both ways)."""
+    declared on first load, or None (with one warning, and the cause kept for `failure`) if it
+    cannot be built. Built with -fopenmp, or without where the compiler has no OpenMP (every
+    source works both ways)."""
     if name not in _LIBS:
         compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
         lib = None
         try:
             if compiler is None:
                 raise OSError("no C compiler found (cc, gcc or clang; or set CC)")
+            if shutil.which(compiler) is None:
+                raise OSError(f"the C compiler {compiler!r} (from CC) was not found")
             source = SOURCES / f"{name}.c"
             try:
                 built = _build(source, compiler, ("-fopenmp",))
@@ -88,18 +93,34 @@ def load(name: str, signatures: dict[str, list] | None = None) -> ctypes.CDLL | 
             for function, argtypes in (signatures or {}).items():
                 getattr(lib, function).argtypes = argtypes
         except (OSError, subprocess.CalledProcessError) as err:
-            detail = getattr(err, "stderr", "") or str(err)
-            warnings.warn(f"textgan: native kernel {name!r} unavailable, using the torch version: "
-                          f"{detail.strip().splitlines()[-1] if detail.strip() else err}", RuntimeWarning, stacklevel=2)
+            _FAILURES[name] = _cause(err)
+            warnings.warn(f"textgan: C kernel {name!r} unavailable, using the torch version: {_FAILURES[name]}",
+                          RuntimeWarning, stacklevel=2)
         _LIBS[name] = lib
     return _LIBS[name]
 
 
-def require(lib: ctypes.CDLL | None, setting: str) -> None:
-    """The one-line error for `setting`=native where the kernel could not be built."""
+def _cause(err: Exception) -> str:
+    """One line on why a build failed: the compiler's own last error line (e.g. a missing header),
+    else the exception's message (no compiler, a missing source file)."""
+    detail = (getattr(err, "stderr", "") or "").strip()
+    if detail:
+        errors = [line for line in detail.splitlines() if "error" in line]
+        return (errors or detail.splitlines())[-1].strip()
+    return str(err)
+
+
+def failure(name: str) -> str | None:
+    """Why the library NAME could not be built (after a `load` that returned None), else None."""
+    return _FAILURES.get(name)
+
+
+def require(name: str, lib: ctypes.CDLL | None, setting: str) -> None:
+    """The one-line error for `setting` demanding the kernel NAME where it could not be built,
+    naming the real cause (no compiler, or the compiler's error, such as a missing header)."""
     if lib is None:
-        raise UserError(f"{setting}=native needs a working C compiler (cc, gcc or clang, or set CC); "
-                        f"install one or set {setting}=auto")
+        raise UserError(f"{setting} needs the C kernel {name!r}, which cannot be built: "
+                        f"{failure(name) or 'unknown cause'}; fix that, or set run.accel=auto")
 
 
 def ptr(t: torch.Tensor | None) -> int | None:

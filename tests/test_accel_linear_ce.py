@@ -1,17 +1,20 @@
-"""The C kernel of the fused cross-entropy (textgan/csrc/linear_ce.c): the same loss, target
+"""The C kernel of the fused cross-entropy (textgan/accel/csrc/linear_ce.c): the same loss, target
 log-probabilities and gradients as F.cross_entropy on the full logits in float64 (the trusted
 reference) and as the torch chunked path, for shapes that do not fill its 16-row blocks or
 16-wide vectors, banned tokens, any thread count; and the generator's MLE loss with either kernel."""
 from __future__ import annotations
 
 
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from textgan.native import _cpu_flags
-from textgan.models import linear_ce_native
-from textgan.models.fused_ce import linear_cross_entropy, target_log_probs
+from textgan import accel
+from textgan.accel import linear_ce as linear_ce_native
+from textgan.accel.build import _cpu_flags
+from textgan.accel.fused_ce import linear_cross_entropy, target_log_probs
 from textgan.models.generator import Generator
 
 from conftest import run_without_avx512
@@ -145,14 +148,15 @@ def test_generator_mle_loss_same_with_either_kernel():
     z = gen.sample_latent(9, torch.Generator().manual_seed(1))
     results = {}
     for kernel in ("native", "torch"):
-        gen.ce_kernel = kernel
+        accel.apply(gen, None, "native")
+        gen.ops.cross_entropy = functools.partial(accel._cross_entropy, kernel=kernel)
         gen.zero_grad()
         loss = gen.mle_loss(tokens, z, pad_id=0)
         loss.backward()
         results[kernel] = (loss.detach(), [p.grad.clone() for p in gen.parameters() if p.grad is not None])
-    assert gen.ce_kernel_used() == "torch"
-    gen.ce_kernel = "auto"
-    assert gen.ce_kernel_used() == "native"
+    assert accel.describe(gen, None)["cross_entropy"] == "torch"
+    accel.apply(gen, None, "auto")
+    assert accel.describe(gen, None)["cross_entropy"] == "native"
     torch.testing.assert_close(results["native"][0], results["torch"][0], rtol=1e-5, atol=1e-6)
     for a, b in zip(results["native"][1], results["torch"][1]):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
@@ -161,11 +165,13 @@ def test_generator_mle_loss_same_with_either_kernel():
 @needs_cc
 def test_auto_takes_the_kernel_only_where_it_is_faster():
     """auto: the C kernel up to hidden 64, torch's matmuls above (faster there on the Xeon)."""
-    def used(hidden, kernel):
-        return Generator(30, 8, hidden, 1, 4, "normal", ce_kernel=kernel).ce_kernel_used()
+    def used(hidden, mode):
+        gen = Generator(30, 8, hidden, 1, 4, "normal")
+        accel.apply(gen, None, mode)
+        return accel.describe(gen, None)["cross_entropy"]
     assert used(32, "auto") == used(64, "auto") == "native"
     assert used(32, "native") == "native"
-    assert used(128, "auto") == "torch" and used(128, "native") == "native" and used(32, "torch") == "torch"
+    assert used(128, "auto") == "torch" and used(128, "native") == "native" and used(32, "off") == "torch"
     wide = problem(40, 128, 300)
     auto_loss = linear_cross_entropy(*wide, kernel="auto")
     torch_loss = linear_cross_entropy(*wide, kernel="torch")
@@ -199,7 +205,7 @@ def test_generic_vector_path_matches_too(tmp_path):
     max) in a fresh process: the same loss and gradients, exact zeros for banned tokens, NaN kept."""
     script = """
 import torch, torch.nn.functional as F
-from textgan.models.fused_ce import linear_cross_entropy
+from textgan.accel.fused_ce import linear_cross_entropy
 g = torch.Generator().manual_seed(0)
 for n, h, v in [(37, 32, 4663), (17, 20, 7), (300, 64, 1000)]:
     hid = torch.randn(n, h, generator=g).requires_grad_()

@@ -1,4 +1,4 @@
-"""The fused teacher-forced MLE loss (textgan/models/mle_native.py): its loss and every gradient
+"""The fused teacher-forced MLE loss (textgan/accel/mle.py): its loss and every gradient
 (embedding, LSTM layers, output layer, latent projection) equal those of the layered path (the
 generator's hidden states, then the fused cross-entropy) with the same C kernels, and those of
 torch's own LSTM and cross-entropy, for batches that do not fill the 16-row blocks, stacked
@@ -8,8 +8,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from textgan.models import linear_ce_native, lstm_native, mle_native
-from textgan.models.fused_ce import linear_cross_entropy
+from textgan import accel
+from textgan.accel import linear_ce as linear_ce_native
+from textgan.accel import lstm as lstm_native
+from textgan.accel import mle as mle_native
+from textgan.accel.fused_ce import linear_cross_entropy
 from textgan.models.generator import Generator
 
 needs_cc = pytest.mark.skipif(lstm_native.kernels() is None or linear_ce_native.kernels() is None,
@@ -19,8 +22,9 @@ PAD, BOS, EOS, V = 0, 1, 2, 70
 
 def generator(layers=1, prior="normal", kernel="native", dropout=0.0, seed=0):
     torch.manual_seed(seed)
-    return Generator(V, 12, 20, layers, 6, prior, dropout=dropout, banned=[PAD, BOS], ce_kernel=kernel,
-                     lstm_kernel=kernel)
+    gen = Generator(V, 12, 20, layers, 6, prior, dropout=dropout, banned=[PAD, BOS])
+    accel.apply(gen, None, "native" if kernel == "native" else "off")
+    return gen
 
 
 def batch(b, t, seed=0):
@@ -37,7 +41,7 @@ def batch(b, t, seed=0):
 def layered_loss(gen, tokens, z, kernel):
     """The generator's other path: teacher-forced hidden states, then the fused cross-entropy."""
     hidden = gen.hidden_states(tokens, z)
-    return linear_cross_entropy(hidden.reshape(-1, gen.hidden_dim), gen.out.weight, gen._output_bias(),
+    return linear_cross_entropy(hidden.reshape(-1, gen.hidden_dim), gen.out.weight, gen.output_bias(),
                                 tokens.reshape(-1), ignore_index=PAD, kernel=kernel)
 
 
@@ -52,11 +56,11 @@ def loss_and_grads(gen, fn):
 def test_same_loss_and_gradients_as_the_layered_and_the_torch_paths(b, t, layers, prior):
     tokens, z = batch(b, t)
     gen = generator(layers, prior)
-    assert gen.mle_fused()
+    assert accel.mle_fused(gen)
     fused = loss_and_grads(gen, lambda: gen.mle_loss(tokens, z, pad_id=PAD))
     layered = loss_and_grads(gen, lambda: layered_loss(gen, tokens, z, "native"))
-    gen.lstm_kernel = gen.ce_kernel = "torch"
-    assert gen.lstm_kernel_used() == "torch" and not gen.mle_fused()
+    accel.apply(gen, None, "off")
+    assert accel.describe(gen, None)["lstm"] == "torch" and not accel.mle_fused(gen)
     plain = loss_and_grads(gen, lambda: gen.mle_loss(tokens, z, pad_id=PAD))
     torch.testing.assert_close(fused[0], layered[0], rtol=1e-6, atol=0)  # the same rows, summed in another order
     torch.testing.assert_close(fused[0], plain[0], rtol=1e-5, atol=1e-6)
@@ -98,11 +102,11 @@ def test_double_backward_is_an_error():
 @needs_cc
 def test_taken_only_where_it_computes_the_same_thing():
     gen = generator(2, dropout=0.5)
-    assert not gen.mle_fused()  # training with dropout between layers: the layered path draws it
+    assert not accel.mle_fused(gen)  # training with dropout between layers: the layered path draws it
     gen.eval()
-    assert gen.mle_fused()
+    assert accel.mle_fused(gen)
     with torch.no_grad():
-        assert not gen.mle_fused()  # no gradients wanted: nothing to precompute
-    assert generator(1, dropout=0.5).mle_fused()  # one layer: nn.LSTM applies no dropout
-    assert not generator(kernel="torch").mle_fused()
+        assert not accel.mle_fused(gen)  # no gradients wanted: nothing to precompute
+    assert accel.mle_fused(generator(1, dropout=0.5))  # one layer: nn.LSTM applies no dropout
+    assert not accel.mle_fused(generator(kernel="torch"))
     assert mle_native.applies(generator(2, dropout=0.5).eval().lstm)

@@ -1,6 +1,6 @@
 /* The recurrence of a teacher-forced LSTM layer, forward and backward, one vector of batch rows
  * (16 with AVX-512, 8 with AVX2) per block
- * (textgan/models/lstm_native.py calls this and does the input projections and the weight
+ * (textgan/accel/lstm.py calls this and does the input projections and the weight
  * gradients with torch's matmuls). Arrays are unit-major, then time, then batch: (F, T, BP) with
  * BP the batch rounded up to 16. One vector holds L rows of one unit at one step, so the gate
  * nonlinearities are vertical vector work and a step's recurrent product is, per unit, a sum of
@@ -11,7 +11,7 @@
  * for another thread. PyTorch's gate order: i, f, g, o.
  *   a = xg_t + W_hh h_{t-1};  i, f, o = sigmoid;  g = tanh
  *   c_t = f c_{t-1} + i g;  h_t = o tanh(c_t)
- * Built by textgan/native.py with the machine's C compiler, with OpenMP where it has it (then on
+ * Built by textgan/accel/build.py with the machine's C compiler, with OpenMP where it has it (then on
  * torch's own threads: see parallel.h), and called through ctypes. */
 #include <math.h>
 #include <stdint.h>

@@ -1,4 +1,4 @@
-/* The elementwise part of a highway layer (textgan/models/highway_native.py calls this; the torch
+/* The elementwise part of a highway layer (textgan/accel/highway.py calls this; the torch
  * formula is there too): from p = x W^T and the bias b, [h, g] = p + b, each row
  *   y = x + s * (relu(h) - x),  s = sigmoid(g),
  * and going back, from dy,

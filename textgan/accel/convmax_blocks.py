@@ -1,5 +1,6 @@
-"""Convolution over time followed by ReLU and max over time, without materialising the
-full convolution output.
+"""`textgan.models.discriminator.conv_relu_max` (convolution over time, ReLU, max over time) in
+torch ops without materialising the full convolution output: accel's conv + max wherever the C
+kernel (textgan.accel.convmax) does not run, and the one that `run.accel=compile` compiles.
 
 Shapes: B batch, T time, R representations, D features per representation,
 F filters, K filter width, T' = T - K + 1.
@@ -7,9 +8,8 @@ RelGAN's discriminator convolves every narrow representation with many filters a
 keeps only the maximum over time: the (B, F, T', R) output is huge (hundreds of MB at
 the benchmark size) and memory-bound. Here the forward pass works a few batch rows at a
 time (a block that stays in cache) and keeps only the (B, R, F) maxima and their positions;
-the backward pass touches only the argmax windows. Same function; where several time steps
-tie for the maximum the gradient goes to one of them (torch's amax splits it), which changes
-nothing in practice: exact ties come from all-padding windows, whose inputs are masked to zero.
+the backward pass touches only the argmax windows. Same function and gradients: where several
+time steps tie for the maximum the gradient goes to the last of them, as in the definition.
 """
 from __future__ import annotations
 
@@ -90,12 +90,3 @@ def conv_relu_max(emb: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, r
     is `block_max` or a `torch.compile`d version of it.
     """
     return _ConvMax.apply(emb, weight, bias, rows, block)
-
-
-def conv_relu_max_reference(emb: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """The plain version with torch's convolution: the definition the fast one must match."""
-    b, t, r, d = emb.shape
-    x = emb.reshape(b, 1, t, r * d)  # (B, 1, T, R*D)
-    w = weight.unsqueeze(1)  # (F, 1, K, D)
-    conv = torch.nn.functional.conv2d(x, w, bias, stride=(1, d))  # (B, F, T', R)
-    return torch.relu(conv).amax(dim=2).transpose(1, 2)  # (B, R, F)

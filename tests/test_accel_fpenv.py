@@ -1,4 +1,4 @@
-"""Denormals flushed to zero on every thread torch computes on (textgan/fpenv.py), run in fresh
+"""Denormals flushed to zero on every thread torch computes on (textgan/accel/fpenv.py), run in fresh
 processes because the setting is process-wide. A product whose result is denormal (1e-30 * 1e-10)
 must come out 0 in every chunk of a parallel op, also on OpenMP threads that existed before the
 call; and nonzero again after flushing is turned off."""
@@ -18,7 +18,8 @@ needs_ftz = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64", "i3
 
 SCRIPT = """
 import torch
-from textgan import fpenv, native
+from textgan.accel import build as native
+from textgan.accel import fpenv
 torch.set_num_threads(2)
 x = torch.full((1 << 22,), 1e-30)
 def denormal_chunks():
@@ -59,7 +60,7 @@ def test_without_a_compiler_only_the_calling_thread_flushes(tmp_path):
 
 MATMUL = """
 import torch
-from textgan import fpenv
+from textgan.accel import fpenv
 from textgan.config import RunConfig
 torch.manual_seed(0)
 a, b = torch.randn(512, 512), torch.randn(512, 512)

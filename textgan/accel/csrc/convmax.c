@@ -1,7 +1,7 @@
 /* Convolution over time, then max over time with its position, for RelGAN's discriminator
- * (textgan/models/convmax.py holds the definition; convmax_native.py calls this and the torch version).
+ * (textgan/models/discriminator.py holds the definition; textgan/accel/convmax.py calls this).
  * One pass per row over time: the (T', F) convolution output is never stored, only each
- * filter's running maximum and where it was reached. Built by textgan/native.py with the
+ * filter's running maximum and where it was reached. Built by textgan/accel/build.py with the
  * machine's C compiler and called through ctypes; the rows are split over torch's OpenMP threads
  * (parallel.h).
  *

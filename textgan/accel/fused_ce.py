@@ -11,7 +11,7 @@ times, and never allocates (and page-faults) such a tensor. Ignored rows (paddin
 and zero gradient, so they are dropped up front.
 The idea is that of fused linear cross-entropy kernels (Wijmans et al., 2024, "Cut Your Losses
 in Large-Vocabulary Language Models"), here in plain PyTorch ops; on CPU in float32 the C kernel
-of linear_ce_native does the same per block of rows (`kernel`: "auto" takes it where it applies,
+of textgan.accel.linear_ce does the same per block of rows (`kernel`: "auto" takes it where it applies,
 a C compiler works and H <= AUTO_MAX_HIDDEN; "native" at any H; "torch" never).
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from textgan.models import linear_ce_native
+from textgan.accel import linear_ce
 
 # Logit elements per chunk. On CPU 2^20 (4 MB in fp32, about 225 rows of a 4663-word vocabulary)
 # sits in L3 and amortises the read-modify-write of the (V, H + 1) gradient accumulator; measured
@@ -43,7 +43,7 @@ AUTO_MAX_HIDDEN = 64
 
 def uses_native(hidden_dim: int, kernel: str, probe: Tensor) -> bool:
     """Whether the C kernel computes a cross-entropy of this width, kernel setting, device and dtype."""
-    if kernel == "torch" or not linear_ce_native.supports(probe):
+    if kernel == "torch" or not linear_ce.supports(probe):
         return False
     return kernel == "native" or hidden_dim <= AUTO_MAX_HIDDEN
 
@@ -62,7 +62,7 @@ def _loss_and_grads(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets
     grad_on = any(need)
     if _native(hv, kernel):
         scale = 1.0 / n if reduction == "mean" else 1.0
-        res = linear_ce_native.loss_and_grads(hv, weight, bias, tv, scale=scale, grads=grad_on,
+        res = linear_ce.loss_and_grads(hv, weight, bias, tv, scale=scale, grads=grad_on,
                                               scratch=native_scratch(hv, weight))
         loss = -res.logp.sum() * scale
         return (loss, _scatter_rows(res.grad_hidden, idx, n_rows) if need[0] else None,
@@ -160,7 +160,7 @@ def _train_buffer(rows: int, cols: int, like: Tensor) -> Tensor:
 
 def native_scratch(hv: Tensor, weight: Tensor) -> Tensor:
     """The C kernel's work space: the same kept buffer as the torch path's chunks."""
-    return _train_buffer(1, linear_ce_native.scratch_size(hv.shape[1], weight.shape[0]), hv).view(-1)
+    return _train_buffer(1, linear_ce.scratch_size(hv.shape[1], weight.shape[0]), hv).view(-1)
 
 
 def _log_exactly(p_t: Tensor, h: Tensor, weight: Tensor, bias: Tensor | None, t: Tensor) -> None:
@@ -246,7 +246,7 @@ def target_log_probs(hidden: Tensor, weight: Tensor, bias: Tensor | None, target
     bias = None if bias is None else bias.to(weight.dtype)
     idx, hv, tv = _valid_rows(hidden, targets, ignore_index)
     if _native(hv, kernel):
-        logp = linear_ce_native.loss_and_grads(hv, weight, bias, tv, scale=1.0, grads=False,
+        logp = linear_ce.loss_and_grads(hv, weight, bias, tv, scale=1.0, grads=False,
                                                scratch=native_scratch(hv, weight)).logp
     else:
         logp = _target_log_probs(hv, weight, bias, tv, rows) if tv.numel() else hv.new_zeros(0)

@@ -2,8 +2,8 @@
  * as easy as 1, 2, 3"; the generator of cuRAND and JAX): element i of a draw is a pure function
  * of (seed, i), so any split of [0, n) over threads gives the same numbers, and a draw costs a
  * few cycles per element against torch's single-stream Mersenne twister on CPU.
- * Element i is word i % 4 of Philox block i / 4. Built by textgan/native.py, called by
- * textgan/random_native.py. GCC/Clang vector extensions: LANES blocks side by side. */
+ * Element i is word i % 4 of Philox block i / 4. Built by textgan/accel/build.py, called by
+ * textgan/accel/random.py (textgan/philox.py: the same numbers in numpy). GCC/Clang vector extensions: LANES blocks side by side. */
 #include <stdint.h>
 #include <string.h>
 

@@ -1,6 +1,6 @@
 /* Cross-entropy of a linear output layer with its gradients, one pass per block of RB rows (32
- * with AVX-512, 16 with AVX2) (textgan/models/fused_ce.py holds the definition and the torch
- * version; linear_ce_native.py calls this). The block's logits are kept transposed, (V, RB): two
+ * with AVX-512, 16 with AVX2) (textgan/accel/fused_ce.py holds the chunked torch
+ * version; textgan/accel/linear_ce.py calls this). The block's logits are kept transposed, (V, RB): two
  * vectors per vocabulary entry holding the RB rows, so the softmax's max, exp and sum are plain
  * vertical vector operations, the logits never leave L2, and each weight scalar loaded in the
  * products serves two vectors (one-vector blocks were load-bound: 14-17 % slower on AVX-512).
@@ -8,7 +8,7 @@
  *   z = h W^T + b  ->  e = exp(z - max)  ->  log p(target) = z_t - max - log sum e
  *   dz = e * scale / sum - scale * onehot(target)
  *   gh = dz W,  gw += dz^T h,  gb += column sums of dz.
- * Built by textgan/native.py with the machine's C compiler, with OpenMP where it has it (then on
+ * Built by textgan/accel/build.py with the machine's C compiler, with OpenMP where it has it (then on
  * torch's own threads: see parallel.h), and called through ctypes. */
 #include <math.h>
 #include <stdint.h>
@@ -19,7 +19,7 @@
 
 #define RV 2          /* vectors of rows per block */
 #define RB (L * RV)   /* rows per block: 32 with AVX-512, 16 with AVX2 (the logits of 16 rows stay in L2) */
-#define PAD 16        /* gw's rows and gb are padded to whole 64-byte lines (linear_ce_native.py) */
+#define PAD 16        /* gw's rows and gb are padded to whole 64-byte lines (textgan/accel/linear_ce.py) */
 #define PADDED(x) (((x) + PAD - 1) / PAD * PAD)
 #ifdef __AVX512F__ /* 32 vector registers */
 #define VB_Z 12   /* vocabulary entries per logits block (times RV vectors) */

@@ -1,5 +1,5 @@
-"""The fused linear cross-entropy (textgan.models.fused_ce) on CPU in float32, by the C kernel in
-textgan/csrc/linear_ce.c.
+"""The fused linear cross-entropy (textgan.accel.fused_ce) on CPU in float32, by the C kernel in
+textgan/accel/csrc/linear_ce.c.
 
 Shapes: n rows (no ignored ones), H hidden, V vocabulary. The kernel takes two vectors of rows at
 a time (32 with AVX-512, 16 with AVX2) and keeps their logits transposed, so the softmax is
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from textgan import native
+from textgan.accel import build
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 _SIGNATURES = {"linear_ce_f32": [_P, _P, _P, _P, _I64, _I64, _I64, ctypes.c_float, _P, _P, _P, _P, _P, _I64],
@@ -26,7 +26,7 @@ ROWS = 16  # gw's rows and gb are padded to whole 64-byte lines (the kernel's PA
 
 def kernels() -> ctypes.CDLL | None:
     """The built library with its signatures declared, or None where no C compiler works."""
-    lib = native.load("linear_ce", _SIGNATURES)
+    lib = build.load("linear_ce", _SIGNATURES)
     if lib is not None:
         lib.linear_ce_scratch.restype = ctypes.c_int64
     return lib
@@ -78,8 +78,8 @@ def loss_and_grads(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     gh = h.new_empty(n, h_dim) if grads else None
     gw = w.new_empty(v, hp) if grads else None
     gb = w.new_empty(vp) if grads else None
-    lib.linear_ce_f32(h.data_ptr(), w.data_ptr(), native.ptr(b), t.data_ptr(), n, h_dim, v, scale,
-                      logp.data_ptr(), native.ptr(gh), native.ptr(gw), native.ptr(gb), scratch.data_ptr(), parts)
+    lib.linear_ce_f32(h.data_ptr(), w.data_ptr(), build.ptr(b), t.data_ptr(), n, h_dim, v, scale,
+                      logp.data_ptr(), build.ptr(gh), build.ptr(gw), build.ptr(gb), scratch.data_ptr(), parts)
     if not grads:
         return Result(logp)
     return Result(logp, gh, gw if hp == h_dim else gw[:, :h_dim].contiguous(), None if b is None else gb[:v])

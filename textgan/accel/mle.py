@@ -1,5 +1,5 @@
 """The teacher-forced MLE loss of an LSTM generator with every gradient computed in the forward
-pass, by the C kernels of lstm_native and linear_ce_native (CPU, float32).
+pass, by the C kernels of textgan.accel.lstm and textgan.accel.linear_ce (CPU, float32).
 
 Shapes: B batch, T time, BP the batch padded to 16, E embedding, H hidden, L layers, V vocabulary,
 n scored (non-pad) positions.
@@ -9,7 +9,7 @@ already returns its gradients with the loss. Running the whole backward at once,
 drops the permutes, pads, reshapes, scatters and their backward copies between the pieces: about
 100 small torch operations per batch, a fifth of a 64-sentence COCO batch's time at H = 32.
 It computes what Generator.hidden_states + fused_ce.linear_cross_entropy compute (same products,
-same kernels; only the embedding gradient's summation order differs), tests/test_mle_native.py.
+same kernels; only the embedding gradient's summation order differs), tests/test_accel_mle.py.
 """
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from textgan.models import linear_ce_native, lstm_native
-from textgan.models.fused_ce import native_scratch
+from textgan.accel import linear_ce
+from textgan.accel import lstm as rnn
+from textgan.accel.fused_ce import native_scratch
 
 
 @dataclass
@@ -57,7 +58,7 @@ def _positions(tokens: torch.Tensor, bos_id: int, pad_id: int, bp: int):
 def _nll_and_grads(tokens, bos_id, pad_id, embedding, out_weight, out_bias, state, layers) -> tuple[torch.Tensor, Grads]:
     """Mean NLL over the n scored positions and all its gradients."""
     b, t_len = tokens.shape
-    bp = b + (-b % lstm_native.ROWS)
+    bp = b + (-b % rnn.ROWS)
     hd, num_layers = layers[1].shape[1], len(layers) // 4
     inputs, idx, targets = _positions(tokens, bos_id, pad_id, bp)
     n = idx.numel()
@@ -69,12 +70,12 @@ def _nll_and_grads(tokens, bos_id, pad_id, embedding, out_weight, out_bias, stat
     xs, states = [], []
     for layer in range(num_layers):
         w_ih, w_hh, b_ih, b_hh = layers[4 * layer:4 * layer + 4]
-        st = lstm_native.layer_forward(x, t_len, w_ih, w_hh, (b_ih + b_hh).unsqueeze(1), h0p[layer], c0p[layer])
+        st = rnn.layer_forward(x, t_len, w_ih, w_hh, (b_ih + b_hh).unsqueeze(1), h0p[layer], c0p[layer])
         xs.append(x)
         states.append(st)
         x = st.y.view(hd, -1)[:, bp:]  # steps 1..T, (H, T * BP)
     hv = x.t().index_select(0, idx)  # (n, H): the scored positions' top states
-    res = linear_ce_native.loss_and_grads(hv, out_weight, out_bias, targets, scale=1.0 / n,
+    res = linear_ce.loss_and_grads(hv, out_weight, out_bias, targets, scale=1.0 / n,
                                           grads=True, scratch=native_scratch(hv, out_weight))
     loss = -res.logp.sum() * (1.0 / n)  # scaled as fused_ce scales it
     dy = hv.new_zeros(hd, (t_len + 1) * bp)  # the top layer's dy; step 0 (h0's slot) stays 0
@@ -82,8 +83,8 @@ def _nll_and_grads(tokens, bos_id, pad_id, embedding, out_weight, out_bias, stat
     d_state, layer_grads = state.new_empty(2, num_layers, hd, bp), [None] * len(layers)
     for layer in reversed(range(num_layers)):
         st, w_ih = states[layer], layers[4 * layer]
-        dg, d_state[0, layer], d_state[1, layer] = lstm_native.layer_backward(dy.view(hd, t_len + 1, bp), st)
-        dw_ih, dw_hh, db = lstm_native.weight_grads(dg, xs[layer], lstm_native.previous_states(st.y))
+        dg, d_state[0, layer], d_state[1, layer] = rnn.layer_backward(dy.view(hd, t_len + 1, bp), st)
+        dw_ih, dw_hh, db = rnn.weight_grads(dg, xs[layer], rnn.previous_states(st.y))
         layer_grads[4 * layer:4 * layer + 4] = [dw_ih, dw_hh, db, db]
         if layer:  # the layer below's output gradient, in its y layout
             dy = hv.new_zeros(w_ih.shape[1], (t_len + 1) * bp)
@@ -118,5 +119,5 @@ def mle_loss(lstm: nn.LSTM, embedding: torch.Tensor, out_weight: torch.Tensor, o
     """Mean teacher-forced NLL of tokens (B, T) over non-pad positions, as Generator.mle_loss
     computes it through the layered path; state (B, 2 * L * H): h0 then c0 of every layer, the
     latent projection's output as Generator.init_state reads it."""
-    layers = [w for layer in range(lstm.num_layers) for w in lstm_native.layer_weights(lstm, layer)]
+    layers = [w for layer in range(lstm.num_layers) for w in rnn.layer_weights(lstm, layer)]
     return _TeacherForcedNLL.apply(tokens, bos_id, pad_id, embedding, out_weight, out_bias, state, *layers)

@@ -1,4 +1,4 @@
-"""The C recurrence of the teacher-forced LSTM (textgan/csrc/lstm.c): the outputs and every
+"""The C recurrence of the teacher-forced LSTM (textgan/accel/csrc/lstm.c): the outputs and every
 gradient (inputs, initial states, weights, biases) of nn.LSTM, checked against the module in
 float64 (the trusted reference), for batches that do not fill its 16-row blocks, widths that do
 not fill its register blocks, stacked layers, saturated gates, any thread count; and the
@@ -11,9 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from textgan.models import lstm_native
+from textgan import accel
+from textgan.accel import lstm as lstm_native
+from textgan.accel.build import _cpu_flags
 from textgan.models.generator import Generator
-from textgan.native import _cpu_flags
 
 from conftest import run_without_avx512
 
@@ -136,9 +137,18 @@ def test_dropout_between_layers_only_in_training():
     assert not torch.equal(a, b)  # the second layer's input was dropped differently
 
 
+MODES = {"native": "native", "torch": "off", "auto": "auto"}  # the LSTM kernel each run.accel takes
+
+
 def _generator(kernel, hidden=32, layers=1):
     torch.manual_seed(0)
-    return Generator(60, 16, hidden, layers, 8, "normal", lstm_kernel=kernel, ce_kernel="torch")
+    gen = Generator(60, 16, hidden, layers, 8, "normal")
+    accel.apply(gen, None, MODES[kernel])
+    return gen
+
+
+def used(gen):
+    return accel.describe(gen, None)["lstm"]
 
 
 @needs_cc
@@ -151,7 +161,7 @@ def test_generator_loss_gradients_and_scores_same_with_either_kernel(layers):
     results = {}
     for kernel in ("native", "torch"):
         gen = _generator(kernel, layers=layers)
-        assert gen.lstm_kernel_used() == kernel
+        assert used(gen) == kernel
         loss = gen.mle_loss(tokens, z, pad_id=0)
         grads = torch.autograd.grad(loss, list(gen.parameters()))
         results[kernel] = (loss.detach(), grads, gen.token_log_probs(tokens, lengths, z))
@@ -164,14 +174,15 @@ def test_generator_loss_gradients_and_scores_same_with_either_kernel(layers):
 
 def test_auto_takes_the_kernel_only_for_small_widths():
     small, wide = _generator("auto", hidden=lstm_native.AUTO_MAX_HIDDEN), _generator("auto", hidden=128)
-    assert small.lstm_kernel_used() == ("native" if lstm_native.kernels() else "torch")
-    assert _generator("native", hidden=lstm_native.AUTO_MAX_HIDDEN).lstm_kernel_used() == (
-        "native" if lstm_native.kernels() else "torch")
-    assert wide.lstm_kernel_used() == "torch"
-    assert _generator("torch").lstm_kernel_used() == "torch"
-    assert _generator("native").double().lstm_kernel_used() == "torch"  # float64: torch's LSTM
+    assert used(small) == ("native" if lstm_native.kernels() else "torch")
+    assert used(wide) == "torch"
+    assert used(_generator("torch")) == "torch"
     relational = Generator(60, 16, 32, 1, 8, "normal", core="relational_memory", num_heads=2, head_size=8)
-    assert relational.lstm_kernel_used() == "none"
+    accel.apply(relational, None, "auto")
+    assert used(relational) == "none"
+    if lstm_native.kernels():
+        assert used(_generator("native", hidden=128)) == "native"
+        assert used(_generator("native").double()) == "torch"  # float64: torch's LSTM
 
 
 @needs_cc
@@ -182,7 +193,7 @@ def test_generic_vector_path_matches_too(tmp_path):
     script = """
 import copy, torch
 from torch import nn
-from textgan.models import lstm_native
+from textgan.accel import lstm as lstm_native
 torch.manual_seed(0)
 for b, t, e, h, layers in [(64, 22, 32, 32, 1), (5, 7, 3, 5, 2), (33, 4, 8, 64, 1)]:
     lstm = nn.LSTM(e, h, layers, batch_first=True)

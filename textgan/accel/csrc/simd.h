@@ -3,7 +3,7 @@
  * vectors than the target's registers are split into pairs that the compiler keeps on the stack:
  * the 16-float vectors built for AVX2 made the cross-entropy kernel 9.5x slower than torch
  * (BENCHMARKS.md, 2026-12-01). Included by linear_ce.c, lstm.c, highway.c, convmax.c and fpenv.c;
- * textgan/native.py keys its build cache on the headers too. */
+ * textgan/accel/build.py keys its build cache on the headers too. */
 #ifndef TEXTGAN_SIMD_H
 #define TEXTGAN_SIMD_H
 #include <stdint.h>

@@ -1,4 +1,4 @@
-"""A teacher-forced nn.LSTM run by the C recurrence in textgan/csrc/lstm.c (CPU, float32).
+"""A teacher-forced nn.LSTM run by the C recurrence in textgan/accel/csrc/lstm.c (CPU, float32).
 
 Why: the generator's LSTM is small (H = 32 in the published settings), and at that size torch's
 LSTM (mkldnn) spends ~2 ms per 64-sentence batch in per-step overhead for ~0.1 GFLOP of work. Here
@@ -6,7 +6,7 @@ each layer is one torch product for all steps' input projections (x W_ih^T + b),
 recurrence, and, going back, one product each for the input and weight gradients. Inside,
 activations are laid out (F, T, BP): unit-major, batch-minor with the batch padded to 16, so the
 kernel's vectors are 16 batch rows of one unit and every array is a plain (F, T * BP) matrix for
-torch's products. Same weights, same results as the module (tests/test_lstm_native.py);
+torch's products. Same weights, same results as the module (tests/test_accel_lstm.py);
 between stacked layers the module's dropout is applied with F.dropout (other random draws).
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from textgan import native
+from textgan.accel import build
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
 _SIGNATURES = {"lstm_forward_f32": [_P, _P, _I64, _I64, _I64, _P, _P, _P, _I64],
@@ -30,7 +30,7 @@ AUTO_MAX_HIDDEN = 64  # `auto` takes the kernel up to this width (BENCHMARKS.md:
 
 def kernels() -> ctypes.CDLL | None:
     """The built library with its signatures declared, or None where no C compiler works."""
-    return native.load("lstm", _SIGNATURES)
+    return build.load("lstm", _SIGNATURES)
 
 
 def uses_native(lstm: nn.LSTM, kernel: str, like: torch.Tensor) -> bool:
@@ -58,7 +58,7 @@ class LayerState:
 def layer_forward(x: torch.Tensor, t_len: int, w_ih: torch.Tensor, w_hh: torch.Tensor, b: torch.Tensor,
                   h0: torch.Tensor, c0: torch.Tensor) -> LayerState:
     """One layer on x (E, T * BP), a matrix view, from h0 and c0 (H, BP); b (4H, 1) both biases
-    summed. No autograd: `_Layer` and textgan.models.mle_native wrap it."""
+    summed. No autograd: `_Layer` and textgan.accel.mle wrap it."""
     hd, bp = h0.shape
     act = torch.addmm(b, w_ih, x)  # (4H, T * BP): every step's input projection; the kernel's in-out
     tcs = x.new_empty(hd, t_len, bp)
