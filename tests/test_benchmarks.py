@@ -39,6 +39,7 @@ def test_host_description_names_the_cpu_model_and_its_simd():
     assert info["cpus"] == os.cpu_count() >= 1
 
 
+@pytest.mark.slow
 def test_speed_smoke(tmp_path, data_root):
     out = tmp_path / "speed.json"
     printed = _bench("speed.py", "--smoke", "--data-root", str(data_root), "--out", str(out))
@@ -62,6 +63,7 @@ def test_speed_smoke(tmp_path, data_root):
     assert any("rnn" in op for op in result["mle_gflop_by_op"]), result["mle_gflop_by_op"]
 
 
+@pytest.mark.slow
 def test_mle_bound_writes_rates_of_the_three_matmuls_and_the_kernel(tmp_path):
     from textgan.models import linear_ce_native
     out = tmp_path / "bound.json"
@@ -73,6 +75,7 @@ def test_mle_bound_writes_rates_of_the_three_matmuls_and_the_kernel(tmp_path):
     assert (result["native_ce_frac_peak"] > 0) if native else result["native_ce_frac_peak"] is None
 
 
+@pytest.mark.slow
 def test_bleu_speed_smoke(tmp_path, data_root):
     out = tmp_path / "bleu.json"
     _bench("bleu_speed.py", "--smoke", "--data-root", str(data_root), "--out", str(out))
@@ -81,6 +84,7 @@ def test_bleu_speed_smoke(tmp_path, data_root):
     assert result["machine"] == hostinfo.describe()
 
 
+@pytest.mark.slow
 def test_coco_reference_smoke(tmp_path, data_root):
     """The reference rows on the tiny corpus, with a sample file: the seen-only training rows hold
     no token the test file lacks, and the sample file gets its copy fraction."""
@@ -133,6 +137,7 @@ def _with_mle_start(warm_runs, tmp_path) -> Path:
     return runs
 
 
+@pytest.mark.slow
 def test_quality_smoke(tmp_path, data_root):
     out = tmp_path / "quality.json"
     _bench("quality.py", "--smoke", "--data-root", str(data_root), "--only", "oracle20_mle,coco_mle",
@@ -160,6 +165,7 @@ def test_quality_smoke(tmp_path, data_root):
     assert again["metrics"]["bleu2_exact"] == before["metrics"]["bleu2_exact"]  # same checkpoint, same seed
 
 
+@pytest.mark.slow
 def test_quality_smoke_resume_trains_further_and_adds_up(tmp_path, data_root, warm_runs):
     """--resume continues a run cut off by --train-limit (here: given more steps) and adds the
     segment to the record; without a record it refuses before training anything."""
@@ -191,6 +197,7 @@ def test_quality_smoke_resume_trains_further_and_adds_up(tmp_path, data_root, wa
     assert "--resume" in log and log.count("$ textgan train") == 2  # the first segment's log is kept
 
 
+@pytest.mark.slow
 def test_quality_smoke_gan_from_pretrained_run(warm_runs):
     """coco_rsgan_h256_s0 starts from the coco_mle_h256 run (its config's generator.init_from,
     pointed at the runs folder), skipping MLE, waits for it even when experiments run in
@@ -335,6 +342,7 @@ def _pids_running(*needles: str) -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_quality_run_ended_from_outside_is_scored_as_it_stands(tmp_path, data_root, warm_runs):
     """SIGTERM to the `textgan train` of a long benchmark run (to free the machine early) makes it
     checkpoint; quality.py then scores that checkpoint and records how far it got."""

@@ -174,6 +174,7 @@ def test_auto_takes_the_kernel_only_for_small_widths():
     assert relational.lstm_kernel_used() == "none"
 
 
+@pytest.mark.slow
 @needs_cc
 @pytest.mark.skipif("avx512f" not in _cpu_flags(), reason="the generic path is the default here")
 def test_generic_vector_path_matches_too(tmp_path):
