@@ -62,6 +62,7 @@ def test_discriminator_fast_path_same_loss_and_generator_gradients():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_compiled_blocks_match_eager():
     """run.accel=compile (torch.compile of each conv+max block) computes the same outputs and
     gradients as the eager blocks, with and without gradient tracking."""
@@ -86,6 +87,7 @@ def test_compiled_blocks_match_eager():
         assert torch.allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_compiled_blocks_cover_every_width_and_mode_without_eager_fallback():
     """Five filter widths in the D step (D trainable), the G step (D frozen, input with a gradient)
     and evaluation (no gradient): one compiled graph per (width, argmax tracked), ten in all, more

@@ -185,6 +185,7 @@ def test_auto_takes_the_kernel_only_for_small_widths():
         assert used(_generator("native").double()) == "torch"  # float64: torch's LSTM
 
 
+@pytest.mark.slow
 @needs_cc
 @pytest.mark.skipif("avx512f" not in _cpu_flags(), reason="the generic path is the default here")
 def test_generic_vector_path_matches_too(tmp_path):

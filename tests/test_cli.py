@@ -14,6 +14,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import FAST, REPO, run_cli
 
+pytestmark = pytest.mark.slow  # every test runs the CLI in subprocesses, most on a trained run
+
 
 @pytest.fixture(scope="module")
 def trained(data_root, tmp_path_factory) -> Path:

@@ -29,6 +29,8 @@ from textgan.losses import gradient_penalty
 from textgan.monitor import Monitor
 from textgan.train import Trainer
 
+pytestmark = pytest.mark.slow  # torchrun process groups
+
 CONFIG = str(REPO / "configs" / "coco_rsgan.yaml")
 LOCAL = {"MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
 

@@ -8,8 +8,11 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import FAST, REPO, run_cli
+
+pytestmark = pytest.mark.slow  # the README's commands, trainings included
 
 QUICK = [o for o in FAST if not o.startswith("data.root")] + ["mle.epochs=1", "eval.every=0",
                                                                   "log.checkpoint_every=0"]

@@ -16,6 +16,8 @@ from textgan.schedule import run
 from textgan.guard import Diverged
 from textgan.train import Trainer
 
+pytestmark = pytest.mark.slow  # each test trains real runs through the CLI
+
 CONFIG = str(REPO / "configs" / "coco_rsgan.yaml")
 SHORT = ["adversarial.steps=8", "adversarial.d_steps=1", "log.checkpoint_every=2", "eval.every=4",
          "eval.sample_every=4"]

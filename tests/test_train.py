@@ -26,6 +26,7 @@ def root_override(data_root):
     return f"data.root={data_root}"
 
 
+@pytest.mark.slow
 def test_mle_lowers_test_nll(tmp_path, root_override):
     tr = _trainer(tmp_path, root_override, "generator.prior=none")
     test = tr.corpus.test
@@ -46,6 +47,7 @@ def test_d_step_does_not_touch_generator(tmp_path, root_override):
     assert any(not torch.equal(v, tr.D.state_dict()[k]) for k, v in d_before.items())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["standard", "rsgan", "hinge", "lsgan", "wgan_gp"])
 def test_g_step_moves_generator_only(tmp_path, root_override, loss):
     tr = _trainer(tmp_path, root_override, f"adversarial.loss={loss}")
@@ -67,6 +69,7 @@ def test_adversarial_step_counts_and_logs(tmp_path, root_override):
         assert key in stats
 
 
+@pytest.mark.slow
 def test_order_g_first_updates_generator_before_discriminator(tmp_path, root_override):
     """adversarial.order=g_first is the G update against the untrained D, then the D updates:
     the same state as calling them in that order by hand, and not the d_first state."""
@@ -157,6 +160,7 @@ def test_metric_names_are_what_evaluate_returns(tmp_path, root_override, prior, 
     assert set(tr.evaluate()) == set(metric_names(tr.cfg.eval, tr.corpus, prior))
 
 
+@pytest.mark.slow
 def test_training_logs_the_published_protocol_as_textgan_eval_scores_it(tmp_path, root_override):
     """eval.protocol=both: the in-training evaluation logs the texygen BLEU and RelGAN's NLL_gen
     (training set, per position) to TensorBoard, with the same values `textgan eval --protocol
@@ -205,6 +209,7 @@ def test_step_clips_exactly_as_clip_grad_norm(clip):
         assert torch.equal(a, b)
 
 
+@pytest.mark.slow
 def test_mle_weight_adds_the_teacher_forced_nll_gradient(tmp_path, root_override):
     """adversarial.mle_weight=w: the G step's gradient is that of the adversarial loss plus w times
     the per-token NLL of a real batch, recomputed here from plain teacher-forced logits and the
@@ -239,6 +244,7 @@ def test_mle_weight_adds_the_teacher_forced_nll_gradient(tmp_path, root_override
     assert not torch.allclose(got["out.weight"], adv_only[list(dict(G.named_parameters())).index("out.weight")])
 
 
+@pytest.mark.slow
 def test_mle_weight_steps_drops_the_nll_term_after_its_steps(tmp_path, root_override):
     """adversarial.mle_weight_steps=2: steps 0 and 1 add the NLL term, later steps do not, and from
     then on the generator's update and the random draws are those of mle_weight=0 (the term's real
