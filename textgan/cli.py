@@ -148,6 +148,11 @@ def cmd_train(args) -> int:
     return train_command(args.config, args.overrides, resume=args.resume, force=args.force, cfg=cfg)
 
 
+def _force_needs_out(args) -> None:
+    if args.force and not args.out:
+        raise UserError("--force replaces what --out names; give --out, or drop --force")
+
+
 def _check_sample_flags(args) -> None:
     """Flags that contradict each other are an error, never silently ignored."""
     if args.z and args.interpolate:
@@ -161,6 +166,7 @@ def _check_sample_flags(args) -> None:
 
 def cmd_sample(args) -> int:
     _check_sample_flags(args)
+    _force_needs_out(args)
     arguments.run_or_checkpoint(args.path)
     device = arguments.device(args.device)
     out = arguments.new_file(args.out, "--out", args.force) if args.out else None
@@ -186,6 +192,7 @@ def cmd_eval(args) -> int:
     if args.sweep_temperature and (args.temperature is not None or args.protocol is not None):
         raise UserError("--sweep-temperature sets the temperatures and scores the exact protocol; "
                         "drop --temperature / --protocol, or drop the sweep")
+    _force_needs_out(args)
     arguments.run_or_checkpoint(args.path)
     if args.data:
         arguments.existing_file(args.data, "--data")
@@ -202,6 +209,7 @@ def cmd_eval(args) -> int:
 def cmd_score(args) -> int:
     from textgan.score_cli import score_command
 
+    _force_needs_out(args)
     arguments.existing_file(args.samples, "SAMPLES")
     for flag in ("refs", "oracle", "train", "second"):
         if getattr(args, flag):
@@ -216,6 +224,7 @@ def cmd_score(args) -> int:
 def cmd_curves(args) -> int:
     from textgan.curves import curves_command
 
+    _force_needs_out(args)
     for path in args.sweeps:
         arguments.existing_file(path, "sweep")
     if args.out:
