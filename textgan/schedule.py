@@ -91,6 +91,8 @@ def run(trainer: Trainer, on_checkpoint=lambda path: None) -> dict[str, float]:
         saved = trainer.save()
         on_checkpoint(saved)
         checkpoint_and_stop_if_asked(saved)
+    if p.d_pretrain < cfg.adversarial.d_pretrain_steps:
+        mon.start_bar(cfg.adversarial.d_pretrain_steps, "discriminator pretraining", initial=p.d_pretrain)
     while p.d_pretrain < cfg.adversarial.d_pretrain_steps:
         skipped = p.skipped
         stats = trainer.d_step(tau_at(0, cfg.gumbel, cfg.adversarial.steps))
@@ -98,6 +100,7 @@ def run(trainer: Trainer, on_checkpoint=lambda path: None) -> dict[str, float]:
         p.d_pretrain += 1
         p.global_step += 1
         mon.scalars({k.replace("adv/", "dpre/"): v for k, v in stats.items()}, p.global_step)
+        mon.advance({"d": stats["adv/d_loss"]})
         checkpoint_and_stop_if_asked()
         guard()
     steps = cfg.adversarial.steps
