@@ -120,7 +120,7 @@ def new_file(path: str, flag: str, force: bool) -> Path:
     if p.exists() and not force:
         raise UserError(f"{flag} {path} already exists; choose a new file name, or add --force to replace it")
     if not p.parent.is_dir():
-        raise UserError(f"{flag} {path}: folder {p.parent} does not exist; create it or choose another path")
+        raise UserError(f"{flag} {path}: folder {p.parent} does not exist; give a path in an existing folder")
     _writable_dir(p.parent, flag, path)
     return p
 
