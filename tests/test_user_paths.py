@@ -79,7 +79,7 @@ def test_eval_never_overwrites(piped, tmp_path):
     out = tmp_path / "e"
     assert run_cli("eval", str(run), "--num", "8", "--out", str(out)).returncode == 0
     again = run_cli("eval", str(run), "--num", "10", "--out", str(out))
-    assert again.returncode == 2 and "already holds metrics.json" in again.stderr
+    assert again.returncode == 2 and "already exists with metrics.json" in again.stderr
     assert json.loads((out / "metrics.json").read_text())["settings"]["num"] == 8
     forced = run_cli("eval", str(run), "--num", "10", "--out", str(out), "--force")
     assert forced.returncode == 0, forced.stderr
@@ -93,7 +93,7 @@ def test_sweep_and_curves_never_overwrite(piped, tmp_path):
     assert run_cli(*sweep).returncode == 0
     csv_before = (out / "sweep.csv").read_bytes()
     again = run_cli(*sweep)
-    assert again.returncode == 2 and "already holds sweep.csv, sweep.png, events.out.tfevents" in again.stderr
+    assert again.returncode == 2 and "already exists with sweep.csv, sweep.png, events.out.tfevents" in again.stderr
     assert (out / "sweep.csv").read_bytes() == csv_before and len(list(out.glob("events.out.tfevents.*"))) == 1
     forced = run_cli(*sweep, "--force")
     assert forced.returncode == 0, forced.stderr
@@ -101,7 +101,7 @@ def test_sweep_and_curves_never_overwrite(piped, tmp_path):
     curves = ["curves", str(out / "sweep.csv"), str(out / "sweep.csv"), "--x", "entropy_tok", "--out", str(tmp_path / "c")]
     assert run_cli(*curves).returncode == 0
     again = run_cli(*curves)
-    assert again.returncode == 2 and "already holds curves.csv, curves.png" in again.stderr
+    assert again.returncode == 2 and "already exists with curves.csv, curves.png" in again.stderr
     assert run_cli(*curves, "--force").returncode == 0
 
 

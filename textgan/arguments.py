@@ -132,7 +132,7 @@ def output_dir(path: str, flag: str, targets: tuple[str, ...], force: bool) -> P
         raise UserError(f"{flag} {path} is a file; give a folder")
     taken = [hit.name for pattern in targets for hit in sorted(p.glob(pattern))] if p.is_dir() else []
     if taken and not force:
-        raise UserError(f"{flag} {path} already holds {', '.join(taken)}; choose another folder, "
+        raise UserError(f"{flag} {path} already exists with {', '.join(taken)} in it; choose another folder, "
                         "or add --force to replace them")
     _writable_dir(p, flag, path)
     return p

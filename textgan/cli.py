@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--num", type=positive, help="score the first NUM sentences only")
     c.add_argument("--out", metavar="FILE", help="also write the metrics to FILE.json (must not exist)")
     c.add_argument("--force", action="store_true", help=FORCE_HELP)
-    c.add_argument("--max-oov", type=fraction, default=DEFAULT_MAX_OOV, metavar="FRAC",
+    c.add_argument("--max-oov", type=fraction, default=0.5, metavar="FRAC",
                    help="largest share of the samples' tokens that no reference holds (a tokenizer or corpus "
                         "mismatch) before it is an error; 1 scores any file")
 
