@@ -42,6 +42,12 @@ class DataConfig:
     max_size: int = 0  # most frequent tokens kept in the vocabulary; 0 = all
     max_len: int = 0  # tokens per sequence including EOS; 0 = longest training sentence + 1
     long_policy: Literal["truncate", "drop"] = "truncate"  # what to do with longer sentences
+    # with max_len 0, a training sentence longer than this many tokens is an error before training
+    # (one malformed line would set a max_len no memory holds); 0 = no ceiling
+    max_len_ceiling: int = 512
+    # generator.init_from reuses another run's vocabulary: a larger share of this run's training
+    # tokens outside it (read as <unk>) is an error; 1 = allow any
+    max_oov: float = 0.25
     oracle_params: str = ""  # built-in oracle weights (.npz, relative to root); "" = random N(0,1)
     oracle_seq_len: int = 20  # length of oracle sequences (no EOS)
     num_train: int = 10000  # sentences generated for a built-in corpus's training set
@@ -73,6 +79,8 @@ class DataConfig:
         _check(self.min_freq >= 1, "min_freq", "must be >= 1")
         _check(self.max_size >= 0, "max_size", "must be >= 0 (0 = no limit)")
         _check(self.max_len >= 0, "max_len", "must be >= 0 (0 = longest sentence + 1)")
+        _check(self.max_len_ceiling >= 0, "max_len_ceiling", "must be >= 0 (0 = no ceiling)")
+        _check(0.0 <= self.max_oov <= 1.0, "max_oov", "must be in [0, 1] (1 = allow any share)")
         _check(self.oracle_seq_len >= 1, "oracle_seq_len", "must be >= 1")
         _check(self.num_train >= 1, "num_train", "must be >= 1")
         _check(self.num_test >= 1, "num_test", "must be >= 1")
@@ -270,7 +278,10 @@ class EvalConfig:
 class LogConfig:
     dir: str = "runs"  # parent folder of run folders
     name: str = ""  # run folder name; "" = config file stem
-    progress: bool = True  # tqdm progress bar
+    progress: bool = True  # tqdm progress bar on a terminal
+    # seconds between progress lines (step, phase, losses, tau, steps/s, ETA) when stderr is not a
+    # terminal (nohup, a scheduler, a pipe, CI); they also go to the run folder's train.log. 0 = none
+    interval_s: float = 30.0
     checkpoint_every: int = 500  # adversarial steps between checkpoints; 0 = only at the end
     keep_last: int = 3  # step checkpoints kept (older ones are deleted)
     # also keep checkpoints/best.pt by this eval metric, e.g. bleu4_exact, as measured on the
@@ -284,6 +295,7 @@ class LogConfig:
 
     def __post_init__(self) -> None:
         _check(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0")
+        _check(0 <= self.interval_s < math.inf, "interval_s", "must be a finite number of seconds >= 0 (0 = no lines)")
         _check(self.keep_last >= 1, "keep_last", "must be >= 1")
         _check(not self.best_ceiling_metric or bool(self.best_metric), "best_ceiling_metric",
                "bounds the evaluations that count for best.pt; set log.best_metric too")

@@ -19,7 +19,7 @@ from textgan.distributed import Dist
 from textgan.errors import UserError
 from textgan.evaluate import metric_names
 from textgan.accel import fpenv
-from textgan.monitor import Monitor
+from textgan.monitor import Monitor, append_log, metrics_table
 from textgan.schedule import Interrupted, run
 from textgan.train import Trainer
 
@@ -97,6 +97,8 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
         if source is not None and (mismatch := warm_start.split_mismatch(cfg.data, source)):
             log(mismatch)
         corpus = prepare(cfg.data, cfg.run.seed, vocab=source.vocab if source else None)
+        if source is not None:
+            warm_start.check_vocabulary(corpus.train_oov, cfg.data.max_oov, source, log)
         _check_best_metric(cfg, corpus)
         dist.check_corpus(corpus.train.tokens.shape[0])
         run_dir = dist.on_main(lambda: _new_run(cfg, config_path, corpus, force))  # the others wait
@@ -104,7 +106,9 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
         torch.set_num_threads(cfg.run.threads)
     fpenv.apply(cfg.run)
     log(_describe(corpus))
-    monitor = Monitor(run_dir, progress=cfg.log.progress and sys.stderr.isatty(), enabled=dist.is_main)
+    on_terminal = sys.stderr.isatty()  # a tqdm bar there; elsewhere a line every log.interval_s
+    monitor = Monitor(run_dir, progress=cfg.log.progress and on_terminal, enabled=dist.is_main,
+                      interval_s=0.0 if on_terminal else cfg.log.interval_s)
     monitor.scalars({"data/truncated": corpus.truncated, "data/dropped": corpus.dropped,
                      "data/vocab_size": len(corpus.vocab)}, 0)
     trainer = Trainer(cfg, corpus, run_dir, monitor, dist=dist)
@@ -143,7 +147,9 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
 
 
 def _report(run_dir: Path, metrics: dict[str, float], lines: list[str], split: str) -> None:
-    _log(f"final metrics ({split} split): " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
+    table = metrics_table(metrics, f"final metrics ({split} split):")
+    _log("\n".join(table))
+    append_log(run_dir, table)
     print(f"run folder: {run_dir}")
     print("samples (fixed z):")
     for line in lines:

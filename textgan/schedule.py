@@ -96,14 +96,17 @@ def _pretrain(trainer: Trainer, on_checkpoint) -> None:
 
 def _pretrain_discriminator(trainer: Trainer) -> None:
     """adversarial.d_pretrain_steps D updates at the first step's temperature, logged as dpre/*."""
-    cfg, p = trainer.cfg, trainer.progress
+    cfg, p, mon = trainer.cfg, trainer.progress, trainer.monitor
+    if p.d_pretrain < cfg.adversarial.d_pretrain_steps:
+        mon.start_bar(cfg.adversarial.d_pretrain_steps, "discriminator pretraining", initial=p.d_pretrain)
     while p.d_pretrain < cfg.adversarial.d_pretrain_steps:
         skipped = p.skipped
         stats = trainer.d_step(tau_at(0, cfg.gumbel, cfg.adversarial.steps))
         trainer.end_step(skipped)
         p.d_pretrain += 1
         p.global_step += 1
-        trainer.monitor.scalars({k.replace("adv/", "dpre/"): v for k, v in stats.items()}, p.global_step)
+        mon.scalars({k.replace("adv/", "dpre/"): v for k, v in stats.items()}, p.global_step)
+        mon.advance({"d": stats["adv/d_loss"]})
         _stop_if_asked(trainer)
         _roll_back_if_diverging(trainer)
 
