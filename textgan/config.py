@@ -90,6 +90,11 @@ class GeneratorConfig:
     latent_dim: int = 32  # size Z of the latent z that sets h0 and c0
     prior: Literal["normal", "uniform", "none"] = "normal"  # none = zero states, plain LM
     feedback: Literal["hard", "soft", "straight_through"] = "hard"  # input fed back when free running
+    # randomness of free-running sampling (adversarial training, evaluation, `textgan sample`):
+    # gumbel = each token drawn by Gumbel-max; none = no per-step noise, the argmax token, and the
+    # discriminator sees softmax(logits / tau), so diversity must come from z (textGAN, Zhang et
+    # al. 2017). Needs a prior other than none
+    noise: Literal["gumbel", "none"] = "gumbel"
     dropout: float = 0.0  # dropout between LSTM layers (teacher-forced training only)
     # dropout on the core's teacher-forced inputs (embeddings) and outputs (before the output
     # layer), in training only; free-running samples never drop. Regularises a wide single-layer
@@ -122,6 +127,8 @@ class GeneratorConfig:
                f"needs emb_dim ({self.emb_dim}) equal to the core's output size ({self.core_output_dim()}); "
                "set emb_dim to it or tie_embeddings to false")
         _check(self.init_std >= 0.0, "init_std", "must be >= 0 (0 keeps torch's default initialisation)")
+        _check(self.noise == "gumbel" or self.prior != "none", "noise",
+               "none needs a latent to vary the samples: set prior to normal or uniform, or noise to gumbel")
 
     def core_output_dim(self) -> int:
         """H, the width the output layer reads: hidden_dim, or the relational memory's S * heads * head size."""
