@@ -278,8 +278,20 @@ class EvalConfig:
     # samples, Self-BLEU against a second sample set) and RelGAN's NLL_gen (per position, on the
     # training set); both: every one of these
     protocol: Literal["exact", "texygen", "both"] = "exact"
+    # how much z decides a sentence (textgan/metrics/latent.py; TensorBoard latent/*): sentences
+    # drawn for latent_mi_K (a lower bound on the mutual information I(z; x) in nats, at most
+    # log K) and for latent_sensitivity / latent_token_change (shares that change when z is
+    # redrawn at fixed Gumbel noise); 0 = neither
+    latent_samples: int = 64
+    latent_mi_k: int = 64  # K: latents each of those sentences is scored under, its own and K - 1 prior draws
+    interp_pairs: int = 8  # pairs of prior draws walked for interp_distinct / interp_edit; 0 = off
+    interp_steps: int = 8  # points on each of those paths, both ends included
 
     def __post_init__(self) -> None:
+        _check(self.latent_samples >= 0, "latent_samples", "must be >= 0 (0 = no latent_mi or sensitivity)")
+        _check(self.latent_mi_k >= 2, "latent_mi_k", "must be >= 2 (the bound compares z with K - 1 other draws)")
+        _check(self.interp_pairs >= 0, "interp_pairs", "must be >= 0 (0 = no interpolation stats)")
+        _check(self.interp_steps >= 2, "interp_steps", "must be >= 2 (a path's two ends)")
         _check(self.every >= 0, "every", "must be >= 0")
         _check(self.mle_every >= 0, "mle_every", "must be >= 0")
         _check(self.sample_every >= 0, "sample_every", "must be >= 0")

@@ -23,6 +23,7 @@ from textgan.errors import UserError
 from textgan.evaluate import evaluate, generate
 from textgan.gumbel import tau_at
 from textgan.losses import LOSSES, gradient_penalty
+from textgan.metrics.latent import is_latent_metric
 from textgan.models import build_discriminator, build_generator
 from textgan.monitor import Monitor
 
@@ -403,7 +404,8 @@ class Trainer:
                                                      seed=self.cfg.run.seed + 13)[0])  # rank 0 only
         self.last_metrics = metrics
         prefix = EVAL_TAG[self.corpus.eval_split]
-        self.monitor.scalars({f"{prefix}/{k}": v for k, v in metrics.items()}, self.progress.global_step)
+        self.monitor.scalars({f"{'latent' if is_latent_metric(k) else prefix}/{k}": v for k, v in metrics.items()},
+                             self.progress.global_step)
         self._keep_best(metrics)
         return metrics
 

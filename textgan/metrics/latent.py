@@ -84,12 +84,14 @@ def pair_log_likelihoods(generator, tokens: torch.Tensor, lengths: torch.Tensor,
         zero = torch.zeros((), dtype=torch.float64, device=zs.device)
         return torch.where(same, zero, -math.inf).view(n, k)
     rows = max(1, SCORE_ELEMENTS // (t * generator.hidden_dim))
-    per_row = []
+    # shortest sentences first, so each chunk is teacher-forced only up to its own longest one
+    order = torch.argsort(lengths, stable=True).repeat_interleave(k) * k + torch.arange(k, device=zs.device).repeat(n)
+    out = torch.empty(n * k, dtype=torch.float64, device=zs.device)
     for start in range(0, n * k, rows):
-        idx = torch.arange(start, min(start + rows, n * k), device=zs.device) // k  # sentence of each row
-        logp = generator.token_log_probs(tokens[idx, :t], lengths[idx], flat_z[start:start + rows], temperature)
-        per_row.append(logp.double().sum(1))
-    return torch.cat(per_row).view(n, k)
+        pick = order[start:start + rows]  # (rows,) flat indices i * K + j
+        logp = generator.token_log_probs(tokens[pick // k, :t], lengths[pick // k], flat_z[pick], temperature)
+        out[pick] = logp.double().sum(1)
+    return out.view(n, k)
 
 
 def mi_terms(log_lik: torch.Tensor) -> torch.Tensor:
@@ -204,3 +206,8 @@ def latent_metric_names(num: int, k: int, pairs: int) -> list[str]:
     """What latent_metrics returns for these settings."""
     names = [f"latent_mi_{k}", f"latent_mi_{k}_max", "latent_sensitivity", "latent_token_change"] if num > 0 else []
     return names + (["interp_distinct", "interp_edit"] if pairs > 0 else [])
+
+
+def is_latent_metric(name: str) -> bool:
+    """Whether a metric name is one of latent_metrics' (TensorBoard files them under latent/*)."""
+    return name.startswith(("latent_mi_", "latent_sensitivity", "latent_token_change", "interp_distinct", "interp_edit"))
