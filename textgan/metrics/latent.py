@@ -138,7 +138,7 @@ def latent_sensitivity(generator, num: int, max_len: int, rng: torch.Generator,
         tb, lb = _draw(generator, zb, max_len, temperature, noise=noise)
     alive = torch.arange(ta.shape[1], device=ta.device) < torch.maximum(la, lb).unsqueeze(1)  # (N, T)
     differ = (ta != tb) & alive
-    return Sensitivity(sentences=float(differ.any(1).float().mean()),
+    return Sensitivity(sentences=int(differ.any(1).sum()) / max(num, 1),
                        tokens=float(differ.sum()) / max(int(alive.sum()), 1))
 
 
