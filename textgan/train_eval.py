@@ -14,6 +14,7 @@ from textgan.config import Config
 from textgan.corpus import Corpus
 from textgan.distributed import Dist
 from textgan.evaluate import evaluate, generate
+from textgan.metrics.latent import is_latent_metric
 from textgan.monitor import Monitor
 from textgan.run_state import Progress
 
@@ -32,7 +33,8 @@ class Evaluation:
         metrics = self.dist.on_main(lambda: evaluate(generator, scored, self.cfg.eval,
                                                      seed=self.cfg.run.seed + 13)[0])  # rank 0 only
         prefix = EVAL_TAG[self.corpus.eval_split]
-        self.monitor.scalars({f"{prefix}/{k}": v for k, v in metrics.items()}, self.progress.global_step)
+        self.monitor.scalars({f"{'latent' if is_latent_metric(k) else prefix}/{k}": v for k, v in metrics.items()},
+                             self.progress.global_step)
         return metrics
 
     def keep_best(self, metrics: dict[str, float], save: Callable[[Path], Path], ckpt_dir: Path) -> None:

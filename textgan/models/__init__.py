@@ -17,7 +17,7 @@ def build_generator(cfg: GeneratorConfig, vocab_size: int, banned: list[int]) ->
                     num_layers=cfg.num_layers, latent_dim=cfg.latent_dim, prior=cfg.prior,
                     feedback=cfg.feedback, dropout=cfg.dropout, banned=banned, core=cfg.core,
                     mem_slots=cfg.mem_slots, num_heads=cfg.num_heads, head_size=cfg.head_size,
-                    io_dropout=cfg.io_dropout, tie_embeddings=cfg.tie_embeddings)
+                    io_dropout=cfg.io_dropout, tie_embeddings=cfg.tie_embeddings, noise=cfg.noise)
     if cfg.init_std > 0:
         gen.init_normal_(cfg.init_std)
     return gen
