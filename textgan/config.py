@@ -212,9 +212,6 @@ class MLEConfig:
 @dataclass
 class AdversarialConfig:
     steps: int = 0  # adversarial iterations; 0 = MLE only (the baseline language model)
-    # the GAN objective, one file in textgan/algorithms/: gumbel = RelGAN's, D scores the
-    # generator's Gumbel-softmax relaxed samples and G's loss back-propagates through them
-    algorithm: Literal["gumbel"] = "gumbel"
     loss: Literal["standard", "rsgan", "hinge", "lsgan", "wgan_gp"] = "rsgan"
     batch_size: int = 64  # real and fake sentences per step
     g_lr: float = 1e-4  # generator Adam learning rate
@@ -238,6 +235,9 @@ class AdversarialConfig:
     # steps (textgan/ema.py): evaluation, samples, best.pt and `textgan sample/eval` use the
     # average while the raw weights train on; 0.99 averages over ~100 steps; 0 = off
     g_ema: float = 0.0
+    # the GAN objective, one file in textgan/algorithms/: gumbel = RelGAN's, D scores the
+    # generator's Gumbel-softmax relaxed samples and G's loss back-propagates through them
+    algorithm: Literal["gumbel"] = "gumbel"
 
     def __post_init__(self) -> None:
         for name in ("steps", "d_pretrain_steps", "mle_weight_steps"):
