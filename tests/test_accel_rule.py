@@ -44,17 +44,14 @@ def short_run(overrides: list[str], out: str) -> dict:
 
     cfg = config.load(None, overrides)
     corpus = prepare(cfg.data, cfg.run.seed)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.run.threads or threads)
-    try:
+    with fpenv.preserved():  # this test process's own settings back afterwards
+        torch.set_num_threads(cfg.run.threads or torch.get_num_threads())
         fpenv.apply(cfg.run)
         tr = Trainer(cfg, corpus, Path(out).parent, Monitor(Path(out).parent, progress=False, enabled=False))
         mle = [tr.mle_batch(torch.arange(16 * i, 16 * (i + 1)))["mle/loss"] for i in range(4)]
         adv = [tr.adversarial_step() for _ in range(3)]
         adv = [{k: v for k, v in step.items() if not k.endswith("per_s") and k != "adv/step_s"} for step in adv]
         out_ = tr.G.sample(tr.fixed_z, 6, generator=torch.Generator().manual_seed(5))
-    finally:
-        torch.set_num_threads(threads)
     return {"line": tr.accel, "mle": mle, "adv": adv, "G": tr.G.state_dict(), "D": tr.D.state_dict(),
             "tokens": out_.tokens, "dists": out_.dists.detach()}
 

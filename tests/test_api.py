@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import torch
 import pytest
 
 from conftest import REPO
@@ -24,7 +25,11 @@ def test_readme_example_runs(tmp_path, monkeypatch, capsys):
     code = (code.replace('"adversarial.steps": 50', TINY).replace("num=200", "num=20")
             .replace('"configs/', f'"{REPO}/configs/'))
     monkeypatch.chdir(tmp_path)
+    from textgan.accel import fpenv
+
+    before = (fpenv.flushing(), torch.get_num_threads())
     exec(compile(code, "README.md", "exec"), {})
+    assert (fpenv.flushing(), torch.get_num_threads()) == before  # the caller's process settings kept
     out = capsys.readouterr().out.splitlines()[-3:]  # after train's own report: the example's three prints
     samples = eval(out[0])  # noqa: S307 - the list the example printed
     assert len(samples) == 3 and all(isinstance(s, str) for s in samples)

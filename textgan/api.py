@@ -76,6 +76,7 @@ def load(run: str | Path, device: str = "cpu", weights: str = "auto") -> Model:
 def train(config: str | Path | None = None, overrides: Sequence[str] | dict = (), force: bool = False) -> Path:
     """Train a new run from a YAML config (None: the defaults) and dotted overrides, given as
     ["key=value", ...] or {"key": value}; returns its run folder."""
+    from textgan.accel import fpenv
     from textgan.experiment import train_command
     from textgan.runs import run_name
 
@@ -84,7 +85,8 @@ def train(config: str | Path | None = None, overrides: Sequence[str] | dict = ()
     overrides = list(overrides)
     cfg = config_mod.load(config, overrides)
     path = str(config) if config is not None else None
-    code = train_command(path, overrides, force=force, cfg=cfg)
+    with fpenv.preserved():  # the run's floating-point settings and threads, not the caller's
+        code = train_command(path, overrides, force=force, cfg=cfg)
     run_dir = Path(cfg.log.dir) / run_name(cfg, path)
     if code != 0:
         raise UserError(f"training stopped (exit {code}); continue it with textgan.api.resume({str(run_dir)!r})")
@@ -93,9 +95,11 @@ def train(config: str | Path | None = None, overrides: Sequence[str] | dict = ()
 
 def resume(run: str | Path, overrides: Sequence[str] = ()) -> Path:
     """Continue a run folder from its newest loadable checkpoint, as `textgan train --resume`."""
+    from textgan.accel import fpenv
     from textgan.experiment import train_command
 
-    code = train_command(None, list(overrides), resume=str(run))
+    with fpenv.preserved():
+        code = train_command(None, list(overrides), resume=str(run))
     if code != 0:
         raise UserError(f"training stopped (exit {code}); continue it with textgan.api.resume({str(run)!r})")
     return Path(run)

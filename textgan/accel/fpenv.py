@@ -12,6 +12,8 @@ hold to full precision anyway.
 from __future__ import annotations
 
 import ctypes
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 
@@ -33,3 +35,22 @@ def apply(run) -> None:
     """Set both for a run (a RunConfig): training, and evaluating or sampling as the run trained."""
     flush_denormals(run.flush_denormals)
     torch.set_float32_matmul_precision(run.matmul_precision)
+
+
+def flushing() -> bool:
+    """Whether this thread flushes denormals now (a float32 denormal reads back as zero)."""
+    return bool(torch.tensor([1e-39], dtype=torch.float32).mul(1.0).item() == 0.0)
+
+
+@contextmanager
+def preserved() -> Iterator[None]:
+    """Run the block, then put back this process's denormal mode, matmul precision and torch
+    thread count as they were: a run started from the Python API sets them for itself, not for
+    the rest of the caller's session (a notebook, a test process)."""
+    flushed, precision, threads = flushing(), torch.get_float32_matmul_precision(), torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        flush_denormals(flushed)
+        torch.set_float32_matmul_precision(precision)
