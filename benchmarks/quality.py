@@ -155,8 +155,9 @@ def run_experiment(name: str, args: argparse.Namespace) -> dict:
     num = 50 if args.smoke else NUM_SAMPLES
     state, sampling = scored_state(name, run_dir)
     eval_dir = run_dir / "eval_final"
-    eval_s, _ = _cli("eval", str(state), *sampling, "--num", str(num), "--protocol", "both", "--out", str(eval_dir),
-                     "--device", args.device, log=log)
+    eval_s, _ = _cli("eval", str(state), *sampling, "--num", str(num), "--protocol", "both",  # quality.py's own
+                     "--out", str(eval_dir), "--force", "--device", args.device, log=log)  # folder: re-scored
+
     metrics = json.loads((eval_dir / "metrics.json").read_text())["metrics"]
     sweep = {**_sweep(name, state, args, log), "adversarial_steps_done": progress["step"]} if args.sweep else None
     trained = {} if train_s is None else {"train_wall_s": round(train_s, 1),
@@ -176,7 +177,7 @@ def _sweep(name: str, state: Path, args: argparse.Namespace, log: Path) -> dict:
     (Caccia et al. 2020), its rows for the record and its plot copied next to the results."""
     out_dir = Path(args.runs) / name / "eval_sweep"
     num = 50 if args.smoke else args.sweep_num
-    _cli("eval", str(state), "--sweep-temperature", args.sweep, "--num", str(num), "--out", str(out_dir),
+    _cli("eval", str(state), "--sweep-temperature", args.sweep, "--num", str(num), "--out", str(out_dir), "--force",
          "--device", args.device, log=log)
     with open(out_dir / "sweep.csv", encoding="utf-8") as fh:
         rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]

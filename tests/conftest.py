@@ -44,3 +44,14 @@ def run_without_avx512(script: str, cache: Path, library: str) -> None:
     res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-2000:]
     assert any(p.name.startswith(f"{library}-") for p in cache.iterdir())  # built here, with the flag
+
+
+@pytest.fixture(autouse=True)
+def _process_settings_kept():
+    """Each test leaves the process's denormal mode, matmul precision and thread count as it found
+    them: the CLI's handlers called in-process (eval, train) set them as the run trained, and a
+    later test (hypothesis's subnormal floats in test_fuzz) must not inherit that."""
+    from textgan.accel import fpenv
+
+    with fpenv.preserved():
+        yield
