@@ -10,6 +10,8 @@ import pytest
 from conftest import REPO
 from textgan.errors import UserError
 
+pytestmark = pytest.mark.slow  # whole trainings and CLI subprocesses
+
 TINY = ('"adversarial.steps": 3, "mle.epochs": 1, "data.num_train": 200, "data.num_test": 50, '
         '"eval.every": 0, "eval.num_samples": 20, "log.progress": False, "log.checkpoint_every": 0')
 

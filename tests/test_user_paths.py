@@ -14,6 +14,8 @@ import torch
 
 from conftest import FAST, REPO, run_cli
 
+pytestmark = pytest.mark.slow  # whole trainings and CLI subprocesses
+
 CONFIG = str(REPO / "configs" / "coco_rsgan.yaml")
 
 
