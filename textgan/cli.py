@@ -36,6 +36,9 @@ def _tau(text: str) -> float:
     return value
 
 
+ENCODERS = ("auto", "variational", "info")  # as textgan.encoding.ENCODERS (no torch import here)
+ENCODER_HELP = ("which network maps a sentence to z: variational (mle.objective elbo's q(z|x) mean), info "
+                "(adversarial.info_weight's head), auto (default): variational where the run has one")
 WEIGHTS_HELP = ("auto (default): adversarial.g_ema's average where the checkpoint has one, else the trained "
                 "weights; average or trained: that one")
 
@@ -58,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--z", metavar="FILE.npy", help="explicit latent vectors, shape (N, Z)")
     s.add_argument("--interpolate", type=_positive, metavar="K", help="K points from z(--seed) to z(--seed-to)")
     s.add_argument("--seed-to", type=int, default=1, help="end seed of the interpolation")
+    s.add_argument("--from-text", metavar="TEXT", help="with --interpolate and --to-text: start the path at this "
+                                                       "sentence's z (greedy decoding)")
+    s.add_argument("--to-text", metavar="TEXT", help="end sentence of --from-text's path")
+    s.add_argument("--greedy", action="store_true", help="decode with the noise off: the most likely token at each "
+                                                         "step (e.g. to reconstruct --z of `textgan encode`)")
+    s.add_argument("--encoder", choices=ENCODERS, default="auto", help=ENCODER_HELP)
     s.add_argument("--out", metavar="FILE", help="also write the sentences to FILE (must not exist)")
     s.add_argument("--device", default="cpu")
     s.add_argument("--weights", choices=WEIGHTS, default="auto", help=WEIGHTS_HELP)
@@ -78,6 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", metavar="DIR", help="folder for metrics.json / sweep files (default RUN/eval)")
     e.add_argument("--device", default="cpu")
     e.add_argument("--weights", choices=WEIGHTS, default="auto", help=WEIGHTS_HELP)
+
+    n = sub.add_parser("encode", help="sentences to latent vectors z (.npy): the variational encoder's mean "
+                                      "or the reconstruction head's output")
+    n.add_argument("path", help="run folder or checkpoint file")
+    source = n.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", help="one sentence")
+    source.add_argument("--file", metavar="FILE", help="text file, one sentence per line")
+    n.add_argument("--out", metavar="Z.npy", required=True, help="where to write the (N, Z) float32 array")
+    n.add_argument("--force", action="store_true", help="replace --out if it exists")
+    n.add_argument("--encoder", choices=ENCODERS, default="auto", help=ENCODER_HELP)
+    n.add_argument("--device", default="cpu")
+    n.add_argument("--weights", choices=WEIGHTS, default="auto", help=WEIGHTS_HELP)
 
     c = sub.add_parser("score", help="score a file of sentences (any model's samples, or real data): BLEU "
                                      "against a test file, or NLL_oracle of oracle token ids")
@@ -140,24 +161,63 @@ def cmd_train(args) -> int:
     return train_command(args.config, args.overrides, resume=args.resume, force=args.force, cfg=cfg)
 
 
-def cmd_sample(args) -> int:
-    from textgan import fpenv, sample
+def _check_latent_args(args) -> None:
+    """The latent options' combinations, before anything loads."""
+    if (args.from_text is None) != (args.to_text is None):
+        raise UserError("--from-text and --to-text go together: give both sentences of the path")
+    if args.from_text is not None and not args.interpolate:
+        raise UserError("--from-text/--to-text need --interpolate K, the number of points on the path")
+    if args.z and args.interpolate:
+        raise UserError("--z and --interpolate are two ways to choose z; give one of them")
 
+
+def cmd_sample(args) -> int:
+    from textgan import encoding, fpenv, sample
+
+    _check_latent_args(args)
+    if args.out and Path(args.out).exists():
+        raise UserError(f"--out {args.out} already exists; choose a new file name")
     loaded = sample.load_generator(args.path, _device(args.device),
                                    warn=lambda m: print(m, file=sys.stderr), weights=args.weights)
     fpenv.apply(loaded.config.run)  # as the run trained
-    if args.out and Path(args.out).exists():
-        raise UserError(f"--out {args.out} already exists; choose a new file name")
-    if args.interpolate:
+    if loaded.generator.prior == "none" and (args.z or args.interpolate):
+        raise UserError("this generator has prior=none: it has no latent for --z or --interpolate; "
+                        "sample it without them")
+    if args.from_text is not None:
+        lines = encoding.text_interpolation(loaded, args.from_text, args.to_text, args.interpolate, args.encoder)
+    elif args.interpolate:
         lines = sample.interpolation_text(loaded, args.seed, args.seed_to, args.interpolate,
                                           args.temperature, noise_seed=args.seed)
     else:
         z = sample.read_latent(args.z, loaded.generator.latent_dim) if args.z else None
         num = z.shape[0] if z is not None else args.num
-        lines = sample.sample_text(loaded, num, args.seed, args.temperature, z=z)
+        if args.greedy:
+            lines = encoding.decode_text(loaded, z if z is not None else sample.latent_from_seed(loaded, args.seed, num))
+        else:
+            lines = sample.sample_text(loaded, num, args.seed, args.temperature, z=z)
     if args.out:
         Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
+    return 0
+
+
+def cmd_encode(args) -> int:
+    from textgan import encoding, fpenv, sample
+    from textgan.data import read_lines
+
+    if Path(args.out).exists() and not args.force:
+        raise UserError(f"--out {args.out} already exists; choose a new file name or add --force")
+    if args.text is not None:
+        lines = [args.text]
+    else:
+        read_lines(args.file)  # a missing, binary or non-UTF-8 file: its one-line error
+        lines = Path(args.file).read_text(encoding="utf-8").splitlines()  # empty lines kept: each an error
+    loaded = sample.load_generator(args.path, _device(args.device),
+                                   warn=lambda m: print(m, file=sys.stderr), weights=args.weights)
+    fpenv.apply(loaded.config.run)
+    z = encoding.encode_text(loaded, lines, args.encoder)
+    out = encoding.write_latent(z, args.out, args.force)
+    print(f"wrote {z.shape[0]} latent vector(s) of {z.shape[1]} dimensions to {out}")
     return 0
 
 
@@ -199,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         args = build_parser().parse_args(argv)
-        handler = {"train": cmd_train, "sample": cmd_sample, "data": cmd_data, "eval": cmd_eval,
+        handler = {"train": cmd_train, "sample": cmd_sample, "encode": cmd_encode, "data": cmd_data, "eval": cmd_eval,
                    "score": cmd_score, "curves": cmd_curves}[args.command]
         return handler(args)
     except UserError as err:

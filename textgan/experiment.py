@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from textgan import checkpoint, distributed, fpenv, runs, warm_start
+from textgan import checkpoint, distributed, encoding, fpenv, runs, warm_start
 from textgan import config as config_mod
 from textgan.corpus import Corpus, prepare
 from textgan.data import Vocab
@@ -129,6 +129,8 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
     try:
         metrics = run(trainer)
         lines = trainer.log_samples()
+        path = dist.on_main(lambda: encoding.training_interpolation(  # the latent at work, after the samples
+            trainer.scored_generator(), trainer.latent.encoder or trainer.latent.head, corpus, cfg.run.seed))
         split_tag = "" if corpus.eval_split == "test" else f"{corpus.eval_split}_"  # hparam/valid_bleu2_exact
         monitor.hparams(_hparams(cfg), {f"{split_tag}{k}": v for k, v in metrics.items()})
         if dist.is_main:
@@ -146,16 +148,22 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
             signal.signal(sig, handler)
         monitor.close()
     if dist.is_main:
-        _report(run_dir, metrics, lines, corpus.eval_split)
+        _report(run_dir, metrics, lines, corpus.eval_split, path)
     return 0
 
 
-def _report(run_dir: Path, metrics: dict[str, float], lines: list[str], split: str) -> None:
+def _report(run_dir: Path, metrics: dict[str, float], lines: list[str], split: str,
+            path: tuple[str, list[str]] = ("", [])) -> None:
     _log(f"final metrics ({split} split): " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
     print(f"run folder: {run_dir}")
     print("samples (fixed z):")
     for line in lines:
         print(f"  {line}")
+    header, steps = path
+    if steps:
+        print(header)
+        for line in steps:
+            print(f"  {line}")
 
 
 def _hparams(cfg: config_mod.Config) -> dict:

@@ -22,6 +22,7 @@ from textgan.ema import WeightAverage
 from textgan.errors import UserError
 from textgan.evaluate import evaluate, generate
 from textgan.gumbel import tau_at
+from textgan.latent_training import LatentParts
 from textgan.losses import LOSSES, gradient_penalty
 from textgan.models import build_discriminator, build_generator
 from textgan.monitor import Monitor
@@ -106,6 +107,7 @@ class Trainer:
         self.opt_mle = _adam(self.G.parameters(), cfg.mle.lr, (0.9, 0.999), self.device)
         self.opt_g = _adam(self.G.parameters(), adv.g_lr, (adv.beta1, adv.beta2), self.device)
         self.opt_d = _adam(self.D.parameters(), adv.d_lr, (adv.beta1, adv.beta2), self.device)
+        self.latent = LatentParts(cfg, v, self.device, distributed=dist.enabled)  # q(z | x), info head
         seed = cfg.run.seed
         self.data_rng = torch.Generator().manual_seed(seed + 10)
         self.noise_rng = torch.Generator(device=self.device).manual_seed(dist.rank_seed(seed) + 11)
@@ -131,7 +133,8 @@ class Trainer:
                 "opt_d": self.opt_d.state_dict(), "progress": asdict(self.progress),
                 "rng": rng if ranks is None else {**rng, "ranks": ranks},
                 "metrics": dict(self.last_metrics), "metrics_split": self.corpus.eval_split,
-                **({"generator_avg": self.G_avg.state_dict()} if self.G_avg is not None else {})}
+                **({"generator_avg": self.G_avg.state_dict()} if self.G_avg is not None else {}),
+                **self.latent.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         for name, module in (("generator", self.G), ("discriminator", self.D)):
@@ -157,6 +160,7 @@ class Trainer:
             torch.set_rng_state(own["torch"])
             if own["cuda"]:
                 torch.cuda.set_rng_state_all(own["cuda"])
+        self.latent.load_state_dict(state)
         self.last_metrics = dict(state.get("metrics", {}))
         self.G_avg = None  # without a saved one (MLE, or g_ema newly on) the next adversarial step starts it
         if self.cfg.adversarial.g_ema > 0 and "generator_avg" in state:
@@ -172,6 +176,7 @@ class Trainer:
         for opt, base in ((self.opt_mle, self.cfg.mle.lr * p.mle_lr_scale), (self.opt_g, adv.g_lr), (self.opt_d, adv.d_lr)):
             for group in opt.param_groups:
                 group["lr"] = base * scale
+        self.latent.set_lr(scale, p.mle_lr_scale)
 
     def save(self, path: Path | None = None) -> Path:
         """A self-describing checkpoint: weights, optimizers, progress, RNGs, config and vocabulary."""
@@ -244,13 +249,14 @@ class Trainer:
         """One teacher-forced update on the sentences `idx` (the global batch; this rank's shard)."""
         t0, skipped = time.perf_counter(), self.progress.skipped
         loss, weight, lengths = self._nll(idx.to(self.device), parallel=True)
-        norm = _finite_step(self.opt_mle, self.G.parameters(), loss if weight == 1.0 else loss * weight,
+        optimizer, params = self.latent.mle_update(self.opt_mle, self.G.parameters())
+        norm = _finite_step(optimizer, params, loss if weight == 1.0 else loss * weight,
                             self.cfg.mle.grad_clip, dist=self.dist)
         self._count_skip(norm, "mle")
         self.end_step(skipped)
         ntok = float(lengths.sum())
         stats = {"mle/loss": loss.item(), "mle/lr": self.opt_mle.param_groups[0]["lr"],
-                 "mle/tokens_per_s": ntok / (time.perf_counter() - t0)}
+                 "mle/tokens_per_s": ntok / (time.perf_counter() - t0), **self.latent.pop_stats()}
         if norm is not None:
             stats["mle/grad_norm"] = norm
         return stats
@@ -274,8 +280,12 @@ class Trainer:
         lengths = self.train_lengths[idx]  # (B,)
         # Positions past the batch's longest sentence are all padding: no loss, no gradient.
         tokens = self.train_tokens[idx, :int(lengths.max())]  # (B, T_batch)
-        z = self.G.sample_latent(tokens.shape[0], self.noise_rng)
         pad = self.corpus.vocab.pad_id
+        if parallel and self.latent.encoder is not None:  # mle.objective: elbo (one process)
+            loss = self.latent.elbo_loss(self.G, tokens, lengths, step=self.progress.global_step, pad_id=pad,
+                                         unk_id=self.corpus.vocab.unk_id, rng=self.noise_rng)
+            return loss, 1.0, lengths
+        z = self.G.sample_latent(tokens.shape[0], self.noise_rng)
         loss = self.G_parallel("mle_loss", tokens, z, pad_id=pad) if parallel else self.G.mle_loss(tokens, z, pad_id=pad)
         return loss, self.dist.token_weight(lengths, self.train_lengths[whole]), lengths
 
@@ -287,8 +297,8 @@ class Trainer:
         nll, weight, _ = self._nll(whole, parallel=False)
         return nll if weight == 1.0 else nll * weight
 
-    def _fake(self, batch_size: int, tau: float):
-        z = self.G.sample_latent(batch_size, self.noise_rng)
+    def _fake(self, batch_size: int, tau: float, z: torch.Tensor | None = None):
+        z = self.G.sample_latent(batch_size, self.noise_rng) if z is None else z
         return self.G_parallel("sample", z, self.corpus.max_len, tau=tau, generator=self.noise_rng,
                                straight_through=self.cfg.gumbel.mode == "straight_through")
 
@@ -331,17 +341,21 @@ class Trainer:
     def g_step(self, tau: float) -> dict[str, float]:
         adv = self.cfg.adversarial
         real = self._real(self.adv_bs)
-        fake = self._fake(self.adv_bs, tau)
+        z = self.G.sample_latent(self.adv_bs, self.noise_rng)
+        fake = self._fake(self.adv_bs, tau, z)
         self.D.requires_grad_(False)
         try:
             loss = self.loss_g(self.D(real), self.D(fake.dists))
             nll = self._real_nll(self.adv_bs) if self._mle_term_on() else None
             total = loss if nll is None else loss + adv.mle_weight * nll
-            norm = _finite_step(self.opt_g, self.G.parameters(), total, adv.grad_clip, dist=self.dist)
+            if self.latent.head is not None:  # adversarial.info_weight: recover z from the fakes
+                total = total + self.latent.info_term(fake.dists, fake.lengths, z)
+            optimizer, params = self.latent.g_update(self.opt_g, self.G.parameters())
+            norm = _finite_step(optimizer, params, total, adv.grad_clip, dist=self.dist)
         finally:
             self.D.requires_grad_(True)
         self._count_skip(norm, "g")
-        out = {"adv/g_loss": loss.item(), "adv/fake_tokens": float(fake.lengths.sum())}
+        out = {"adv/g_loss": loss.item(), "adv/fake_tokens": float(fake.lengths.sum()), **self.latent.pop_stats()}
         if nll is not None:
             out["adv/g_mle_loss"] = nll.item()
         if norm is not None:
@@ -399,8 +413,9 @@ class Trainer:
         """Metrics of the scored generator on the corpus's evaluation split (data.valid or valid_frac's
         validation sentences where there are any, else the test set), logged as valid/* or eval/*."""
         scored = self.corpus.scored_on(self.corpus.eval_split)
-        metrics = self.dist.on_main(lambda: evaluate(self.scored_generator(), scored, self.cfg.eval,
-                                                     seed=self.cfg.run.seed + 13)[0])  # rank 0 only
+        metrics = self.dist.on_main(lambda: {  # rank 0 only
+            **evaluate(self.scored_generator(), scored, self.cfg.eval, seed=self.cfg.run.seed + 13)[0],
+            **self.latent.evaluate(self.scored_generator(), scored, seed=self.cfg.run.seed)})
         self.last_metrics = metrics
         prefix = EVAL_TAG[self.corpus.eval_split]
         self.monitor.scalars({f"{prefix}/{k}": v for k, v in metrics.items()}, self.progress.global_step)
@@ -436,6 +451,7 @@ class Trainer:
         state (optimizers, progress, RNGs) goes on. Returns that checkpoint's progress."""
         state = checkpoint.load(path, map_location=self.device)
         self.G.load_state_dict(state["generator"])
+        self.latent.load_encoder(state)
         self.last_metrics = dict(state.get("metrics", {}))
         return state["progress"]
 
