@@ -78,7 +78,7 @@ def elbo(G: Generator, encoder: SentenceEncoder, tokens: torch.Tensor, lengths: 
     kl = kl_per_dim(mean, log_var)  # (B, Z)
     per_token = tokens.shape[0] / lengths.sum().clamp(min=1)  # sentences per token
     loss = nll + weight * free_bits_kl(kl, free_bits) * per_token
-    return ElboTerms(loss=loss, nll_tok=float(nll), kl=float(kl.sum(1).mean()), weight=weight)
+    return ElboTerms(loss=loss, nll_tok=nll.item(), kl=kl.detach().sum(1).mean().item(), weight=weight)
 
 
 def info_loss(head: SentenceEncoder, dists: torch.Tensor, lengths: torch.Tensor,

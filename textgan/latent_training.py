@@ -123,7 +123,7 @@ class LatentParts:
         """adversarial.info_weight times the reconstruction loss of a fake batch."""
         self.head.train()
         loss, r2 = latent.info_loss(self.head, dists, lengths, z)
-        self.stats = {"adv/info_loss": float(loss), "adv/info_r2": r2}
+        self.stats = {"adv/info_loss": loss.item(), "adv/info_r2": r2}
         return self.cfg.adversarial.info_weight * loss
 
     def pop_stats(self) -> dict[str, float]:
