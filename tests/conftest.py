@@ -16,6 +16,7 @@ FAST = ["data.root=" + str(DATA_ROOT), "data.train=tiny/train.txt", "data.test=t
         "generator.emb_dim=16", "generator.hidden_dim=32", "generator.latent_dim=8",
         "discriminator.emb_dim=16", "discriminator.num_rep=16", "discriminator.num_filters=[16, 16, 16, 16]",
         "mle.epochs=1", "eval.num_samples=40", "eval.bleu_n=[2, 3]", "eval.latent_draws=2",
+        "eval.latent_samples=16", "eval.latent_mi_k=8", "eval.interp_pairs=2", "eval.interp_steps=4",
         "log.progress=false"]
 
 

@@ -67,6 +67,22 @@ def test_tensorboard_tags(trained):
     assert any(t.startswith("_hparams_") for t in tensors) or any("hparam/" in t for t in scalars)
 
 
+def test_tensorboard_has_latent_usage_at_every_evaluation(trained):
+    """latent/* (textgan/metrics/latent.py, FAST: K = 8, 2 paths of 4 points) beside every eval/*."""
+    scalars, _ = _events(trained)
+    evaluations = len(scalars["eval/bleu2_exact"])
+    assert evaluations >= 4  # after MLE, steps 10, 20, 30
+    for tag in ("latent/latent_mi_8", "latent/latent_mi_8_max", "latent/latent_sensitivity",
+                "latent/latent_token_change", "latent/interp_distinct", "latent/interp_edit"):
+        assert len(scalars[tag]) == evaluations, tag
+    assert all(v == pytest.approx(np.log(8)) for v in scalars["latent/latent_mi_8_max"])
+    assert all(v <= np.log(8) + 1e-9 for v in scalars["latent/latent_mi_8"])
+    for tag in ("latent/latent_sensitivity", "latent/latent_token_change"):
+        assert all(0.0 <= v <= 1.0 for v in scalars[tag]), tag
+    assert all(1.0 <= v <= 4.0 for v in scalars["latent/interp_distinct"])
+    assert not any(t.startswith("eval/latent") or t.startswith("eval/interp") for t in scalars)
+
+
 def test_tau_is_annealed_in_events(trained):
     taus = _events(trained)[0]["adv/tau"]
     assert len(taus) == 30 and taus[0] == pytest.approx(1.0) and taus[-1] < taus[0]

@@ -234,6 +234,53 @@ def test_eval_prints_and_writes_metrics(run, tmp_path):
     assert saved["settings"]["weights"] == "trained"  # no adversarial.g_ema average in that run
 
 
+LATENT = ("latent_mi_8", "latent_mi_8_max", "latent_sensitivity", "latent_token_change", "interp_distinct", "interp_edit")
+
+
+def test_eval_reports_latent_usage(run, tmp_path):
+    """`textgan eval` prints and saves the latent metrics (FAST: K = 8), latent_mi_8_max = log 8
+    on the line after latent_mi_8. The run is coco_mle's prior=none model: z cannot matter, so the
+    bound is 0, nothing changes when z is redrawn and every path is one sentence."""
+    res = run_cli("eval", str(run), "--num", "20", "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    printed = dict(line.split() for line in lines)
+    saved = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    for name in LATENT:
+        assert float(printed[name]) == pytest.approx(saved[name], rel=1e-5, abs=1e-9), name
+    mi_line = next(i for i, line in enumerate(lines) if line.startswith("latent_mi_8 "))
+    assert lines[mi_line + 1].startswith("latent_mi_8_max ")
+    assert saved["latent_mi_8_max"] == pytest.approx(math.log(8))
+    assert saved["latent_mi_8"] == pytest.approx(0.0, abs=1e-6)
+    assert saved["latent_sensitivity"] == saved["latent_token_change"] == 0.0
+    assert saved["interp_distinct"] == 1.0 and saved["interp_edit"] == 0.0
+
+
+def test_sweep_has_latent_columns_as_eval_reports_them(run, tmp_path):
+    """The sweep's latent columns at T = 1 are `textgan eval`'s (same draws), here for a latent
+    generator: the run's weights under prior=normal with a random z projection."""
+    from textgan.evaluation_cli import eval_metrics, load_run
+    from textgan.models import build_generator
+    from textgan.sweep import temperature_sweep, write_sweep, axes
+
+    loaded, corpus = load_run(run)
+    loaded.config.generator.prior = "normal"
+    torch.manual_seed(0)
+    latent_gen = build_generator(loaded.config.generator, len(corpus.vocab), corpus.banned)
+    latent_gen.load_state_dict(loaded.generator.state_dict(), strict=False)  # all but latent_proj
+    with torch.no_grad():
+        latent_gen.latent_proj.weight.mul_(10.0)
+    loaded.generator = latent_gen.eval()
+    rows = temperature_sweep(loaded, corpus, [0.5, 1.0], num=20, seed=3)
+    write_sweep(rows, tmp_path, axes(corpus, loaded.config.eval.bleu_n))
+    header = (tmp_path / "sweep.csv").read_text().splitlines()[0].split(",")
+    assert set(LATENT) <= set(header)
+    at_one = eval_metrics(loaded, corpus, num=20, seed=3)
+    for name in LATENT:
+        assert rows[1][name] == pytest.approx(at_one[name], rel=1e-9), name
+    assert rows[1]["latent_mi_8"] <= math.log(8) and rows[1]["latent_sensitivity"] > 0  # z matters here
+
+
 def test_relgan_nll_gen_is_per_position_on_the_training_set(run):
     """nll_gen_pos_train (texygen/both protocols) scores the training sentences, as RelGAN's code
     does, and is absent from the exact protocol."""

@@ -90,6 +90,11 @@ class GeneratorConfig:
     latent_dim: int = 32  # size Z of the latent z that sets h0 and c0
     prior: Literal["normal", "uniform", "none"] = "normal"  # none = zero states, plain LM
     feedback: Literal["hard", "soft", "straight_through"] = "hard"  # input fed back when free running
+    # randomness of free-running sampling (adversarial training, evaluation, `textgan sample`):
+    # gumbel = each token drawn by Gumbel-max; none = no per-step noise, the argmax token, and the
+    # discriminator sees softmax(logits / tau), so diversity must come from z (textGAN, Zhang et
+    # al. 2017). Needs a prior other than none
+    noise: Literal["gumbel", "none"] = "gumbel"
     dropout: float = 0.0  # dropout between LSTM layers (teacher-forced training only)
     # dropout on the core's teacher-forced inputs (embeddings) and outputs (before the output
     # layer), in training only; free-running samples never drop. Regularises a wide single-layer
@@ -122,6 +127,8 @@ class GeneratorConfig:
                f"needs emb_dim ({self.emb_dim}) equal to the core's output size ({self.core_output_dim()}); "
                "set emb_dim to it or tie_embeddings to false")
         _check(self.init_std >= 0.0, "init_std", "must be >= 0 (0 keeps torch's default initialisation)")
+        _check(self.noise == "gumbel" or self.prior != "none", "noise",
+               "none needs a latent to vary the samples: set prior to normal or uniform, or noise to gumbel")
 
     def core_output_dim(self) -> int:
         """H, the width the output layer reads: hidden_dim, or the relational memory's S * heads * head size."""
@@ -310,8 +317,20 @@ class EvalConfig:
     # samples, Self-BLEU against a second sample set) and RelGAN's NLL_gen (per position, on the
     # training set); both: every one of these
     protocol: Literal["exact", "texygen", "both"] = "exact"
+    # how much z decides a sentence (textgan/metrics/latent.py; TensorBoard latent/*): sentences
+    # drawn for latent_mi_K (a lower bound on the mutual information I(z; x) in nats, at most
+    # log K) and for latent_sensitivity / latent_token_change (shares that change when z is
+    # redrawn at fixed Gumbel noise); 0 = neither
+    latent_samples: int = 64
+    latent_mi_k: int = 64  # K: latents each of those sentences is scored under, its own and K - 1 prior draws
+    interp_pairs: int = 8  # pairs of prior draws walked for interp_distinct / interp_edit; 0 = off
+    interp_steps: int = 8  # points on each of those paths, both ends included
 
     def __post_init__(self) -> None:
+        _check(self.latent_samples >= 0, "latent_samples", "must be >= 0 (0 = no latent_mi or sensitivity)")
+        _check(self.latent_mi_k >= 2, "latent_mi_k", "must be >= 2 (the bound compares z with K - 1 other draws)")
+        _check(self.interp_pairs >= 0, "interp_pairs", "must be >= 0 (0 = no interpolation stats)")
+        _check(self.interp_steps >= 2, "interp_steps", "must be >= 2 (a path's two ends)")
         _check(self.every >= 0, "every", "must be >= 0")
         _check(self.mle_every >= 0, "mle_every", "must be >= 0")
         _check(self.sample_every >= 0, "sample_every", "must be >= 0")

@@ -5,7 +5,9 @@ standard error over the samples in bleuN_exact_se, bleuN_texygen_se likewise),
 self_bleuN_loo (leave-one-out Self-BLEU), nll_gen_mcK_tok (per token incl. EOS, K prior
 draws), nll_gen_zmean_tok, nll_gen_pos (the field's per-position figure), nll_oracle,
 grammaticality, train_copy_frac (samples that are training sequences verbatim), ref_unseen_frac
-(samples holding a token no test sentence holds, which BLEU penalises whatever their quality). Under the texygen
+(samples holding a token no test sentence holds, which BLEU penalises whatever their quality),
+latent_mi_K (with its ceiling latent_mi_K_max = log K), latent_sensitivity, latent_token_change,
+interp_distinct and interp_edit (how much z decides a sentence: textgan.metrics.latent). Under the texygen
 protocol (EvalConfig.protocol) also bleuN_texygen, self_bleuN_texygen and nll_gen_pos_train, the
 figures published tables were measured with, so training curves can be set beside them.
 """
@@ -18,6 +20,7 @@ from textgan.corpus import Corpus
 from textgan.data import SPECIALS
 from textgan.metrics.bleu import bleu_metrics
 from textgan.metrics.coverage import unseen_fraction
+from textgan.metrics.latent import latent_metric_names, latent_metrics
 from textgan.metrics.nll import NLLGen, nll_gen
 from textgan.metrics.novelty import copy_fraction
 
@@ -53,6 +56,7 @@ def metric_names(cfg: EvalConfig, corpus: Corpus, prior: str) -> list[str]:
         draws = cfg.latent_draws if prior != "none" else 1
         names += [f"nll_gen_mc{draws}_tok", "nll_gen_zmean_tok", "nll_gen_pos"]
     names.append("mean_length")
+    names += latent_metric_names(cfg.latent_samples, cfg.latent_mi_k, cfg.interp_pairs)
     if texygen and cfg.nll_gen:
         names.append("nll_gen_pos_train")
     if texygen and corpus.oracle is None:
@@ -107,6 +111,13 @@ def train_nll_per_position(generator, corpus: Corpus, draws: int, seed: int, tem
                    temperature=temperature).per_position
 
 
+def latent_usage(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperature: float = 1.0) -> dict[str, float]:
+    """How much z decides a sentence (textgan.metrics.latent) at `temperature`, the one estimate
+    `evaluate` and the temperature sweep both report (draws: seed + 4, + 5, + 6)."""
+    return latent_metrics(generator, max_len=corpus.max_len, seed=seed + 4, num=cfg.latent_samples,
+                          k=cfg.latent_mi_k, pairs=cfg.interp_pairs, steps=cfg.interp_steps, temperature=temperature)
+
+
 def evaluate(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperature: float = 1.0,
              nll: bool | None = None) -> tuple[dict[str, float], list[list[str]]]:
     """Metrics on `cfg.num_samples` fresh samples under `cfg.protocol`, and the samples as tokens.
@@ -126,6 +137,7 @@ def evaluate(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperature:
         metrics["nll_gen_pos"] = res.per_position
     lengths = [len(s) for s in samples]
     metrics["mean_length"] = sum(lengths) / len(lengths)
+    metrics.update(latent_usage(generator, corpus, cfg, seed, temperature))
     if cfg.protocol == "exact":
         return metrics, samples
     if score_nll:

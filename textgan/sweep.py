@@ -13,8 +13,11 @@ rows come from the temperature alone. Columns:
   from at that temperature (Monte Carlo over eval.latent_draws prior draws, as `textgan eval`):
   what the colder, better-scoring samples cost in coverage of the data, lower is better;
   entropy_tok, the per-token NLL the generator gives its own samples under that distribution, a
-  Monte Carlo estimate of its entropy (given z for latent models), higher is more diverse; and
-  mean_length.
+  Monte Carlo estimate of its entropy (given z for latent models), higher is more diverse;
+  mean_length; and how much z decides a sentence at that temperature, as `textgan eval` reports
+  it (same draws): latent_mi_K (lower bound on I(z; x) in nats) and its ceiling latent_mi_K_max
+  = log K, latent_sensitivity, latent_token_change, interp_distinct, interp_edit
+  (textgan.metrics.latent; eval.latent_samples=0 / eval.interp_pairs=0 leave them out).
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ import torch
 
 from textgan.corpus import Corpus
 from textgan.errors import UserError
-from textgan.evaluate import generate, nll_gen_on_test, sample_metrics
+from textgan.evaluate import generate, latent_usage, nll_gen_on_test, sample_metrics
 from textgan.metrics.nll import sequence_nll
 from textgan.monitor import Monitor
 from textgan.sample import Loaded
@@ -80,6 +83,7 @@ def sweep_row(loaded: Loaded, corpus: Corpus, temperature: float, num: int, seed
     row["entropy_tok"] = sample_entropy(g, ids, z, temperature=temperature,
                                         eos_id=corpus.vocab.eos_id if corpus.add_eos else None)
     row["mean_length"] = sum(len(s) for s in samples) / len(samples)
+    row.update(latent_usage(g, corpus, loaded.config.eval, seed, temperature))
     return row
 
 

@@ -24,6 +24,7 @@ from textgan.evaluate import evaluate, generate
 from textgan.gumbel import tau_at
 from textgan.latent_training import LatentParts
 from textgan.losses import LOSSES, gradient_penalty
+from textgan.metrics.latent import is_latent_metric
 from textgan.models import build_discriminator, build_generator
 from textgan.monitor import Monitor
 
@@ -418,7 +419,8 @@ class Trainer:
             **self.latent.evaluate(self.scored_generator(), scored, seed=self.cfg.run.seed)})
         self.last_metrics = metrics
         prefix = EVAL_TAG[self.corpus.eval_split]
-        self.monitor.scalars({f"{prefix}/{k}": v for k, v in metrics.items()}, self.progress.global_step)
+        self.monitor.scalars({f"{'latent' if is_latent_metric(k) else prefix}/{k}": v for k, v in metrics.items()},
+                             self.progress.global_step)
         self._keep_best(metrics)
         return metrics
 

@@ -34,7 +34,7 @@ def build_generator(cfg: GeneratorConfig, vocab_size: int, banned: list[int]) ->
                     feedback=cfg.feedback, dropout=cfg.dropout, banned=banned, core=cfg.core,
                     mem_slots=cfg.mem_slots, num_heads=cfg.num_heads, head_size=cfg.head_size,
                     ce_kernel=cfg.ce_kernel, lstm_kernel=cfg.lstm_kernel, io_dropout=cfg.io_dropout,
-                    tie_embeddings=cfg.tie_embeddings)
+                    tie_embeddings=cfg.tie_embeddings, noise=cfg.noise)
     if cfg.init_std > 0:
         gen.init_normal_(cfg.init_std)
     return gen

@@ -41,7 +41,7 @@ class Generator(nn.Module):
                  banned: list[int] = (), pad_id: int = 0, bos_id: int = 1, eos_id: int = 2,
                  core: str = "lstm", mem_slots: int = 1, num_heads: int = 2, head_size: int = 256,
                  ce_kernel: str = "auto", lstm_kernel: str = "auto", io_dropout: float = 0.0,
-                 tie_embeddings: bool = False):
+                 tie_embeddings: bool = False, noise: str = "gumbel"):
         super().__init__()
         if ce_kernel == "native":
             native.require(linear_ce_native.kernels(), "generator.ce_kernel")
@@ -52,6 +52,9 @@ class Generator(nn.Module):
         self.vocab_size, self.num_layers = vocab_size, num_layers
         self.latent_dim, self.prior, self.feedback = latent_dim, prior, feedback
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
+        # gumbel: each sampled token is a draw (Gumbel-max); none: the argmax, and the relaxed
+        # one-hot is softmax(logits / tau), so z is the only randomness (Zhang et al. 2017's textGAN)
+        self.noise = noise
         self.embedding = nn.Embedding(vocab_size, emb_dim)
         if core == "lstm":
             self.lstm = nn.LSTM(emb_dim, hidden_dim, num_layers, batch_first=True,
@@ -192,14 +195,19 @@ class Generator(nn.Module):
 
     def sample(self, z: torch.Tensor, max_len: int, tau: float = 1.0, straight_through: bool = False,
                temperature: float = 1.0, generator: torch.Generator | None = None,
-               need_dists: bool = True) -> SampleOutput:
+               need_dists: bool = True, noise: torch.Tensor | None = None) -> SampleOutput:
         """Free-running sampling: each step's Gumbel-max token (or its relaxation) is the next input.
 
         `temperature` divides the logits of the distribution sampled from; `tau` only sets how
-        soft the relaxed one-hot is.
+        soft the relaxed one-hot is. `noise` (T, B, V): Gumbel noise to use instead of drawing it
+        from `generator` (the latent metrics hold it fixed while z changes). With self.noise=none
+        no noise is added: argmax tokens, softmax(logits / tau) relaxed.
         """
         b, device = z.shape[0], z.device
-        noise = gumbel_noise((max_len, b, self.vocab_size), generator, device)  # (T, B, V) at once
+        if self.noise == "none":
+            noise = torch.zeros((1, 1, 1), device=device).expand(max_len, b, self.vocab_size)  # logits + 0 is logits
+        elif noise is None:
+            noise = gumbel_noise((max_len, b, self.vocab_size), generator, device)  # (T, B, V) at once
         state = self.init_state(z)
         inp = self.embedding(torch.full((b, 1), self.bos_id, device=device, dtype=torch.long))
         ids_steps, dist_steps = [], []
