@@ -120,3 +120,14 @@ def test_sample_latent_option_errors(runs, tmp_path, run, args, words):
 def test_sample_z_on_a_prior_none_run_is_an_error(runs, tmp_path):
     np.save(tmp_path / "z.npy", np.zeros((2, 8), np.float32))
     _one_line_error(run_cli("sample", str(runs["none"]), "--z", str(tmp_path / "z.npy")), "prior=none")
+
+
+def test_init_from_an_elbo_run_starts_the_gan_from_its_decoder(runs, tmp_path):
+    """generator.init_from takes the elbo run's decoder (a run without an encoder of its own): the
+    interpolation printed after training walks between two prior draws instead."""
+    run_dir, res = _train(tmp_path, "gan", f"generator.init_from={runs['latent']}", "mle.epochs=0",
+                          "adversarial.steps=1")
+    assert "generator initialised from" in res.stderr
+    out = res.stdout.splitlines()
+    at = out.index("interpolation between two prior draws of z (one Gumbel noise for every point):")
+    assert len(out[at + 1:]) == 8

@@ -19,7 +19,8 @@ from textgan.schedule import run
 from textgan.train import Trainer
 
 GRAMMAR = ["data.source=grammar", "data.num_train=600", "data.num_test=100", "generator.latent_dim=8",
-           "eval.num_samples=40", "eval.latent_draws=4", "log.progress=false"]
+           "eval.num_samples=40", "eval.latent_draws=4", "eval.latent_samples=16", "eval.latent_mi_k=8",
+           "eval.interp_pairs=2", "eval.interp_steps=4", "log.progress=false"]
 
 
 def _trainer(tmp_path, *overrides: str, monitor: bool = False) -> Trainer:

@@ -65,7 +65,7 @@ class LatentParts:
             self.opt_encoder = torch.optim.Adam(self.encoder.parameters(), lr=cfg.mle.lr)
         if self.head is not None:
             self.head.to(device)
-            self.opt_head = torch.optim.Adam(self.head.parameters(), lr=adv.g_lr, betas=(adv.beta1, adv.beta2))
+            self.opt_head = torch.optim.Adam(self.head.parameters(), lr=cfg.latent.info_lr, betas=(adv.beta1, adv.beta2))
         self.stats: dict[str, float] = {}  # the last update's figures, taken by `pop_stats`
 
     # ---- state -------------------------------------------------------------------------------
@@ -91,8 +91,8 @@ class LatentParts:
             self.encoder.load_state_dict(state[ENCODER]["weights"])
 
     def set_lr(self, scale: float, mle_scale: float) -> None:
-        """As the trainer's own: the encoder follows mle.lr, the head adversarial.g_lr."""
-        for opt, base in ((self.opt_encoder, self.cfg.mle.lr * mle_scale), (self.opt_head, self.cfg.adversarial.g_lr)):
+        """As the trainer's own: the encoder follows mle.lr, the head latent.info_lr."""
+        for opt, base in ((self.opt_encoder, self.cfg.mle.lr * mle_scale), (self.opt_head, self.cfg.latent.info_lr)):
             for group in (opt.param_groups if opt is not None else []):
                 group["lr"] = base * scale
 
