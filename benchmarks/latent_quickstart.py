@@ -63,6 +63,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "latent_quickstart.json"))
     args = ap.parse_args()
+    if Path(args.out).exists():
+        sys.exit(f"{args.out} exists; results are never replaced, give a new --out")
     result = measure(args.run, args.seed)
     print(json.dumps(result, indent=2))
     with open(args.out, "x", encoding="utf-8") as f:

@@ -3,6 +3,10 @@ subprocesses on real runs of the tiny corpus), with every bad input a one-line e
 nothing written."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -131,3 +135,19 @@ def test_init_from_an_elbo_run_starts_the_gan_from_its_decoder(runs, tmp_path):
     out = res.stdout.splitlines()
     at = out.index("interpolation between two prior draws of z (one Gumbel noise for every point):")
     assert len(out[at + 1:]) == 8
+
+
+def test_latent_quickstart_benchmark_writes_the_targets_and_never_overwrites(runs, tmp_path):
+    out = tmp_path / "latent.json"
+    script = [sys.executable, str(REPO / "benchmarks" / "latent_quickstart.py"), str(runs["latent"]), "--out", str(out)]
+    res = subprocess.run(script, capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stderr
+    result = json.loads(out.read_text())
+    metrics = result["metrics"]
+    for key in ("latent_mi_64", "latent_sensitivity", "self_bleu4_loo", "reconstruction_exact"):
+        assert key in metrics
+    assert 0.0 <= metrics["latent_mi_64"] <= metrics["latent_mi_64_max"] + 1e-9
+    assert set(result["met"]) == {"latent_mi_64", "latent_sensitivity", "grammaticality"}
+    before = out.read_text()
+    assert subprocess.run(script, capture_output=True, text=True, timeout=1200).returncode != 0
+    assert out.read_text() == before
