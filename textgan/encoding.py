@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from textgan import checkpoint
+from textgan.corpus import Corpus
 from textgan.data import tokenize
 from textgan.errors import UserError
 from textgan.latent_training import ENCODER, HEAD, build_encoder, build_head
@@ -127,7 +128,7 @@ def text_interpolation(loaded: Loaded, start: str, end: str, steps: int, which: 
 
 
 @torch.no_grad()
-def training_interpolation(G: Generator, encoder: SentenceEncoder | None, corpus, seed: int,
+def training_interpolation(G: Generator, encoder: SentenceEncoder | None, corpus: Corpus, seed: int,
                            steps: int = 8) -> tuple[str, list[str]]:
     """What `textgan train` prints after its samples: with a sentence encoder, the greedy path
     between the first two test sentences' z; else between two prior draws under one Gumbel noise;
