@@ -234,7 +234,8 @@ def test_eval_prints_and_writes_metrics(run, tmp_path):
     assert saved["settings"]["weights"] == "trained"  # no adversarial.g_ema average in that run
 
 
-LATENT = ("latent_mi_8", "latent_mi_8_max", "latent_sensitivity", "latent_token_change", "interp_distinct", "interp_edit")
+LATENT = ("latent_mi_8", "latent_mi_8_max", "latent_sensitivity", "latent_token_change", "interp_distinct",
+          "interp_edit")
 
 
 def test_eval_reports_latent_usage(run, tmp_path):

@@ -170,7 +170,8 @@ def test_sensitivity_holds_the_noise_fixed(monkeypatch):
     r = rng(4)
     za, zb = gen.sample_latent(n, r), gen.sample_latent(n, r)
     noise = latent.gumbel_noise((max_len, n, gen.vocab_size), r)
-    a, b = gen.sample(za, max_len, noise=noise, need_dists=False), gen.sample(zb, max_len, noise=noise, need_dists=False)
+    a = gen.sample(za, max_len, noise=noise, need_dists=False)
+    b = gen.sample(zb, max_len, noise=noise, need_dists=False)
     changed = positions = 0
     for i in range(n):
         span = max(int(a.lengths[i]), int(b.lengths[i]))
@@ -218,7 +219,8 @@ def test_latent_metrics_names_and_switches():
     assert list(full) == latent.latent_metric_names(10, 4, 2) == [
         "latent_mi_4", "latent_mi_4_max", "latent_sensitivity", "latent_token_change", "interp_distinct", "interp_edit"]
     assert full["latent_mi_4_max"] == pytest.approx(math.log(4))
-    assert list(latent.latent_metrics(gen, max_len=5, seed=0, num=0, k=4, pairs=2, steps=3)) == ["interp_distinct", "interp_edit"]
+    interp_only = latent.latent_metrics(gen, max_len=5, seed=0, num=0, k=4, pairs=2, steps=3)
+    assert list(interp_only) == ["interp_distinct", "interp_edit"]
     assert latent.latent_metrics(gen, max_len=5, seed=0, num=0, k=4, pairs=0, steps=3) == {}
     assert latent.latent_metrics(gen, max_len=5, seed=0, num=10, k=4, pairs=2, steps=3) == full  # seeded
     assert gen.training is False

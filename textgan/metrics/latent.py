@@ -78,7 +78,7 @@ def pair_log_likelihoods(generator, tokens: torch.Tensor, lengths: torch.Tensor,
     n, k, _ = zs.shape
     t = max(int(lengths.max()), 1)
     flat_z = zs.reshape(n * k, -1)  # (N*K, Z), row i*K + j is z_ij
-    if getattr(generator, "noise", "gumbel") == "none":
+    if generator.noise == "none":
         decoded, dec_len = _draw(generator, flat_z, tokens.shape[1], temperature)  # (N*K, T)
         same = (decoded == tokens.repeat_interleave(k, 0)).all(1) & (dec_len == lengths.repeat_interleave(k))
         zero = torch.zeros((), dtype=torch.float64, device=zs.device)
@@ -117,8 +117,9 @@ def latent_mi(generator, num: int, k: int, max_len: int, rng: torch.Generator,
         others = generator.sample_latent(num * (k - 1), rng).view(num, k - 1, -1)  # (N, K-1, Z)
         log_lik = pair_log_likelihoods(generator, tokens, lengths, torch.cat([z.unsqueeze(1), others], 1),
                                        temperature)  # (N, K)
-        if getattr(generator, "noise", "gumbel") == "none":
-            log_lik[:, 0] = 0.0  # x_i is z_i's decoding by construction (a re-decode in another batch could tie-break apart)
+        if generator.noise == "none":
+            # x_i is z_i's decoding by construction (a re-decode in another batch could break a tie apart)
+            log_lik[:, 0] = 0.0
     return LatentMI(nats=float(mi_terms(log_lik).mean()), k=k, log_k=math.log(k))
 
 
@@ -138,7 +139,7 @@ def latent_sensitivity(generator, num: int, max_len: int, rng: torch.Generator,
         tb, lb = _draw(generator, zb, max_len, temperature, noise=noise)
     alive = torch.arange(ta.shape[1], device=ta.device) < torch.maximum(la, lb).unsqueeze(1)  # (N, T)
     differ = (ta != tb) & alive
-    return Sensitivity(sentences=float(differ.any(1).float().mean()),
+    return Sensitivity(sentences=int(differ.any(1).sum()) / max(num, 1),
                        tokens=float(differ.sum()) / max(int(alive.sum()), 1))
 
 
@@ -210,4 +211,5 @@ def latent_metric_names(num: int, k: int, pairs: int) -> list[str]:
 
 def is_latent_metric(name: str) -> bool:
     """Whether a metric name is one of latent_metrics' (TensorBoard files them under latent/*)."""
-    return name.startswith(("latent_mi_", "latent_sensitivity", "latent_token_change", "interp_distinct", "interp_edit"))
+    return name.startswith(("latent_mi_", "latent_sensitivity", "latent_token_change", "interp_distinct",
+                            "interp_edit"))
