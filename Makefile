@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_ROOT ?= ../shared/data
 
-.PHONY: setup demo test bench-speed bench-quality bench-bleu clean
+.PHONY: setup demo test test-fast bench-speed bench-quality bench-bleu clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,10 @@ demo: $(STAMP)
 # One worker per core (at most 4), each test file whole on one worker so its shared fixtures run once.
 test: $(STAMP)
 	TEXTGAN_DATA_ROOT=$(DATA_ROOT) $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
+
+# The quick inner loop: every test not marked slow (setup.cfg's `slow` marker).
+test-fast: $(STAMP)
+	TEXTGAN_DATA_ROOT=$(DATA_ROOT) $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile -m "not slow"
 
 bench-bleu: $(STAMP)
 	$(BIN)/python benchmarks/bleu_speed.py --data-root $(DATA_ROOT)

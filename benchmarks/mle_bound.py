@@ -20,7 +20,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from textgan.models import linear_ce_native  # noqa: E402
+from textgan.accel import linear_ce  # noqa: E402
 
 
 def rates(rounds: int) -> dict[str, list[float]]:
@@ -36,9 +36,9 @@ def rates(rounds: int) -> dict[str, list[float]]:
         "grad_W_Pt_hs": (lambda: grad_w.addmm_(probs.t(), hs), 2 * c * h * v, 200),
         "peak_2048": (lambda: square @ square, 2 * 2048 ** 3, 10),
     }
-    if linear_ce_native.kernels() is not None:  # loss and all three gradients, softmax included
-        scratch = torch.empty(linear_ce_native.scratch_size(h, v))
-        ops["native_ce_batch"] = (lambda: linear_ce_native.loss_and_grads(
+    if linear_ce.kernels() is not None:  # loss and all three gradients, softmax included
+        scratch = torch.empty(linear_ce.scratch_size(h, v))
+        ops["native_ce_batch"] = (lambda: linear_ce.loss_and_grads(
             rows, weight, bias, targets, scale=1 / m, grads=True, scratch=scratch), 6 * m * h * v, 40)
     out: dict[str, list[float]] = {k: [] for k in ops}
     for _ in range(rounds):

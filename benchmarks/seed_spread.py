@@ -24,7 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from textgan import fpenv, hostinfo  # noqa: E402
+from textgan import hostinfo  # noqa: E402
+from textgan.accel import fpenv  # noqa: E402
 from textgan.errors import UserError  # noqa: E402
 from textgan.evaluate import evaluate  # noqa: E402
 from textgan.evaluation_cli import load_run  # noqa: E402

@@ -1,4 +1,5 @@
-"""Speed benchmark (make bench-speed): adversarial iteration, MLE epoch and sampling throughput,
+"""Speed benchmark (make bench-speed): adversarial iteration, MLE epoch and sampling throughput
+(run.accel as configured, with run.accel=off beside the first two),
 each against the machine's fp32 matmul peak measured in the same process.
 
 Writes benchmarks/results/speed.json. `--smoke` runs a seconds-long version for CI.
@@ -20,7 +21,8 @@ from torch.utils.flop_counter import FlopCounterMode
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from textgan import config, fpenv, hostinfo  # noqa: E402
+from textgan import accel, config, hostinfo  # noqa: E402
+from textgan.accel import fpenv  # noqa: E402
 from textgan.corpus import prepare  # noqa: E402
 from textgan.evaluate import generate  # noqa: E402
 from textgan.monitor import Monitor  # noqa: E402
@@ -124,12 +126,11 @@ def main() -> None:
         say(f"matmul peak {peaks[-1]:.1f} GFLOP/s; MLE epochs {[round(t, 3) for t in mle_times[-mle_group:]]} s")
 
     n_batches = corpus.train.tokens.shape[0] // cfg.mle.batch_size
-    # The native cross-entropy and LSTM kernels are ctypes calls too, invisible to FlopCounterMode:
-    # the MLE epoch's FLOPs are counted on the torch paths (same products), the timings run the kernels.
-    kernels = tr.G.ce_kernel, tr.G.lstm_kernel
-    tr.G.ce_kernel = tr.G.lstm_kernel = "torch"
+    # The C kernels are ctypes calls, invisible to FlopCounterMode: the MLE epoch's FLOPs are
+    # counted on the plain torch ops (run.accel=off: same products), the timings run the kernels.
+    accel.apply(tr.G, None, "off")
     mle_flop, mle_by_op = flops_of(tr.mle_epoch)  # also a warm-up
-    tr.G.ce_kernel, tr.G.lstm_kernel = kernels
+    accel.apply(tr.G, None, cfg.run.accel)
     tr.mle_epoch()  # the configured kernel's warm-up
     mle_and_peak()
 
@@ -139,10 +140,9 @@ def main() -> None:
 
     def adversarial(extra: list[str], timed_trainer: Trainer | None = None) -> tuple[list[float], float, dict[str, float]]:
         """Times of the iterations of `timed_trainer` (else a trainer with `extra`) and the FLOPs of
-        one. The native conv + max kernel is a ctypes call that FlopCounterMode cannot see, so the
-        FLOPs are counted on the torch formulation of the same step (its conv as a matmul per
-        block) by a second trainer."""
-        counted = trainer(extra + ["discriminator.conv_kernel=torch"])
+        one. The C kernels are ctypes calls that FlopCounterMode cannot see, so the FLOPs are
+        counted on the plain torch ops of the same step (run.accel=off) by a second trainer."""
+        counted = trainer(extra + ["run.accel=off"])
         flop, by_op = flops_of(counted.adversarial_step)
         del counted
         timed_trainer = timed_trainer or trainer(extra)
@@ -161,7 +161,7 @@ def main() -> None:
     say(f"adversarial iteration, {other} highway: median {other_s:.2f} s of "
         f"{[round(t, 2) for t in other_times]} ({other_flop / 1e9:.1f} GFLOP)")
 
-    compiled = trainer(["discriminator.compile=true"])
+    compiled = trainer(["run.accel=compile"])
     t0 = time.perf_counter()
     compiled.adversarial_step()  # the first step compiles every block shape
     compile_s = time.perf_counter() - t0
@@ -171,10 +171,19 @@ def main() -> None:
     mle_and_peak()
     mle_s = min(mle_times)
 
+    # run.accel=off beside it: the models' plain torch ops, what accel's kernels are measured against
+    plain = trainer(["run.accel=off"])
+    off_adv = timed(plain.adversarial_step, warmup=1, repeats=max(2, args.iters // 3))
+    off_mle = timed(plain.mle_epoch, warmup=0, repeats=1 if args.smoke else 2)
+    say(f"run.accel=off: adversarial iteration median {statistics.median(off_adv):.2f} s, "
+        f"MLE epoch {min(off_mle):.2f} s")
+    del plain
+
     rng = torch.Generator().manual_seed(0)
     num = 64 if args.smoke else 2048
     sample_times = timed(lambda: generate(tr.G, num, corpus.max_len, rng, batch_size=256), warmup=1, repeats=3)
     peak = max(peaks)
+    ops = accel.describe(tr.G, tr.D)
     result = {
         "matmul_peak_gflops": peak, "matmul_peak_gflops_all": peaks,
         "adv_iter_s": adv_s, "adv_iter_s_all": adv_times, "adv_gflop": adv_flop / 1e9, "adv_gflop_by_op": adv_by_op,
@@ -185,15 +194,17 @@ def main() -> None:
         f"adv_frac_peak_{other}_highway": other_flop / 1e9 / other_s / peak,
         "adv_iter_s_compiled": comp_s, "adv_frac_peak_compiled": adv_flop / 1e9 / comp_s / peak,
         "compile_first_step_s": compile_s,
+        "adv_iter_s_accel_off": statistics.median(off_adv), "adv_iter_s_accel_off_all": off_adv,
+        "mle_epoch_s_accel_off": min(off_mle), "mle_epoch_s_accel_off_all": off_mle,
         "mle_epoch_s": mle_s, "mle_epoch_s_all": mle_times, "mle_epoch_s_median": statistics.median(mle_times),
         "mle_frac_peak_median": mle_flop / 1e9 / statistics.median(mle_times) / peak,
         "mle_batches": n_batches, "mle_gflop": mle_flop / 1e9, "mle_gflop_by_op": mle_by_op,
         "mle_frac_peak": mle_flop / 1e9 / mle_s / peak,
         "sample_sents_per_s": num / statistics.median(sample_times),
-        "kernels": {"mle_cross_entropy": tr.G.ce_kernel_used(), "mle_lstm": tr.G.lstm_kernel_used(),
-                    "mle_loss": "fused" if tr.G.mle_fused() else "layered",
-                    "discriminator_conv_max": getattr(tr.D, "conv_kernel", lambda: "n/a")(),
-                    "discriminator_highway": tr.D.highway.kernel_used() if hasattr(tr.D, "highway") else "n/a"},
+        "kernels": {"mle_cross_entropy": ops["cross_entropy"], "mle_lstm": ops["lstm"], "mle_loss": ops["mle_loss"],
+                    "discriminator_conv_max": ops.get("conv_max", "n/a"),
+                    "discriminator_highway": ops.get("highway", "n/a")},
+        "accel": tr.accel,
         "config": os.path.relpath(args.config, REPO), "smoke": args.smoke,
         "vocab": len(corpus.vocab), "max_len": corpus.max_len,
         "machine": hostinfo.describe(),

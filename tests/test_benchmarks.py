@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import REPO
@@ -35,6 +39,7 @@ def test_host_description_names_the_cpu_model_and_its_simd():
     assert info["cpus"] == os.cpu_count() >= 1
 
 
+@pytest.mark.slow
 def test_speed_smoke(tmp_path, data_root):
     out = tmp_path / "speed.json"
     printed = _bench("speed.py", "--smoke", "--data-root", str(data_root), "--out", str(out))
@@ -49,6 +54,8 @@ def test_speed_smoke(tmp_path, data_root):
     assert result["discriminator_highway"] == "shared" and "gated highway: median" in printed
     assert result["adv_iter_s_gated_highway"] > 0 and result["adv_gflop_gated_highway"] > result["adv_gflop"]
     assert result["matmul_precision"] == "highest"  # the targets are judged on float32 products
+    assert result["adv_iter_s_accel_off"] > 0 and result["mle_epoch_s_accel_off"] > 0  # plain torch beside accel
+    assert result["accel"].startswith("accel: auto (run.accel=auto):") and "run.accel=off: adversarial" in printed
     assert result["machine"] == hostinfo.describe()  # the CPU model and its SIMD, not just "x86_64"
     assert set(result["kernels"]) == {"mle_cross_entropy", "mle_lstm", "mle_loss", "discriminator_conv_max",
                                       "discriminator_highway"}
@@ -58,8 +65,9 @@ def test_speed_smoke(tmp_path, data_root):
     assert any("rnn" in op for op in result["mle_gflop_by_op"]), result["mle_gflop_by_op"]
 
 
+@pytest.mark.slow
 def test_mle_bound_writes_rates_of_the_three_matmuls_and_the_kernel(tmp_path):
-    from textgan.models import linear_ce_native
+    from textgan.accel import linear_ce as linear_ce_native
     out = tmp_path / "bound.json"
     _bench("mle_bound.py", "--rounds", "1", "--out", str(out))
     result = json.loads(out.read_text())
@@ -69,6 +77,7 @@ def test_mle_bound_writes_rates_of_the_three_matmuls_and_the_kernel(tmp_path):
     assert (result["native_ce_frac_peak"] > 0) if native else result["native_ce_frac_peak"] is None
 
 
+@pytest.mark.slow
 def test_bleu_speed_smoke(tmp_path, data_root):
     out = tmp_path / "bleu.json"
     _bench("bleu_speed.py", "--smoke", "--data-root", str(data_root), "--out", str(out))
@@ -77,6 +86,7 @@ def test_bleu_speed_smoke(tmp_path, data_root):
     assert result["machine"] == hostinfo.describe()
 
 
+@pytest.mark.slow
 def test_coco_reference_smoke(tmp_path, data_root):
     """The reference rows on the tiny corpus, with a sample file: the seen-only training rows hold
     no token the test file lacks, and the sample file gets its copy fraction."""
@@ -102,190 +112,227 @@ def test_coco_reference_smoke(tmp_path, data_root):
     assert overlap["test"]["sentences"] == 100 and 0 < overlap["test"]["bleu2_exact"] < 1
 
 
+def _quality():
+    """benchmarks/quality.py as a module (it is a script, not a package module)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("quality", REPO / "benchmarks" / "quality.py")
+    quality = sys.modules["quality"] = importlib.util.module_from_spec(spec)  # its dataclass needs the entry
+    spec.loader.exec_module(quality)
+    return quality
+
+
+@pytest.fixture(scope="module")
+def warm_runs(tmp_path_factory, data_root):
+    """The COCO recipe's smoke pair: coco_mle_h256, then coco_rsgan_h256_s0 from its run (second
+    wave even with --jobs 2). Tests that need a finished MLE start copy runs/coco_mle_h256."""
+    tmp = tmp_path_factory.mktemp("warm")
+    out, runs = tmp / "quality.json", tmp / "runs"
+    _bench("quality.py", "--smoke", "--data-root", str(data_root), "--only", "coco_mle_h256,coco_rsgan_h256_s0",
+           "--runs", str(runs), "--out", str(out), "--jobs", "2")
+    return out, runs
+
+
+def _with_mle_start(warm_runs, tmp_path) -> Path:
+    runs = tmp_path / "runs"
+    shutil.copytree(warm_runs[1] / "coco_mle_h256", runs / "coco_mle_h256")
+    return runs
+
+
+@pytest.mark.slow
 def test_quality_smoke(tmp_path, data_root):
     out = tmp_path / "quality.json"
-    _bench("quality.py", "--smoke", "--data-root", str(data_root), "--only", "oracle20_rsgan,coco_rsgan",
+    _bench("quality.py", "--smoke", "--data-root", str(data_root), "--only", "oracle20_mle,coco_mle",
            "--runs", str(tmp_path / "runs"), "--out", str(out), "--jobs", "2")
     result = json.loads(out.read_text())
-    coco = result["experiments"]["coco_rsgan"]["metrics"]
+    coco = result["experiments"]["coco_mle"]["metrics"]
     assert {"bleu2_exact", "bleu2_texygen", "self_bleu2_loo", "self_bleu2_texygen"} <= set(coco)
-    assert "nll_oracle" in result["experiments"]["oracle20_rsgan"]["metrics"]
+    assert "nll_oracle" in result["experiments"]["oracle20_mle"]["metrics"]
     assert result["published"]["coco"]["RelGAN(100)"]["bleu2"] == 0.849
     assert {"nll_gen_pos", "nll_gen_pos_train"} <= set(coco)
-    assert result["experiments"]["coco_rsgan"]["machine"] == {**hostinfo.describe(), "torch": torch.__version__,
-                                                              "device": "cpu"}
+    assert result["experiments"]["coco_mle"]["machine"] == {**hostinfo.describe(), "torch": torch.__version__,
+                                                            "device": "cpu"}
+    assert result["experiments"]["coco_mle"]["config"] == "configs/coco_mle.yaml"
     # --score-only scores the same run again and keeps its training record; --sweep adds its
     # quality-diversity curve (rows in the record, the plot beside the results)
-    _bench("quality.py", "--smoke", "--score-only", "--data-root", str(data_root), "--only", "coco_rsgan",
+    _bench("quality.py", "--smoke", "--score-only", "--data-root", str(data_root), "--only", "coco_mle",
            "--runs", str(tmp_path / "runs"), "--out", str(out), "--sweep", "0.8:1.2:2")
-    again = json.loads(out.read_text())["experiments"]["coco_rsgan"]
+    again = json.loads(out.read_text())["experiments"]["coco_mle"]
     assert [row["temperature"] for row in again["sweep"]["rows"]] == [0.8, 1.2]
     assert {"bleu3", "self_bleu3", "nll_gen_tok", "entropy_tok"} <= set(again["sweep"]["rows"][0])
     assert (tmp_path / again["sweep"]["plot"]).stat().st_size > 0
-    before = result["experiments"]["coco_rsgan"]
+    before = result["experiments"]["coco_mle"]
     assert again["train_wall_s"] == before["train_wall_s"] and again["command"] == before["command"]
     assert "--score-only" in again["rescored"]["command"]
     assert again["metrics"]["bleu2_exact"] == before["metrics"]["bleu2_exact"]  # same checkpoint, same seed
 
 
-def test_quality_smoke_resume_trains_further_and_adds_up(tmp_path, data_root):
+@pytest.mark.slow
+def test_quality_smoke_resume_trains_further_and_adds_up(tmp_path, data_root, warm_runs):
     """--resume continues a run cut off by --train-limit (here: given more steps) and adds the
     segment to the record; without a record it refuses before training anything."""
-    out, runs = tmp_path / "quality.json", tmp_path / "runs"
-    common = ("--smoke", "--data-root", str(data_root), "--only", "coco_rsgan", "--runs", str(runs), "--out", str(out))
+    out, runs = tmp_path / "quality.json", _with_mle_start(warm_runs, tmp_path)
+    common = ("--smoke", "--data-root", str(data_root), "--only", "coco_rsgan_h256_s0", "--runs", str(runs),
+              "--out", str(out))
     refused = subprocess.run([sys.executable, str(REPO / "benchmarks" / "quality.py"), *common, "--resume"],
                              capture_output=True, text=True, timeout=300)
-    assert refused.returncode != 0 and "no training record of coco_rsgan" in refused.stderr
-    assert not runs.exists()
+    assert refused.returncode != 0 and "no training record of coco_rsgan_h256_s0" in refused.stderr
+    assert not (runs / "coco_rsgan_h256_s0").exists()
     _bench("quality.py", *common, "--sweep", "0.8:1.2:2")
-    first = json.loads(out.read_text())["experiments"]["coco_rsgan"]
+    first = json.loads(out.read_text())["experiments"]["coco_rsgan_h256_s0"]
     assert first["adversarial_steps_done"] == first["sweep"]["adversarial_steps_done"] == 2
+    scored = runs / "coco_rsgan_h256_s0" / "eval_final" / "metrics.json"
+    first_scoring = scored.stat().st_mtime_ns
     _bench("quality.py", *common, "--resume", "--set", "adversarial.steps=4", "--sweep", "0.9:1.1:2")
-    again = json.loads(out.read_text())["experiments"]["coco_rsgan"]
+    again = json.loads(out.read_text())["experiments"]["coco_rsgan_h256_s0"]
     assert again["adversarial_steps_done"] == 4 and again["command"] == first["command"]
     (segment,) = again["resumed"]
     assert segment["adversarial_steps_done"] == 4 and "--resume" in segment["command"]
     # the scores the segment replaced are kept with it
     assert segment["scored_before"]["adversarial_steps_done"] == 2
-    assert segment["scored_before"]["metrics"] == first["metrics"] != again["metrics"]
+    assert segment["scored_before"]["metrics"] == first["metrics"]
+    # scored again after the segment (best.pt may still be an early state, so the scores may repeat)
+    assert scored.stat().st_mtime_ns > first_scoring
+    assert json.loads(scored.read_text())["metrics"] == again["metrics"]
     # and so is the sweep's data; its plot file now shows the newer sweep
     assert segment["scored_before"]["sweep"]["rows"] == first["sweep"]["rows"]
     assert "plot" not in segment["scored_before"]["sweep"] and again["sweep"]["adversarial_steps_done"] == 4
     assert [row["temperature"] for row in again["sweep"]["rows"]] == [0.9, 1.1]
     assert again["train_wall_s"] == round(first["train_wall_s"] + segment["train_wall_s"], 1)
-    assert again["config"] == first["config"]
-    log = (runs / "coco_rsgan.log").read_text()
+    assert again["config"] == first["config"] == "configs/coco_rsgan_h256.yaml"
+    log = (runs / "coco_rsgan_h256_s0.log").read_text()
     assert "--resume" in log and log.count("$ textgan train") == 2  # the first segment's log is kept
 
 
-def test_quality_smoke_gan_from_pretrained_run(tmp_path, data_root):
-    """coco_rsgan_large starts from the coco_mle_large run (generator.init_from), skipping MLE, and
-    waits for it even when experiments run in parallel."""
-    out = tmp_path / "quality.json"
-    _bench("quality.py", "--smoke", "--data-root", str(data_root), "--only", "coco_mle_large,coco_rsgan_large",
-           "--runs", str(tmp_path / "runs"), "--out", str(out), "--jobs", "2")  # still one after the other
-    gan = json.loads(out.read_text())["experiments"]["coco_rsgan_large"]
+@pytest.mark.slow
+def test_quality_smoke_gan_from_pretrained_run(warm_runs):
+    """coco_rsgan_h256_s0 starts from the coco_mle_h256 run (its config's generator.init_from,
+    pointed at the runs folder), skipping MLE, waits for it even when experiments run in
+    parallel, and is scored on its best.pt at the recipe's temperature."""
+    out, runs = warm_runs
+    gan = json.loads(out.read_text())["experiments"]["coco_rsgan_h256_s0"]
     assert gan["mle_epochs_done"] == 0 and gan["adversarial_steps_done"] == 2
-    assert f"generator.init_from={tmp_path / 'runs'}/coco_mle_large" in gan["overrides"]
-    assert "generator initialised from" in (tmp_path / "runs" / "coco_rsgan_large.log").read_text()
+    assert f"generator.init_from={runs}/coco_mle_h256" in gan["overrides"] and "run.seed=0" in gan["overrides"]
+    assert gan["scored"] == "checkpoints/best.pt --temperature 0.95"
+    assert "generator initialised from" in (runs / "coco_rsgan_h256_s0.log").read_text()
+    assert json.loads((runs / "coco_rsgan_h256_s0" / "eval_final" / "metrics.json").read_text())["metrics"] == gan["metrics"]
 
 
-def test_every_quality_experiment_config_loads_with_its_overrides(tmp_path):
-    """A typo in an experiment's config path or overrides would only show hours into a long run."""
-    import importlib.util
-
+def test_every_quality_experiment_is_a_config_run_as_is(tmp_path):
+    """Each experiment is a file in configs/ (a typo would only show hours into a long run); what
+    quality.py adds is bookkeeping (data, run folder, seed, where the warm start's run lies), and a
+    GAN phase's init_from names the run folder its MLE config writes, with the same shapes."""
     from textgan.config import load
-    from textgan.gumbel import tau_at
 
-    spec = importlib.util.spec_from_file_location("quality", REPO / "benchmarks" / "quality.py")
-    quality = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(quality)
+    quality = _quality()
     args = quality.argparse.Namespace(data_root="data", runs=str(tmp_path), device="cpu", smoke=False, set=[])
-    cfgs = {}  # name -> its loaded config, as quality.py trains it
-    for name, (config, extra, num) in quality.EXPERIMENTS.items():
-        cfg = cfgs[name] = load(str(REPO / config), quality.overrides_for(name, args))
-        assert num > 0 and cfg.data.source in ("files", "oracle"), name
-        assert cfg.log.dir == str(tmp_path) and cfg.log.name == name  # the folder quality.py scores
-    assert set(quality.AFTER) | set(quality.AFTER.values()) <= set(quality.EXPERIMENTS)
-    for name in ("coco_relgan", "oracle20_relgan"):
-        assert load(str(REPO / quality.EXPERIMENTS[name][0]), []).generator.core == "relational_memory"
-    noprior = cfgs["oracle20_relgan_noprior"]
-    assert noprior.generator.prior == "none" and noprior.generator.core == "relational_memory"
-    for name in ("oracle20_rsgan_warm_beta1", "oracle20_relgan_beta1"):  # beta_max = 1: tau stays 1
-        cfg = cfgs[name]
-        assert all(tau_at(step, cfg.gumbel, cfg.adversarial.steps) == 1.0 for step in (0, 1500, 3000)), name
-    mle30, mix, mix_sn = (cfgs[name] for name in ("coco_relgan_mle30", "coco_relgan_mix", "coco_relgan_mix_sn"))
-    assert (mle30.mle.epochs, mle30.adversarial.steps) == (30, 0)
-    assert mix.generator.init_from == f"{tmp_path}/coco_relgan_mle30" and mix.mle.epochs == 0
-    assert mix.adversarial.mle_weight == mix_sn.adversarial.mle_weight == 1.0
-    assert (mix.discriminator.spectral_norm, mix_sn.discriminator.spectral_norm) == (False, True)
-    gan608 = cfgs["coco_relgan_mix_gan608"]
-    assert (gan608.adversarial.mle_weight, gan608.adversarial.mle_weight_steps) == (1.0, 608)
-    assert gan608.generator.init_from == mix.generator.init_from
-    oracle_mix = cfgs["oracle20_rsgan_warm_mix"]
-    assert oracle_mix.generator.init_from == f"{tmp_path}/oracle20_mle" and oracle_mix.mle.epochs == 0
-    assert oracle_mix.adversarial.mle_weight == 1.0 and oracle_mix.data.source == "oracle"
-    glr, glr_st = cfgs["oracle20_rsgan_warm_glr"], cfgs["oracle20_rsgan_warm_glr_st"]
-    assert glr.adversarial.g_lr == glr_st.adversarial.g_lr == 0.001  # only the Gumbel mode differs
-    assert (glr.gumbel.mode, glr_st.gumbel.mode) == ("soft", "straight_through")
-    o_mix = cfgs["oracle20_rsgan_warm_glr_mix"]
-    assert o_mix.generator.init_from == glr.generator.init_from and o_mix.mle.epochs == 0
-    assert (o_mix.adversarial.g_lr, o_mix.adversarial.mle_weight) == (0.001, 1.0)
-    glr3 = cfgs["coco_rsgan_glr3"]
-    assert glr3.generator.init_from == f"{tmp_path}/coco_rsgan_mle30"
-    assert (glr3.mle.epochs, glr3.adversarial.g_lr, glr3.adversarial.d_lr) == (0, 0.003, 0.0001)
-    rsgan_mle30 = cfgs["coco_rsgan_mle30"]
-    assert (rsgan_mle30.mle.epochs, rsgan_mle30.adversarial.steps) == (30, 0)
-    glr_mix = cfgs["coco_rsgan_glr_mix"]
-    assert glr_mix.generator.init_from == glr3.generator.init_from and glr_mix.mle.epochs == 0
-    assert (glr_mix.adversarial.g_lr, glr_mix.adversarial.mle_weight) == (0.001, 1.0)
-    glr_mix_sn = cfgs["coco_rsgan_glr_mix_sn"]
-    assert (glr_mix_sn.discriminator.spectral_norm, glr_mix.discriminator.spectral_norm) == (True, False)
-    assert glr_mix_sn.adversarial == glr_mix.adversarial and glr_mix_sn.generator == glr_mix.generator
-    best = cfgs["oracle20_rsgan_warm_glr2_best"]  # its seed variants train over the MLE run's corpus
-    for name in ("oracle20_rsgan_warm_glr2_best_s1", "oracle20_rsgan_warm_glr2_best_s2"):
-        seeded = cfgs[name]
-        assert seeded.run.seed != best.run.seed and seeded.data.seed == best.run.seed == 0, name
-        assert seeded.adversarial == best.adversarial and seeded.log.best_metric == "nll_oracle", name
-    for w in (64, 128):  # the wider generators: an MLE phase each, and the 20x recipe from it
-        wide_mle, wide = cfgs[f"oracle20_mle_h{w}"], cfgs[f"oracle20_rsgan_warm_h{w}_glr2_best"]
-        assert wide_mle.generator.hidden_dim == wide.generator.hidden_dim == w  # the warm start's shapes
-        assert (wide_mle.mle.epochs, wide_mle.mle.patience) == (150, 0)
-        assert wide.generator.init_from == f"{tmp_path}/oracle20_mle_h{w}" and wide.mle.epochs == 0
-        assert wide.adversarial == best.adversarial and wide.eval == best.eval
-        assert (wide.log.best_metric, wide.log.best_mode) == (best.log.best_metric, best.log.best_mode)
-        assert quality.AFTER[f"oracle20_rsgan_warm_h{w}_glr2_best"] == f"oracle20_mle_h{w}"
-    h64 = cfgs["oracle20_rsgan_warm_h64_glr2_best"]
-    for s in (1, 2, 3, 4):  # the 64-wide recipe under other training seeds, over the same corpus
-        seeded = cfgs[f"oracle20_rsgan_warm_h64_glr2_best_s{s}"]
-        assert (seeded.run.seed, seeded.data.seed, h64.run.seed) == (s, 0, 0)
-        assert seeded.generator == h64.generator and seeded.adversarial == h64.adversarial
-    for s in (1, 3):  # the same runs with the weight average: only g_ema differs
-        averaged, seeded = cfgs[f"oracle20_rsgan_warm_h64_glr2_ema95_s{s}"], cfgs[f"oracle20_rsgan_warm_h64_glr2_best_s{s}"]
-        assert averaged.adversarial.g_ema == 0.95 and seeded.adversarial.g_ema == 0
-        assert replace(averaged.adversarial, g_ema=0.0) == seeded.adversarial
-        assert (averaged.run, averaged.data, averaged.generator, averaged.eval, averaged.log.best_metric) == (
-            seeded.run, seeded.data, seeded.generator, seeded.eval, seeded.log.best_metric)
-        assert quality.AFTER[f"oracle20_rsgan_warm_h64_glr2_ema95_s{s}"] == "oracle20_mle_h64"
-    coco_ema, coco_raw = cfgs["coco_rsgan_h256_tied_mix3_ema98"], cfgs["coco_rsgan_h256_tied_mix3"]
-    assert coco_ema.adversarial.g_ema == 0.98 and replace(coco_ema.adversarial, g_ema=0.0) == coco_raw.adversarial
-    assert (coco_ema.generator, coco_ema.run, coco_ema.eval) == (coco_raw.generator, coco_raw.run, coco_raw.eval)
-    assert quality.AFTER["coco_rsgan_h256_tied_mix3_ema98"] == "coco_mle_h256_tied"
-    coco_ema_s1 = cfgs["coco_rsgan_h256_tied_mix3_ema98_s1"]  # another training seed, the same corpus
-    assert (coco_ema_s1.run.seed, coco_ema_s1.data.seed, coco_ema.run.seed) == (1, 0, 0)
-    assert coco_ema_s1.adversarial == coco_ema.adversarial and coco_ema_s1.generator == coco_ema.generator
-    assert quality.AFTER["coco_rsgan_h256_tied_mix3_ema98_s1"] == "coco_mle_h256_tied"
-    # the validation-split recipe: the MLE start and every seed's GAN phase hold out the same tenth
-    mle_valid = cfgs["coco_mle_h256_tied_valid"]
-    assert replace(mle_valid.data, valid_frac=0.0) == cfgs["coco_mle_h256_tied"].data and mle_valid.data.valid_frac == 0.1
-    assert (mle_valid.mle, mle_valid.generator) == (cfgs["coco_mle_h256_tied"].mle, cfgs["coco_mle_h256_tied"].generator)
-    base_valid = cfgs["coco_mle_valid"]  # the target's MLE bound, measured on the same validation split
-    assert base_valid.data == mle_valid.data
-    assert (base_valid.generator, base_valid.mle) == (cfgs["coco_mle"].generator, cfgs["coco_mle"].mle)
-    assert quality.COCO_VALID_SEEDS == (0, 1, 2, 3, 4, 5)
-    for s in quality.COCO_VALID_SEEDS:
-        gan = cfgs[f"coco_rsgan_h256_tied_mix3_ema98_valid_s{s}"]
-        assert quality.AFTER[f"coco_rsgan_h256_tied_mix3_ema98_valid_s{s}"] == "coco_mle_h256_tied_valid"
-        assert replace(gan.data, seed=-1) == mle_valid.data and (gan.run.seed, gan.data.seed) == (s, 0)
-        assert gan.adversarial == replace(coco_ema.adversarial, steps=350) and gan.generator.hidden_dim == 256
-        assert (gan.log.best_metric, gan.log.best_ceiling_metric) == ("bleu3_exact", "")
-        assert gan.eval.every == 25 and gan.eval.latent_draws == 8
-    assert cfgs["oracle20_mle_h64_early"].mle.patience == 3
-    early = cfgs["oracle20_rsgan_warm_h64_early_glr2_best"]  # the same recipe from the early-stopped model
-    assert early.generator.init_from == f"{tmp_path}/oracle20_mle_h64_early" and early.generator.hidden_dim == 64
-    assert early.adversarial == h64.adversarial and early.mle.epochs == 0
-    assert quality.AFTER["oracle20_rsgan_warm_h64_early_glr2_best"] == "oracle20_mle_h64_early"
-    long_mle, long_gan = cfgs["oracle40_mle_h64"], cfgs["oracle40_rsgan_warm_h64_glr2_best"]  # length 40
-    assert long_mle.data.oracle_seq_len == long_gan.data.oracle_seq_len == 40
-    assert long_mle.generator.hidden_dim == long_gan.generator.hidden_dim == 64 and long_mle.mle.epochs == 150
-    assert long_gan.generator.init_from == f"{tmp_path}/oracle40_mle_h64" and long_gan.mle.epochs == 0
-    assert long_gan.adversarial == h64.adversarial and long_gan.eval == h64.eval and long_gan.gumbel == h64.gumbel
-    assert quality.AFTER["oracle40_rsgan_warm_h64_glr2_best"] == "oracle40_mle_h64"
-    for s in (1, 2):  # the length-40 recipe under other training seeds, over the same corpus
-        seeded = cfgs[f"oracle40_rsgan_warm_h64_glr2_best_s{s}"]
-        assert (seeded.run.seed, seeded.data.seed, long_gan.run.seed) == (s, 0, 0)
-        assert seeded.generator == long_gan.generator and seeded.adversarial == long_gan.adversarial
-        assert quality.AFTER[f"oracle40_rsgan_warm_h64_glr2_best_s{s}"] == "oracle40_mle_h64"
+    starts = quality.after()
+    for name, exp in quality.EXPERIMENTS.items():
+        path = REPO / exp.config
+        assert path.parent == REPO / "configs" and path.is_file(), name
+        cfg, as_run = load(path), load(path, quality.overrides_for(name, args))
+        assert as_run.log.dir == str(tmp_path) and as_run.log.name == name  # the folder quality.py scores
+        assert as_run.run.seed == (cfg.run.seed if exp.seed is None else exp.seed)
+        assert replace(as_run, log=cfg.log, data=replace(as_run.data, root=cfg.data.root), run=cfg.run,
+                       generator=replace(as_run.generator, init_from=cfg.generator.init_from)) == cfg
+        assert not exp.best or cfg.log.best_metric, name  # best.pt is written only with a best_metric
+        if not cfg.generator.init_from:
+            assert name not in starts
+            continue
+        mle_name = starts[name]
+        mle = quality.config_of(mle_name)
+        assert Path(cfg.generator.init_from) == Path(mle.log.dir) / (mle.log.name or Path(quality.EXPERIMENTS[mle_name].config).stem)
+        assert as_run.generator.init_from == f"{tmp_path}/{mle_name}" and cfg.mle.epochs == 0 < mle.mle.epochs
+        # the same network; the GAN phase may add a latent (its z projection starts at zero)
+        assert replace(cfg.generator, init_from="", prior=mle.generator.prior,
+                       latent_dim=mle.generator.latent_dim) == mle.generator, name
+        assert replace(cfg.data, seed=mle.data.seed) == mle.data and cfg.data.seed == mle.run.seed, name
+    assert set(starts.values()) == {"coco_mle_h256", "oracle20_mle_h64", "oracle40_mle_h64"}
+
+
+def test_the_recipes_as_benchmarks_md_reports_them():
+    quality = _quality()
+    exps, cfg = quality.EXPERIMENTS, quality.config_of
+    coco = [n for n in exps if n.startswith("coco_rsgan_h256_s")]
+    assert sorted(exps[n].seed for n in coco) == list(range(6))  # the six-seed mean
+    assert all(exps[n].best and exps[n].temperature == 0.95 for n in coco)
+    gan, start = cfg("coco_rsgan_h256_s0"), cfg("coco_mle_h256")
+    assert gan.data.valid_frac == start.data.valid_frac == 0.1  # chosen without the test set
+    assert (gan.log.best_metric, gan.eval.every, gan.adversarial.steps) == ("bleu3_exact", 25, 350)
+    assert (gan.adversarial.g_ema, gan.adversarial.mle_weight, gan.adversarial.g_lr) == (0.98, 1.0, 0.0003)
+    base, base_valid = cfg("coco_mle"), cfg("coco_mle_valid")  # the NLL_gen bound, on the test and validation sets
+    assert replace(base_valid, data=replace(base_valid.data, valid_frac=0.0)) == base and base_valid.data.valid_frac == 0.1
+    for length, seeds in ((20, range(5)), (40, range(3))):
+        names = [n for n in exps if n.startswith(f"oracle{length}_rsgan_h64_s")]
+        assert sorted(exps[n].seed for n in names) == list(seeds)
+        assert all(exps[n].best and exps[n].eval_seed == 7 for n in names)
+        oracle = cfg(names[0])
+        assert (oracle.data.oracle_seq_len, oracle.generator.hidden_dim, oracle.adversarial.g_lr) == (length, 64, 0.002)
+        assert (oracle.log.best_metric, oracle.log.best_mode, oracle.eval.every) == ("nll_oracle", "min", 5)
+
+
+# config in configs/ -> (record file, experiment as recorded): the runs BENCHMARKS.md reports
+RECORDED = {
+    "coco_mle.yaml": ("quality_cpu.json", "coco_mle"),
+    "coco_mle_valid.yaml": ("quality_cpu_xeon.json", "coco_mle_valid"),
+    "coco_rsgan_h256.yaml": ("quality_cpu_xeon.json", "coco_rsgan_h256_tied_mix3_ema98_valid_s0"),
+    "oracle20_mle.yaml": ("quality_cpu.json", "oracle20_mle"),
+    "oracle20_mle_h64.yaml": ("quality_cpu.json", "oracle20_mle_h64"),
+    "oracle20_rsgan_h64.yaml": ("quality_cpu_xeon.json", "oracle20_rsgan_warm_h64_glr2_best_s1"),
+    "oracle40_mle_h64.yaml": ("quality_cpu_xeon.json", "oracle40_mle_h64"),
+    "oracle40_rsgan_h64.yaml": ("quality_cpu_xeon.json", "oracle40_rsgan_warm_h64_glr2_best_s1"),
+}
+
+
+def test_reported_configs_reproduce_the_recorded_runs():
+    """Each reported config, run as is, resolves to the config its recorded run was trained with
+    (a config file plus overrides, as quality.py ran it then), apart from where the data, the runs
+    and the warm start's folder were, the training seed and the checkpoint cadence."""
+    from textgan.config import load, to_dict
+
+    def comparable(cfg) -> dict:
+        d = to_dict(cfg)
+        for section, key in (("data", "root"), ("run", "device"), ("run", "seed"), ("generator", "init_from"),
+                             ("log", "dir"), ("log", "name"), ("log", "progress"), ("log", "checkpoint_every"),
+                             ("log", "keep_last")):
+            d[section].pop(key)
+        return d
+
+    for config, (results, name) in RECORDED.items():
+        record = json.loads((REPO / "benchmarks" / "results" / results).read_text())["experiments"][name]
+        recorded = load(REPO / record["config"], record["overrides"])
+        assert comparable(load(REPO / "configs" / config)) == comparable(recorded), config
+        assert bool(recorded.generator.init_from) == bool(load(REPO / "configs" / config).generator.init_from)
+
+
+def test_benchmarks_md_cites_what_is_kept_and_nothing_missing():
+    """BENCHMARKS.md names only configs and result files that exist, and benchmarks/results/
+    holds nothing it does not cite as benchmarks/results/NAME (NAME may hold {a,b} groups)."""
+    text = (REPO / "BENCHMARKS.md").read_text(encoding="utf-8")
+    for config in set(re.findall(r"configs/[\w.]+\.yaml", text)):
+        assert (REPO / config).is_file(), config
+    cited = set()
+    for name in re.findall(r"benchmarks/results/([\w.{},-]+\.(?:json|csv|png))", text):
+        for expanded in _braces(name):
+            cited.add(expanded)
+    kept = {p.name for p in (REPO / "benchmarks" / "results").iterdir()}
+    assert cited - kept == set()
+    assert kept - cited == set()
+
+
+def _braces(name: str) -> list[str]:
+    """`a_{x,y}_b` -> [a_x_b, a_y_b] (one level, any number of groups)."""
+    m = re.search(r"\{([^{}]*)\}", name)
+    if not m:
+        return [name]
+    return [e for part in m.group(1).split(",") for e in _braces(name[:m.start()] + part + name[m.end():])]
+
+
+def test_plots_script_draws_every_plot_from_the_kept_results(tmp_path):
+    _bench("plots.py", "--out-dir", str(tmp_path))
+    drawn = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert drawn and all((tmp_path / p).stat().st_size > 10_000 for p in drawn)
+    assert drawn == sorted(p.name for p in (REPO / "benchmarks" / "results").glob("*.png"))
 
 
 def _pids_running(*needles: str) -> list[int]:
@@ -302,17 +349,18 @@ def _pids_running(*needles: str) -> list[int]:
     return pids
 
 
-def test_quality_run_ended_from_outside_is_scored_as_it_stands(tmp_path, data_root):
+@pytest.mark.slow
+def test_quality_run_ended_from_outside_is_scored_as_it_stands(tmp_path, data_root, warm_runs):
     """SIGTERM to the `textgan train` of a long benchmark run (to free the machine early) makes it
     checkpoint; quality.py then scores that checkpoint and records how far it got."""
-    out, runs = tmp_path / "quality.json", tmp_path / "runs"
+    out, runs = tmp_path / "quality.json", _with_mle_start(warm_runs, tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "quality.py"), "--smoke", "--data-root",
-                             str(data_root), "--only", "coco_rsgan", "--runs", str(runs), "--out", str(out),
-                             "--set", "adversarial.steps=100000", "log.checkpoint_every=1", "log.keep_last=2"],
+                             str(data_root), "--only", "coco_rsgan_h256_s0", "--runs", str(runs), "--out",
+                             str(out), "--set", "adversarial.steps=100000", "log.checkpoint_every=1", "log.keep_last=2"],
                             cwd=REPO, env=env, stdout=(tmp_path / "out.txt").open("w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
-    while len(list((runs / "coco_rsgan" / "checkpoints").glob("step_*.pt"))) < 2:  # past MLE, handler set
+    while len(list((runs / "coco_rsgan_h256_s0" / "checkpoints").glob("step_*.pt"))) < 2:  # past MLE, handler set
         assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "out.txt").read_text()
         time.sleep(0.2)
     (pid,) = _pids_running("textgan", "train", str(runs))
@@ -323,7 +371,7 @@ def test_quality_run_ended_from_outside_is_scored_as_it_stands(tmp_path, data_ro
         for left in _pids_running(str(runs)):
             os.kill(left, signal.SIGKILL)
         proc.kill()
-    record = json.loads(out.read_text())["experiments"]["coco_rsgan"]
+    record = json.loads(out.read_text())["experiments"]["coco_rsgan_h256_s0"]
     assert record["stopped_by_sigterm"] is True and record["stopped_by_time_limit"] is False
     assert 1 <= record["adversarial_steps_done"] < 100000
     assert "bleu2_exact" in record["metrics"]

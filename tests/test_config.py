@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 
 from textgan import config
 from textgan.config import Config, ConfigError
@@ -131,10 +132,8 @@ def test_unknown_key_suggests_the_close_one(tmp_path):
     ("log.name=[a]", "log.name"),
     ("data.root=123", "data.root"),
     ("generator.prior=gaussian", "generator.prior"),
-    ("generator.ce_kernel=fast", "generator.ce_kernel"),
-    ("generator.lstm_kernel=fast", "generator.lstm_kernel"),
-    ("discriminator.conv_kernel=fast", "discriminator.conv_kernel"),
-    ("discriminator.highway_kernel=fast", "discriminator.highway_kernel"),
+    ("run.accel=fast", "run.accel"),
+    ("run.accel=true", "run.accel"),
     ("discriminator.highway=single", "discriminator.highway"),
     ("eval.bleu_n=3", "eval.bleu_n"),
     ("eval.bleu_n=[2, x]", "eval.bleu_n[1]"),
@@ -147,6 +146,43 @@ def test_unknown_key_suggests_the_close_one(tmp_path):
 def test_wrong_type(override, key):
     message = error_of(config.load, None, [override])
     assert message.startswith(f"{key}: ")
+
+
+LEGACY = ["generator.ce_kernel", "generator.lstm_kernel", "discriminator.conv_kernel",
+          "discriminator.highway_kernel", "discriminator.compile"]
+
+
+@pytest.mark.parametrize("key", LEGACY)
+def test_a_kernel_setting_from_before_run_accel_is_one_line_naming_run_accel(tmp_path, key):
+    """In an override and in a user's YAML file: the setting is gone, run.accel replaces it."""
+    value = "true" if key.endswith("compile") else "native"
+    section, name = key.split(".")
+    for message in (error_of(config.load, None, [f"{key}={value}"]),
+                    error_of(config.load, write(tmp_path, f"{section}:\n  {name}: {value}\n"))):
+        assert message == (f"{key}: replaced by run.accel (auto, native, compile or off); "
+                           f"remove {key} and set run.accel instead")
+
+
+def test_a_saved_config_with_the_old_kernel_settings_still_loads(tmp_path, capsys):
+    """A run folder's config.yaml (or a checkpoint's config) from before run.accel: the old keys
+    are dropped with a one-line note; a compiled discriminator maps to run.accel=compile."""
+    old = config.to_dict(config.Config())
+    old["generator"].update(ce_kernel="native", lstm_kernel="torch")
+    old["discriminator"].update(conv_kernel="auto", highway_kernel="auto", compile=False)
+    del old["run"]["accel"]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(old))
+    cfg = config.load(path, ["mle.epochs=2"], saved=True)
+    assert cfg.run.accel == "auto" and cfg.mle.epochs == 2
+    note = capsys.readouterr().err.strip().splitlines()
+    assert note == ["note: saved config's generator.ce_kernel, generator.lstm_kernel, discriminator.conv_kernel, "
+                    "discriminator.highway_kernel, discriminator.compile dropped (replaced by run.accel)"]
+    old["discriminator"]["compile"] = True
+    assert config.from_dict(old, saved=True).run.accel == "compile"
+    assert config.from_dict(config.to_dict(cfg), saved=True) == cfg  # a new config: nothing dropped
+    assert capsys.readouterr().err.count("note:") == 1
+    with pytest.raises(config.ConfigError, match="replaced by run.accel"):
+        config.from_dict(old)  # not a saved one: the user is told
 
 
 def test_wrong_type_names_the_valid_choices():

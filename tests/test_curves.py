@@ -79,6 +79,7 @@ def test_read_curve_errors_name_the_file(tmp_path):
         read_curve(str(tmp_path / "text.csv"), "x")
 
 
+@pytest.mark.slow
 def test_cli_prints_gaps_writes_csv_and_png_and_never_overwrites(tmp_path):
     base = write_sweep(tmp_path / "mle" / "sweep.csv", BASE)
     other = write_sweep(tmp_path / "gan" / "sweep.csv", OTHER)

@@ -29,6 +29,8 @@ from textgan.losses import gradient_penalty
 from textgan.monitor import Monitor
 from textgan.train import Trainer
 
+pytestmark = pytest.mark.slow  # torchrun process groups
+
 CONFIG = str(REPO / "configs" / "coco_rsgan.yaml")
 LOCAL = {"MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
 
@@ -65,7 +67,7 @@ def _check_mle_gradients(tmp: Path, data_root: str, dist: Dist) -> None:
     """Per-rank batch 8 on 2 ranks == batch 16 on one process (deterministic: no z, no dropout)."""
     same = ["generator.prior=none", "mle.grad_clip=0"]
     tr = _trainer(tmp / f"a{dist.rank}", data_root, dist, *same, "mle.batch_size=8")
-    assert all(isinstance(m, DistributedDataParallel) for m in (tr.G_parallel, tr.D_parallel))
+    assert all(isinstance(m, DistributedDataParallel) for m in (tr.g.replica, tr.d.replica))
     idx = torch.arange(16) * 31 % 500  # sentences of different lengths: unequal token counts per rank
     with _explicit_all_reduces() as sizes:
         tr.mle_batch(idx)
@@ -92,12 +94,12 @@ def _check_adversarial(tmp: Path, data_root: str, dist: Dist) -> None:
     assert distributed.parameters_equal(dist, [tr.G, tr.D])
     per_rank = dist.gather(losses)
     assert per_rank[0] != per_rank[1], "ranks saw the same data and noise"
-    real_loss, g_before = tr.loss_g, _flat(tr.G)
+    real_loss, g_before = tr.algorithm.loss_g, _flat(tr.G)
     if dist.rank == 1:  # a NaN loss with finite gradients on one rank only: both ranks skip
-        tr.loss_g = lambda d_real, d_fake: real_loss(d_real, d_fake) + float("nan")
+        tr.algorithm.loss_g = lambda d_real, d_fake: real_loss(d_real, d_fake) + float("nan")
     tr.adversarial_step()
     assert tr.progress.skipped == 1 and torch.equal(_flat(tr.G), g_before)
-    tr.loss_g = real_loss
+    tr.algorithm.loss_g = real_loss
     assert distributed.parameters_equal(dist, [tr.G, tr.D])
     # exact resume: every rank restores its own noise and dropout streams
     path = tr.save(tmp / "b" / "mid.pt")
@@ -120,10 +122,10 @@ def _check_d_step_gradients(tmp: Path, data_root: str, dist: Dist, loss: str) ->
     tr.d_step(tau=1.0)
     tr.data_rng.set_state(data)
     tr.noise_rng.set_state(noise)
-    real = tr._real(4)
+    real = tr.batches.real_dists(4)
     with torch.no_grad():
-        fake = tr._fake(4, tau=1.0).dists
-    local = tr.loss_d(before(real), before(fake))
+        fake = tr.algorithm.fake(4, tau=1.0).dists
+    local = tr.algorithm.loss_d(before(real), before(fake))
     if loss == "wgan_gp":
         local = local + tr.cfg.adversarial.gp_weight * gradient_penalty(before, real, fake, tr.noise_rng)
     grads = torch.autograd.grad(local, list(before.parameters()))

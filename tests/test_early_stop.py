@@ -10,6 +10,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import FAST, REPO, run_cli
 from textgan import checkpoint
 
+pytestmark = pytest.mark.slow  # whole MLE runs to their early stop
+
 CONFIG = str(REPO / "configs" / "coco_rsgan.yaml")
 # mle.lr 0.1 on the 500 tiny sentences: held-out NLL_gen bottoms out after two epochs
 # (5.30, 5.19, 5.27, 5.47 on the AVX-512 EPYC), so patience 2 ends pretraining at epoch 4

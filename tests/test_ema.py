@@ -19,6 +19,8 @@ from textgan.monitor import Monitor
 from textgan.sample import load_generator
 from textgan.train import Trainer
 
+pytestmark = pytest.mark.slow  # whole training runs through the CLI
+
 COMMON = ("adversarial.d_steps=1", "discriminator.dropout=0", "eval.num_samples=8", "eval.bleu_n=[2]")
 
 

@@ -141,6 +141,7 @@ def run(data_root, tmp_path_factory):
     return runs / "coco_mle"
 
 
+@pytest.mark.slow
 def test_seed_spread_pools_what_eval_draws_per_seed(run, tmp_path):
     """benchmarks/seed_spread.py scores, per seed, the very samples `textgan eval --seed` scores,
     and pools them: the mean of the seed means, with standard error sqrt(sum se^2) / k."""
@@ -170,6 +171,7 @@ def test_seed_spread_pools_what_eval_draws_per_seed(run, tmp_path):
     assert not (tmp_path / "bad.json").exists()
 
 
+@pytest.mark.slow
 def test_training_seeds_summarizes_runs_scored_alike(run, tmp_path):
     """benchmarks/training_seeds.py: per metric over runs of one recipe (here two training seeds),
     mean, sample sd, sd / sqrt(k), min and max of what `textgan eval` wrote, and the runs reaching
@@ -347,6 +349,7 @@ def test_eval_sweep_writes_csv_png_and_events(run, tmp_path):
     assert [e.value for e in temps] == pytest.approx([0.5, 1.0, 1.5])
 
 
+@pytest.mark.slow
 def test_curves_on_two_real_sweeps_reads_the_baseline_where_the_other_curve_is(run, tmp_path):
     """`textgan curves` on sweeps written by `textgan eval`: every gap is the other curve's BLEU
     minus the baseline's, read off linearly (here by numpy) at the same entropy."""
@@ -379,6 +382,7 @@ def test_curves_on_two_real_sweeps_reads_the_baseline_where_the_other_curve_is(r
     assert (tmp_path / "cmp" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["--sweep-temperature", "2:1:0"], ["--num", "1"], ["--protocol", "corpus"]])
 def test_eval_bad_args_one_line_exit_2(run, args):
     res = run_cli("eval", str(run), *args)

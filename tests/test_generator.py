@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from textgan import accel
 from textgan.config import GeneratorConfig
 from textgan.gumbel import gumbel_noise
 from textgan.models import build_generator
@@ -113,20 +114,22 @@ def test_teacher_forcing_starts_from_bos_and_masks_banned():
     assert (logits[..., PAD] < -1e8).all() and (logits[..., BOS] < -1e8).all()
 
 
-@pytest.mark.parametrize("lstm_kernel", ["torch", "auto"])
-def test_io_dropout_drops_teacher_forced_inputs_and_outputs_only_while_training(lstm_kernel):
+@pytest.mark.parametrize("mode", ["off", "auto"])
+def test_io_dropout_drops_teacher_forced_inputs_and_outputs_only_while_training(mode):
     """generator.io_dropout: in training the teacher-forced logits and MLE loss change from draw
     to draw and every parameter still gets a gradient (the fused all-in-forward MLE path steps
     aside); in eval mode, and for free-running samples in any mode, the model is the same as
     without it."""
-    cfg = dict(emb_dim=8, hidden_dim=16, latent_dim=5, lstm_kernel=lstm_kernel)
+    cfg = dict(emb_dim=8, hidden_dim=16, latent_dim=5)
     torch.manual_seed(0)
     plain = build_generator(GeneratorConfig(**cfg), V, [PAD, BOS])
     drop = build_generator(GeneratorConfig(**cfg, io_dropout=0.5), V, [PAD, BOS])
     drop.load_state_dict(plain.state_dict())
+    accel.apply(plain, None, mode)
+    accel.apply(drop, None, mode)
     tokens = torch.randint(3, V, (6, 7), generator=torch.Generator().manual_seed(1))
     z = latent(plain, 6, 2)
-    assert not drop.mle_fused()  # training, gradients on: the layered path, which can drop
+    assert not accel.mle_fused(drop)  # training, gradients on: the layered path, which can drop
     first, second = drop.mle_loss(tokens, z, PAD), drop.mle_loss(tokens, z, PAD)
     assert not torch.allclose(first, second)
     assert not torch.allclose(first, plain.mle_loss(tokens, z, PAD))
@@ -143,17 +146,19 @@ def test_io_dropout_drops_teacher_forced_inputs_and_outputs_only_while_training(
         torch.testing.assert_close(drop.mle_loss(tokens, z, PAD), plain.mle_loss(tokens, z, PAD), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("lstm_kernel", ["torch", "auto"])
-def test_tied_embeddings_share_one_matrix_whose_gradient_sums_both_roles(lstm_kernel):
+@pytest.mark.parametrize("mode", ["off", "auto"])
+def test_tied_embeddings_share_one_matrix_whose_gradient_sums_both_roles(mode):
     """generator.tie_embeddings: the embedding and the output layer are one parameter (V * E
     fewer), its MLE gradient is the untied model's embedding gradient plus its output-weight
     gradient (also through the fused all-in-forward kernels, where `auto` takes them), and a
     state-dict round trip keeps it one tensor."""
-    cfg = dict(emb_dim=16, hidden_dim=16, latent_dim=5, lstm_kernel=lstm_kernel, ce_kernel=lstm_kernel)
+    cfg = dict(emb_dim=16, hidden_dim=16, latent_dim=5)
     torch.manual_seed(0)
     tied = build_generator(GeneratorConfig(**cfg, tie_embeddings=True), V, [PAD, BOS])
     untied = build_generator(GeneratorConfig(**cfg), V, [PAD, BOS])
     untied.load_state_dict(tied.state_dict())
+    accel.apply(tied, None, mode)
+    accel.apply(untied, None, mode)
     assert tied.embedding.weight is tied.out.weight
     assert torch.equal(untied.embedding.weight, untied.out.weight)  # same values, two tensors
     n_tied, n_untied = (sum(p.numel() for p in g.parameters()) for g in (tied, untied))

@@ -69,6 +69,7 @@ def test_nll_matches_numpy_reference(oracle, params, t_len):
     assert oracle.log_prob(ids).numpy() == pytest.approx(-gold.sum(axis=1), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_sampling_reproducible_and_in_range(oracle):
     a = oracle.sample(300, generator=torch.Generator().manual_seed(1))
     assert a.shape == (300, 20) and a.dtype == torch.long
@@ -79,6 +80,7 @@ def test_sampling_reproducible_and_in_range(oracle):
     assert oracle.sample(0).shape == (0, 20)
 
 
+@pytest.mark.slow
 def test_own_samples_score_like_the_entropy_and_far_below_uniform(oracle, params):
     """-log p of own samples and the mean next-token entropy along them both estimate the entropy rate."""
     ids = oracle.sample(400, generator=torch.Generator().manual_seed(0))
@@ -173,6 +175,7 @@ def test_prepare_grammar_corpus():
     assert decoded == sample_grammar(200, seed=1)
 
 
+@pytest.mark.slow
 def test_data_seed_fixes_a_built_in_corpus_whatever_the_run_seed(data_root):
     oracle_cfg = DataConfig(source="oracle", root=str(data_root), oracle_params=NPZ, num_train=100, num_test=30)
     follows = [prepare(oracle_cfg, seed=s) for s in (0, 1)]

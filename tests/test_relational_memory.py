@@ -168,6 +168,7 @@ def test_config_checks_and_relgan_config_loads():
     assert (g.core, g.mem_slots, g.num_heads, g.head_size) == ("relational_memory", 1, 2, 256)
 
 
+@pytest.mark.slow
 def test_cli_trains_samples_and_refuses_an_lstm_source(data_root, tmp_path):
     """The real CLI on the tiny corpus: MLE then adversarial steps with a relational memory, then
     sampling from the run; a GAN may not start from it with an LSTM config (one-line error)."""

@@ -13,7 +13,10 @@ from textgan import checkpoint, config
 from textgan.corpus import prepare
 from textgan.monitor import Monitor
 from textgan.schedule import run
-from textgan.train import Diverged, Trainer
+from textgan.guard import Diverged
+from textgan.train import Trainer
+
+pytestmark = pytest.mark.slow  # each test trains real runs through the CLI
 
 CONFIG = str(REPO / "configs" / "coco_rsgan.yaml")
 SHORT = ["adversarial.steps=8", "adversarial.d_steps=1", "log.checkpoint_every=2", "eval.every=4",
@@ -28,14 +31,14 @@ def _trainer(tmp_path, data_root, *overrides: str) -> Trainer:
 
 def _poison_g_loss(trainer: Trainer, bad_calls: range) -> None:
     """Make the generator loss NaN on the given calls: a real non-finite loss in the real loop."""
-    real, calls = trainer.loss_g, [0]
+    real, calls = trainer.algorithm.loss_g, [0]
 
     def poisoned(d_real, d_fake):
         calls[0] += 1
         loss = real(d_real, d_fake)
         return loss * float("nan") if calls[0] in bad_calls else loss
 
-    trainer.loss_g = poisoned
+    trainer.algorithm.loss_g = poisoned
 
 
 def _scalars(run_dir, tag: str) -> list[float]:

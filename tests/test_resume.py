@@ -16,6 +16,8 @@ import torch
 from conftest import FAST, REPO
 from textgan import checkpoint
 
+pytestmark = pytest.mark.slow  # whole training runs killed and resumed
+
 CONFIG = str(REPO / "configs" / "coco_rsgan.yaml")
 SCHEDULE = ["mle.epochs=2", "adversarial.steps=16", "adversarial.d_steps=2", "log.checkpoint_every=2",
             "eval.every=6", "eval.sample_every=6", "log.keep_last=2", "run.threads=1",

@@ -11,6 +11,8 @@ from textgan.data import read_lines, tokenize
 from textgan.metrics import bleu, self_bleu, unseen_fraction
 from textgan.score_cli import score_text
 
+pytestmark = pytest.mark.slow  # the score CLI in subprocesses on the real corpora
+
 
 def tokens(path) -> list[list[str]]:
     return [tokenize(line, "nltk") for line in read_lines(path)]

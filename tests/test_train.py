@@ -26,6 +26,7 @@ def root_override(data_root):
     return f"data.root={data_root}"
 
 
+@pytest.mark.slow
 def test_mle_lowers_test_nll(tmp_path, root_override):
     tr = _trainer(tmp_path, root_override, "generator.prior=none")
     test = tr.corpus.test
@@ -46,6 +47,7 @@ def test_d_step_does_not_touch_generator(tmp_path, root_override):
     assert any(not torch.equal(v, tr.D.state_dict()[k]) for k, v in d_before.items())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["standard", "rsgan", "hinge", "lsgan", "wgan_gp"])
 def test_g_step_moves_generator_only(tmp_path, root_override, loss):
     tr = _trainer(tmp_path, root_override, f"adversarial.loss={loss}")
@@ -67,6 +69,7 @@ def test_adversarial_step_counts_and_logs(tmp_path, root_override):
         assert key in stats
 
 
+@pytest.mark.slow
 def test_order_g_first_updates_generator_before_discriminator(tmp_path, root_override):
     """adversarial.order=g_first is the G update against the untrained D, then the D updates:
     the same state as calling them in that order by hand, and not the d_first state."""
@@ -108,15 +111,15 @@ def test_best_checkpoint_skips_evaluations_above_the_ceiling(tmp_path, root_over
     tr = _trainer(tmp_path, root_override, "log.best_metric=bleu2_exact",
                   "log.best_ceiling_metric=nll_gen_mc8_tok", "log.best_ceiling=5.0")
     best = tmp_path / "checkpoints" / "best.pt"
-    tr._keep_best({"bleu2_exact": 0.70, "nll_gen_mc8_tok": 6.0})
+    tr.keep_best({"bleu2_exact": 0.70, "nll_gen_mc8_tok": 6.0})
     assert tr.progress.best is None and not best.exists()
-    tr._keep_best({"bleu2_exact": 0.60, "nll_gen_mc8_tok": 4.9})
+    tr.keep_best({"bleu2_exact": 0.60, "nll_gen_mc8_tok": 4.9})
     assert tr.progress.best == 0.60 and checkpoint.load(best)["progress"]["best"] == 0.60
     for above in ({"bleu2_exact": 0.90, "nll_gen_mc8_tok": 5.01}, {"bleu2_exact": 0.90},
                   {"bleu2_exact": 0.90, "nll_gen_mc8_tok": float("nan")}):
-        tr._keep_best(above)
+        tr.keep_best(above)
         assert tr.progress.best == 0.60
-    tr._keep_best({"bleu2_exact": 0.65, "nll_gen_mc8_tok": 5.0})  # at the bound counts
+    tr.keep_best({"bleu2_exact": 0.65, "nll_gen_mc8_tok": 5.0})  # at the bound counts
     assert tr.progress.best == 0.65 and checkpoint.load(best)["progress"]["best"] == 0.65
 
 
@@ -127,23 +130,23 @@ def test_resumed_run_with_other_best_settings_starts_its_best_afresh(tmp_path, r
 
     strict = _trainer(tmp_path, root_override, "log.best_metric=bleu2_exact",
                       "log.best_ceiling_metric=nll_gen_mc8_tok", "log.best_ceiling=5.0")
-    strict._keep_best({"bleu2_exact": 0.60, "nll_gen_mc8_tok": 4.9})
+    strict.keep_best({"bleu2_exact": 0.60, "nll_gen_mc8_tok": 4.9})
     best = tmp_path / "checkpoints" / "best.pt"
     state = checkpoint.load(best)
     same = _trainer(tmp_path / "same", root_override, "log.best_metric=bleu2_exact",
                     "log.best_ceiling_metric=nll_gen_mc8_tok", "log.best_ceiling=5.0")
     same.load_state_dict(state)
-    same._keep_best({"bleu2_exact": 0.55, "nll_gen_mc8_tok": 4.0})  # same rule: 0.60 stays the best
+    same.keep_best({"bleu2_exact": 0.55, "nll_gen_mc8_tok": 4.0})  # same rule: 0.60 stays the best
     assert same.progress.best == 0.60 and not (tmp_path / "same" / "checkpoints" / "best.pt").exists()
     looser = _trainer(tmp_path / "looser", root_override, "log.best_metric=bleu2_exact",
                       "log.best_ceiling_metric=nll_gen_mc8_tok", "log.best_ceiling=6.0")
     looser.load_state_dict(state)
-    looser._keep_best({"bleu2_exact": 0.55, "nll_gen_mc8_tok": 5.5})  # new rule: the first counts
+    looser.keep_best({"bleu2_exact": 0.55, "nll_gen_mc8_tok": 5.5})  # new rule: the first counts
     assert looser.progress.best == 0.55
     assert checkpoint.load(tmp_path / "looser" / "checkpoints" / "best.pt")["progress"]["best"] == 0.55
     other = _trainer(tmp_path / "other", root_override, "log.best_metric=nll_gen_mc8_tok", "log.best_mode=min")
     other.load_state_dict(state)
-    other._keep_best({"bleu2_exact": 0.9, "nll_gen_mc8_tok": 7.0})  # another metric: 0.60 is no NLL
+    other.keep_best({"bleu2_exact": 0.9, "nll_gen_mc8_tok": 7.0})  # another metric: 0.60 is no NLL
     assert other.progress.best == 7.0
 
 
@@ -157,6 +160,7 @@ def test_metric_names_are_what_evaluate_returns(tmp_path, root_override, prior, 
     assert set(tr.evaluate()) == set(metric_names(tr.cfg.eval, tr.corpus, prior))
 
 
+@pytest.mark.slow
 def test_training_logs_the_published_protocol_as_textgan_eval_scores_it(tmp_path, root_override):
     """eval.protocol=both: the in-training evaluation logs the texygen BLEU and RelGAN's NLL_gen
     (training set, per position) to TensorBoard, with the same values `textgan eval --protocol
@@ -186,15 +190,15 @@ def test_training_logs_the_published_protocol_as_textgan_eval_scores_it(tmp_path
 
 @pytest.mark.parametrize("clip", [0.0, 0.05, 1e6])
 def test_step_clips_exactly_as_clip_grad_norm(clip):
-    """_finite_step's update equals torch's clip_grad_norm_ then Adam, whether the norm is above
+    """finite_step's update equals torch's clip_grad_norm_ then Adam, whether the norm is above
     the clip (scaled), below it (left as is, no multiply by 1.0) or clipping is off."""
-    from textgan.train import _finite_step
+    from textgan.guard import finite_step
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
     twin = copy.deepcopy(model)
     x = torch.randn(8, 6)
     opt, opt_twin = torch.optim.Adam(model.parameters(), 0.1), torch.optim.Adam(twin.parameters(), 0.1)
-    norm = _finite_step(opt, model.parameters(), model(x).square().sum(), clip)
+    norm = finite_step(opt, model.parameters(), model(x).square().sum(), clip)
     opt_twin.zero_grad()
     twin(x).square().sum().backward()
     want = torch.nn.utils.clip_grad_norm_(twin.parameters(), clip if clip > 0 else float("inf"))
@@ -205,6 +209,7 @@ def test_step_clips_exactly_as_clip_grad_norm(clip):
         assert torch.equal(a, b)
 
 
+@pytest.mark.slow
 def test_mle_weight_adds_the_teacher_forced_nll_gradient(tmp_path, root_override):
     """adversarial.mle_weight=w: the G step's gradient is that of the adversarial loss plus w times
     the per-token NLL of a real batch, recomputed here from plain teacher-forced logits and the
@@ -220,11 +225,11 @@ def test_mle_weight_adds_the_teacher_forced_nll_gradient(tmp_path, root_override
     stats = tr.g_step(tau=0.5)
     got = {name: p.grad for name, p in tr.G.named_parameters()}
 
-    tokens, b = tr.train_tokens, tr.adv_bs
+    tokens, b = tr.batches.tokens, tr.adv_bs
     v, pad = len(tr.corpus.vocab), tr.corpus.vocab.pad_id
     real = torch.nn.functional.one_hot(tokens[torch.randint(tokens.shape[0], (b,), generator=data)], v).float()
     fake = G.sample(G.sample_latent(b, noise), tr.corpus.max_len, tau=0.5, generator=noise).dists
-    adv = tr.loss_g(D(real), D(fake))
+    adv = tr.algorithm.loss_g(D(real), D(fake))
     gold = tokens[torch.randint(tokens.shape[0], (b,), generator=data)]
     logits = G(gold, G.sample_latent(b, noise))  # (B, T, V)
     nll = torch.nn.functional.cross_entropy(logits.reshape(-1, v), gold.reshape(-1), ignore_index=pad)
@@ -239,6 +244,7 @@ def test_mle_weight_adds_the_teacher_forced_nll_gradient(tmp_path, root_override
     assert not torch.allclose(got["out.weight"], adv_only[list(dict(G.named_parameters())).index("out.weight")])
 
 
+@pytest.mark.slow
 def test_mle_weight_steps_drops_the_nll_term_after_its_steps(tmp_path, root_override):
     """adversarial.mle_weight_steps=2: steps 0 and 1 add the NLL term, later steps do not, and from
     then on the generator's update and the random draws are those of mle_weight=0 (the term's real

@@ -14,6 +14,8 @@ from textgan.config import DataConfig
 from textgan.corpus import prepare, split_off
 from textgan.data import DataError, read_lines
 
+pytestmark = pytest.mark.slow  # each test trains real runs through the CLI
+
 CONFIG = str(REPO / "configs" / "coco_rsgan.yaml")
 VALID = ["data.valid_frac=0.2", "eval.sample_every=0"]
 

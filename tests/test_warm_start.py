@@ -11,6 +11,8 @@ from conftest import FAST, REPO, run_cli
 from textgan.metrics.nll import sequence_nll
 from textgan.sample import load_generator
 
+pytestmark = pytest.mark.slow  # each test trains a source run and a warm-started one
+
 MLE = str(REPO / "configs" / "coco_mle.yaml")
 GAN = str(REPO / "configs" / "coco_rsgan.yaml")
 

@@ -1,4 +1,5 @@
-"""Command line: parses arguments and calls the library; every user mistake is one line, exit 2."""
+"""Command line: parses arguments and calls the library; every user mistake is one line, exit 2,
+reported before any work starts (textgan/arguments.py holds the checks)."""
 from __future__ import annotations
 
 import argparse
@@ -7,33 +8,30 @@ import signal
 import sys
 from pathlib import Path
 
+from textgan import __version__, arguments
+from textgan.arguments import at_least_two, fraction, positive, seed, tau
 from textgan.config import SPLITS, WEIGHTS, DataConfig, EvalConfig, choices
 from textgan.errors import UserError
+from textgan.streams import guarded_streams
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # one line instead of usage + message
         raise UserError(f"{message} (see `{self.prog} --help`)")
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """--help shows each flag's default, unless its help already says it or it has none."""
 
-
-def _tau(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 ENCODERS = ("auto", "variational", "info")  # as textgan.encoding.ENCODERS (no torch import here)
@@ -41,10 +39,16 @@ ENCODER_HELP = ("which network maps a sentence to z: variational (mle.objective 
                 "(adversarial.info_weight's head), auto (default): variational where the run has one")
 WEIGHTS_HELP = ("auto (default): adversarial.g_ema's average where the checkpoint has one, else the trained "
                 "weights; average or trained: that one")
+DEVICE_HELP = "where the model runs: cpu, cuda or cuda:N"
+FORCE_HELP = "replace existing output files instead of refusing"
+OOV_HELP = ("largest share of the scored file's tokens outside the run's vocabulary (they all read as <unk>) "
+            "before it is an error; 1 scores any file")
+DEFAULT_MAX_OOV = 0.25
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="textgan", description="Train, sample and evaluate GANs for text.")
+    p.add_argument("--version", action="version", version=f"textgan {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train from a YAML config (MLE pretraining, then adversarial)")
@@ -55,20 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="print sentences from a run or checkpoint")
     s.add_argument("path", help="run folder or checkpoint file")
-    s.add_argument("--num", type=_positive, default=10, help="number of sentences")
-    s.add_argument("--seed", type=int, default=0, help="seed of the latent and the sampling noise")
-    s.add_argument("--temperature", type=_tau, default=1.0, help="divides the logits; <1 is greedier")
-    s.add_argument("--z", metavar="FILE.npy", help="explicit latent vectors, shape (N, Z)")
-    s.add_argument("--interpolate", type=_positive, metavar="K", help="K points from z(--seed) to z(--seed-to)")
-    s.add_argument("--seed-to", type=int, default=1, help="end seed of the interpolation")
+    s.add_argument("--num", type=positive, help="number of sentences (default 10)")
+    s.add_argument("--seed", type=seed, default=0, help="seed of the latent and the sampling noise")
+    s.add_argument("--temperature", type=tau, default=1.0, help="divides the logits; <1 is greedier")
+    s.add_argument("--z", metavar="FILE.npy", help="explicit latent vectors, shape (N, Z): one sentence each")
+    s.add_argument("--interpolate", type=positive, metavar="K", help="K points from z(--seed) to z(--seed-to)")
+    s.add_argument("--seed-to", type=seed, help="end seed of the interpolation (default 1; needs --interpolate)")
     s.add_argument("--from-text", metavar="TEXT", help="with --interpolate and --to-text: start the path at this "
                                                        "sentence's z (greedy decoding)")
     s.add_argument("--to-text", metavar="TEXT", help="end sentence of --from-text's path")
     s.add_argument("--greedy", action="store_true", help="decode with the noise off: the most likely token at each "
                                                          "step (e.g. to reconstruct --z of `textgan encode`)")
-    s.add_argument("--encoder", choices=ENCODERS, default="auto", help=ENCODER_HELP)
+    s.add_argument("--encoder", choices=ENCODERS, help=ENCODER_HELP + " (default auto; needs --from-text)")
     s.add_argument("--out", metavar="FILE", help="also write the sentences to FILE (must not exist)")
-    s.add_argument("--device", default="cpu")
+    s.add_argument("--force", action="store_true", help=FORCE_HELP)
+    s.add_argument("--device", default="cpu", help=DEVICE_HELP)
     s.add_argument("--weights", choices=WEIGHTS, default="auto", help=WEIGHTS_HELP)
 
     e = sub.add_parser("eval", help="score a run or checkpoint; optionally sweep the sampling temperature")
@@ -77,15 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", choices=SPLITS, default="test",
                    help="held-out sentences scored against: test, or the run's validation split "
                         "(data.valid_frac or data.valid), for choosing a checkpoint without looking at the test set")
-    e.add_argument("--num", type=int, help="samples scored (>= 2; default eval.num_samples of the run)")
-    e.add_argument("--seed", type=int, help="seed of the latent and the sampling noise (default run.seed)")
-    e.add_argument("--temperature", type=_tau, default=1.0, help="divides the logits; <1 is greedier")
-    e.add_argument("--protocol", choices=choices(EvalConfig, "protocol"), default="exact",
-                   help="BLEU protocol: exact (all samples, leave-one-out Self-BLEU), texygen or both")
+    e.add_argument("--num", type=at_least_two, help="samples scored (>= 2; default eval.num_samples of the run)")
+    e.add_argument("--seed", type=seed, help="seed of the latent and the sampling noise (default run.seed)")
+    e.add_argument("--temperature", type=tau, help="divides the logits; <1 is greedier (default 1; "
+                                                    "not with --sweep-temperature)")
+    e.add_argument("--protocol", choices=choices(EvalConfig, "protocol"),
+                   help="BLEU protocol: exact (the default: all samples, leave-one-out Self-BLEU), texygen or both")
     e.add_argument("--sweep-temperature", metavar="A:B:K",
                    help="K temperatures from A to B: writes sweep.csv, sweep.png and TensorBoard events")
-    e.add_argument("--out", metavar="DIR", help="folder for metrics.json / sweep files (default RUN/eval)")
-    e.add_argument("--device", default="cpu")
+    e.add_argument("--out", metavar="DIR", help="folder for metrics.json / sweep files (default RUN/eval, "
+                                                "or RUN/eval-2, -3, ... where an earlier result is there)")
+    e.add_argument("--force", action="store_true", help=FORCE_HELP + " in --out")
+    e.add_argument("--max-oov", type=fraction, default=DEFAULT_MAX_OOV, metavar="FRAC", help=OOV_HELP)
+    e.add_argument("--device", default="cpu", help=DEVICE_HELP)
     e.add_argument("--weights", choices=WEIGHTS, default="auto", help=WEIGHTS_HELP)
 
     n = sub.add_parser("encode", help="sentences to latent vectors z (.npy): the variational encoder's mean "
@@ -97,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--out", metavar="Z.npy", required=True, help="where to write the (N, Z) float32 array")
     n.add_argument("--force", action="store_true", help="replace --out if it exists")
     n.add_argument("--encoder", choices=ENCODERS, default="auto", help=ENCODER_HELP)
-    n.add_argument("--device", default="cpu")
+    n.add_argument("--device", default="cpu", help=DEVICE_HELP)
     n.add_argument("--weights", choices=WEIGHTS, default="auto", help=WEIGHTS_HELP)
 
     c = sub.add_parser("score", help="score a file of sentences (any model's samples, or real data): BLEU "
@@ -114,8 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--protocol", choices=choices(EvalConfig, "protocol"), default="exact",
                    help="BLEU protocol: exact (all samples, leave-one-out Self-BLEU), texygen or both")
     c.add_argument("--orders", help="BLEU orders, comma-separated (default 2,3,4,5)")
-    c.add_argument("--num", type=_positive, help="score the first NUM sentences only")
+    c.add_argument("--num", type=positive, help="score the first NUM sentences only")
     c.add_argument("--out", metavar="FILE", help="also write the metrics to FILE.json (must not exist)")
+    c.add_argument("--force", action="store_true", help=FORCE_HELP)
+    c.add_argument("--max-oov", type=fraction, default=0.5, metavar="FRAC",
+                   help="largest share of the samples' tokens that no reference holds (a tokenizer or corpus "
+                        "mismatch) before it is an error; 1 scores any file")
 
     v = sub.add_parser("curves", help="temperature sweeps of several models on one plot, with each one's gap "
                                       "to the first at equal diversity")
@@ -125,23 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--x", help="diversity column (default self_bleuN, or nll_gen_tok for the oracle)")
     v.add_argument("--y", help="quality column (default bleuN for the largest N, or nll_oracle)")
     v.add_argument("--out", metavar="DIR", help="also write DIR/curves.csv and DIR/curves.png (must not exist)")
+    v.add_argument("--force", action="store_true", help=FORCE_HELP + " in --out")
 
     d = sub.add_parser("data", help="benchmark datasets")
     dsub = d.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     g = dsub.add_parser("get", help="download a benchmark corpus and verify its checksums")
     g.add_argument("name", help="coco or emnlp_news")
-    g.add_argument("--dest", default="data", help="folder to put <name>/ in (default: data)")
+    g.add_argument("--dest", default="data", help="folder to put <name>/ in")
     g.add_argument("--base-url", help="mirror replacing the upstream repository URL prefix")
     g.add_argument("--force", action="store_true", help="replace files whose checksum does not match")
     return p
-
-
-def _device(name: str) -> str:
-    import torch
-
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} requested but CUDA is not available here; set run.device=cpu")
-    return name
 
 
 def cmd_train(args) -> int:
@@ -154,6 +160,8 @@ def cmd_train(args) -> int:
         raise UserError("train needs a config file (e.g. configs/quickstart.yaml) or --resume RUN")
     if args.resume and args.config:
         raise UserError("give either a config file or --resume RUN, not both (the run keeps its config)")
+    if args.resume and args.force:
+        raise UserError("--force replaces a run folder and --resume continues one; drop one of them")
     # a new run's config is checked before torch loads (~4 s here), so a mistake in it reports at once
     cfg = None if args.resume else config_mod.load(args.config, args.overrides)
     from textgan.experiment import train_command
@@ -161,87 +169,142 @@ def cmd_train(args) -> int:
     return train_command(args.config, args.overrides, resume=args.resume, force=args.force, cfg=cfg)
 
 
-def _check_latent_args(args) -> None:
-    """The latent options' combinations, before anything loads."""
+def _force_needs_out(args) -> None:
+    if args.force and not args.out:
+        raise UserError("--force replaces what --out names; give --out, or drop --force")
+
+
+def _check_sample_flags(args) -> None:
+    """Flags that contradict each other are an error, never silently ignored."""
+    if args.z and args.interpolate:
+        raise UserError("--z and --interpolate both choose the latents; give one of them")
+    if args.seed_to is not None and not args.interpolate:
+        raise UserError("--seed-to is the end point of --interpolate K; add --interpolate or drop --seed-to")
+    if args.num is not None and (args.z or args.interpolate):
+        which = "--z's rows" if args.z else "--interpolate K"
+        raise UserError(f"the number of sentences is set by {which}; drop --num")
+    _check_latent_flags(args)
+
+
+def _check_latent_flags(args) -> None:
+    """--from-text/--to-text, --greedy and --encoder: the combinations that mean something."""
     if (args.from_text is None) != (args.to_text is None):
         raise UserError("--from-text and --to-text go together: give both sentences of the path")
     if args.from_text is not None and not args.interpolate:
         raise UserError("--from-text/--to-text need --interpolate K, the number of points on the path")
-    if args.z and args.interpolate:
-        raise UserError("--z and --interpolate are two ways to choose z; give one of them")
+    if args.from_text is not None and args.seed_to is not None:
+        raise UserError("--seed-to and --to-text both end the path; give one of them")
+    if args.encoder is not None and args.from_text is None:
+        raise UserError("--encoder chooses the network that reads --from-text/--to-text; add them or drop --encoder")
+    if args.greedy and args.interpolate:
+        raise UserError("--greedy decodes --z or seed draws; --interpolate samples (--from-text paths are "
+                        "greedy already); drop one of them")
 
 
 def cmd_sample(args) -> int:
-    from textgan import encoding, fpenv, sample
+    _check_sample_flags(args)
+    _force_needs_out(args)
+    arguments.run_or_checkpoint(args.path)
+    device = arguments.device(args.device)
+    out = arguments.new_file(args.out, "--out", args.force) if args.out else None
+    from textgan import sample
+    from textgan.accel import fpenv
 
-    _check_latent_args(args)
-    if args.out and Path(args.out).exists():
-        raise UserError(f"--out {args.out} already exists; choose a new file name")
-    loaded = sample.load_generator(args.path, _device(args.device),
-                                   warn=lambda m: print(m, file=sys.stderr), weights=args.weights)
+    z = sample.load_latent(args.z) if args.z else None  # a bad file is reported before the model loads
+    loaded = sample.load_generator(args.path, device, warn=lambda m: print(m, file=sys.stderr), weights=args.weights)
     fpenv.apply(loaded.config.run)  # as the run trained
-    if loaded.generator.prior == "none" and (args.z or args.interpolate):
-        raise UserError("this generator has prior=none: it has no latent for --z or --interpolate; "
-                        "sample it without them")
     if args.from_text is not None:
-        lines = encoding.text_interpolation(loaded, args.from_text, args.to_text, args.interpolate, args.encoder)
+        from textgan import encoding
+
+        chunks = iter([encoding.text_interpolation(loaded, args.from_text, args.to_text, args.interpolate,
+                                                   args.encoder or "auto")])
     elif args.interpolate:
-        lines = sample.interpolation_text(loaded, args.seed, args.seed_to, args.interpolate,
-                                          args.temperature, noise_seed=args.seed)
+        chunks = iter([sample.interpolation_text(loaded, args.seed, 1 if args.seed_to is None else args.seed_to,
+                                                 args.interpolate, args.temperature, noise_seed=args.seed)])
     else:
-        z = sample.read_latent(args.z, loaded.generator.latent_dim) if args.z else None
-        num = z.shape[0] if z is not None else args.num
+        if z is not None:
+            z = sample.check_latent(z, loaded.generator.latent_dim, args.z)
+        num = 10 if args.num is None else args.num
         if args.greedy:
-            lines = encoding.decode_text(loaded, z if z is not None else sample.latent_from_seed(loaded, args.seed, num))
+            from textgan import encoding
+
+            z = z if z is not None else sample.latent_from_seed(loaded, args.seed, num)
+            chunks = iter([encoding.decode_text(loaded, z)])
         else:
-            lines = sample.sample_text(loaded, num, args.seed, args.temperature, z=z)
-    if args.out:
-        Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+            chunks = sample.stream_text(loaded, num, args.seed, args.temperature, z=z)
+    sample.write_lines(chunks, out, force=args.force)
     return 0
 
 
 def cmd_encode(args) -> int:
-    from textgan import encoding, fpenv, sample
-    from textgan.data import read_lines
-
-    if Path(args.out).exists() and not args.force:
-        raise UserError(f"--out {args.out} already exists; choose a new file name or add --force")
+    arguments.run_or_checkpoint(args.path)
+    device = arguments.device(args.device)
+    out = arguments.new_file(args.out, "--out", args.force)
     if args.text is not None:
         lines = [args.text]
     else:
-        read_lines(args.file)  # a missing, binary or non-UTF-8 file: its one-line error
+        from textgan.data import read_lines
+
+        arguments.existing_file(args.file, "--file")
+        read_lines(args.file)  # a binary or non-UTF-8 file: its one-line error
         lines = Path(args.file).read_text(encoding="utf-8").splitlines()  # empty lines kept: each an error
-    loaded = sample.load_generator(args.path, _device(args.device),
+    from textgan import encoding, sample
+    from textgan.accel import fpenv
+
+    loaded = sample.load_generator(args.path, device,
                                    warn=lambda m: print(m, file=sys.stderr), weights=args.weights)
     fpenv.apply(loaded.config.run)
     z = encoding.encode_text(loaded, lines, args.encoder)
-    out = encoding.write_latent(z, args.out, args.force)
+    out = encoding.write_latent(z, out, args.force)
     print(f"wrote {z.shape[0]} latent vector(s) of {z.shape[1]} dimensions to {out}")
     return 0
 
 
 def cmd_eval(args) -> int:
-    from textgan.evaluation_cli import eval_command
+    from textgan.evaluation_cli import SWEEP_FILES, eval_command
 
-    return eval_command(args.path, data=args.data, num=args.num, seed=args.seed, temperature=args.temperature,
-                        protocol=args.protocol, sweep=args.sweep_temperature, out=args.out,
-                        device=_device(args.device), weights=args.weights, split=args.split)
+    if args.sweep_temperature and (args.temperature is not None or args.protocol is not None):
+        raise UserError("--sweep-temperature sets the temperatures and scores the exact protocol; "
+                        "drop --temperature / --protocol, or drop the sweep")
+    _force_needs_out(args)
+    arguments.run_or_checkpoint(args.path)
+    if args.data:
+        arguments.existing_file(args.data, "--data")
+    device = arguments.device(args.device)
+    targets = SWEEP_FILES if args.sweep_temperature else ("metrics.json",)
+    out = arguments.output_dir(args.out, "--out", targets, args.force) if args.out else None
+    return eval_command(args.path, data=args.data, num=args.num, seed=args.seed,
+                        temperature=1.0 if args.temperature is None else args.temperature,
+                        protocol=args.protocol or "exact", sweep=args.sweep_temperature, out=out,
+                        device=device, weights=args.weights, split=args.split, force=args.force,
+                        max_oov=args.max_oov)
 
 
 def cmd_score(args) -> int:
     from textgan.score_cli import score_command
 
+    _force_needs_out(args)
+    arguments.existing_file(args.samples, "SAMPLES")
+    for flag in ("refs", "oracle", "train", "second"):
+        if getattr(args, flag):
+            arguments.existing_file(getattr(args, flag), f"--{flag}")
+    if args.out:
+        arguments.new_file(args.out, "--out", args.force)
     return score_command(args.samples, args.refs, train=args.train, second=args.second, tokenizer=args.tokenizer,
                          lowercase=not args.keep_case, protocol=args.protocol, orders=args.orders, num=args.num,
-                         out=args.out, oracle=args.oracle)
+                         out=args.out, oracle=args.oracle, force=args.force, max_oov=args.max_oov)
 
 
 def cmd_curves(args) -> int:
     from textgan.curves import curves_command
 
+    _force_needs_out(args)
+    for path in args.sweeps:
+        arguments.existing_file(path, "sweep")
+    if args.out:
+        arguments.output_dir(args.out, "--out", ("curves.csv", "curves.png"), args.force)
     labels = [name.strip() for name in args.labels.split(",")] if args.labels else None
-    return curves_command(args.sweeps, labels, x=args.x, y=args.y, out=args.out)
+    return curves_command(args.sweeps, labels, x=args.x, y=args.y, out=args.out, force=args.force)
 
 
 def cmd_data(args) -> int:
@@ -257,14 +320,15 @@ def cmd_data(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     if hasattr(signal, "SIGXFSZ"):  # a file-size limit becomes an OSError we report, not a kill
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    try:
-        args = build_parser().parse_args(argv)
-        handler = {"train": cmd_train, "sample": cmd_sample, "encode": cmd_encode, "data": cmd_data, "eval": cmd_eval,
-                   "score": cmd_score, "curves": cmd_curves}[args.command]
-        return handler(args)
-    except UserError as err:
-        print(f"textgan: error: {err}", file=sys.stderr)
-        return 2
+    with guarded_streams():  # a closed pipe (`textgan train | head`) never ends a run
+        try:
+            args = build_parser().parse_args(argv)
+            handler = {"train": cmd_train, "sample": cmd_sample, "encode": cmd_encode, "data": cmd_data, "eval": cmd_eval,
+                       "score": cmd_score, "curves": cmd_curves}[args.command]
+            return handler(args)
+        except UserError as err:
+            print(f"textgan: error: {err}", file=sys.stderr)
+            return 2
 
 
 def exit_process(code: int) -> None:

@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import math
 import re
+import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,12 @@ class DataConfig:
     max_size: int = 0  # most frequent tokens kept in the vocabulary; 0 = all
     max_len: int = 0  # tokens per sequence including EOS; 0 = longest training sentence + 1
     long_policy: Literal["truncate", "drop"] = "truncate"  # what to do with longer sentences
+    # with max_len 0, a training sentence longer than this many tokens is an error before training
+    # (one malformed line would set a max_len no memory holds); 0 = no ceiling
+    max_len_ceiling: int = 512
+    # generator.init_from reuses another run's vocabulary: a larger share of this run's training
+    # tokens outside it (read as <unk>) is an error; 1 = allow any
+    max_oov: float = 0.25
     oracle_params: str = ""  # built-in oracle weights (.npz, relative to root); "" = random N(0,1)
     oracle_seq_len: int = 20  # length of oracle sequences (no EOS)
     num_train: int = 10000  # sentences generated for a built-in corpus's training set
@@ -72,6 +79,8 @@ class DataConfig:
         _check(self.min_freq >= 1, "min_freq", "must be >= 1")
         _check(self.max_size >= 0, "max_size", "must be >= 0 (0 = no limit)")
         _check(self.max_len >= 0, "max_len", "must be >= 0 (0 = longest sentence + 1)")
+        _check(self.max_len_ceiling >= 0, "max_len_ceiling", "must be >= 0 (0 = no ceiling)")
+        _check(0.0 <= self.max_oov <= 1.0, "max_oov", "must be in [0, 1] (1 = allow any share)")
         _check(self.oracle_seq_len >= 1, "oracle_seq_len", "must be >= 1")
         _check(self.num_train >= 1, "num_train", "must be >= 1")
         _check(self.num_test >= 1, "num_test", "must be >= 1")
@@ -106,16 +115,6 @@ class GeneratorConfig:
     tie_embeddings: bool = False
     init_from: str = ""  # run folder or checkpoint whose generator (and vocabulary) starts this run
     init_std: float = 0.0  # > 0: every embedding, LSTM and linear weight and bias ~ N(0, init_std) (SeqGAN: 0.1); 0: torch's defaults
-    # the output layer's cross-entropy (MLE loss, NLL_gen) on CPU in float32: native = the C kernel
-    # (built at first use with the machine's C compiler), torch = chunked torch ops, auto = native
-    # where it builds and hidden_dim <= 64 (faster there; torch's matmuls win from 128 up), else
-    # torch. GPUs and float64 always take torch.
-    ce_kernel: Literal["auto", "native", "torch"] = "auto"
-    # the teacher-forced LSTM (MLE, NLL_gen) on CPU in float32: native = the C recurrence (built
-    # like ce_kernel's), torch = nn.LSTM, auto = native where it builds and hidden_dim <= 64, else
-    # torch. Free-running sampling always steps the nn.LSTM's weights in torch.
-    lstm_kernel: Literal["auto", "native", "torch"] = "auto"
-
     def __post_init__(self) -> None:
         for name in ("emb_dim", "hidden_dim", "num_layers", "latent_dim", "mem_slots", "num_heads", "head_size"):
             _check(getattr(self, name) >= 1, name, "must be >= 1")
@@ -147,15 +146,6 @@ class DiscriminatorConfig:
     # spectral normalisation of every weight matrix (Miyato et al. 2018; RelGAN's --sn flag):
     # bounds the discriminator's Lipschitz constant, so it cannot win outright in a few steps
     spectral_norm: bool = False
-    compile: bool = False  # relgan_cnn: torch.compile its conv+max blocks (needs a C++ compiler)
-    # relgan_cnn's conv+max on CPU: native = the C kernel (built at first use with the machine's
-    # C compiler), torch = blockwise torch ops (compiled when compile=true), auto = native where
-    # it builds and compile is off, else torch. GPUs always take torch.
-    conv_kernel: Literal["auto", "native", "torch"] = "auto"
-    # relgan_cnn's highway gate (sigmoid, relu and the mix, forward and backward) on CPU in
-    # float32: native = one pass of the C kernel, torch = torch's elementwise ops, auto = native
-    # where it builds. GPUs always take torch.
-    highway_kernel: Literal["auto", "native", "torch"] = "auto"
     # relgan_cnn's highway weights: gated = a transform and a gate product (RelGAN's TensorFlow
     # code, Srivastava et al. 2015); shared = one product used as both (TextGAN-PyTorch's
     # RelGAN_D): half the highway's FLOPs, which are ~90 % of an adversarial step's at RelGAN's size
@@ -171,8 +161,6 @@ class DiscriminatorConfig:
         _check(all(n >= 1 for n in self.num_filters), "num_filters", "counts must be >= 1")
         _check(self.hidden_dim >= 1, "hidden_dim", "must be >= 1")
         _check(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
-        _check(not (self.compile and self.conv_kernel == "native"), "conv_kernel",
-               "native cannot be compiled: set compile=false or conv_kernel=torch")
 
 
 @dataclass
@@ -257,6 +245,9 @@ class AdversarialConfig:
     # of a head (latent.info_* sizes) recovering each fake's z from its relaxed one-hots, added
     # to every generator update and minimised by generator and head together; 0 = off
     info_weight: float = 0.0
+    # the GAN objective, one file in textgan/algorithms/: gumbel = RelGAN's, D scores the
+    # generator's Gumbel-softmax relaxed samples and G's loss back-propagates through them
+    algorithm: Literal["gumbel"] = "gumbel"
 
     def __post_init__(self) -> None:
         for name in ("steps", "d_pretrain_steps", "mle_weight_steps"):
@@ -350,7 +341,10 @@ class EvalConfig:
 class LogConfig:
     dir: str = "runs"  # parent folder of run folders
     name: str = ""  # run folder name; "" = config file stem
-    progress: bool = True  # tqdm progress bar
+    progress: bool = True  # tqdm progress bar on a terminal
+    # seconds between progress lines (step, phase, losses, tau, steps/s, ETA) when stderr is not a
+    # terminal (nohup, a scheduler, a pipe, CI); they also go to the run folder's train.log. 0 = none
+    interval_s: float = 30.0
     checkpoint_every: int = 500  # adversarial steps between checkpoints; 0 = only at the end
     keep_last: int = 3  # step checkpoints kept (older ones are deleted)
     # also keep checkpoints/best.pt by this eval metric, e.g. bleu4_exact, as measured on the
@@ -364,6 +358,7 @@ class LogConfig:
 
     def __post_init__(self) -> None:
         _check(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0")
+        _check(0 <= self.interval_s < math.inf, "interval_s", "must be a finite number of seconds >= 0 (0 = no lines)")
         _check(self.keep_last >= 1, "keep_last", "must be >= 1")
         _check(not self.best_ceiling_metric or bool(self.best_metric), "best_ceiling_metric",
                "bounds the evaluations that count for best.pt; set log.best_metric too")
@@ -378,7 +373,7 @@ class RunConfig:
     seed: int = 0  # seeds data order, initialisation, latent and Gumbel noise
     device: str = "cpu"  # cpu, cuda, cuda:N
     threads: int = 0  # torch intra-op threads; 0 = torch's default
-    # CPU: flush float values below 1.2e-38 to zero on all torch threads (textgan/fpenv.py: a
+    # CPU: flush float values below 1.2e-38 to zero on all torch threads (textgan/accel/fpenv.py: a
     # trained generator's denormal activations made its MLE batches 8x slower); false keeps them
     flush_denormals: bool = True
     # float32 matrix products (torch.set_float32_matmul_precision): "highest" computes them in
@@ -386,6 +381,11 @@ class RunConfig:
     # them (CPUs with AMX or AVX512-BF16; CUDA), "high" TF32 on CUDA. Opt-in, as results change:
     # on this Xeon the RelGAN discriminator's highway product ran 2.4x faster, relative error 2e-3.
     matmul_precision: Literal["highest", "high", "medium"] = "highest"
+    # speed only, never results (textgan/accel): auto = the C kernels that build (built at first use
+    # with the machine's C compiler, cached in ~/.cache/textgan), where faster at this size, and
+    # accel's torch versions elsewhere; native = every C kernel at any size, an error if one cannot
+    # be built; compile = auto with torch.compile's conv+max instead of the C one; off = plain torch
+    accel: Literal["auto", "native", "compile", "off"] = "auto"
     batch_is_global: bool = False  # torchrun: the batch sizes are global (split over ranks), not per rank
     nan_patience: int = 5  # consecutive non-finite updates before rolling back to the last checkpoint
     nan_rollbacks: int = 3  # rollbacks allowed before the run stops with a message
@@ -454,6 +454,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     bad = ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
+        if value is False and "off" in typing.get_args(tp):  # YAML 1.1 reads a bare off as false
+            value = "off"
         if value not in typing.get_args(tp):
             raise bad
         return value
@@ -495,7 +497,15 @@ def _show(key: Any) -> str:
 _YAML_ERRORS = (yaml.YAMLError, ValueError, TypeError, LookupError, AttributeError, RecursionError)
 
 
+# the kernel settings that run.accel replaced: refused in a user's config, dropped from a saved one
+LEGACY_KEYS = {"generator": ("ce_kernel", "lstm_kernel"),
+               "discriminator": ("conv_kernel", "highway_kernel", "compile")}
+
+
 def _unknown(dotted: str, key: Any, valid: list[str]) -> ConfigError:
+    if any(dotted == f"{section}.{name}" for section, names in LEGACY_KEYS.items() for name in names):
+        return ConfigError(f"{dotted}: replaced by run.accel (auto, native, compile or off); "
+                           f"remove {dotted} and set run.accel instead")
     close = difflib.get_close_matches(str(key), valid, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     return ConfigError(f"{dotted}: unknown key{hint}; valid keys: {', '.join(valid)}")
@@ -524,9 +534,31 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
         raise ConfigError(f"{prefix}{err}") from None
 
 
-def from_dict(raw: Any) -> Config:
-    """Build a checked Config from plain data (as YAML gives it)."""
+def from_dict(raw: Any, saved: bool = False) -> Config:
+    """Build a checked Config from plain data (as YAML gives it). `saved`: a run folder's or a
+    checkpoint's config, whose kernel settings from before run.accel are dropped with a note."""
+    if saved and isinstance(raw, dict):
+        raw = _drop_legacy(raw)
     return _build(Config, raw, "")
+
+
+def _drop_legacy(raw: dict) -> dict:
+    """A copy of a saved config without the kernel settings run.accel replaced; a run that
+    compiled its discriminator keeps doing so (run.accel=compile)."""
+    raw = {key: dict(value) if isinstance(value, dict) else value for key, value in raw.items()}
+    dropped = [f"{section}.{name}" for section, names in LEGACY_KEYS.items()
+               if isinstance(raw.get(section), dict) for name in names if name in raw[section]]
+    if not dropped:
+        return raw
+    compiled = bool(raw["discriminator"].get("compile")) if isinstance(raw.get("discriminator"), dict) else False
+    for key in dropped:
+        section, name = key.split(".")
+        del raw[section][name]
+    run = raw.get("run") or {}
+    if compiled and isinstance(run, dict) and "accel" not in run:
+        raw["run"] = {**run, "accel": "compile"}
+    print(f"note: saved config's {', '.join(dropped)} dropped (replaced by run.accel)", file=sys.stderr)
+    return raw
 
 
 def to_dict(cfg: Config) -> dict:
@@ -571,8 +603,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), parsed
 
 
-def load(path: str | Path | None, overrides: list[str] = ()) -> Config:
-    """Read a YAML config (or the defaults when `path` is None) and apply dotted overrides."""
+def load(path: str | Path | None, overrides: list[str] = (), saved: bool = False) -> Config:
+    """Read a YAML config (or the defaults when `path` is None) and apply dotted overrides.
+    `saved`: a run folder's config.yaml (see `from_dict`)."""
     raw: Any = {}
     if path is not None:
         path = Path(path)
@@ -593,10 +626,12 @@ def load(path: str | Path | None, overrides: list[str] = ()) -> Config:
             raw = {}
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {path}: expected a mapping of sections at the top level")
+        if saved:
+            raw = _drop_legacy(raw)
     for text in overrides:
         key, value = parse_override(text)
         _set_dotted(raw, key, value)
-    return from_dict(raw)
+    return _build(Config, raw, "")
 
 
 def dump(cfg: Config) -> str:

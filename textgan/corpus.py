@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from textgan.config import DataConfig
-from textgan.data import SPECIALS, DataError, Encoded, Vocab, banned_ids, encode, read_sentences
+from textgan.data import (SPECIALS, DataError, Encoded, Vocab, banned_ids, check_lengths, encode, oov_share,
+                          read_sentences)
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Corpus:
     source: str = "files"
     valid: Encoded | None = None  # validation split: data.valid's file, or data.valid_frac of the training sentences
     valid_sentences: list[list[str]] | None = None
+    train_oov: float = 0.0  # share of the training tokens outside a vocabulary given to `prepare` (<unk>)
 
     @property
     def truncated(self) -> int:
@@ -117,11 +119,14 @@ def prepare(cfg: DataConfig, seed: int, vocab: Vocab | None = None) -> Corpus:
         train, valid = split_off(train, cfg.valid_frac, cfg.valid_seed)
     elif cfg.valid:
         valid = _read(cfg, cfg.valid)
+    train_oov = 0.0 if vocab is None else oov_share(train, vocab)
     if vocab is None:
         vocab = built or Vocab.build(train, min_freq=cfg.min_freq, max_size=cfg.max_size)
     elif built is not None and vocab.itos != built.itos:
         raise DataError("the run's vocabulary does not match the oracle corpus; use the same data config")
     add_eos = cfg.source != "oracle"
+    if not cfg.max_len and cfg.source == "files":  # an automatic max_len follows the longest sentence
+        check_lengths(train, cfg.max_len_ceiling, _resolve(cfg.root, cfg.train))
     max_len = cfg.max_len or max(len(s) for s in train) + int(add_eos)
     enc_train = encode(train, vocab, max_len, cfg.long_policy, add_eos)
     enc_test = encode(test, vocab, max_len, cfg.long_policy, add_eos)
@@ -129,4 +134,4 @@ def prepare(cfg: DataConfig, seed: int, vocab: Vocab | None = None) -> Corpus:
     banned = banned_ids(vocab, add_eos)
     return Corpus(vocab=vocab, train=enc_train, test=enc_test, test_sentences=test, max_len=max_len,
                   add_eos=add_eos, banned=banned, oracle=oracle, source=cfg.source,
-                  valid=enc_valid, valid_sentences=valid)
+                  valid=enc_valid, valid_sentences=valid, train_oov=train_oov)

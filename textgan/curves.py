@@ -10,6 +10,7 @@ extrapolating a curve would invent numbers.
 from __future__ import annotations
 
 import csv
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +72,8 @@ def default_label(path: str) -> str:
     p = Path(path).resolve()
     if p.name != "sweep.csv":
         return p.stem
-    return p.parent.parent.name if p.parent.name == "eval" else p.parent.name
+    default_folder = p.parent.name == "eval" or re.fullmatch(r"eval-\d+", p.parent.name)  # RUN/eval, RUN/eval-2, ...
+    return p.parent.parent.name if default_folder else p.parent.name
 
 
 def default_axes(curves: list[Curve]) -> tuple[str, str]:
@@ -134,9 +136,9 @@ def write_gaps(all_gaps: list[Gap], path: Path, x: str, y: str) -> None:
 
 
 def curves_command(paths: list[str], labels: list[str] | None, x: str | None, y: str | None,
-                   out: str | None) -> int:
+                   out: str | None, force: bool = False) -> int:
     """Print the gaps of every curve after the first to the first; with out, also write
-    DIR/curves.csv and DIR/curves.png (the overlay), neither overwriting anything."""
+    DIR/curves.csv and DIR/curves.png (the overlay), neither overwriting anything unless `force`."""
     from textgan.sweep import Axes, plot_curves
 
     if len(paths) < 2:
@@ -147,8 +149,8 @@ def curves_command(paths: list[str], labels: list[str] | None, x: str | None, y:
     out_dir = Path(out) if out else None
     targets = [out_dir / "curves.csv", out_dir / "curves.png"] if out_dir else []
     for target in targets:
-        if target.exists():
-            raise UserError(f"{target} already exists; choose another --out folder")
+        if target.exists() and not force:
+            raise UserError(f"{target} already exists; choose another --out folder, or add --force to replace it")
     curves = [read_curve(p, label) for p, label in zip(paths, labels)]
     if x is None or y is None:
         dx, dy = default_axes(curves)

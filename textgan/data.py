@@ -143,6 +143,29 @@ def encode(sentences: list[list[str]], vocab: Vocab, max_len: int, policy: str =
                    truncated, dropped)
 
 
+def oov_share(sentences: list[list[str]], vocab: Vocab) -> float:
+    """Share of the tokens of `sentences` that `vocab` lacks (each would be read as <unk>)."""
+    total = sum(map(len, sentences))
+    return sum(t not in vocab.stoi for s in sentences for t in s) / total if total else 0.0
+
+
+def check_lengths(sentences: list[list[str]], ceiling: int, path: str | Path) -> None:
+    """Sentences of more than `ceiling` tokens are an error, reported before any model is built:
+    one malformed line would otherwise set an automatic max_len that no memory holds."""
+    if not ceiling:
+        return
+    lengths = [len(s) for s in sentences]
+    longest = max(range(len(lengths)), key=lengths.__getitem__)
+    if lengths[longest] <= ceiling:
+        return
+    over = sum(n > ceiling for n in lengths)
+    start = " ".join(sentences[longest][:6])
+    raise DataError(f"{path}: {over} sentence(s) longer than data.max_len_ceiling={ceiling} tokens, the longest "
+                    f"sentence {longest + 1} with {lengths[longest]} ({start!r} ...); fix or remove those lines, "
+                    f"or set data.max_len=N (data.long_policy truncates or drops longer ones), or raise "
+                    "data.max_len_ceiling")
+
+
 def banned_ids(vocab: Vocab, add_eos: bool) -> list[int]:
     """Ids the generator never emits: pad and bos always; eos and unk too for fixed-length data."""
     return [vocab.pad_id, vocab.bos_id] + ([] if add_eos else [vocab.eos_id, vocab.unk_id])

@@ -4,13 +4,13 @@
 plain process (or WORLD_SIZE=1) gets `Dist()`, whose every helper is a no-op, so single-process
 training is bitwise what it was.
 
-Both models are wrapped in DistributedDataParallel (`Dist.parallel`), whose reducer averages the
-gradients during backward. DDP syncs the backward of a call of its `forward`, so `Calls` makes
-every entry point one: `G("mle_loss", ...)`, `G("sample", ...)`, `D("__call__", dists)`. The
-trainer calls each wrapped model once per backward (the D step scores real, fake and the gradient
-penalty's interpolates in one concatenated batch) and calls the frozen D of the G step unwrapped.
-The non-finite verdict of the local loss is shared with `Dist.any`, so every rank takes the same
-skip decision and parameters stay identical.
+The training steps call the models through `ParallelGenerator` (`g.mle_loss(...)`,
+`g.sample(...)`) and `ParallelDiscriminator` (`d.score(real, fake)`), under torchrun wrapped in
+DistributedDataParallel, whose reducer averages the gradients during backward. DDP syncs the
+backward of a call of its `forward`, so each method is one such call, and each update makes one
+(the D step scores real, fake and the gradient penalty's interpolates in one concatenated batch;
+the frozen D of the G step is called unwrapped). The non-finite verdict of the local loss is
+shared with `Dist.any`, so every rank takes the same skip decision and parameters stay identical.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ import torch.distributed as tdist
 from torch.nn.parallel import DistributedDataParallel
 
 from textgan.errors import UserError
+from textgan.losses import gradient_penalty
 
 T = TypeVar("T")
 RANK_STRIDE = 1000  # rank r's noise and dropout seeds are the single-process ones + 1000 * r
@@ -101,16 +102,6 @@ class Dist:
         tdist.all_gather_object(out, obj)
         return out
 
-    def rank_state(self, states: dict) -> dict | None:
-        """This rank's entry of checkpointed per-rank RNG states (`states["ranks"]`), or the top
-        level in a single process; None if the checkpoint has no entry for this rank."""
-        if not self.enabled:
-            return states
-        ranks = states.get("ranks")
-        if ranks is not None and len(ranks) == self.world_size:
-            return ranks[self.rank]
-        return states if self.is_main else None
-
     def on_main(self, fn: Callable[[], T]) -> T:
         """Run `fn` on rank 0 alone (a write, an evaluation) and hand its result to every rank.
 
@@ -132,22 +123,23 @@ class Dist:
             raise SystemExit(2)
         return value
 
-    def parallel(self, module: torch.nn.Module) -> torch.nn.Module:
-        """`module` as the training steps call it: `Calls(module)`, under torchrun wrapped in
-        DistributedDataParallel (which also starts every rank from rank 0's weights)."""
-        calls = Calls(module)
+    def replicate(self, module: torch.nn.Module) -> torch.nn.Module:
+        """`_Methods(module)`, under torchrun wrapped in DistributedDataParallel (which also
+        starts every rank from rank 0's weights)."""
+        methods = _Methods(module)
         if not self.enabled:
-            return calls
+            return methods
         # buffers (the generator's logit mask) are constant: no per-forward broadcast (the
         # keyword torch >= 2.13 names forward_sync_buffers; older ones broadcast_buffers)
         names = inspect.signature(DistributedDataParallel).parameters
         key = "forward_sync_buffers" if "forward_sync_buffers" in names else "broadcast_buffers"
-        return DistributedDataParallel(calls, **{key: False})
+        return DistributedDataParallel(methods, **{key: False})
 
 
-class Calls(torch.nn.Module):
-    """`calls(name, *args, **kwargs)` is `module.name(*args, **kwargs)`: any method becomes a
-    `forward`, which is what DistributedDataParallel synchronises."""
+class _Methods(torch.nn.Module):
+    """`forward(name, *args, **kwargs)` is `module.name(*args, **kwargs)`: DDP synchronises the
+    backward of a `forward`, so every method a step differentiates must be one. Only the typed
+    wrappers below call it, each with its own method's name."""
 
     def __init__(self, module: torch.nn.Module):
         super().__init__()
@@ -155,6 +147,65 @@ class Calls(torch.nn.Module):
 
     def forward(self, name: str, *args, **kwargs):
         return getattr(self.module, name)(*args, **kwargs)
+
+
+class ParallelGenerator:
+    """The generator as the training steps call it. `module` is the plain generator (weights,
+    checkpoints, evaluation, forwards that need no gradient sync); `replica` its DDP wrapper
+    under torchrun (a `_Methods` in one process)."""
+
+    def __init__(self, module: torch.nn.Module, dist: Dist):
+        self.module = module
+        self.replica = dist.replicate(module)
+
+    def mle_loss(self, tokens: torch.Tensor, z: torch.Tensor, pad_id: int) -> torch.Tensor:
+        """`Generator.mle_loss`, its backward averaging gradients over ranks."""
+        return self.replica("mle_loss", tokens, z, pad_id=pad_id)
+
+    def sample(self, z: torch.Tensor, max_len: int, tau: float, generator: torch.Generator,
+               straight_through: bool = False):
+        """`Generator.sample` (a `SampleOutput`), its backward averaging gradients over ranks."""
+        return self.replica("sample", z, max_len, tau=tau, generator=generator,
+                            straight_through=straight_through)
+
+
+@dataclass
+class Scores:
+    real: torch.Tensor  # (B,) D's logits on the real batch
+    fake: torch.Tensor  # (B,) on the fake batch
+    penalty: torch.Tensor | None  # WGAN-GP's gradient penalty, when asked for
+
+
+class ParallelDiscriminator:
+    """The discriminator as the D step calls it: `module` the plain one, `replica` its DDP wrapper
+    under torchrun (a `_Methods` in one process)."""
+
+    def __init__(self, module: torch.nn.Module, dist: Dist):
+        self.module = module
+        self.replica = dist.replicate(module)
+        self.dist = dist
+
+    def score(self, real: torch.Tensor, fake: torch.Tensor,
+              penalty_rng: torch.Generator | None = None) -> Scores:
+        """D's logits on real and fake (B, T, V) batches and, with `penalty_rng`, the gradient
+        penalty on interpolates drawn from it. Under DDP in one forward over the concatenated
+        batch, as DDP syncs one forward per backward (dropout masks then differ from separate
+        calls; the discriminators are otherwise per-row)."""
+        if not self.dist.enabled:
+            d_real, d_fake = self.module(real), self.module(fake)
+            penalty = None if penalty_rng is None else gradient_penalty(self.module, real, fake, penalty_rng)
+            return Scores(d_real, d_fake, penalty)
+        b = real.shape[0]
+        if penalty_rng is None:
+            d_real, d_fake = self.replica("__call__", torch.cat([real, fake])).split(b)
+            return Scores(d_real, d_fake, None)
+        logits: list[torch.Tensor] = []
+
+        def critic(mixed: torch.Tensor) -> torch.Tensor:  # called once, after drawing the interpolation
+            logits.extend(self.replica("__call__", torch.cat([real, fake, mixed])).split(b))
+            return logits[2]
+        penalty = gradient_penalty(critic, real, fake, penalty_rng)
+        return Scores(logits[0], logits[1], penalty)
 
 
 def _env_int(name: str) -> int:

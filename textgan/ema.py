@@ -41,9 +41,7 @@ class WeightAverage:
             mine.copy_(theirs)
         self.updates += 1
 
-    def state_dict(self) -> dict:
-        return {"weights": self.module.state_dict(), "updates": self.updates}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.module.load_state_dict(state["weights"])
-        self.updates = int(state["updates"])
+    def load(self, weights: dict, updates: int) -> None:
+        """Continue a saved average: its weights and the number of updates it has had."""
+        self.module.load_state_dict(weights)
+        self.updates = int(updates)

@@ -28,19 +28,20 @@ def load_encoder(loaded: Loaded, which: str = "auto") -> SentenceEncoder:
     """The run's sentence encoder, from the checkpoint file `loaded` came from."""
     state = checkpoint.load(loaded.path)
     cfg, vocab_size = loaded.config, len(loaded.vocab)
-    found: dict[str, tuple[SentenceEncoder, str]] = {}
+    found: dict[str, tuple[SentenceEncoder, dict]] = {}
     for name, key, build in (("variational", ENCODER, build_encoder), ("info", HEAD, build_head)):
         module = build(cfg, vocab_size)
-        if module is not None and key in state:
-            found[name] = (module, key)
+        part = checkpoint.read_latent_part(state, key)
+        if module is not None and part is not None:
+            found[name] = (module, part.weights)
     if not found:
         raise UserError(f"{loaded.path} has no sentence encoder: train with mle.objective=elbo (a variational "
                         "encoder) or adversarial.info_weight > 0 (a reconstruction head)")
     name = next(iter(found)) if which == "auto" else which
     if name not in found:
         raise UserError(f"{loaded.path} has no {name} encoder; use --encoder {next(iter(found))}")
-    encoder, key = found[name]
-    encoder.load_state_dict(state[key]["weights"])
+    encoder, weights = found[name]
+    encoder.load_state_dict(weights)
     return encoder.to(loaded.generator.out.weight.device).eval()
 
 

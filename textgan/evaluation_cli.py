@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
-from textgan import fpenv
+from textgan.accel import fpenv
 from textgan.config import SPLITS, EvalConfig, choices
 from textgan.corpus import Corpus, prepare
+from textgan.data import oov_share
 from textgan.errors import UserError
 from textgan.evaluate import evaluate
 from textgan.sample import Loaded, load_generator
 
 PROTOCOLS = choices(EvalConfig, "protocol")  # exact, texygen, both
+SWEEP_FILES = ("sweep.csv", "sweep.png", "events.out.tfevents.*")  # what a sweep writes in its folder
 
 
 def run_dir_of(path: Path) -> Path:
@@ -64,32 +67,89 @@ def eval_metrics(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperatur
     return evaluate(loaded.generator, corpus, cfg, seed, temperature=temperature)[0]
 
 
-def write_metrics(out_dir: Path, metrics: dict[str, float], settings: dict) -> Path:
+def write_metrics(out_dir: Path, metrics: dict[str, float], settings: dict, force: bool = False) -> Path:
+    """out_dir/metrics.json: a new file ("x": never one made meanwhile), or replaced with `force`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "metrics.json"
-    path.write_text(json.dumps({"settings": settings, "metrics": metrics}, indent=2) + "\n", encoding="utf-8")
+    try:
+        with open(path, "w" if force else "x", encoding="utf-8") as fh:
+            fh.write(json.dumps({"settings": settings, "metrics": metrics}, indent=2) + "\n")
+    except FileExistsError:
+        raise UserError(f"{path} appeared while scoring; nothing overwritten, rerun with another --out") from None
     return path
+
+
+# bytes per sampled token held at once by an evaluation: the ids, the decoded token lists and the
+# n-gram counts of BLEU and leave-one-out Self-BLEU (a generous estimate, so a run that passes fits)
+BYTES_PER_TOKEN = 1000
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel can hand out now (MemAvailable: free plus reclaimable cache), None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(num: int, max_len: int) -> None:
+    """Refuse before sampling an evaluation whose samples cannot fit in the available memory."""
+    free = available_memory()
+    if free is None:
+        return
+    need = num * max_len * BYTES_PER_TOKEN
+    if need > free:
+        raise UserError(f"--num {num} needs about {need / 2**30:.1f} GiB for its samples and their n-gram counts "
+                        f"({max_len} tokens each) and {free / 2**30:.1f} GiB is free; lower --num "
+                        f"(at most about {max(free // (max_len * BYTES_PER_TOKEN), 2)})")
+
+
+def check_oov(corpus: Corpus, data: str, max_oov: float) -> None:
+    """The share of --data's tokens outside the run's vocabulary, reported; above `max_oov` an error."""
+    share = oov_share(corpus.test_sentences, corpus.vocab)
+    print(f"vocabulary: {share:.1%} of the tokens of {data} are outside the run's vocabulary (read as <unk>)",
+          file=sys.stderr)
+    if share > max_oov:
+        raise UserError(f"{share:.1%} of the tokens of {data} are outside the run's vocabulary (limit --max-oov "
+                        f"{max_oov:g}): is it the run's corpus and tokenizer? Pass --max-oov 1 to score it anyway")
 
 
 def eval_command(path: str, data: str | None = None, num: int | None = None, seed: int | None = None,
                  temperature: float = 1.0, protocol: str = "exact", sweep: str | None = None,
-                 out: str | None = None, device: str = "cpu", weights: str = "auto", split: str = "test") -> int:
-    """Print metrics ("name value" per line) and write metrics.json, or run a temperature sweep."""
+                 out: str | Path | None = None, device: str = "cpu", weights: str = "auto", split: str = "test",
+                 force: bool = False, max_oov: float = 1.0) -> int:
+    """Print metrics (a "name value" line each) and write metrics.json, or run a temperature sweep.
+    Without `out` the results go to RUN/eval, or the first of RUN/eval-2, -3, ... without them."""
     from textgan import sweep as sweep_mod
+    from textgan.arguments import numbered_dir
 
     temps = sweep_mod.parse_spec(sweep) if sweep else None  # bad spec fails before loading anything
     if num is not None and num < 2:
         raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
     loaded, corpus = load_run(path, data, device, weights, split)
+    if data:
+        check_oov(corpus, data, max_oov)
     fpenv.apply(loaded.config.run)  # as the run trained
     num = num or loaded.config.eval.num_samples
+    check_memory(num, corpus.max_len)
     seed = loaded.config.run.seed if seed is None else seed
-    out_dir = Path(out) if out else run_dir_of(Path(path)) / "eval"
+    targets = SWEEP_FILES if temps is not None else ("metrics.json",)
+    out_dir = Path(out) if out else numbered_dir(run_dir_of(Path(path)) / "eval", targets)
+    if not out and out_dir.name != "eval":
+        print(f"{out_dir.with_name('eval')} holds an earlier result; writing to {out_dir}", file=sys.stderr)
     if temps is not None:
         rows = sweep_mod.temperature_sweep(loaded, corpus, temps, num=num, seed=seed)
         for row in rows:
             print(" ".join(f"{k}={v:.6g}" for k, v in row.items()))
-        for written in sweep_mod.write_sweep(rows, out_dir, sweep_mod.axes(corpus, loaded.config.eval.bleu_n)):
+        for written in sweep_mod.write_sweep(rows, out_dir, sweep_mod.axes(corpus, loaded.config.eval.bleu_n),
+                                             force=force):
             print(f"wrote {written}", file=sys.stderr)
         print(f"wrote TensorBoard scalars sweep/* to {out_dir}", file=sys.stderr)
         return 0
@@ -100,7 +160,7 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
                 "test": str(corpus_test_file(loaded, data, split)), "num": num,
                 "seed": seed, "temperature": temperature, "protocol": protocol,
                 "weights": "g_ema average" if loaded.averaged else "trained"}
-    print(f"wrote {write_metrics(out_dir, metrics, settings)}", file=sys.stderr)
+    print(f"wrote {write_metrics(out_dir, metrics, settings, force=force)}", file=sys.stderr)
     return 0
 
 

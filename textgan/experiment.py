@@ -11,15 +11,15 @@ from pathlib import Path
 
 import torch
 
-from textgan import checkpoint, distributed, encoding, fpenv, runs, warm_start
+from textgan import accel, checkpoint, distributed, encoding, runs, warm_start
 from textgan import config as config_mod
 from textgan.corpus import Corpus, prepare
 from textgan.data import Vocab
 from textgan.distributed import Dist
 from textgan.errors import UserError
 from textgan.evaluate import metric_names
-from textgan.models import require_native_kernels
-from textgan.monitor import Monitor
+from textgan.accel import fpenv
+from textgan.monitor import Monitor, append_log, metrics_table
 from textgan.schedule import Interrupted, run
 from textgan.train import Trainer
 
@@ -52,7 +52,7 @@ def _check_best_metric(cfg: config_mod.Config, corpus: Corpus) -> None:
 def _resume_state(run_dir: Path, log):
     state, path = checkpoint.load_latest_valid(run_dir / "checkpoints", warn=log)
     saved = Vocab.load(run_dir / "vocab.json")
-    if saved.itos != list(state["vocab"]):
+    if saved.itos != checkpoint.read_vocab(state):
         raise UserError(f"{run_dir}/vocab.json does not match checkpoint {path.name}; "
                         "restore the run's own vocab.json")
     return state, path, saved
@@ -85,7 +85,7 @@ def train_command(config_path: str | None, overrides: list[str], resume: str | N
 def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, force: bool,
            dist: Dist) -> int:
     log = _log if dist.is_main else (lambda message: None)  # rank 0 speaks for the job
-    require_native_kernels(cfg.generator, cfg.discriminator)  # before any run folder is made
+    accel.check(cfg.run.accel, cfg.generator.core, cfg.discriminator.kind)  # before any run folder is made
     state = source = None
     if resume:
         run_dir = Path(resume)
@@ -97,6 +97,8 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
         if source is not None and (mismatch := warm_start.split_mismatch(cfg.data, source)):
             log(mismatch)
         corpus = prepare(cfg.data, cfg.run.seed, vocab=source.vocab if source else None)
+        if source is not None:
+            warm_start.check_vocabulary(corpus.train_oov, cfg.data.max_oov, source, log)
         _check_best_metric(cfg, corpus)
         dist.check_corpus(corpus.train.tokens.shape[0])
         run_dir = dist.on_main(lambda: _new_run(cfg, config_path, corpus, force))  # the others wait
@@ -104,19 +106,13 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
         torch.set_num_threads(cfg.run.threads)
     fpenv.apply(cfg.run)
     log(_describe(corpus))
-    monitor = Monitor(run_dir, progress=cfg.log.progress and sys.stderr.isatty(), enabled=dist.is_main)
+    on_terminal = sys.stderr.isatty()  # a tqdm bar there; elsewhere a line every log.interval_s
+    monitor = Monitor(run_dir, progress=cfg.log.progress and on_terminal, enabled=dist.is_main,
+                      interval_s=0.0 if on_terminal else cfg.log.interval_s)
     monitor.scalars({"data/truncated": corpus.truncated, "data/dropped": corpus.dropped,
                      "data/vocab_size": len(corpus.vocab)}, 0)
     trainer = Trainer(cfg, corpus, run_dir, monitor, dist=dist)
-    log(f"generator output cross-entropy: {trainer.G.ce_kernel_used()} (generator.ce_kernel={cfg.generator.ce_kernel})")
-    if cfg.generator.core == "lstm":
-        log(f"generator teacher-forced LSTM: {trainer.G.lstm_kernel_used()} (generator.lstm_kernel={cfg.generator.lstm_kernel})")
-        log(f"generator MLE loss: {'fused, every gradient in one pass' if trainer.G.mle_fused() else 'layered'} "
-            "(fused only where both kernels are native and no dropout is active)")
-    if hasattr(trainer.D, "conv_kernel"):
-        log(f"discriminator conv+max: {trainer.D.conv_kernel()} (discriminator.conv_kernel={cfg.discriminator.conv_kernel})")
-        log(f"discriminator highway gate: {trainer.D.highway.kernel_used()} "
-            f"(discriminator.highway_kernel={cfg.discriminator.highway_kernel})")
+    log(trainer.accel)  # one line: what runs in C, what in torch
     if state is not None:
         trainer.load_state_dict(state)
     elif source is not None:
@@ -154,7 +150,9 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
 
 def _report(run_dir: Path, metrics: dict[str, float], lines: list[str], split: str,
             path: tuple[str, list[str]] = ("", [])) -> None:
-    _log(f"final metrics ({split} split): " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
+    table = metrics_table(metrics, f"final metrics ({split} split):")
+    _log("\n".join(table))
+    append_log(run_dir, table)
     print(f"run folder: {run_dir}")
     print("samples (fixed z):")
     for line in lines:

@@ -7,22 +7,25 @@ logits + Gumbel noise, an exact draw from softmax(logits) whatever tau is
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
-from textgan import random_native
+from textgan import philox
 from textgan.config import GumbelConfig
 
 _TINY = 1e-10
 
 
 def gumbel_noise(shape: tuple[int, ...], generator: torch.Generator | None = None,
-                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                 uniform: Callable = philox.uniform) -> torch.Tensor:
     """-log(-log U), U ~ Uniform(0, 1), drawn from `generator` so runs are reproducible.
-    On CPU in float32, U comes from the threaded Philox kernel (textgan.random_native), in the
-    open interval, so both logs are finite without the offsets."""
-    if random_native.available(device, dtype):
-        return random_native.uniform(shape, generator).log_().neg_().log_().neg_()
+    On CPU in float32, U is the Philox stream of textgan.philox (`uniform`: it or a faster
+    function giving the same numbers), in the open interval, so both logs are finite without
+    the offsets; elsewhere torch's generator draws U."""
+    if philox.applies(device, dtype):
+        return uniform(shape, generator).log_().neg_().log_().neg_()
     u = torch.rand(shape, generator=generator, device=device, dtype=dtype)
     return u.add_(_TINY).log_().neg_().add_(_TINY).log_().neg_()  # in place: half the memory traffic
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import torch
 
-from textgan import latent
+from textgan import checkpoint, latent
 from textgan.config import Config
 from textgan.corpus import Corpus
 from textgan.errors import UserError
 from textgan.models.encoder import SentenceEncoder
 from textgan.models.generator import Generator
 
-ENCODER, HEAD = "encoder", "info_head"  # checkpoint keys (absent in runs without them)
+ENCODER, HEAD = checkpoint.LATENT_PARTS  # their checkpoint entries (absent in runs without them)
 
 
 def build_encoder(cfg: Config, vocab_size: int) -> SentenceEncoder | None:
@@ -73,22 +73,25 @@ class LatentParts:
         return [(name, module, opt) for name, module, opt in ((ENCODER, self.encoder, self.opt_encoder),
                                                               (HEAD, self.head, self.opt_head)) if module is not None]
 
-    def state_dict(self) -> dict:
-        return {name: {"weights": module.state_dict(), "optimizer": opt.state_dict()}
+    def state_dict(self) -> dict[str, checkpoint.LatentPart]:
+        """For `checkpoint.write_training`'s latent_parts."""
+        return {name: checkpoint.LatentPart(module.state_dict(), opt.state_dict())
                 for name, module, opt in self._parts()}
 
     def load_state_dict(self, state: dict) -> None:
         """Weights and optimizers where the checkpoint has them; a checkpoint from before they
         were switched on leaves them freshly initialised."""
         for name, module, opt in self._parts():
-            if name in state:
-                module.load_state_dict(state[name]["weights"])
-                opt.load_state_dict(state[name]["optimizer"])
+            part = checkpoint.read_latent_part(state, name)
+            if part is not None:
+                module.load_state_dict(part.weights)
+                opt.load_state_dict(part.optimizer)
 
     def load_encoder(self, state: dict) -> None:
         """The encoder saved with a generator put back (mle.patience's best epoch)."""
-        if self.encoder is not None and ENCODER in state:
-            self.encoder.load_state_dict(state[ENCODER]["weights"])
+        part = checkpoint.read_latent_part(state, ENCODER)
+        if self.encoder is not None and part is not None:
+            self.encoder.load_state_dict(part.weights)
 
     def set_lr(self, scale: float, mle_scale: float) -> None:
         """As the trainer's own: the encoder follows mle.lr, the head latent.info_lr."""

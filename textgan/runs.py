@@ -50,4 +50,4 @@ def load_config(run_dir: Path, overrides: list[str] = ()) -> config_mod.Config:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise UserError(f"{run_dir} is not a run folder (no config.yaml); pass the folder `textgan train` made")
-    return config_mod.load(path, overrides)
+    return config_mod.load(path, overrides, saved=True)

@@ -53,35 +53,36 @@ def early_stop_mle(trainer: Trainer) -> None:
     if p.mle_since_best == 0:  # this epoch is the best: nothing to put back
         return
     best = trainer.restore_generator(best_path)
-    trainer.monitor.scalars({"mle/best_epoch": best["epoch"], "mle/stopped_epoch": p.epoch}, p.global_step)
+    trainer.monitor.scalars({"mle/best_epoch": best.epoch, "mle/stopped_epoch": p.epoch}, p.global_step)
     if trainer.dist.is_main:
         print(f"mle: held-out ({trainer.corpus.eval_split} split) {name} not below {p.mle_best:.4f} "
               f"for {p.mle_since_best} evaluation(s); "
-              f"pretraining ends after epoch {p.epoch}, generator back to epoch {best['epoch']}", file=sys.stderr)
+              f"pretraining ends after epoch {p.epoch}, generator back to epoch {best.epoch}", file=sys.stderr)
 
 
-def run(trainer: Trainer, on_checkpoint=lambda path: None) -> dict[str, float]:
-    """The whole schedule from wherever `trainer.progress` stands; returns the final metrics."""
-    cfg, p, mon = trainer.cfg, trainer.progress, trainer.monitor
+def _stop_if_asked(trainer: Trainer, saved: Path | None = None) -> None:
+    """On a stop request, raise with the checkpoint `saved` this step, or a new one."""
+    if trainer.stop_requested():
+        trainer.monitor.close_bar()
+        raise Interrupted(saved or trainer.save())
 
-    def checkpoint_and_stop_if_asked(saved: Path | None = None) -> None:
-        """On a stop request, raise with the checkpoint `saved` this step, or a new one."""
-        if trainer.stop_requested():
-            mon.close_bar()
-            raise Interrupted(saved or trainer.save())
 
-    def guard() -> None:
-        if trainer.diverging():
-            mon.close_bar()
-            path = trainer.rollback()
-            print(f"warning: non-finite updates; rolled back to {path.name}, learning rates x"
-                  f"{p.lr_scale:.3g}", file=sys.stderr)
+def _roll_back_if_diverging(trainer: Trainer) -> None:
+    if trainer.diverging():
+        trainer.monitor.close_bar()
+        path = trainer.rollback()
+        print(f"warning: non-finite updates; rolled back to {path.name}, learning rates x"
+              f"{trainer.progress.lr_scale:.3g}", file=sys.stderr)
 
+
+def _pretrain(trainer: Trainer, on_checkpoint) -> None:
+    """MLE epochs, each followed by its evaluation (every eval.mle_every), samples and checkpoint."""
+    cfg, p = trainer.cfg, trainer.progress
     while p.epoch < cfg.mle.epochs and not p.mle_done:
         if not trainer.mle_epoch():
-            checkpoint_and_stop_if_asked()
+            _stop_if_asked(trainer)
         if trainer.diverging() or p.batch:  # never checkpoint a diverging state
-            guard()
+            _roll_back_if_diverging(trainer)
             continue
         if should(cfg.eval.mle_every, p.epoch, cfg.mle.epochs):
             trainer.evaluate()
@@ -90,7 +91,14 @@ def run(trainer: Trainer, on_checkpoint=lambda path: None) -> dict[str, float]:
         trainer.log_samples()
         saved = trainer.save()
         on_checkpoint(saved)
-        checkpoint_and_stop_if_asked(saved)
+        _stop_if_asked(trainer, saved)
+
+
+def _pretrain_discriminator(trainer: Trainer) -> None:
+    """adversarial.d_pretrain_steps D updates at the first step's temperature, logged as dpre/*."""
+    cfg, p, mon = trainer.cfg, trainer.progress, trainer.monitor
+    if p.d_pretrain < cfg.adversarial.d_pretrain_steps:
+        mon.start_bar(cfg.adversarial.d_pretrain_steps, "discriminator pretraining", initial=p.d_pretrain)
     while p.d_pretrain < cfg.adversarial.d_pretrain_steps:
         skipped = p.skipped
         stats = trainer.d_step(tau_at(0, cfg.gumbel, cfg.adversarial.steps))
@@ -98,8 +106,14 @@ def run(trainer: Trainer, on_checkpoint=lambda path: None) -> dict[str, float]:
         p.d_pretrain += 1
         p.global_step += 1
         mon.scalars({k.replace("adv/", "dpre/"): v for k, v in stats.items()}, p.global_step)
-        checkpoint_and_stop_if_asked()
-        guard()
+        mon.advance({"d": stats["adv/d_loss"]})
+        _stop_if_asked(trainer)
+        _roll_back_if_diverging(trainer)
+
+
+def _adversarial(trainer: Trainer, on_checkpoint) -> None:
+    """The adversarial steps, with evaluations, samples and checkpoints at their intervals."""
+    cfg, p, mon = trainer.cfg, trainer.progress, trainer.monitor
     steps = cfg.adversarial.steps
     if p.step < steps:
         mon.start_bar(steps, "adversarial", initial=p.step)
@@ -107,7 +121,7 @@ def run(trainer: Trainer, on_checkpoint=lambda path: None) -> dict[str, float]:
         stats = trainer.adversarial_step()
         mon.scalars(stats, p.global_step)
         if trainer.diverging():
-            guard()
+            _roll_back_if_diverging(trainer)
             mon.start_bar(steps, "adversarial", initial=p.step)
             continue
         mon.advance({"d": stats.get("adv/d_loss", math.nan), "g": stats.get("adv/g_loss", math.nan),
@@ -120,8 +134,15 @@ def run(trainer: Trainer, on_checkpoint=lambda path: None) -> dict[str, float]:
         if saved is not None:
             on_checkpoint(saved)
         if p.step < steps:  # also on a step that checkpointed anyway (checkpoint_every 1 included)
-            checkpoint_and_stop_if_asked(saved)
+            _stop_if_asked(trainer, saved)
     mon.close_bar()
+
+
+def run(trainer: Trainer, on_checkpoint=lambda path: None) -> dict[str, float]:
+    """The whole schedule from wherever `trainer.progress` stands; returns the final metrics."""
+    _pretrain(trainer, on_checkpoint)
+    _pretrain_discriminator(trainer)
+    _adversarial(trainer, on_checkpoint)
     if not trainer.last_metrics:
         trainer.evaluate()
         trainer.log_samples()

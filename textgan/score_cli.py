@@ -75,19 +75,34 @@ def score_oracle(samples: list[list[int]], params: str, train: list[list[int]] |
     return metrics
 
 
+def check_oov(samples: list[list[str]], references: list[list[str]], path: str, max_oov: float) -> None:
+    """Report the share of the samples' tokens that no reference holds; above `max_oov` an error."""
+    known = {t for s in references for t in s}
+    total = sum(map(len, samples))
+    share = sum(t not in known for s in samples for t in s) / total if total else 0.0
+    print(f"vocabulary: {share:.1%} of the tokens of {path} appear in no reference", file=sys.stderr)
+    if share > max_oov:
+        raise UserError(f"{share:.1%} of the tokens of {path} appear in no reference (limit --max-oov {max_oov:g}): "
+                        "were they written with another tokenizer or corpus? Pass --max-oov 1 to score them anyway")
+
+
 def score_command(samples: str, refs: str | None = None, train: str | None = None, second: str | None = None,
                   tokenizer: str = "whitespace", lowercase: bool = True, protocol: str = "exact",
                   orders: str | None = None, num: int | None = None, out: str | None = None,
-                  oracle: str | None = None) -> int:
-    """Print "name value" lines and, with `out`, write them to a new JSON file."""
+                  oracle: str | None = None, force: bool = False, max_oov: float = 1.0) -> int:
+    """Print "name value" lines and, with `out`, write them to a new JSON file (or replace it with
+    `force`). The share of the samples' tokens no reference holds is reported; above `max_oov` it is
+    an error (another tokenizer or corpus than the references')."""
     if (refs is None) == (oracle is None):
         raise UserError("give --refs TEST (text: BLEU) or --oracle PARAMS.npz (token ids: NLL_oracle), one of the two")
     if oracle and (second or orders or protocol != "exact" or tokenizer != "whitespace" or not lowercase):
         raise UserError("--second, --orders, --protocol, --tokenizer and --keep-case apply to text; "
                         "leave them out with --oracle")
     order_list = parse_orders(orders or "2,3,4,5")
-    if out and Path(out).exists():
-        raise UserError(f"--out {out} already exists; choose a new file name")
+    if second and protocol == "exact":
+        raise UserError("--second serves the texygen Self-BLEU; add --protocol texygen or both, or drop --second")
+    if out and Path(out).exists() and not force:
+        raise UserError(f"--out {out} already exists; choose a new file name, or add --force to replace it")
     if oracle:
         metrics = score_oracle(read_ids(samples)[:num], oracle, train=read_ids(train) if train else None)
     else:
@@ -96,7 +111,9 @@ def score_command(samples: str, refs: str | None = None, train: str | None = Non
             raise UserError(f"{samples} has {len(hyps)} sentence; leave-one-out Self-BLEU needs at least 2")
         if protocol != "exact" and second is None:
             print("note: self_bleuN_texygen needs --second FILE (an independent sample set); left out", file=sys.stderr)
-        metrics = score_text(hyps, read_sentences(refs, tokenizer, lowercase), order_list, protocol,
+        references = read_sentences(refs, tokenizer, lowercase)
+        check_oov(hyps, references, samples, max_oov)
+        metrics = score_text(hyps, references, order_list, protocol,
                              train=read_sentences(train, tokenizer, lowercase) if train else None,
                              second=read_sentences(second, tokenizer, lowercase) if second else None)
         num = len(hyps)
@@ -107,7 +124,7 @@ def score_command(samples: str, refs: str | None = None, train: str | None = Non
         settings = {**{k: v and str(Path(v).resolve()) for k, v in paths.items()}, "num": num,
                     **({} if oracle else {"tokenizer": tokenizer, "lowercase": lowercase, "protocol": protocol})}
         try:
-            with open(out, "x", encoding="utf-8") as f:  # "x": never replace a file made meanwhile
+            with open(out, "w" if force else "x", encoding="utf-8") as f:  # "x": never replace a file made meanwhile
                 f.write(json.dumps({"settings": settings, "metrics": metrics}, indent=2) + "\n")
         except OSError as err:
             raise UserError(f"cannot write --out {out} ({err.strerror or err}); give a path in an existing folder") from None

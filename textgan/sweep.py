@@ -111,13 +111,21 @@ def axes(corpus: Corpus, bleu_n: list[int]) -> Axes:
                 f"Self-BLEU-{n} (lower is more diverse)")
 
 
-def write_sweep(rows: list[dict], out_dir: Path, ax: Axes) -> list[Path]:
+def write_sweep(rows: list[dict], out_dir: Path, ax: Axes, force: bool = False) -> list[Path]:
     """sweep.csv, TensorBoard scalars sweep/<column> at step = row index (events in out_dir),
-    and sweep.png; returns the csv and png paths."""
+    and sweep.png; returns the csv and png paths. An earlier sweep's files there are an error,
+    or with `force` replaced (its event files removed, so TensorBoard shows one sweep)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "sweep.csv"
-    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
+    if force:
+        for old in out_dir.glob("events.out.tfevents.*"):
+            old.unlink()
+    try:
+        fh = open(csv_path, "w" if force else "x", newline="", encoding="utf-8")
+    except FileExistsError:
+        raise UserError(f"{csv_path} already exists; choose another --out folder, or add --force") from None
+    with fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)

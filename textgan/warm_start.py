@@ -59,6 +59,16 @@ def split_mismatch(data: DataConfig, source: Loaded) -> str | None:
             "sentences may be in its training set; use the source's data settings for an unbiased validation split")
 
 
+def check_vocabulary(share: float, max_oov: float, source: Loaded, log) -> None:
+    """Report the share of this run's training tokens outside the source's vocabulary (they train
+    as <unk>); above data.max_oov it is an error: the source was trained on another corpus."""
+    log(f"vocabulary: {share:.1%} of the training tokens are outside {source.path}'s vocabulary (read as <unk>)")
+    if share > max_oov:
+        raise UserError(f"generator.init_from: {share:.1%} of this run's training tokens are outside the "
+                        f"vocabulary of {source.path} (data.max_oov={max_oov:g}); was it trained on another corpus "
+                        "or tokenizer? Set data.max_oov=1 to go ahead")
+
+
 @torch.no_grad()
 def apply(generator: Generator, source: Loaded) -> None:
     """Copy the source weights into `generator`; a latent projection the source lacks starts at 0."""

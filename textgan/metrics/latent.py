@@ -124,7 +124,8 @@ def latent_mi(generator, num: int, k: int, max_len: int, rng: torch.Generator,
 
 
 def _fixed_noise(generator, max_len: int, rows: int, rng: torch.Generator) -> torch.Tensor:
-    return gumbel_noise((max_len, rows, generator.vocab_size), rng, generator.out.weight.device)  # (T, rows, V)
+    return gumbel_noise((max_len, rows, generator.vocab_size), rng, generator.out.weight.device,
+                        uniform=generator.ops.uniform)  # (T, rows, V)
 
 
 @torch.inference_mode()

@@ -3,29 +3,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from textgan import native
 from textgan.config import DiscriminatorConfig, GeneratorConfig
-from textgan.models import convmax_native, highway_native, linear_ce_native, lstm_native
 from textgan.models.discriminator import LSTMDiscriminator, RelGANCNN
 from textgan.models.generator import Generator, SampleOutput
 
 DISCRIMINATORS = {"relgan_cnn": RelGANCNN, "lstm": LSTMDiscriminator}
 
-__all__ = ["DISCRIMINATORS", "Generator", "SampleOutput", "build_discriminator", "build_generator",
-           "require_native_kernels"]
-
-
-def require_native_kernels(gen: GeneratorConfig, disc: DiscriminatorConfig) -> None:
-    """The one-line error for a kernel set to native that cannot be built, raised before a run
-    writes anything (the models raise it too, but only once their run folder exists)."""
-    if gen.ce_kernel == "native":
-        native.require(linear_ce_native.kernels(), "generator.ce_kernel")
-    if gen.core == "lstm" and gen.lstm_kernel == "native":
-        native.require(lstm_native.kernels(), "generator.lstm_kernel")
-    if disc.kind == "relgan_cnn" and disc.conv_kernel == "native":
-        native.require(convmax_native.kernels(), "discriminator.conv_kernel")
-    if disc.kind == "relgan_cnn" and disc.highway_kernel == "native":
-        native.require(highway_native.kernels(), "discriminator.highway_kernel")
+__all__ = ["DISCRIMINATORS", "Generator", "SampleOutput", "build_discriminator", "build_generator"]
 
 
 def build_generator(cfg: GeneratorConfig, vocab_size: int, banned: list[int]) -> Generator:
@@ -33,8 +17,7 @@ def build_generator(cfg: GeneratorConfig, vocab_size: int, banned: list[int]) ->
                     num_layers=cfg.num_layers, latent_dim=cfg.latent_dim, prior=cfg.prior,
                     feedback=cfg.feedback, dropout=cfg.dropout, banned=banned, core=cfg.core,
                     mem_slots=cfg.mem_slots, num_heads=cfg.num_heads, head_size=cfg.head_size,
-                    ce_kernel=cfg.ce_kernel, lstm_kernel=cfg.lstm_kernel, io_dropout=cfg.io_dropout,
-                    tie_embeddings=cfg.tie_embeddings, noise=cfg.noise)
+                    io_dropout=cfg.io_dropout, tie_embeddings=cfg.tie_embeddings, noise=cfg.noise)
     if cfg.init_std > 0:
         gen.init_normal_(cfg.init_std)
     return gen
@@ -44,7 +27,6 @@ def build_discriminator(cfg: DiscriminatorConfig, vocab_size: int):
     if cfg.kind == "relgan_cnn":
         disc = RelGANCNN(vocab_size, emb_dim=cfg.emb_dim, num_rep=cfg.num_rep,
                          filter_sizes=cfg.filter_sizes, num_filters=cfg.num_filters, dropout=cfg.dropout,
-                         compile=cfg.compile, conv_kernel=cfg.conv_kernel, highway_kernel=cfg.highway_kernel,
                          highway=cfg.highway)
     else:
         disc = DISCRIMINATORS[cfg.kind](vocab_size, emb_dim=cfg.emb_dim, hidden_dim=cfg.hidden_dim,

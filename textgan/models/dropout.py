@@ -1,27 +1,33 @@
-"""Dropout whose CPU float32 masks come from the threaded Philox kernel (textgan.random_native).
+"""Dropout whose CPU float32 masks come from the Philox stream of textgan.philox.
 
 Same function as nn.Dropout (inverted dropout: kept units scaled by 1 / (1 - p), identity in
-eval mode) and the same source of randomness: each mask takes its key from torch's global
-generator, which `set_seed` seeds and checkpoints save. torch's CPU bernoulli_ draws one number
-at a time (about 90 ms for the RelGAN discriminator's 4.9 M features); the kernel is several
-times faster. Elsewhere it is torch's dropout.
+eval mode) with one definition of its randomness whatever is installed: each mask takes a fresh
+key from torch's global generator, which `set_seed` seeds and checkpoints save. `keep_mask` is the
+mask source (philox.keep_mask); a faster one giving the same masks may replace it. Elsewhere
+(GPU, float64) torch's bernoulli draws the mask.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from textgan import random_native
+from textgan import philox
 
 
 class Dropout(nn.Dropout):
-    def native_mask(self, x: torch.Tensor) -> torch.Tensor | None:
-        """The mask `forward` would multiply x by, drawn now; None where forward is the identity
-        or torch's own dropout. A layer before it can apply the mask in its own pass."""
-        if not self.training or self.p == 0.0 or not random_native.available(x.device, x.dtype):
+    def __init__(self, p: float = 0.5):
+        super().__init__(p)
+        self.keep_mask = philox.keep_mask  # (shape, p) -> mask, float32 on CPU
+
+    def mask(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The mask `forward` multiplies x by, drawn now; None where forward is the identity. A
+        layer before it may apply the mask in its own pass (the highway of RelGANCNN does)."""
+        if not self.training or self.p == 0.0:
             return None
-        return random_native.keep_mask(tuple(x.shape), self.p)
+        if philox.applies(x.device, x.dtype):
+            return self.keep_mask(tuple(x.shape), self.p)
+        return torch.empty_like(x).bernoulli_(1.0 - self.p).div_(1.0 - self.p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mask = self.native_mask(x)
-        return super().forward(x) if mask is None else x * mask
+        mask = self.mask(x)
+        return x if mask is None else x * mask

@@ -8,18 +8,23 @@ One set of weights serves both regimes: `forward` feeds the gold previous token
 (MLE), `sample` feeds back the generator's own output (adversarial training and
 sampling), so the discriminator's gradient reaches the generator through the
 relaxed one-hot outputs.
+
+`Generator.ops` holds the few operations a faster implementation may replace: the teacher-forced
+core run, the output layer's cross-entropy and log-probabilities, the whole teacher-forced loss,
+and the uniform noise. The defaults below are the definitions; a replacement computes the same
+function (within float rounding) and draws the same noise.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from textgan import native
+from textgan import philox
 from textgan.gumbel import gumbel_noise, gumbel_softmax
-from textgan.models import linear_ce_native, lstm_native, mle_native
-from textgan.models.fused_ce import linear_cross_entropy, target_log_probs, uses_native
 from textgan.models.relational_memory import RelationalMemory
 
 NEG = -1e9  # additive logit for tokens the generator never emits
@@ -33,6 +38,50 @@ class SampleOutput:
     dists: torch.Tensor | None  # (B, T, V) relaxed one-hot seen by the discriminator
 
 
+def run_core(core: nn.Module, inputs: torch.Tensor, state) -> torch.Tensor:
+    """The core's outputs (B, T, H) on teacher-forced inputs (B, T, E) from its initial state."""
+    return core(inputs, state)[0]
+
+
+def cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, targets: torch.Tensor,
+                  ignore_index: int) -> torch.Tensor:
+    """Mean cross-entropy of the output layer's logits hidden (N, H) @ weight (V, H)^T + bias (V,)
+    against targets (N,), over the rows whose target is not `ignore_index` (nan when none is)."""
+    return F.cross_entropy(F.linear(hidden, weight, bias), targets, ignore_index=ignore_index)
+
+
+@torch.no_grad()
+def target_log_probs(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, targets: torch.Tensor,
+                     ignore_index: int) -> torch.Tensor:
+    """log softmax(hidden @ weight^T + bias) at each row's target, (N,); 0 at ignored rows. A few
+    thousand rows at a time, so scoring a whole test set never holds its (N, V) logits."""
+    out = hidden.new_zeros(hidden.shape[0], dtype=weight.dtype)
+    rows = max(1, (1 << 22) // weight.shape[0])
+    for s in range(0, hidden.shape[0], rows):
+        t = targets[s:s + rows]
+        logp = torch.log_softmax(F.linear(hidden[s:s + rows].to(weight.dtype), weight, bias), dim=-1)  # (C, V)
+        out[s:s + rows] = logp.gather(1, t.clamp(min=0).unsqueeze(1)).squeeze(1).masked_fill(t == ignore_index, 0.0)
+    return out
+
+
+def teacher_forced_nll(gen: "Generator", tokens: torch.Tensor, z: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Mean teacher-forced NLL of tokens (B, T) over non-pad positions: the core's states, then the
+    output layer's cross-entropy."""
+    hidden = gen.hidden_states(tokens, z)  # (B, T, H)
+    return gen.ops.cross_entropy(hidden.reshape(-1, gen.hidden_dim), gen.out.weight, gen.output_bias(),
+                                 tokens.reshape(-1), pad_id)
+
+
+@dataclass
+class GeneratorOps:
+    """The operations a faster implementation may swap in (plain functions, so model copies keep them)."""
+    core_run: Callable = run_core  # (core, inputs (B, T, E), state) -> (B, T, H)
+    cross_entropy: Callable = cross_entropy  # (hidden (N, H), weight, bias, targets (N,), ignore_index) -> mean NLL
+    target_log_probs: Callable = target_log_probs  # same arguments -> (N,), no gradients
+    mle_loss: Callable = teacher_forced_nll  # (generator, tokens (B, T), z (B, Z), pad_id) -> mean NLL
+    uniform: Callable = philox.uniform  # (shape, torch generator) -> U(0, 1) float32 on CPU (Gumbel noise)
+
+
 class Generator(nn.Module):
     """Embedding, recurrent core and output projection; z sets the core's initial state."""
 
@@ -40,15 +89,9 @@ class Generator(nn.Module):
                  latent_dim: int, prior: str, feedback: str = "hard", dropout: float = 0.0,
                  banned: list[int] = (), pad_id: int = 0, bos_id: int = 1, eos_id: int = 2,
                  core: str = "lstm", mem_slots: int = 1, num_heads: int = 2, head_size: int = 256,
-                 ce_kernel: str = "auto", lstm_kernel: str = "auto", io_dropout: float = 0.0,
-                 tie_embeddings: bool = False, noise: str = "gumbel"):
+                 io_dropout: float = 0.0, tie_embeddings: bool = False, noise: str = "gumbel"):
         super().__init__()
-        if ce_kernel == "native":
-            native.require(linear_ce_native.kernels(), "generator.ce_kernel")
-        if core == "lstm" and lstm_kernel == "native":
-            native.require(lstm_native.kernels(), "generator.lstm_kernel")
-        self.ce_kernel = ce_kernel  # the output layer's cross-entropy: textgan.models.fused_ce
-        self.lstm_kernel = lstm_kernel  # the teacher-forced LSTM: textgan.models.lstm_native
+        self.ops = GeneratorOps()
         self.vocab_size, self.num_layers = vocab_size, num_layers
         self.latent_dim, self.prior, self.feedback = latent_dim, prior, feedback
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
@@ -111,11 +154,11 @@ class Generator(nn.Module):
         if self.core_kind == "relational_memory":
             memory = self.memory.initial_memory(b, z.device, z.dtype)  # (B, S, D)
             return memory if self.latent_proj is None else memory + self.latent_proj(z).view(memory.shape)
-        hc = self._state_vector(z).view(b, 2, self.num_layers, self.hidden_dim)  # (B, 2, L, H)
+        hc = self.state_vector(z).view(b, 2, self.num_layers, self.hidden_dim)  # (B, 2, L, H)
         hc = hc.permute(1, 2, 0, 3).contiguous()  # (2, L, B, H)
         return hc[0], hc[1]
 
-    def _state_vector(self, z: torch.Tensor) -> torch.Tensor:
+    def state_vector(self, z: torch.Tensor) -> torch.Tensor:
         """The LSTM's initial states as one (B, 2 * L * H) row each: h0 then c0, layer by layer."""
         if self.latent_proj is None:
             return torch.zeros(z.shape[0], 2 * self.num_layers * self.hidden_dim, device=z.device, dtype=z.dtype)
@@ -129,10 +172,7 @@ class Generator(nn.Module):
         bos = torch.full_like(tokens[:, :1], self.bos_id)
         inputs = torch.cat([bos, tokens[:, :-1]], dim=1)  # (B, T)
         emb, state = self._io_drop(self.embedding(inputs)), self.init_state(z)
-        if self.lstm_kernel_used() == "native":
-            hidden = lstm_native.run(self.lstm, emb, state)
-        else:
-            hidden, _ = self.core(emb, state)  # (B, T, H)
+        hidden = self.ops.core_run(self.core, emb, state)  # (B, T, H)
         return self._io_drop(hidden)
 
     def _io_drop(self, x: torch.Tensor) -> torch.Tensor:
@@ -146,15 +186,9 @@ class Generator(nn.Module):
         return self.logits(self.hidden_states(tokens, z))
 
     def mle_loss(self, tokens: torch.Tensor, z: torch.Tensor, pad_id: int) -> torch.Tensor:
-        """Mean teacher-forced NLL over non-pad tokens, equal to cross-entropy of `forward`'s
-        logits but computed chunk-wise without materialising the (B, T, V) logits."""
-        if self.mle_fused():
-            return mle_native.mle_loss(self.lstm, self.embedding.weight, self.out.weight, self._output_bias(),
-                                       tokens, self._state_vector(z), bos_id=self.bos_id, pad_id=pad_id)
-        hidden = self.hidden_states(tokens, z)  # (B, T, H)
-        return linear_cross_entropy(hidden.reshape(-1, self.hidden_dim), self.out.weight,
-                                    self._output_bias(), tokens.reshape(-1), ignore_index=pad_id,
-                                    kernel=self.ce_kernel)
+        """Mean teacher-forced NLL over non-pad tokens: the cross-entropy of `forward`'s logits
+        (`teacher_forced_nll`)."""
+        return self.ops.mle_loss(self, tokens, z, pad_id)
 
     @torch.no_grad()
     def token_log_probs(self, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor,
@@ -167,30 +201,15 @@ class Generator(nn.Module):
         hidden = self.hidden_states(tokens, z)  # (B, t, H)
         alive = torch.arange(t, device=tokens.device) < lengths.unsqueeze(1)  # (B, t)
         targets = tokens.masked_fill(~alive, IGNORE)
-        weight, bias = self.out.weight, self._output_bias()
+        weight, bias = self.out.weight, self.output_bias()
         if temperature != 1.0:  # (h W' + b) / T + mask, as sample() tempers its logits
             weight, bias = weight / temperature, self.out.bias / temperature + self.logit_mask
-        logp = target_log_probs(hidden.reshape(-1, self.hidden_dim), weight, bias,
-                                targets.reshape(-1), IGNORE, kernel=self.ce_kernel)
+        logp = self.ops.target_log_probs(hidden.reshape(-1, self.hidden_dim), weight, bias,
+                                         targets.reshape(-1), IGNORE)
         return logp.view(tokens.shape)
 
-    def ce_kernel_used(self) -> str:
-        """Which cross-entropy runs on this module's device and dtype, for the log: native or torch."""
-        return "native" if uses_native(self.hidden_dim, self.ce_kernel, self.out.weight) else "torch"
-
-    def lstm_kernel_used(self) -> str:
-        """Which teacher-forced LSTM runs on this module's device and dtype: native, torch, or
-        none (the relational memory core)."""
-        if self.core_kind != "lstm":
-            return "none"
-        return "native" if lstm_native.uses_native(self.lstm, self.lstm_kernel, self.out.weight) else "torch"
-
-    def mle_fused(self) -> bool:
-        """Whether `mle_loss` runs textgan.models.mle_native: both C kernels in use, gradients on."""
-        return (torch.is_grad_enabled() and self.lstm_kernel_used() == "native" and self.ce_kernel_used() == "native"
-                and not (self.training and self.io_dropout) and mle_native.applies(self.lstm))
-
-    def _output_bias(self) -> torch.Tensor:
+    def output_bias(self) -> torch.Tensor:
+        """The output layer's bias with the banned tokens' -1e9, (V,)."""
         return self.out.bias + self.logit_mask
 
     def sample(self, z: torch.Tensor, max_len: int, tau: float = 1.0, straight_through: bool = False,
@@ -207,7 +226,7 @@ class Generator(nn.Module):
         if self.noise == "none":
             noise = torch.zeros((1, 1, 1), device=device).expand(max_len, b, self.vocab_size)  # logits + 0 is logits
         elif noise is None:
-            noise = gumbel_noise((max_len, b, self.vocab_size), generator, device)  # (T, B, V) at once
+            noise = gumbel_noise((max_len, b, self.vocab_size), generator, device, uniform=self.ops.uniform)  # (T, B, V)
         state = self.init_state(z)
         inp = self.embedding(torch.full((b, 1), self.bos_id, device=device, dtype=torch.long))
         ids_steps, dist_steps = [], []

@@ -1,0 +1,96 @@
+"""RelGAN's objective (Nie et al. 2019): the generator's free-running samples are relaxed one-hot
+distributions (Gumbel-softmax at temperature tau, Jang et al. 2017), which the discriminator
+scores against one-hot real sentences, so the generator's loss back-propagates through its
+samples into every weight. The D and G losses are `adversarial.loss` (textgan/losses.py);
+wgan_gp adds the gradient penalty; `adversarial.mle_weight` adds a real batch's NLL to G's.
+
+Shapes: B batch, T time, V vocabulary.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+
+from textgan.algorithms.base import Players
+from textgan.config import AdversarialConfig, GumbelConfig
+from textgan.losses import LOSSES
+from textgan.mle import teacher_forced_nll
+
+
+@contextmanager
+def frozen(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """`module` without parameter gradients meanwhile: the G step's D passes gradients to its
+    input (the samples) and keeps none of its own."""
+    module.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        module.requires_grad_(True)
+
+
+class GumbelGAN:
+    def __init__(self, players: Players, adv: AdversarialConfig, gumbel: GumbelConfig):
+        self.p, self.adv = players, adv
+        self.straight_through = gumbel.mode == "straight_through"
+        self.loss_d, self.loss_g = LOSSES[adv.loss]
+
+    def fake(self, batch_size: int, tau: float, z: torch.Tensor | None = None):
+        """Free-running samples from `z` (B, Z), by default fresh (a SampleOutput; `.dists` is (B, T, V))."""
+        p = self.p
+        z = p.g.module.sample_latent(batch_size, p.noise) if z is None else z
+        return p.g.sample(z, p.batches.max_len, tau=tau, generator=p.noise, straight_through=self.straight_through)
+
+    def d_step(self, tau: float) -> dict[str, float]:
+        """Update D on real sentences and detached fakes."""
+        p, adv = self.p, self.adv
+        real = p.batches.real_dists(p.batch_size)
+        with torch.no_grad():  # the D step never back-propagates into the generator
+            fake = self.fake(p.batch_size, tau).dists
+        scores = p.d.score(real, fake, penalty_rng=p.noise if adv.loss == "wgan_gp" else None)
+        loss = self.loss_d(scores.real, scores.fake)
+        if scores.penalty is not None:
+            loss = loss + adv.gp_weight * scores.penalty
+        norm = p.updates.step(p.opt_d, p.d.module.parameters(), loss, adv.grad_clip, "d")
+        out = {"adv/d_loss": loss.item(), "adv/d_real": scores.real.mean().item(),
+               "adv/d_fake": scores.fake.mean().item()}
+        if norm is not None:
+            out["adv/d_grad_norm"] = norm
+        return out
+
+    def g_step(self, tau: float) -> dict[str, float]:
+        """Update G to make D score its samples as real, D frozen."""
+        p, adv = self.p, self.adv
+        real = p.batches.real_dists(p.batch_size)
+        z = p.g.module.sample_latent(p.batch_size, p.noise)
+        fake = self.fake(p.batch_size, tau, z)
+        head = p.latent if p.latent is not None and p.latent.head is not None else None
+        with frozen(p.d.module) as d:
+            loss = self.loss_g(d(real), d(fake.dists))
+            nll = self._real_nll() if self._mle_term_on() else None
+            total = loss if nll is None else loss + adv.mle_weight * nll
+            optimizer, params = p.opt_g, list(p.g.module.parameters())
+            if head is not None:  # adversarial.info_weight: G and the head recover z from the fakes
+                total = total + head.info_term(fake.dists, fake.lengths, z)
+                optimizer, params = head.g_update(optimizer, params)
+            norm = p.updates.step(optimizer, params, total, adv.grad_clip, "g")
+        out = {"adv/g_loss": loss.item(), "adv/fake_tokens": float(fake.lengths.sum()),
+               **(head.pop_stats() if head is not None else {})}
+        if nll is not None:
+            out["adv/g_mle_loss"] = nll.item()
+        if norm is not None:
+            out["adv/g_grad_norm"] = norm
+        return out
+
+    def _mle_term_on(self) -> bool:
+        """Whether this step's G updates add adversarial.mle_weight times a real batch's NLL."""
+        adv = self.adv
+        return adv.mle_weight > 0 and (adv.mle_weight_steps == 0 or self.p.progress.step < adv.mle_weight_steps)
+
+    def _real_nll(self) -> torch.Tensor:
+        """The NLL term on a fresh draw of real sentences, weighted as in MLE; through the plain
+        module, as the G step's synced forward is its sampling."""
+        p = self.p
+        batch = p.batches.shard(p.batches.draw(p.batch_size))
+        return batch.weighted(teacher_forced_nll(p.g, batch, p.noise, p.batches.pad_id, synced=False))

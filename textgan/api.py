@@ -1,0 +1,121 @@
+"""The Python API a notebook uses: train a config, load a run, sample it, score it.
+
+    import textgan.api as tg
+    run = tg.train("configs/quickstart.yaml", ["adversarial.steps=50"])
+    model = tg.load(run)
+    model.sample(5, seed=7)
+    model.evaluate(num=200)
+    tg.score(["a man rides a horse", "a dog runs"], references=["a man rides a brown horse"])
+
+The same functions as the CLI, the same checks: a mistake raises textgan.errors.UserError with
+the CLI's one-line message.
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from textgan import config as config_mod
+from textgan.errors import UserError
+
+
+@dataclass
+class Model:
+    """A trained generator with its vocabulary and config (textgan.sample.Loaded inside)."""
+    loaded: object  # textgan.sample.Loaded
+    run: Path  # the run folder or checkpoint it came from
+    device: str = "cpu"
+    weights: str = "auto"
+
+    @property
+    def config(self) -> config_mod.Config:
+        return self.loaded.config
+
+    def sample(self, num: int = 10, seed: int = 0, temperature: float = 1.0, z=None) -> list[str]:
+        """`num` sentences (or one per row of z, an (N, Z) array or tensor), as `textgan sample`."""
+        import numpy as np
+        import torch
+
+        from textgan import sample
+
+        if temperature <= 0:
+            raise UserError(f"temperature must be > 0, got {temperature}")
+        if z is not None:
+            arr = z.detach().cpu().numpy() if isinstance(z, torch.Tensor) else np.asarray(z)
+            arr = np.atleast_2d(arr)
+            if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating) or not np.isfinite(arr).all():
+                raise UserError(f"z must be a finite float array of shape (N, Z), got shape {arr.shape} "
+                                f"and dtype {arr.dtype}")
+            z = sample.check_latent(arr, self.loaded.generator.latent_dim)
+            num = z.shape[0]
+        return [line for chunk in sample.stream_text(self.loaded, num, seed, temperature, z=z) for line in chunk]
+
+    def evaluate(self, num: int | None = None, seed: int | None = None, temperature: float = 1.0,
+                 protocol: str = "exact", split: str = "test", data: str | None = None) -> dict[str, float]:
+        """The metrics `textgan eval` prints, on `num` samples (default eval.num_samples of the run)."""
+        from textgan.evaluation_cli import eval_metrics, load_run
+
+        loaded, corpus = load_run(self.run, data=data, device=self.device, weights=self.weights, split=split)
+        return eval_metrics(loaded, corpus, num=num or self.config.eval.num_samples,
+                            seed=self.config.run.seed if seed is None else seed,
+                            temperature=temperature, protocol=protocol)
+
+
+def load(run: str | Path, device: str = "cpu", weights: str = "auto") -> Model:
+    """A run folder (its newest loadable checkpoint) or a checkpoint file."""
+    from textgan import arguments, sample
+
+    path = arguments.run_or_checkpoint(str(run))
+    loaded = sample.load_generator(path, arguments.device(device), warn=lambda m: print(m, file=sys.stderr),
+                                   weights=weights)
+    return Model(loaded, path, device, weights)
+
+
+def train(config: str | Path | None = None, overrides: Sequence[str] | dict = (), force: bool = False) -> Path:
+    """Train a new run from a YAML config (None: the defaults) and dotted overrides, given as
+    ["key=value", ...] or {"key": value}; returns its run folder."""
+    from textgan.accel import fpenv
+    from textgan.experiment import train_command
+    from textgan.runs import run_name
+
+    if isinstance(overrides, dict):
+        overrides = [f"{key}={value}" for key, value in overrides.items()]
+    overrides = list(overrides)
+    cfg = config_mod.load(config, overrides)
+    path = str(config) if config is not None else None
+    with fpenv.preserved():  # the run's floating-point settings and threads, not the caller's
+        code = train_command(path, overrides, force=force, cfg=cfg)
+    run_dir = Path(cfg.log.dir) / run_name(cfg, path)
+    if code != 0:
+        raise UserError(f"training stopped (exit {code}); continue it with textgan.api.resume({str(run_dir)!r})")
+    return run_dir
+
+
+def resume(run: str | Path, overrides: Sequence[str] = ()) -> Path:
+    """Continue a run folder from its newest loadable checkpoint, as `textgan train --resume`."""
+    from textgan.accel import fpenv
+    from textgan.experiment import train_command
+
+    with fpenv.preserved():
+        code = train_command(None, list(overrides), resume=str(run))
+    if code != 0:
+        raise UserError(f"training stopped (exit {code}); continue it with textgan.api.resume({str(run)!r})")
+    return Path(run)
+
+
+def score(samples: Sequence[str], references: Sequence[str], tokenizer: str = "whitespace", lowercase: bool = True,
+          orders: Sequence[int] = (2, 3, 4, 5), protocol: str = "exact") -> dict[str, float]:
+    """BLEU-n, Self-BLEU-n, ref_unseen_frac and mean_length of sentences against references, as
+    `textgan score` (tokenized as data.tokenizer / data.lowercase of the run being compared)."""
+    from textgan.data import tokenize
+    from textgan.score_cli import score_text
+
+    hyps = [tokenize(s, tokenizer, lowercase) for s in samples]
+    refs = [tokenize(s, tokenizer, lowercase) for s in references]
+    if len(hyps) < 2 and protocol != "texygen":
+        raise UserError("leave-one-out Self-BLEU needs at least 2 samples")
+    if not refs:
+        raise UserError("score needs at least one reference sentence")
+    return score_text(hyps, refs, list(orders), protocol)
