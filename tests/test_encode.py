@@ -12,6 +12,8 @@ import pytest
 
 from conftest import FAST, REPO, run_cli
 
+pytestmark = pytest.mark.slow  # whole trainings and the CLI in subprocesses
+
 CONFIG = str(REPO / "configs" / "coco_rsgan.yaml")
 QUICK = [*FAST, "adversarial.d_steps=1", "eval.every=0", "log.checkpoint_every=0"]
 A, B = "a man riding a bike down a street .", "a plate of food on a table ."
@@ -59,6 +61,24 @@ def test_encode_text_then_decode_it(runs, tmp_path, which):
     assert len(res.stdout.strip().splitlines()) == 1
     again = run_cli("sample", str(runs["latent"]), "--z", str(out), "--greedy")
     assert again.stdout == res.stdout  # greedy: no noise, the same sentence every time
+
+
+def test_api_encode_matches_the_cli(runs, tmp_path):
+    from textgan import api
+    from textgan.errors import UserError
+
+    res = run_cli("encode", str(runs["latent"]), "--text", A, "--out", str(tmp_path / "z.npy"))
+    assert res.returncode == 0, res.stderr
+    model = api.load(runs["latent"])
+    z = model.encode([A, B])
+    assert z.shape == (2, 8) and z.dtype == np.float32
+    assert np.allclose(z[:1], np.load(tmp_path / "z.npy"), atol=1e-6)
+    with pytest.raises(UserError, match="list of strings"):
+        model.encode(A)
+    with pytest.raises(UserError, match="encoder must be one of"):
+        model.encode([A], encoder="pca")
+    with pytest.raises(UserError, match="no sentence encoder"):
+        api.load(runs["plain"]).encode([A])
 
 
 def test_encode_file_gives_one_row_per_line_and_the_encoder_mean_is_deterministic(runs, tmp_path):
