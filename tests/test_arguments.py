@@ -96,6 +96,27 @@ def cases(p) -> list[tuple[list[str], str]]:
         (["sample", run, "--weights", "best"], "invalid choice"),
         (["sample", run, "--weights", "average"], "no weight average"),
         (["sample", str(tmp / "no_ckpt")], "train the run until it writes one"),
+        (["sample", run, "--from-text", "a man"], "go together"),
+        (["sample", run, "--from-text", "a man", "--to-text", "a dog"], "need --interpolate K"),
+        (["sample", run, "--interpolate", "3", "--from-text", "a man", "--to-text", "a dog", "--seed-to", "2"],
+         "give one of them"),
+        (["sample", run, "--encoder", "info"], "add them or drop --encoder"),
+        (["sample", run, "--interpolate", "3", "--from-text", "a man", "--to-text", "a dog", "--encoder", "pca"],
+         "invalid choice"),
+        (["sample", run, "--greedy", "--interpolate", "3"], "drop one of them"),
+        (["sample", run, "--interpolate", "3", "--from-text", "a man", "--to-text", "a dog"], "no sentence encoder"),
+        # encode (the run has no sentence encoder: an MLE-only nll run)
+        (["encode", str(tmp / "nowhere"), "--text", "a man", "--out", npy("z")], "not found"),
+        (["encode", run, "--out", npy("z")], "is required"),
+        (["encode", run, "--text", "a man", "--file", test, "--out", npy("z")], "not allowed with"),
+        (["encode", run, "--file", str(tmp / "missing.txt"), "--out", npy("z")], "not found"),
+        (["encode", run, "--text", "a man", "--out", str(tmp / "exists.txt")], "already exists"),
+        (["encode", run, "--text", "a man", "--out", str(tmp / "no_folder" / "z.npy")], "does not exist"),
+        (["encode", run, "--text", "a man", "--out", str(tmp / "exists.txt"), "--force"], "no sentence encoder"),
+        (["encode", run, "--text", "a man", "--out", npy("z"), "--encoder", "pca"], "invalid choice"),
+        (["encode", run, "--text", "a man", "--out", npy("z"), "--device", "gpu"], "not a device"),
+        (["encode", run, "--text", "a man", "--out", npy("z"), "--weights", "average"], "no weight average"),
+        (["encode", run, "--text", "a man", "--out", npy("z")], "no sentence encoder"),
         # eval
         (["eval", str(tmp / "nowhere")], "not found"),
         (["eval", run, "--data", str(tmp / "missing.txt")], "not found"),
@@ -189,8 +210,8 @@ def _options(parser: argparse.ArgumentParser, prefix: list[str]):
 def test_the_cases_walk_every_flag_of_every_subcommand(paths):
     covered: dict[tuple, set] = {}
     for argv, _ in cases(paths):
-        words = tuple(w for w in argv[:2] if not w.startswith("-") and w in ("train", "sample", "eval", "score",
-                                                                         "curves", "data", "get"))
+        words = tuple(w for w in argv[:2] if not w.startswith("-")
+                      and w in ("train", "sample", "encode", "eval", "score", "curves", "data", "get"))
         covered.setdefault(words, set()).update(a for a in argv if a.startswith("--"))
     for words, opts in _options(build_parser(), []):
         if words == ["data"]:

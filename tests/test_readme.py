@@ -60,7 +60,7 @@ def test_readme_commands_run_as_written(tmp_path, data_root):
         if args[0] == "sample" and "--out" in args:
             assert len((tmp_path / "samples.txt").read_text().splitlines()) == 3
         elif args[0] == "sample":
-            expected = 8 if "--interpolate" in args else 20
+            expected = 8 if "--interpolate" in args else 1 if "--z" in args else 20  # z.npy: one encoded sentence
             assert len(res.stdout.strip().splitlines()) == expected
         elif args[0] == "curves":  # three points of gan2, each against rsgan's curve or outside it
             assert len(res.stdout.strip().splitlines()) == 2 + 3

@@ -52,6 +52,17 @@ class Model:
             num = z.shape[0]
         return [line for chunk in sample.stream_text(self.loaded, num, seed, temperature, z=z) for line in chunk]
 
+    def encode(self, sentences: Sequence[str], encoder: str = "auto"):
+        """z (N, Z) float32 numpy array of each sentence, as `textgan encode`: the variational
+        encoder's mean or the reconstruction head's output (encoder: auto, variational or info)."""
+        from textgan import encoding
+
+        if isinstance(sentences, str) or not all(isinstance(s, str) for s in sentences):
+            raise UserError("sentences must be a list of strings, one sentence each")
+        if encoder not in encoding.ENCODERS:
+            raise UserError(f"encoder must be one of {', '.join(encoding.ENCODERS)}, got {encoder!r}")
+        return encoding.encode_text(self.loaded, list(sentences), encoder).cpu().numpy().astype("float32")
+
     def evaluate(self, num: int | None = None, seed: int | None = None, temperature: float = 1.0,
                  protocol: str = "exact", split: str = "test", data: str | None = None) -> dict[str, float]:
         """The metrics `textgan eval` prints, on `num` samples (default eval.num_samples of the run)."""

@@ -34,6 +34,7 @@ class TrainBatches:
         self.tokens = corpus.train.tokens.to(device)  # (N, T)
         self.lengths = corpus.train.lengths.to(device)  # (N,)
         self.vocab_size, self.pad_id, self.max_len = len(corpus.vocab), corpus.vocab.pad_id, corpus.max_len
+        self.unk_id = corpus.vocab.unk_id  # latent.word_dropout's replacement
         self.streams, self.dist, self.device = streams, dist, device
 
     def epoch_order(self, resumed: bool) -> torch.Tensor:

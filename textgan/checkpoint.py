@@ -130,6 +130,17 @@ class Optimizers:
     d: dict  # the discriminator's Adam
 
 
+LATENT_PARTS = ("encoder", "info_head")  # mle.objective elbo's q(z | x); adversarial.info_weight's head
+
+
+@dataclass
+class LatentPart:
+    """A latent network's weights and its optimizer's state_dict()."""
+
+    weights: dict
+    optimizer: dict
+
+
 @dataclass
 class Average:
     """adversarial.g_ema's weight average: its weights and the updates it has had."""
@@ -140,9 +151,11 @@ class Average:
 
 def write_training(*, generator: dict, discriminator: dict, optimizers: Optimizers, progress: dict,
                    shared: SharedStreams, own: RankStreams, ranks: list[RankStreams] | None,
-                   metrics: dict[str, float], metrics_split: str, generator_avg: Average | None) -> dict:
+                   metrics: dict[str, float], metrics_split: str, generator_avg: Average | None,
+                   latent_parts: dict[str, LatentPart] | None = None) -> dict:
     """The trainer's state as a checkpoint dict. `own`: this process's streams, stored at the top
-    level (rank 0's); `ranks`: under torchrun every rank's, in rank order, else None."""
+    level (rank 0's); `ranks`: under torchrun every rank's, in rank order, else None.
+    `latent_parts`: the encoder / reconstruction head by LATENT_PARTS name (runs with them only)."""
     rng = {"data": shared.data, "noise": own.noise, "epoch": shared.epoch, "torch": own.torch, "cuda": own.cuda}
     if ranks is not None:
         rng["ranks"] = [{"noise": r.noise, "torch": r.torch, "cuda": r.cuda} for r in ranks]
@@ -151,7 +164,18 @@ def write_training(*, generator: dict, discriminator: dict, optimizers: Optimize
              "metrics": dict(metrics), "metrics_split": metrics_split}
     if generator_avg is not None:
         state["generator_avg"] = {"weights": generator_avg.weights, "updates": generator_avg.updates}
+    for name, part in (latent_parts or {}).items():
+        if name not in LATENT_PARTS:
+            raise ValueError(f"unknown latent part {name!r}; one of {LATENT_PARTS}")
+        state[name] = {"weights": part.weights, "optimizer": part.optimizer}
     return state
+
+
+def read_latent_part(state: dict, name: str) -> LatentPart | None:
+    """The saved `name` (a LATENT_PARTS entry) network and its optimizer; None in a checkpoint
+    without it (a run without it, or one from before it existed)."""
+    part = state.get(name)
+    return None if part is None else LatentPart(part["weights"], part["optimizer"])
 
 
 def with_description(state: dict, *, config: str, vocab: list[str], max_len: int) -> dict:

@@ -34,6 +34,9 @@ class _DefaultsFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+ENCODERS = ("auto", "variational", "info")  # as textgan.encoding.ENCODERS (no torch import here)
+ENCODER_HELP = ("which network maps a sentence to z: variational (mle.objective elbo's q(z|x) mean), info "
+                "(adversarial.info_weight's head), auto (default): variational where the run has one")
 WEIGHTS_HELP = ("auto (default): adversarial.g_ema's average where the checkpoint has one, else the trained "
                 "weights; average or trained: that one")
 DEVICE_HELP = "where the model runs: cpu, cuda or cuda:N"
@@ -62,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--z", metavar="FILE.npy", help="explicit latent vectors, shape (N, Z): one sentence each")
     s.add_argument("--interpolate", type=positive, metavar="K", help="K points from z(--seed) to z(--seed-to)")
     s.add_argument("--seed-to", type=seed, help="end seed of the interpolation (default 1; needs --interpolate)")
+    s.add_argument("--from-text", metavar="TEXT", help="with --interpolate and --to-text: start the path at this "
+                                                       "sentence's z (greedy decoding)")
+    s.add_argument("--to-text", metavar="TEXT", help="end sentence of --from-text's path")
+    s.add_argument("--greedy", action="store_true", help="decode with the noise off: the most likely token at each "
+                                                         "step (e.g. to reconstruct --z of `textgan encode`)")
+    s.add_argument("--encoder", choices=ENCODERS, help=ENCODER_HELP + " (default auto; needs --from-text)")
     s.add_argument("--out", metavar="FILE", help="also write the sentences to FILE (must not exist)")
     s.add_argument("--force", action="store_true", help=FORCE_HELP)
     s.add_argument("--device", default="cpu", help=DEVICE_HELP)
@@ -87,6 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-oov", type=fraction, default=DEFAULT_MAX_OOV, metavar="FRAC", help=OOV_HELP)
     e.add_argument("--device", default="cpu", help=DEVICE_HELP)
     e.add_argument("--weights", choices=WEIGHTS, default="auto", help=WEIGHTS_HELP)
+
+    n = sub.add_parser("encode", help="sentences to latent vectors z (.npy): the variational encoder's mean "
+                                      "or the reconstruction head's output")
+    n.add_argument("path", help="run folder or checkpoint file")
+    source = n.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", help="one sentence")
+    source.add_argument("--file", metavar="FILE", help="text file, one sentence per line")
+    n.add_argument("--out", metavar="Z.npy", required=True, help="where to write the (N, Z) float32 array")
+    n.add_argument("--force", action="store_true", help="replace --out if it exists")
+    n.add_argument("--encoder", choices=ENCODERS, default="auto", help=ENCODER_HELP)
+    n.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    n.add_argument("--weights", choices=WEIGHTS, default="auto", help=WEIGHTS_HELP)
 
     c = sub.add_parser("score", help="score a file of sentences (any model's samples, or real data): BLEU "
                                      "against a test file, or NLL_oracle of oracle token ids")
@@ -162,6 +183,22 @@ def _check_sample_flags(args) -> None:
     if args.num is not None and (args.z or args.interpolate):
         which = "--z's rows" if args.z else "--interpolate K"
         raise UserError(f"the number of sentences is set by {which}; drop --num")
+    _check_latent_flags(args)
+
+
+def _check_latent_flags(args) -> None:
+    """--from-text/--to-text, --greedy and --encoder: the combinations that mean something."""
+    if (args.from_text is None) != (args.to_text is None):
+        raise UserError("--from-text and --to-text go together: give both sentences of the path")
+    if args.from_text is not None and not args.interpolate:
+        raise UserError("--from-text/--to-text need --interpolate K, the number of points on the path")
+    if args.from_text is not None and args.seed_to is not None:
+        raise UserError("--seed-to and --to-text both end the path; give one of them")
+    if args.encoder is not None and args.from_text is None:
+        raise UserError("--encoder chooses the network that reads --from-text/--to-text; add them or drop --encoder")
+    if args.greedy and args.interpolate:
+        raise UserError("--greedy decodes --z or seed draws; --interpolate samples (--from-text paths are "
+                        "greedy already); drop one of them")
 
 
 def cmd_sample(args) -> int:
@@ -176,14 +213,50 @@ def cmd_sample(args) -> int:
     z = sample.load_latent(args.z) if args.z else None  # a bad file is reported before the model loads
     loaded = sample.load_generator(args.path, device, warn=lambda m: print(m, file=sys.stderr), weights=args.weights)
     fpenv.apply(loaded.config.run)  # as the run trained
-    if args.interpolate:
+    if args.from_text is not None:
+        from textgan import encoding
+
+        chunks = iter([encoding.text_interpolation(loaded, args.from_text, args.to_text, args.interpolate,
+                                                   args.encoder or "auto")])
+    elif args.interpolate:
         chunks = iter([sample.interpolation_text(loaded, args.seed, 1 if args.seed_to is None else args.seed_to,
                                                  args.interpolate, args.temperature, noise_seed=args.seed)])
     else:
         if z is not None:
             z = sample.check_latent(z, loaded.generator.latent_dim, args.z)
-        chunks = sample.stream_text(loaded, 10 if args.num is None else args.num, args.seed, args.temperature, z=z)
+        num = 10 if args.num is None else args.num
+        if args.greedy:
+            from textgan import encoding
+
+            z = z if z is not None else sample.latent_from_seed(loaded, args.seed, num)
+            chunks = iter([encoding.decode_text(loaded, z)])
+        else:
+            chunks = sample.stream_text(loaded, num, args.seed, args.temperature, z=z)
     sample.write_lines(chunks, out, force=args.force)
+    return 0
+
+
+def cmd_encode(args) -> int:
+    arguments.run_or_checkpoint(args.path)
+    device = arguments.device(args.device)
+    out = arguments.new_file(args.out, "--out", args.force)
+    if args.text is not None:
+        lines = [args.text]
+    else:
+        from textgan.data import read_lines
+
+        arguments.existing_file(args.file, "--file")
+        read_lines(args.file)  # a binary or non-UTF-8 file: its one-line error
+        lines = Path(args.file).read_text(encoding="utf-8").splitlines()  # empty lines kept: each an error
+    from textgan import encoding, sample
+    from textgan.accel import fpenv
+
+    loaded = sample.load_generator(args.path, device,
+                                   warn=lambda m: print(m, file=sys.stderr), weights=args.weights)
+    fpenv.apply(loaded.config.run)
+    z = encoding.encode_text(loaded, lines, args.encoder)
+    out = encoding.write_latent(z, out, args.force)
+    print(f"wrote {z.shape[0]} latent vector(s) of {z.shape[1]} dimensions to {out}")
     return 0
 
 
@@ -250,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     with guarded_streams():  # a closed pipe (`textgan train | head`) never ends a run
         try:
             args = build_parser().parse_args(argv)
-            handler = {"train": cmd_train, "sample": cmd_sample, "data": cmd_data, "eval": cmd_eval,
+            handler = {"train": cmd_train, "sample": cmd_sample, "encode": cmd_encode, "data": cmd_data, "eval": cmd_eval,
                        "score": cmd_score, "curves": cmd_curves}[args.command]
             return handler(args)
         except UserError as err:

@@ -199,6 +199,11 @@ class MLEConfig:
     # with patience: each MLE evaluation without a lower held-out NLL_gen also multiplies the MLE
     # learning rate by this (reduce on plateau); 1 = keep it
     plateau_lr_factor: float = 1.0
+    # nll: teacher-forced NLL with z drawn from the prior (z independent of the sentence, so the
+    # decoder learns to ignore it); elbo: variational pretraining (Bowman et al. 2016), z drawn
+    # from an encoder q(z | x) of the sentence and KL(q || prior) added (settings in latent.*),
+    # so the decoder learns to use z. Needs generator.prior: normal
+    objective: Literal["nll", "elbo"] = "nll"
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 0, "epochs", "must be >= 0")
@@ -235,6 +240,11 @@ class AdversarialConfig:
     # steps (textgan/ema.py): evaluation, samples, best.pt and `textgan sample/eval` use the
     # average while the raw weights train on; 0.99 averages over ~100 steps; 0 = off
     g_ema: float = 0.0
+    # latent reconstruction (InfoGAN, Chen et al. 2016; textGAN, Zhang et al. 2017): weight of
+    # 0.5 * |z - head(x)|^2 (a unit-variance Gaussian's negative log-likelihood, per sentence)
+    # of a head (latent.info_* sizes) recovering each fake's z from its relaxed one-hots, added
+    # to every generator update and minimised by generator and head together; 0 = off
+    info_weight: float = 0.0
     # the GAN objective, one file in textgan/algorithms/: gumbel = RelGAN's, D scores the
     # generator's Gumbel-softmax relaxed samples and G's loss back-propagates through them
     algorithm: Literal["gumbel"] = "gumbel"
@@ -252,6 +262,40 @@ class AdversarialConfig:
         _check(self.grad_clip >= 0, "grad_clip", "must be >= 0 (0 = off)")
         _check(self.mle_weight >= 0, "mle_weight", "must be >= 0 (0 = off)")
         _check(0 <= self.g_ema < 1, "g_ema", "must be in [0, 1) (0 = off)")
+        _check(self.info_weight >= 0 and math.isfinite(self.info_weight), "info_weight", "must be >= 0 (0 = off)")
+
+
+@dataclass
+class LatentConfig:
+    """The networks and schedule that make z matter (mle.objective: elbo, adversarial.info_weight)."""
+    encoder_emb_dim: int = 32  # q(z | x): its own token embedding size
+    encoder_hidden_dim: int = 64  # q(z | x): LSTM hidden size (per direction)
+    encoder_bidirectional: bool = True  # q(z | x): read the sentence both ways
+    # MLE batches over which the KL weight rises linearly from 0 to 1 (Bowman et al.'s annealing:
+    # the decoder first learns to read z, before the KL pulls q to the prior); 0 = weight 1 at once
+    kl_anneal_steps: int = 0
+    # free bits (Kingma et al. 2016), nats per latent dimension: the KL of each dimension, averaged
+    # over the batch, counts as at least this much, so no gradient pushes a dimension below it and
+    # the posterior cannot collapse to the prior; 0 = the plain KL
+    free_bits: float = 0.0
+    # share of the decoder's teacher-forced input tokens replaced by <unk> (Bowman et al. 2016):
+    # the decoder cannot predict from the previous words alone and must read z; 0 = off
+    word_dropout: float = 0.0
+    info_emb_dim: int = 32  # reconstruction head: embedding size of the relaxed one-hots
+    info_hidden_dim: int = 64  # reconstruction head: LSTM hidden size (per direction, bidirectional)
+    # reconstruction head: Adam learning rate (betas of adversarial.*). Above the generator's: at
+    # adversarial.g_lr the head stays near R^2 = 0 for the quickstart's 150 steps, and its gradient
+    # then tells the generator nothing about z
+    info_lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        for name in ("encoder_emb_dim", "encoder_hidden_dim", "info_emb_dim", "info_hidden_dim"):
+            _check(getattr(self, name) >= 1, name, "must be >= 1")
+        _check(self.kl_anneal_steps >= 0, "kl_anneal_steps", "must be >= 0 (0 = no annealing)")
+        _check(self.free_bits >= 0 and math.isfinite(self.free_bits), "free_bits",
+               "must be >= 0 nats per dimension (0 = off)")
+        _check(0.0 <= self.word_dropout < 1.0, "word_dropout", "must be in [0, 1) (0 = off)")
+        _check(self.info_lr > 0 and math.isfinite(self.info_lr), "info_lr", "must be > 0")
 
 
 @dataclass
@@ -364,11 +408,17 @@ class Config:
     gumbel: GumbelConfig = field(default_factory=GumbelConfig)
     mle: MLEConfig = field(default_factory=MLEConfig)
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    latent: LatentConfig = field(default_factory=LatentConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def __post_init__(self) -> None:
+        _check(self.mle.objective == "nll" or self.generator.prior == "normal", "mle.objective",
+               f"elbo needs generator.prior: normal (its KL is to N(0, I)), not {self.generator.prior}; "
+               "set generator.prior=normal or mle.objective=nll")
+        _check(self.adversarial.info_weight == 0 or self.generator.prior != "none", "adversarial.info_weight",
+               "recovers z, but generator.prior is none (no z); set a prior or info_weight=0")
         _check(self.mle.patience > 0 or self.mle.plateau_lr_factor == 1.0, "mle.plateau_lr_factor",
                "acts at mle.patience's evaluations; set mle.patience >= 1 too, or leave it at 1")
         if self.mle.patience:  # it stops on the held-out NLL_gen of the MLE evaluations

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from textgan import accel, checkpoint, distributed, runs, warm_start
+from textgan import accel, checkpoint, distributed, encoding, runs, warm_start
 from textgan import config as config_mod
 from textgan.corpus import Corpus, prepare
 from textgan.data import Vocab
@@ -125,6 +125,8 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
     try:
         metrics = run(trainer)
         lines = trainer.log_samples()
+        path = dist.on_main(lambda: encoding.training_interpolation(  # the latent at work, after the samples
+            trainer.scored_generator(), trainer.latent.encoder or trainer.latent.head, corpus, cfg.run.seed))
         split_tag = "" if corpus.eval_split == "test" else f"{corpus.eval_split}_"  # hparam/valid_bleu2_exact
         monitor.hparams(_hparams(cfg), {f"{split_tag}{k}": v for k, v in metrics.items()})
         if dist.is_main:
@@ -142,11 +144,12 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
             signal.signal(sig, handler)
         monitor.close()
     if dist.is_main:
-        _report(run_dir, metrics, lines, corpus.eval_split)
+        _report(run_dir, metrics, lines, corpus.eval_split, path)
     return 0
 
 
-def _report(run_dir: Path, metrics: dict[str, float], lines: list[str], split: str) -> None:
+def _report(run_dir: Path, metrics: dict[str, float], lines: list[str], split: str,
+            path: tuple[str, list[str]] = ("", [])) -> None:
     table = metrics_table(metrics, f"final metrics ({split} split):")
     _log("\n".join(table))
     append_log(run_dir, table)
@@ -154,6 +157,11 @@ def _report(run_dir: Path, metrics: dict[str, float], lines: list[str], split: s
     print("samples (fixed z):")
     for line in lines:
         print(f"  {line}")
+    header, steps = path
+    if steps:
+        print(header)
+        for line in steps:
+            print(f"  {line}")
 
 
 def _hparams(cfg: config_mod.Config) -> dict:

@@ -14,6 +14,7 @@ from textgan.batches import Batch, TrainBatches
 from textgan.config import MLEConfig
 from textgan.distributed import ParallelGenerator
 from textgan.guard import Updates
+from textgan.latent_training import LatentParts
 from textgan.monitor import Monitor
 from textgan.run_state import Progress
 
@@ -34,8 +35,9 @@ class MLE:
 
     def __init__(self, cfg: MLEConfig, batch_size: int, g: ParallelGenerator, optimizer: torch.optim.Optimizer,
                  batches: TrainBatches, noise: torch.Generator, updates: Updates, progress: Progress,
-                 monitor: Monitor):
+                 monitor: Monitor, latent: LatentParts | None = None):
         self.cfg, self.batch_size, self.g, self.optimizer = cfg, batch_size, g, optimizer
+        self.latent = latent  # mle.objective elbo's encoder q(z | x), trained with the generator
         self.batches, self.noise, self.updates = batches, noise, updates
         self.progress, self.monitor = progress, monitor
 
@@ -66,12 +68,24 @@ class MLE:
         """One teacher-forced update on the sentences `idx` (the global batch; this rank's shard)."""
         t0, skipped = time.perf_counter(), self.progress.skipped
         batch = self.batches.shard(idx)
-        loss = teacher_forced_nll(self.g, batch, self.noise, self.batches.pad_id)
-        norm = self.updates.step(self.optimizer, self.g.module.parameters(), batch.weighted(loss),
-                                 self.cfg.grad_clip, "mle")
+        loss, optimizer, params = self._loss(batch)
+        norm = self.updates.step(optimizer, params, batch.weighted(loss), self.cfg.grad_clip, "mle")
         self.updates.end_step(skipped)
         stats = {"mle/loss": loss.item(), "mle/lr": self.optimizer.param_groups[0]["lr"],
                  "mle/tokens_per_s": float(batch.lengths.sum()) / (time.perf_counter() - t0)}
+        if self.latent is not None:
+            stats.update(self.latent.pop_stats())  # mle/kl, mle/kl_weight, mle/nll_tok
         if norm is not None:
             stats["mle/grad_norm"] = norm
         return stats
+
+    def _loss(self, batch: Batch) -> tuple[torch.Tensor, object, list]:
+        """The update's loss, optimizer and parameters: the teacher-forced NLL and the generator's,
+        or with mle.objective elbo the negative ELBO and the generator's and encoder's together."""
+        if self.latent is None or self.latent.encoder is None:
+            return (teacher_forced_nll(self.g, batch, self.noise, self.batches.pad_id), self.optimizer,
+                    list(self.g.module.parameters()))
+        loss = self.latent.elbo_loss(self.g.module, batch.tokens, batch.lengths, step=self.progress.global_step,
+                                     pad_id=self.batches.pad_id, unk_id=self.batches.unk_id, rng=self.noise)
+        optimizer, params = self.latent.mle_update(self.optimizer, self.g.module.parameters())
+        return loss, optimizer, params

@@ -25,6 +25,7 @@ from textgan.ema import WeightAverage
 from textgan.errors import UserError
 from textgan.guard import Updates, rollback
 from textgan.gumbel import tau_at
+from textgan.latent_training import LatentParts
 from textgan.mle import MLE
 from textgan.models import build_discriminator, build_generator
 from textgan.monitor import Monitor
@@ -53,6 +54,7 @@ class Trainer:
         self.opt_mle = adam(self.G.parameters(), cfg.mle.lr, (0.9, 0.999), self.device)
         self.opt_g = adam(self.G.parameters(), adv.g_lr, (adv.beta1, adv.beta2), self.device)
         self.opt_d = adam(self.D.parameters(), adv.d_lr, (adv.beta1, adv.beta2), self.device)
+        self.latent = LatentParts(cfg, v, self.device, distributed=dist.enabled)  # q(z | x), info head
         self.streams = Streams(cfg.run.seed, self.device, dist)
         self.data_rng, self.noise_rng = self.streams.data, self.streams.noise
         fixed = torch.Generator(device=self.device).manual_seed(cfg.run.seed + 12)
@@ -64,12 +66,12 @@ class Trainer:
         self.updates = Updates(self.progress, monitor, cfg.run, dist)
         self.batches = TrainBatches(corpus, self.streams, dist, self.device)
         self.mle = MLE(cfg.mle, self.mle_bs, self.g, self.opt_mle, self.batches, self.noise_rng,
-                       self.updates, self.progress, monitor)
+                       self.updates, self.progress, monitor, latent=self.latent)
         players = Players(g=self.g, d=self.d, opt_g=self.opt_g, opt_d=self.opt_d, batches=self.batches,
                           noise=self.noise_rng, updates=self.updates, progress=self.progress,
-                          batch_size=self.adv_bs)
+                          batch_size=self.adv_bs, latent=self.latent)
         self.algorithm = build_algorithm(players, adv, cfg.gumbel)
-        self.evaluation = Evaluation(cfg, corpus, self.progress, monitor, dist)
+        self.evaluation = Evaluation(cfg, corpus, self.progress, monitor, dist, latent=self.latent)
 
     def state_dict(self) -> dict:
         """Rank 0's state; under torchrun also every rank's own random streams."""
@@ -82,7 +84,8 @@ class Trainer:
             progress=asdict(self.progress), shared=self.streams.shared(), own=own, ranks=ranks,
             metrics=self.last_metrics, metrics_split=self.corpus.eval_split,
             generator_avg=None if self.G_avg is None else checkpoint.Average(self.G_avg.module.state_dict(),
-                                                                             self.G_avg.updates))
+                                                                             self.G_avg.updates),
+            latent_parts=self.latent.state_dict())
 
     def load_state_dict(self, state: dict) -> None:
         for name, module, weights in (("generator", self.G, checkpoint.read_generator(state)),
@@ -98,6 +101,7 @@ class Trainer:
             load_optimizer(optimizer, own)
         self.progress.load(checkpoint.read_progress(state))
         self.streams.load(state)
+        self.latent.load_state_dict(state)
         self.last_metrics = checkpoint.read_metrics(state)
         self.G_avg = None  # without a saved one (MLE, or g_ema newly on) the next adversarial step starts it
         average = checkpoint.read_average(state)
@@ -113,6 +117,7 @@ class Trainer:
         set_learning_rate(self.opt_mle, self.cfg.mle.lr * p.mle_lr_scale * p.lr_scale)
         set_learning_rate(self.opt_g, adv.g_lr * p.lr_scale)
         set_learning_rate(self.opt_d, adv.d_lr * p.lr_scale)
+        self.latent.set_lr(p.lr_scale, p.mle_lr_scale)
 
     def save(self, path: Path | None = None) -> Path:
         """A self-describing checkpoint at `path`, by default the next step checkpoint (the
@@ -204,6 +209,7 @@ class Trainer:
         state (optimizers, progress, RNGs) goes on. Returns that checkpoint's progress."""
         state = checkpoint.load(path, map_location=self.device)
         self.G.load_state_dict(checkpoint.read_generator(state))
+        self.latent.load_encoder(state)
         self.last_metrics = checkpoint.read_metrics(state)
         saved = Progress()
         saved.load(checkpoint.read_progress(state))

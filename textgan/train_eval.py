@@ -14,6 +14,7 @@ from textgan.config import Config
 from textgan.corpus import Corpus
 from textgan.distributed import Dist
 from textgan.evaluate import evaluate, generate
+from textgan.latent_training import LatentParts
 from textgan.metrics.latent import is_latent_metric
 from textgan.monitor import Monitor
 from textgan.run_state import Progress
@@ -23,15 +24,18 @@ BEST = "best.pt"
 
 
 class Evaluation:
-    def __init__(self, cfg: Config, corpus: Corpus, progress: Progress, monitor: Monitor, dist: Dist):
+    def __init__(self, cfg: Config, corpus: Corpus, progress: Progress, monitor: Monitor, dist: Dist,
+                 latent: LatentParts | None = None):
         self.cfg, self.corpus, self.progress, self.monitor, self.dist = cfg, corpus, progress, monitor, dist
+        self.latent = latent  # its encoder / head add held-out figures (latent/*)
 
     def score(self, generator: torch.nn.Module) -> dict[str, float]:
         """Metrics of `generator` on the corpus's evaluation split (data.valid or valid_frac's
         validation sentences where there are any, else the test set), logged as valid/* or eval/*."""
         scored = self.corpus.scored_on(self.corpus.eval_split)
-        metrics = self.dist.on_main(lambda: evaluate(generator, scored, self.cfg.eval,
-                                                     seed=self.cfg.run.seed + 13)[0])  # rank 0 only
+        metrics = self.dist.on_main(lambda: {  # rank 0 only
+            **evaluate(generator, scored, self.cfg.eval, seed=self.cfg.run.seed + 13)[0],
+            **(self.latent.evaluate(generator, scored, seed=self.cfg.run.seed) if self.latent is not None else {})})
         prefix = EVAL_TAG[self.corpus.eval_split]
         self.monitor.scalars({f"{'latent' if is_latent_metric(k) else prefix}/{k}": v for k, v in metrics.items()},
                              self.progress.global_step)

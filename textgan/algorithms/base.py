@@ -9,6 +9,7 @@ import torch
 from textgan.batches import TrainBatches
 from textgan.distributed import ParallelDiscriminator, ParallelGenerator
 from textgan.guard import Updates
+from textgan.latent_training import LatentParts
 from textgan.run_state import Progress
 
 
@@ -25,6 +26,7 @@ class Players:
     updates: Updates  # backward, skip on non-finite, clip, step
     progress: Progress  # read only: the adversarial step number
     batch_size: int  # real and fake sentences per rank and update
+    latent: LatentParts | None = None  # adversarial.info_weight's reconstruction head (G updates add its term)
 
 
 class Algorithm(Protocol):

@@ -36,10 +36,10 @@ class GumbelGAN:
         self.straight_through = gumbel.mode == "straight_through"
         self.loss_d, self.loss_g = LOSSES[adv.loss]
 
-    def fake(self, batch_size: int, tau: float):
-        """Free-running samples from fresh z (a SampleOutput; `.dists` is (B, T, V))."""
+    def fake(self, batch_size: int, tau: float, z: torch.Tensor | None = None):
+        """Free-running samples from `z` (B, Z), by default fresh (a SampleOutput; `.dists` is (B, T, V))."""
         p = self.p
-        z = p.g.module.sample_latent(batch_size, p.noise)
+        z = p.g.module.sample_latent(batch_size, p.noise) if z is None else z
         return p.g.sample(z, p.batches.max_len, tau=tau, generator=p.noise, straight_through=self.straight_through)
 
     def d_step(self, tau: float) -> dict[str, float]:
@@ -63,13 +63,20 @@ class GumbelGAN:
         """Update G to make D score its samples as real, D frozen."""
         p, adv = self.p, self.adv
         real = p.batches.real_dists(p.batch_size)
-        fake = self.fake(p.batch_size, tau)
+        z = p.g.module.sample_latent(p.batch_size, p.noise)
+        fake = self.fake(p.batch_size, tau, z)
+        head = p.latent if p.latent is not None and p.latent.head is not None else None
         with frozen(p.d.module) as d:
             loss = self.loss_g(d(real), d(fake.dists))
             nll = self._real_nll() if self._mle_term_on() else None
             total = loss if nll is None else loss + adv.mle_weight * nll
-            norm = p.updates.step(p.opt_g, p.g.module.parameters(), total, adv.grad_clip, "g")
-        out = {"adv/g_loss": loss.item(), "adv/fake_tokens": float(fake.lengths.sum())}
+            optimizer, params = p.opt_g, list(p.g.module.parameters())
+            if head is not None:  # adversarial.info_weight: G and the head recover z from the fakes
+                total = total + head.info_term(fake.dists, fake.lengths, z)
+                optimizer, params = head.g_update(optimizer, params)
+            norm = p.updates.step(optimizer, params, total, adv.grad_clip, "g")
+        out = {"adv/g_loss": loss.item(), "adv/fake_tokens": float(fake.lengths.sum()),
+               **(head.pop_stats() if head is not None else {})}
         if nll is not None:
             out["adv/g_mle_loss"] = nll.item()
         if norm is not None:

@@ -1,0 +1,173 @@
+"""`textgan encode` and the latent options of `textgan sample`, as a user runs them (real
+subprocesses on real runs of the tiny corpus), with every bad input a one-line error, exit 2,
+nothing written."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import FAST, REPO, run_cli
+
+pytestmark = pytest.mark.slow  # whole trainings and the CLI in subprocesses
+
+CONFIG = str(REPO / "configs" / "coco_rsgan.yaml")
+QUICK = [*FAST, "adversarial.d_steps=1", "eval.every=0", "log.checkpoint_every=0"]
+A, B = "a man riding a bike down a street .", "a plate of food on a table ."
+
+
+def _train(runs, name: str, *overrides: str):
+    res = run_cli("train", CONFIG, *QUICK, f"log.dir={runs}", f"log.name={name}", *overrides, timeout=1200)
+    assert res.returncode == 0, res.stderr
+    return runs / name, res
+
+
+@pytest.fixture(scope="module")
+def runs(data_root, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    latent, out = _train(root, "latent", "mle.objective=elbo", "latent.free_bits=0.5", "adversarial.steps=2",
+                         "adversarial.info_weight=1.0")
+    plain, _ = _train(root, "plain", "adversarial.steps=0")
+    none, _ = _train(root, "none", "adversarial.steps=0", "generator.prior=none")
+    return {"latent": latent, "plain": plain, "none": none, "train_stdout": out.stdout}
+
+
+def _one_line_error(res, *words: str) -> None:
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("textgan: error:"), res.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_train_prints_an_interpolation_after_the_samples(runs):
+    out = runs["train_stdout"].splitlines()
+    at = next(i for i, line in enumerate(out) if line.startswith("interpolation from"))
+    assert out.index("samples (fixed z):") < at and len(out[at + 1:]) == 8
+
+
+@pytest.mark.parametrize("which", ["auto", "variational", "info"])
+def test_encode_text_then_decode_it(runs, tmp_path, which):
+    out = tmp_path / "z.npy"
+    res = run_cli("encode", str(runs["latent"]), "--text", A, "--out", str(out), "--encoder", which)
+    assert res.returncode == 0, res.stderr
+    z = np.load(out)
+    assert z.shape == (1, 8) and z.dtype == np.float32 and np.isfinite(z).all()
+    res = run_cli("sample", str(runs["latent"]), "--z", str(out), "--greedy")
+    assert res.returncode == 0, res.stderr
+    assert len(res.stdout.strip().splitlines()) == 1
+    again = run_cli("sample", str(runs["latent"]), "--z", str(out), "--greedy")
+    assert again.stdout == res.stdout  # greedy: no noise, the same sentence every time
+
+
+def test_api_encode_matches_the_cli(runs, tmp_path):
+    from textgan import api
+    from textgan.errors import UserError
+
+    res = run_cli("encode", str(runs["latent"]), "--text", A, "--out", str(tmp_path / "z.npy"))
+    assert res.returncode == 0, res.stderr
+    model = api.load(runs["latent"])
+    z = model.encode([A, B])
+    assert z.shape == (2, 8) and z.dtype == np.float32
+    assert np.allclose(z[:1], np.load(tmp_path / "z.npy"), atol=1e-6)
+    with pytest.raises(UserError, match="list of strings"):
+        model.encode(A)
+    with pytest.raises(UserError, match="encoder must be one of"):
+        model.encode([A], encoder="pca")
+    with pytest.raises(UserError, match="no sentence encoder"):
+        api.load(runs["plain"]).encode([A])
+
+
+def test_encode_file_gives_one_row_per_line_and_the_encoder_mean_is_deterministic(runs, tmp_path):
+    text = tmp_path / "s.txt"
+    text.write_text(f"{A}\n{B}\n{A}\n", encoding="utf-8")
+    res = run_cli("encode", str(runs["latent"]), "--file", str(text), "--out", str(tmp_path / "z.npy"))
+    assert res.returncode == 0, res.stderr
+    z = np.load(tmp_path / "z.npy")
+    assert z.shape == (3, 8) and np.array_equal(z[0], z[2]) and not np.array_equal(z[0], z[1])
+
+
+def test_interpolation_between_two_sentences(runs):
+    res = run_cli("sample", str(runs["latent"]), "--interpolate", "6", "--from-text", A, "--to-text", B)
+    assert res.returncode == 0, res.stderr
+    assert len(res.stdout.strip().splitlines()) == 6
+
+
+def test_encode_never_overwrites_without_force(runs, tmp_path):
+    out = tmp_path / "z.npy"
+    out.write_bytes(b"keep me")
+    _one_line_error(run_cli("encode", str(runs["latent"]), "--text", A, "--out", str(out)), "--force")
+    assert out.read_bytes() == b"keep me"
+    res = run_cli("encode", str(runs["latent"]), "--text", A, "--out", str(out), "--force")
+    assert res.returncode == 0 and np.load(out).shape == (1, 8)
+
+
+@pytest.mark.parametrize("run, text, words", [
+    ("plain", A, ["no sentence encoder", "elbo"]),
+    ("none", A, ["prior=none"]),
+    ("latent", "", ["empty"]),
+    ("latent", "   ", ["empty"]),
+    ("latent", "qqqzz xxyyq", ["no word of the run's vocabulary"]),
+    ("latent", " ".join(["a"] * 200), ["200 tokens", "max_len"]),
+])
+def test_encode_bad_input_is_one_line_and_writes_nothing(runs, tmp_path, run, text, words):
+    out = tmp_path / "z.npy"
+    _one_line_error(run_cli("encode", str(runs[run]), "--text", text, "--out", str(out)), *words)
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_encode_file_with_an_empty_line_names_it(runs, tmp_path):
+    text = tmp_path / "s.txt"
+    text.write_text(f"{A}\n\n{B}\n", encoding="utf-8")
+    out = tmp_path / "z.npy"
+    _one_line_error(run_cli("encode", str(runs["latent"]), "--file", str(text), "--out", str(out)), "line 2")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("run, args, words", [
+    ("latent", ["--interpolate", "4", "--from-text", A], ["--to-text"]),
+    ("latent", ["--from-text", A, "--to-text", B], ["--interpolate"]),
+    ("none", ["--interpolate", "4"], ["prior=none"]),
+    ("none", ["--interpolate", "4", "--from-text", A, "--to-text", B], ["prior=none"]),
+    ("plain", ["--interpolate", "4", "--from-text", A, "--to-text", B], ["no sentence encoder"]),
+    ("latent", ["--interpolate", "4", "--from-text", "", "--to-text", B], ["empty"]),
+])
+def test_sample_latent_option_errors(runs, tmp_path, run, args, words):
+    out = tmp_path / "s.txt"
+    _one_line_error(run_cli("sample", str(runs[run]), *args, "--out", str(out)), *words)
+    assert not out.exists()
+
+
+def test_sample_z_on_a_prior_none_run_is_an_error(runs, tmp_path):
+    np.save(tmp_path / "z.npy", np.zeros((2, 8), np.float32))
+    _one_line_error(run_cli("sample", str(runs["none"]), "--z", str(tmp_path / "z.npy")), "prior=none")
+
+
+def test_init_from_an_elbo_run_starts_the_gan_from_its_decoder(runs, tmp_path):
+    """generator.init_from takes the elbo run's decoder (a run without an encoder of its own): the
+    interpolation printed after training walks between two prior draws instead."""
+    run_dir, res = _train(tmp_path, "gan", f"generator.init_from={runs['latent']}", "mle.epochs=0",
+                          "adversarial.steps=1")
+    assert "generator initialised from" in res.stderr
+    out = res.stdout.splitlines()
+    at = out.index("interpolation between two prior draws of z (one Gumbel noise for every point):")
+    assert len(out[at + 1:]) == 8
+
+
+def test_latent_quickstart_benchmark_writes_the_targets_and_never_overwrites(runs, tmp_path):
+    out = tmp_path / "latent.json"
+    script = [sys.executable, str(REPO / "benchmarks" / "latent_quickstart.py"), str(runs["latent"]), "--out", str(out)]
+    res = subprocess.run(script, capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stderr
+    result = json.loads(out.read_text())
+    metrics = result["metrics"]
+    for key in ("latent_mi_64", "latent_sensitivity", "self_bleu4_loo", "reconstruction_exact"):
+        assert key in metrics
+    assert 0.0 <= metrics["latent_mi_64"] <= metrics["latent_mi_64_max"] + 1e-9
+    assert set(result["met"]) == {"latent_mi_64", "latent_sensitivity", "grammaticality"}
+    before = out.read_text()
+    assert subprocess.run(script, capture_output=True, text=True, timeout=1200).returncode != 0
+    assert out.read_text() == before

@@ -1,0 +1,194 @@
+"""Training generators whose z matters: the ELBO's pieces against references, short real trainings
+with mle.objective elbo and adversarial.info_weight, and an exact resume of an elbo run."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import FAST
+from textgan import checkpoint, config, latent
+from textgan.config import ConfigError
+from textgan.corpus import prepare
+from textgan.models import build_generator
+from textgan.models.encoder import SentenceEncoder
+from textgan.monitor import Monitor
+from textgan.schedule import run
+from textgan.train import Trainer
+
+GRAMMAR = ["data.source=grammar", "data.num_train=600", "data.num_test=100", "generator.latent_dim=8",
+           "eval.num_samples=40", "eval.latent_draws=4", "eval.latent_samples=16", "eval.latent_mi_k=8",
+           "eval.interp_pairs=2", "eval.interp_steps=4", "log.progress=false"]
+
+
+def _trainer(tmp_path, *overrides: str, monitor: bool = False) -> Trainer:
+    cfg = config.load(None, list(overrides))
+    corpus = prepare(cfg.data, cfg.run.seed)
+    return Trainer(cfg, corpus, tmp_path, Monitor(tmp_path, progress=False, enabled=monitor))
+
+
+def _scalars(run_dir) -> dict[str, list[float]]:
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_kl_matches_torch_distributions():
+    mean, log_var = torch.randn(5, 3), torch.randn(5, 3)
+    q = torch.distributions.Normal(mean, (0.5 * log_var).exp())
+    p = torch.distributions.Normal(torch.zeros(3), torch.ones(3))
+    assert torch.allclose(latent.kl_per_dim(mean, log_var), torch.distributions.kl_divergence(q, p), atol=1e-6)
+
+
+def test_free_bits_floor_each_dimension_and_stop_its_gradient():
+    kl = torch.tensor([[0.1, 2.0], [0.3, 4.0]], requires_grad=True)  # batch means 0.2 and 3.0
+    charged = latent.free_bits_kl(kl, free_bits=0.5)
+    assert float(charged.detach()) == pytest.approx(0.5 + 3.0)
+    charged.backward()
+    assert torch.equal(kl.grad[:, 0], torch.zeros(2))  # below the floor: no pull towards the prior
+    assert float(latent.free_bits_kl(kl.detach(), 0.0)) == pytest.approx(3.2)
+
+
+@pytest.mark.parametrize("step, steps, weight", [(0, 100, 0.0), (25, 100, 0.25), (100, 100, 1.0), (500, 100, 1.0),
+                                                 (0, 0, 1.0)])
+def test_kl_weight_rises_linearly(step, steps, weight):
+    assert latent.kl_weight(step, steps) == weight
+
+
+def test_encoder_reads_each_sentence_to_its_length_only():
+    enc = SentenceEncoder(10, 4, 6, 3).eval()
+    tokens = torch.tensor([[4, 5, 2, 0, 0], [4, 5, 2, 7, 9]])
+    lengths = torch.tensor([3, 3])
+    mean, _ = enc.encode_ids(tokens, lengths)  # the padding/garbage after length 3 never enters
+    assert torch.allclose(mean[0], mean[1], atol=1e-6)
+    dists = torch.nn.functional.one_hot(tokens, 10).float()
+    assert torch.allclose(enc.encode_dists(dists, lengths)[0], mean, atol=1e-6)
+
+
+def test_importance_sampled_nll_equals_the_brute_force_sum():
+    torch.manual_seed(0)
+    G = build_generator(config.GeneratorConfig(emb_dim=4, hidden_dim=5, latent_dim=2), 7, [0, 1]).eval()
+    enc = SentenceEncoder(7, 3, 4, 2).eval()
+    tokens, lengths = torch.tensor([[3, 4, 2, 0], [5, 2, 0, 0]]), torch.tensor([3, 2])
+    out = latent.posterior_stats(G, enc, tokens, lengths, draws=3, rng=torch.Generator().manual_seed(5))
+    rng = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        total = _brute_force_log_px(G, enc, tokens, lengths, rng, draws=3)
+    assert out["nll_gen_is3_tok"] == pytest.approx(-total / 5, rel=1e-5)
+
+
+def _brute_force_log_px(G, enc, tokens, lengths, rng, draws: int) -> float:
+    """sum_x log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x) from full logits and torch.distributions."""
+    mean, log_var = enc.encode_ids(tokens, lengths)
+    weights = []
+    for _ in range(draws):
+        q = torch.distributions.Normal(mean, (0.5 * log_var).exp())
+        z = mean + (0.5 * log_var).exp() * torch.randn(mean.shape, generator=rng)
+        logits = G(tokens, z).log_softmax(-1)
+        log_px_z = torch.tensor([sum(float(logits[b, t, tokens[b, t]]) for t in range(int(lengths[b])))
+                                 for b in range(2)])
+        prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(1)
+        weights.append(log_px_z + prior - q.log_prob(z).sum(1))
+    return float((torch.logsumexp(torch.stack(weights), 0) - math.log(draws)).sum())
+
+
+def test_info_term_reaches_the_generator_through_the_relaxed_one_hots(tmp_path, data_root):
+    tr = _trainer(tmp_path, *FAST, f"data.root={data_root}", "adversarial.info_weight=1.0")
+    head_before = [p.detach().clone() for p in tr.latent.head.parameters()]
+    stats = tr.g_step(tau=0.5)
+    assert math.isfinite(stats["adv/info_loss"]) and stats["adv/info_r2"] <= 1.0
+    assert tr.G.latent_proj.weight.grad is not None and float(tr.G.latent_proj.weight.grad.abs().sum()) > 0
+    assert any(not torch.equal(a, b) for a, b in zip(head_before, tr.latent.head.parameters()))
+
+
+def test_info_weight_alone_changes_the_generator_update(tmp_path, data_root):
+    """The same step with and without the term: only the term differs, so the weights must."""
+    results = []
+    for weight in ("0.0", "5.0"):
+        tr = _trainer(tmp_path / weight, *FAST, f"data.root={data_root}", f"adversarial.info_weight={weight}")
+        tr.g_step(tau=0.5)
+        results.append(tr.G.latent_proj.weight.detach().clone())
+    assert not torch.allclose(results[0], results[1])
+
+
+def test_elbo_training_logs_kl_and_active_units(tmp_path):
+    tr = _trainer(tmp_path, *GRAMMAR, "mle.objective=elbo", "mle.epochs=3", "latent.kl_anneal_steps=10",
+                  "latent.free_bits=0.5", "latent.word_dropout=0.3", "adversarial.steps=0", monitor=True)
+    metrics = run(tr)
+    tr.monitor.close()
+    tb = _scalars(tmp_path)
+    assert tb["mle/kl_weight"][0] == 0.0 and tb["mle/kl_weight"][-1] == 1.0
+    assert all(v > 0 for v in tb["mle/kl"])
+    assert metrics["latent_kl"] > 0 and metrics["latent_active_units"] >= 1
+    assert "eval/nll_gen_is4_tok" in tb and "eval/nll_gen_mc4_tok" in tb and "eval/latent_active_units" in tb
+    assert math.isfinite(metrics["nll_gen_is4_tok"])
+
+
+def test_info_training_logs_recovery_r2(tmp_path):
+    tr = _trainer(tmp_path, *GRAMMAR, "mle.epochs=1", "adversarial.steps=6", "adversarial.d_steps=1",
+                  "adversarial.info_weight=1.0", "discriminator.num_filters=[16, 16, 16, 16]", monitor=True)
+    metrics = run(tr)
+    tr.monitor.close()
+    tb = _scalars(tmp_path)
+    assert len(tb["adv/info_r2"]) == 6 and len(tb["adv/info_loss"]) == 6
+    assert -10 < metrics["latent_info_r2"] <= 1.0
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_elbo_run_resumes_exactly(tmp_path):
+    schedule = [*GRAMMAR, "mle.objective=elbo", "mle.epochs=2", "latent.kl_anneal_steps=5", "latent.free_bits=0.2",
+                "latent.word_dropout=0.2", "adversarial.steps=3", "adversarial.d_steps=1", "adversarial.info_weight=0.5",
+                "discriminator.num_filters=[16, 16, 16, 16]", "log.checkpoint_every=1", "log.keep_last=20"]
+    whole = _trainer(tmp_path / "whole", *schedule)
+    run(whole)
+    reference = whole.state_dict()
+    part = _trainer(tmp_path / "part", *schedule)
+
+    def stop_after_first(path):
+        raise _Stop
+    with pytest.raises(_Stop):
+        run(part, on_checkpoint=stop_after_first)  # after the first MLE epoch
+    state, _ = checkpoint.load_latest_valid(tmp_path / "part" / "checkpoints")
+    assert "encoder" in state and "info_head" in state
+    resumed = _trainer(tmp_path / "part", *schedule)
+    resumed.load_state_dict(state)
+    run(resumed)
+    final = resumed.state_dict()
+    assert final["progress"] == reference["progress"]
+    for part_name in ("generator", "discriminator"):
+        for key, value in reference[part_name].items():
+            assert torch.equal(value, final[part_name][key]), (part_name, key)
+    for part_name in ("encoder", "info_head"):
+        for key, value in reference[part_name]["weights"].items():
+            assert torch.equal(value, final[part_name]["weights"][key]), (part_name, key)
+    assert final["metrics"] == reference["metrics"]
+
+
+def test_a_checkpoint_without_the_encoder_still_loads(tmp_path):
+    plain = _trainer(tmp_path / "plain", *GRAMMAR, "mle.epochs=1")
+    state = plain.state_dict()
+    elbo = _trainer(tmp_path / "elbo", *GRAMMAR, "mle.epochs=1", "mle.objective=elbo")
+    elbo.load_state_dict(state)  # the encoder keeps its fresh weights
+    assert "encoder" in elbo.state_dict()
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["mle.objective=elbo", "generator.prior=uniform"], "mle.objective"),
+    (["mle.objective=elbo", "generator.prior=none"], "mle.objective"),
+    (["adversarial.info_weight=1", "generator.prior=none"], "adversarial.info_weight"),
+    (["adversarial.info_weight=-1"], "adversarial.info_weight"),
+    (["latent.free_bits=-0.1"], "latent.free_bits"),
+    (["latent.word_dropout=1.0"], "latent.word_dropout"),
+    (["latent.kl_anneal_steps=-1"], "latent.kl_anneal_steps"),
+    (["latent.encoder_hidden_dim=0"], "latent.encoder_hidden_dim"),
+    (["mle.objective=vae"], "mle.objective"),
+])
+def test_bad_latent_settings_are_one_line_errors(overrides, key):
+    with pytest.raises(ConfigError) as err:
+        config.load(None, overrides)
+    assert str(err.value).startswith(key) and "\n" not in str(err.value)
