@@ -154,6 +154,7 @@ def cases(p) -> list[tuple[list[str], str]]:
         (["configs", "--copy", "nosuchconfig", str(tmp)], "unknown config 'nosuchconfig'; choose one of: "),
         (["configs", "--copy", "quickstart", str(tmp / "exists.txt")], "already exists"),
         (["configs", "--copy", "quickstart", str(tmp / "no_folder" / "q.yaml")], "does not exist"),
+        (["configs", "--copy", "quickstart", str(tmp / "new_folder") + "/"], "not an existing folder"),
         (["configs", "--force"], "--force applies only to --copy NAME"),
         (["configs", str(tmp)], "DEST applies only to --copy NAME"),
         # data get

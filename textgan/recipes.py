@@ -6,6 +6,7 @@ Free of torch, like arguments.py: listing and copying never wait for torch to lo
 """
 from __future__ import annotations
 
+import os
 import shutil
 import site
 import sys
@@ -72,6 +73,8 @@ def copy(name: str, dest: str, force: bool) -> Path:
     """Copy config `name` into folder `dest` (as NAME.yaml), or to file `dest` where it is no
     folder; an existing file is kept unless `force`."""
     recipe = find(name, recipes())
+    if dest.endswith(("/", os.sep)) and not Path(dest).is_dir():  # meant a folder: never a file named so
+        raise UserError(f"copy destination {dest} is not an existing folder; create it first")
     target = Path(dest) / recipe.path.name if Path(dest).is_dir() else Path(dest)
     arguments.new_file(str(target), "copy destination", force)
     shutil.copyfile(recipe.path, target)
