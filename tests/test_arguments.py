@@ -171,6 +171,13 @@ def cases(p) -> list[tuple[list[str], str]]:
         (["curves", sweep, sweep, "--y", "nope"], "no column 'nope'"),
         (["curves", sweep, sweep, "--out", str(tmp / "a_file")], "is a file"),
         (["curves", sweep, sweep, "--force"], "give --out"),
+        # configs
+        (["configs", "--copy", "nosuchconfig", str(tmp)], "unknown config 'nosuchconfig'; choose one of: "),
+        (["configs", "--copy", "quickstart", str(tmp / "exists.txt")], "already exists"),
+        (["configs", "--copy", "quickstart", str(tmp / "no_folder" / "q.yaml")], "does not exist"),
+        (["configs", "--copy", "quickstart", str(tmp / "new_folder") + "/"], "not an existing folder"),
+        (["configs", "--force"], "--force applies only to --copy NAME"),
+        (["configs", str(tmp)], "DEST applies only to --copy NAME"),
         # data get
         (["data", "get", "imagenet"], "unknown dataset"),
         (["data", "get", "coco", "--base-url", "ftp://mirror"], "--base-url"),
@@ -211,7 +218,7 @@ def test_the_cases_walk_every_flag_of_every_subcommand(paths):
     covered: dict[tuple, set] = {}
     for argv, _ in cases(paths):
         words = tuple(w for w in argv[:2] if not w.startswith("-")
-                      and w in ("train", "sample", "encode", "eval", "score", "curves", "data", "get"))
+                      and w in ("train", "sample", "encode", "eval", "score", "curves", "configs", "data", "get"))
         covered.setdefault(words, set()).update(a for a in argv if a.startswith("--"))
     for words, opts in _options(build_parser(), []):
         if words == ["data"]:

@@ -1,5 +1,6 @@
-"""A regular (non-editable) install works: the wheel ships the C sources and their headers, and a
-short training run from it builds and uses every kernel (run.accel=auto)."""
+"""A regular (non-editable) install works: the wheel ships the C sources and their headers and the
+YAML configs (`textgan configs` lists them and copies one out), and a short training run from it
+builds and uses every kernel (run.accel=auto)."""
 from __future__ import annotations
 
 import os
@@ -37,6 +38,9 @@ def test_wheel_installs_into_a_fresh_venv_and_builds_every_kernel(tmp_path, data
     names = set(zipfile.ZipFile(wheel).namelist())
     for header in ("simd.h", "parallel.h", "philox.c", "linear_ce.c"):
         assert f"textgan/accel/csrc/{header}" in names
+    configs = sorted(p.name for p in (REPO / "configs").glob("*.yaml"))
+    shipped = sorted(n.rsplit("/", 1)[1] for n in names if "/data/share/textgan/configs/" in n)
+    assert shipped == configs
 
     # A venv over the base interpreter (--system-site-packages) that also sees this venv's
     # site-packages through a plain .pth line (torch and the rest, not reinstalled; the .pth files
@@ -55,6 +59,7 @@ def test_wheel_installs_into_a_fresh_venv_and_builds_every_kernel(tmp_path, data
     env["TEXTGAN_CACHE_DIR"] = str(tmp_path / "cache")  # empty: every kernel is built from the installed sources
     where = _run([str(python), "-c", "import textgan; print(textgan.__file__)"], cwd=cwd, env=env).stdout.strip()
     assert where.startswith(str(env_dir)), where
+    _check_installed_configs(python, env_dir, cwd, env, configs)
     res = _run([str(python), "-m", "textgan", "train", str(REPO / "configs" / "quickstart.yaml"), *FAST,
                 f"data.root={data_root}", f"log.dir={tmp_path / 'runs'}", "adversarial.steps=2", "run.accel=auto"],
                cwd=cwd, env=env)
@@ -64,3 +69,13 @@ def test_wheel_installs_into_a_fresh_venv_and_builds_every_kernel(tmp_path, data
     assert "unavailable" not in res.stderr, res.stderr[-2000:]
     built = {p.name.split("-")[0] for p in (tmp_path / "cache").glob("*.so")}
     assert {"linear_ce", "lstm", "philox", "convmax", "highway"} <= built
+
+
+def _check_installed_configs(python: Path, env_dir: Path, cwd: Path, env: dict, configs: list[str]) -> None:
+    """The installed `textgan configs` reads the venv's share/textgan/configs, not this checkout."""
+    res = _run([str(python), "-m", "textgan", "configs"], cwd=cwd, env=env)
+    assert [row.split()[0] + ".yaml" for row in res.stdout.splitlines()] == configs
+    assert str(env_dir / "share" / "textgan" / "configs") in res.stderr, res.stderr
+    _run([str(python), "-m", "textgan", "configs", "--copy", "quickstart"], cwd=cwd, env=env)
+    assert (cwd / "quickstart.yaml").read_bytes() == (REPO / "configs" / "quickstart.yaml").read_bytes()
+    (cwd / "quickstart.yaml").unlink()

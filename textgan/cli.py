@@ -140,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", metavar="DIR", help="also write DIR/curves.csv and DIR/curves.png (must not exist)")
     v.add_argument("--force", action="store_true", help=FORCE_HELP + " in --out")
 
+    r = sub.add_parser("configs", help="list the YAML configs that come with textgan, or copy one out to edit")
+    r.add_argument("dest", nargs="?", metavar="DEST",
+                   help="with --copy: the folder (default: the current one) or file name to copy to")
+    r.add_argument("--copy", metavar="NAME", help="copy this config (e.g. quickstart) to DEST")
+    r.add_argument("--force", action="store_true", help="replace an existing file at DEST")
+
     d = sub.add_parser("data", help="benchmark datasets")
     dsub = d.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     g = dsub.add_parser("get", help="download a benchmark corpus and verify its checksums")
@@ -307,6 +313,21 @@ def cmd_curves(args) -> int:
     return curves_command(args.sweeps, labels, x=args.x, y=args.y, out=args.out, force=args.force)
 
 
+def cmd_configs(args) -> int:
+    from textgan import recipes
+
+    if args.copy is None and (args.dest is not None or args.force):
+        raise UserError(f"{'DEST' if args.dest is not None else '--force'} applies only to --copy NAME; "
+                        "add --copy, or drop it to list the configs")
+    if args.copy is None:
+        folder = recipes.configs_dir()
+        print(f"configs in {folder} (copy one out with `textgan configs --copy NAME`):", file=sys.stderr)
+        print(recipes.listing(recipes.recipes(folder)))
+        return 0
+    print(recipes.copy(args.copy, args.dest or ".", args.force))
+    return 0
+
+
 def cmd_data(args) -> int:
     from textgan.download import get_dataset
 
@@ -324,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             args = build_parser().parse_args(argv)
             handler = {"train": cmd_train, "sample": cmd_sample, "encode": cmd_encode, "data": cmd_data, "eval": cmd_eval,
-                       "score": cmd_score, "curves": cmd_curves}[args.command]
+                       "score": cmd_score, "curves": cmd_curves, "configs": cmd_configs}[args.command]
             return handler(args)
         except UserError as err:
             print(f"textgan: error: {err}", file=sys.stderr)
