@@ -219,6 +219,9 @@ def cmd_sample(args) -> int:
     z = sample.load_latent(args.z) if args.z else None  # a bad file is reported before the model loads
     loaded = sample.load_generator(args.path, device, warn=lambda m: print(m, file=sys.stderr), weights=args.weights)
     fpenv.apply(loaded.config.run)  # as the run trained
+    if loaded.generator.prior == "none" and (z is not None or args.interpolate):
+        raise UserError("this generator has prior=none: it has no latent for --z or --interpolate; "
+                        "sample it without them")
     if args.from_text is not None:
         from textgan import encoding
 
