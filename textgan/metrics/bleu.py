@@ -64,12 +64,20 @@ class _Lengths:
         return min(candidates, key=lambda length: (abs(length - hyp_len), length))
 
 
-def _score(counts: Counter, hyp_len: int, ref_len: int, max_n: int, clip) -> float:
-    """nltk's corpus_bleu for one hypothesis with method1, same float operations in the same
-    order. `clip(ngram)` is the largest count of that n-gram in any one reference."""
+def _numerators(counts: Counter, max_n: int, clip) -> list[int]:
+    """Clipped matches of one hypothesis per order 1..max_n: counts holds its n-grams of every
+    order up to max_n, `clip(ngram)` the largest count of that n-gram in any one reference.
+    Integers, so one pass serves every order up to max_n with nltk's values."""
     numerators = [0] * max_n
     for gram, c in counts.items():
         numerators[len(gram) - 1] += min(c, clip(gram))
+    return numerators
+
+
+def _score(numerators: list[int], hyp_len: int, ref_len: int, max_n: int) -> float:
+    """nltk's corpus_bleu for one hypothesis with method1 from its clipped matches of orders
+    1..max_n (numerators may hold higher orders, unused here), same float operations in the
+    same order."""
     if numerators[0] == 0:  # nltk returns 0 before smoothing when no unigram matches
         return 0.0
     weight = 1 / max_n
@@ -121,15 +129,29 @@ def bleu_scores(hypotheses: Sequence[Sentence], references: Sequence[Sentence], 
                 protocol: str = "exact") -> list[float]:
     """nltk sentence BLEU-max_n (uniform weights, method1) of each hypothesis against all
     references; per sentence, so callers can check parity or spread, not only the mean."""
-    _check(protocol, max_n)
+    return bleu_scores_by_order(hypotheses, references, [max_n], protocol)[max_n]
+
+
+def bleu_scores_by_order(hypotheses: Sequence[Sentence], references: Sequence[Sentence], orders: Sequence[int],
+                         protocol: str = "exact") -> dict[int, list[float]]:
+    """bleu_scores for each max_n in `orders`, the references and hypotheses counted once (for
+    the highest order) instead of once per order."""
+    top_n = max(orders, default=0)
+    _check(protocol, top_n)
     hyps = _as_tuples(hypotheses, "hypotheses")
     refs = _as_tuples(references, "references")
     if protocol == "texygen":
         hyps = hyps[:TEXYGEN_SAMPLES]
-    best = _max_counts(refs, max_n)
+    best = _max_counts(refs, top_n)
     lengths = _Lengths([len(r) for r in refs])
     clip = lambda gram: best.get(gram, 0)  # noqa: E731
-    return [_score(_ngram_counts(h, max_n), len(h), lengths.closest(len(h)), max_n, clip) for h in hyps]
+    scores: dict[int, list[float]] = {n: [] for n in orders}
+    for h in hyps:
+        numerators = _numerators(_ngram_counts(h, top_n), top_n, clip)
+        ref_len = lengths.closest(len(h))
+        for n in orders:
+            scores[n].append(_score(numerators, len(h), ref_len, n))
+    return scores
 
 
 def bleu(hypotheses: Sequence[Sentence], references: Sequence[Sentence], max_n: int = 4,
@@ -158,11 +180,17 @@ def self_bleu(samples: Sequence[Sentence], max_n: int = 4, protocol: str = "exac
 
 def self_bleu_scores(samples: Sequence[Sentence], max_n: int = 4) -> list[float]:
     """Leave-one-out sentence BLEU of each sample against all the others (by position)."""
-    _check("exact", max_n)
+    return self_bleu_scores_by_order(samples, [max_n])[max_n]
+
+
+def self_bleu_scores_by_order(samples: Sequence[Sentence], orders: Sequence[int]) -> dict[int, list[float]]:
+    """self_bleu_scores for each max_n in `orders`, the samples counted once."""
+    top_n = max(orders, default=0)
+    _check("exact", top_n)
     sents = _as_tuples(samples, "samples")
     if len(sents) < 2:
         raise ValueError("self_bleu needs at least 2 samples: with one there are no references")
-    counts = [_ngram_counts(s, max_n) for s in sents]
+    counts = [_ngram_counts(s, top_n) for s in sents]
     top: dict = {}  # n-gram -> [largest count, its holder, largest count among the others]
     for j, cnt in enumerate(counts):
         for gram, c in cnt.items():
@@ -174,13 +202,15 @@ def self_bleu_scores(samples: Sequence[Sentence], max_n: int = 4) -> list[float]
             elif c > entry[2]:
                 entry[2] = c
     lengths = _Lengths([len(s) for s in sents])
-    scores = []
+    scores: dict[int, list[float]] = {n: [] for n in orders}
     for i, (s, cnt) in enumerate(zip(sents, counts)):
         def clip(gram, i=i):
             first, holder, runner_up = top[gram]
             return runner_up if holder == i else first
+        numerators = _numerators(cnt, top_n, clip)
         ref_len = lengths.closest(len(s), exclude=len(s))
-        scores.append(_score(cnt, len(s), ref_len, max_n, clip))
+        for n in orders:
+            scores[n].append(_score(numerators, len(s), ref_len, n))
     return scores
 
 
@@ -191,13 +221,20 @@ def bleu_metrics(samples: Sequence[Sentence], references: Sequence[Sentence], or
     self_bleuN_loo, or bleuN_texygen (and bleuN_texygen_se) and (given the second sample set it
     needs) self_bleuN_texygen."""
     _check(protocol, max(orders, default=1))
+    if not orders:
+        return {}
+    scores = bleu_scores_by_order(samples, references, orders, protocol)
+    if protocol == "exact":
+        own = {n: _mean(s) for n, s in self_bleu_scores_by_order(samples, orders).items()}
+    elif second is not None:
+        own = {n: _mean(s) for n, s in bleu_scores_by_order(samples, second, orders, protocol).items()}
+    else:
+        own = {}
+    self_name = "loo" if protocol == "exact" else "texygen"
     out: dict[str, float] = {}
     for n in orders:
-        scores = bleu_scores(samples, references, max_n=n, protocol=protocol)
-        out[f"bleu{n}_{protocol}"] = _mean(scores)
-        out[f"bleu{n}_{protocol}_se"] = standard_error(scores)
-        if protocol == "exact":
-            out[f"self_bleu{n}_loo"] = self_bleu(samples, max_n=n)
-        elif second is not None:
-            out[f"self_bleu{n}_texygen"] = self_bleu(samples, max_n=n, protocol="texygen", second=second)
+        out[f"bleu{n}_{protocol}"] = _mean(scores[n])
+        out[f"bleu{n}_{protocol}_se"] = standard_error(scores[n])
+        if n in own:
+            out[f"self_bleu{n}_{self_name}"] = own[n]
     return out
