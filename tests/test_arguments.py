@@ -141,6 +141,7 @@ def cases(p) -> list[tuple[list[str], str]]:
         (["eval", run, "--max-oov", "some"], "expected a number"),
         (["eval", run, "--device", "tpu"], "not a device"),
         (["eval", run, "--weights", "average"], "no weight average"),
+        (["eval", run, "--sweep-temperature", "0.5:1:3", "--profile"], "drop it or drop --sweep-temperature"),
         (["eval", str(tmp / "no_ckpt")], "train the run until it writes one"),
         # score
         (["score", str(tmp / "missing.txt"), "--refs", test], "not found"),

@@ -236,6 +236,23 @@ def test_eval_prints_and_writes_metrics(run, tmp_path):
     assert saved["settings"]["weights"] == "trained"  # no adversarial.g_ema average in that run
 
 
+def test_eval_profile_times_every_phase_and_keeps_the_metrics(run, tmp_path):
+    plain = run_cli("eval", str(run), "--protocol", "both", "--num", "30", "--seed", "3", "--out", str(tmp_path / "a"))
+    res = run_cli("eval", str(run), "--protocol", "both", "--num", "30", "--seed", "3", "--out", str(tmp_path / "b"),
+                  "--profile")
+    assert res.returncode == 0 and plain.returncode == 0, res.stderr
+    assert res.stdout == plain.stdout  # timing changes nothing it measures
+    table = res.stderr.split("time by phase (30 samples, protocol both):\n", 1)[1].splitlines()
+    seconds = {line.rsplit(None, 3)[0].strip(): float(line.rsplit(None, 3)[1]) for line in table[:-1]}
+    assert set(seconds) == {"loading: checkpoint, corpus", "sampling", "BLEU, Self-BLEU, copies", "NLL_gen (test)",
+                            "latent metrics", "texygen: NLL_gen per position (train)",
+                            "texygen: second sample set", "texygen: BLEU, Self-BLEU"}
+    assert all(s >= 0 for s in seconds.values())
+    total = float(table[-1].split()[1])
+    assert table[-1].startswith("total") and total == pytest.approx(sum(seconds.values()), abs=0.02)
+    assert "time by phase" not in plain.stderr
+
+
 LATENT = ("latent_mi_8", "latent_mi_8_max", "latent_sensitivity", "latent_token_change", "interp_distinct",
           "interp_edit")
 

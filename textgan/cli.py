@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-oov", type=fraction, default=DEFAULT_MAX_OOV, metavar="FRAC", help=OOV_HELP)
     e.add_argument("--device", default="cpu", help=DEVICE_HELP)
     e.add_argument("--weights", choices=WEIGHTS, default="auto", help=WEIGHTS_HELP)
+    e.add_argument("--profile", action="store_true",
+                   help="print where the time goes: seconds per phase (loading, sampling, BLEU, NLL_gen, ...)")
 
     n = sub.add_parser("encode", help="sentences to latent vectors z (.npy): the variational encoder's mean "
                                       "or the reconstruction head's output")
@@ -275,6 +277,8 @@ def cmd_eval(args) -> int:
     if args.sweep_temperature and (args.temperature is not None or args.protocol is not None):
         raise UserError("--sweep-temperature sets the temperatures and scores the exact protocol; "
                         "drop --temperature / --protocol, or drop the sweep")
+    if args.sweep_temperature and args.profile:
+        raise UserError("--profile times one evaluation; drop it or drop --sweep-temperature")
     _force_needs_out(args)
     arguments.run_or_checkpoint(args.path)
     if args.data:
@@ -286,7 +290,7 @@ def cmd_eval(args) -> int:
                         temperature=1.0 if args.temperature is None else args.temperature,
                         protocol=args.protocol or "exact", sweep=args.sweep_temperature, out=out,
                         device=device, weights=args.weights, split=args.split, force=args.force,
-                        max_oov=args.max_oov)
+                        max_oov=args.max_oov, profile=args.profile)
 
 
 def cmd_score(args) -> int:

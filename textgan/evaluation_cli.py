@@ -19,6 +19,7 @@ from textgan.data import oov_share
 from textgan.errors import UserError
 from textgan.evaluate import evaluate
 from textgan.sample import Loaded, load_generator
+from textgan.timing import NoPhases, Phases
 
 PROTOCOLS = choices(EvalConfig, "protocol")  # exact, texygen, both
 SWEEP_FILES = ("sweep.csv", "sweep.png", "events.out.tfevents.*")  # what a sweep writes in its folder
@@ -57,14 +58,14 @@ def load_run(path: str | Path, data: str | None = None, device: str = "cpu",
 
 
 def eval_metrics(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperature: float = 1.0,
-                 protocol: str = "exact") -> dict[str, float]:
+                 protocol: str = "exact", phases: Phases | None = None) -> dict[str, float]:
     """`evaluate`'s metrics on `num` samples under `protocol` (the run's config sets the rest)."""
     if protocol not in PROTOCOLS:
         raise UserError(f"unknown --protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if num < 2:
         raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
     cfg = dataclasses.replace(loaded.config.eval, num_samples=num, protocol=protocol)
-    return evaluate(loaded.generator, corpus, cfg, seed, temperature=temperature)[0]
+    return evaluate(loaded.generator, corpus, cfg, seed, temperature=temperature, phases=phases)[0]
 
 
 def write_metrics(out_dir: Path, metrics: dict[str, float], settings: dict, force: bool = False) -> Path:
@@ -124,16 +125,19 @@ def check_oov(corpus: Corpus, data: str, max_oov: float) -> None:
 def eval_command(path: str, data: str | None = None, num: int | None = None, seed: int | None = None,
                  temperature: float = 1.0, protocol: str = "exact", sweep: str | None = None,
                  out: str | Path | None = None, device: str = "cpu", weights: str = "auto", split: str = "test",
-                 force: bool = False, max_oov: float = 1.0) -> int:
+                 force: bool = False, max_oov: float = 1.0, profile: bool = False) -> int:
     """Print metrics (a "name value" line each) and write metrics.json, or run a temperature sweep.
-    Without `out` the results go to RUN/eval, or the first of RUN/eval-2, -3, ... without them."""
+    Without `out` the results go to RUN/eval, or the first of RUN/eval-2, -3, ... without them.
+    `profile` prints the seconds of each phase to stderr at the end."""
     from textgan import sweep as sweep_mod
     from textgan.arguments import numbered_dir
 
     temps = sweep_mod.parse_spec(sweep) if sweep else None  # bad spec fails before loading anything
     if num is not None and num < 2:
         raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
-    loaded, corpus = load_run(path, data, device, weights, split)
+    phases = Phases() if profile else NoPhases()
+    with phases.phase("loading: checkpoint, corpus"):
+        loaded, corpus = load_run(path, data, device, weights, split)
     if data:
         check_oov(corpus, data, max_oov)
     fpenv.apply(loaded.config.run)  # as the run trained
@@ -153,7 +157,8 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
             print(f"wrote {written}", file=sys.stderr)
         print(f"wrote TensorBoard scalars sweep/* to {out_dir}", file=sys.stderr)
         return 0
-    metrics = eval_metrics(loaded, corpus, num=num, seed=seed, temperature=temperature, protocol=protocol)
+    metrics = eval_metrics(loaded, corpus, num=num, seed=seed, temperature=temperature, protocol=protocol,
+                           phases=phases)
     for name, value in metrics.items():
         print(f"{name} {value:.6g}")
     settings = {"checkpoint": str(loaded.path), "split": split,
@@ -161,6 +166,8 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
                 "seed": seed, "temperature": temperature, "protocol": protocol,
                 "weights": "g_ema average" if loaded.averaged else "trained"}
     print(f"wrote {write_metrics(out_dir, metrics, settings, force=force)}", file=sys.stderr)
+    if profile:
+        print(f"time by phase ({num} samples, protocol {protocol}):\n{phases.table()}", file=sys.stderr)
     return 0
 
 
