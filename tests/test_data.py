@@ -78,3 +78,36 @@ def test_prepare_files_auto_max_len(data_root):
     assert corpus.max_len == longest  # longest sentence + its EOS
     assert corpus.train.truncated == 0 and corpus.add_eos
     assert torch.all(corpus.train.tokens[:, 0] != corpus.vocab.pad_id)
+
+
+def test_nltk_tokens_come_back_from_the_cache_as_computed(tmp_path, monkeypatch, data_root):
+    from textgan.data import read_sentences
+
+    monkeypatch.setenv("TEXTGAN_CACHE_DIR", str(tmp_path / "cache"))
+    lines = read_lines(data_root / "coco" / "test.txt")[:300] + ["Don't stop: it's 5.5$ (really)!"]
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    direct = [tokenize(line, "nltk", True) for line in lines]
+    assert read_sentences(corpus, "nltk", True) == direct  # computed, then kept
+    kept = list((tmp_path / "cache" / "tokens").glob("*.json"))
+    assert len(kept) == 1
+    kept[0].write_text('[["a", "forged", "cache"]]' + "\n")  # wrong length: not believed
+    assert read_sentences(corpus, "nltk", True) == direct
+    assert read_sentences(corpus, "nltk", True) == direct  # rewritten, read back
+    assert read_sentences(corpus, "nltk", False) == [tokenize(line, "nltk", False) for line in lines]
+    assert len(list((tmp_path / "cache" / "tokens").glob("*.json"))) == 2  # case kept apart
+    corpus.write_text("\n".join(lines[:10]) + "\n", encoding="utf-8")  # a changed file: new tokens
+    assert read_sentences(corpus, "nltk", True) == direct[:10]
+    assert read_sentences(corpus, "whitespace", True) == [line.lower().split() for line in lines[:10]]
+    assert len(list((tmp_path / "cache" / "tokens").glob("*.json"))) == 3  # whitespace is never cached
+
+
+def test_an_unwritable_cache_still_tokenizes(tmp_path, monkeypatch):
+    from textgan.data import read_sentences
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    monkeypatch.setenv("TEXTGAN_CACHE_DIR", str(blocker / "cache"))  # under a file: cannot be made
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("A dog, running.\nTwo cats\n", encoding="utf-8")
+    assert read_sentences(corpus, "nltk", True) == [["a", "dog", ",", "running", "."], ["two", "cats"]]

@@ -36,7 +36,11 @@ def tokenize(line: str, tokenizer: str = "whitespace", lowercase: bool = True) -
 
 def read_lines(path: str | Path) -> list[str]:
     """Non-empty stripped lines of a UTF-8 text file, with clear errors for unusable files."""
-    path = Path(path)
+    return _read_text(Path(path))[1]
+
+
+def _read_text(path: Path) -> tuple[bytes, list[str]]:
+    """The file's bytes and its non-empty stripped lines (read_lines' checks)."""
     if not path.is_file():
         raise DataError(f"data file {path} not found; check data.root and the file name "
                         "(or fetch it with `textgan data get`)")
@@ -51,12 +55,24 @@ def read_lines(path: str | Path) -> list[str]:
     lines = [line for line in lines if line]
     if not lines:
         raise DataError(f"data file {path} has no sentences; give one sentence per line")
-    return lines
+    return raw, lines
 
 
 def read_sentences(path: str | Path, tokenizer: str, lowercase: bool) -> list[list[str]]:
-    """A text file's sentences as token lists (read_lines, then tokenize)."""
-    return [tokenize(line, tokenizer, lowercase) for line in read_lines(path)]
+    """A text file's sentences as token lists (read_lines, then tokenize); nltk's tokens come
+    from the user's cache when this file was tokenized alike before (textgan.cache)."""
+    raw, lines = _read_text(Path(path))
+
+    def tokens() -> list[list[str]]:
+        return [tokenize(line, tokenizer, lowercase) for line in lines]
+
+    if tokenizer != "nltk":  # str.split: faster than reading a cache
+        return tokens()
+    import nltk
+
+    from textgan.cache import cached_tokens
+
+    return cached_tokens(raw, len(lines), f"nltk {nltk.__version__} lowercase={lowercase}", tokens)
 
 
 class Vocab:

@@ -25,26 +25,13 @@ from pathlib import Path
 import torch
 
 from textgan import hostinfo
+from textgan.cache import cache_dir
 from textgan.errors import UserError
 
 SOURCES = Path(__file__).resolve().parent / "csrc"
 FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-shared", "-fPIC", "-std=c11"]
 _LIBS: dict[str, ctypes.CDLL | None] = {}
 _FAILURES: dict[str, str] = {}  # why a library could not be built, by name
-
-
-def cache_dir() -> Path:
-    """$TEXTGAN_CACHE_DIR, else $XDG_CACHE_HOME/textgan or ~/.cache/textgan; the temporary folder
-    where no home folder is known (a bare CI environment)."""
-    env = os.environ.get("TEXTGAN_CACHE_DIR")
-    if env:
-        return Path(env)
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]) / "textgan"
-    try:
-        return Path.home() / ".cache" / "textgan"
-    except RuntimeError:
-        return Path(tempfile.gettempdir()) / "textgan-cache"
 
 
 def _cpu_flags() -> str:
