@@ -33,24 +33,36 @@ class NLLGen:
 def nll_gen(generator, tokens: torch.Tensor, lengths: torch.Tensor, draws: int = 8,
             batch_size: int = 256, rng: torch.Generator | None = None, temperature: float = 1.0) -> NLLGen:
     """NLL of real sequences under the generator (sampling at `temperature`: what a temperature
-    sweep costs in coverage of the data); `draws` is ignored for prior=none."""
+    sweep costs in coverage of the data); `draws` is ignored for prior=none.
+
+    Each sentence gets the z draws it would get scored in file order, batch by batch; the
+    sentences are then scored in batches of similar length (within blocks of 64 batches, so
+    memory stays bounded): a batch runs to its longest sentence, and in file order half of
+    every COCO batch is padding."""
     was_training = generator.training
     generator.eval()
     device = generator.out.weight.device
     k = draws if generator.prior != "none" else 1
     mc_sum, mean_sum = 0.0, 0.0
-    for start in range(0, tokens.shape[0], batch_size):
-        x = tokens[start:start + batch_size].to(device)
-        n = lengths[start:start + batch_size].to(device)
-        b = x.shape[0]
-        per_draw = torch.stack([-sequence_nll(generator, x, n, generator.sample_latent(b, rng), temperature)
-                                for _ in range(k)])  # (K, B) log p(x | z_k)
-        log_px = torch.logsumexp(per_draw.double(), dim=0) - math.log(k)  # (B,)
-        mc_sum += float(-log_px.sum())
-        if generator.prior == "none":  # z is zero either way: the same number
-            mean_sum += float(-per_draw[0].double().sum())
-        else:
-            mean_sum += float(sequence_nll(generator, x, n, generator.prior_mean(b), temperature).double().sum())
+    block = batch_size * 64
+    for first in range(0, tokens.shape[0], block):
+        x_all, n_all = tokens[first:first + block], lengths[first:first + block]
+        z_all = torch.cat([torch.stack([generator.sample_latent(min(batch_size, x_all.shape[0] - s), rng)
+                                        for _ in range(k)])
+                           for s in range(0, x_all.shape[0], batch_size)], dim=1)  # (K, N_block, Z)
+        order = torch.argsort(n_all, stable=True)
+        for start in range(0, x_all.shape[0], batch_size):
+            idx = order[start:start + batch_size]
+            x, n = x_all[idx].to(device), n_all[idx].to(device)
+            per_draw = torch.stack([-sequence_nll(generator, x, n, z_all[j, idx.to(z_all.device)], temperature)
+                                    for j in range(k)])  # (K, B) log p(x | z_k)
+            log_px = torch.logsumexp(per_draw.double(), dim=0) - math.log(k)  # (B,)
+            mc_sum += float(-log_px.sum())
+            if generator.prior == "none":  # z is zero either way: the same number
+                mean_sum += float(-per_draw[0].double().sum())
+            else:
+                mean_sum += float(sequence_nll(generator, x, n, generator.prior_mean(x.shape[0]),
+                                               temperature).double().sum())
     generator.train(was_training)
     n_tokens = float(lengths.sum())
     return NLLGen(per_token=mc_sum / n_tokens, per_token_prior_mean=mean_sum / n_tokens,
