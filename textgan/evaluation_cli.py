@@ -17,7 +17,9 @@ from textgan.config import SPLITS, EvalConfig, choices
 from textgan.corpus import Corpus, prepare
 from textgan.data import oov_share
 from textgan.errors import UserError
+from textgan.eval_reports import EXPOSURE_FILES, write_exposure
 from textgan.evaluate import evaluate
+from textgan.metrics.exposure import exposure_bias
 from textgan.sample import Loaded, load_generator
 
 PROTOCOLS = choices(EvalConfig, "protocol")  # exact, texygen, both
@@ -124,23 +126,36 @@ def check_oov(corpus: Corpus, data: str, max_oov: float) -> None:
 def eval_command(path: str, data: str | None = None, num: int | None = None, seed: int | None = None,
                  temperature: float = 1.0, protocol: str = "exact", sweep: str | None = None,
                  out: str | Path | None = None, device: str = "cpu", weights: str = "auto", split: str = "test",
-                 force: bool = False, max_oov: float = 1.0) -> int:
+                 force: bool = False, max_oov: float = 1.0, exposure: bool = False,
+                 lm: bool = False, fed: bool = False) -> int:
     """Print metrics (a "name value" line each) and write metrics.json, or run a temperature sweep.
-    Without `out` the results go to RUN/eval, or the first of RUN/eval-2, -3, ... without them."""
+    Without `out` the results go to RUN/eval, or the first of RUN/eval-2, -3, ... without them.
+    `exposure` (oracle runs) adds the exposure-bias curves (textgan.metrics.exposure), `lm` the LM
+    and reverse-LM scores (textgan.metrics.lm_score), `fed` the Fréchet embedding distance
+    (textgan.metrics.fed)."""
     from textgan import sweep as sweep_mod
     from textgan.arguments import numbered_dir
 
     temps = sweep_mod.parse_spec(sweep) if sweep else None  # bad spec fails before loading anything
     if num is not None and num < 2:
         raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
+    for flag, wanted in (("--exposure-bias", exposure), ("--lm-score", lm), ("--fed", fed)):
+        if wanted and temps is not None:
+            raise UserError(f"{flag} scores one temperature; drop --sweep-temperature or {flag}")
     loaded, corpus = load_run(path, data, device, weights, split)
+    if exposure and corpus.oracle is None:
+        raise UserError(f"--exposure-bias needs an oracle run (data.source=oracle, whose oracle gives the true "
+                        f"next-token distribution); {path} uses data.source={corpus.source}: drop --exposure-bias")
+    if fed and corpus.oracle is not None:
+        raise UserError(f"--fed embeds English sentences and {path} is an oracle run (token ids); drop --fed")
     if data:
         check_oov(corpus, data, max_oov)
     fpenv.apply(loaded.config.run)  # as the run trained
     num = num or loaded.config.eval.num_samples
     check_memory(num, corpus.max_len)
     seed = loaded.config.run.seed if seed is None else seed
-    targets = SWEEP_FILES if temps is not None else ("metrics.json",)
+    encoder = fed_encoder(num, corpus, device) if fed else None  # a missing extra fails before any work
+    targets = SWEEP_FILES if temps is not None else ("metrics.json",) + (EXPOSURE_FILES if exposure else ())
     out_dir = Path(out) if out else numbered_dir(run_dir_of(Path(path)) / "eval", targets)
     if not out and out_dir.name != "eval":
         print(f"{out_dir.with_name('eval')} holds an earlier result; writing to {out_dir}", file=sys.stderr)
@@ -154,6 +169,15 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
         print(f"wrote TensorBoard scalars sweep/* to {out_dir}", file=sys.stderr)
         return 0
     metrics = eval_metrics(loaded, corpus, num=num, seed=seed, temperature=temperature, protocol=protocol)
+    eb = None
+    if exposure:  # seeds seed + 10, + 11, + 12: none of evaluate's draws
+        eb = exposure_bias(corpus.oracle, loaded.generator, num=num, seed=seed + 10, temperature=temperature,
+                           draws=loaded.config.eval.latent_draws)
+        metrics.update(eb.summary())
+    if lm:
+        metrics.update(lm_metrics(loaded, corpus, num=num, seed=seed, temperature=temperature))
+    if encoder is not None:
+        metrics.update(fed_metrics(loaded, corpus, encoder, num=num, seed=seed, temperature=temperature))
     for name, value in metrics.items():
         print(f"{name} {value:.6g}")
     settings = {"checkpoint": str(loaded.path), "split": split,
@@ -161,7 +185,58 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
                 "seed": seed, "temperature": temperature, "protocol": protocol,
                 "weights": "g_ema average" if loaded.averaged else "trained"}
     print(f"wrote {write_metrics(out_dir, metrics, settings, force=force)}", file=sys.stderr)
+    if eb is not None:
+        for written in write_exposure(eb, out_dir, settings, force=force):
+            print(f"wrote {written}", file=sys.stderr)
+        print(f"wrote TensorBoard scalars exposure_bias/* (step = position) to {out_dir}", file=sys.stderr)
     return 0
+
+
+def eval_ids(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperature: float):
+    """The (num, T) sample ids `evaluate` scored at this seed and temperature, drawn again."""
+    import torch
+
+    from textgan.evaluate import generate
+
+    g = loaded.generator
+    return generate(g, num, corpus.max_len, torch.Generator(device=g.out.weight.device).manual_seed(seed), temperature)
+
+
+def fed_encoder(num: int, corpus: Corpus, device: str):
+    """The sentence encoder, after checking the set sizes (both one-line errors)."""
+    from textgan.metrics.fed import fed_size, load_encoder
+
+    fed_size(num, len(corpus.test_sentences))
+    return load_encoder(device)
+
+
+def fed_metrics(loaded: Loaded, corpus: Corpus, encoder, num: int, seed: int, temperature: float) -> dict[str, float]:
+    """FED of `evaluate`'s samples against the test set, and the real-vs-real floor, at one size."""
+    from textgan.metrics.fed import fed_scores
+
+    ids = eval_ids(loaded, corpus, num, seed, temperature)
+    samples = [" ".join(corpus.vocab.decode(row)) for row in ids.tolist()]
+    res = fed_scores(samples, [" ".join(s) for s in corpus.test_sentences], encoder, seed=seed)
+    print(f"fed: {res.num} sentences per set (samples, and two halves of the test set for fed_real_floor)",
+          file=sys.stderr)
+    if res.warning():
+        print(res.warning(), file=sys.stderr)
+    return res.metrics()
+
+
+def lm_metrics(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperature: float) -> dict[str, float]:
+    """LM, reverse-LM and reference scores of the `num` samples `evaluate` scored (same seed)."""
+    from textgan.metrics.lm_score import cache_root, lm_scores
+
+    ids = eval_ids(loaded, corpus, num, seed, temperature)
+    res = lm_scores(corpus, ids, device=str(loaded.generator.out.weight.device))
+    print(f"lm: real-data LM {'from the cache' if res.cached else 'trained and cached'} in {cache_root()} "
+          f"({res.num_train} training sentences); reverse LM trained on the {res.num_samples} samples", file=sys.stderr)
+    if res.num_samples < res.num_train // 2:
+        print(f"warning: reverse_lm_score's LM saw {res.num_samples} samples, the reference's {res.num_train} "
+              "sentences: part of its gap to lm_real_reference is the smaller set; use --num "
+              f"{res.num_train} for a like-for-like figure", file=sys.stderr)
+    return res.metrics()
 
 
 def corpus_test_file(loaded: Loaded, data: str | None, split: str = "test") -> str:
