@@ -84,6 +84,28 @@ def test_eval_lm_score_prints_saves_and_reuses_the_cached_lm(text_run, tmp_path)
     assert json.loads((tmp_path / "b" / "metrics.json").read_text())["metrics"]["lm_score"] == saved["lm_score"]
 
 
-def test_eval_lm_score_with_a_sweep_is_one_line_exit_2(text_run):
-    res = run_cli("eval", str(text_run), "--lm-score", "--sweep-temperature", "0.5:1:2")
-    assert res.returncode == 2 and "--lm-score" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+def test_sweep_with_lm_score_has_its_columns_and_curves_plot_them_against_temperature(text_run, tmp_path):
+    """Each temperature's row scores its own samples; `textgan curves --x temperature --y lm_score`
+    compares two sweeps at the same temperatures (lower is better)."""
+    import csv
+
+    env = {"TEXTGAN_LM_CACHE": str(tmp_path / "cache")}
+    for name, seed in (("base", "0"), ("other", "3")):
+        res = run_cli("eval", str(text_run), "--sweep-temperature", "0.7:1.3:2", "--lm-score", "--num", "40",
+                      "--seed", seed, "--out", str(tmp_path / name), env=env)
+        assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader(open(tmp_path / "base" / "sweep.csv", newline="")))
+    assert len(rows) == 2
+    for col in ("lm_score", "reverse_lm_score", "lm_real_reference"):
+        assert all(math.isfinite(float(r[col])) for r in rows)
+    assert rows[0]["lm_score"] != rows[1]["lm_score"]  # colder samples score differently
+    assert rows[0]["lm_real_reference"] == rows[1]["lm_real_reference"]  # one real LM, one test set
+    res = run_cli("curves", str(tmp_path / "base" / "sweep.csv"), str(tmp_path / "other" / "sweep.csv"),
+                  "--x", "temperature", "--y", "lm_score", "--out", str(tmp_path / "cmp"))
+    assert res.returncode == 0, res.stderr
+    assert "lower is better" in res.stdout
+    other = list(csv.DictReader(open(tmp_path / "other" / "sweep.csv", newline="")))
+    gaps = list(csv.DictReader(open(tmp_path / "cmp" / "curves.csv", newline="")))
+    for gap, base, mine in zip(gaps, rows, other):
+        assert float(gap["gap"]) == pytest.approx(float(mine["lm_score"]) - float(base["lm_score"]), abs=1e-9)
+    assert (tmp_path / "cmp" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -19,6 +19,7 @@ from textgan.data import oov_share
 from textgan.errors import UserError
 from textgan.eval_reports import EXPOSURE_FILES, write_exposure
 from textgan.evaluate import evaluate
+from textgan.extra_metrics import Extras, check_flags, eval_ids, prepare, sample_set_metrics
 from textgan.metrics.exposure import exposure_bias
 from textgan.sample import Loaded, load_generator
 
@@ -139,28 +140,24 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
     temps = sweep_mod.parse_spec(sweep) if sweep else None  # bad spec fails before loading anything
     if num is not None and num < 2:
         raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
-    for flag, wanted in (("--exposure-bias", exposure), ("--lm-score", lm), ("--fed", fed)):
-        if wanted and temps is not None:
-            raise UserError(f"{flag} scores one temperature; drop --sweep-temperature or {flag}")
+    extras = Extras(exposure=exposure, lm=lm, fed=fed)
+    check_flags(extras, sweep=temps is not None)
     loaded, corpus = load_run(path, data, device, weights, split)
-    if exposure and corpus.oracle is None:
-        raise UserError(f"--exposure-bias needs an oracle run (data.source=oracle, whose oracle gives the true "
-                        f"next-token distribution); {path} uses data.source={corpus.source}: drop --exposure-bias")
-    if fed and corpus.oracle is not None:
-        raise UserError(f"--fed embeds English sentences and {path} is an oracle run (token ids); drop --fed")
+    num = num or loaded.config.eval.num_samples
+    prepare(extras, corpus, path, num, device)  # FED's encoder: a missing extra fails here, before any work
     if data:
         check_oov(corpus, data, max_oov)
     fpenv.apply(loaded.config.run)  # as the run trained
-    num = num or loaded.config.eval.num_samples
     check_memory(num, corpus.max_len)
     seed = loaded.config.run.seed if seed is None else seed
-    encoder = fed_encoder(num, corpus, device) if fed else None  # a missing extra fails before any work
     targets = SWEEP_FILES if temps is not None else ("metrics.json",) + (EXPOSURE_FILES if exposure else ())
     out_dir = Path(out) if out else numbered_dir(run_dir_of(Path(path)) / "eval", targets)
     if not out and out_dir.name != "eval":
         print(f"{out_dir.with_name('eval')} holds an earlier result; writing to {out_dir}", file=sys.stderr)
     if temps is not None:
-        rows = sweep_mod.temperature_sweep(loaded, corpus, temps, num=num, seed=seed)
+        more = ((lambda ids, t: sample_set_metrics(extras, corpus, ids, seed=seed, device=device))
+                if extras.per_sample_set else None)
+        rows = sweep_mod.temperature_sweep(loaded, corpus, temps, num=num, seed=seed, extra=more)
         for row in rows:
             print(" ".join(f"{k}={v:.6g}" for k, v in row.items()))
         for written in sweep_mod.write_sweep(rows, out_dir, sweep_mod.axes(corpus, loaded.config.eval.bleu_n),
@@ -174,10 +171,9 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
         eb = exposure_bias(corpus.oracle, loaded.generator, num=num, seed=seed + 10, temperature=temperature,
                            draws=loaded.config.eval.latent_draws)
         metrics.update(eb.summary())
-    if lm:
-        metrics.update(lm_metrics(loaded, corpus, num=num, seed=seed, temperature=temperature))
-    if encoder is not None:
-        metrics.update(fed_metrics(loaded, corpus, encoder, num=num, seed=seed, temperature=temperature))
+    if extras.per_sample_set:
+        ids = eval_ids(loaded, corpus, num, seed, temperature)
+        metrics.update(sample_set_metrics(extras, corpus, ids, seed=seed, device=device))
     for name, value in metrics.items():
         print(f"{name} {value:.6g}")
     settings = {"checkpoint": str(loaded.path), "split": split,
@@ -190,53 +186,6 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
             print(f"wrote {written}", file=sys.stderr)
         print(f"wrote TensorBoard scalars exposure_bias/* (step = position) to {out_dir}", file=sys.stderr)
     return 0
-
-
-def eval_ids(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperature: float):
-    """The (num, T) sample ids `evaluate` scored at this seed and temperature, drawn again."""
-    import torch
-
-    from textgan.evaluate import generate
-
-    g = loaded.generator
-    return generate(g, num, corpus.max_len, torch.Generator(device=g.out.weight.device).manual_seed(seed), temperature)
-
-
-def fed_encoder(num: int, corpus: Corpus, device: str):
-    """The sentence encoder, after checking the set sizes (both one-line errors)."""
-    from textgan.metrics.fed import fed_size, load_encoder
-
-    fed_size(num, len(corpus.test_sentences))
-    return load_encoder(device)
-
-
-def fed_metrics(loaded: Loaded, corpus: Corpus, encoder, num: int, seed: int, temperature: float) -> dict[str, float]:
-    """FED of `evaluate`'s samples against the test set, and the real-vs-real floor, at one size."""
-    from textgan.metrics.fed import fed_scores
-
-    ids = eval_ids(loaded, corpus, num, seed, temperature)
-    samples = [" ".join(corpus.vocab.decode(row)) for row in ids.tolist()]
-    res = fed_scores(samples, [" ".join(s) for s in corpus.test_sentences], encoder, seed=seed)
-    print(f"fed: {res.num} sentences per set (samples, and two halves of the test set for fed_real_floor)",
-          file=sys.stderr)
-    if res.warning():
-        print(res.warning(), file=sys.stderr)
-    return res.metrics()
-
-
-def lm_metrics(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperature: float) -> dict[str, float]:
-    """LM, reverse-LM and reference scores of the `num` samples `evaluate` scored (same seed)."""
-    from textgan.metrics.lm_score import cache_root, lm_scores
-
-    ids = eval_ids(loaded, corpus, num, seed, temperature)
-    res = lm_scores(corpus, ids, device=str(loaded.generator.out.weight.device))
-    print(f"lm: real-data LM {'from the cache' if res.cached else 'trained and cached'} in {cache_root()} "
-          f"({res.num_train} training sentences); reverse LM trained on the {res.num_samples} samples", file=sys.stderr)
-    if res.num_samples < res.num_train // 2:
-        print(f"warning: reverse_lm_score's LM saw {res.num_samples} samples, the reference's {res.num_train} "
-              "sentences: part of its gap to lm_real_reference is the smaller set; use --num "
-              f"{res.num_train} for a like-for-like figure", file=sys.stderr)
-    return res.metrics()
 
 
 def corpus_test_file(loaded: Loaded, data: str | None, split: str = "test") -> str:
