@@ -138,8 +138,8 @@ def test_sampled_exposure_bias_agrees_with_the_brute_force_sums():
     on_data, on_model = brute_force(oracle, gen)
     eb = exposure_bias(oracle, gen, num=4000, seed=0)
     for t in range(T):
-        assert abs(eb.kl_oracle_prefix[t] - on_data[t]) < 4 * eb.kl_oracle_prefix_se[t] + 1e-9, t
-        assert abs(eb.kl_model_prefix[t] - on_model[t]) < 4 * eb.kl_model_prefix_se[t] + 1e-9, t
+        assert abs(eb.kl_oracle_prefix[t] - on_data[t]) < 4 * eb.kl_oracle_prefix_se[t] + 1e-6, t  # + float32
+        assert abs(eb.kl_model_prefix[t] - on_model[t]) < 4 * eb.kl_model_prefix_se[t] + 1e-6, t
         assert eb.ratio[t] == pytest.approx(eb.kl_model_prefix[t] / eb.kl_oracle_prefix[t])
     assert [r["position"] for r in eb.rows()] == [1, 2, 3, 4]
     assert eb.summary()["eb_ratio"] == pytest.approx(sum(eb.kl_model_prefix) / sum(eb.kl_oracle_prefix))

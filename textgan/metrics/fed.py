@@ -29,15 +29,15 @@ def _sqrt_psd(s: np.ndarray) -> np.ndarray:
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to rows of a (N, D) and b (M, D), in float64.
-    The trace of the cross term is read off the eigenvalues of the symmetric S_a^1/2 S_b S_a^1/2
-    (the same as those of S_a S_b), so no complex matrix square root is needed."""
+    tr (S_a^1/2 S_b S_a^1/2)^1/2 is the sum of the singular values of S_a^1/2 S_b^1/2, read off
+    directly: no complex matrix square root, and no square root of rounding noise in the many
+    near-zero eigenvalues of a covariance from fewer sentences than dimensions."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
         raise ValueError(f"need two (N, D) arrays of one D with N >= 2, got {a.shape} and {b.shape}")
     mu = a.mean(0) - b.mean(0)
     s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = _sqrt_psd(s_a)
-    cross = np.sqrt(np.clip(np.linalg.eigvalsh(root @ s_b @ root), 0.0, None)).sum()
+    cross = np.linalg.svd(_sqrt_psd(s_a) @ _sqrt_psd(s_b), compute_uv=False).sum()
     return max(float(mu @ mu + np.trace(s_a) + np.trace(s_b) - 2.0 * cross), 0.0)
 
 

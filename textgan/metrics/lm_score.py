@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import pickle
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -115,7 +116,7 @@ def _load_cached(path: Path, corpus: Corpus, recipe, device: str) -> TrainedLM |
         lm = build_generator(lm_config(recipe, device).generator, len(corpus.vocab), corpus.banned).to(device)
         lm.load_state_dict(state["generator"])
         return TrainedLM(lm.eval(), float(state["train_nll"]), int(state["num_train"]), cached=True)
-    except (OSError, RuntimeError, KeyError, TypeError, ValueError, EOFError) as err:
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, EOFError, pickle.UnpicklingError) as err:
         print(f"warning: cached LM {path} does not load ({str(err).splitlines()[0] if str(err) else err!r}); "
               "training it again", file=sys.stderr)
         return None
