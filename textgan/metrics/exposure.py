@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from textgan.data import SPECIALS
+from textgan.evaluate import generate
 
 START_TOKEN = 0  # the oracle's first input (textgan.oracle)
 
@@ -150,8 +151,6 @@ def exposure_bias(oracle, generator, num: int, seed: int, temperature: float = 1
                   draws: int = 1) -> ExposureBias:
     """`num` prefixes from the oracle (seed) and `num` free-running samples of the generator at
     `temperature` (seed + 1), each scored at every position (seed + 2 for the latent draws)."""
-    from textgan.evaluate import generate
-
     device = generator.out.weight.device
     data = oracle.sample(num, generator=torch.Generator().manual_seed(seed))  # (N, T)
     rng = torch.Generator(device=device).manual_seed(seed + 1)
