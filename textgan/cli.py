@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "or RUN/eval-2, -3, ... where an earlier result is there)")
     e.add_argument("--exposure-bias", action="store_true",
                    help="oracle runs: also KL(oracle || model) by position on oracle vs model prefixes, their "
-                        "ratio (EB-M) and NLL_oracle by position; writes exposure_bias.csv/.json/.png and TensorBoard events")
+                        "ratio (EB-M) and NLL_oracle by position; writes exposure_bias.csv/.json/.png and "
+                        "TensorBoard events")
     e.add_argument("--lm-score", action="store_true",
                    help="also lm_score (a real-data LM scores the samples), reverse_lm_score (an LM of the samples "
                         "scores the test set) and lm_real_reference; the real-data LM is cached per corpus")
@@ -290,7 +291,8 @@ def cmd_eval(args) -> int:
     if args.data:
         arguments.existing_file(args.data, "--data")
     device = arguments.device(args.device)
-    targets = SWEEP_FILES if args.sweep_temperature else ("metrics.json",) + (EXPOSURE_FILES if args.exposure_bias else ())
+    single = ("metrics.json", *(EXPOSURE_FILES if args.exposure_bias else ()))
+    targets = SWEEP_FILES if args.sweep_temperature else single
     out = arguments.output_dir(args.out, "--out", targets, args.force) if args.out else None
     return eval_command(args.path, data=args.data, num=args.num, seed=args.seed,
                         temperature=1.0 if args.temperature is None else args.temperature,
