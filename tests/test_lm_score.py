@@ -31,7 +31,7 @@ def test_lm_score_of_the_training_data_is_the_lms_training_nll(corpus):
     LM has learnt something (below the uniform distribution's log V)."""
     lm = train_lm(corpus, QUICK)
     assert lm_nll(lm.generator, corpus.train) == pytest.approx(lm.train_nll, rel=1e-5)
-    assert lm.train_nll < math.log(len(corpus.vocab)) - 1.0
+    assert lm.train_nll < math.log(len(corpus.vocab)) - 0.3
     assert lm.num_train == corpus.train.tokens.shape[0]
 
 
@@ -53,7 +53,7 @@ def test_real_lm_cache_is_keyed_by_corpus_and_recipe(corpus, tmp_path):
     again = real_lm(corpus, QUICK, cache=tmp_path)
     assert again.cached and lm_nll(again.generator, corpus.test) == pytest.approx(lm_nll(first.generator, corpus.test))
     fewer = dataclasses.replace(corpus, train=Encoded(corpus.train.tokens[:-1], corpus.train.lengths[:-1], 0, 0))
-    other_recipe = tuple(o.replace("mle.lr=0.005", "mle.lr=0.004") for o in QUICK)
+    other_recipe = tuple(o.replace("mle.lr=0.01", "mle.lr=0.004") for o in QUICK)
     keys = {cache_key(corpus, QUICK), cache_key(fewer, QUICK), cache_key(corpus, other_recipe), cache_key(corpus)}
     assert len(keys) == 4
     path.write_bytes(b"not a checkpoint")

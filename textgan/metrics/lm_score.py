@@ -36,7 +36,7 @@ from textgan.metrics.nll import nll_gen
 # The LM recipe: dotted config overrides, part of the cache key. Small enough to train on 10,000
 # sentences in seconds on two CPU cores; a fixed LM judges every generator alike.
 LM_RECIPE = ("generator.prior=none", "generator.emb_dim=32", "generator.hidden_dim=64", "generator.num_layers=1",
-             "generator.io_dropout=0.1", "generator.init_std=0", "mle.epochs=3", "mle.lr=0.005",
+             "generator.io_dropout=0.1", "generator.init_std=0", "mle.epochs=5", "mle.lr=0.01",
              "mle.batch_size=64", "mle.patience=0", "mle.objective=nll", "adversarial.steps=0", "run.seed=0",
              "run.accel=auto", "data.valid_frac=0", "log.progress=false")
 CACHE_VERSION = 1  # bump when a cached file's contents change meaning
