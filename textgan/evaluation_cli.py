@@ -19,7 +19,7 @@ from textgan.data import oov_share
 from textgan.errors import UserError
 from textgan.eval_reports import EXPOSURE_FILES, write_exposure
 from textgan.evaluate import evaluate
-from textgan.extra_metrics import Extras, check_flags, eval_ids, prepare, sample_set_metrics
+from textgan.extra_metrics import Extras, check_flags, eval_ids, prepare_extras, sample_set_metrics
 from textgan.metrics.exposure import exposure_bias
 from textgan.sample import Loaded, load_generator
 
@@ -144,7 +144,7 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
     check_flags(extras, sweep=temps is not None)
     loaded, corpus = load_run(path, data, device, weights, split)
     num = num or loaded.config.eval.num_samples
-    prepare(extras, corpus, path, num, device)  # FED's encoder: a missing extra fails here, before any work
+    prepare_extras(extras, corpus, path, num, device)  # FED's encoder: a missing extra fails here, before any work
     if data:
         check_oov(corpus, data, max_oov)
     fpenv.apply(loaded.config.run)  # as the run trained

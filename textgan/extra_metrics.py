@@ -18,7 +18,7 @@ class Extras:
     exposure: bool = False  # exposure bias by position (oracle runs, one temperature)
     lm: bool = False  # LM, reverse-LM and reference scores
     fed: bool = False  # Fréchet embedding distance and its real-vs-real floor
-    encoder: object | None = None  # the sentence encoder, loaded by `prepare` for fed
+    encoder: object | None = None  # the sentence encoder, loaded by `prepare_extras` for fed
 
     @property
     def per_sample_set(self) -> bool:
@@ -31,7 +31,7 @@ def check_flags(extras: Extras, sweep: bool) -> None:
         raise UserError("--exposure-bias scores one temperature; drop --sweep-temperature or --exposure-bias")
 
 
-def prepare(extras: Extras, corpus: Corpus, path: str, num: int, device: str) -> Extras:
+def prepare_extras(extras: Extras, corpus: Corpus, path: str, num: int, device: str) -> Extras:
     """One-line errors for a run or size these metrics cannot score, and FED's encoder loaded
     (a missing extra fails here), all before any sampling."""
     if extras.exposure and corpus.oracle is None:

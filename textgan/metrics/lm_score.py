@@ -111,10 +111,14 @@ def _load_cached(path: Path, corpus: Corpus, recipe, device: str) -> TrainedLM |
         return None
     from textgan.models import build_generator
 
+    from textgan import accel
+
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-        lm = build_generator(lm_config(recipe, device).generator, len(corpus.vocab), corpus.banned).to(device)
+        cfg = lm_config(recipe, device)
+        lm = build_generator(cfg.generator, len(corpus.vocab), corpus.banned).to(device)
         lm.load_state_dict(state["generator"])
+        accel.apply(lm, None, cfg.run.accel)  # the ops the trainer gave it: the same scores as when trained
         return TrainedLM(lm.eval(), float(state["train_nll"]), int(state["num_train"]), cached=True)
     except (OSError, RuntimeError, KeyError, TypeError, ValueError, EOFError, pickle.UnpicklingError) as err:
         print(f"warning: cached LM {path} does not load ({str(err).splitlines()[0] if str(err) else err!r}); "
