@@ -64,7 +64,7 @@ def plot_exposure(eb: ExposureBias, path: Path) -> None:
     kl.legend(fontsize=8)
     ratio.plot(pos, eb.ratio, "o-", ms=3)
     ratio.axhline(1.0, color="grey", lw=0.8, ls="--")
-    ratio.set_ylabel("EB-M = KL on model prefixes / on oracle prefixes")
+    ratio.set_ylabel("EB-M: KL on model / on oracle prefixes")
     nll.plot(pos, eb.nll_oracle_model, "s-", ms=3, label="model's free-running samples")
     nll.plot(pos, eb.nll_oracle_data, "o-", ms=3, label="oracle's samples (its entropy)")
     nll.set_ylabel("NLL_oracle of the token at t")
