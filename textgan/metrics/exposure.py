@@ -67,11 +67,12 @@ def model_log_conditionals(generator, ids: torch.Tensor, z: torch.Tensor, temper
 
 
 def kl_per_position(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
-    """KL(p || q) along the last axis, in nats, float64: (..., V) -> (...). Where p is 0 the term
-    is 0, whatever q is."""
-    p = log_p.double().exp()
-    terms = torch.where(p > 0, p * (log_p.double() - log_q.double()), torch.zeros_like(p))
-    return terms.sum(-1)
+    """KL(p || q) along the last axis, in nats: (..., V) -> (...) float64, the terms in the inputs'
+    precision (float32 here: half the memory traffic of float64 over N * T * V terms). Where p is 0 the
+    term is 0, whatever q is."""
+    p = log_p.exp()
+    terms = torch.where(p > 0, p * (log_p - log_q), torch.zeros((), dtype=p.dtype, device=p.device))
+    return terms.sum(-1).double()
 
 
 @dataclass
