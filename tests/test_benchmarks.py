@@ -375,3 +375,15 @@ def test_quality_run_ended_from_outside_is_scored_as_it_stands(tmp_path, data_ro
     assert record["stopped_by_sigterm"] is True and record["stopped_by_time_limit"] is False
     assert 1 <= record["adversarial_steps_done"] < 100000
     assert "bleu2_exact" in record["metrics"]
+
+
+@pytest.mark.slow
+def test_eval_metrics_speed_smoke(tmp_path, data_root):
+    """Every opt-in metric of `textgan eval` timed on 200 samples (FED where textgan[embed] is installed)."""
+    out = tmp_path / "speed.json"
+    _bench("eval_metrics_speed.py", "--smoke", "--data-root", str(data_root), "--out", str(out))
+    result = json.loads(out.read_text())
+    assert result["exposure_bias"]["num"] == 200 and result["exposure_bias"]["positions"] == 20
+    assert result["lm"]["num"] == 100 and result["lm"]["real_lm_train_seconds"] > 0  # the tiny test set
+    assert result["lm"]["lm_real_reference"] > 0 and len(result["load_average_before"]) == 3
+    assert "skipped" in result["fed"] or result["fed"]["fed_num"] == 200

@@ -92,6 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="K temperatures from A to B: writes sweep.csv, sweep.png and TensorBoard events")
     e.add_argument("--out", metavar="DIR", help="folder for metrics.json / sweep files (default RUN/eval, "
                                                 "or RUN/eval-2, -3, ... where an earlier result is there)")
+    e.add_argument("--exposure-bias", action="store_true",
+                   help="oracle runs: also KL(oracle || model) by position on oracle vs model prefixes, their "
+                        "ratio (EB-M) and NLL_oracle by position; writes exposure_bias.csv/.json/.png and "
+                        "TensorBoard events")
+    e.add_argument("--lm-score", action="store_true",
+                   help="also lm_score (a real-data LM scores the samples), reverse_lm_score (an LM of the samples "
+                        "scores the test set) and lm_real_reference; the real-data LM is cached per corpus")
+    e.add_argument("--fed", action="store_true",
+                   help="also fed: Fréchet distance of sentence embeddings, samples vs test set, and fed_real_floor "
+                        "(two halves of the test set), on equal-size sets; needs pip install 'textgan[embed]'")
     e.add_argument("--force", action="store_true", help=FORCE_HELP + " in --out")
     e.add_argument("--max-oov", type=fraction, default=DEFAULT_MAX_OOV, metavar="FRAC", help=OOV_HELP)
     e.add_argument("--device", default="cpu", help=DEVICE_HELP)
@@ -272,6 +282,7 @@ def cmd_encode(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from textgan.eval_reports import EXPOSURE_FILES
     from textgan.evaluation_cli import SWEEP_FILES, eval_command
 
     if args.sweep_temperature and (args.temperature is not None or args.protocol is not None):
@@ -284,13 +295,15 @@ def cmd_eval(args) -> int:
     if args.data:
         arguments.existing_file(args.data, "--data")
     device = arguments.device(args.device)
-    targets = SWEEP_FILES if args.sweep_temperature else ("metrics.json",)
+    single = ("metrics.json", *(EXPOSURE_FILES if args.exposure_bias else ()))
+    targets = SWEEP_FILES if args.sweep_temperature else single
     out = arguments.output_dir(args.out, "--out", targets, args.force) if args.out else None
     return eval_command(args.path, data=args.data, num=args.num, seed=args.seed,
                         temperature=1.0 if args.temperature is None else args.temperature,
                         protocol=args.protocol or "exact", sweep=args.sweep_temperature, out=out,
                         device=device, weights=args.weights, split=args.split, force=args.force,
-                        max_oov=args.max_oov, profile=args.profile)
+                        max_oov=args.max_oov, exposure=args.exposure_bias,
+                        lm=args.lm_score, fed=args.fed, profile=args.profile)
 
 
 def cmd_score(args) -> int:

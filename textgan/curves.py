@@ -18,7 +18,7 @@ from pathlib import Path
 from textgan.errors import UserError
 
 # Which way is better for the quality columns a sweep writes (other columns: higher is better).
-LOWER_IS_BETTER = ("nll_oracle", "nll_gen_tok")
+LOWER_IS_BETTER = ("nll_oracle", "nll_gen_tok", "lm_score", "reverse_lm_score", "fed")
 
 
 def better(column: str) -> str:

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from textgan.accel import fpenv
@@ -17,7 +18,10 @@ from textgan.config import SPLITS, EvalConfig, choices
 from textgan.corpus import Corpus, prepare
 from textgan.data import oov_share
 from textgan.errors import UserError
+from textgan.eval_reports import EXPOSURE_FILES, write_exposure
 from textgan.evaluate import evaluate
+from textgan.extra_metrics import Extras, check_flags, eval_ids, prepare_extras, sample_set_metrics
+from textgan.metrics.exposure import exposure_bias
 from textgan.sample import Loaded, load_generator
 from textgan.timing import NoPhases, Phases
 
@@ -125,31 +129,40 @@ def check_oov(corpus: Corpus, data: str, max_oov: float) -> None:
 def eval_command(path: str, data: str | None = None, num: int | None = None, seed: int | None = None,
                  temperature: float = 1.0, protocol: str = "exact", sweep: str | None = None,
                  out: str | Path | None = None, device: str = "cpu", weights: str = "auto", split: str = "test",
-                 force: bool = False, max_oov: float = 1.0, profile: bool = False) -> int:
+                 force: bool = False, max_oov: float = 1.0, exposure: bool = False,
+                 lm: bool = False, fed: bool = False, profile: bool = False) -> int:
     """Print metrics (a "name value" line each) and write metrics.json, or run a temperature sweep.
     Without `out` the results go to RUN/eval, or the first of RUN/eval-2, -3, ... without them.
-    `profile` prints the seconds of each phase to stderr at the end."""
+    `exposure` (oracle runs) adds the exposure-bias curves (textgan.metrics.exposure), `lm` the LM
+    and reverse-LM scores (textgan.metrics.lm_score), `fed` the Fréchet embedding distance
+    (textgan.metrics.fed). `profile` prints the seconds of each phase to stderr at the end."""
     from textgan import sweep as sweep_mod
     from textgan.arguments import numbered_dir
 
     temps = sweep_mod.parse_spec(sweep) if sweep else None  # bad spec fails before loading anything
     if num is not None and num < 2:
         raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
+    extras = Extras(exposure=exposure, lm=lm, fed=fed)
+    check_flags(extras, sweep=temps is not None)
     phases = Phases() if profile else NoPhases()
     with phases.phase("loading: checkpoint, corpus"):
         loaded, corpus = load_run(path, data, device, weights, split)
+    num = num or loaded.config.eval.num_samples
+    with phases.phase("loading: FED's encoder") if fed else nullcontext():
+        prepare_extras(extras, corpus, path, num, device)  # FED's encoder: a missing extra fails here, before any work
     if data:
         check_oov(corpus, data, max_oov)
     fpenv.apply(loaded.config.run)  # as the run trained
-    num = num or loaded.config.eval.num_samples
     check_memory(num, corpus.max_len)
     seed = loaded.config.run.seed if seed is None else seed
-    targets = SWEEP_FILES if temps is not None else ("metrics.json",)
+    targets = SWEEP_FILES if temps is not None else ("metrics.json",) + (EXPOSURE_FILES if exposure else ())
     out_dir = Path(out) if out else numbered_dir(run_dir_of(Path(path)) / "eval", targets)
     if not out and out_dir.name != "eval":
         print(f"{out_dir.with_name('eval')} holds an earlier result; writing to {out_dir}", file=sys.stderr)
     if temps is not None:
-        rows = sweep_mod.temperature_sweep(loaded, corpus, temps, num=num, seed=seed)
+        more = ((lambda ids, t: sample_set_metrics(extras, corpus, ids, seed=seed, device=device))
+                if extras.per_sample_set else None)
+        rows = sweep_mod.temperature_sweep(loaded, corpus, temps, num=num, seed=seed, extra=more)
         for row in rows:
             print(" ".join(f"{k}={v:.6g}" for k, v in row.items()))
         for written in sweep_mod.write_sweep(rows, out_dir, sweep_mod.axes(corpus, loaded.config.eval.bleu_n),
@@ -159,6 +172,16 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
         return 0
     metrics = eval_metrics(loaded, corpus, num=num, seed=seed, temperature=temperature, protocol=protocol,
                            phases=phases)
+    eb = None
+    if exposure:  # seeds seed + 10, + 11, + 12: none of evaluate's draws
+        with phases.phase("exposure bias"):
+            eb = exposure_bias(corpus.oracle, loaded.generator, num=num, seed=seed + 10, temperature=temperature,
+                               draws=loaded.config.eval.latent_draws)
+        metrics.update(eb.summary())
+    if extras.per_sample_set:
+        with phases.phase("LM scores, FED"):
+            ids = eval_ids(loaded, corpus, num, seed, temperature)
+            metrics.update(sample_set_metrics(extras, corpus, ids, seed=seed, device=device))
     for name, value in metrics.items():
         print(f"{name} {value:.6g}")
     settings = {"checkpoint": str(loaded.path), "split": split,
@@ -166,6 +189,10 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
                 "seed": seed, "temperature": temperature, "protocol": protocol,
                 "weights": "g_ema average" if loaded.averaged else "trained"}
     print(f"wrote {write_metrics(out_dir, metrics, settings, force=force)}", file=sys.stderr)
+    if eb is not None:
+        for written in write_exposure(eb, out_dir, settings, force=force):
+            print(f"wrote {written}", file=sys.stderr)
+        print(f"wrote TensorBoard scalars exposure_bias/* (step = position) to {out_dir}", file=sys.stderr)
     if profile:
         print(f"time by phase ({num} samples, protocol {protocol}):\n{phases.table()}", file=sys.stderr)
     return 0

