@@ -219,3 +219,35 @@ def test_latent_quickstart_benchmark_writes_the_targets_and_never_overwrites(run
     before = out.read_text()
     assert subprocess.run(script, capture_output=True, text=True, timeout=1200).returncode != 0
     assert out.read_text() == before
+
+
+def test_reconstruction_benchmark_scores_each_decoding_against_its_own_source(runs, tmp_path):
+    out = tmp_path / "rec.json"
+    script = [sys.executable, str(REPO / "benchmarks" / "reconstruction.py"), str(runs["latent"]), "--num", "30",
+              "--out", str(out)]
+    res = subprocess.run(script, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    result = json.loads(out.read_text())
+    metrics = result["metrics"]
+    assert result["num"] == 30 and result["encoder"] == "variational"
+    assert 0.0 <= metrics["exact_match"] <= 1.0 and 0.0 <= metrics["bleu4_own_source"] <= 1.0
+    assert len(result["examples"]) == 10 and all(e["source"] and e["decoded"] is not None for e in result["examples"])
+    before = out.read_text()
+    assert subprocess.run(script, capture_output=True, text=True, timeout=600).returncode != 0
+    assert out.read_text() == before
+
+
+def test_pair_bleu_is_nltk_sentence_bleu_against_the_own_source_alone():
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reconstruction", REPO / "benchmarks" / "reconstruction.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    pair_bleu = module.pair_bleu
+    hyps = [["a", "man", "rides", "a", "bike", "."], ["a", "plate", "of", "food", "."], []]
+    srcs = [["a", "man", "riding", "a", "bike", "."], ["a", "plate", "of", "food", "."], ["x"]]
+    got = pair_bleu(hyps, srcs)
+    want = [sentence_bleu([s], h, smoothing_function=SmoothingFunction().method1) for h, s in zip(hyps[:2], srcs[:2])]
+    assert got[:2] == pytest.approx(want, abs=1e-12) and got[1] == pytest.approx(1.0) and got[2] == 0.0

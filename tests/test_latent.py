@@ -196,12 +196,13 @@ def test_bad_latent_settings_are_one_line_errors(overrides, key):
 
 def _old_dropped_word_nll(G, tokens, z, pad_id, unk_id, rate, rng):
     """The reference: word dropout written out over full (B, T, V) logits, as it was before it went
-    through the generator's own teacher-forced path."""
+    through the generator's own teacher-forced path (the core run through `ops.core_run`: under
+    accel its output's memory layout, which orders the dropout mask's draws, is the C kernel's)."""
     drop = torch.rand(tokens.shape, generator=rng) < rate
     kept = tokens.masked_fill(drop & (tokens != pad_id), unk_id)
     inputs = torch.cat([torch.full_like(tokens[:, :1], G.bos_id), kept[:, :-1]], dim=1)
     dropout = (lambda x: torch.nn.functional.dropout(x, G.io_dropout, training=True)) if G.io_dropout else (lambda x: x)
-    hidden, _ = G.core(dropout(G.embedding(inputs)), G.init_state(z))
+    hidden = G.ops.core_run(G.core, dropout(G.embedding(inputs)), G.init_state(z))
     logits = G.out(dropout(hidden)) + G.logit_mask  # (B, T, V)
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1),
                                              ignore_index=pad_id)
