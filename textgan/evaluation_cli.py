@@ -95,12 +95,14 @@ def bound_names(metrics: dict[str, float]) -> dict[str, str]:
 
 
 def write_metrics(out_dir: Path, metrics: dict[str, float], settings: dict, force: bool = False) -> Path:
-    """out_dir/metrics.json: a new file ("x": never one made meanwhile), or replaced with `force`."""
+    """out_dir/metrics.json: a new file ("x": never one made meanwhile), or replaced with `force`;
+    beside settings and metrics, `nll_gen_bounds` says which bound each NLL_gen figure is."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "metrics.json"
     try:
         with open(path, "w" if force else "x", encoding="utf-8") as fh:
-            fh.write(json.dumps({"settings": settings, "metrics": metrics}, indent=2) + "\n")
+            record = {"settings": settings, "metrics": metrics, "nll_gen_bounds": bound_names(metrics)}
+            fh.write(json.dumps(record, indent=2) + "\n")
     except FileExistsError:
         raise UserError(f"{path} appeared while scoring; nothing overwritten, rerun with another --out") from None
     return path
@@ -190,7 +192,7 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
     settings = {"checkpoint": str(loaded.path), "split": split,
                 "test": str(corpus_test_file(loaded, data, split)), "num": num,
                 "seed": seed, "temperature": temperature, "protocol": protocol,
-                "weights": "g_ema average" if loaded.averaged else "trained", "nll_gen_bounds": bound_names(metrics)}
+                "weights": "g_ema average" if loaded.averaged else "trained"}
     print(f"wrote {write_metrics(out_dir, metrics, settings, force=force)}", file=sys.stderr)
     return 0
 
