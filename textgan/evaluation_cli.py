@@ -87,7 +87,7 @@ def posterior_metrics(loaded: Loaded, corpus: Corpus, seed: int, temperature: fl
 
 
 def bound_names(metrics: dict[str, float]) -> dict[str, str]:
-    """Which bound each NLL_gen figure of `metrics` is (metrics.json's settings.nll_gen_bounds)."""
+    """Which bound each NLL_gen figure of `metrics` is (metrics.json's nll_gen_bounds)."""
     kinds = {"nll_gen_mc": "prior Monte Carlo: -log mean_k p(x | z_k), z_k ~ p(z)",
              "nll_gen_is": "importance sampling with q(z | x) as the proposal: -log mean_k p(x | z_k) p(z_k) / "
                            "q(z_k | x), z_k ~ q (the tighter bound when q is close to the posterior)"}

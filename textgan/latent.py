@@ -96,8 +96,9 @@ def posterior_stats(G: Generator, encoder: SentenceEncoder, tokens: torch.Tensor
                     draws: int, rng: torch.Generator, batch_size: int = 256,
                     temperature: float = 1.0) -> dict[str, float]:
     """On held-out sentences: NLL_gen per token by importance sampling with q(z | x) as the proposal,
-    -log (1/K) sum_k p(x, z_k) / q(z_k | x) with z_k ~ q (a tighter bound than the prior Monte Carlo
-    figure, whose proposal is the prior), the mean KL(q || prior) per sentence, and the number of
+    -log (1/K) sum_k p(x, z_k) / q(z_k | x) with z_k ~ q (tighter than the prior Monte Carlo figure,
+    whose proposal is the prior, where q is close to the true posterior; with few draws and a q far
+    from it, looser), the mean KL(q || prior) per sentence, and the number of
     active units (dimensions whose E_q[z | x] varies over the sentences by more than 0.01).
     `temperature`: p(x | z) is the distribution sampled from at it (logits / T), as NLL_gen's."""
     was = (G.training, encoder.training)
