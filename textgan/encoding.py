@@ -25,14 +25,17 @@ ENCODERS = ("auto", "variational", "info")  # --encoder: which network maps a se
 
 
 def _encoders(loaded: Loaded) -> dict[str, tuple[SentenceEncoder, dict]]:
-    """The run's sentence encoders by ENCODERS name (unloaded modules and their weights)."""
-    state = checkpoint.load(loaded.path)
+    """The run's sentence encoders by ENCODERS name (unloaded modules and their weights); the
+    checkpoint is read only where the run's config has one."""
     cfg, vocab_size = loaded.config, len(loaded.vocab)
+    built = {name: (key, build(cfg, vocab_size))
+             for name, key, build in (("variational", ENCODER, build_encoder), ("info", HEAD, build_head))}
+    built = {name: (key, module) for name, (key, module) in built.items() if module is not None}
+    state = checkpoint.load(loaded.path) if built else {}
     found: dict[str, tuple[SentenceEncoder, dict]] = {}
-    for name, key, build in (("variational", ENCODER, build_encoder), ("info", HEAD, build_head)):
-        module = build(cfg, vocab_size)
+    for name, (key, module) in built.items():
         part = checkpoint.read_latent_part(state, key)
-        if module is not None and part is not None:
+        if part is not None:
             found[name] = (module, part.weights)
     return found
 
