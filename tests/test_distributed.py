@@ -200,3 +200,11 @@ def test_torchrun_cli_writes_one_run_and_resumes(tmp_path, data_root):
     assert "resuming" in res.stderr and res.stdout.count("run folder:") == 1
     assert checkpoint.load(checkpoint.newest(run_dir / "checkpoints"))["progress"]["step"] == 8
     assert len(_writers(run_dir)) == 2 and [p.name for p in tmp_path.iterdir()] == ["coco_rsgan"]
+
+
+def test_torchrun_refuses_the_latent_networks_before_writing_anything(tmp_path, data_root):
+    res = _torchrun(CONFIG, *FAST, f"data.root={data_root}", f"log.dir={tmp_path}", "mle.objective=elbo")
+    assert res.returncode != 0
+    errors = [line for line in res.stderr.splitlines() if line.startswith("textgan: error:")]
+    assert errors and all("one process only" in line for line in errors), res.stderr[-3000:]
+    assert list(tmp_path.iterdir()) == []

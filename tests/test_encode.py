@@ -9,8 +9,10 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import FAST, REPO, run_cli
+from textgan import checkpoint
 
 pytestmark = pytest.mark.slow  # whole trainings and the CLI in subprocesses
 
@@ -157,6 +159,52 @@ def test_init_from_an_elbo_run_starts_the_gan_from_its_decoder(runs, tmp_path):
     assert len(out[at + 1:]) == 8
 
 
+def test_init_from_carries_the_encoder_and_the_reconstruction_head(runs, tmp_path):
+    """A run that has them too starts its encoder and head from the source's: the same weights, so
+    the same z for a sentence; the generator's too."""
+    run_dir, res = _train(tmp_path, "gan", f"generator.init_from={runs['latent']}", "mle.epochs=0",
+                          "adversarial.steps=0", "mle.objective=elbo", "latent.free_bits=0.5",
+                          "adversarial.info_weight=1.0")
+    assert "(with its variational encoder and reconstruction head)" in res.stderr
+    theirs = checkpoint.load(checkpoint.newest(runs["latent"] / "checkpoints"))
+    ours = checkpoint.load(checkpoint.newest(run_dir / "checkpoints"))
+    for part in checkpoint.LATENT_PARTS:
+        a, b = checkpoint.read_latent_part(theirs, part).weights, checkpoint.read_latent_part(ours, part).weights
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+    zs = []
+    for run in (runs["latent"], run_dir):
+        out = tmp_path / f"{run.name}.npy"
+        assert run_cli("encode", str(run), "--text", A, "--out", str(out)).returncode == 0
+        zs.append(np.load(out))
+    assert np.array_equal(zs[0], zs[1])
+
+
+def test_init_from_a_run_whose_encoder_has_other_shapes_is_one_line_exit_2(runs, tmp_path):
+    res = run_cli("train", CONFIG, *QUICK, f"log.dir={tmp_path}", f"generator.init_from={runs['latent']}",
+                  "mle.objective=elbo", "latent.encoder_hidden_dim=16")
+    _one_line_error(res, "latent.encoder_hidden_dim=64", "variational encoder")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_eval_reports_the_importance_sampled_bound_beside_the_prior_monte_carlo_one(runs, tmp_path):
+    """`textgan eval` of a run with q(z | x): nll_gen_is2_tok (q as the proposal) beside nll_gen_mc2_tok,
+    each named in metrics.json; at the run's seed the figure the training's last evaluation logged."""
+    res = run_cli("eval", str(runs["latent"]), "--out", str(tmp_path / "ev"))
+    assert res.returncode == 0, res.stderr
+    written = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    metrics, bounds = written["metrics"], written["nll_gen_bounds"]
+    assert {"nll_gen_is2_tok", "nll_gen_mc2_tok", "latent_kl", "latent_active_units"} <= metrics.keys()
+    assert "importance sampling with q(z | x)" in bounds["nll_gen_is2_tok"]
+    assert "prior Monte Carlo" in bounds["nll_gen_mc2_tok"]
+    assert "nll_gen_is2_tok: importance sampling" in res.stderr and f"nll_gen_is2_tok {metrics['nll_gen_is2_tok']:.6g}" in res.stdout
+    logged = checkpoint.load(checkpoint.newest(runs["latent"] / "checkpoints"))["metrics"]
+    for key in ("nll_gen_is2_tok", "latent_kl", "latent_active_units"):
+        assert metrics[key] == pytest.approx(logged[key], rel=1e-6), key
+    res = run_cli("eval", str(runs["plain"]), "--out", str(tmp_path / "plain"))
+    plain = json.loads((tmp_path / "plain" / "metrics.json").read_text())
+    assert "nll_gen_is2_tok" not in plain["metrics"] and list(plain["nll_gen_bounds"]) == ["nll_gen_mc2_tok"]
+
+
 def test_latent_quickstart_benchmark_writes_the_targets_and_never_overwrites(runs, tmp_path):
     out = tmp_path / "latent.json"
     script = [sys.executable, str(REPO / "benchmarks" / "latent_quickstart.py"), str(runs["latent"]), "--out", str(out)]
@@ -171,3 +219,35 @@ def test_latent_quickstart_benchmark_writes_the_targets_and_never_overwrites(run
     before = out.read_text()
     assert subprocess.run(script, capture_output=True, text=True, timeout=1200).returncode != 0
     assert out.read_text() == before
+
+
+def test_reconstruction_benchmark_scores_each_decoding_against_its_own_source(runs, tmp_path):
+    out = tmp_path / "rec.json"
+    script = [sys.executable, str(REPO / "benchmarks" / "reconstruction.py"), str(runs["latent"]), "--num", "30",
+              "--out", str(out)]
+    res = subprocess.run(script, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    result = json.loads(out.read_text())
+    metrics = result["metrics"]
+    assert result["num"] == 30 and result["encoder"] == "variational"
+    assert 0.0 <= metrics["exact_match"] <= 1.0 and 0.0 <= metrics["bleu4_own_source"] <= 1.0
+    assert len(result["examples"]) == 10 and all(e["source"] and e["decoded"] is not None for e in result["examples"])
+    before = out.read_text()
+    assert subprocess.run(script, capture_output=True, text=True, timeout=600).returncode != 0
+    assert out.read_text() == before
+
+
+def test_pair_bleu_is_nltk_sentence_bleu_against_the_own_source_alone():
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reconstruction", REPO / "benchmarks" / "reconstruction.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    pair_bleu = module.pair_bleu
+    hyps = [["a", "man", "rides", "a", "bike", "."], ["a", "plate", "of", "food", "."], []]
+    srcs = [["a", "man", "riding", "a", "bike", "."], ["a", "plate", "of", "food", "."], ["x"]]
+    got = pair_bleu(hyps, srcs)
+    want = [sentence_bleu([s], h, smoothing_function=SmoothingFunction().method1) for h, s in zip(hyps[:2], srcs[:2])]
+    assert got[:2] == pytest.approx(want, abs=1e-12) and got[1] == pytest.approx(1.0) and got[2] == 0.0

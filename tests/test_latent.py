@@ -192,3 +192,101 @@ def test_bad_latent_settings_are_one_line_errors(overrides, key):
     with pytest.raises(ConfigError) as err:
         config.load(None, overrides)
     assert str(err.value).startswith(key) and "\n" not in str(err.value)
+
+
+def _old_dropped_word_nll(G, tokens, z, pad_id, unk_id, rate, rng):
+    """The reference: word dropout written out over full (B, T, V) logits, as it was before it went
+    through the generator's own teacher-forced path (the core run through `ops.core_run`: under
+    accel its output's memory layout, which orders the dropout mask's draws, is the C kernel's)."""
+    drop = torch.rand(tokens.shape, generator=rng) < rate
+    kept = tokens.masked_fill(drop & (tokens != pad_id), unk_id)
+    inputs = torch.cat([torch.full_like(tokens[:, :1], G.bos_id), kept[:, :-1]], dim=1)
+    dropout = (lambda x: torch.nn.functional.dropout(x, G.io_dropout, training=True)) if G.io_dropout else (lambda x: x)
+    hidden = G.ops.core_run(G.core, dropout(G.embedding(inputs)), G.init_state(z))
+    logits = G.out(dropout(hidden)) + G.logit_mask  # (B, T, V)
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1),
+                                             ignore_index=pad_id)
+
+
+@pytest.mark.parametrize("mode", ["off", "auto"])
+@pytest.mark.parametrize("io_dropout", [0.0, 0.3])
+def test_word_dropout_elbo_equals_the_full_logits_reference(mode, io_dropout):
+    """The ELBO's word-dropped NLL runs the generator's own (chunked, accel-swappable) loss: the
+    same value and gradients as cross-entropy over the full logits, at the same random draws."""
+    from textgan import accel
+
+    torch.manual_seed(0)
+    G = build_generator(config.GeneratorConfig(emb_dim=6, hidden_dim=8, latent_dim=3, io_dropout=io_dropout),
+                        20, [0, 1]).train()
+    accel.apply(G, None, mode)
+    enc = SentenceEncoder(20, 4, 5, 3)
+    tokens = torch.randint(3, 20, (5, 7))
+    tokens[1, 4:], tokens[3, 2:] = 0, 0
+    lengths = (tokens != 0).sum(1)
+    torch.manual_seed(1)
+    terms = latent.elbo(G, enc, tokens, lengths, pad_id=0, unk_id=3, weight=0.0, free_bits=0.0, word_dropout=0.4,
+                        rng=torch.Generator().manual_seed(2))
+    got = torch.autograd.grad(terms.loss, list(G.parameters()))
+    torch.manual_seed(1)
+    rng = torch.Generator().manual_seed(2)
+    mean, log_var = enc.encode_ids(tokens, lengths)
+    z = latent.reparameterise(mean, log_var, rng)
+    ref = _old_dropped_word_nll(G, tokens, z, 0, 3, 0.4, rng)
+    want = torch.autograd.grad(ref, list(G.parameters()))
+    assert terms.nll_tok == pytest.approx(ref.item(), rel=1e-5)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    inputs = latent.drop_words(tokens, 0, 3, 0.4, torch.Generator().manual_seed(9))
+    assert bool((inputs[tokens == 0] == 0).all()) and bool(((inputs == tokens) | (inputs == 3)).all())
+    assert bool((inputs == 3).any()) and bool((inputs != 3).any())
+
+
+def _old_greedy(G, z, max_len):
+    """The reference: argmax decoding written out step by step from full logits."""
+    state = G.init_state(z)
+    inp = G.embedding(torch.full((z.shape[0], 1), G.bos_id, dtype=torch.long))
+    steps = []
+    for _ in range(max_len):
+        hidden, state = G.core(inp, state)
+        ids = (G.out(hidden[:, 0]) + G.logit_mask).argmax(-1)
+        steps.append(ids)
+        inp = G.embedding(ids).unsqueeze(1)
+    ids = torch.stack(steps, 1)
+    out = []
+    for row in ids.tolist():  # pad after the first EOS
+        end = row.index(G.eos_id) + 1 if G.eos_id in row else len(row)
+        out.append(row[:end] + [G.pad_id] * (len(row) - end))
+    return torch.tensor(out)
+
+
+@pytest.mark.parametrize("core", ["lstm", "relational_memory"])
+@pytest.mark.parametrize("noise", ["gumbel", "none"])
+def test_greedy_decode_is_the_generators_sampling_with_the_noise_off(core, noise):
+    from textgan.encoding import greedy_decode
+
+    torch.manual_seed(0)
+    G = build_generator(config.GeneratorConfig(emb_dim=8, hidden_dim=8, latent_dim=4, core=core, mem_slots=1,
+                                               num_heads=2, head_size=4, noise=noise), 12, [0, 1])
+    with torch.no_grad():  # a large projection, so the decoded sentences differ with z and reach EOS
+        G.latent_proj.weight.mul_(8.0)
+        G.out.bias[2] += 0.5
+    G.train()
+    z = torch.randn(64, 4, generator=torch.Generator().manual_seed(3))
+    ids = greedy_decode(G, z, max_len=9)
+    assert G.training  # the caller's mode is restored
+    with torch.no_grad():
+        want = _old_greedy(G.eval(), z, 9)
+    assert torch.equal(ids, want)
+    assert len({tuple(row) for row in ids.tolist()}) > 1 and bool((ids == G.eos_id).any())
+
+
+@pytest.mark.parametrize("overrides", [["mle.objective=elbo"], ["adversarial.info_weight=1.0"]])
+def test_latent_networks_under_torchrun_are_refused_before_a_run_folder_exists(tmp_path, overrides):
+    from textgan.distributed import Dist
+    from textgan.errors import UserError
+    from textgan.experiment import _train
+
+    cfg = config.load(None, [*GRAMMAR, f"log.dir={tmp_path}", *overrides])
+    with pytest.raises(UserError, match="one process only") as err:
+        _train(cfg, None, None, False, Dist(rank=0, world_size=2))
+    assert "\n" not in str(err.value) and list(tmp_path.iterdir()) == []

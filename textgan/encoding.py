@@ -24,25 +24,43 @@ from textgan.sample import Loaded, interpolate
 ENCODERS = ("auto", "variational", "info")  # --encoder: which network maps a sentence to z
 
 
+def _encoders(loaded: Loaded) -> dict[str, tuple[SentenceEncoder, dict]]:
+    """The run's sentence encoders by ENCODERS name (unloaded modules and their weights); the
+    checkpoint is read only where the run's config has one."""
+    cfg, vocab_size = loaded.config, len(loaded.vocab)
+    built = {name: (key, build(cfg, vocab_size))
+             for name, key, build in (("variational", ENCODER, build_encoder), ("info", HEAD, build_head))}
+    built = {name: (key, module) for name, (key, module) in built.items() if module is not None}
+    state = checkpoint.load(loaded.path) if built else {}
+    found: dict[str, tuple[SentenceEncoder, dict]] = {}
+    for name, (key, module) in built.items():
+        part = checkpoint.read_latent_part(state, key)
+        if part is not None:
+            found[name] = (module, part.weights)
+    return found
+
+
+def _ready(loaded: Loaded, encoder: SentenceEncoder, weights: dict) -> SentenceEncoder:
+    encoder.load_state_dict(weights)
+    return encoder.to(loaded.generator.out.weight.device).eval()
+
+
 def load_encoder(loaded: Loaded, which: str = "auto") -> SentenceEncoder:
     """The run's sentence encoder, from the checkpoint file `loaded` came from."""
-    state = checkpoint.load(loaded.path)
-    cfg, vocab_size = loaded.config, len(loaded.vocab)
-    found: dict[str, tuple[SentenceEncoder, dict]] = {}
-    for name, key, build in (("variational", ENCODER, build_encoder), ("info", HEAD, build_head)):
-        module = build(cfg, vocab_size)
-        part = checkpoint.read_latent_part(state, key)
-        if module is not None and part is not None:
-            found[name] = (module, part.weights)
+    found = _encoders(loaded)
     if not found:
         raise UserError(f"{loaded.path} has no sentence encoder: train with mle.objective=elbo (a variational "
                         "encoder) or adversarial.info_weight > 0 (a reconstruction head)")
     name = next(iter(found)) if which == "auto" else which
     if name not in found:
         raise UserError(f"{loaded.path} has no {name} encoder; use --encoder {next(iter(found))}")
-    encoder, weights = found[name]
-    encoder.load_state_dict(weights)
-    return encoder.to(loaded.generator.out.weight.device).eval()
+    return _ready(loaded, *found[name])
+
+
+def variational_encoder(loaded: Loaded) -> SentenceEncoder | None:
+    """The run's q(z | x) (mle.objective elbo), None in a run without one."""
+    found = _encoders(loaded).get("variational")
+    return None if found is None else _ready(loaded, *found)
 
 
 def sentence_ids(loaded: Loaded, lines: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,20 +118,15 @@ def write_latent(z: torch.Tensor, out: str | Path, force: bool) -> Path:
 
 @torch.no_grad()
 def greedy_decode(generator: Generator, z: torch.Tensor, max_len: int) -> torch.Tensor:
-    """Token ids (N, T) with the noise off: each step's most likely token is the next input."""
+    """Token ids (N, T) with the noise off: the generator's own free-running sampling under zero
+    Gumbel noise, so each step's most likely token is the next input (fed back as the generator
+    feeds its samples back), and no relaxed one-hots are kept."""
     was = generator.training
     generator.eval()
-    b = z.shape[0]
-    state = generator.init_state(z)
-    inp = generator.embedding(torch.full((b, 1), generator.bos_id, device=z.device, dtype=torch.long))
-    steps = []
-    for _ in range(max_len):
-        hidden, state = generator.core(inp, state)  # (N, 1, H)
-        ids = generator.logits(hidden[:, 0]).argmax(-1)  # (N,)
-        steps.append(ids)
-        inp = generator.embedding(ids).unsqueeze(1)
+    off = torch.zeros((), device=z.device).expand(max_len, z.shape[0], generator.vocab_size)  # (T, N, V)
+    out = generator.sample(z, max_len, need_dists=False, noise=off)
     generator.train(was)
-    return generator._finish(torch.stack(steps, 1), None).tokens
+    return out.tokens
 
 
 def decode_text(loaded: Loaded, z: torch.Tensor) -> list[str]:

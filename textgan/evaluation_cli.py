@@ -13,6 +13,8 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
+import torch
+
 from textgan.accel import fpenv
 from textgan.config import SPLITS, EvalConfig, choices
 from textgan.corpus import Corpus, prepare
@@ -69,16 +71,46 @@ def eval_metrics(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperatur
     if num < 2:
         raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
     cfg = dataclasses.replace(loaded.config.eval, num_samples=num, protocol=protocol)
-    return evaluate(loaded.generator, corpus, cfg, seed, temperature=temperature, phases=phases)[0]
+    phases = phases or NoPhases()
+    metrics = evaluate(loaded.generator, corpus, cfg, seed, temperature=temperature, phases=phases)[0]
+    encoded = loaded.config.mle.objective == "elbo"  # a variational encoder to score with
+    with phases.phase("NLL_gen importance sampled (encoder)") if encoded else nullcontext():
+        return {**metrics, **posterior_metrics(loaded, corpus, seed, temperature)}
+
+
+def posterior_metrics(loaded: Loaded, corpus: Corpus, seed: int, temperature: float = 1.0) -> dict[str, float]:
+    """With a variational encoder q(z | x) (mle.objective elbo): held-out NLL_gen by importance
+    sampling with q as the proposal, nll_gen_isK_tok, beside evaluate's prior Monte Carlo
+    nll_gen_mcK_tok (K = eval.latent_draws each), latent_kl and latent_active_units, drawn as the
+    training evaluation draws them (seed + 21), so at the run's seed the figures are the logged ones.
+    Nothing for a run without one."""
+    from textgan.encoding import variational_encoder
+    from textgan.latent import posterior_stats
+
+    if (encoder := variational_encoder(loaded)) is None:
+        return {}
+    rng = torch.Generator(device=loaded.generator.out.weight.device).manual_seed(seed + 21)
+    return posterior_stats(loaded.generator, encoder, corpus.test.tokens, corpus.test.lengths,
+                           draws=loaded.config.eval.latent_draws, rng=rng, temperature=temperature)
+
+
+def bound_names(metrics: dict[str, float]) -> dict[str, str]:
+    """Which bound each NLL_gen figure of `metrics` is (metrics.json's nll_gen_bounds)."""
+    kinds = {"nll_gen_mc": "prior Monte Carlo: -log mean_k p(x | z_k), z_k ~ p(z)",
+             "nll_gen_is": "importance sampling with q(z | x) as the proposal: -log mean_k p(x | z_k) p(z_k) / "
+                           "q(z_k | x), z_k ~ q (the tighter bound when q is close to the posterior)"}
+    return {name: kinds[name[:10]] for name in metrics if name[:10] in kinds}
 
 
 def write_metrics(out_dir: Path, metrics: dict[str, float], settings: dict, force: bool = False) -> Path:
-    """out_dir/metrics.json: a new file ("x": never one made meanwhile), or replaced with `force`."""
+    """out_dir/metrics.json: a new file ("x": never one made meanwhile), or replaced with `force`;
+    beside settings and metrics, `nll_gen_bounds` says which bound each NLL_gen figure is."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "metrics.json"
     try:
         with open(path, "w" if force else "x", encoding="utf-8") as fh:
-            fh.write(json.dumps({"settings": settings, "metrics": metrics}, indent=2) + "\n")
+            record = {"settings": settings, "metrics": metrics, "nll_gen_bounds": bound_names(metrics)}
+            fh.write(json.dumps(record, indent=2) + "\n")
     except FileExistsError:
         raise UserError(f"{path} appeared while scoring; nothing overwritten, rerun with another --out") from None
     return path
@@ -184,6 +216,10 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
             metrics.update(sample_set_metrics(extras, corpus, ids, seed=seed, device=device))
     for name, value in metrics.items():
         print(f"{name} {value:.6g}")
+    bounds = bound_names(metrics)
+    if len(bounds) > 1:  # two bounds on one NLL: say which is which
+        for name, kind in bounds.items():
+            print(f"{name}: {kind}", file=sys.stderr)
     settings = {"checkpoint": str(loaded.path), "split": split,
                 "test": str(corpus_test_file(loaded, data, split)), "num": num,
                 "seed": seed, "temperature": temperature, "protocol": protocol,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from textgan import accel, checkpoint, distributed, encoding, runs, warm_start
+from textgan import accel, checkpoint, distributed, encoding, latent_training, runs, warm_start
 from textgan import config as config_mod
 from textgan.corpus import Corpus, prepare
 from textgan.data import Vocab
@@ -86,7 +86,9 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
            dist: Dist) -> int:
     log = _log if dist.is_main else (lambda message: None)  # rank 0 speaks for the job
     accel.check(cfg.run.accel, cfg.generator.core, cfg.discriminator.kind)  # before any run folder is made
+    latent_training.check_distributed(cfg, dist.enabled)
     state = source = None
+    latent_weights: dict[str, dict] = {}
     if resume:
         run_dir = Path(resume)
         state, path, vocab = _resume_state(run_dir, log)  # every rank reads the same checkpoint
@@ -96,6 +98,8 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
         source = warm_start.load_source(cfg.generator) if cfg.generator.init_from else None
         if source is not None and (mismatch := warm_start.split_mismatch(cfg.data, source)):
             log(mismatch)
+        if source is not None:
+            latent_weights = warm_start.latent_weights(cfg, source, log)
         corpus = prepare(cfg.data, cfg.run.seed, vocab=source.vocab if source else None)
         if source is not None:
             warm_start.check_vocabulary(corpus.train_oov, cfg.data.max_oov, source, log)
@@ -117,7 +121,9 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
         trainer.load_state_dict(state)
     elif source is not None:
         warm_start.apply(trainer.G, source)
-        log(f"generator initialised from {source.path}")
+        warm_start.apply_latent(trainer.latent, latent_weights)
+        carried = " and ".join(warm_start.LATENT_SHAPES[name][0] for name in latent_weights)
+        log(f"generator initialised from {source.path}" + (f" (with its {carried})" if carried else ""))
     received: list[int] = []
     trainer.stop_requested = lambda: dist.any(bool(received))  # every rank stops at the same step
     previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))

@@ -44,16 +44,13 @@ def reparameterise(mean: torch.Tensor, log_var: torch.Tensor, rng: torch.Generat
     return mean + (0.5 * log_var).exp() * eps
 
 
-def dropped_word_nll(G: Generator, tokens: torch.Tensor, z: torch.Tensor, pad_id: int, unk_id: int,
-                     rate: float, rng: torch.Generator | None) -> torch.Tensor:
-    """Mean teacher-forced NLL per token when each input word (not the targets) is replaced by
-    <unk> with probability `rate`: the decoder must take what it cannot read from z."""
+def drop_words(tokens: torch.Tensor, pad_id: int, unk_id: int, rate: float,
+               rng: torch.Generator | None) -> torch.Tensor:
+    """A copy of tokens (B, T) with each non-pad word replaced by <unk> with probability `rate`
+    (Bowman et al. 2016's word dropout): fed as the decoder's inputs, never as its targets, so it
+    must take from z what it cannot read from the previous words."""
     drop = torch.rand(tokens.shape, generator=rng, device=tokens.device) < rate  # (B, T)
-    kept = tokens.masked_fill(drop & (tokens != pad_id), unk_id)
-    inputs = torch.cat([torch.full_like(tokens[:, :1], G.bos_id), kept[:, :-1]], dim=1)  # (B, T)
-    hidden, _ = G.core(G._io_drop(G.embedding(inputs)), G.init_state(z))  # (B, T, H)
-    logits = G.logits(G._io_drop(hidden))  # (B, T, V)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1), ignore_index=pad_id)
+    return tokens.masked_fill(drop & (tokens != pad_id), unk_id)
 
 
 @dataclass
@@ -71,10 +68,8 @@ def elbo(G: Generator, encoder: SentenceEncoder, tokens: torch.Tensor, lengths: 
     the MLE learning rate keeps its meaning: the same optimum as the per-sentence ELBO."""
     mean, log_var = encoder.encode_ids(tokens, lengths)  # (B, Z) each
     z = reparameterise(mean, log_var, rng)
-    if word_dropout > 0:
-        nll = dropped_word_nll(G, tokens, z, pad_id, unk_id, word_dropout, rng)
-    else:
-        nll = G.mle_loss(tokens, z, pad_id=pad_id)
+    inputs = drop_words(tokens, pad_id, unk_id, word_dropout, rng) if word_dropout > 0 else None
+    nll = G.mle_loss(tokens, z, pad_id=pad_id, inputs=inputs)
     kl = kl_per_dim(mean, log_var)  # (B, Z)
     per_token = tokens.shape[0] / lengths.sum().clamp(min=1)  # sentences per token
     loss = nll + weight * free_bits_kl(kl, free_bits) * per_token
@@ -98,11 +93,14 @@ def r_squared(recovered: torch.Tensor, z: torch.Tensor) -> float:
 
 @torch.no_grad()
 def posterior_stats(G: Generator, encoder: SentenceEncoder, tokens: torch.Tensor, lengths: torch.Tensor,
-                    draws: int, rng: torch.Generator, batch_size: int = 256) -> dict[str, float]:
+                    draws: int, rng: torch.Generator, batch_size: int = 256,
+                    temperature: float = 1.0) -> dict[str, float]:
     """On held-out sentences: NLL_gen per token by importance sampling with q(z | x) as the proposal,
-    -log (1/K) sum_k p(x, z_k) / q(z_k | x) with z_k ~ q (a tighter bound than the prior Monte Carlo
-    figure, whose proposal is the prior), the mean KL(q || prior) per sentence, and the number of
-    active units (dimensions whose E_q[z | x] varies over the sentences by more than 0.01)."""
+    -log (1/K) sum_k p(x, z_k) / q(z_k | x) with z_k ~ q (tighter than the prior Monte Carlo figure,
+    whose proposal is the prior, where q is close to the true posterior; with few draws and a q far
+    from it, looser), the mean KL(q || prior) per sentence, and the number of
+    active units (dimensions whose E_q[z | x] varies over the sentences by more than 0.01).
+    `temperature`: p(x | z) is the distribution sampled from at it (logits / T), as NLL_gen's."""
     was = (G.training, encoder.training)
     G.eval()
     encoder.eval()
@@ -120,7 +118,7 @@ def posterior_stats(G: Generator, encoder: SentenceEncoder, tokens: torch.Tensor
             z = mean + (0.5 * log_var).exp() * eps
             log_q = -0.5 * (eps.pow(2) + log_var + LOG_2PI).sum(1)
             log_prior = -0.5 * (z.pow(2) + LOG_2PI).sum(1)
-            weights.append(G.token_log_probs(x, n, z).sum(1) + log_prior - log_q)  # (B,)
+            weights.append(G.token_log_probs(x, n, z, temperature).sum(1) + log_prior - log_q)  # (B,)
         log_px += float((torch.logsumexp(torch.stack(weights).double(), 0) - math.log(draws)).sum())
     G.train(was[0])
     encoder.train(was[1])

@@ -35,6 +35,14 @@ def build_head(cfg: Config, vocab_size: int) -> SentenceEncoder | None:
     return SentenceEncoder(vocab_size, lat.info_emb_dim, lat.info_hidden_dim, cfg.generator.latent_dim)
 
 
+def check_distributed(cfg: Config, distributed: bool) -> None:
+    """The latent networks train in one process only (their updates are not synced over ranks):
+    refused under torchrun before anything is written."""
+    if distributed and (cfg.mle.objective == "elbo" or cfg.adversarial.info_weight > 0):
+        raise UserError("mle.objective=elbo and adversarial.info_weight > 0 train in one process only; "
+                        "train without torchrun, or set mle.objective=nll and adversarial.info_weight=0")
+
+
 class Joint:
     """Several optimizers stepped as one (the trainer's `_finite_step` takes one)."""
 
@@ -55,9 +63,7 @@ class LatentParts:
         self.cfg = cfg
         self.encoder = build_encoder(cfg, vocab_size)
         self.head = build_head(cfg, vocab_size)
-        if distributed and (self.encoder or self.head):
-            raise UserError("mle.objective: elbo and adversarial.info_weight run in one process only; "
-                            "train without torchrun, or set mle.objective=nll and adversarial.info_weight=0")
+        check_distributed(cfg, distributed)
         adv = cfg.adversarial
         self.opt_encoder = self.opt_head = None
         if self.encoder is not None:

@@ -2,7 +2,8 @@
 
 The usual GAN workflow pretrains once with MLE and then runs many adversarial variants from
 that generator. The source run's vocabulary is reused, so token ids keep their meaning; the
-architecture must match. A plain language model (prior none) may seed a latent generator: its
+architecture must match. The source's sentence encoder (mle.objective elbo) and reconstruction
+head (adversarial.info_weight) come along where this run has them too, so it can still encode text. A plain language model (prior none) may seed a latent generator: its
 new z -> (h0, c0) projection starts at zero, so the run begins exactly at the pretrained model
 and the adversarial phase learns how to use z.
 """
@@ -12,11 +13,18 @@ from pathlib import Path
 
 import torch
 
-from textgan.config import DataConfig, GeneratorConfig
+from textgan import checkpoint
+from textgan.config import Config, DataConfig, GeneratorConfig
 from textgan.errors import UserError
+from textgan.latent_training import ENCODER, HEAD, LatentParts
 from textgan.models.generator import Generator
 from textgan.sample import Loaded, load_generator
 
+# what fixes the latent networks' shapes (beside generator.latent_dim): the switch that makes this
+# run keep one, and its latent.* keys
+LATENT_SHAPES = {ENCODER: ("variational encoder", "mle.objective=elbo",
+                           ("encoder_emb_dim", "encoder_hidden_dim", "encoder_bidirectional")),
+                 HEAD: ("reconstruction head", "adversarial.info_weight > 0", ("info_emb_dim", "info_hidden_dim"))}
 # what fixes the weights' shapes, and which of them are one tensor
 SHAPES = {"lstm": ("core", "emb_dim", "hidden_dim", "num_layers", "tie_embeddings"),
           "relational_memory": ("core", "emb_dim", "mem_slots", "num_heads", "head_size", "tie_embeddings")}
@@ -78,3 +86,34 @@ def apply(generator: Generator, source: Loaded) -> None:
     if missing:
         generator.latent_proj.weight.zero_()
         generator.latent_proj.bias.zero_()
+
+
+def latent_weights(cfg: Config, source: Loaded, log) -> dict[str, dict]:
+    """The source's variational encoder and reconstruction head weights, by checkpoint entry, for
+    those this run has as well (their shapes checked before the run folder is made); a part this
+    run has no place for is named in a log line."""
+    state = checkpoint.load(source.path)
+    theirs, ours = source.config.latent, cfg.latent
+    wanted = {ENCODER: cfg.mle.objective == "elbo", HEAD: cfg.adversarial.info_weight > 0}
+    out = {}
+    for name, (label, switch, keys) in LATENT_SHAPES.items():
+        part = checkpoint.read_latent_part(state, name)
+        if part is None:
+            continue
+        if not wanted[name]:
+            log(f"generator.init_from: {source.path}'s {label} is left behind (this run has none); set {switch} "
+                "to keep it")
+            continue
+        for key in keys:
+            if getattr(theirs, key) != getattr(ours, key):
+                raise UserError(f"generator.init_from: {source.path}'s {label} has latent.{key}={getattr(theirs, key)} "
+                                f"but this config has {getattr(ours, key)}; set latent.{key}={getattr(theirs, key)}")
+        out[name] = part.weights
+    return out
+
+
+def apply_latent(parts: LatentParts, weights: dict[str, dict]) -> None:
+    """Copy `latent_weights`' result into this run's encoder and head (their optimizers start afresh)."""
+    for name, module in ((ENCODER, parts.encoder), (HEAD, parts.head)):
+        if name in weights:
+            module.load_state_dict(weights[name])

@@ -64,10 +64,11 @@ def target_log_probs(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     return out
 
 
-def teacher_forced_nll(gen: "Generator", tokens: torch.Tensor, z: torch.Tensor, pad_id: int) -> torch.Tensor:
+def teacher_forced_nll(gen: "Generator", tokens: torch.Tensor, z: torch.Tensor, pad_id: int,
+                       inputs: torch.Tensor | None = None) -> torch.Tensor:
     """Mean teacher-forced NLL of tokens (B, T) over non-pad positions: the core's states, then the
-    output layer's cross-entropy."""
-    hidden = gen.hidden_states(tokens, z)  # (B, T, H)
+    output layer's cross-entropy. `inputs` (B, T): the tokens fed in (default `tokens`)."""
+    hidden = gen.hidden_states(tokens if inputs is None else inputs, z)  # (B, T, H)
     return gen.ops.cross_entropy(hidden.reshape(-1, gen.hidden_dim), gen.out.weight, gen.output_bias(),
                                  tokens.reshape(-1), pad_id)
 
@@ -168,7 +169,8 @@ class Generator(nn.Module):
         return self.out(hidden) + self.logit_mask
 
     def hidden_states(self, tokens: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced top-layer states (B, T, H): position t sees BOS and the gold tokens before t."""
+        """Teacher-forced top-layer states (B, T, H): position t sees BOS and the tokens (B, T)
+        before t (the gold ones, or a word-dropped copy of them)."""
         bos = torch.full_like(tokens[:, :1], self.bos_id)
         inputs = torch.cat([bos, tokens[:, :-1]], dim=1)  # (B, T)
         emb, state = self._io_drop(self.embedding(inputs)), self.init_state(z)
@@ -185,10 +187,15 @@ class Generator(nn.Module):
         """Teacher-forced logits (B, T, V)."""
         return self.logits(self.hidden_states(tokens, z))
 
-    def mle_loss(self, tokens: torch.Tensor, z: torch.Tensor, pad_id: int) -> torch.Tensor:
+    def mle_loss(self, tokens: torch.Tensor, z: torch.Tensor, pad_id: int,
+                 inputs: torch.Tensor | None = None) -> torch.Tensor:
         """Mean teacher-forced NLL over non-pad tokens: the cross-entropy of `forward`'s logits
-        (`teacher_forced_nll`)."""
-        return self.ops.mle_loss(self, tokens, z, pad_id)
+        (`teacher_forced_nll`). `inputs` (B, T): other tokens to feed in while scoring `tokens`
+        (word dropout, Bowman et al. 2016); they run the layered path, as the fused loss reads its
+        inputs from its targets."""
+        if inputs is None:
+            return self.ops.mle_loss(self, tokens, z, pad_id)
+        return teacher_forced_nll(self, tokens, z, pad_id, inputs=inputs)
 
     @torch.no_grad()
     def token_log_probs(self, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor,
