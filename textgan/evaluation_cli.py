@@ -18,6 +18,7 @@ from textgan.corpus import Corpus, prepare
 from textgan.data import oov_share
 from textgan.errors import UserError
 from textgan.evaluate import evaluate
+from textgan.progress import Progress
 from textgan.sample import Loaded, load_generator
 
 PROTOCOLS = choices(EvalConfig, "protocol")  # exact, texygen, both
@@ -57,14 +58,14 @@ def load_run(path: str | Path, data: str | None = None, device: str = "cpu",
 
 
 def eval_metrics(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperature: float = 1.0,
-                 protocol: str = "exact") -> dict[str, float]:
+                 protocol: str = "exact", progress: Progress | None = None) -> dict[str, float]:
     """`evaluate`'s metrics on `num` samples under `protocol` (the run's config sets the rest)."""
     if protocol not in PROTOCOLS:
         raise UserError(f"unknown --protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if num < 2:
         raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
     cfg = dataclasses.replace(loaded.config.eval, num_samples=num, protocol=protocol)
-    return evaluate(loaded.generator, corpus, cfg, seed, temperature=temperature)[0]
+    return evaluate(loaded.generator, corpus, cfg, seed, temperature=temperature, progress=progress)[0]
 
 
 def write_metrics(out_dir: Path, metrics: dict[str, float], settings: dict, force: bool = False) -> Path:
@@ -124,9 +125,11 @@ def check_oov(corpus: Corpus, data: str, max_oov: float) -> None:
 def eval_command(path: str, data: str | None = None, num: int | None = None, seed: int | None = None,
                  temperature: float = 1.0, protocol: str = "exact", sweep: str | None = None,
                  out: str | Path | None = None, device: str = "cpu", weights: str = "auto", split: str = "test",
-                 force: bool = False, max_oov: float = 1.0) -> int:
+                 force: bool = False, max_oov: float = 1.0, interval_s: float | None = None) -> int:
     """Print metrics (a "name value" line each) and write metrics.json, or run a temperature sweep.
-    Without `out` the results go to RUN/eval, or the first of RUN/eval-2, -3, ... without them."""
+    Without `out` the results go to RUN/eval, or the first of RUN/eval-2, -3, ... without them.
+    Progress on stderr: a bar on a terminal, else a line every `interval_s` seconds (None: the
+    run's log.interval_s)."""
     from textgan import sweep as sweep_mod
     from textgan.arguments import numbered_dir
 
@@ -144,8 +147,10 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
     out_dir = Path(out) if out else numbered_dir(run_dir_of(Path(path)) / "eval", targets)
     if not out and out_dir.name != "eval":
         print(f"{out_dir.with_name('eval')} holds an earlier result; writing to {out_dir}", file=sys.stderr)
+    interval_s = loaded.config.log.interval_s if interval_s is None else interval_s
     if temps is not None:
-        rows = sweep_mod.temperature_sweep(loaded, corpus, temps, num=num, seed=seed)
+        with Progress("eval", interval_s) as progress:
+            rows = sweep_mod.temperature_sweep(loaded, corpus, temps, num=num, seed=seed, progress=progress)
         for row in rows:
             print(" ".join(f"{k}={v:.6g}" for k, v in row.items()))
         for written in sweep_mod.write_sweep(rows, out_dir, sweep_mod.axes(corpus, loaded.config.eval.bleu_n),
@@ -153,7 +158,9 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
             print(f"wrote {written}", file=sys.stderr)
         print(f"wrote TensorBoard scalars sweep/* to {out_dir}", file=sys.stderr)
         return 0
-    metrics = eval_metrics(loaded, corpus, num=num, seed=seed, temperature=temperature, protocol=protocol)
+    with Progress("eval", interval_s) as progress:
+        metrics = eval_metrics(loaded, corpus, num=num, seed=seed, temperature=temperature, protocol=protocol,
+                               progress=progress)
     for name, value in metrics.items():
         print(f"{name} {value:.6g}")
     settings = {"checkpoint": str(loaded.path), "split": split,
