@@ -71,3 +71,36 @@ def test_eval_prints_progress_lines_off_a_terminal(data_root, tmp_path, sweep):
     assert any(line.startswith(f"progress: eval {at}BLEU and Self-BLEU | ") for line in lines), res.stderr
     quiet = run_cli("eval", str(run), "--num", "50", "--interval-s", "0", *extra)
     assert quiet.returncode == 0 and "progress:" not in quiet.stderr
+
+
+@pytest.mark.slow
+def test_score_on_a_terminal_draws_a_bar(data_root):
+    """stderr a pseudo-terminal: tqdm's bar (carriage returns), no progress lines."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    test = str(data_root / "coco" / "test.txt")
+    master, slave = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "textgan", "score", test, "--refs", test, "--num", "3000",
+                             "--interval-s", "0.01"], stdout=subprocess.PIPE, stderr=slave, env=env, cwd=REPO)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # the child closed its end
+            break
+        if not data:
+            break
+        chunks.append(data)
+    out = proc.communicate(timeout=300)[0].decode()
+    os.close(master)
+    err = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, err[-2000:]
+    assert "score: BLEU and Self-BLEU of 3000 sentences" in err and "\r" in err
+    assert "progress: " not in err and "bleu2_exact" in out

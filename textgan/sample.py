@@ -169,7 +169,7 @@ class LatentFile:
             raise UserError(f"cannot write --save-z {path} ({err.strerror or err}); choose a writable path") from None
 
     def write(self, z: torch.Tensor) -> None:
-        self.array[self.filled:self.filled + z.shape[0]] = z.numpy()
+        self.array[self.filled:self.filled + z.shape[0]] = z.detach().numpy()
         self.filled += z.shape[0]
 
     def finish(self) -> Path:
