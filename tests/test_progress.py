@@ -63,11 +63,11 @@ def test_score_prints_progress_lines_off_a_terminal(data_root):
 def test_eval_prints_progress_lines_off_a_terminal(data_root, tmp_path, sweep):
     run = untrained_run(tmp_path / "run")
     extra = ["--sweep-temperature", "0.5:1.5:2"] if sweep else []
-    res = run_cli("eval", str(run), "--num", "600", "--interval-s", "0.01", *extra)
+    res = run_cli("eval", str(run), "--num", "200", "--interval-s", "0.01", *extra)
     assert res.returncode == 0, res.stderr
     lines = [line for line in res.stderr.splitlines() if line.startswith("progress: eval ")]
     at = "T=0.5: " if sweep else ""
-    assert any(re.match(rf"progress: eval {at}sampling \d+/600 \| ", line) for line in lines), res.stderr
+    assert any(re.match(rf"progress: eval {at}sampling \d+/200 \| ", line) for line in lines), res.stderr
     assert any(line.startswith(f"progress: eval {at}BLEU and Self-BLEU | ") for line in lines), res.stderr
     quiet = run_cli("eval", str(run), "--num", "50", "--interval-s", "0", *extra)
     assert quiet.returncode == 0 and "progress:" not in quiet.stderr
@@ -75,16 +75,20 @@ def test_eval_prints_progress_lines_off_a_terminal(data_root, tmp_path, sweep):
 
 @pytest.mark.slow
 def test_score_on_a_terminal_draws_a_bar(data_root):
-    """stderr a pseudo-terminal: tqdm's bar (carriage returns), no progress lines."""
+    """stderr a pseudo-terminal (100 columns): tqdm's bar (carriage returns), no progress lines."""
+    import fcntl
     import os
     import pty
+    import struct
     import subprocess
     import sys
+    import termios
 
     from conftest import REPO
 
     test = str(data_root / "coco" / "test.txt")
     master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty has 0 columns
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "textgan", "score", test, "--refs", test, "--num", "3000",
                              "--interval-s", "0.01"], stdout=subprocess.PIPE, stderr=slave, env=env, cwd=REPO)
