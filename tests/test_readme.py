@@ -58,7 +58,7 @@ def fenced_blocks() -> list[list[str]]:
     blocks = []
     for lang, body in re.findall(r"^```(\w*)\n(.*?)^```", text, re.S | re.M):
         if lang in SHELL:
-            lines = [" ".join(shlex.split(line, comments=True)) for line in body.splitlines()]
+            lines = [shlex.join(shlex.split(line, comments=True)) for line in body.splitlines()]
             blocks.append([line for line in lines if line])
     return blocks
 
