@@ -36,6 +36,21 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict
                           capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
+def untrained_run(folder: Path, *overrides: str) -> Path:
+    """A run folder holding the checkpoint of an untrained small generator (FAST sizes plus
+    `overrides`): enough for `textgan sample` and `eval`, in a second, without training."""
+    from textgan import config
+    from textgan.corpus import prepare
+    from textgan.monitor import Monitor
+    from textgan.train import Trainer
+
+    cfg = config.load(None, [*FAST, *overrides])
+    corpus = prepare(cfg.data, cfg.run.seed)
+    trainer = Trainer(cfg, corpus, folder, Monitor(folder, progress=False, enabled=False))
+    trainer.save(folder / "checkpoints" / "step_00000000.pt")
+    return folder
+
+
 def run_without_avx512(script: str, cache: Path, library: str) -> None:
     """`script` in a fresh process whose C kernels are built into `cache` without AVX-512
     (TEXTGAN_CFLAGS=-mno-avx512f: the AVX2 machines' code paths); it must print OK and

@@ -3,7 +3,8 @@
     import textgan.api as tg
     run = tg.train("configs/quickstart.yaml", ["adversarial.steps=50"])
     model = tg.load(run)
-    model.sample(5, seed=7)
+    model.sample(5, seed=7)            # sentence i depends on (seed, i) only
+    model.latents(5, seed=7)           # the z behind them
     model.evaluate(num=200)
     tg.score(["a man rides a horse", "a dog runs"], references=["a man rides a brown horse"])
 
@@ -40,8 +41,9 @@ class Model:
 
         from textgan import sample
 
-        if temperature <= 0:
+        if not temperature > 0:
             raise UserError(f"temperature must be > 0, got {temperature}")
+        _check_count_seed(num if z is None else 1, seed)
         if z is not None:
             arr = z.detach().cpu().numpy() if isinstance(z, torch.Tensor) else np.asarray(z)
             arr = np.atleast_2d(arr)
@@ -51,6 +53,16 @@ class Model:
             z = sample.check_latent(arr, self.loaded.generator.latent_dim)
             num = z.shape[0]
         return [line for chunk in sample.stream_text(self.loaded, num, seed, temperature, z=z) for line in chunk]
+
+    def latents(self, num: int = 10, seed: int = 0):
+        """The z (num, Z) float32 numpy array behind `sample(num, seed)`: row i depends on (seed, i)
+        only, and `sample(z=..., seed=seed)` of it gives the same sentences."""
+        from textgan import sample
+
+        _check_count_seed(num, seed)
+        if self.loaded.generator.prior == "none":
+            raise UserError("this generator has prior=none: it has no latent")
+        return sample.latent_from_seed(self.loaded, seed, num).numpy()
 
     def encode(self, sentences: Sequence[str], encoder: str = "auto"):
         """z (N, Z) float32 numpy array of each sentence, as `textgan encode`: the variational
@@ -72,6 +84,15 @@ class Model:
         return eval_metrics(loaded, corpus, num=num or self.config.eval.num_samples,
                             seed=self.config.run.seed if seed is None else seed,
                             temperature=temperature, protocol=protocol)
+
+
+def _check_count_seed(num, seed) -> None:
+    from textgan.arguments import SEED_MAX
+
+    if not isinstance(num, int) or num < 1:
+        raise UserError(f"num must be a whole number >= 1, got {num!r}")
+    if not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise UserError(f"seed must be a whole number from 0 to 2**63-1, got {seed!r}")
 
 
 def load(run: str | Path, device: str = "cpu", weights: str = "auto") -> Model:

@@ -57,6 +57,14 @@ def tau(text: str) -> float:
     return value
 
 
+def seconds(text: str) -> float:
+    """A finite number of seconds >= 0 (--interval-s; 0 turns the progress lines off)."""
+    value = _number(text, float, "a number of seconds")
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text}")
+    return value
+
+
 def fraction(text: str) -> float:
     value = _number(text, float, "a number")
     if not 0 <= value <= 1:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from textgan import __version__, arguments
-from textgan.arguments import at_least_two, fraction, positive, seed, tau
+from textgan.arguments import at_least_two, fraction, positive, seconds, seed, tau
 from textgan.config import SPLITS, WEIGHTS, DataConfig, EvalConfig, choices
 from textgan.errors import UserError
 from textgan.streams import guarded_streams
@@ -41,6 +41,8 @@ WEIGHTS_HELP = ("auto (default): adversarial.g_ema's average where the checkpoin
                 "weights; average or trained: that one")
 DEVICE_HELP = "where the model runs: cpu, cuda or cuda:N"
 FORCE_HELP = "replace existing output files instead of refusing"
+INTERVAL_HELP = ("seconds between progress lines when stderr is not a terminal (a terminal gets a bar); "
+                 "0: none")
 OOV_HELP = ("largest share of the scored file's tokens outside the run's vocabulary (they all read as <unk>) "
             "before it is an error; 1 scores any file")
 DEFAULT_MAX_OOV = 0.25
@@ -60,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="print sentences from a run or checkpoint")
     s.add_argument("path", help="run folder or checkpoint file")
     s.add_argument("--num", type=positive, help="number of sentences (default 10)")
-    s.add_argument("--seed", type=seed, default=0, help="seed of the latent and the sampling noise")
+    s.add_argument("--seed", type=seed, default=0, help="seed of the latent and the sampling noise: sentence i "
+                                                         "depends on (seed, i) only, so --num 3 is a prefix of --num 6")
     s.add_argument("--temperature", type=tau, default=1.0, help="divides the logits; <1 is greedier")
     s.add_argument("--z", metavar="FILE.npy", help="explicit latent vectors, shape (N, Z): one sentence each")
     s.add_argument("--interpolate", type=positive, metavar="K", help="K points from z(--seed) to z(--seed-to)")
@@ -72,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "step (e.g. to reconstruct --z of `textgan encode`)")
     s.add_argument("--encoder", choices=ENCODERS, help=ENCODER_HELP + " (default auto; needs --from-text)")
     s.add_argument("--out", metavar="FILE", help="also write the sentences to FILE (must not exist)")
+    s.add_argument("--save-z", metavar="FILE.npy", help="also write the (N, Z) latents of the sentences to FILE.npy "
+                                                        "(must not exist); --z FILE.npy with the same --seed "
+                                                        "gives the same sentences")
     s.add_argument("--force", action="store_true", help=FORCE_HELP)
     s.add_argument("--device", default="cpu", help=DEVICE_HELP)
     s.add_argument("--weights", choices=WEIGHTS, default="auto", help=WEIGHTS_HELP)
@@ -104,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(two halves of the test set), on equal-size sets; needs pip install 'textgan[embed]'")
     e.add_argument("--force", action="store_true", help=FORCE_HELP + " in --out")
     e.add_argument("--max-oov", type=fraction, default=DEFAULT_MAX_OOV, metavar="FRAC", help=OOV_HELP)
+    e.add_argument("--interval-s", type=seconds, metavar="S", help=INTERVAL_HELP + " (default: the run's log.interval_s)")
     e.add_argument("--device", default="cpu", help=DEVICE_HELP)
     e.add_argument("--weights", choices=WEIGHTS, default="auto", help=WEIGHTS_HELP)
     e.add_argument("--profile", action="store_true",
@@ -141,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-oov", type=fraction, default=0.5, metavar="FRAC",
                    help="largest share of the samples' tokens that no reference holds (a tokenizer or corpus "
                         "mismatch) before it is an error; 1 scores any file")
+    c.add_argument("--interval-s", type=seconds, default=30.0, metavar="S", help=INTERVAL_HELP)
 
     v = sub.add_parser("curves", help="temperature sweeps of several models on one plot, with each one's gap "
                                       "to the first at equal diversity")
@@ -188,8 +196,9 @@ def cmd_train(args) -> int:
 
 
 def _force_needs_out(args) -> None:
-    if args.force and not args.out:
-        raise UserError("--force replaces what --out names; give --out, or drop --force")
+    if args.force and not args.out and not getattr(args, "save_z", None):
+        flags = "--out or --save-z" if hasattr(args, "save_z") else "--out"
+        raise UserError(f"--force replaces what {flags} names; give {flags}, or drop --force")
 
 
 def _check_sample_flags(args) -> None:
@@ -225,35 +234,33 @@ def cmd_sample(args) -> int:
     arguments.run_or_checkpoint(args.path)
     device = arguments.device(args.device)
     out = arguments.new_file(args.out, "--out", args.force) if args.out else None
+    save_z = arguments.new_file(args.save_z, "--save-z", args.force) if args.save_z else None
+    if out and save_z and out.resolve() == save_z.resolve():
+        raise UserError("--out and --save-z name the same file; give two names")
     from textgan import sample
     from textgan.accel import fpenv
 
     z = sample.load_latent(args.z) if args.z else None  # a bad file is reported before the model loads
     loaded = sample.load_generator(args.path, device, warn=lambda m: print(m, file=sys.stderr), weights=args.weights)
     fpenv.apply(loaded.config.run)  # as the run trained
-    if loaded.generator.prior == "none" and (z is not None or args.interpolate):
-        raise UserError("this generator has prior=none: it has no latent for --z or --interpolate; "
-                        "sample it without them")
+    if loaded.generator.prior == "none" and (z is not None or args.interpolate or save_z):
+        flag = "--save-z" if save_z and z is None and not args.interpolate else "--z or --interpolate"
+        raise UserError(f"this generator has prior=none: it has no latent for {flag}; sample it without them")
+    if z is not None:
+        z = sample.check_latent(z, loaded.generator.latent_dim, args.z)
     if args.from_text is not None:
-        from textgan import encoding
-
-        chunks = iter([encoding.text_interpolation(loaded, args.from_text, args.to_text, args.interpolate,
-                                                   args.encoder or "auto")])
+        chunks = iter([sample.text_path_samples(loaded, args.from_text, args.to_text, args.interpolate,
+                                                args.encoder or "auto")])
+        rows = args.interpolate
     elif args.interpolate:
-        chunks = iter([sample.interpolation_text(loaded, args.seed, 1 if args.seed_to is None else args.seed_to,
-                                                 args.interpolate, args.temperature, noise_seed=args.seed)])
+        chunks = sample.interpolation_samples(loaded, args.seed, 1 if args.seed_to is None else args.seed_to,
+                                              args.interpolate, args.temperature)
+        rows = args.interpolate
     else:
-        if z is not None:
-            z = sample.check_latent(z, loaded.generator.latent_dim, args.z)
-        num = 10 if args.num is None else args.num
-        if args.greedy:
-            from textgan import encoding
-
-            z = z if z is not None else sample.latent_from_seed(loaded, args.seed, num)
-            chunks = iter([encoding.decode_text(loaded, z)])
-        else:
-            chunks = sample.stream_text(loaded, num, args.seed, args.temperature, z=z)
-    sample.write_lines(chunks, out, force=args.force)
+        rows = z.shape[0] if z is not None else 10 if args.num is None else args.num
+        chunks = sample.stream_samples(loaded, rows, args.seed, args.temperature, z=z, greedy=args.greedy)
+    latents = sample.LatentFile(save_z, rows, loaded.generator.latent_dim, args.force) if save_z else None
+    sample.write_lines(chunks, out, force=args.force, save_z=latents)
     return 0
 
 
@@ -303,7 +310,7 @@ def cmd_eval(args) -> int:
                         protocol=args.protocol or "exact", sweep=args.sweep_temperature, out=out,
                         device=device, weights=args.weights, split=args.split, force=args.force,
                         max_oov=args.max_oov, exposure=args.exposure_bias,
-                        lm=args.lm_score, fed=args.fed, profile=args.profile)
+                        lm=args.lm_score, fed=args.fed, profile=args.profile, interval_s=args.interval_s)
 
 
 def cmd_score(args) -> int:
@@ -318,7 +325,8 @@ def cmd_score(args) -> int:
         arguments.new_file(args.out, "--out", args.force)
     return score_command(args.samples, args.refs, train=args.train, second=args.second, tokenizer=args.tokenizer,
                          lowercase=not args.keep_case, protocol=args.protocol, orders=args.orders, num=args.num,
-                         out=args.out, oracle=args.oracle, force=args.force, max_oov=args.max_oov)
+                         out=args.out, oracle=args.oracle, force=args.force, max_oov=args.max_oov,
+                         interval_s=args.interval_s)
 
 
 def cmd_curves(args) -> int:

@@ -23,13 +23,13 @@ from textgan.metrics.coverage import unseen_fraction
 from textgan.metrics.latent import latent_metric_names, latent_metrics
 from textgan.metrics.nll import NLLGen, nll_gen
 from textgan.metrics.novelty import copy_fraction
-from textgan.timing import NoPhases, Phases
+from textgan.progress import NoProgress, Progress
 
 
 @torch.inference_mode()
 def generate(generator, num: int, max_len: int, rng: torch.Generator, temperature: float = 1.0,
-             z: torch.Tensor | None = None, batch_size: int = 512) -> torch.Tensor:
-    """Free-running samples (num, T) with z from the prior (or the given z)."""
+             z: torch.Tensor | None = None, batch_size: int = 512, progress: Progress | None = None) -> torch.Tensor:
+    """Free-running samples (num, T) with z from the prior (or the given z); `progress` counts them."""
     was_training = generator.training
     generator.eval()
     out = []
@@ -38,6 +38,8 @@ def generate(generator, num: int, max_len: int, rng: torch.Generator, temperatur
         zb = generator.sample_latent(b, rng) if z is None else z[start:start + b]
         out.append(generator.sample(zb, max_len, temperature=temperature, generator=rng,
                                     need_dists=False).tokens)
+        if progress is not None:
+            progress.advance(b)
     generator.train(was_training)
     return torch.cat(out).cpu()
 
@@ -88,16 +90,13 @@ def sample_metrics(ids: torch.Tensor, samples: list[list[str]], corpus: Corpus, 
 
 
 def texygen_metrics(generator, corpus: Corpus, samples: list[list[str]], seed: int,
-                    temperature: float, orders: list[int], phases: Phases | None = None) -> dict[str, float]:
+                    temperature: float, orders: list[int]) -> dict[str, float]:
     """The incumbent's protocol: first 200 samples vs the test set, and Self-BLEU of those 200
     against a second, independent sample set (drawn here with seed + 2)."""
-    phases = phases or NoPhases()
-    with phases.phase("texygen: second sample set"):
-        rng = torch.Generator(device=generator.out.weight.device).manual_seed(seed + 2)
-        ids = generate(generator, len(samples), corpus.max_len, rng, temperature=temperature)
-        second = [corpus.vocab.decode(row) for row in ids.tolist()]
-    with phases.phase("texygen: BLEU, Self-BLEU"):
-        return bleu_metrics(samples, corpus.test_sentences, orders, protocol="texygen", second=second)
+    rng = torch.Generator(device=generator.out.weight.device).manual_seed(seed + 2)
+    ids = generate(generator, len(samples), corpus.max_len, rng, temperature=temperature)
+    second = [corpus.vocab.decode(row) for row in ids.tolist()]
+    return bleu_metrics(samples, corpus.test_sentences, orders, protocol="texygen", second=second)
 
 
 def nll_gen_on_test(generator, corpus: Corpus, draws: int, seed: int, temperature: float = 1.0) -> NLLGen:
@@ -123,38 +122,37 @@ def latent_usage(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperat
 
 
 def evaluate(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperature: float = 1.0,
-             nll: bool | None = None, phases: Phases | None = None) -> tuple[dict[str, float], list[list[str]]]:
+             nll: bool | None = None, progress: Progress | None = None) -> tuple[dict[str, float], list[list[str]]]:
     """Metrics on `cfg.num_samples` fresh samples under `cfg.protocol`, and the samples as tokens.
     At a temperature other than 1 the NLL_gen figures score the same tempered distribution the
-    samples come from: one model, the one the samples describe. `phases` times each part."""
-    phases = phases or NoPhases()
+    samples come from: one model, the one the samples describe. `progress` is told each phase."""
+    progress = progress or NoProgress()
     device = generator.out.weight.device
-    with phases.phase("sampling"):
-        rng = torch.Generator(device=device).manual_seed(seed)
-        ids = generate(generator, cfg.num_samples, corpus.max_len, rng, temperature)
-        samples = [corpus.vocab.decode(row) for row in ids.tolist()]
+    rng = torch.Generator(device=device).manual_seed(seed)
+    progress.phase("sampling", cfg.num_samples)
+    ids = generate(generator, cfg.num_samples, corpus.max_len, rng, temperature, progress=progress)
+    samples = [corpus.vocab.decode(row) for row in ids.tolist()]
     exact_orders = [] if cfg.protocol == "texygen" else cfg.bleu_n  # texygen alone: no exact BLEU to compute
-    with phases.phase("BLEU, Self-BLEU, copies" if corpus.oracle is None else "NLL_oracle, copies"):
-        metrics = sample_metrics(ids, samples, corpus, exact_orders, cfg.num_references)
+    progress.phase("NLL_oracle" if corpus.oracle is not None else "BLEU and Self-BLEU")
+    metrics = sample_metrics(ids, samples, corpus, exact_orders, cfg.num_references)
     score_nll = cfg.nll_gen if nll is None else nll
     if score_nll:
-        with phases.phase("NLL_gen (test)"):
-            res = nll_gen_on_test(generator, corpus, cfg.latent_draws, seed, temperature)
+        progress.phase("NLL_gen of the test set")
+        res = nll_gen_on_test(generator, corpus, cfg.latent_draws, seed, temperature)
         metrics[f"nll_gen_mc{res.draws}_tok"] = res.per_token
         metrics["nll_gen_zmean_tok"] = res.per_token_prior_mean
         metrics["nll_gen_pos"] = res.per_position
     lengths = [len(s) for s in samples]
     metrics["mean_length"] = sum(lengths) / len(lengths)
-    with phases.phase("latent metrics"):
-        metrics.update(latent_usage(generator, corpus, cfg, seed, temperature))
+    progress.phase("latent metrics")
+    metrics.update(latent_usage(generator, corpus, cfg, seed, temperature))
     if cfg.protocol == "exact":
         return metrics, samples
     if score_nll:
-        with phases.phase("texygen: NLL_gen per position (train)"):
-            metrics["nll_gen_pos_train"] = train_nll_per_position(generator, corpus, cfg.latent_draws, seed,
-                                                                  temperature)
+        progress.phase("NLL_gen of the training set")
+        metrics["nll_gen_pos_train"] = train_nll_per_position(generator, corpus, cfg.latent_draws, seed, temperature)
     if corpus.oracle is not None:  # no BLEU on oracle ids
         return metrics, samples
-    extra = texygen_metrics(generator, corpus, samples, seed=seed, temperature=temperature, orders=cfg.bleu_n,
-                            phases=phases)
+    progress.phase("texygen protocol")
+    extra = texygen_metrics(generator, corpus, samples, seed=seed, temperature=temperature, orders=cfg.bleu_n)
     return {**metrics, **extra}, samples

@@ -10,7 +10,7 @@ import dataclasses
 import json
 import os
 import sys
-from contextlib import nullcontext
+import time
 from pathlib import Path
 
 import torch
@@ -24,8 +24,8 @@ from textgan.eval_reports import EXPOSURE_FILES, write_exposure
 from textgan.evaluate import evaluate
 from textgan.extra_metrics import Extras, check_flags, eval_ids, prepare_extras, sample_set_metrics
 from textgan.metrics.exposure import exposure_bias
+from textgan.progress import NoProgress, Progress, phase_table
 from textgan.sample import Loaded, load_generator
-from textgan.timing import NoPhases, Phases
 
 PROTOCOLS = choices(EvalConfig, "protocol")  # exact, texygen, both
 SWEEP_FILES = ("sweep.csv", "sweep.png", "events.out.tfevents.*")  # what a sweep writes in its folder
@@ -64,18 +64,18 @@ def load_run(path: str | Path, data: str | None = None, device: str = "cpu",
 
 
 def eval_metrics(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperature: float = 1.0,
-                 protocol: str = "exact", phases: Phases | None = None) -> dict[str, float]:
+                 protocol: str = "exact", progress: Progress | None = None) -> dict[str, float]:
     """`evaluate`'s metrics on `num` samples under `protocol` (the run's config sets the rest)."""
     if protocol not in PROTOCOLS:
         raise UserError(f"unknown --protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if num < 2:
         raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
     cfg = dataclasses.replace(loaded.config.eval, num_samples=num, protocol=protocol)
-    phases = phases or NoPhases()
-    metrics = evaluate(loaded.generator, corpus, cfg, seed, temperature=temperature, phases=phases)[0]
-    encoded = loaded.config.mle.objective == "elbo"  # a variational encoder to score with
-    with phases.phase("NLL_gen importance sampled (encoder)") if encoded else nullcontext():
-        return {**metrics, **posterior_metrics(loaded, corpus, seed, temperature)}
+    progress = progress or NoProgress()
+    metrics = evaluate(loaded.generator, corpus, cfg, seed, temperature=temperature, progress=progress)[0]
+    if loaded.config.mle.objective == "elbo":  # a variational encoder to score with
+        progress.phase("NLL_gen importance sampled with the encoder")
+    return {**metrics, **posterior_metrics(loaded, corpus, seed, temperature)}
 
 
 def posterior_metrics(loaded: Loaded, corpus: Corpus, seed: int, temperature: float = 1.0) -> dict[str, float]:
@@ -162,12 +162,14 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
                  temperature: float = 1.0, protocol: str = "exact", sweep: str | None = None,
                  out: str | Path | None = None, device: str = "cpu", weights: str = "auto", split: str = "test",
                  force: bool = False, max_oov: float = 1.0, exposure: bool = False,
-                 lm: bool = False, fed: bool = False, profile: bool = False) -> int:
+                 lm: bool = False, fed: bool = False, profile: bool = False,
+                 interval_s: float | None = None) -> int:
     """Print metrics (a "name value" line each) and write metrics.json, or run a temperature sweep.
     Without `out` the results go to RUN/eval, or the first of RUN/eval-2, -3, ... without them.
     `exposure` (oracle runs) adds the exposure-bias curves (textgan.metrics.exposure), `lm` the LM
     and reverse-LM scores (textgan.metrics.lm_score), `fed` the Fréchet embedding distance
-    (textgan.metrics.fed). `profile` prints the seconds of each phase to stderr at the end."""
+    (textgan.metrics.fed). Progress on stderr: a bar on a terminal, else a line every `interval_s`
+    seconds (None: the run's log.interval_s); `profile` prints the seconds of each phase at the end."""
     from textgan import sweep as sweep_mod
     from textgan.arguments import numbered_dir
 
@@ -176,12 +178,14 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
         raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
     extras = Extras(exposure=exposure, lm=lm, fed=fed)
     check_flags(extras, sweep=temps is not None)
-    phases = Phases() if profile else NoPhases()
-    with phases.phase("loading: checkpoint, corpus"):
-        loaded, corpus = load_run(path, data, device, weights, split)
+    started = time.monotonic()
+    loaded, corpus = load_run(path, data, device, weights, split)
+    loading = {"loading: checkpoint, corpus": time.monotonic() - started}
     num = num or loaded.config.eval.num_samples
-    with phases.phase("loading: FED's encoder") if fed else nullcontext():
-        prepare_extras(extras, corpus, path, num, device)  # FED's encoder: a missing extra fails here, before any work
+    started = time.monotonic()
+    prepare_extras(extras, corpus, path, num, device)  # FED's encoder: a missing extra fails here, before any work
+    if fed:
+        loading["loading: FED's encoder"] = time.monotonic() - started
     if data:
         check_oov(corpus, data, max_oov)
     fpenv.apply(loaded.config.run)  # as the run trained
@@ -191,10 +195,13 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
     out_dir = Path(out) if out else numbered_dir(run_dir_of(Path(path)) / "eval", targets)
     if not out and out_dir.name != "eval":
         print(f"{out_dir.with_name('eval')} holds an earlier result; writing to {out_dir}", file=sys.stderr)
+    interval_s = loaded.config.log.interval_s if interval_s is None else interval_s
     if temps is not None:
         more = ((lambda ids, t: sample_set_metrics(extras, corpus, ids, seed=seed, device=device))
                 if extras.per_sample_set else None)
-        rows = sweep_mod.temperature_sweep(loaded, corpus, temps, num=num, seed=seed, extra=more)
+        with Progress("eval", interval_s) as progress:
+            rows = sweep_mod.temperature_sweep(loaded, corpus, temps, num=num, seed=seed, progress=progress,
+                                               extra=more)
         for row in rows:
             print(" ".join(f"{k}={v:.6g}" for k, v in row.items()))
         for written in sweep_mod.write_sweep(rows, out_dir, sweep_mod.axes(corpus, loaded.config.eval.bleu_n),
@@ -202,16 +209,17 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
             print(f"wrote {written}", file=sys.stderr)
         print(f"wrote TensorBoard scalars sweep/* to {out_dir}", file=sys.stderr)
         return 0
-    metrics = eval_metrics(loaded, corpus, num=num, seed=seed, temperature=temperature, protocol=protocol,
-                           phases=phases)
-    eb = None
-    if exposure:  # seeds seed + 10, + 11, + 12: none of evaluate's draws
-        with phases.phase("exposure bias"):
+    with Progress("eval", interval_s) as progress:
+        metrics = eval_metrics(loaded, corpus, num=num, seed=seed, temperature=temperature, protocol=protocol,
+                               progress=progress)
+        eb = None
+        if exposure:  # seeds seed + 10, + 11, + 12: none of evaluate's draws
+            progress.phase("exposure bias")
             eb = exposure_bias(corpus.oracle, loaded.generator, num=num, seed=seed + 10, temperature=temperature,
                                draws=loaded.config.eval.latent_draws)
-        metrics.update(eb.summary())
-    if extras.per_sample_set:
-        with phases.phase("LM scores, FED"):
+            metrics.update(eb.summary())
+        if extras.per_sample_set:
+            progress.phase("LM scores, FED")
             ids = eval_ids(loaded, corpus, num, seed, temperature)
             metrics.update(sample_set_metrics(extras, corpus, ids, seed=seed, device=device))
     for name, value in metrics.items():
@@ -230,7 +238,8 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
             print(f"wrote {written}", file=sys.stderr)
         print(f"wrote TensorBoard scalars exposure_bias/* (step = position) to {out_dir}", file=sys.stderr)
     if profile:
-        print(f"time by phase ({num} samples, protocol {protocol}):\n{phases.table()}", file=sys.stderr)
+        print(f"time by phase ({num} samples, protocol {protocol}):\n{phase_table({**loading, **progress.seconds})}",
+              file=sys.stderr)
     return 0
 
 

@@ -5,33 +5,14 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from textgan.progress import Phase, duration
+
 LOG_FILE = "train.log"  # in the run folder: the progress lines and the final metrics
-
-
-@dataclass
-class _Phase:
-    """The phase a progress line describes: its name, size and how far it has come."""
-    desc: str
-    total: int
-    done: int
-    start_done: int
-    started: float = field(default_factory=time.monotonic)
-
-
-def duration(seconds: float) -> str:
-    """3725 -> '1h02m05s'; 65 -> '1m05s'; 4.2 -> '4s'."""
-    if not math.isfinite(seconds):
-        return "?"
-    s = int(round(seconds))
-    h, m = divmod(s, 3600)
-    m, s = divmod(m, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
 def metrics_table(metrics: dict[str, float], title: str) -> list[str]:
@@ -59,7 +40,7 @@ class Monitor:
         self.progress = progress and enabled
         self.interval_s = interval_s if enabled and not self.progress else 0.0
         self.bar = None
-        self.phase: _Phase | None = None
+        self.phase: Phase | None = None
         self.last_line = time.monotonic()
 
     def scalars(self, values: dict[str, float], step: int) -> None:
@@ -87,7 +68,7 @@ class Monitor:
             self.bar = tqdm(total=total, desc=desc, initial=initial, file=sys.stderr,
                             dynamic_ncols=True, leave=False)
         elif self.interval_s > 0:
-            self.phase = _Phase(desc, total, initial, initial)
+            self.phase = Phase(desc, total, initial, initial)
 
     def advance(self, postfix: dict[str, float]) -> None:
         if self.bar is not None:
@@ -126,3 +107,4 @@ class Monitor:
         self.close_bar()
         if self.writer is not None:
             self.writer.close()
+

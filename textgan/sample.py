@@ -1,6 +1,7 @@
-"""Sampling text from a trained generator: from a seed, a given z, or along a latent path.
+"""Sampling text from a trained generator: from a seed, a given z, or along a latent path,
+streamed in chunks; sentence i depends on (seed, i) only (its z and noise: textgan.draws).
 
-Shapes: N sentences, Z latent.
+Shapes: N sentences, T time, V vocabulary, Z latent.
 """
 from __future__ import annotations
 
@@ -12,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from textgan import accel, checkpoint
+from textgan import accel, checkpoint, draws
 from textgan.config import WEIGHTS, Config
 from textgan.data import Vocab, banned_ids
 from textgan.errors import UserError
-from textgan.evaluate import generate
 from textgan.models import Generator, build_generator
 
 
@@ -65,18 +65,15 @@ def load_generator(path: str | Path, device: str = "cpu", warn=print, weights: s
 
 def sample_text(loaded: Loaded, num: int, seed: int, temperature: float = 1.0,
                 z: torch.Tensor | None = None) -> list[str]:
-    """`num` sentences; z from the prior seeded by `seed` unless given, (N, Z)."""
-    g = loaded.generator
-    rng = torch.Generator(device=g.out.weight.device).manual_seed(seed)
-    if z is not None:
-        z = z.to(g.out.weight.device)
-    ids = generate(g, num, loaded.max_len, rng, temperature=temperature, z=z)
-    return [" ".join(loaded.vocab.decode(row)) for row in ids.tolist()]
+    """`num` sentences; sentence i from z_i (the prior draw of (seed, i) unless z (N, Z) is given)
+    and the Gumbel noise of (seed, i), whatever `num` (textgan.draws)."""
+    return [line for lines in stream_text(loaded, num, seed, temperature, z=z) for line in lines]
 
 
 def latent_from_seed(loaded: Loaded, seed: int, num: int = 1) -> torch.Tensor:
+    """The prior draws z (num, Z) of samples 0 .. num - 1 under `seed`: what sample_text uses."""
     g = loaded.generator
-    return g.sample_latent(num, torch.Generator(device=g.out.weight.device).manual_seed(seed))
+    return draws.latents(g.prior, g.latent_dim, draws.sample_keys(seed, 0, num)[1], draws.uniform_source(g))
 
 
 def load_latent(path: str | Path) -> np.ndarray:
@@ -112,34 +109,107 @@ def read_latent(path: str | Path, latent_dim: int) -> torch.Tensor:
     return check_latent(load_latent(path), latent_dim, path)
 
 
-def stream_text(loaded: Loaded, num: int, seed: int, temperature: float = 1.0, z: torch.Tensor | None = None,
-                chunk: int = 512) -> Iterator[list[str]]:
-    """`sample_text`'s sentences, `chunk` at a time: memory stays bounded whatever `num`. One RNG
-    runs through the chunks as `generate` runs through its batches, so with chunk 512 (its batch)
-    the sentences are sample_text's, line for line."""
+@dataclass
+class Samples:
+    """One chunk of sentences and the latents behind them."""
+    lines: list[str]
+    z: torch.Tensor  # (N, Z) on CPU; zeros for prior=none
+
+
+@torch.inference_mode()
+def _decode(loaded: Loaded, z: torch.Tensor, temperature: float, noise: torch.Tensor | None,
+            greedy: bool = False) -> list[str]:
+    """Sentences of z (N, Z) under Gumbel noise (T, N, V), or with the noise off (greedy)."""
+    g, device = loaded.generator, loaded.generator.out.weight.device
+    if greedy:
+        from textgan.encoding import greedy_decode  # (encoding imports this module)
+
+        ids = greedy_decode(g, z.to(device), loaded.max_len)
+    else:
+        ids = g.sample(z.to(device), loaded.max_len, temperature=temperature, need_dists=False,
+                       noise=None if noise is None else noise.to(device)).tokens
+    return [" ".join(loaded.vocab.decode(row)) for row in ids.tolist()]
+
+
+def stream_samples(loaded: Loaded, num: int, seed: int, temperature: float = 1.0, z: torch.Tensor | None = None,
+                   chunk: int | None = None, greedy: bool = False) -> Iterator[Samples]:
+    """`num` sentences a chunk at a time, so memory stays bounded whatever `num`. Sentence i comes
+    from z_i (the prior draw of (seed, i), or row i of z (N, Z)) and the Gumbel noise of (seed, i)
+    (none with `greedy`): the same sentence whatever `num` and `chunk` (textgan.draws)."""
     g = loaded.generator
-    rng = torch.Generator(device=g.out.weight.device).manual_seed(seed)
-    for start in range(0, num, chunk):
-        b = min(chunk, num - start)
-        zb = None if z is None else z[start:start + b].to(g.out.weight.device)
-        ids = generate(g, b, loaded.max_len, rng, temperature=temperature, z=zb)
-        yield [" ".join(loaded.vocab.decode(row)) for row in ids.tolist()]
+    uniforms = draws.uniform_source(g)
+    size = chunk or draws.chunk_size(loaded.max_len, g.vocab_size)
+    for start in range(0, num, size):
+        b = min(size, num - start)
+        noise_keys, latent_keys = draws.sample_keys(seed, start, b)
+        zb = draws.latents(g.prior, g.latent_dim, latent_keys, uniforms) if z is None else z[start:start + b].cpu()
+        noise = None if greedy or g.noise == "none" else draws.gumbel(noise_keys, loaded.max_len, g.vocab_size,
+                                                                        uniforms)  # (T, b, V)
+        yield Samples(_decode(loaded, zb, temperature, noise, greedy), zb)
 
 
-def write_lines(chunks: Iterable[list[str]], out: Path | None, force: bool = False) -> None:
-    """Print each chunk of sentences as it comes, and append it to `out` (a new file unless `force`)."""
-    fh = open(out, "w" if force else "x", encoding="utf-8") if out else None
+def stream_text(loaded: Loaded, num: int, seed: int, temperature: float = 1.0, z: torch.Tensor | None = None,
+                chunk: int | None = None) -> Iterator[list[str]]:
+    """`stream_samples`' sentences only."""
+    for samples in stream_samples(loaded, num, seed, temperature, z=z, chunk=chunk):
+        yield samples.lines
+
+
+class LatentFile:
+    """--save-z: the (N, Z) float32 latents behind the sentences, filled chunk by chunk into a
+    memory-mapped .npy beside the target and renamed onto it once every row is in, so a stopped
+    run leaves no file that looks complete; an existing file is replaced only with `force`."""
+
+    def __init__(self, path: str | Path, rows: int, dim: int, force: bool = False):
+        self.path, self.force, self.filled = Path(path), force, 0
+        self.tmp = self.path.with_name(self.path.name + ".partial")
+        try:
+            self.array = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=np.float32, shape=(rows, dim))
+        except OSError as err:
+            raise UserError(f"cannot write --save-z {path} ({err.strerror or err}); choose a writable path") from None
+
+    def write(self, z: torch.Tensor) -> None:
+        self.array[self.filled:self.filled + z.shape[0]] = z.detach().numpy()
+        self.filled += z.shape[0]
+
+    def finish(self) -> Path:
+        self.array.flush()
+        del self.array
+        if self.path.exists() and not self.force:
+            self.abandon()
+            raise UserError(f"--save-z {self.path} appeared while sampling; nothing overwritten, rerun with "
+                            "another name or --force")
+        self.tmp.replace(self.path)
+        return self.path
+
+    def abandon(self) -> None:
+        self.__dict__.pop("array", None)
+        self.tmp.unlink(missing_ok=True)
+
+
+def write_lines(chunks: Iterable[Samples], out: Path | None, force: bool = False,
+                save_z: LatentFile | None = None) -> None:
+    """Print each chunk of sentences as it comes, append it to `out` (a new file unless `force`),
+    and its latents to `save_z`, which is completed when every chunk is written."""
+    fh = None
     try:
-        for lines in chunks:
-            text = "".join(f"{line}\n" for line in lines)
+        fh = open(out, "w" if force else "x", encoding="utf-8") if out else None
+        for chunk in chunks:
+            text = "".join(f"{line}\n" for line in chunk.lines)
             sys.stdout.write(text)
             sys.stdout.flush()
             if fh:
                 fh.write(text)
                 fh.flush()
+            if save_z:
+                save_z.write(chunk.z)
+        if save_z:
+            print(f"wrote {save_z.finish()} ({save_z.filled} latents)", file=sys.stderr)
     finally:
         if fh:
             fh.close()
+        if save_z and save_z.tmp.exists():
+            save_z.abandon()
 
 
 def interpolate(z0: torch.Tensor, z1: torch.Tensor, steps: int, spherical: bool = True) -> torch.Tensor:
@@ -155,13 +225,34 @@ def interpolate(z0: torch.Tensor, z1: torch.Tensor, steps: int, spherical: bool 
     return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
 
 
-def interpolation_text(loaded: Loaded, seed: int, seed_to: int, steps: int, temperature: float = 1.0,
-                       noise_seed: int = 0) -> list[str]:
-    """Walk the latent between the prior draws of two seeds; each point sees the same Gumbel noise,
-    so the text changes only because z does."""
-    if loaded.generator.prior == "none":
+def interpolation_samples(loaded: Loaded, seed: int, seed_to: int, steps: int,
+                          temperature: float = 1.0) -> Iterator[Samples]:
+    """Walk the latent from sample 0's prior draw under `seed` to that under `seed_to`; every point
+    sees sample 0's Gumbel noise under `seed`, so the text changes only because z does (and the
+    first point is `textgan sample --seed SEED --num 1`'s sentence)."""
+    g = loaded.generator
+    if g.prior == "none":
         raise UserError("this generator has prior=none: there is no latent to interpolate")
     path = interpolate(latent_from_seed(loaded, seed)[0], latent_from_seed(loaded, seed_to)[0], steps,
-                       spherical=loaded.generator.prior == "normal")
-    return [sample_text(loaded, 1, noise_seed, temperature, z=zi.unsqueeze(0))[0] for zi in path]
+                       spherical=g.prior == "normal")  # (steps, Z)
+    uniforms = draws.uniform_source(g)
+    noise = None if g.noise == "none" else draws.gumbel(draws.sample_keys(seed, 0, 1)[0], loaded.max_len,
+                                                        g.vocab_size, uniforms)  # (T, 1, V)
+    size = draws.chunk_size(loaded.max_len, g.vocab_size)
+    for start in range(0, steps, size):
+        zb = path[start:start + size]
+        yield Samples(_decode(loaded, zb, temperature, None if noise is None else noise.expand(-1, zb.shape[0], -1)),
+                      zb)
 
+
+def interpolation_text(loaded: Loaded, seed: int, seed_to: int, steps: int, temperature: float = 1.0) -> list[str]:
+    return [line for chunk in interpolation_samples(loaded, seed, seed_to, steps, temperature) for line in chunk.lines]
+
+
+def text_path_samples(loaded: Loaded, start: str, end: str, steps: int, which: str = "auto") -> Samples:
+    """The greedy sentences on the straight line between two sentences' z (`--from-text`), and that line."""
+    from textgan import encoding  # (encoding imports this module)
+
+    z = encoding.encode_text(loaded, [start, end], which)
+    path = interpolate(z[0], z[1], steps, spherical=False)
+    return Samples(encoding.decode_text(loaded, path), path.cpu())

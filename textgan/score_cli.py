@@ -16,6 +16,7 @@ from pathlib import Path
 from textgan.data import DataError, read_lines, read_sentences
 from textgan.errors import UserError
 from textgan.metrics import bleu_metrics, copy_fraction_rows, unseen_fraction
+from textgan.progress import Progress
 
 
 def score_text(samples: list[list[str]], references: list[list[str]], orders: Sequence[int],
@@ -89,10 +90,12 @@ def check_oov(samples: list[list[str]], references: list[list[str]], path: str, 
 def score_command(samples: str, refs: str | None = None, train: str | None = None, second: str | None = None,
                   tokenizer: str = "whitespace", lowercase: bool = True, protocol: str = "exact",
                   orders: str | None = None, num: int | None = None, out: str | None = None,
-                  oracle: str | None = None, force: bool = False, max_oov: float = 1.0) -> int:
+                  oracle: str | None = None, force: bool = False, max_oov: float = 1.0,
+                  interval_s: float = 30.0) -> int:
     """Print "name value" lines and, with `out`, write them to a new JSON file (or replace it with
     `force`). The share of the samples' tokens no reference holds is reported; above `max_oov` it is
-    an error (another tokenizer or corpus than the references')."""
+    an error (another tokenizer or corpus than the references'). Progress on stderr: a bar on a
+    terminal, else a line every `interval_s` seconds (0: none)."""
     if (refs is None) == (oracle is None):
         raise UserError("give --refs TEST (text: BLEU) or --oracle PARAMS.npz (token ids: NLL_oracle), one of the two")
     if oracle and (second or orders or protocol != "exact" or tokenizer != "whitespace" or not lowercase):
@@ -103,20 +106,27 @@ def score_command(samples: str, refs: str | None = None, train: str | None = Non
         raise UserError("--second serves the texygen Self-BLEU; add --protocol texygen or both, or drop --second")
     if out and Path(out).exists() and not force:
         raise UserError(f"--out {out} already exists; choose a new file name, or add --force to replace it")
-    if oracle:
-        metrics = score_oracle(read_ids(samples)[:num], oracle, train=read_ids(train) if train else None)
-    else:
-        hyps = read_sentences(samples, tokenizer, lowercase)[:num]
-        if protocol != "texygen" and len(hyps) < 2:
-            raise UserError(f"{samples} has {len(hyps)} sentence; leave-one-out Self-BLEU needs at least 2")
-        if protocol != "exact" and second is None:
-            print("note: self_bleuN_texygen needs --second FILE (an independent sample set); left out", file=sys.stderr)
-        references = read_sentences(refs, tokenizer, lowercase)
-        check_oov(hyps, references, samples, max_oov)
-        metrics = score_text(hyps, references, order_list, protocol,
-                             train=read_sentences(train, tokenizer, lowercase) if train else None,
-                             second=read_sentences(second, tokenizer, lowercase) if second else None)
-        num = len(hyps)
+    with Progress("score", interval_s) as progress:
+        progress.phase("reading the files")
+        if oracle:
+            ids = read_ids(samples)[:num]
+            train_ids = read_ids(train) if train else None
+            progress.phase(f"NLL_oracle of {len(ids)} sequences")
+            metrics = score_oracle(ids, oracle, train=train_ids)
+        else:
+            hyps = read_sentences(samples, tokenizer, lowercase)[:num]
+            if protocol != "texygen" and len(hyps) < 2:
+                raise UserError(f"{samples} has {len(hyps)} sentence; leave-one-out Self-BLEU needs at least 2")
+            if protocol != "exact" and second is None:
+                print("note: self_bleuN_texygen needs --second FILE (an independent sample set); left out",
+                      file=sys.stderr)
+            references = read_sentences(refs, tokenizer, lowercase)
+            check_oov(hyps, references, samples, max_oov)
+            train_sents = read_sentences(train, tokenizer, lowercase) if train else None
+            second_sents = read_sentences(second, tokenizer, lowercase) if second else None
+            progress.phase(f"BLEU and Self-BLEU of {len(hyps)} sentences against {len(references)}")
+            metrics = score_text(hyps, references, order_list, protocol, train=train_sents, second=second_sents)
+            num = len(hyps)
     for name, value in metrics.items():
         print(f"{name} {value:.6g}")
     if out:

@@ -34,6 +34,7 @@ from textgan.errors import UserError
 from textgan.evaluate import generate, latent_usage, nll_gen_on_test, sample_metrics
 from textgan.metrics.nll import sequence_nll
 from textgan.monitor import Monitor
+from textgan.progress import NoProgress, Progress
 from textgan.sample import Loaded
 
 SPEC_HELP = "START:STOP:COUNT with 0 < START < STOP and COUNT >= 2, e.g. 0.5:2.0:8"
@@ -71,32 +72,38 @@ def sample_entropy(generator, ids: torch.Tensor, z: torch.Tensor, temperature: f
 
 
 def sweep_row(loaded: Loaded, corpus: Corpus, temperature: float, num: int, seed: int,
-              extra: Callable | None = None) -> dict[str, float]:
-    """Quality and diversity of `num` samples at one temperature; `extra(ids, temperature)` adds
-    columns computed from the same samples (`textgan eval --lm-score / --fed`)."""
-    g = loaded.generator
+              progress: Progress | None = None, extra: Callable | None = None) -> dict[str, float]:
+    """Quality and diversity of `num` samples at one temperature; `progress` is told each phase;
+    `extra(ids, temperature)` adds columns computed from the same samples (`textgan eval
+    --lm-score / --fed`)."""
+    g, progress, at = loaded.generator, progress or NoProgress(), f"T={temperature:g}:"
     rng = torch.Generator(device=g.out.weight.device).manual_seed(seed)
     z = g.sample_latent(num, rng)  # (N, Z)
-    ids = generate(g, num, corpus.max_len, rng, temperature=temperature, z=z)  # (N, T)
+    progress.phase(f"{at} sampling", num)
+    ids = generate(g, num, corpus.max_len, rng, temperature=temperature, z=z, progress=progress)  # (N, T)
     samples = [corpus.vocab.decode(row) for row in ids.tolist()]
     row = {"temperature": temperature}
+    progress.phase(f"{at} {'NLL_oracle' if corpus.oracle is not None else 'BLEU and Self-BLEU'}")
     for name, value in sample_metrics(ids, samples, corpus, loaded.config.eval.bleu_n).items():
         row[name.replace("_exact", "").removesuffix("_loo")] = value  # CSV columns: bleuN, bleuN_se, self_bleuN
+    progress.phase(f"{at} NLL_gen and entropy")
     row["nll_gen_tok"] = nll_gen_on_test(g, corpus, loaded.config.eval.latent_draws, seed, temperature).per_token
     row["entropy_tok"] = sample_entropy(g, ids, z, temperature=temperature,
                                         eos_id=corpus.vocab.eos_id if corpus.add_eos else None)
     row["mean_length"] = sum(len(s) for s in samples) / len(samples)
+    progress.phase(f"{at} latent metrics")
     row.update(latent_usage(g, corpus, loaded.config.eval, seed, temperature))
     if extra is not None:
+        progress.phase(f"{at} LM scores, FED")
         row.update(extra(ids, temperature))
     return row
 
 
 def temperature_sweep(loaded: Loaded, corpus: Corpus, temperatures: list[float], num: int, seed: int,
-                      extra: Callable | None = None) -> list[dict]:
+                      progress: Progress | None = None, extra: Callable | None = None) -> list[dict]:
     if num < 2:
         raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
-    return [sweep_row(loaded, corpus, t, num=num, seed=seed, extra=extra) for t in temperatures]
+    return [sweep_row(loaded, corpus, t, num=num, seed=seed, progress=progress, extra=extra) for t in temperatures]
 
 
 @dataclass

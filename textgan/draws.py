@@ -1,0 +1,68 @@
+"""Per-sample randomness of `textgan sample`: the latent z and the per-step Gumbel noise of sample i
+are pure functions of (seed, i), so `--num 3` prints the first three lines of `--num 6` whatever
+the batch or chunk size, and `--z` of saved latents meets the noise the sentences had.
+
+Shapes: N samples, T time (steps), V vocabulary, Z latent.
+Built from textgan.philox, the project's one definition of noise, used as a keyed counter-based
+function: block i of the Philox stream keyed by the seed gives sample i two 64-bit keys, one for
+its noise, one for its latent. Element t * V + v of the noise key's stream is the uniform behind
+step t's Gumbel noise at token v (so step t's noise does not depend on max_len either), and
+elements 0 .. 2Z - 1 of the latent key's stream give z (Box-Muller for a normal prior).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from textgan import philox
+
+Uniforms = Callable[[int, int], torch.Tensor]  # (key, n) -> the n float32 uniforms (n,) of that key's stream
+
+
+def numpy_uniforms(key: int, n: int) -> torch.Tensor:
+    return torch.from_numpy(philox.uniform_bits(key, n))
+
+
+def uniform_source(generator) -> Uniforms:
+    """The C kernel where the generator's noise already takes it (run.accel), else the numpy
+    definition: the same bits either way."""
+    from textgan.accel import random as accel_random
+
+    return accel_random.uniform_with if generator.ops.uniform is accel_random.uniform else numpy_uniforms
+
+
+def sample_keys(seed: int, first: int, count: int) -> tuple[list[int], list[int]]:
+    """The (noise, latent) keys of samples first .. first + count - 1 under `seed`."""
+    words = philox.blocks(seed, first, count)  # (count, 4): four 32-bit words per sample
+    s32 = np.uint64(32)
+    noise = (words[:, 1] << s32) | words[:, 0]
+    latent = (words[:, 3] << s32) | words[:, 2]
+    return [int(k) for k in noise], [int(k) for k in latent]
+
+
+def latents(prior: str, latent_dim: int, keys: Sequence[int], uniforms: Uniforms = numpy_uniforms) -> torch.Tensor:
+    """z (N, Z) float32 on CPU, one row per latent key: N(0, I) by Box-Muller, U(-1, 1), or zeros
+    for prior none. The uniforms lie in the open interval, so the logarithm is finite."""
+    if prior == "none":
+        return torch.zeros(len(keys), latent_dim)
+    u = torch.stack([uniforms(key, 2 * latent_dim) for key in keys]).double()  # (N, 2Z)
+    if prior == "uniform":
+        z = 2.0 * u[:, :latent_dim] - 1.0
+    else:
+        z = (-2.0 * u[:, :latent_dim].log()).sqrt() * torch.cos(2.0 * math.pi * u[:, latent_dim:])
+    return z.float()
+
+
+def gumbel(keys: Sequence[int], steps: int, vocab_size: int, uniforms: Uniforms = numpy_uniforms) -> torch.Tensor:
+    """-log(-log U) (T, N, V) float32 on CPU, column n from the n-th noise key, as textgan.gumbel
+    makes it from its uniforms."""
+    u = torch.stack([uniforms(key, steps * vocab_size).view(steps, vocab_size) for key in keys], dim=1)
+    return u.log_().neg_().log_().neg_()
+
+
+def chunk_size(steps: int, vocab_size: int, floats: int = 1 << 24) -> int:
+    """Samples per chunk so one chunk's noise holds about `floats` floats (64 MB), at most 512."""
+    return max(1, min(512, floats // max(steps * vocab_size, 1)))
