@@ -89,6 +89,7 @@ def complete(net: Generator, z: torch.Tensor, tokens: torch.Tensor, lengths: tor
     return Completions(net._finish(out, None).tokens, k_minus_1 + 1, row)
 
 
+@torch.no_grad()
 def rollout_rewards(net: Generator, z: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor,
                     rollouts: int, generator: torch.Generator | None,
                     score: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -153,7 +154,7 @@ class SeqGAN(DiscreteGAN):
             norm = self.g_update(loss)
         self.follow()
         out = {"adv/g_loss": loss.item(), "adv/fake_tokens": float(fake.lengths.sum()),
-               "adv/reward": rewards[torch.arange(len(fake.lengths)), fake.lengths - 1].mean().item()}
+               "adv/reward": rewards.gather(1, (fake.lengths - 1).unsqueeze(1)).mean().item()}  # D(sample)
         if norm is not None:
             out["adv/g_grad_norm"] = norm
         return out
