@@ -165,3 +165,31 @@ def test_torchrun_refuses_a_policy_gradient_algorithm_before_writing(tmp_path, d
     assert res.returncode != 0
     assert "adversarial.algorithm=seqgan trains in one process only" in res.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def coco_mle_run(data_root, tmp_path_factory) -> Path:
+    """configs/coco_mle.yaml's model, one epoch on the tiny corpus: the start the COCO recipes name."""
+    runs = tmp_path_factory.mktemp("mle")
+    res = run_cli("train", str(REPO / "configs" / "coco_mle.yaml"), f"data.root={data_root}",
+                  "data.train=tiny/train.txt", "data.test=tiny/test.txt", "mle.epochs=1", "eval.num_samples=20",
+                  "eval.bleu_n=[2]", "log.progress=false", f"log.dir={runs}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    return runs / "coco_mle"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["coco_seqgan", "coco_maligan"])
+def test_the_coco_recipes_train_from_the_mle_run(coco_mle_run, data_root, tmp_path, recipe):
+    """The recipe as shipped (its generator from generator.init_from), on the tiny corpus, its
+    discriminator schedule and sizes cut so the test is quick."""
+    res = run_cli("train", str(REPO / "configs" / f"{recipe}.yaml"), f"data.root={data_root}",
+                  "data.train=tiny/train.txt", "data.test=tiny/test.txt", f"generator.init_from={coco_mle_run}",
+                  f"log.dir={tmp_path}", "log.progress=false", "adversarial.steps=2", "adversarial.d_pretrain_steps=1",
+                  "adversarial.batch_size=8", "policy_gradient.d_samples=8", "policy_gradient.d_epochs=1",
+                  "discriminator.filter_sizes=[1, 2, 3]", "discriminator.num_filters=[8, 8, 8]",
+                  *(["policy_gradient.rollouts=2"] if recipe == "coco_seqgan" else []),
+                  "eval.num_samples=20", "eval.bleu_n=[2]", "eval.every=0")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"generator initialised from {coco_mle_run}" in res.stderr
+    assert checkpoint.load(checkpoint.newest(tmp_path / recipe / "checkpoints"))["progress"]["step"] == 2
