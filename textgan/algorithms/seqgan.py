@@ -25,9 +25,6 @@ from textgan.config import AdversarialConfig, PolicyGradientConfig
 from textgan.gumbel import gumbel_noise
 from textgan.models import Generator
 
-SCORE_ROWS = 1024  # rollouts scored by D at a time (D's activations are (rows, filters, T))
-
-
 @dataclass
 class Completions:
     tokens: torch.Tensor  # (R, T) a sample's first `prefix` tokens, then the rollout's, pad after EOS
@@ -92,12 +89,14 @@ def complete(net: Generator, z: torch.Tensor, tokens: torch.Tensor, lengths: tor
 @torch.no_grad()
 def rollout_rewards(net: Generator, z: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor,
                     rollouts: int, generator: torch.Generator | None,
-                    score: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+                    score: Callable[[torch.Tensor], torch.Tensor], chunk: int | None = None) -> torch.Tensor:
     """Q (B, T): for each token before a sample's last the mean `score` (sentences (N, T) -> (N,))
-    of its prefix's completions, for the last the sample's own score, 0 past its end."""
+    of its prefix's completions, for the last the sample's own score, 0 past its end. `score`
+    takes `chunk` rows at a time (default 2B, a D step's real and fake batch: D's activations fit)."""
     b, t = tokens.shape
+    chunk = chunk or 2 * b
     done = complete(net, z, tokens, lengths, rollouts, generator)
-    scores = torch.cat([score(done.tokens[s:s + SCORE_ROWS]) for s in range(0, len(done.sample), SCORE_ROWS)]
+    scores = torch.cat([score(done.tokens[s:s + chunk]) for s in range(0, len(done.sample), chunk)]
                        or [tokens.new_zeros(0, dtype=torch.float)])
     q = torch.zeros(b, t, device=tokens.device, dtype=scores.dtype)
     q.index_put_((done.sample, done.prefix - 1), scores, accumulate=True)
