@@ -61,6 +61,7 @@ POLICY = ["adversarial.loss=standard", "adversarial.batch_size=8", "adversarial.
           "policy_gradient.d_samples=12", "policy_gradient.d_epochs=2"]
 SEQGAN = ["adversarial.algorithm=seqgan", *POLICY, "policy_gradient.rollouts=3"]
 MALIGAN = ["adversarial.algorithm=maligan", *POLICY]
+BASE = str(REPO / "configs" / "coco_mle.yaml")  # a config without settings of any algorithm
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -84,7 +85,7 @@ def test_an_option_of_another_algorithm_is_a_config_error(overrides, message):
 
 
 def test_an_option_of_another_algorithm_stops_the_cli_before_writing(tmp_path, data_root):
-    res = run_cli("train", *FAST, f"log.dir={tmp_path}", *SEQGAN, "gumbel.tau_end=0.001")
+    res = run_cli("train", BASE, *FAST, f"log.dir={tmp_path}", *SEQGAN, "gumbel.tau_end=0.001")
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert "gumbel.tau_end" in res.stderr and list(tmp_path.iterdir()) == []
 
@@ -102,7 +103,7 @@ def _scalars(run_dir: Path) -> dict[str, list[float]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("name, overrides", [("seqgan", SEQGAN), ("maligan", MALIGAN)])
 def test_a_policy_gradient_run_trains_end_to_end_from_the_cli(tmp_path, data_root, name, overrides):
-    res = run_cli("train", *FAST, f"log.dir={tmp_path}", f"log.name={name}", *overrides, "adversarial.steps=4",
+    res = run_cli("train", BASE, *FAST, f"log.dir={tmp_path}", f"log.name={name}", *overrides, "adversarial.steps=4",
                   "adversarial.d_pretrain_steps=1", "eval.every=2", "eval.sample_every=2", "log.checkpoint_every=2")
     assert res.returncode == 0, res.stderr[-3000:]
     run_dir = tmp_path / name
@@ -124,7 +125,7 @@ def test_a_seqgan_run_resumed_from_a_checkpoint_ends_bitwise_identical(tmp_path,
     schedule = [*FAST, *SEQGAN, "adversarial.steps=5", "adversarial.d_pretrain_steps=1", "log.checkpoint_every=1",
                 "log.keep_last=20", "eval.every=3", "eval.sample_every=3", "discriminator.dropout=0.25",
                 "generator.num_layers=2", "generator.dropout=0.1", "run.threads=1"]
-    res = run_cli("train", *schedule, f"log.dir={tmp_path / 'a'}", "log.name=run")
+    res = run_cli("train", BASE, *schedule, f"log.dir={tmp_path / 'a'}", "log.name=run")
     assert res.returncode == 0, res.stderr[-3000:]
     reference = tmp_path / "a" / "run"
     shutil.copytree(reference, tmp_path / "b")
@@ -160,7 +161,7 @@ def test_torchrun_refuses_a_policy_gradient_algorithm_before_writing(tmp_path, d
     env = {**os.environ, "PYTHONPATH": str(REPO), "MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo",
            "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "textgan", "train", *FAST, f"log.dir={tmp_path}", *SEQGAN]
+           "--master_port", str(_free_port()), "-m", "textgan", "train", BASE, *FAST, f"log.dir={tmp_path}", *SEQGAN]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode != 0
     assert "adversarial.algorithm=seqgan trains in one process only" in res.stderr

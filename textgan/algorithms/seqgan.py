@@ -25,6 +25,7 @@ from textgan.config import AdversarialConfig, PolicyGradientConfig
 from textgan.gumbel import gumbel_noise
 from textgan.models import Generator
 
+
 @dataclass
 class Completions:
     tokens: torch.Tensor  # (R, T) a sample's first `prefix` tokens, then the rollout's, pad after EOS
