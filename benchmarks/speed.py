@@ -171,6 +171,11 @@ def main() -> None:
     mle_and_peak()
     mle_s = min(mle_times)
 
+    # the policy-gradient objectives on the same models and batch (SeqGAN: 16 rollouts per prefix)
+    policy = {name: timed(trainer([f"adversarial.algorithm={name}", "adversarial.loss=standard"]).adversarial_step,
+                          warmup=1, repeats=max(2, args.iters // 3)) for name in ("seqgan", "maligan")}
+    say("; ".join(f"{name} iteration median {statistics.median(t):.2f} s" for name, t in policy.items()))
+
     # run.accel=off beside it: the models' plain torch ops, what accel's kernels are measured against
     plain = trainer(["run.accel=off"])
     off_adv = timed(plain.adversarial_step, warmup=1, repeats=max(2, args.iters // 3))
@@ -194,6 +199,8 @@ def main() -> None:
         f"adv_frac_peak_{other}_highway": other_flop / 1e9 / other_s / peak,
         "adv_iter_s_compiled": comp_s, "adv_frac_peak_compiled": adv_flop / 1e9 / comp_s / peak,
         "compile_first_step_s": compile_s,
+        **{f"adv_iter_s_{name}": statistics.median(t) for name, t in policy.items()},
+        **{f"adv_iter_s_{name}_all": t for name, t in policy.items()},
         "adv_iter_s_accel_off": statistics.median(off_adv), "adv_iter_s_accel_off_all": off_adv,
         "mle_epoch_s_accel_off": min(off_mle), "mle_epoch_s_accel_off_all": off_mle,
         "mle_epoch_s": mle_s, "mle_epoch_s_all": mle_times, "mle_epoch_s_median": statistics.median(mle_times),

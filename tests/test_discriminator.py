@@ -266,3 +266,19 @@ def test_spectral_norm_bounds_every_weight_and_survives_a_reload(kind):
     again.load_state_dict(disc.state_dict())
     again.eval()
     torch.testing.assert_close(again(x), disc(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("make", [relgan, lstm_disc], ids=["relgan_cnn", "lstm"])
+def test_forward_tokens_is_forward_of_the_one_hots(make):
+    """The policy-gradient algorithms score token ids without making (B, T, V) one-hots; the
+    logits and D's gradients are those of the one-hots, padding included."""
+    disc = make().eval()
+    v = disc.embed.in_features
+    tokens = torch.randint(1, v, (6, 7), generator=torch.Generator().manual_seed(3))
+    tokens[:3, 4:] = 0  # padded sentences
+    one_hot = F.one_hot(tokens, v).to(torch.float64)
+    torch.testing.assert_close(disc.forward_tokens(tokens), disc(one_hot), rtol=1e-12, atol=1e-12)
+    grads = [torch.autograd.grad(f().sum(), list(disc.parameters())) for f in
+             (lambda: disc.forward_tokens(tokens), lambda: disc(one_hot))]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

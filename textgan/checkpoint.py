@@ -133,6 +133,9 @@ class Optimizers:
 LATENT_PARTS = ("encoder", "info_head")  # mle.objective elbo's q(z | x); adversarial.info_weight's head
 
 
+ALGORITHM_PARTS = ("rollout",)  # adversarial.algorithm seqgan's rollout network (a generator's weights)
+
+
 @dataclass
 class LatentPart:
     """A latent network's weights and its optimizer's state_dict()."""
@@ -152,10 +155,12 @@ class Average:
 def write_training(*, generator: dict, discriminator: dict, optimizers: Optimizers, progress: dict,
                    shared: SharedStreams, own: RankStreams, ranks: list[RankStreams] | None,
                    metrics: dict[str, float], metrics_split: str, generator_avg: Average | None,
-                   latent_parts: dict[str, LatentPart] | None = None) -> dict:
+                   latent_parts: dict[str, LatentPart] | None = None,
+                   algorithm_parts: dict[str, dict] | None = None) -> dict:
     """The trainer's state as a checkpoint dict. `own`: this process's streams, stored at the top
     level (rank 0's); `ranks`: under torchrun every rank's, in rank order, else None.
-    `latent_parts`: the encoder / reconstruction head by LATENT_PARTS name (runs with them only)."""
+    `latent_parts`: the encoder / reconstruction head by LATENT_PARTS name (runs with them only).
+    `algorithm_parts`: the adversarial algorithm's own networks' weights by ALGORITHM_PARTS name."""
     rng = {"data": shared.data, "noise": own.noise, "epoch": shared.epoch, "torch": own.torch, "cuda": own.cuda}
     if ranks is not None:
         rng["ranks"] = [{"noise": r.noise, "torch": r.torch, "cuda": r.cuda} for r in ranks]
@@ -168,7 +173,17 @@ def write_training(*, generator: dict, discriminator: dict, optimizers: Optimize
         if name not in LATENT_PARTS:
             raise ValueError(f"unknown latent part {name!r}; one of {LATENT_PARTS}")
         state[name] = {"weights": part.weights, "optimizer": part.optimizer}
+    for name, weights in (algorithm_parts or {}).items():
+        if name not in ALGORITHM_PARTS:
+            raise ValueError(f"unknown algorithm part {name!r}; one of {ALGORITHM_PARTS}")
+        state[name] = weights
     return state
+
+
+def read_algorithm_part(state: dict, name: str) -> dict | None:
+    """The saved weights of the algorithm's `name` (an ALGORITHM_PARTS entry) network; None in a
+    checkpoint without it (another algorithm, or one saved before the network was made)."""
+    return state.get(name)
 
 
 def read_latent_part(state: dict, name: str) -> LatentPart | None:

@@ -246,8 +246,12 @@ class AdversarialConfig:
     # to every generator update and minimised by generator and head together; 0 = off
     info_weight: float = 0.0
     # the GAN objective, one file in textgan/algorithms/: gumbel = RelGAN's, D scores the
-    # generator's Gumbel-softmax relaxed samples and G's loss back-propagates through them
-    algorithm: Literal["gumbel"] = "gumbel"
+    # generator's Gumbel-softmax relaxed samples and G's loss back-propagates through them;
+    # seqgan = REINFORCE with Monte Carlo rollouts (Yu et al. 2017); maligan = the normalised
+    # importance-weighted likelihood of the discriminator's odds (Che et al. 2017). The last two
+    # sample discrete sentences, train D with binary cross-entropy (loss: standard) and take
+    # their settings from policy_gradient.*; gumbel's from gumbel.*
+    algorithm: Literal["gumbel", "seqgan", "maligan"] = "gumbel"
 
     def __post_init__(self) -> None:
         for name in ("steps", "d_pretrain_steps", "mle_weight_steps"):
@@ -263,6 +267,30 @@ class AdversarialConfig:
         _check(self.mle_weight >= 0, "mle_weight", "must be >= 0 (0 = off)")
         _check(0 <= self.g_ema < 1, "g_ema", "must be in [0, 1) (0 = off)")
         _check(self.info_weight >= 0 and math.isfinite(self.info_weight), "info_weight", "must be >= 0 (0 = off)")
+
+
+@dataclass
+class PolicyGradientConfig:
+    """adversarial.algorithm seqgan and maligan: discrete samples, rewards from D."""
+    # seqgan: Monte Carlo completions of each prefix scored by D, whose mean is that token's reward
+    # (Yu et al. 2017: 16)
+    rollouts: int = 16
+    # seqgan: the rollout network is a delayed copy of the generator; after each generator update
+    # every weight but the embedding moves to rate * its own + (1 - rate) * the generator's
+    # (SeqGAN's code: 0.8; the embedding is copied). 0 = the rollouts use the generator itself
+    rollout_update_rate: float = 0.8
+    # each of adversarial.d_steps (and d_pretrain_steps) draws this many fakes and as many real
+    # sentences, then trains D for d_epochs epochs over them in mixed, shuffled batches of
+    # adversarial.batch_size (SeqGAN: 10000 fakes, 3 epochs); 0 = one batch of each
+    d_samples: int = 0
+    d_epochs: int = 1
+
+    def __post_init__(self) -> None:
+        _check(self.rollouts >= 1, "rollouts", "must be >= 1")
+        _check(0.0 <= self.rollout_update_rate < 1.0, "rollout_update_rate",
+               "must be in [0, 1) (0 = roll out with the generator itself)")
+        _check(self.d_samples >= 0, "d_samples", "must be >= 0 (0 = adversarial.batch_size)")
+        _check(self.d_epochs >= 1, "d_epochs", "must be >= 1")
 
 
 @dataclass
@@ -408,6 +436,7 @@ class Config:
     gumbel: GumbelConfig = field(default_factory=GumbelConfig)
     mle: MLEConfig = field(default_factory=MLEConfig)
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    policy_gradient: PolicyGradientConfig = field(default_factory=PolicyGradientConfig)
     latent: LatentConfig = field(default_factory=LatentConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -421,10 +450,47 @@ class Config:
                "recovers z, but generator.prior is none (no z); set a prior or info_weight=0")
         _check(self.mle.patience > 0 or self.mle.plateau_lr_factor == 1.0, "mle.plateau_lr_factor",
                "acts at mle.patience's evaluations; set mle.patience >= 1 too, or leave it at 1")
+        _check_algorithm_options(self)
         if self.mle.patience:  # it stops on the held-out NLL_gen of the MLE evaluations
             _check(self.eval.nll_gen and self.eval.mle_every >= 1, "mle.patience",
                    "needs eval.nll_gen: true and eval.mle_every >= 1 (it watches held-out NLL_gen); "
                    "set them, or mle.patience: 0")
+
+
+# settings that only one family of adversarial.algorithm reads: set (away from their defaults)
+# with another algorithm they are a mistake, not a no-op
+GUMBEL_ONLY = [("gumbel", f.name) for f in dataclasses.fields(GumbelConfig)] + [
+    ("adversarial", "gp_weight"), ("adversarial", "mle_weight"), ("adversarial", "mle_weight_steps"),
+    ("adversarial", "info_weight")]
+SEQGAN_ONLY = [("policy_gradient", "rollouts"), ("policy_gradient", "rollout_update_rate")]
+POLICY_GRADIENT = [("policy_gradient", f.name) for f in dataclasses.fields(PolicyGradientConfig)]
+
+
+def _default(cls: type, name: str) -> Any:
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def _check_algorithm_options(cfg: "Config") -> None:
+    """An option of another adversarial.algorithm than the chosen one is a one-line error."""
+    algo = cfg.adversarial.algorithm
+    foreign = {"gumbel": POLICY_GRADIENT, "seqgan": GUMBEL_ONLY, "maligan": GUMBEL_ONLY + SEQGAN_ONLY}[algo]
+    for section, name in foreign:
+        value = getattr(getattr(cfg, section), name)
+        if value != _default(type(getattr(cfg, section)), name):
+            owner = "gumbel" if (section, name) in GUMBEL_ONLY else (
+                "seqgan" if (section, name) in SEQGAN_ONLY else "seqgan and maligan")
+            raise ConfigError(f"{section}.{name}: an option of adversarial.algorithm {owner}, not {algo}; "
+                              f"remove it, or set adversarial.algorithm={owner.split()[0]}")
+    if algo == "gumbel":
+        return
+    _check(cfg.adversarial.loss == "standard", "adversarial.loss",
+           f"{algo} trains its discriminator with binary cross-entropy: set adversarial.loss=standard "
+           f"(not {cfg.adversarial.loss})")
+    _check(cfg.generator.feedback == "hard", "generator.feedback",
+           f"{algo} samples discrete sentences: set generator.feedback=hard (not {cfg.generator.feedback})")
+    _check(cfg.generator.noise == "gumbel", "generator.noise",
+           f"{algo} needs sampled (not argmax) tokens: set generator.noise=gumbel")
 
 
 # which generator of a checkpoint `textgan sample/eval` load (textgan.sample.load_generator): kept

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from textgan import accel, checkpoint, distributed, encoding, latent_training, runs, warm_start
+from textgan import accel, algorithms, checkpoint, distributed, encoding, latent_training, runs, warm_start
 from textgan import config as config_mod
 from textgan.corpus import Corpus, prepare
 from textgan.data import Vocab
@@ -77,6 +77,7 @@ def train_command(config_path: str | None, overrides: list[str], resume: str | N
         cfg = runs.load_config(Path(resume), overrides)
     _check_device(cfg.run.device)
     with distributed.launched(cfg.run.device) as dist:
+        algorithms.check_distributed(cfg.adversarial.algorithm, dist.world_size)  # before any run folder
         for size in (cfg.mle.batch_size, cfg.adversarial.batch_size):
             dist.per_rank_batch(size, cfg.run.batch_is_global)
         return _train(cfg, config_path, resume, force, dist)

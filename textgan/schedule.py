@@ -124,8 +124,10 @@ def _adversarial(trainer: Trainer, on_checkpoint) -> None:
             _roll_back_if_diverging(trainer)
             mon.start_bar(steps, "adversarial", initial=p.step)
             continue
-        mon.advance({"d": stats.get("adv/d_loss", math.nan), "g": stats.get("adv/g_loss", math.nan),
-                     "tau": stats["adv/tau"], "tok/s": stats["adv/tokens_per_s"]})
+        shown = {"d": stats.get("adv/d_loss", math.nan), "g": stats.get("adv/g_loss", math.nan)}
+        if "adv/tau" in stats:  # an algorithm with relaxed samples
+            shown["tau"] = stats["adv/tau"]
+        mon.advance({**shown, "tok/s": stats["adv/tokens_per_s"]})
         if should(cfg.eval.every, p.step, steps):
             trainer.evaluate()
         if should(cfg.eval.sample_every, p.step, steps):

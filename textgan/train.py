@@ -70,7 +70,7 @@ class Trainer:
         players = Players(g=self.g, d=self.d, opt_g=self.opt_g, opt_d=self.opt_d, batches=self.batches,
                           noise=self.noise_rng, updates=self.updates, progress=self.progress,
                           batch_size=self.adv_bs, latent=self.latent)
-        self.algorithm = build_algorithm(players, adv, cfg.gumbel)
+        self.algorithm = build_algorithm(players, cfg)
         self.evaluation = Evaluation(cfg, corpus, self.progress, monitor, dist, latent=self.latent)
 
     def state_dict(self) -> dict:
@@ -85,7 +85,7 @@ class Trainer:
             metrics=self.last_metrics, metrics_split=self.corpus.eval_split,
             generator_avg=None if self.G_avg is None else checkpoint.Average(self.G_avg.module.state_dict(),
                                                                              self.G_avg.updates),
-            latent_parts=self.latent.state_dict())
+            latent_parts=self.latent.state_dict(), algorithm_parts=self.algorithm.state_dict())
 
     def load_state_dict(self, state: dict) -> None:
         for name, module, weights in (("generator", self.G, checkpoint.read_generator(state)),
@@ -99,6 +99,7 @@ class Trainer:
         saved = checkpoint.read_optimizers(state)
         for optimizer, own in ((self.opt_mle, saved.mle), (self.opt_g, saved.g), (self.opt_d, saved.d)):
             load_optimizer(optimizer, own)
+        self.algorithm.load_state_dict(state)  # after the generator: SeqGAN's rollout network is a copy of it
         self.progress.load(checkpoint.read_progress(state))
         self.streams.load(state)
         self.latent.load_state_dict(state)
@@ -163,7 +164,8 @@ class Trainer:
 
     def adversarial_step(self) -> dict[str, float]:
         """adversarial.d_steps D updates, then adversarial.g_steps G updates (the other way
-        round with order g_first), at this step's Gumbel temperature."""
+        round with order g_first), at this step's Gumbel temperature (logged as adv/tau by an
+        algorithm that relaxes its samples)."""
         adv = self.cfg.adversarial
         t0, skipped = time.perf_counter(), self.progress.skipped
         tau = tau_at(self.progress.step, self.cfg.gumbel, adv.steps)
@@ -180,7 +182,9 @@ class Trainer:
             self.G_avg.update(self.G)
         elapsed = time.perf_counter() - t0
         self.updates.end_step(skipped)
-        stats.update({"adv/tau": tau, "adv/g_lr": self.opt_g.param_groups[0]["lr"],
+        if self.algorithm.relaxed:
+            stats["adv/tau"] = tau
+        stats.update({"adv/g_lr": self.opt_g.param_groups[0]["lr"],
                       "adv/d_lr": self.opt_d.param_groups[0]["lr"],
                       "adv/tokens_per_s": stats.pop("adv/fake_tokens") * adv.g_steps / elapsed,
                       "adv/step_s": elapsed})

@@ -1,18 +1,34 @@
 """GAN objectives, one file each: the discriminator and generator updates of one adversarial
 step. `adversarial.algorithm` names one of ALGORITHMS; the trainer calls only its `d_step(tau)`
-and `g_step(tau)`, so a new objective (SeqGAN's REINFORCE, MaliGAN, ...) is a new file here, an
-entry below and a config value, with no edit to the trainer.
+and `g_step(tau)` (and saves and loads its `state_dict`), so a new objective is a new file here,
+an entry below and a config value, with no edit to the trainer.
 """
 from __future__ import annotations
 
 from textgan.algorithms.base import Algorithm, Players
 from textgan.algorithms.gumbel_gan import GumbelGAN
-from textgan.config import AdversarialConfig, GumbelConfig
+from textgan.algorithms.maligan import MaliGAN
+from textgan.algorithms.policy import one_process_only
+from textgan.algorithms.seqgan import SeqGAN
+from textgan.config import Config
+from textgan.errors import UserError
 
 ALGORITHMS: dict[str, type] = {  # adversarial.algorithm -> its class
     "gumbel": GumbelGAN,
+    "seqgan": SeqGAN,
+    "maligan": MaliGAN,
 }
+ONE_PROCESS = ("seqgan", "maligan")  # refused under torchrun
 
 
-def build_algorithm(players: Players, adv: AdversarialConfig, gumbel: GumbelConfig) -> Algorithm:
-    return ALGORITHMS[adv.algorithm](players, adv, gumbel)
+def build_algorithm(players: Players, cfg: Config) -> Algorithm:
+    """The configured objective; each takes its own settings section."""
+    adv = cfg.adversarial
+    own = cfg.gumbel if adv.algorithm == "gumbel" else cfg.policy_gradient
+    return ALGORITHMS[adv.algorithm](players, adv, own)
+
+
+def check_distributed(algorithm: str, world_size: int) -> None:
+    """A one-line error for an algorithm that cannot run under torchrun, before anything is written."""
+    if world_size > 1 and algorithm in ONE_PROCESS:
+        raise UserError(one_process_only(algorithm))

@@ -30,8 +30,16 @@ class Players:
 
 
 class Algorithm(Protocol):
+    relaxed: bool  # whether its samples are Gumbel-softmax relaxations at a temperature (adv/tau)
+
     def d_step(self, tau: float) -> dict[str, float]:
         """One discriminator update; its TensorBoard scalars (adv/...)."""
 
     def g_step(self, tau: float) -> dict[str, float]:
         """One generator update; its scalars, with adv/fake_tokens (the tokens it generated)."""
+
+    def state_dict(self) -> dict[str, dict]:
+        """Networks of its own by checkpoint.ALGORITHM_PARTS name (SeqGAN's rollout network), else {}."""
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take them back from a checkpoint, after the generator's weights are loaded."""

@@ -31,6 +31,8 @@ def frozen(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
 
 
 class GumbelGAN:
+    relaxed = True  # samples are relaxed one-hots at temperature tau
+
     def __init__(self, players: Players, adv: AdversarialConfig, gumbel: GumbelConfig):
         self.p, self.adv = players, adv
         self.straight_through = gumbel.mode == "straight_through"
@@ -41,6 +43,12 @@ class GumbelGAN:
         p = self.p
         z = p.g.module.sample_latent(batch_size, p.noise) if z is None else z
         return p.g.sample(z, p.batches.max_len, tau=tau, generator=p.noise, straight_through=self.straight_through)
+
+    def state_dict(self) -> dict[str, dict]:
+        return {}  # nothing beyond the trainer's generator, discriminator and optimizers
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
     def d_step(self, tau: float) -> dict[str, float]:
         """Update D on real sentences and detached fakes."""

@@ -80,7 +80,15 @@ class RelGANCNN(nn.Module):
 
     def forward(self, dists: torch.Tensor) -> torch.Tensor:
         mask = 1.0 - dists[..., self.pad_id]  # (B, T)
-        emb = self.embed(dists) * mask.unsqueeze(-1)  # (B, T, E)
+        return self._score(self.embed(dists) * mask.unsqueeze(-1))  # (B, T, E) -> (B, R)
+
+    def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """`forward` of the one-hots of tokens (B, T), without making them: the embedding's
+        columns looked up (the policy-gradient algorithms score thousands of discrete rollouts)."""
+        return self._score(token_embedding(self.embed, tokens, self.pad_id))
+
+    def _score(self, emb: torch.Tensor) -> torch.Tensor:
+        """Logits (B, R) of masked embeddings (B, T, E)."""
         b, t, _ = emb.shape
         widest = max(conv.kernel_size[0] for conv in self.convs)
         if t < widest:  # sequence shorter than a filter: pad time with zeros
@@ -90,6 +98,12 @@ class RelGANCNN(nn.Module):
         feats = torch.cat(pooled, dim=2)  # (B, R, sum F)
         keep = self.dropout.mask(feats)  # the dropout after the highway, applied by the highway
         return self.logit(self.feature(self.highway(feats, keep))).squeeze(-1)  # (B, R)
+
+
+def token_embedding(embed: nn.Linear, tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """embed(one_hot(tokens)) with pad positions zeroed, (B, T, E), as a lookup of embed's columns."""
+    emb = F.embedding(tokens, embed.weight.t())  # (B, T, E)
+    return emb * (tokens != pad_id).unsqueeze(-1).to(emb.dtype)
 
 
 class LSTMDiscriminator(nn.Module):
@@ -106,7 +120,15 @@ class LSTMDiscriminator(nn.Module):
 
     def forward(self, dists: torch.Tensor) -> torch.Tensor:
         mask = 1.0 - dists[..., self.pad_id]  # (B, T)
-        hidden, _ = self.lstm(self.embed(dists) * mask.unsqueeze(-1))  # (B, T, H)
+        return self._score(self.embed(dists) * mask.unsqueeze(-1), mask)
+
+    def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """`forward` of the one-hots of tokens (B, T), without making them."""
+        return self._score(token_embedding(self.embed, tokens, self.pad_id), (tokens != self.pad_id).float())
+
+    def _score(self, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Logits (B, 1) of masked embeddings (B, T, E) with mask (B, T)."""
+        hidden, _ = self.lstm(emb)  # (B, T, H)
         last = (mask.sum(1).round().long() - 1).clamp(min=0)  # (B,) index of the last token
         final = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, H)
         return self.logit(self.dropout(final))  # (B, 1)
