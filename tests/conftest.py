@@ -36,6 +36,14 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict
                           capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
+def tiny_mle_run(runs: Path) -> Path:
+    """One epoch of MLE on the tiny corpus (configs/coco_mle.yaml at FAST sizes), trained by the
+    CLI into `runs`: a real run folder to evaluate."""
+    res = run_cli("train", str(REPO / "configs" / "coco_mle.yaml"), *FAST, f"log.dir={runs}", "mle.epochs=1")
+    assert res.returncode == 0, res.stderr
+    return runs / "coco_mle"
+
+
 def untrained_run(folder: Path, *overrides: str) -> Path:
     """A run folder holding the checkpoint of an untrained small generator (FAST sizes plus
     `overrides`): enough for `textgan sample` and `eval`, in a second, without training."""

@@ -11,7 +11,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import FAST, REPO, run_cli
+from conftest import FAST, REPO, run_cli, tiny_mle_run
 from textgan.data import read_lines, tokenize
 from textgan.errors import UserError
 from textgan.metrics.nll import nll_gen, sequence_nll
@@ -135,10 +135,7 @@ def test_parse_spec_rejects(spec):
 @pytest.fixture(scope="module")
 def run(data_root, tmp_path_factory):
     """One epoch of MLE on the tiny corpus: a real run folder to evaluate."""
-    runs = tmp_path_factory.mktemp("runs")
-    res = run_cli("train", str(REPO / "configs" / "coco_mle.yaml"), *FAST, f"log.dir={runs}", "mle.epochs=1")
-    assert res.returncode == 0, res.stderr
-    return runs / "coco_mle"
+    return tiny_mle_run(tmp_path_factory.mktemp("runs"))
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import FAST, REPO, run_cli
+from conftest import REPO, run_cli, tiny_mle_run
 from textgan.errors import UserError
 from textgan.metrics.fed import MIN_SENTENCES, fed_scores, fed_size, frechet_distance
 
@@ -87,10 +87,7 @@ def test_fed_scores_compare_equal_size_sets_and_the_real_floor(data_root):
 
 @pytest.fixture(scope="module")
 def text_run(data_root, tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    res = run_cli("train", str(REPO / "configs" / "coco_mle.yaml"), *FAST, f"log.dir={runs}", "mle.epochs=1")
-    assert res.returncode == 0, res.stderr
-    return runs / "coco_mle"
+    return tiny_mle_run(tmp_path_factory.mktemp("runs"))
 
 
 def test_eval_fed_without_the_extra_is_one_line_naming_it(text_run, tmp_path):

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from conftest import FAST, REPO, run_cli
+from conftest import FAST, run_cli, tiny_mle_run
 from textgan.data import Encoded
 from textgan.metrics.lm_score import LM_RECIPE, cache_key, lm_nll, lm_scores, real_lm, train_lm
 
@@ -63,10 +63,7 @@ def test_real_lm_cache_is_keyed_by_corpus_and_recipe(corpus, tmp_path):
 
 @pytest.fixture(scope="module")
 def text_run(data_root, tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    res = run_cli("train", str(REPO / "configs" / "coco_mle.yaml"), *FAST, f"log.dir={runs}", "mle.epochs=1")
-    assert res.returncode == 0, res.stderr
-    return runs / "coco_mle"
+    return tiny_mle_run(tmp_path_factory.mktemp("runs"))
 
 
 def test_eval_lm_score_prints_saves_and_reuses_the_cached_lm(text_run, tmp_path):
