@@ -69,6 +69,16 @@ def run_without_avx512(script: str, cache: Path, library: str) -> None:
     assert any(p.name.startswith(f"{library}-") for p in cache.iterdir())  # built here, with the flag
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _process_settings_kept_by_module():
+    """The same around each test module, so a module-scoped fixture that trains or evaluates in
+    process (and sets the run's settings) cannot leave them to the next module on its worker."""
+    from textgan.accel import fpenv
+
+    with fpenv.preserved():
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _process_settings_kept():
     """Each test leaves the process's denormal mode, matmul precision and thread count as it found

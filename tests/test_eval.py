@@ -245,7 +245,8 @@ def test_eval_profile_times_every_phase_and_keeps_the_metrics(run, tmp_path):
                             "latent metrics", "NLL_gen of the training set", "texygen protocol"}
     assert all(s >= 0 for s in seconds.values())
     total = float(table[-1].split()[1])
-    assert table[-1].startswith("total") and total == pytest.approx(sum(seconds.values()), abs=0.02)
+    # each line is rounded to 0.01 s: the printed total and the sum of the printed lines differ by that much each
+    assert table[-1].startswith("total") and total == pytest.approx(sum(seconds.values()), abs=0.005 * (len(seconds) + 1))
     assert "time by phase" not in plain.stderr
 
 
