@@ -125,14 +125,14 @@ class LatentParts:
         terms = latent.elbo(G, self.encoder, tokens, lengths, pad_id=pad_id, unk_id=unk_id,
                             weight=latent.kl_weight(step, lat.kl_anneal_steps), free_bits=lat.free_bits,
                             word_dropout=lat.word_dropout, rng=rng)
-        self.stats = {"mle/kl": terms.kl, "mle/kl_weight": terms.weight, "mle/nll_tok": terms.nll_tok}
+        self.stats.update({"mle/kl": terms.kl, "mle/kl_weight": terms.weight, "mle/nll_tok": terms.nll_tok})
         return terms.loss
 
     def info_term(self, dists: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """adversarial.info_weight times the reconstruction loss of a fake batch."""
         self.head.train()
         loss, r2 = latent.info_loss(self.head, dists, lengths, z)
-        self.stats = {"adv/info_loss": loss.item(), "adv/info_r2": r2}
+        self.stats.update({"adv/info_loss": loss.item(), "adv/info_r2": r2})
         return self.cfg.adversarial.info_weight * loss
 
     def pop_stats(self) -> dict[str, float]:

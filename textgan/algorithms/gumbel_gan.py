@@ -79,12 +79,14 @@ class GumbelGAN:
             nll = self._real_nll() if self._mle_term_on() else None
             total = loss if nll is None else loss + adv.mle_weight * nll
             optimizer, params = p.opt_g, list(p.g.module.parameters())
+            if nll is not None and p.latent is not None:  # an ELBO term trains the encoder too
+                optimizer, params = p.latent.mle_update(optimizer, params)
             if head is not None:  # adversarial.info_weight: G and the head recover z from the fakes
                 total = total + head.info_term(fake.dists, fake.lengths, z)
                 optimizer, params = head.g_update(optimizer, params)
             norm = p.updates.step(optimizer, params, total, adv.grad_clip, "g")
         out = {"adv/g_loss": loss.item(), "adv/fake_tokens": float(fake.lengths.sum()),
-               **(head.pop_stats() if head is not None else {})}
+               **(p.latent.pop_stats() if p.latent is not None else {})}
         if nll is not None:
             out["adv/g_mle_loss"] = nll.item()
         if norm is not None:
@@ -97,8 +99,15 @@ class GumbelGAN:
         return adv.mle_weight > 0 and (adv.mle_weight_steps == 0 or self.p.progress.step < adv.mle_weight_steps)
 
     def _real_nll(self) -> torch.Tensor:
-        """The NLL term on a fresh draw of real sentences, weighted as in MLE; through the plain
-        module, as the G step's synced forward is its sampling."""
+        """The MLE term on a fresh draw of real sentences, weighted as in MLE; through the plain
+        module, as the G step's synced forward is its sampling. With a variational encoder
+        (mle.objective elbo) it is the negative ELBO, z from q(z | x): the NLL under prior draws of
+        z would teach the generator to ignore z."""
         p = self.p
         batch = p.batches.shard(p.batches.draw(p.batch_size))
-        return batch.weighted(teacher_forced_nll(p.g, batch, p.noise, p.batches.pad_id, synced=False))
+        if p.latent is not None and p.latent.encoder is not None:
+            loss = p.latent.elbo_loss(p.g.module, batch.tokens, batch.lengths, step=p.progress.global_step,
+                                      pad_id=p.batches.pad_id, unk_id=p.batches.unk_id, rng=p.noise)
+        else:
+            loss = teacher_forced_nll(p.g, batch, p.noise, p.batches.pad_id, synced=False)
+        return batch.weighted(loss)

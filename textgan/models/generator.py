@@ -46,8 +46,10 @@ def run_core(core: nn.Module, inputs: torch.Tensor, state) -> torch.Tensor:
 def cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, targets: torch.Tensor,
                   ignore_index: int) -> torch.Tensor:
     """Mean cross-entropy of the output layer's logits hidden (N, H) @ weight (V, H)^T + bias (V,)
-    against targets (N,), over the rows whose target is not `ignore_index` (nan when none is)."""
-    return F.cross_entropy(F.linear(hidden, weight, bias), targets, ignore_index=ignore_index)
+    against targets (N,), over the rows whose target is not `ignore_index` (nan when none is). The
+    ignored rows (padding: about half of a COCO batch) never reach the output layer."""
+    keep = targets != ignore_index
+    return F.cross_entropy(F.linear(hidden[keep], weight, bias), targets[keep])
 
 
 @torch.no_grad()
