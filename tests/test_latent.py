@@ -113,6 +113,20 @@ def test_info_weight_alone_changes_the_generator_update(tmp_path, data_root):
     assert not torch.allclose(results[0], results[1])
 
 
+def test_a_g_steps_mle_term_is_the_elbo_when_the_run_has_an_encoder(tmp_path, data_root):
+    """adversarial.mle_weight with mle.objective elbo: the real batch's z comes from q(z | x) (the
+    NLL under prior draws would teach G to ignore z), so the encoder learns in the G step too."""
+    tr = _trainer(tmp_path, *FAST, f"data.root={data_root}", "mle.objective=elbo", "adversarial.mle_weight=1.0")
+    before = [p.detach().clone() for p in tr.latent.encoder.parameters()]
+    stats = tr.g_step(tau=0.5)
+    assert stats["mle/kl"] > 0 and math.isfinite(stats["adv/g_mle_loss"])
+    assert any(not torch.equal(a, b) for a, b in zip(before, tr.latent.encoder.parameters()))
+    plain = _trainer(tmp_path / "plain", *FAST, f"data.root={data_root}", "mle.objective=elbo")
+    before = [p.detach().clone() for p in plain.latent.encoder.parameters()]
+    assert "mle/kl" not in plain.g_step(tau=0.5)  # without the term the encoder has no part in the step
+    assert all(torch.equal(a, b) for a, b in zip(before, plain.latent.encoder.parameters()))
+
+
 def test_elbo_training_logs_kl_and_active_units(tmp_path):
     tr = _trainer(tmp_path, *GRAMMAR, "mle.objective=elbo", "mle.epochs=3", "latent.kl_anneal_steps=10",
                   "latent.free_bits=0.5", "latent.word_dropout=0.3", "adversarial.steps=0", monitor=True)
