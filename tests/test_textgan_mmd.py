@@ -23,8 +23,8 @@ from textgan.corpus import prepare
 from textgan.monitor import Monitor
 from textgan.train import Trainer
 
-MMD = ["adversarial.algorithm=textgan_mmd", "adversarial.loss=standard", "generator.noise=none",
-       "generator.feedback=soft", "adversarial.batch_size=8", "adversarial.d_steps=1",
+MMD = ["adversarial.algorithm=textgan_mmd", "adversarial.loss=standard", "generator.prior=normal",
+       "generator.noise=none", "generator.feedback=soft", "adversarial.batch_size=8", "adversarial.d_steps=1",
        "mmd.bandwidths=[1.0, 4.0]"]
 BASE = str(REPO / "configs" / "coco_mle.yaml")  # a config without settings of any algorithm
 
@@ -118,7 +118,7 @@ def test_the_d_step_is_a_classifier_that_can_also_maximise_the_mmd(tmp_path, dat
     assert all(torch.equal(v, tr.G.state_dict()[k]) for k, v in g_before.items())
     assert ("adv/d_mmd2" in stats) == (d_weight > 0) and math.isfinite(stats["adv/d_loss"])
     step = tr.adversarial_step()
-    assert step["adv/tau"] == 1.0 and {"adv/d_real", "adv/d_fake", "adv/g_loss"} <= set(step)
+    assert {"adv/tau", "adv/d_real", "adv/d_fake", "adv/g_loss"} <= set(step)
 
 
 def test_features_and_logits_match_forward_for_both_discriminators(data_root):
@@ -143,12 +143,14 @@ def test_features_and_logits_match_forward_for_both_discriminators(data_root):
     (["generator.feedback=hard"], "generator.feedback: textgan_mmd feeds back the soft-argmax"),
     (["gumbel.mode=straight_through"], "gumbel.mode: textgan_mmd shows D the soft-argmax"),
     (["adversarial.loss=rsgan"], "adversarial.loss: textgan_mmd trains its discriminator with binary"),
-    (["policy_gradient.rollouts=4"], "policy_gradient.rollouts: an option of adversarial.algorithm seqgan, not textgan_mmd"),
-    (["adversarial.info_weight=1.0"], "adversarial.info_weight: an option of adversarial.algorithm gumbel, not textgan_mmd"),
+    (["policy_gradient.rollouts=4"],
+     "policy_gradient.rollouts: an option of adversarial.algorithm seqgan, not textgan_mmd"),
+    (["adversarial.info_weight=1.0"],
+     "adversarial.info_weight: an option of adversarial.algorithm gumbel, not textgan_mmd"),
     (["adversarial.gp_weight=5.0"], "adversarial.gp_weight: an option of adversarial.algorithm gumbel"),
 ])
 def test_bad_textgan_mmd_settings_are_config_errors(overrides, message):
-    with pytest.raises(ConfigError, match=message.replace(".inf", "")):
+    with pytest.raises(ConfigError, match=message):
         config.load(None, [*MMD, *overrides])
 
 
