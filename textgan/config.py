@@ -482,9 +482,9 @@ class Config:
 # settings that only one family of adversarial.algorithm reads: set (away from their defaults)
 # with another algorithm they are a mistake, not a no-op
 GUMBEL_FIELDS = [("gumbel", f.name) for f in dataclasses.fields(GumbelConfig)]  # textgan_mmd's tau too
-GUMBEL_ONLY = GUMBEL_FIELDS + [
-    ("adversarial", "gp_weight"), ("adversarial", "mle_weight"), ("adversarial", "mle_weight_steps"),
-    ("adversarial", "info_weight")]
+GUMBEL_TERMS = [("adversarial", "gp_weight"), ("adversarial", "mle_weight"), ("adversarial", "mle_weight_steps"),
+                ("adversarial", "info_weight")]  # terms of gumbel's losses
+GUMBEL_ONLY = GUMBEL_FIELDS + GUMBEL_TERMS
 SEQGAN_ONLY = [("policy_gradient", "rollouts"), ("policy_gradient", "rollout_update_rate")]
 POLICY_GRADIENT = [("policy_gradient", f.name) for f in dataclasses.fields(PolicyGradientConfig)]
 MMD_ONLY = [("mmd", f.name) for f in dataclasses.fields(MMDConfig)]
@@ -500,7 +500,7 @@ def _check_algorithm_options(cfg: "Config") -> None:
     algo = cfg.adversarial.algorithm
     foreign = {"gumbel": POLICY_GRADIENT + MMD_ONLY, "seqgan": GUMBEL_ONLY + MMD_ONLY,
                "maligan": GUMBEL_ONLY + SEQGAN_ONLY + MMD_ONLY,
-               "textgan_mmd": POLICY_GRADIENT + GUMBEL_ONLY[len(GUMBEL_FIELDS):]}[algo]
+               "textgan_mmd": POLICY_GRADIENT + GUMBEL_TERMS}[algo]
     for section, name in foreign:
         value = getattr(getattr(cfg, section), name)
         if value != _default(type(getattr(cfg, section)), name):
