@@ -171,9 +171,14 @@ def main() -> None:
     mle_and_peak()
     mle_s = min(mle_times)
 
-    # the policy-gradient objectives on the same models and batch (SeqGAN: 16 rollouts per prefix)
-    policy = {name: timed(trainer([f"adversarial.algorithm={name}", "adversarial.loss=standard"]).adversarial_step,
-                          warmup=1, repeats=max(2, args.iters // 3)) for name in ("seqgan", "maligan")}
+    # the other objectives on the same models and batch: the policy-gradient ones (SeqGAN: 16
+    # rollouts per prefix) and textGAN's feature matching (its generator: soft-argmax feedback,
+    # z the only noise)
+    objectives = {name: [f"adversarial.algorithm={name}", "adversarial.loss=standard"]
+                  for name in ("seqgan", "maligan", "textgan_mmd")}
+    objectives["textgan_mmd"] += ["generator.noise=none", "generator.feedback=soft"]
+    policy = {name: timed(trainer(extra).adversarial_step, warmup=1, repeats=max(2, args.iters // 3))
+              for name, extra in objectives.items()}
     say("; ".join(f"{name} iteration median {statistics.median(t):.2f} s" for name, t in policy.items()))
 
     # run.accel=off beside it: the models' plain torch ops, what accel's kernels are measured against

@@ -250,8 +250,10 @@ class AdversarialConfig:
     # seqgan = REINFORCE with Monte Carlo rollouts (Yu et al. 2017); maligan = the normalised
     # importance-weighted likelihood of the discriminator's odds (Che et al. 2017). The last two
     # sample discrete sentences, train D with binary cross-entropy (loss: standard) and take
-    # their settings from policy_gradient.*; gumbel's from gumbel.*
-    algorithm: Literal["gumbel", "seqgan", "maligan"] = "gumbel"
+    # their settings from policy_gradient.*; gumbel's from gumbel.*; textgan_mmd = textGAN's
+    # feature matching (Zhang et al. 2017): G, fed back its soft-argmax, minimises a kernel MMD^2
+    # between D's sentence features of real and fake batches (settings in mmd.*, tau in gumbel.*)
+    algorithm: Literal["gumbel", "seqgan", "maligan", "textgan_mmd"] = "gumbel"
 
     def __post_init__(self) -> None:
         for name in ("steps", "d_pretrain_steps", "mle_weight_steps"):
@@ -291,6 +293,25 @@ class PolicyGradientConfig:
                "must be in [0, 1) (0 = roll out with the generator itself)")
         _check(self.d_samples >= 0, "d_samples", "must be >= 0 (0 = adversarial.batch_size)")
         _check(self.d_epochs >= 1, "d_epochs", "must be >= 1")
+
+
+@dataclass
+class MMDConfig:
+    """adversarial.algorithm textgan_mmd: the kernel MMD^2 the generator minimises (Zhang et al. 2017)."""
+    # Gaussian kernel bandwidths sigma, in units of D's feature values: k(x, y) is the sum over them
+    # of exp(-|x - y|^2 / (2 sigma^2)), so distances at several scales all pull (Li et al. 2015)
+    bandwidths: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0, 16.0])
+    # unbiased = the U-statistic (no k(x_i, x_i) terms; can be slightly negative), Gretton et al.
+    # 2012's MMD^2_u; biased = the V-statistic over all pairs (>= 0, as textGAN's code computes it)
+    estimator: Literal["unbiased", "biased"] = "unbiased"
+    # lambda_m of textGAN's discriminator objective: D also maximises this times the MMD^2 of its
+    # features on the batch (its features then separate real from fake); 0 = D's classification alone
+    d_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(len(self.bandwidths) >= 1 and all(b > 0 and math.isfinite(b) for b in self.bandwidths),
+               "bandwidths", "needs at least one bandwidth, each > 0 (e.g. [1, 2, 4, 8, 16])")
+        _check(self.d_weight >= 0 and math.isfinite(self.d_weight), "d_weight", "must be >= 0 (0 = off)")
 
 
 @dataclass
@@ -437,6 +458,7 @@ class Config:
     mle: MLEConfig = field(default_factory=MLEConfig)
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
     policy_gradient: PolicyGradientConfig = field(default_factory=PolicyGradientConfig)
+    mmd: MMDConfig = field(default_factory=MMDConfig)
     latent: LatentConfig = field(default_factory=LatentConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -459,11 +481,13 @@ class Config:
 
 # settings that only one family of adversarial.algorithm reads: set (away from their defaults)
 # with another algorithm they are a mistake, not a no-op
-GUMBEL_ONLY = [("gumbel", f.name) for f in dataclasses.fields(GumbelConfig)] + [
-    ("adversarial", "gp_weight"), ("adversarial", "mle_weight"), ("adversarial", "mle_weight_steps"),
-    ("adversarial", "info_weight")]
+GUMBEL_FIELDS = [("gumbel", f.name) for f in dataclasses.fields(GumbelConfig)]  # textgan_mmd's tau too
+GUMBEL_TERMS = [("adversarial", "gp_weight"), ("adversarial", "mle_weight"), ("adversarial", "mle_weight_steps"),
+                ("adversarial", "info_weight")]  # terms of gumbel's losses
+GUMBEL_ONLY = GUMBEL_FIELDS + GUMBEL_TERMS
 SEQGAN_ONLY = [("policy_gradient", "rollouts"), ("policy_gradient", "rollout_update_rate")]
 POLICY_GRADIENT = [("policy_gradient", f.name) for f in dataclasses.fields(PolicyGradientConfig)]
+MMD_ONLY = [("mmd", f.name) for f in dataclasses.fields(MMDConfig)]
 
 
 def _default(cls: type, name: str) -> Any:
@@ -474,11 +498,13 @@ def _default(cls: type, name: str) -> Any:
 def _check_algorithm_options(cfg: "Config") -> None:
     """An option of another adversarial.algorithm than the chosen one is a one-line error."""
     algo = cfg.adversarial.algorithm
-    foreign = {"gumbel": POLICY_GRADIENT, "seqgan": GUMBEL_ONLY, "maligan": GUMBEL_ONLY + SEQGAN_ONLY}[algo]
+    foreign = {"gumbel": POLICY_GRADIENT + MMD_ONLY, "seqgan": GUMBEL_ONLY + MMD_ONLY,
+               "maligan": GUMBEL_ONLY + SEQGAN_ONLY + MMD_ONLY,
+               "textgan_mmd": POLICY_GRADIENT + GUMBEL_TERMS}[algo]
     for section, name in foreign:
         value = getattr(getattr(cfg, section), name)
         if value != _default(type(getattr(cfg, section)), name):
-            owner = "gumbel" if (section, name) in GUMBEL_ONLY else (
+            owner = "textgan_mmd" if (section, name) in MMD_ONLY else "gumbel" if (section, name) in GUMBEL_ONLY else (
                 "seqgan" if (section, name) in SEQGAN_ONLY else "seqgan and maligan")
             raise ConfigError(f"{section}.{name}: an option of adversarial.algorithm {owner}, not {algo}; "
                               f"remove it, or set adversarial.algorithm={owner.split()[0]}")
@@ -487,10 +513,26 @@ def _check_algorithm_options(cfg: "Config") -> None:
     _check(cfg.adversarial.loss == "standard", "adversarial.loss",
            f"{algo} trains its discriminator with binary cross-entropy: set adversarial.loss=standard "
            f"(not {cfg.adversarial.loss})")
+    if algo == "textgan_mmd":
+        _check_textgan_mmd(cfg)
+        return
     _check(cfg.generator.feedback == "hard", "generator.feedback",
            f"{algo} samples discrete sentences: set generator.feedback=hard (not {cfg.generator.feedback})")
     _check(cfg.generator.noise == "gumbel", "generator.noise",
            f"{algo} needs sampled (not argmax) tokens: set generator.noise=gumbel")
+
+
+def _check_textgan_mmd(cfg: "Config") -> None:
+    """textGAN's generator: z the only noise, the soft-argmax fed back and shown to D."""
+    _check(cfg.generator.noise == "none", "generator.noise",
+           "textgan_mmd's generator has z as its only noise (soft-argmax, no Gumbel noise): set generator.noise=none")
+    _check(cfg.generator.feedback == "soft", "generator.feedback",
+           f"textgan_mmd feeds back the soft-argmax softmax(logits / tau): set generator.feedback=soft "
+           f"(not {cfg.generator.feedback})")
+    _check(cfg.gumbel.mode == "soft", "gumbel.mode",
+           "textgan_mmd shows D the soft-argmax: set gumbel.mode=soft (not straight_through)")
+    _check(cfg.adversarial.batch_size >= 2, "adversarial.batch_size",
+           "textgan_mmd's MMD^2 compares sentences within a batch: set it >= 2")
 
 
 # which generator of a checkpoint `textgan sample/eval` load (textgan.sample.load_generator): kept

@@ -10,6 +10,7 @@ from textgan.algorithms.gumbel_gan import GumbelGAN
 from textgan.algorithms.maligan import MaliGAN
 from textgan.algorithms.policy import one_process_only
 from textgan.algorithms.seqgan import SeqGAN
+from textgan.algorithms.textgan_mmd import TextGANMMD
 from textgan.config import Config
 from textgan.errors import UserError
 
@@ -17,6 +18,7 @@ ALGORITHMS: dict[str, type] = {  # adversarial.algorithm -> its class
     "gumbel": GumbelGAN,
     "seqgan": SeqGAN,
     "maligan": MaliGAN,
+    "textgan_mmd": TextGANMMD,
 }
 ONE_PROCESS = ("seqgan", "maligan")  # refused under torchrun
 
@@ -24,7 +26,7 @@ ONE_PROCESS = ("seqgan", "maligan")  # refused under torchrun
 def build_algorithm(players: Players, cfg: Config) -> Algorithm:
     """The configured objective; each takes its own settings section."""
     adv = cfg.adversarial
-    own = cfg.gumbel if adv.algorithm == "gumbel" else cfg.policy_gradient
+    own = {"gumbel": cfg.gumbel, "textgan_mmd": cfg.mmd}.get(adv.algorithm, cfg.policy_gradient)
     return ALGORITHMS[adv.algorithm](players, adv, own)
 
 

@@ -79,16 +79,26 @@ class RelGANCNN(nn.Module):
         self.logit = nn.Linear(100, 1)
 
     def forward(self, dists: torch.Tensor) -> torch.Tensor:
-        mask = 1.0 - dists[..., self.pad_id]  # (B, T)
-        return self._score(self.embed(dists) * mask.unsqueeze(-1))  # (B, T, E) -> (B, R)
+        return self.logit(self._features(self._masked(dists))).squeeze(-1)  # (B, R)
 
     def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """`forward` of the one-hots of tokens (B, T), without making them: the embedding's
         columns looked up (the policy-gradient algorithms score thousands of discrete rollouts)."""
-        return self._score(token_embedding(self.embed, tokens, self.pad_id))
+        return self.logit(self._features(token_embedding(self.embed, tokens, self.pad_id))).squeeze(-1)
 
-    def _score(self, emb: torch.Tensor) -> torch.Tensor:
-        """Logits (B, R) of masked embeddings (B, T, E)."""
+    def features_and_logits(self, dists: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sentence features (B, R * 100) the output layer reads, and `forward`'s logits (B, R),
+        from one pass (textGAN matches the features; one forward per backward under DDP)."""
+        feats = self._features(self._masked(dists))  # (B, R, 100)
+        return feats.flatten(1), self.logit(feats).squeeze(-1)
+
+    def _masked(self, dists: torch.Tensor) -> torch.Tensor:
+        """The embedded distribution (B, T, E), zero at pad positions."""
+        mask = 1.0 - dists[..., self.pad_id]  # (B, T)
+        return self.embed(dists) * mask.unsqueeze(-1)
+
+    def _features(self, emb: torch.Tensor) -> torch.Tensor:
+        """The output layer's input (B, R, 100) from masked embeddings (B, T, E)."""
         b, t, _ = emb.shape
         widest = max(conv.kernel_size[0] for conv in self.convs)
         if t < widest:  # sequence shorter than a filter: pad time with zeros
@@ -97,7 +107,7 @@ class RelGANCNN(nn.Module):
         pooled = [self.conv_relu_max(reps, conv.weight[:, 0], conv.bias) for conv in self.convs]
         feats = torch.cat(pooled, dim=2)  # (B, R, sum F)
         keep = self.dropout.mask(feats)  # the dropout after the highway, applied by the highway
-        return self.logit(self.feature(self.highway(feats, keep))).squeeze(-1)  # (B, R)
+        return self.feature(self.highway(feats, keep))  # (B, R, 100)
 
 
 def token_embedding(embed: nn.Linear, tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
@@ -120,15 +130,23 @@ class LSTMDiscriminator(nn.Module):
 
     def forward(self, dists: torch.Tensor) -> torch.Tensor:
         mask = 1.0 - dists[..., self.pad_id]  # (B, T)
-        return self._score(self.embed(dists) * mask.unsqueeze(-1), mask)
+        return self.logit(self._features(self.embed(dists) * mask.unsqueeze(-1), mask))
 
     def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """`forward` of the one-hots of tokens (B, T), without making them."""
-        return self._score(token_embedding(self.embed, tokens, self.pad_id), (tokens != self.pad_id).float())
+        emb = token_embedding(self.embed, tokens, self.pad_id)
+        return self.logit(self._features(emb, (tokens != self.pad_id).float()))
 
-    def _score(self, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Logits (B, 1) of masked embeddings (B, T, E) with mask (B, T)."""
+    def features_and_logits(self, dists: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sentence features (B, H) the output layer reads, and `forward`'s logits (B, 1)."""
+        mask = 1.0 - dists[..., self.pad_id]  # (B, T)
+        feats = self._features(self.embed(dists) * mask.unsqueeze(-1), mask)
+        return feats, self.logit(feats)
+
+    def _features(self, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The last real position's state after dropout (B, H), from masked embeddings (B, T, E)
+        with mask (B, T)."""
         hidden, _ = self.lstm(emb)  # (B, T, H)
         last = (mask.sum(1).round().long() - 1).clamp(min=0)  # (B,) index of the last token
         final = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, H)
-        return self.logit(self.dropout(final))  # (B, 1)
+        return self.dropout(final)

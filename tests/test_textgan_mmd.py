@@ -1,0 +1,275 @@
+"""textGAN's feature matching (adversarial.algorithm textgan_mmd): the MMD^2 against a direct
+computation, the generator's gradient through its soft-argmax, the CLI end to end, a bitwise
+resume, torchrun, the recipes, and bad options as one-line errors."""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import FAST, REPO, run_cli, tiny_mle_run
+from textgan import checkpoint, config
+from textgan.algorithms.textgan_mmd import TextGANMMD, gaussian_kernel, mmd2
+from textgan.config import ConfigError
+from textgan.corpus import prepare
+from textgan.monitor import Monitor
+from textgan.train import Trainer
+
+MMD = ["adversarial.algorithm=textgan_mmd", "adversarial.loss=standard", "generator.prior=normal",
+       "generator.noise=none", "generator.feedback=soft", "adversarial.batch_size=8", "adversarial.d_steps=1",
+       "mmd.bandwidths=[1.0, 4.0]"]
+BASE = str(REPO / "configs" / "coco_mle.yaml")  # a config without settings of any algorithm
+
+
+def _direct_mmd2(x: torch.Tensor, y: torch.Tensor, bandwidths: list[float], unbiased: bool) -> float:
+    """MMD^2 by the definition, one kernel evaluation per pair in Python loops."""
+    def k(a: torch.Tensor, b: torch.Tensor) -> float:
+        d2 = sum((float(a[i]) - float(b[i])) ** 2 for i in range(len(a)))
+        return sum(math.exp(-d2 / (2 * s * s)) for s in bandwidths)
+
+    def within(s: torch.Tensor) -> float:
+        n = len(s)
+        pairs = [(i, j) for i in range(n) for j in range(n) if i != j or not unbiased]
+        return sum(k(s[i], s[j]) for i, j in pairs) / len(pairs)
+    across = sum(k(a, b) for a in x for b in y) / (len(x) * len(y))
+    return within(x) + within(y) - 2 * across
+
+
+@pytest.mark.parametrize("unbiased", [True, False])
+@pytest.mark.parametrize("bandwidths", [[1.0], [0.5, 2.0, 8.0]])
+def test_mmd2_equals_the_double_loop_definition(unbiased, bandwidths):
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(5, 3, generator=gen, dtype=torch.float64)
+    y = torch.randn(4, 3, generator=gen, dtype=torch.float64) + 0.7
+    got = mmd2(x, y, bandwidths, unbiased=unbiased).item()
+    assert got == pytest.approx(_direct_mmd2(x, y, bandwidths, unbiased), rel=1e-12, abs=1e-14)
+    same = mmd2(x, x.clone(), bandwidths, unbiased=unbiased).item()
+    assert (same < 0) if unbiased else same == pytest.approx(0.0, abs=1e-12)  # U-statistic: -2 k_ii / n terms
+
+
+def test_the_kernel_has_a_finite_gradient_where_points_coincide():
+    x = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    gaussian_kernel(x, x, [1.0, 2.0]).sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def _trainer(tmp_path: Path, *overrides: str) -> Trainer:
+    cfg = config.load(None, [*FAST, *MMD, *overrides])
+    return Trainer(cfg, prepare(cfg.data, cfg.run.seed), tmp_path, Monitor(tmp_path, progress=False, enabled=False))
+
+
+def test_the_mmd_gradient_reaches_every_generator_weight_through_the_soft_argmax(tmp_path, data_root):
+    """The G loss differentiates through D's features of the soft one-hots and through the fed-back
+    soft-argmax (the embedding rows of tokens never input as hard ids), into z's projection; the
+    G step moves G and leaves D as it was."""
+    tr = _trainer(tmp_path)
+    assert isinstance(tr.algorithm, TextGANMMD) and tr.G.noise == "none" and tr.G.feedback == "soft"
+    alg = tr.algorithm
+    fake = alg.fake(tau=0.5)
+    real = tr.batches.real_dists(8)
+    with torch.no_grad():
+        real_feats = tr.D.features_and_logits(real)[0]
+    loss = mmd2(tr.D.features_and_logits(fake.dists)[0], real_feats, [1.0, 4.0])
+    loss.backward()
+    for name, param in tr.G.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+    fed = tr.G.embedding.weight.grad.clone()
+    fed[tr.G.bos_id] = 0  # BOS is the one hard input; every other row's gradient came through the feedback
+    assert (fed.abs().sum(1) > 0).sum() > len(tr.corpus.vocab) // 2
+    tr.G.zero_grad()
+    g_before = {k: v.clone() for k, v in tr.G.state_dict().items()}
+    d_before = {k: v.clone() for k, v in tr.D.state_dict().items()}
+    stats = tr.algorithm.g_step(0.5)
+    assert math.isfinite(stats["adv/g_loss"]) and stats["adv/fake_tokens"] > 0
+    assert all(torch.equal(v, tr.D.state_dict()[k]) for k, v in d_before.items())
+    assert not torch.equal(g_before["latent_proj.weight"], tr.G.latent_proj.weight)
+
+
+def test_the_g_loss_is_the_mmd2_of_the_discriminators_features(tmp_path, data_root):
+    """adv/g_loss is mmd2 of dropout-free D features of that step's fake and real batches: the
+    same draws from the same streams, recomputed."""
+    tr = _trainer(tmp_path, "mmd.estimator=biased")
+    data, noise = tr.streams.data.get_state(), tr.noise_rng.get_state()
+    tr.D.eval()
+    real = tr.batches.real_dists(8)
+    with torch.no_grad():
+        want = mmd2(tr.D.features_and_logits(tr.algorithm.fake(1.0).dists)[0], tr.D.features_and_logits(real)[0],
+                    [1.0, 4.0], unbiased=False).item()
+    tr.D.train()
+    tr.streams.data.set_state(data)
+    tr.noise_rng.set_state(noise)
+    assert tr.algorithm.g_step(1.0)["adv/g_loss"] == pytest.approx(want, rel=1e-5)
+    assert tr.D.training  # evaluation mode only for the step
+
+
+@pytest.mark.parametrize("d_weight", [0.0, 0.5])
+def test_the_d_step_is_a_classifier_that_can_also_maximise_the_mmd(tmp_path, data_root, d_weight):
+    tr = _trainer(tmp_path, f"mmd.d_weight={d_weight}")
+    g_before = {k: v.clone() for k, v in tr.G.state_dict().items()}
+    stats = tr.algorithm.d_step(1.0)
+    assert all(torch.equal(v, tr.G.state_dict()[k]) for k, v in g_before.items())
+    assert ("adv/d_mmd2" in stats) == (d_weight > 0) and math.isfinite(stats["adv/d_loss"])
+    step = tr.adversarial_step()
+    assert {"adv/tau", "adv/d_real", "adv/d_fake", "adv/g_loss"} <= set(step)
+
+
+def test_features_and_logits_match_forward_for_both_discriminators(data_root):
+    from textgan.models import build_discriminator
+    for kind in ("relgan_cnn", "lstm"):
+        cfg = config.load(None, [*FAST, f"discriminator.kind={kind}"])
+        d = build_discriminator(cfg.discriminator, 30).eval()
+        dists = torch.softmax(torch.randn(3, 7, 30), -1)
+        feats, logits = d.features_and_logits(dists)
+        assert feats.dim() == 2 and feats.shape[0] == 3
+        assert torch.equal(logits, d(dists)), kind
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["mmd.bandwidths=[]"], "mmd.bandwidths: needs at least one bandwidth"),
+    (["mmd.bandwidths=[1.0, 0.0]"], "mmd.bandwidths: needs at least one bandwidth, each > 0"),
+    (["mmd.bandwidths=[1.0, .inf]"], "mmd.bandwidths: needs at least one bandwidth, each > 0"),
+    (["mmd.estimator=median"], "mmd.estimator: expected one of unbiased, biased"),
+    (["mmd.d_weight=-1"], "mmd.d_weight: must be >= 0"),
+    (["adversarial.batch_size=1"], "adversarial.batch_size: textgan_mmd's MMD"),
+    (["generator.noise=gumbel"], "generator.noise: textgan_mmd's generator has z as its only noise"),
+    (["generator.feedback=hard"], "generator.feedback: textgan_mmd feeds back the soft-argmax"),
+    (["gumbel.mode=straight_through"], "gumbel.mode: textgan_mmd shows D the soft-argmax"),
+    (["adversarial.loss=rsgan"], "adversarial.loss: textgan_mmd trains its discriminator with binary"),
+    (["policy_gradient.rollouts=4"],
+     "policy_gradient.rollouts: an option of adversarial.algorithm seqgan, not textgan_mmd"),
+    (["adversarial.info_weight=1.0"],
+     "adversarial.info_weight: an option of adversarial.algorithm gumbel, not textgan_mmd"),
+    (["adversarial.gp_weight=5.0"], "adversarial.gp_weight: an option of adversarial.algorithm gumbel"),
+])
+def test_bad_textgan_mmd_settings_are_config_errors(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        config.load(None, [*MMD, *overrides])
+
+
+@pytest.mark.parametrize("algorithm", ["gumbel", "seqgan", "maligan"])
+def test_an_mmd_option_with_another_algorithm_is_a_config_error(algorithm):
+    base = [] if algorithm == "gumbel" else [f"adversarial.algorithm={algorithm}", "adversarial.loss=standard"]
+    with pytest.raises(ConfigError, match=f"mmd.d_weight: an option of adversarial.algorithm textgan_mmd, "
+                                          f"not {algorithm}; remove it, or set adversarial.algorithm=textgan_mmd"):
+        config.load(None, [*base, "mmd.d_weight=0.5"])
+
+
+def test_the_tau_schedule_is_textgan_mmds_own_setting():
+    cfg = config.load(None, [*MMD, "gumbel.tau_end=0.1", "gumbel.schedule=linear"])
+    assert cfg.gumbel.tau_end == 0.1 and cfg.adversarial.algorithm == "textgan_mmd"
+
+
+def test_a_bad_option_stops_the_cli_before_writing(tmp_path, data_root):
+    res = run_cli("train", BASE, *FAST, f"log.dir={tmp_path}", *MMD, "policy_gradient.d_epochs=2")
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "policy_gradient.d_epochs" in res.stderr and list(tmp_path.iterdir()) == []
+
+
+def _scalars(run_dir: Path) -> dict[str, list[float]]:
+    scalars: dict[str, list[float]] = {}
+    for event_file in sorted(run_dir.rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(event_file), size_guidance={"scalars": 0})
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            scalars.setdefault(tag, []).extend(e.value for e in acc.Scalars(tag))
+    return scalars
+
+
+@pytest.mark.slow
+def test_a_textgan_mmd_run_trains_end_to_end_from_the_cli(tmp_path, data_root):
+    res = run_cli("train", BASE, *FAST, f"log.dir={tmp_path}", "log.name=mmd", *MMD, "mmd.d_weight=0.1",
+                  "adversarial.steps=4", "adversarial.d_pretrain_steps=1", "eval.every=2", "eval.sample_every=2",
+                  "log.checkpoint_every=2", "gumbel.tau_end=0.1")
+    assert res.returncode == 0, res.stderr[-3000:]
+    run_dir = tmp_path / "mmd"
+    scalars = _scalars(run_dir)
+    assert len(scalars["adv/g_loss"]) == 4 and len(scalars["dpre/d_loss"]) == 1
+    assert len(scalars["adv/d_mmd2"]) == 4 and all(math.isfinite(v) for v in scalars["adv/g_loss"])
+    assert scalars["adv/tau"][0] == pytest.approx(1.0) and scalars["adv/tau"][-1] < 1.0
+    state = checkpoint.load(checkpoint.newest(run_dir / "checkpoints"))
+    assert state["progress"]["step"] == 4
+    res = run_cli("sample", str(run_dir), "--num", "3")
+    assert res.returncode == 0 and len(res.stdout.splitlines()) == 3, res.stderr
+
+
+@pytest.mark.slow
+def test_a_textgan_mmd_run_resumed_from_a_checkpoint_ends_bitwise_identical(tmp_path, data_root):
+    """Resumed from its adversarial step 2 checkpoint, a run ends where the uninterrupted one did:
+    D's dropout, the latent draws and every stream continue exactly."""
+    schedule = [*FAST, *MMD, "mmd.d_weight=0.1", "adversarial.steps=5", "adversarial.d_pretrain_steps=1",
+                "log.checkpoint_every=1", "log.keep_last=20", "eval.every=3", "eval.sample_every=3",
+                "discriminator.dropout=0.25", "generator.num_layers=2", "generator.dropout=0.1", "run.threads=1"]
+    res = run_cli("train", BASE, *schedule, f"log.dir={tmp_path / 'a'}", "log.name=run")
+    assert res.returncode == 0, res.stderr[-3000:]
+    reference = tmp_path / "a" / "run"
+    shutil.copytree(reference, tmp_path / "b")
+    resumed = tmp_path / "b"
+    for path in checkpoint.history(resumed / "checkpoints"):
+        if checkpoint.load(path)["progress"]["step"] > 2:
+            path.unlink()
+    res = run_cli("train", "--resume", str(resumed))
+    assert res.returncode == 0, res.stderr[-3000:]
+    a = checkpoint.load(checkpoint.newest(reference / "checkpoints"))
+    b = checkpoint.load(checkpoint.newest(resumed / "checkpoints"))
+    assert a["progress"] == b["progress"] and a["progress"]["step"] == 5
+    for part in ("generator", "discriminator"):
+        for key, value in a[part].items():
+            assert torch.equal(value, b[part][key]), (part, key)
+    for part in ("opt_g", "opt_d"):
+        for index, value in a[part]["state"].items():
+            assert all(torch.equal(v, b[part]["state"][index][k]) for k, v in value.items()), (part, index)
+    assert a["metrics"] == b["metrics"]
+    for name in ("data", "noise", "torch"):
+        assert torch.equal(a["rng"][name], b["rng"][name])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_torchrun_trains_textgan_mmd_on_two_ranks(tmp_path, data_root):
+    """Both networks' steps go through the DDP replicas: two ranks train one run folder."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo",
+           "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), "-m", "textgan", "train", BASE, *FAST, f"log.dir={tmp_path}", *MMD,
+           "mmd.d_weight=0.1", "adversarial.steps=2", "eval.every=0", "log.checkpoint_every=2"]
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert [p.name for p in tmp_path.iterdir()] == ["coco_mle"]
+    state = checkpoint.load(checkpoint.newest(tmp_path / "coco_mle" / "checkpoints"))
+    assert state["progress"]["step"] == 2 and len(state["rng"]["ranks"]) == 2
+
+
+@pytest.fixture(scope="module")
+def coco_mle_run(data_root, tmp_path_factory) -> Path:
+    return tiny_mle_run(tmp_path_factory.mktemp("mle"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["coco_textgan", "oracle20_textgan"])
+def test_the_recipes_train(coco_mle_run, data_root, tmp_path, recipe):
+    """The recipe as shipped, sizes cut so the test is quick: COCO's generator from an MLE run of
+    the tiny corpus (generator.init_from), the oracle's from one MLE epoch of its own."""
+    start = (["data.train=tiny/train.txt", "data.test=tiny/test.txt", f"generator.init_from={coco_mle_run}",
+              "generator.emb_dim=16", "generator.hidden_dim=32"] if recipe == "coco_textgan"
+             else ["data.num_train=200", "data.num_test=50", "generator.init_from=", "mle.epochs=1"])
+    res = run_cli("train", str(REPO / "configs" / f"{recipe}.yaml"), f"data.root={data_root}", *start,
+                  f"log.dir={tmp_path}", "log.progress=false", "adversarial.steps=2",
+                  "adversarial.d_pretrain_steps=1", "adversarial.batch_size=8",
+                  "discriminator.filter_sizes=[1, 2, 3]", "discriminator.num_filters=[8, 8, 8]",
+                  "eval.num_samples=20", "eval.bleu_n=[2]", "eval.every=0")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert ("generator initialised from" in res.stderr) == (recipe == "coco_textgan")
+    assert checkpoint.load(checkpoint.newest(tmp_path / recipe / "checkpoints"))["progress"]["step"] == 2
