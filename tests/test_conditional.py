@@ -36,9 +36,6 @@ def test_grammar_labels_go_with_the_same_sentences_as_unlabelled_sampling():
     sentences, labels = sample_grammar_labelled(300, seed=5)
     assert sentences == sample_grammar(300, seed=5)
     assert len(labels) == 300 and set(labels) == set(LABELS)  # every class occurs in 300 sentences
-    for tokens, label in zip(sentences, labels):  # an intransitive main verb can end its clause
-        if label == "no_object" and len(tokens) == 4:  # Subj Vi '.' with a one-word subject is impossible
-            pytest.fail(f"{tokens} labelled {label}")
 
 
 def test_grammar_label_is_the_main_verbs_object():
@@ -290,7 +287,7 @@ def test_label_count_mismatch_exits_2_and_writes_nothing(tmp_path):
     (cfg_dir / "train.lab").write_text("x\n")
     (cfg_dir / "test.lab").write_text("x\n")
     runs = tmp_path / "runs"
-    res = run_cli("train", *TINY, f"log.dir={runs}", f"data.root={cfg_dir}", "data.train=train.txt",
+    res = run_cli("train", CONFIG, *TINY, f"log.dir={runs}", "data.source=files", f"data.root={cfg_dir}", "data.train=train.txt",
                   "data.test=test.txt", "data.train_labels=train.lab", "data.test_labels=test.lab",
                   "generator.conditional=true")
     assert res.returncode == 2 and "has 1 labels but" in res.stderr

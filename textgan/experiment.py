@@ -110,6 +110,7 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
         corpus = prepare(cfg.data, cfg.run.seed, vocab=source.vocab if source else None)
         if source is not None:
             warm_start.check_vocabulary(corpus.train_oov, cfg.data.max_oov, source, log)
+            warm_start.check_classes(cfg.generator.conditional, corpus.label_names, source)
         _check_best_metric(cfg, corpus)
         dist.check_corpus(corpus.train.tokens.shape[0])
         run_dir = dist.on_main(lambda: _new_run(cfg, config_path, corpus, force))  # the others wait
