@@ -234,6 +234,7 @@ def cond_run(tmp_path_factory) -> Path:
     return runs / "quickstart_conditional"
 
 
+@pytest.mark.slow  # trains a run in a subprocess (the module fixture)
 def test_conditional_run_end_to_end(cond_run):
     state = checkpoint.load(checkpoint.newest(cond_run / "checkpoints"))
     assert checkpoint.read_labels(state) == list(LABELS)
@@ -253,6 +254,7 @@ def test_conditional_run_end_to_end(cond_run):
     assert "class_acc_person_object" in res.stdout
 
 
+@pytest.mark.slow  # trains a run in a subprocess (the module fixture)
 def test_sampling_an_unknown_class_is_a_one_line_error_and_writes_nothing(cond_run, tmp_path):
     out = tmp_path / "s.txt"
     res = run_cli("sample", str(cond_run), "--class", "robots", "--out", str(out))
@@ -295,6 +297,7 @@ def test_label_count_mismatch_exits_2_and_writes_nothing(tmp_path):
     assert not runs.exists()
 
 
+@pytest.mark.slow  # trains a run in a subprocess (the module fixture)
 def test_api_samples_a_class(cond_run):
     import textgan.api as tg
     from textgan.errors import UserError
@@ -309,6 +312,7 @@ def test_api_samples_a_class(cond_run):
         model.sample(2, cls="nope")
 
 
+@pytest.mark.slow  # trains a run in a subprocess (the module fixture)
 def test_conditional_resume_is_bitwise(cond_run, tmp_path):
     """Killed during the adversarial phase and resumed: the same final state as the whole run."""
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
