@@ -104,6 +104,8 @@ def test_bad_label_files_are_one_line_errors(tmp_path, train_labels, test_labels
     (["data.train_labels=x.txt"], "data.train_labels: labels are read only by a conditional run"),
     (["generator.conditional=true", "data.source=grammar", "data.test_labels=x"], "the grammar labels its own"),
     (["generator.conditional=true", "data.source=grammar", "mle.objective=elbo"], "mle.objective"),
+    (["generator.conditional=true", "data.train_labels=a", "data.test_labels=b", "data.valid_labels=c"],
+     "data.valid_labels: labels data.valid's sentences"),
     (["generator.conditional=true", "data.source=grammar", "adversarial.loss=wgan_gp"], "adversarial.loss"),
 ])
 def test_conditional_config_mistakes_are_one_line_errors(overrides, key):

@@ -485,6 +485,9 @@ def _check_conditional(cfg: "Config") -> None:
                "per line, aligned with data.train and data.test), or data.source=grammar")
         _check(not data.valid or bool(data.valid_labels), "data.valid_labels",
                "data.valid needs its labels in a conditional run; set data.valid_labels")
+        _check(not data.valid_labels or bool(data.valid), "data.valid_labels",
+               "labels data.valid's sentences; set data.valid too, or remove it (data.valid_frac keeps each "
+               "training label with its sentence)")
     else:
         _check(not given, f"data.{given[0] if given else ''}", "the grammar labels its own sentences; "
                "remove the label files (they are for data.source=files)")
