@@ -4,6 +4,7 @@
     run = tg.train("configs/quickstart.yaml", ["adversarial.steps=50"])
     model = tg.load(run)
     model.sample(5, seed=7)            # sentence i depends on (seed, i) only
+    model.sample(5, cls="thing_object")  # a conditional run: sentences of one class (model.classes)
     model.latents(5, seed=7)           # the z behind them
     model.evaluate(num=200)
     tg.score(["a man rides a horse", "a dog runs"], references=["a man rides a brown horse"])
@@ -34,8 +35,15 @@ class Model:
     def config(self) -> config_mod.Config:
         return self.loaded.config
 
-    def sample(self, num: int = 10, seed: int = 0, temperature: float = 1.0, z=None) -> list[str]:
-        """`num` sentences (or one per row of z, an (N, Z) array or tensor), as `textgan sample`."""
+    @property
+    def classes(self) -> list[str] | None:
+        """A conditional run's class names (None for an unconditional run)."""
+        return self.loaded.labels
+
+    def sample(self, num: int = 10, seed: int = 0, temperature: float = 1.0, z=None,
+               cls: str | None = None) -> list[str]:
+        """`num` sentences (or one per row of z, an (N, Z) array or tensor), as `textgan sample`;
+        `cls`: every sentence of that class (a conditional run; `textgan sample --class`)."""
         import numpy as np
         import torch
 
@@ -44,6 +52,9 @@ class Model:
         if not temperature > 0:
             raise UserError(f"temperature must be > 0, got {temperature}")
         _check_count_seed(num if z is None else 1, seed)
+        if cls is not None and not isinstance(cls, str):
+            raise UserError(f"cls must be a class name (a string), got {cls!r}")
+        class_id = self.loaded.class_id(cls)
         if z is not None:
             arr = z.detach().cpu().numpy() if isinstance(z, torch.Tensor) else np.asarray(z)
             arr = np.atleast_2d(arr)
@@ -52,7 +63,8 @@ class Model:
                                 f"and dtype {arr.dtype}")
             z = sample.check_latent(arr, self.loaded.generator.latent_dim)
             num = z.shape[0]
-        return [line for chunk in sample.stream_text(self.loaded, num, seed, temperature, z=z) for line in chunk]
+        return [line for chunk in sample.stream_text(self.loaded, num, seed, temperature, z=z, class_id=class_id)
+                for line in chunk]
 
     def latents(self, num: int = 10, seed: int = 0):
         """The z (num, Z) float32 numpy array behind `sample(num, seed)`: row i depends on (seed, i)

@@ -20,6 +20,7 @@ class Batch:
     tokens: torch.Tensor  # (B, T_batch) this rank's sentences, cut after the longest of them
     lengths: torch.Tensor  # (B,)
     weight: float  # the shard's share of the global batch's tokens times world_size (1.0 in one process)
+    labels: torch.Tensor | None = None  # (B,) class ids in a conditional run
 
     def weighted(self, loss: torch.Tensor) -> torch.Tensor:
         """A per-token mean loss as this shard's part of the global batch's mean, so that DDP's
@@ -30,9 +31,11 @@ class Batch:
 class TrainBatches:
     """The training set on the run's device and the draws from it."""
 
-    def __init__(self, corpus: Corpus, streams: Streams, dist: Dist, device: torch.device):
+    def __init__(self, corpus: Corpus, streams: Streams, dist: Dist, device: torch.device,
+                 labelled: bool = False):
         self.tokens = corpus.train.tokens.to(device)  # (N, T)
         self.lengths = corpus.train.lengths.to(device)  # (N,)
+        self.labels = corpus.train.labels.to(device) if labelled else None  # (N,) class ids
         self.vocab_size, self.pad_id, self.max_len = len(corpus.vocab), corpus.vocab.pad_id, corpus.max_len
         self.unk_id = corpus.vocab.unk_id  # latent.word_dropout's replacement
         self.streams, self.dist, self.device = streams, dist, device
@@ -60,13 +63,19 @@ class TrainBatches:
         lengths = self.lengths[idx]  # (B,)
         # Positions past the batch's longest sentence are all padding: no loss, no gradient.
         tokens = self.tokens[idx, :int(lengths.max())]  # (B, T_batch)
-        return Batch(tokens, lengths, self.dist.token_weight(lengths, self.lengths[whole]))
+        return Batch(tokens, lengths, self.dist.token_weight(lengths, self.lengths[whole]),
+                     None if self.labels is None else self.labels[idx])
 
     def real_dists(self, batch_size: int) -> torch.Tensor:
         """Real sentences as one-hot distributions (B, T, V) for the discriminator, drawn with
         replacement (one shared draw of the global batch; this rank's shard)."""
-        tokens = self.tokens[self.dist.shard(self.draw(batch_size)).to(self.device)]  # (B, T)
+        return self.real_labelled(batch_size)[0]
+
+    def real_labelled(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`real_dists`' draw and its sentences' class ids (B,) (None in an unconditional run)."""
+        idx = self.dist.shard(self.draw(batch_size)).to(self.device)
+        tokens = self.tokens[idx]  # (B, T)
         # Written as float directly: F.one_hot(...).float() filled an int64 array twice the size
         # and converted it (~30 ms a batch at COCO's size, six batches an adversarial step).
         dists = torch.zeros(*tokens.shape, self.vocab_size, device=self.device)
-        return dists.scatter_(-1, tokens.unsqueeze(-1), 1.0)
+        return dists.scatter_(-1, tokens.unsqueeze(-1), 1.0), None if self.labels is None else self.labels[idx]

@@ -193,9 +193,12 @@ def read_latent_part(state: dict, name: str) -> LatentPart | None:
     return None if part is None else LatentPart(part["weights"], part["optimizer"])
 
 
-def with_description(state: dict, *, config: str, vocab: list[str], max_len: int) -> dict:
-    """`state` plus what makes the file usable alone: the config YAML, vocabulary and max_len."""
-    return {**state, "config": config, "vocab": list(vocab), "max_len": int(max_len)}
+def with_description(state: dict, *, config: str, vocab: list[str], max_len: int,
+                     labels: list[str] | None = None) -> dict:
+    """`state` plus what makes the file usable alone: the config YAML, vocabulary and max_len,
+    and a conditional run's class names (in class-id order)."""
+    described = {**state, "config": config, "vocab": list(vocab), "max_len": int(max_len)}
+    return described if labels is None else {**described, "labels": list(labels)}
 
 
 def read_generator(state: dict, averaged: bool = False) -> dict:
@@ -273,3 +276,9 @@ def read_vocab(state: dict) -> list[str]:
 
 def read_max_len(state: dict) -> int:
     return int(state["max_len"])
+
+
+def read_labels(state: dict) -> list[str] | None:
+    """A conditional run's class names, in class-id order; None for an unconditional run."""
+    labels = state.get("labels")
+    return None if labels is None else [str(name) for name in labels]

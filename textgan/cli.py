@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--greedy", action="store_true", help="decode with the noise off: the most likely token at each "
                                                          "step (e.g. to reconstruct --z of `textgan encode`)")
     s.add_argument("--encoder", choices=ENCODERS, help=ENCODER_HELP + " (default auto; needs --from-text)")
+    s.add_argument("--class", dest="class_name", metavar="NAME", help="a conditional run: every sentence of this "
+                                                                      "class (default: each drawn from the class prior)")
     s.add_argument("--out", metavar="FILE", help="also write the sentences to FILE (must not exist)")
     s.add_argument("--save-z", metavar="FILE.npy", help="also write the (N, Z) latents of the sentences to FILE.npy "
                                                         "(must not exist); --z FILE.npy with the same --seed "
@@ -248,17 +250,21 @@ def cmd_sample(args) -> int:
         raise UserError(f"this generator has prior=none: it has no latent for {flag}; sample it without them")
     if z is not None:
         z = sample.check_latent(z, loaded.generator.latent_dim, args.z)
+    class_id = loaded.class_id(args.class_name)
     if args.from_text is not None:
+        if class_id is not None:
+            raise UserError("--from-text paths come from an encoder, without classes; drop --class")
         chunks = iter([sample.text_path_samples(loaded, args.from_text, args.to_text, args.interpolate,
                                                 args.encoder or "auto")])
         rows = args.interpolate
     elif args.interpolate:
         chunks = sample.interpolation_samples(loaded, args.seed, 1 if args.seed_to is None else args.seed_to,
-                                              args.interpolate, args.temperature)
+                                              args.interpolate, args.temperature, class_id=class_id)
         rows = args.interpolate
     else:
         rows = z.shape[0] if z is not None else 10 if args.num is None else args.num
-        chunks = sample.stream_samples(loaded, rows, args.seed, args.temperature, z=z, greedy=args.greedy)
+        chunks = sample.stream_samples(loaded, rows, args.seed, args.temperature, z=z, greedy=args.greedy,
+                                       class_id=class_id)
     latents = sample.LatentFile(save_z, rows, loaded.generator.latent_dim, args.force) if save_z else None
     sample.write_lines(chunks, out, force=args.force, save_z=latents)
     return 0

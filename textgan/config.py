@@ -68,6 +68,12 @@ class DataConfig:
     # train nor test describe; "" = none. A split of the training file shares its images (on
     # COCO its NLL_gen is ~0.9 nats below the test set's), so a file of its own is the better proxy
     valid: str = ""
+    # class labels for generator.conditional (source=files): one label per non-empty line, line i
+    # the class of the i-th sentence of data.train / data.test / data.valid (relative to root);
+    # source=grammar labels its sentences itself (textgan/grammar.py: what the main verb takes)
+    train_labels: str = ""
+    test_labels: str = ""
+    valid_labels: str = ""
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.valid_frac < 1.0, "valid_frac", "must be in [0, 1) (0 = no validation split)")
@@ -115,6 +121,11 @@ class GeneratorConfig:
     tie_embeddings: bool = False
     init_from: str = ""  # run folder or checkpoint whose generator (and vocabulary) starts this run
     init_std: float = 0.0  # > 0: every embedding, LSTM and linear weight and bias ~ N(0, init_std) (SeqGAN: 0.1); 0: torch's defaults
+    # a class label c and z together set the initial state (a learned class embedding added to
+    # z's projection), and the discriminator is a projection discriminator on c (Miyato & Koyama
+    # 2018); needs labelled data (data.train_labels and data.test_labels, or data.source grammar)
+    conditional: bool = False
+
     def __post_init__(self) -> None:
         for name in ("emb_dim", "hidden_dim", "num_layers", "latent_dim", "mem_slots", "num_heads", "head_size"):
             _check(getattr(self, name) >= 1, name, "must be >= 1")
@@ -473,10 +484,41 @@ class Config:
         _check(self.mle.patience > 0 or self.mle.plateau_lr_factor == 1.0, "mle.plateau_lr_factor",
                "acts at mle.patience's evaluations; set mle.patience >= 1 too, or leave it at 1")
         _check_algorithm_options(self)
+        _check_conditional(self)
         if self.mle.patience:  # it stops on the held-out NLL_gen of the MLE evaluations
             _check(self.eval.nll_gen and self.eval.mle_every >= 1, "mle.patience",
                    "needs eval.nll_gen: true and eval.mle_every >= 1 (it watches held-out NLL_gen); "
                    "set them, or mle.patience: 0")
+
+
+def _check_conditional(cfg: "Config") -> None:
+    """Labels exactly where generator.conditional wants them, and only the settings it supports."""
+    data, gen = cfg.data, cfg.generator
+    given = [name for name in ("train_labels", "test_labels", "valid_labels") if getattr(data, name)]
+    if not gen.conditional:
+        _check(not given, f"data.{given[0] if given else ''}", "labels are read only by a conditional run; "
+               "set generator.conditional=true, or remove the label files")
+        return
+    _check(data.source != "oracle", "generator.conditional", "needs labelled sentences; the oracle corpus "
+           "has none: use data.source=grammar, or files with data.train_labels and data.test_labels")
+    if data.source == "files":
+        _check(bool(data.train_labels and data.test_labels), "generator.conditional",
+               "a conditional run without labels: set data.train_labels and data.test_labels (one class "
+               "per line, aligned with data.train and data.test), or data.source=grammar")
+        _check(not data.valid or bool(data.valid_labels), "data.valid_labels",
+               "data.valid needs its labels in a conditional run; set data.valid_labels")
+        _check(not data.valid_labels or bool(data.valid), "data.valid_labels",
+               "labels data.valid's sentences; set data.valid too, or remove it (data.valid_frac keeps each "
+               "training label with its sentence)")
+    else:
+        _check(not given, f"data.{given[0] if given else ''}", "the grammar labels its own sentences; "
+               "remove the label files (they are for data.source=files)")
+    for key, bad, why in (("mle.objective", cfg.mle.objective != "nll", "elbo"),
+                          ("adversarial.info_weight", cfg.adversarial.info_weight != 0, "info_weight > 0"),
+                          ("adversarial.algorithm", cfg.adversarial.algorithm != "gumbel", cfg.adversarial.algorithm),
+                          ("adversarial.loss", cfg.adversarial.loss == "wgan_gp", "wgan_gp")):
+        _check(not bad, key, f"{why} is not supported with generator.conditional yet; use its default, or "
+               "generator.conditional=false")
 
 
 # settings that only one family of adversarial.algorithm reads: set (away from their defaults)

@@ -14,7 +14,7 @@ import torch
 
 from textgan.config import DataConfig
 from textgan.data import (SPECIALS, DataError, Encoded, Vocab, banned_ids, check_lengths, encode, oov_share,
-                          read_sentences)
+                          read_labels, read_sentences)
 
 
 @dataclass
@@ -31,6 +31,9 @@ class Corpus:
     valid: Encoded | None = None  # validation split: data.valid's file, or data.valid_frac of the training sentences
     valid_sentences: list[list[str]] | None = None
     train_oov: float = 0.0  # share of the training tokens outside a vocabulary given to `prepare` (<unk>)
+    # class names of a labelled corpus (data.train_labels, or the grammar's LABELS), in class-id
+    # order; each split's Encoded.labels holds the ids. None: unlabelled
+    label_names: list[str] | None = None
 
     @property
     def truncated(self) -> int:
@@ -85,6 +88,36 @@ def _oracle_sentences(cfg: DataConfig, seed: int):
     return oracle, as_words(train), as_words(test), vocab
 
 
+@dataclass
+class Labels:
+    """Each split's class names as read (None: unlabelled), before they become ids."""
+    train: list[str] | None = None
+    test: list[str] | None = None
+    valid: list[str] | None = None
+
+
+def _read_labels(cfg: DataConfig, train: list, test: list, valid: list | None) -> Labels:
+    """data.train_labels / test_labels / valid_labels, each checked against its sentence file."""
+    if not cfg.train_labels:
+        return Labels()
+    read = lambda labels, sentences, name: read_labels(  # noqa: E731
+        _resolve(cfg.root, labels), len(sentences), _resolve(cfg.root, name))
+    return Labels(train=read(cfg.train_labels, train, cfg.train), test=read(cfg.test_labels, test, cfg.test),
+                  valid=read(cfg.valid_labels, valid, cfg.valid) if valid is not None and cfg.valid_labels else None)
+
+
+def label_ids(labels: list[str] | None, names: list[str], split: str) -> list[int] | None:
+    """Class names as ids in `names` (the training set's classes); a name outside them is an error."""
+    if labels is None:
+        return None
+    index = {name: i for i, name in enumerate(names)}
+    unknown = next((label for label in labels if label not in index), None)
+    if unknown is not None:
+        raise DataError(f"{split} label {unknown!r} is not a class of the training labels ({', '.join(names)}); "
+                        "every held-out label must occur in the training labels")
+    return [index[label] for label in labels]
+
+
 def split_off(sentences: list, frac: float, seed: int) -> tuple[list, list]:
     """(kept, held out): round(frac * N) sentences chosen by a permutation seeded by `seed`, both
     parts in their original order. The same sentences, frac and seed always give the same split."""
@@ -102,23 +135,27 @@ def prepare(cfg: DataConfig, seed: int, vocab: Vocab | None = None) -> Corpus:
     """Read or generate the corpus; `vocab` (from a run folder) overrides building one. `seed`
     (run.seed) generates a built-in corpus unless data.seed names its own."""
     seed = seed if cfg.seed < 0 else cfg.seed
-    oracle = None
+    oracle, valid, labels, names = None, None, Labels(), None
     if cfg.source == "files":
         train, test = _read(cfg, cfg.train), _read(cfg, cfg.test)
+        valid = _read(cfg, cfg.valid) if cfg.valid else None
+        labels = _read_labels(cfg, train, test, valid)
+        names = sorted(set(labels.train)) if labels.train is not None else None
         built = None
     elif cfg.source == "oracle":
         oracle, train, test, built = _oracle_sentences(cfg, seed)
-    else:
-        from textgan.oracle import sample_grammar
+    else:  # the grammar's sentences, labelled by what their main verb takes
+        from textgan.grammar import LABELS, sample_grammar_labelled
 
-        train = sample_grammar(cfg.num_train, seed=seed + 1)
-        test = sample_grammar(cfg.num_test, seed=seed + 2)
-        built = None
-    valid = None
+        train, labels.train = sample_grammar_labelled(cfg.num_train, seed=seed + 1)
+        test, labels.test = sample_grammar_labelled(cfg.num_test, seed=seed + 2)
+        built, names = None, list(LABELS)
     if cfg.valid_frac > 0:  # before the vocabulary: a validation sentence's words are as unseen as a test one's
-        train, valid = split_off(train, cfg.valid_frac, cfg.valid_seed)
-    elif cfg.valid:
-        valid = _read(cfg, cfg.valid)
+        if labels.train is None:
+            train, valid = split_off(train, cfg.valid_frac, cfg.valid_seed)
+        else:  # each label goes with its sentence
+            kept, held = split_off(list(zip(train, labels.train)), cfg.valid_frac, cfg.valid_seed)
+            (train, labels.train), (valid, labels.valid) = (map(list, zip(*part)) for part in (kept, held))
     train_oov = 0.0 if vocab is None else oov_share(train, vocab)
     if vocab is None:
         vocab = built or Vocab.build(train, min_freq=cfg.min_freq, max_size=cfg.max_size)
@@ -128,10 +165,12 @@ def prepare(cfg: DataConfig, seed: int, vocab: Vocab | None = None) -> Corpus:
     if not cfg.max_len and cfg.source == "files":  # an automatic max_len follows the longest sentence
         check_lengths(train, cfg.max_len_ceiling, _resolve(cfg.root, cfg.train))
     max_len = cfg.max_len or max(len(s) for s in train) + int(add_eos)
-    enc_train = encode(train, vocab, max_len, cfg.long_policy, add_eos)
-    enc_test = encode(test, vocab, max_len, cfg.long_policy, add_eos)
-    enc_valid = encode(valid, vocab, max_len, cfg.long_policy, add_eos) if valid is not None else None
+    ids = {split: label_ids(getattr(labels, split), names, split) for split in ("train", "test", "valid")}
+    enc_train = encode(train, vocab, max_len, cfg.long_policy, add_eos, labels=ids["train"])
+    enc_test = encode(test, vocab, max_len, cfg.long_policy, add_eos, labels=ids["test"])
+    enc_valid = (encode(valid, vocab, max_len, cfg.long_policy, add_eos, labels=ids["valid"])
+                 if valid is not None else None)
     banned = banned_ids(vocab, add_eos)
     return Corpus(vocab=vocab, train=enc_train, test=enc_test, test_sentences=test, max_len=max_len,
                   add_eos=add_eos, banned=banned, oracle=oracle, source=cfg.source,
-                  valid=enc_valid, valid_sentences=valid, train_oov=train_oov)
+                  valid=enc_valid, valid_sentences=valid, train_oov=train_oov, label_names=names)

@@ -136,13 +136,15 @@ class Encoded:
     lengths: torch.Tensor  # (N,) long
     truncated: int  # sentences cut to max_len
     dropped: int  # sentences left out because they were longer than max_len
+    labels: torch.Tensor | None = None  # (N,) long class ids of a labelled corpus, else None
 
 
 def encode(sentences: list[list[str]], vocab: Vocab, max_len: int, policy: str = "truncate",
-           add_eos: bool = True) -> Encoded:
-    """Ids + EOS, padded to max_len; longer sentences are truncated or dropped per `policy`."""
-    rows, lengths, truncated, dropped = [], [], 0, 0
-    for sent in sentences:
+           add_eos: bool = True, labels: list[int] | None = None) -> Encoded:
+    """Ids + EOS, padded to max_len; longer sentences are truncated or dropped per `policy`.
+    `labels`: each sentence's class id, kept aligned (a dropped sentence drops its label)."""
+    rows, lengths, kept, truncated, dropped = [], [], [], 0, 0
+    for i, sent in enumerate(sentences):
         ids = vocab.encode(sent) + ([vocab.eos_id] if add_eos else [])
         if len(ids) > max_len:
             if policy == "drop":
@@ -151,12 +153,24 @@ def encode(sentences: list[list[str]], vocab: Vocab, max_len: int, policy: str =
             truncated += 1
             ids = ids[:max_len]
         lengths.append(len(ids))
+        kept.append(i)
         rows.append(ids + [vocab.pad_id] * (max_len - len(ids)))
     if not rows:
         raise DataError(f"every sentence is longer than data.max_len={max_len}; raise max_len "
                         "or set data.long_policy=truncate")
+    label_ids = None if labels is None else torch.tensor([labels[i] for i in kept], dtype=torch.long)
     return Encoded(torch.tensor(rows, dtype=torch.long), torch.tensor(lengths, dtype=torch.long),
-                   truncated, dropped)
+                   truncated, dropped, label_ids)
+
+
+def read_labels(path: str | Path, sentences: int, sentence_path: str | Path) -> list[str]:
+    """A label file's labels (one per non-empty line), which must number `sentences`, the
+    non-empty lines of `sentence_path` they label."""
+    labels = read_lines(path)
+    if len(labels) != sentences:
+        raise DataError(f"label file {path} has {len(labels)} labels but {sentence_path} has {sentences} "
+                        "sentences; give one label per non-empty line, line i labelling sentence i")
+    return labels
 
 
 def oov_share(sentences: list[list[str]], vocab: Vocab) -> float:

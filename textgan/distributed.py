@@ -186,11 +186,18 @@ class ParallelDiscriminator:
         self.dist = dist
 
     def score(self, real: torch.Tensor, fake: torch.Tensor,
-              penalty_rng: torch.Generator | None = None) -> Scores:
+              penalty_rng: torch.Generator | None = None,
+              labels: tuple[torch.Tensor, torch.Tensor] | None = None) -> Scores:
         """D's logits on real and fake (B, T, V) batches and, with `penalty_rng`, the gradient
         penalty on interpolates drawn from it. Under DDP in one forward over the concatenated
         batch, as DDP syncs one forward per backward (dropout masks then differ from separate
-        calls; the discriminators are otherwise per-row)."""
+        calls; the discriminators are otherwise per-row). `labels`: the real and fake sentences'
+        classes (B,) each, for a conditional discriminator (no gradient penalty then)."""
+        if labels is not None:
+            if not self.dist.enabled:
+                return Scores(self.module(real, labels=labels[0]), self.module(fake, labels=labels[1]), None)
+            both = self.replica("__call__", torch.cat([real, fake]), labels=torch.cat(labels))
+            return Scores(*both.split(real.shape[0]), None)
         if not self.dist.enabled:
             d_real, d_fake = self.module(real), self.module(fake)
             penalty = None if penalty_rng is None else gradient_penalty(self.module, real, fake, penalty_rng)

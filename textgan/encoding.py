@@ -163,7 +163,10 @@ def training_interpolation(G: Generator, encoder: SentenceEncoder | None, corpus
         header = f'interpolation from "{ends[0]}" to "{ends[1]}" (their encoded z, greedy decoding):'
     else:
         rng = torch.Generator(device=device).manual_seed(seed + 15)
-        z = interpolate(*G.sample_latent(2, rng), steps, spherical=G.prior == "normal")
+        ends = G.sample_latent(2, rng)  # (2, Z), or conditional codes (2, Z + C)
+        z = interpolate(*ends[:, :G.latent_dim], steps, spherical=G.prior == "normal")
+        if G.num_classes:  # the first end's class all along: only z moves
+            z = G.with_class(z, G.classes_of(ends[:1]).expand(steps))
         ids = torch.cat([generate(G, 1, corpus.max_len, torch.Generator(device=device).manual_seed(seed + 16),
                                   z=point.unsqueeze(0)) for point in z])  # the same noise at each point
         header = "interpolation between two prior draws of z (one Gumbel noise for every point):"

@@ -75,7 +75,21 @@ def eval_metrics(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperatur
     metrics = evaluate(loaded.generator, corpus, cfg, seed, temperature=temperature, progress=progress)[0]
     if loaded.config.mle.objective == "elbo":  # a variational encoder to score with
         progress.phase("NLL_gen importance sampled with the encoder")
-    return {**metrics, **posterior_metrics(loaded, corpus, seed, temperature)}
+    return {**metrics, **posterior_metrics(loaded, corpus, seed, temperature),
+            **class_metrics(loaded, corpus, num, seed, temperature)}
+
+
+def class_metrics(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperature: float = 1.0) -> dict[str, float]:
+    """A conditional run's class_acc* (textgan/metrics/class_accuracy.py): `num` samples over its
+    classes, read by the classifier cached in the run folder (trained there on first use), drawn as
+    the training evaluation draws them (seed + 15). Nothing for an unconditional run."""
+    if loaded.labels is None:
+        return {}
+    from textgan.metrics.class_accuracy import CLASSIFIER_FILE, run_class_metrics
+
+    cache = run_dir_of(loaded.path) / CLASSIFIER_FILE
+    return run_class_metrics(loaded.generator, corpus, loaded.labels, cache, num, seed=seed + 15,
+                             temperature=temperature)
 
 
 def posterior_metrics(loaded: Loaded, corpus: Corpus, seed: int, temperature: float = 1.0) -> dict[str, float]:

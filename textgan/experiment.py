@@ -43,6 +43,8 @@ def _describe(corpus: Corpus) -> str:
 
 def _check_best_metric(cfg: config_mod.Config, corpus: Corpus) -> None:
     names = metric_names(cfg.eval, corpus, cfg.generator.prior)
+    if cfg.generator.conditional:  # textgan/metrics/class_accuracy.py
+        names += ["class_acc", "class_acc_real"] + [f"class_acc_{name}" for name in corpus.label_names]
     for key in ("best_metric", "best_ceiling_metric"):
         value = getattr(cfg.log, key)
         if value and value not in names:
@@ -94,6 +96,10 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
         run_dir = Path(resume)
         state, path, vocab = _resume_state(run_dir, log)  # every rank reads the same checkpoint
         corpus = prepare(cfg.data, cfg.run.seed, vocab=vocab)
+        saved_labels = checkpoint.read_labels(state)
+        if cfg.generator.conditional and saved_labels != corpus.label_names:
+            raise UserError(f"the run's classes ({', '.join(saved_labels or ['none'])}) differ from the labels of its "
+                            f"data ({', '.join(corpus.label_names or ['none'])}); resume with the run's own label files")
         log(f"resuming {run_dir} from {path.name}" + (f" on {dist.world_size} ranks" if dist.enabled else ""))
     else:
         source = warm_start.load_source(cfg.generator) if cfg.generator.init_from else None
@@ -104,6 +110,7 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
         corpus = prepare(cfg.data, cfg.run.seed, vocab=source.vocab if source else None)
         if source is not None:
             warm_start.check_vocabulary(corpus.train_oov, cfg.data.max_oov, source, log)
+            warm_start.check_classes(cfg.generator.conditional, corpus.label_names, source)
         _check_best_metric(cfg, corpus)
         dist.check_corpus(corpus.train.tokens.shape[0])
         run_dir = dist.on_main(lambda: _new_run(cfg, config_path, corpus, force))  # the others wait

@@ -109,15 +109,19 @@ def _tables() -> _Tables:
     return _Tables(grammar=grammar, words=words, options=options)
 
 
-def _expand(symbol, budget: int, rng: random.Random, tables: _Tables, out: list[str]) -> None:
-    """Append one derivation of `symbol`, choosing only productions that fit in `budget` levels."""
+def _expand(symbol, budget: int, rng: random.Random, tables: _Tables, out: list[str],
+            trace: list | None = None, parent: Nonterminal | None = None) -> None:
+    """Append one derivation of `symbol`, choosing only productions that fit in `budget` levels;
+    `trace` (when given) receives each (parent symbol, production) in the order chosen."""
     if isinstance(symbol, str):
         out.append(symbol)
         return
     fits = [(p, h) for p, h in tables.options[symbol] if h <= budget]  # never empty: min height <= budget
     prod = rng.choices([p for p, _ in fits], weights=[p.prob() for p, _ in fits])[0]
+    if trace is not None:
+        trace.append((parent, prod))
     for child in prod.rhs():
-        _expand(child, budget - 1, rng, tables, out)
+        _expand(child, budget - 1, rng, tables, out, trace, symbol)
 
 
 def sample_grammar(num: int, seed: int) -> list[list[str]]:
@@ -130,6 +134,35 @@ def sample_grammar(num: int, seed: int) -> list[list[str]]:
         _expand(tables.grammar.start(), MAX_DEPTH, rng, tables, tokens)
         out.append(tokens)
     return out
+
+
+# Class labels of the grammar's sentences (generator.conditional): what the main clause's verb
+# takes, read off the first clause's VP production. Readable from the sentence (the verb and its
+# object's noun), so a classifier of real sentences can check generated ones.
+LABELS = ("no_object", "person_object", "thing_object")
+_OBJECT_LABEL = {"NPA": "person_object", "Name": "person_object", "NPI": "thing_object"}
+
+
+def _label(trace: list) -> str:
+    """The class of one derivation: the object of the VP whose parent is the first clause."""
+    vp = next(prod for parent, prod in trace if parent == Nonterminal("CL") and prod.lhs() == Nonterminal("VP"))
+    objects = [_OBJECT_LABEL[str(s)] for s in vp.rhs() if str(s) in _OBJECT_LABEL]
+    return objects[0] if objects else "no_object"
+
+
+def sample_grammar_labelled(num: int, seed: int) -> tuple[list[list[str]], list[str]]:
+    """`sample_grammar(num, seed)`'s sentences (the same ones) and each one's class (LABELS)."""
+    rng = random.Random(seed)
+    tables = _tables()
+    sentences: list[list[str]] = []
+    labels: list[str] = []
+    for _ in range(num):
+        tokens: list[str] = []
+        trace: list = []
+        _expand(tables.grammar.start(), MAX_DEPTH, rng, tables, tokens, trace)
+        sentences.append(tokens)
+        labels.append(_label(trace))
+    return sentences, labels
 
 
 @functools.cache

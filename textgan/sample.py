@@ -28,6 +28,19 @@ class Loaded:
     max_len: int
     path: Path  # the checkpoint file used
     averaged: bool = False  # the weights are adversarial.g_ema's average, not the trained ones
+    labels: list[str] | None = None  # a conditional run's class names, in class-id order
+
+    def class_id(self, name: str | None) -> int | None:
+        """The id of class `name` (None for None), with one-line errors for a run without
+        classes and a name that is not one of its classes."""
+        if name is None:
+            return None
+        if self.labels is None:
+            raise UserError(f"{self.path} is not a conditional run (generator.conditional=false): it has no "
+                            "classes; leave out --class")
+        if name not in self.labels:
+            raise UserError(f"unknown class {name!r}; this run's classes are: {', '.join(self.labels)}")
+        return self.labels.index(name)
 
 
 def load_generator(path: str | Path, device: str = "cpu", warn=print, weights: str = "auto") -> Loaded:
@@ -47,7 +60,9 @@ def load_generator(path: str | Path, device: str = "cpu", warn=print, weights: s
         state = checkpoint.load(path)
     cfg = checkpoint.read_config(state)
     vocab = Vocab(checkpoint.read_vocab(state))
-    gen = build_generator(cfg.generator, len(vocab), banned_ids(vocab, cfg.data.source != "oracle"))
+    labels = checkpoint.read_labels(state)
+    gen = build_generator(cfg.generator, len(vocab), banned_ids(vocab, cfg.data.source != "oracle"),
+                          num_classes=len(labels) if labels else 0)
     averaged = checkpoint.has_average(state) and weights != "trained"
     if weights == "average" and not averaged:
         raise UserError(f"checkpoint {path} has no weight average (its run had adversarial.g_ema=0 or had not "
@@ -60,14 +75,31 @@ def load_generator(path: str | Path, device: str = "cpu", warn=print, weights: s
     gen = gen.to(device).eval()
     # the run's accel (faster ops, same results); native's kernels may not build on this machine
     accel.apply(gen, None, "auto" if cfg.run.accel == "native" else cfg.run.accel)
-    return Loaded(gen, vocab, cfg, checkpoint.read_max_len(state), path, averaged)
+    return Loaded(gen, vocab, cfg, checkpoint.read_max_len(state), path, averaged, labels)
 
 
 def sample_text(loaded: Loaded, num: int, seed: int, temperature: float = 1.0,
-                z: torch.Tensor | None = None) -> list[str]:
+                z: torch.Tensor | None = None, class_id: int | None = None) -> list[str]:
     """`num` sentences; sentence i from z_i (the prior draw of (seed, i) unless z (N, Z) is given)
-    and the Gumbel noise of (seed, i), whatever `num` (textgan.draws)."""
-    return [line for lines in stream_text(loaded, num, seed, temperature, z=z) for line in lines]
+    and the Gumbel noise of (seed, i), whatever `num` (textgan.draws); of class `class_id` in a
+    conditional run (default: drawn for each sentence, see `with_classes`)."""
+    return [line for lines in stream_text(loaded, num, seed, temperature, z=z, class_id=class_id) for line in lines]
+
+
+def with_classes(g: Generator, z: torch.Tensor, latent_keys: list[int], class_id: int | None,
+                 uniforms: draws.Uniforms) -> torch.Tensor:
+    """A conditional generator's codes (N, Z + C) of z (N, Z): class `class_id` for every row, or
+    else row i's class drawn from the class prior with uniform 2Z of its latent key's stream (after
+    the 2Z behind z), so it too depends on (seed, i) only. Unconditional: z itself."""
+    if not g.num_classes:
+        return z
+    if class_id is not None:
+        classes = torch.full((z.shape[0],), class_id, dtype=torch.long)
+    else:
+        u = torch.stack([uniforms(key, 2 * g.latent_dim + 1)[-1] for key in latent_keys])  # (N,)
+        cdf = g.class_prior.detach().cpu().double().cumsum(0)
+        classes = torch.searchsorted(cdf, u.double().unsqueeze(1), right=True)[:, 0].clamp(max=g.num_classes - 1)
+    return g.with_class(z, classes)
 
 
 def latent_from_seed(loaded: Loaded, seed: int, num: int = 1) -> torch.Tensor:
@@ -132,7 +164,7 @@ def _decode(loaded: Loaded, z: torch.Tensor, temperature: float, noise: torch.Te
 
 
 def stream_samples(loaded: Loaded, num: int, seed: int, temperature: float = 1.0, z: torch.Tensor | None = None,
-                   chunk: int | None = None, greedy: bool = False) -> Iterator[Samples]:
+                   chunk: int | None = None, greedy: bool = False, class_id: int | None = None) -> Iterator[Samples]:
     """`num` sentences a chunk at a time, so memory stays bounded whatever `num`. Sentence i comes
     from z_i (the prior draw of (seed, i), or row i of z (N, Z)) and the Gumbel noise of (seed, i)
     (none with `greedy`): the same sentence whatever `num` and `chunk` (textgan.draws)."""
@@ -145,13 +177,14 @@ def stream_samples(loaded: Loaded, num: int, seed: int, temperature: float = 1.0
         zb = draws.latents(g.prior, g.latent_dim, latent_keys, uniforms) if z is None else z[start:start + b].cpu()
         noise = None if greedy or g.noise == "none" else draws.gumbel(noise_keys, loaded.max_len, g.vocab_size,
                                                                         uniforms)  # (T, b, V)
-        yield Samples(_decode(loaded, zb, temperature, noise, greedy), zb)
+        code = with_classes(g, zb, latent_keys, class_id, uniforms)  # (b, Z), or (b, Z + C) conditional
+        yield Samples(_decode(loaded, code, temperature, noise, greedy), zb)
 
 
 def stream_text(loaded: Loaded, num: int, seed: int, temperature: float = 1.0, z: torch.Tensor | None = None,
-                chunk: int | None = None) -> Iterator[list[str]]:
+                chunk: int | None = None, class_id: int | None = None) -> Iterator[list[str]]:
     """`stream_samples`' sentences only."""
-    for samples in stream_samples(loaded, num, seed, temperature, z=z, chunk=chunk):
+    for samples in stream_samples(loaded, num, seed, temperature, z=z, chunk=chunk, class_id=class_id):
         yield samples.lines
 
 
@@ -226,7 +259,7 @@ def interpolate(z0: torch.Tensor, z1: torch.Tensor, steps: int, spherical: bool 
 
 
 def interpolation_samples(loaded: Loaded, seed: int, seed_to: int, steps: int,
-                          temperature: float = 1.0) -> Iterator[Samples]:
+                          temperature: float = 1.0, class_id: int | None = None) -> Iterator[Samples]:
     """Walk the latent from sample 0's prior draw under `seed` to that under `seed_to`; every point
     sees sample 0's Gumbel noise under `seed`, so the text changes only because z does (and the
     first point is `textgan sample --seed SEED --num 1`'s sentence)."""
@@ -241,12 +274,16 @@ def interpolation_samples(loaded: Loaded, seed: int, seed_to: int, steps: int,
     size = draws.chunk_size(loaded.max_len, g.vocab_size)
     for start in range(0, steps, size):
         zb = path[start:start + size]
-        yield Samples(_decode(loaded, zb, temperature, None if noise is None else noise.expand(-1, zb.shape[0], -1)),
-                      zb)
+        key = draws.sample_keys(seed, 0, 1)[1] * zb.shape[0]  # sample 0's class (or class_id) all along
+        code = with_classes(g, zb, key, class_id, uniforms)
+        yield Samples(_decode(loaded, code, temperature,
+                              None if noise is None else noise.expand(-1, zb.shape[0], -1)), zb)
 
 
-def interpolation_text(loaded: Loaded, seed: int, seed_to: int, steps: int, temperature: float = 1.0) -> list[str]:
-    return [line for chunk in interpolation_samples(loaded, seed, seed_to, steps, temperature) for line in chunk.lines]
+def interpolation_text(loaded: Loaded, seed: int, seed_to: int, steps: int, temperature: float = 1.0,
+                       class_id: int | None = None) -> list[str]:
+    return [line for chunk in interpolation_samples(loaded, seed, seed_to, steps, temperature, class_id)
+            for line in chunk.lines]
 
 
 def text_path_samples(loaded: Loaded, start: str, end: str, steps: int, which: str = "auto") -> Samples:

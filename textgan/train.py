@@ -26,6 +26,7 @@ from textgan.errors import UserError
 from textgan.guard import Updates, rollback
 from textgan.gumbel import tau_at
 from textgan.latent_training import LatentParts
+from textgan.metrics.class_accuracy import CLASSIFIER_FILE
 from textgan.mle import MLE
 from textgan.models import build_discriminator, build_generator
 from textgan.monitor import Monitor
@@ -43,9 +44,14 @@ class Trainer:
         self.adv_bs = dist.per_rank_batch(cfg.adversarial.batch_size, cfg.run.batch_is_global)
         set_seed(cfg.run.seed)
         v = len(corpus.vocab)
+        self.labels = corpus.label_names if cfg.generator.conditional else None  # class names
+        classes = len(self.labels) if self.labels is not None else 0
         # G and D are the plain modules (checkpoints, evaluation); g and d what the steps call
-        self.G = build_generator(cfg.generator, v, corpus.banned).to(self.device)
-        self.D = build_discriminator(cfg.discriminator, v).to(self.device)
+        self.G = build_generator(cfg.generator, v, corpus.banned, num_classes=classes).to(self.device)
+        self.D = build_discriminator(cfg.discriminator, v, num_classes=classes).to(self.device)
+        if classes:  # fakes' classes are drawn as often as the training sentences have them
+            counts = torch.bincount(corpus.train.labels, minlength=classes).float()
+            self.G.class_prior.copy_(counts / counts.sum())
         self.accel = accel.apply(self.G, self.D, cfg.run.accel)  # faster ops, same results; the log's line
         self.g, self.d = ParallelGenerator(self.G, dist), ParallelDiscriminator(self.D, dist)
         if dist.rank:  # per-rank dropout masks
@@ -64,14 +70,15 @@ class Trainer:
         self.last_metrics: dict[str, float] = {}
         self.stop_requested: Callable[[], bool] = lambda: False  # set by the caller (signals)
         self.updates = Updates(self.progress, monitor, cfg.run, dist)
-        self.batches = TrainBatches(corpus, self.streams, dist, self.device)
+        self.batches = TrainBatches(corpus, self.streams, dist, self.device, labelled=bool(classes))
         self.mle = MLE(cfg.mle, self.mle_bs, self.g, self.opt_mle, self.batches, self.noise_rng,
                        self.updates, self.progress, monitor, latent=self.latent)
         players = Players(g=self.g, d=self.d, opt_g=self.opt_g, opt_d=self.opt_d, batches=self.batches,
                           noise=self.noise_rng, updates=self.updates, progress=self.progress,
                           batch_size=self.adv_bs, latent=self.latent)
         self.algorithm = build_algorithm(players, cfg)
-        self.evaluation = Evaluation(cfg, corpus, self.progress, monitor, dist, latent=self.latent)
+        self.evaluation = Evaluation(cfg, corpus, self.progress, monitor, dist, latent=self.latent,
+                                     classifier=self.run_dir / CLASSIFIER_FILE if classes else None)
 
     def state_dict(self) -> dict:
         """Rank 0's state; under torchrun also every rank's own random streams."""
@@ -125,7 +132,8 @@ class Trainer:
         oldest beyond log.keep_last removed). Rank 0 writes; the others wait for it."""
         ckpt_dir = self.run_dir / "checkpoints"
         state = checkpoint.with_description(self.state_dict(), config=dump(self.cfg),
-                                            vocab=self.corpus.vocab.itos, max_len=self.corpus.max_len)
+                                            vocab=self.corpus.vocab.itos, max_len=self.corpus.max_len,
+                                            labels=self.labels)
 
         def write() -> Path:
             if path is not None:

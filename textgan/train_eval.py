@@ -25,9 +25,10 @@ BEST = "best.pt"
 
 class Evaluation:
     def __init__(self, cfg: Config, corpus: Corpus, progress: Progress, monitor: Monitor, dist: Dist,
-                 latent: LatentParts | None = None):
+                 latent: LatentParts | None = None, classifier: Path | None = None):
         self.cfg, self.corpus, self.progress, self.monitor, self.dist = cfg, corpus, progress, monitor, dist
         self.latent = latent  # its encoder / head add held-out figures (latent/*)
+        self.classifier = classifier  # a conditional run's class classifier cache: class_acc* metrics
 
     def score(self, generator: torch.nn.Module) -> dict[str, float]:
         """Metrics of `generator` on the corpus's evaluation split (data.valid or valid_frac's
@@ -35,11 +36,21 @@ class Evaluation:
         scored = self.corpus.scored_on(self.corpus.eval_split)
         metrics = self.dist.on_main(lambda: {  # rank 0 only
             **evaluate(generator, scored, self.cfg.eval, seed=self.cfg.run.seed + 13)[0],
-            **(self.latent.evaluate(generator, scored, seed=self.cfg.run.seed) if self.latent is not None else {})})
+            **(self.latent.evaluate(generator, scored, seed=self.cfg.run.seed) if self.latent is not None else {}),
+            **self._class_metrics(generator, scored)})
         prefix = EVAL_TAG[self.corpus.eval_split]
         self.monitor.scalars({f"{'latent' if is_latent_metric(k) else prefix}/{k}": v for k, v in metrics.items()},
                              self.progress.global_step)
         return metrics
+
+    def _class_metrics(self, generator: torch.nn.Module, scored: Corpus) -> dict[str, float]:
+        """class_acc* of a conditional run (textgan/metrics/class_accuracy.py), else nothing."""
+        if self.classifier is None:
+            return {}
+        from textgan.metrics.class_accuracy import run_class_metrics
+
+        return run_class_metrics(generator, scored, self.corpus.label_names, self.classifier,
+                                 self.cfg.eval.num_samples, seed=self.cfg.run.seed + 15)
 
     def keep_best(self, metrics: dict[str, float], save: Callable[[Path], Path], ckpt_dir: Path) -> None:
         """`ckpt_dir`/best.pt holds the state (`save` writes it) with the best log.best_metric

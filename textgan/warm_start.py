@@ -79,13 +79,29 @@ def check_vocabulary(share: float, max_oov: float, source: Loaded, log) -> None:
 
 @torch.no_grad()
 def apply(generator: Generator, source: Loaded) -> None:
-    """Copy the source weights into `generator`; a latent projection the source lacks starts at 0."""
+    """Copy the source weights into `generator`; a latent projection or class embedding the source
+    lacks starts at 0 (so the run starts as the source model; a conditional run keeps its class prior)."""
     state = source.generator.state_dict()
     missing, unexpected = generator.load_state_dict(state, strict=False)
-    assert not unexpected and all(k.startswith("latent_proj.") for k in missing), (missing, unexpected)
-    if missing:
+    own = ("latent_proj.", "class_embedding.", "class_prior")
+    assert not unexpected and all(k.startswith(own) for k in missing), (missing, unexpected)
+    if any(k.startswith("latent_proj.") for k in missing):
         generator.latent_proj.weight.zero_()
         generator.latent_proj.bias.zero_()
+    if "class_embedding.weight" in missing:
+        generator.class_embedding.weight.zero_()
+
+
+def check_classes(conditional: bool, labels: list[str] | None, source: Loaded) -> None:
+    """A conditional source only starts a conditional run on the same classes."""
+    if source.labels is None:
+        return
+    if not conditional:
+        raise UserError(f"generator.init_from: {source.path} is a conditional run (classes "
+                        f"{', '.join(source.labels)}); set generator.conditional=true with its labels")
+    if labels != source.labels:
+        raise UserError(f"generator.init_from: {source.path} has the classes {', '.join(source.labels)}, this "
+                        f"run's labels give {', '.join(labels or [])}; use the same labels")
 
 
 def latent_weights(cfg: Config, source: Loaded, log) -> dict[str, dict]:

@@ -1,7 +1,8 @@
 """RelGAN's objective (Nie et al. 2019): the generator's free-running samples are relaxed one-hot
 distributions (Gumbel-softmax at temperature tau, Jang et al. 2017), which the discriminator
 scores against one-hot real sentences, so the generator's loss back-propagates through its
-samples into every weight. The D and G losses are `adversarial.loss` (textgan/losses.py);
+samples into every weight. In a conditional run the fakes' classes come with their codes (drawn
+from the class prior) and D is a projection discriminator scoring each sentence with its class. The D and G losses are `adversarial.loss` (textgan/losses.py);
 wgan_gp adds the gradient penalty; `adversarial.mle_weight` adds a real batch's NLL to G's.
 
 Shapes: B batch, T time, V vocabulary.
@@ -53,10 +54,12 @@ class GumbelGAN:
     def d_step(self, tau: float) -> dict[str, float]:
         """Update D on real sentences and detached fakes."""
         p, adv = self.p, self.adv
-        real = p.batches.real_dists(p.batch_size)
+        real, real_labels = p.batches.real_labelled(p.batch_size)
         with torch.no_grad():  # the D step never back-propagates into the generator
-            fake = self.fake(p.batch_size, tau).dists
-        scores = p.d.score(real, fake, penalty_rng=p.noise if adv.loss == "wgan_gp" else None)
+            z = p.g.module.sample_latent(p.batch_size, p.noise)
+            fake = self.fake(p.batch_size, tau, z).dists
+        labels = None if real_labels is None else (real_labels, p.g.module.classes_of(z))
+        scores = p.d.score(real, fake, penalty_rng=p.noise if adv.loss == "wgan_gp" else None, labels=labels)
         loss = self.loss_d(scores.real, scores.fake)
         if scores.penalty is not None:
             loss = loss + adv.gp_weight * scores.penalty
@@ -70,12 +73,15 @@ class GumbelGAN:
     def g_step(self, tau: float) -> dict[str, float]:
         """Update G to make D score its samples as real, D frozen."""
         p, adv = self.p, self.adv
-        real = p.batches.real_dists(p.batch_size)
+        real, real_labels = p.batches.real_labelled(p.batch_size)
         z = p.g.module.sample_latent(p.batch_size, p.noise)
         fake = self.fake(p.batch_size, tau, z)
         head = p.latent if p.latent is not None and p.latent.head is not None else None
         with frozen(p.d.module) as d:
-            loss = self.loss_g(d(real), d(fake.dists))
+            if real_labels is None:
+                loss = self.loss_g(d(real), d(fake.dists))
+            else:
+                loss = self.loss_g(d(real, labels=real_labels), d(fake.dists, labels=p.g.module.classes_of(z)))
             nll = self._real_nll() if self._mle_term_on() else None
             total = loss if nll is None else loss + adv.mle_weight * nll
             optimizer, params = p.opt_g, list(p.g.module.parameters())

@@ -12,25 +12,28 @@ DISCRIMINATORS = {"relgan_cnn": RelGANCNN, "lstm": LSTMDiscriminator}
 __all__ = ["DISCRIMINATORS", "Generator", "SampleOutput", "build_discriminator", "build_generator"]
 
 
-def build_generator(cfg: GeneratorConfig, vocab_size: int, banned: list[int]) -> Generator:
+def build_generator(cfg: GeneratorConfig, vocab_size: int, banned: list[int], num_classes: int = 0) -> Generator:
+    """The configured generator; `num_classes` > 0 (a conditional run's classes) conditions it."""
     gen = Generator(vocab_size=vocab_size, emb_dim=cfg.emb_dim, hidden_dim=cfg.hidden_dim,
                     num_layers=cfg.num_layers, latent_dim=cfg.latent_dim, prior=cfg.prior,
                     feedback=cfg.feedback, dropout=cfg.dropout, banned=banned, core=cfg.core,
                     mem_slots=cfg.mem_slots, num_heads=cfg.num_heads, head_size=cfg.head_size,
-                    io_dropout=cfg.io_dropout, tie_embeddings=cfg.tie_embeddings, noise=cfg.noise)
+                    io_dropout=cfg.io_dropout, tie_embeddings=cfg.tie_embeddings, noise=cfg.noise,
+                    num_classes=num_classes)
     if cfg.init_std > 0:
         gen.init_normal_(cfg.init_std)
     return gen
 
 
-def build_discriminator(cfg: DiscriminatorConfig, vocab_size: int):
+def build_discriminator(cfg: DiscriminatorConfig, vocab_size: int, num_classes: int = 0):
+    """The configured discriminator; `num_classes` > 0 makes it a projection discriminator."""
     if cfg.kind == "relgan_cnn":
         disc = RelGANCNN(vocab_size, emb_dim=cfg.emb_dim, num_rep=cfg.num_rep,
                          filter_sizes=cfg.filter_sizes, num_filters=cfg.num_filters, dropout=cfg.dropout,
-                         highway=cfg.highway)
+                         highway=cfg.highway, num_classes=num_classes)
     else:
         disc = DISCRIMINATORS[cfg.kind](vocab_size, emb_dim=cfg.emb_dim, hidden_dim=cfg.hidden_dim,
-                                        dropout=cfg.dropout)
+                                        dropout=cfg.dropout, num_classes=num_classes)
     return spectral_normalize(disc) if cfg.spectral_norm else disc
 
 

@@ -1,9 +1,12 @@
 """Sequence discriminators over (soft) one-hot token distributions.
 
 Shapes: B batch, T time, V vocabulary, E embedding, R representations,
-F filters, H hidden. Every discriminator maps (B, T, V) distributions to logits
-of shape (B, R) (R = 1 for single-representation models); losses average over all.
+F filters, H hidden, P the features the output layer reads, C classes. Every discriminator maps
+(B, T, V) distributions to logits of shape (B, R) (R = 1 for single-representation models);
+losses average over all.
 Padding is the pad one-hot, so mask = 1 - dists[..., pad] needs no extra input.
+With C > 0 classes a discriminator is a projection discriminator (Miyato & Koyama 2018): given
+each sentence's class ids (B,), its logit is the unconditional one plus <embed(c), features>.
 """
 from __future__ import annotations
 
@@ -55,6 +58,29 @@ class Highway(nn.Module):
         return self.gate(x, self.proj.weight, self.proj.bias, mask)
 
 
+class Projection(nn.Module):
+    """The class term of a projection discriminator: <embed(c), phi> for features phi (B, R, P)."""
+
+    def __init__(self, num_classes: int, feature_dim: int):
+        super().__init__()
+        self.embed = nn.Embedding(num_classes, feature_dim)
+        nn.init.normal_(self.embed.weight, 0.0, feature_dim ** -0.5)  # a term of the logit's scale at the start
+
+    def forward(self, phi: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return (phi * self.embed(labels).unsqueeze(1)).sum(-1)  # (B, R)
+
+
+def conditional_logit(head: nn.Linear, projection: Projection | None, phi: torch.Tensor,
+                      labels: torch.Tensor | None) -> torch.Tensor:
+    """head(phi) (B, R), plus the projection's class term where classes are given; phi (B, R, P)."""
+    logit = head(phi).squeeze(-1)  # (B, R)
+    if projection is None:
+        return logit
+    if labels is None:
+        raise ValueError("a conditional discriminator scores a sentence with its class: pass labels (B,)")
+    return logit + projection(phi, labels)
+
+
 class RelGANCNN(nn.Module):
     """RelGAN's CNN discriminator (Nie et al. 2019): a linear embedding of the
     distribution split into R narrow representations, 1-D convolutions of several
@@ -64,7 +90,7 @@ class RelGANCNN(nn.Module):
 
     def __init__(self, vocab_size: int, emb_dim: int = 64, num_rep: int = 64,
                  filter_sizes: list[int] = (2, 3, 4, 5), num_filters: list[int] = (300, 300, 300, 300),
-                 dropout: float = 0.25, pad_id: int = 0, highway: str = "gated"):
+                 dropout: float = 0.25, pad_id: int = 0, highway: str = "gated", num_classes: int = 0):
         super().__init__()
         self.pad_id, self.num_rep, self.rep_dim = pad_id, num_rep, emb_dim // num_rep
         self.conv_relu_max = conv_relu_max
@@ -77,9 +103,11 @@ class RelGANCNN(nn.Module):
         self.dropout = Dropout(dropout)
         self.feature = nn.Linear(total, 100)
         self.logit = nn.Linear(100, 1)
+        self.projection = Projection(num_classes, 100) if num_classes else None
 
-    def forward(self, dists: torch.Tensor) -> torch.Tensor:
-        return self.logit(self._features(self._masked(dists))).squeeze(-1)  # (B, R)
+    def forward(self, dists: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, R) of distributions (B, T, V); `labels` (B,): the classes, when conditional."""
+        return conditional_logit(self.logit, self.projection, self._features(self._masked(dists)), labels)  # (B, R)
 
     def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """`forward` of the one-hots of tokens (B, T), without making them: the embedding's
@@ -120,17 +148,19 @@ class LSTMDiscriminator(nn.Module):
     """An LSTM over the embedded distribution; the last real position's state is scored."""
 
     def __init__(self, vocab_size: int, emb_dim: int = 64, hidden_dim: int = 64,
-                 dropout: float = 0.25, pad_id: int = 0):
+                 dropout: float = 0.25, pad_id: int = 0, num_classes: int = 0):
         super().__init__()
         self.pad_id = pad_id
         self.embed = nn.Linear(vocab_size, emb_dim, bias=False)
         self.lstm = nn.LSTM(emb_dim, hidden_dim, batch_first=True)
         self.dropout = Dropout(dropout)
         self.logit = nn.Linear(hidden_dim, 1)
+        self.projection = Projection(num_classes, hidden_dim) if num_classes else None
 
-    def forward(self, dists: torch.Tensor) -> torch.Tensor:
+    def forward(self, dists: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, 1) of distributions (B, T, V); `labels` (B,): the classes, when conditional."""
         mask = 1.0 - dists[..., self.pad_id]  # (B, T)
-        return self.logit(self._features(self.embed(dists) * mask.unsqueeze(-1), mask))
+        return self._logits(self._features(self.embed(dists) * mask.unsqueeze(-1), mask), labels)
 
     def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """`forward` of the one-hots of tokens (B, T), without making them."""
@@ -150,3 +180,9 @@ class LSTMDiscriminator(nn.Module):
         last = (mask.sum(1).round().long() - 1).clamp(min=0)  # (B,) index of the last token
         final = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, H)
         return self.dropout(final)
+
+    def _logits(self, phi: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """Logits (B, 1) of features phi (B, H), with the projection's class term when conditional."""
+        if self.projection is None:
+            return self.logit(phi)  # (B, 1)
+        return conditional_logit(self.logit, self.projection, phi.unsqueeze(1), labels)  # (B, 1)

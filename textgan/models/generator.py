@@ -1,9 +1,14 @@
 """Latent-initialised recurrent generator: teacher-forced logits and free-running Gumbel sampling.
 
 Shapes: B batch, T time, V vocabulary, E embedding, H hidden (the core's output), L layers,
-Z latent, S memory slots, D slot width.
+Z latent, S memory slots, D slot width, C classes.
 The recurrent core is an L-layer LSTM (z sets h0 and c0 of every layer) or RelGAN's relational
 memory (z shifts the initial memory).
+A conditional generator (C > 0 classes) reads a code of Z + C columns wherever z goes: z, then
+the one-hot of the class c (or any weights over the classes). c's learned embedding is added to
+z's projection, so (z, c) sets the initial state, as a translation decoder's state comes from its
+encoder. `sample_latent` draws c from the training labels' frequencies with z, so every caller
+that draws latents gets conditional fakes; `with_class` puts given classes into a code.
 One set of weights serves both regimes: `forward` feeds the gold previous token
 (MLE), `sample` feeds back the generator's own output (adversarial training and
 sampling), so the discriminator's gradient reaches the generator through the
@@ -92,7 +97,8 @@ class Generator(nn.Module):
                  latent_dim: int, prior: str, feedback: str = "hard", dropout: float = 0.0,
                  banned: list[int] = (), pad_id: int = 0, bos_id: int = 1, eos_id: int = 2,
                  core: str = "lstm", mem_slots: int = 1, num_heads: int = 2, head_size: int = 256,
-                 io_dropout: float = 0.0, tie_embeddings: bool = False, noise: str = "gumbel"):
+                 io_dropout: float = 0.0, tie_embeddings: bool = False, noise: str = "gumbel",
+                 num_classes: int = 0):
         super().__init__()
         self.ops = GeneratorOps()
         self.vocab_size, self.num_layers = vocab_size, num_layers
@@ -118,6 +124,10 @@ class Generator(nn.Module):
             self.embedding.weight = self.out.weight  # starts as the output layer does, U(+-1/sqrt(H))
         # Absent for prior=none: zero LSTM states or the unit-vector memory, the plain LM.
         self.latent_proj = nn.Linear(latent_dim, state_size) if prior != "none" else None
+        self.num_classes = num_classes
+        if num_classes:  # c's share of the initial state; the prior over c: the training labels' shares
+            self.class_embedding = nn.Embedding(num_classes, state_size)
+            self.register_buffer("class_prior", torch.full((num_classes,), 1.0 / num_classes))
         mask = torch.zeros(vocab_size)
         mask[list(banned)] = NEG
         self.register_buffer("logit_mask", mask, persistent=False)
@@ -140,32 +150,58 @@ class Generator(nn.Module):
         return self.lstm if self.core_kind == "lstm" else self.memory
 
     def sample_latent(self, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """z from the prior, (num, Z); zeros for prior=none."""
+        """z from the prior, (num, Z); zeros for prior=none. Conditional: the code (num, Z + C),
+        z then the one-hot of a class drawn from `class_prior` (after z, from the same generator)."""
         device = self.out.weight.device
         if self.prior == "normal":
-            return torch.randn(num, self.latent_dim, generator=generator, device=device)
-        if self.prior == "uniform":
-            return torch.rand(num, self.latent_dim, generator=generator, device=device) * 2 - 1
-        return torch.zeros(num, self.latent_dim, device=device)
+            z = torch.randn(num, self.latent_dim, generator=generator, device=device)
+        elif self.prior == "uniform":
+            z = torch.rand(num, self.latent_dim, generator=generator, device=device) * 2 - 1
+        else:
+            z = torch.zeros(num, self.latent_dim, device=device)
+        if not self.num_classes:
+            return z
+        classes = torch.multinomial(self.class_prior.expand(num, -1), 1, generator=generator)[:, 0]  # (num,)
+        return self.with_class(z, classes)
 
     def prior_mean(self, num: int) -> torch.Tensor:
-        return torch.zeros(num, self.latent_dim, device=self.out.weight.device)
+        """The prior's mean, (num, Z); conditional: z's mean, then the class prior's weights."""
+        z = torch.zeros(num, self.latent_dim, device=self.out.weight.device)
+        return z if not self.num_classes else torch.cat([z, self.class_prior.expand(num, -1)], dim=1)
+
+    def with_class(self, z: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """The code (B, Z + C) of z (B, Z) or a code's z part (B, Z + C), and class ids (B,)."""
+        onehot = torch.nn.functional.one_hot(classes.long(), self.num_classes).to(z.dtype)  # (B, C)
+        return torch.cat([z[:, :self.latent_dim], onehot], dim=1)
+
+    def classes_of(self, code: torch.Tensor) -> torch.Tensor:
+        """The class ids (B,) a code (B, Z + C) weights most."""
+        return code[:, self.latent_dim:].argmax(dim=1)
 
     def init_state(self, z: torch.Tensor):
         """The core's initial state: (h0, c0), each (L, B, H), or the memory (B, S, D)."""
         b = z.shape[0]
         if self.core_kind == "relational_memory":
             memory = self.memory.initial_memory(b, z.device, z.dtype)  # (B, S, D)
-            return memory if self.latent_proj is None else memory + self.latent_proj(z).view(memory.shape)
+            if self.latent_proj is None and not self.num_classes:
+                return memory
+            return memory + self.state_vector(z).view(memory.shape)
         hc = self.state_vector(z).view(b, 2, self.num_layers, self.hidden_dim)  # (B, 2, L, H)
         hc = hc.permute(1, 2, 0, 3).contiguous()  # (2, L, B, H)
         return hc[0], hc[1]
 
     def state_vector(self, z: torch.Tensor) -> torch.Tensor:
-        """The LSTM's initial states as one (B, 2 * L * H) row each: h0 then c0, layer by layer."""
+        """The initial state as one row each: the LSTM's h0 then c0, layer by layer (B, 2 * L * H),
+        or the memory's shift. Conditional: z's projection plus the code's class weights times
+        the class embeddings."""
         if self.latent_proj is None:
-            return torch.zeros(z.shape[0], 2 * self.num_layers * self.hidden_dim, device=z.device, dtype=z.dtype)
-        return self.latent_proj(z)
+            size = self.class_embedding.weight.shape[1] if self.num_classes else 2 * self.num_layers * self.hidden_dim
+            state = torch.zeros(z.shape[0], size, device=z.device, dtype=z.dtype)
+        else:
+            state = self.latent_proj(z[:, :self.latent_dim] if self.num_classes else z)
+        if self.num_classes:
+            state = state + z[:, self.latent_dim:] @ self.class_embedding.weight  # (B, C) @ (C, state)
+        return state
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.out(hidden) + self.logit_mask
