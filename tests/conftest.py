@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(os.environ.get("TEXTGAN_DATA_ROOT", REPO.parent / "shared" / "data")).resolve()
@@ -34,6 +36,52 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict
     full_env = {**os.environ, "PYTHONPATH": path, **(env or {})}
     return subprocess.run([sys.executable, "-m", "textgan", *args], cwd=cwd or REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (torchrun's rendezvous)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def torchrun(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`textgan ARGS` under `python -m torch.distributed.run` on two local ranks (gloo over the
+    loopback, one thread each), in real subprocesses."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo",
+           "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()), "-m", "textgan", *args]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_same_training_state(a: dict, b: dict, parts: tuple[str, ...] = ("generator", "discriminator")) -> None:
+    """Two checkpoints hold the same weights of `parts`, optimizer states, progress, metrics and
+    random streams, bit for bit."""
+    assert a["progress"] == b["progress"]
+    for part in parts:
+        for key, value in a[part].items():
+            assert torch.equal(value, b[part][key]), (part, key)
+    for part in ("opt_g", "opt_d"):
+        for index, value in a[part]["state"].items():
+            assert all(torch.equal(v, b[part]["state"][index][k]) for k, v in value.items()), (part, index)
+    assert a["metrics"] == b["metrics"]
+    for name in ("data", "noise", "torch"):
+        assert torch.equal(a["rng"][name], b["rng"][name])
+
+
+def run_scalars(run_dir: Path) -> dict[str, list[float]]:
+    """Every TensorBoard scalar a run folder's event files hold (all of them, in file order), by tag."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    scalars: dict[str, list[float]] = {}
+    for event_file in sorted(run_dir.rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(event_file), size_guidance={"scalars": 0})
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            scalars.setdefault(tag, []).extend(e.value for e in acc.Scalars(tag))
+    return scalars
 
 
 def tiny_mle_run(runs: Path) -> Path:

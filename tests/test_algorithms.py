@@ -2,18 +2,13 @@
 trainer's adversarial step is nothing but the chosen algorithm's D updates, then its G updates."""
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import FAST, REPO, run_cli
+from conftest import FAST, REPO, assert_same_training_state, run_scalars, run_cli, torchrun
 from textgan import checkpoint, config
 from textgan.algorithms import ALGORITHMS
 from textgan.algorithms.gumbel_gan import GumbelGAN
@@ -90,16 +85,6 @@ def test_an_option_of_another_algorithm_stops_the_cli_before_writing(tmp_path, d
     assert "gumbel.tau_end" in res.stderr and list(tmp_path.iterdir()) == []
 
 
-def _scalars(run_dir: Path) -> dict[str, list[float]]:
-    scalars: dict[str, list[float]] = {}
-    for event_file in sorted(run_dir.rglob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(event_file), size_guidance={"scalars": 0})
-        acc.Reload()
-        for tag in acc.Tags()["scalars"]:
-            scalars.setdefault(tag, []).extend(e.value for e in acc.Scalars(tag))
-    return scalars
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name, overrides", [("seqgan", SEQGAN), ("maligan", MALIGAN)])
 def test_a_policy_gradient_run_trains_end_to_end_from_the_cli(tmp_path, data_root, name, overrides):
@@ -107,7 +92,7 @@ def test_a_policy_gradient_run_trains_end_to_end_from_the_cli(tmp_path, data_roo
                   "adversarial.d_pretrain_steps=1", "eval.every=2", "eval.sample_every=2", "log.checkpoint_every=2")
     assert res.returncode == 0, res.stderr[-3000:]
     run_dir = tmp_path / name
-    scalars = _scalars(run_dir)
+    scalars = run_scalars(run_dir)
     assert len(scalars["adv/g_loss"]) == 4 and len(scalars["dpre/d_loss"]) == 1
     assert len(scalars["adv/reward"]) == 4 and all(0 < r < 1 for r in scalars["adv/reward"])
     assert "adv/tau" not in scalars and "tau " not in res.stderr
@@ -138,31 +123,13 @@ def test_a_seqgan_run_resumed_from_a_checkpoint_ends_bitwise_identical(tmp_path,
     assert res.returncode == 0, res.stderr[-3000:]
     a = checkpoint.load(checkpoint.newest(reference / "checkpoints"))
     b = checkpoint.load(checkpoint.newest(resumed / "checkpoints"))
-    assert a["progress"] == b["progress"] and a["progress"]["step"] == 5
-    for part in ("generator", "discriminator", "rollout"):
-        for key, value in a[part].items():
-            assert torch.equal(value, b[part][key]), (part, key)
-    for part in ("opt_g", "opt_d"):
-        for index, value in a[part]["state"].items():
-            assert all(torch.equal(v, b[part]["state"][index][k]) for k, v in value.items()), (part, index)
-    assert a["metrics"] == b["metrics"]
-    for name in ("data", "noise", "torch"):
-        assert torch.equal(a["rng"][name], b["rng"][name])
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    assert a["progress"]["step"] == 5
+    assert_same_training_state(a, b, ("generator", "discriminator", "rollout"))
 
 
 @pytest.mark.slow
 def test_torchrun_refuses_a_policy_gradient_algorithm_before_writing(tmp_path, data_root):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo",
-           "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "textgan", "train", BASE, *FAST, f"log.dir={tmp_path}", *SEQGAN]
-    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    res = torchrun("train", BASE, *FAST, f"log.dir={tmp_path}", *SEQGAN)
     assert res.returncode != 0
     assert "adversarial.algorithm=seqgan trains in one process only" in res.stderr
     assert list(tmp_path.iterdir()) == []

@@ -4,18 +4,13 @@ resume, torchrun, the recipes, and bad options as one-line errors."""
 from __future__ import annotations
 
 import math
-import os
 import shutil
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import FAST, REPO, run_cli, tiny_mle_run
+from conftest import FAST, REPO, assert_same_training_state, run_scalars, run_cli, tiny_mle_run, torchrun
 from textgan import checkpoint, config
 from textgan.algorithms.textgan_mmd import TextGANMMD, gaussian_kernel, mmd2
 from textgan.config import ConfigError
@@ -173,16 +168,6 @@ def test_a_bad_option_stops_the_cli_before_writing(tmp_path, data_root):
     assert "policy_gradient.d_epochs" in res.stderr and list(tmp_path.iterdir()) == []
 
 
-def _scalars(run_dir: Path) -> dict[str, list[float]]:
-    scalars: dict[str, list[float]] = {}
-    for event_file in sorted(run_dir.rglob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(event_file), size_guidance={"scalars": 0})
-        acc.Reload()
-        for tag in acc.Tags()["scalars"]:
-            scalars.setdefault(tag, []).extend(e.value for e in acc.Scalars(tag))
-    return scalars
-
-
 @pytest.mark.slow
 def test_a_textgan_mmd_run_trains_end_to_end_from_the_cli(tmp_path, data_root):
     res = run_cli("train", BASE, *FAST, f"log.dir={tmp_path}", "log.name=mmd", *MMD, "mmd.d_weight=0.1",
@@ -190,7 +175,7 @@ def test_a_textgan_mmd_run_trains_end_to_end_from_the_cli(tmp_path, data_root):
                   "log.checkpoint_every=2", "gumbel.tau_end=0.1")
     assert res.returncode == 0, res.stderr[-3000:]
     run_dir = tmp_path / "mmd"
-    scalars = _scalars(run_dir)
+    scalars = run_scalars(run_dir)
     assert len(scalars["adv/g_loss"]) == 4 and len(scalars["dpre/d_loss"]) == 1
     assert len(scalars["adv/d_mmd2"]) == 4 and all(math.isfinite(v) for v in scalars["adv/g_loss"])
     assert scalars["adv/tau"][0] == pytest.approx(1.0) and scalars["adv/tau"][-1] < 1.0
@@ -219,33 +204,15 @@ def test_a_textgan_mmd_run_resumed_from_a_checkpoint_ends_bitwise_identical(tmp_
     assert res.returncode == 0, res.stderr[-3000:]
     a = checkpoint.load(checkpoint.newest(reference / "checkpoints"))
     b = checkpoint.load(checkpoint.newest(resumed / "checkpoints"))
-    assert a["progress"] == b["progress"] and a["progress"]["step"] == 5
-    for part in ("generator", "discriminator"):
-        for key, value in a[part].items():
-            assert torch.equal(value, b[part][key]), (part, key)
-    for part in ("opt_g", "opt_d"):
-        for index, value in a[part]["state"].items():
-            assert all(torch.equal(v, b[part]["state"][index][k]) for k, v in value.items()), (part, index)
-    assert a["metrics"] == b["metrics"]
-    for name in ("data", "noise", "torch"):
-        assert torch.equal(a["rng"][name], b["rng"][name])
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    assert a["progress"]["step"] == 5
+    assert_same_training_state(a, b, ("generator", "discriminator"))
 
 
 @pytest.mark.slow
 def test_torchrun_trains_textgan_mmd_on_two_ranks(tmp_path, data_root):
     """Both networks' steps go through the DDP replicas: two ranks train one run folder."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo",
-           "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "textgan", "train", BASE, *FAST, f"log.dir={tmp_path}", *MMD,
-           "mmd.d_weight=0.1", "adversarial.steps=2", "eval.every=0", "log.checkpoint_every=2"]
-    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    res = torchrun("train", BASE, *FAST, f"log.dir={tmp_path}", *MMD, "mmd.d_weight=0.1", "adversarial.steps=2",
+                   "eval.every=0", "log.checkpoint_every=2")
     assert res.returncode == 0, res.stderr[-3000:]
     assert [p.name for p in tmp_path.iterdir()] == ["coco_mle"]
     state = checkpoint.load(checkpoint.newest(tmp_path / "coco_mle" / "checkpoints"))
