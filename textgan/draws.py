@@ -8,6 +8,9 @@ function: block i of the Philox stream keyed by the seed gives sample i two 64-b
 its noise, one for its latent. Element t * V + v of the noise key's stream is the uniform behind
 step t's Gumbel noise at token v (so step t's noise does not depend on max_len either), and
 elements 0 .. 2Z - 1 of the latent key's stream give z (Box-Muller for a normal prior).
+`step_gumbel` makes one step's noise alone and `gumbel_argmax` samples one step's tokens from it:
+what `Generator.sample` runs with per-sample keys, never holding more than a step's noise
+(textgan.accel fuses the step into one kernel that holds none).
 """
 from __future__ import annotations
 
@@ -61,6 +64,34 @@ def gumbel(keys: Sequence[int], steps: int, vocab_size: int, uniforms: Uniforms 
     makes it from its uniforms."""
     u = torch.stack([uniforms(key, steps * vocab_size).view(steps, vocab_size) for key in keys], dim=1)
     return u.log_().neg_().log_().neg_()
+
+
+KeyedUniforms = Callable[[torch.Tensor, int, int], torch.Tensor]  # (keys (N,), start, n) -> (N, n) float32
+
+
+def key_tensor(keys: Sequence[int]) -> torch.Tensor:
+    """Noise keys as the int64 tensor (N,) holding their 64 bits, the form the samplers take."""
+    return torch.from_numpy(np.array(keys, dtype=np.uint64).view(np.int64))
+
+
+def numpy_key_uniforms(keys: torch.Tensor, start: int, n: int) -> torch.Tensor:
+    """Elements start .. start + n - 1 of each key's stream, (N, n), by the numpy definition."""
+    return torch.from_numpy(philox.uniform_rows(keys.numpy().view(np.uint64), start, n))
+
+
+def step_gumbel(keys: torch.Tensor, step: int, vocab_size: int,
+                uniforms: KeyedUniforms = numpy_key_uniforms) -> torch.Tensor:
+    """Step `step`'s Gumbel noise (N, V) float32 on CPU of noise keys (N,): `gumbel(keys, T, V)[step]`
+    for any T > step, made alone, so a sampler holds one step's noise at a time."""
+    return uniforms(keys, step * vocab_size, vocab_size).log_().neg_().log_().neg_()
+
+
+def gumbel_argmax(logits: torch.Tensor, keys: torch.Tensor, step: int,
+                  uniforms: KeyedUniforms = numpy_key_uniforms) -> torch.Tensor:
+    """One sampling step's tokens (N,): argmax of logits (N, V) plus step `step`'s noise of keys (N,)
+    (on CPU), the first index on ties. The definition textgan.accel's fused kernel computes."""
+    noise = step_gumbel(keys, step, logits.shape[-1], uniforms).to(logits.device)  # (N, V)
+    return (logits + noise).argmax(dim=-1)
 
 
 def chunk_size(steps: int, vocab_size: int, floats: int = 1 << 24) -> int:

@@ -164,7 +164,7 @@ def training_interpolation(G: Generator, encoder: SentenceEncoder | None, corpus
     else:
         rng = torch.Generator(device=device).manual_seed(seed + 15)
         z = interpolate(*G.sample_latent(2, rng), steps, spherical=G.prior == "normal")
-        ids = torch.cat([generate(G, 1, corpus.max_len, torch.Generator(device=device).manual_seed(seed + 16),
-                                  z=point.unsqueeze(0)) for point in z])  # the same noise at each point
+        ids = torch.cat([generate(G, 1, corpus.max_len, seed + 16, z=point.unsqueeze(0))
+                         for point in z])  # the same noise at each point: sample 0's of seed + 16
         header = "interpolation between two prior draws of z (one Gumbel noise for every point):"
     return header, [" ".join(corpus.vocab.decode(row)) for row in ids.tolist()]

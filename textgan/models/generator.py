@@ -11,8 +11,9 @@ relaxed one-hot outputs.
 
 `Generator.ops` holds the few operations a faster implementation may replace: the teacher-forced
 core run, the output layer's cross-entropy and log-probabilities, the whole teacher-forced loss,
-and the uniform noise. The defaults below are the definitions; a replacement computes the same
-function (within float rounding) and draws the same noise.
+the uniform noise, and one step of keyed sampling (per-sample noise keys, textgan.draws). The
+defaults below are the definitions; a replacement computes the same function (within float
+rounding) and draws the same noise.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textgan import philox
+from textgan import draws, philox
 from textgan.gumbel import gumbel_noise, gumbel_softmax
 from textgan.models.relational_memory import RelationalMemory
 
@@ -73,6 +74,19 @@ def teacher_forced_nll(gen: "Generator", tokens: torch.Tensor, z: torch.Tensor, 
                                  tokens.reshape(-1), pad_id)
 
 
+class _KeyedNoise:
+    """noise[t]: step t's Gumbel noise (B, V) of per-sample keys, made when first asked for."""
+
+    def __init__(self, step_noise: Callable, keys: torch.Tensor, vocab_size: int, device):
+        self.step_noise, self.keys, self.vocab_size, self.device = step_noise, keys, vocab_size, device
+        self.cached: tuple[int, torch.Tensor] | None = None
+
+    def __getitem__(self, t: int) -> torch.Tensor:
+        if self.cached is None or self.cached[0] != t:
+            self.cached = (t, self.step_noise(self.keys, t, self.vocab_size).to(self.device))
+        return self.cached[1]
+
+
 @dataclass
 class GeneratorOps:
     """The operations a faster implementation may swap in (plain functions, so model copies keep them)."""
@@ -81,6 +95,8 @@ class GeneratorOps:
     target_log_probs: Callable = target_log_probs  # same arguments -> (N,), no gradients
     mle_loss: Callable = teacher_forced_nll  # (generator, tokens (B, T), z (B, Z), pad_id) -> mean NLL
     uniform: Callable = philox.uniform  # (shape, torch generator) -> U(0, 1) float32 on CPU (Gumbel noise)
+    step_noise: Callable = draws.step_gumbel  # (keys (B,), step, V) -> that step's Gumbel noise (B, V) on CPU
+    gumbel_argmax: Callable = draws.gumbel_argmax  # (logits (B, V), keys (B,), step) -> tokens (B,)
 
 
 class Generator(nn.Module):
@@ -221,16 +237,22 @@ class Generator(nn.Module):
 
     def sample(self, z: torch.Tensor, max_len: int, tau: float = 1.0, straight_through: bool = False,
                temperature: float = 1.0, generator: torch.Generator | None = None,
-               need_dists: bool = True, noise: torch.Tensor | None = None) -> SampleOutput:
+               need_dists: bool = True, noise: torch.Tensor | None = None,
+               noise_keys: torch.Tensor | None = None) -> SampleOutput:
         """Free-running sampling: each step's Gumbel-max token (or its relaxation) is the next input.
 
         `temperature` divides the logits of the distribution sampled from; `tau` only sets how
         soft the relaxed one-hot is. `noise` (T, B, V): Gumbel noise to use instead of drawing it
-        from `generator` (the latent metrics hold it fixed while z changes). With self.noise=none
-        no noise is added: argmax tokens, softmax(logits / tau) relaxed.
+        from `generator` (the latent metrics hold it fixed while z changes). `noise_keys` (B,) int64:
+        per-sample Philox keys instead (textgan.draws: row b's step t noise is elements t * V ..
+        of its key's stream, made a step at a time; hard tokens without dists take `ops.gumbel_argmax`).
+        With self.noise=none no noise is added: argmax tokens, softmax(logits / tau) relaxed.
         """
         b, device = z.shape[0], z.device
-        if self.noise == "none":
+        keyed = noise_keys is not None and self.noise != "none"
+        if keyed:
+            noise = _KeyedNoise(self.ops.step_noise, noise_keys, self.vocab_size, device)
+        elif self.noise == "none":
             noise = torch.zeros((1, 1, 1), device=device).expand(max_len, b, self.vocab_size)  # logits + 0 is logits
         elif noise is None:
             noise = gumbel_noise((max_len, b, self.vocab_size), generator, device, uniform=self.ops.uniform)  # (T, B, V)
@@ -246,13 +268,16 @@ class Generator(nn.Module):
             if need_dists or self.feedback != "hard":
                 ids, dist = gumbel_softmax(logits, tau, noise[t], straight_through=straight_through)
                 dist_steps.append(dist)
+            elif keyed:  # the step fused where accel has a kernel: no (B, V) noise at all
+                ids, dist = self.ops.gumbel_argmax(logits, noise_keys, t), None
             else:
                 ids, dist = (logits + noise[t]).argmax(dim=-1), None
             ids_steps.append(ids)
-            inp = self._feedback(ids, dist, logits, tau, noise[t]).unsqueeze(1)  # (B, 1, E)
+            soft_noise = None if self.feedback == "hard" else noise[t]  # hard feedback reads no noise
+            inp = self._feedback(ids, dist, logits, tau, soft_noise).unsqueeze(1)  # (B, 1, E)
         return self._finish(torch.stack(ids_steps, 1), torch.stack(dist_steps, 1) if need_dists else None)
 
-    def _feedback(self, ids, dist, logits, tau, noise) -> torch.Tensor:
+    def _feedback(self, ids, dist, logits, tau, noise) -> torch.Tensor:  # noise: (B, V), read by soft feedback
         """The next input embedding (B, E) for the chosen feedback mode."""
         if self.feedback == "hard":
             return self.embedding(ids)
