@@ -23,18 +23,19 @@ import torch
 from textgan import philox
 
 Uniforms = Callable[[int, int], torch.Tensor]  # (key, n) -> the n float32 uniforms (n,) of that key's stream
+KeyedUniforms = Callable[[torch.Tensor, int, int], torch.Tensor]  # (keys (N,), start, n) -> (N, n) float32
 
 
 def numpy_uniforms(key: int, n: int) -> torch.Tensor:
     return torch.from_numpy(philox.uniform_bits(key, n))
 
 
-def uniform_source(generator) -> Uniforms:
-    """The C kernel where the generator's noise already takes it (run.accel), else the numpy
-    definition: the same bits either way."""
+def uniform_source(generator) -> KeyedUniforms:
+    """Many keys' uniforms at once by the C kernel where the generator's noise already takes it
+    (run.accel), else by the numpy definition: the same bits either way."""
     from textgan.accel import random as accel_random
 
-    return accel_random.uniform_with if generator.ops.uniform is accel_random.uniform else numpy_uniforms
+    return accel_random.key_uniforms if generator.ops.uniform is accel_random.uniform else numpy_key_uniforms
 
 
 def sample_keys(seed: int, first: int, count: int) -> tuple[list[int], list[int]]:
@@ -46,12 +47,12 @@ def sample_keys(seed: int, first: int, count: int) -> tuple[list[int], list[int]
     return [int(k) for k in noise], [int(k) for k in latent]
 
 
-def latents(prior: str, latent_dim: int, keys: Sequence[int], uniforms: Uniforms = numpy_uniforms) -> torch.Tensor:
+def latents(prior: str, latent_dim: int, keys: Sequence[int], uniforms: KeyedUniforms | None = None) -> torch.Tensor:
     """z (N, Z) float32 on CPU, one row per latent key: N(0, I) by Box-Muller, U(-1, 1), or zeros
     for prior none. The uniforms lie in the open interval, so the logarithm is finite."""
     if prior == "none":
         return torch.zeros(len(keys), latent_dim)
-    u = torch.stack([uniforms(key, 2 * latent_dim) for key in keys]).double()  # (N, 2Z)
+    u = (uniforms or numpy_key_uniforms)(key_tensor(keys), 0, 2 * latent_dim).double()  # (N, 2Z)
     if prior == "uniform":
         z = 2.0 * u[:, :latent_dim] - 1.0
     else:
@@ -64,9 +65,6 @@ def gumbel(keys: Sequence[int], steps: int, vocab_size: int, uniforms: Uniforms 
     makes it from its uniforms."""
     u = torch.stack([uniforms(key, steps * vocab_size).view(steps, vocab_size) for key in keys], dim=1)
     return u.log_().neg_().log_().neg_()
-
-
-KeyedUniforms = Callable[[torch.Tensor, int, int], torch.Tensor]  # (keys (N,), start, n) -> (N, n) float32
 
 
 def key_tensor(keys: Sequence[int]) -> torch.Tensor:

@@ -48,21 +48,30 @@ static inline float threshold(float best) {
   return t == t ? t : -INFINITY;
 }
 
-/* The largest of l[lo, hi) (no NaN in it), 8 at a time where the range is whole. */
-static float range_max(const float *l, int64_t lo, int64_t hi) {
+/* The largest of l[lo, hi), 8 at a time where the range is a whole group; *nan set where one is NaN. */
+static float range_max(const float *l, int64_t lo, int64_t hi, int *nan) {
   float m = -INFINITY;
   if (hi - lo == 4 * LANES) {
     v8f acc, x;
+    v8i bad;
     memcpy(&acc, l + lo, sizeof acc);
+    bad = acc != acc;
     for (int q = 1; q < 4; q++) {
       memcpy(&x, l + lo + 8 * q, sizeof x);
       const v8i gt = x > acc;
       acc = (v8f)(((v8i)x & gt) | ((v8i)acc & ~gt));
+      bad |= x != x;
     }
-    for (int i = 0; i < 8; i++) m = acc[i] > m ? acc[i] : m;
+    for (int i = 0; i < 8; i++) {
+      m = acc[i] > m ? acc[i] : m;
+      *nan |= bad[i];
+    }
     return m;
   }
-  for (int64_t v = lo; v < hi; v++) m = l[v] > m ? l[v] : m;
+  for (int64_t v = lo; v < hi; v++) {
+    m = l[v] > m ? l[v] : m;
+    *nan |= l[v] != l[v];
+  }
   return m;
 }
 
@@ -88,13 +97,18 @@ static int any_candidate(const float *l, const uint32_t *words, int64_t base, in
   return 0;
 }
 
-/* The sampled token of one row: logits l (V,), noise elements e0 .. e0 + V - 1 of `key`'s stream. */
+/* The sampled token of one row: logits l (V,), noise elements e0 .. e0 + V - 1 of `key`'s stream.
+ * Group g is the 4 * LANES elements of Philox blocks e0 / 4 + LANES * g onwards: v in [base, base + 32),
+ * base = 32 g - e0 % 4, cut to [0, V). */
 static int64_t row_argmax(const float *l, int64_t V, uint64_t key, int64_t e0) {
+  const int64_t first = e0 / 4, groups = (e0 % 4 + V + 4 * LANES - 1) / (4 * LANES);
+  float gmax[groups]; /* each group's largest logit */
   float top = -INFINITY;
   int nan = 0;
-  for (int64_t v = 0; v < V; v++) {
-    nan |= l[v] != l[v];
-    top = l[v] > top ? l[v] : top;
+  for (int64_t g = 0; g < groups; g++) {
+    const int64_t base = 4 * (first + LANES * g) - e0;
+    gmax[g] = range_max(l, base > 0 ? base : 0, base + 4 * LANES < V ? base + 4 * LANES : V, &nan);
+    top = gmax[g] > top ? gmax[g] : top;
   }
   if (nan)
     for (int64_t v = 0; v < V; v++)
@@ -106,10 +120,10 @@ static int64_t row_argmax(const float *l, int64_t V, uint64_t key, int64_t e0) {
   float best = l[bi] + gumbel_of(w[(e0 + bi) % 4][0]); /* a good first best: the largest logit's */
   float thr = threshold(best);
   uint32_t words[4 * LANES];
-  for (int64_t b = e0 / 4; 4 * b < e0 + V; b += LANES) {
-    const int64_t base = 4 * b - e0; /* v of the group's first element (negative in a first group) */
+  for (int64_t g = 0; g < groups; g++) {
+    if (!(gmax[g] + GMAX >= thr)) continue; /* no noise can lift these to the best */
+    const int64_t b = first + LANES * g, base = 4 * b - e0;
     const int64_t lo = base > 0 ? base : 0, hi = base + 4 * LANES < V ? base + 4 * LANES : V;
-    if (!(range_max(l, lo, hi) + GMAX >= thr)) continue; /* no noise can lift these to the best */
     philox_blocks(key, (uint64_t)b, w);
     for (int k = 0; k < LANES; k++)
       for (int j = 0; j < 4; j++) words[4 * k + j] = w[j][k];
