@@ -259,6 +259,8 @@ class Generator(nn.Module):
         state = self.init_state(z)
         inp = self.embedding(torch.full((b, 1), self.bos_id, device=device, dtype=torch.long))
         ids_steps, dist_steps = [], []
+        if keyed and not need_dists and self.feedback == "hard":
+            return self._finish(self._keyed_tokens(state, inp, max_len, temperature, noise_keys), None)
         for t in range(max_len):
             hidden, state = self.core(inp, state)  # (B, 1, H)
             logits = self.out(hidden[:, 0])  # (B, V)
@@ -268,14 +270,26 @@ class Generator(nn.Module):
             if need_dists or self.feedback != "hard":
                 ids, dist = gumbel_softmax(logits, tau, noise[t], straight_through=straight_through)
                 dist_steps.append(dist)
-            elif keyed:  # the step fused where accel has a kernel: no (B, V) noise at all
-                ids, dist = self.ops.gumbel_argmax(logits, noise_keys, t), None
             else:
                 ids, dist = (logits + noise[t]).argmax(dim=-1), None
             ids_steps.append(ids)
             soft_noise = None if self.feedback == "hard" else noise[t]  # hard feedback reads no noise
             inp = self._feedback(ids, dist, logits, tau, soft_noise).unsqueeze(1)  # (B, 1, E)
         return self._finish(torch.stack(ids_steps, 1), torch.stack(dist_steps, 1) if need_dists else None)
+
+    def _keyed_tokens(self, state, inp: torch.Tensor, max_len: int, temperature: float,
+                      noise_keys: torch.Tensor) -> torch.Tensor:
+        """`sample`'s hard tokens (B, T) without dists, each step's picked by `ops.gumbel_argmax` from
+        per-sample keys (fused in one kernel where accel has it: no (B, V) noise at all). The mask
+        rides in the bias, one pass over (B, V) fewer: the same logits wherever a token is allowed."""
+        bias, ids_steps = self.output_bias(), []
+        for t in range(max_len):
+            hidden, state = self.core(inp, state)  # (B, 1, H)
+            logits = F.linear(hidden[:, 0], self.out.weight, bias)  # (B, V)
+            logits = logits / temperature if temperature != 1.0 else logits
+            ids_steps.append(self.ops.gumbel_argmax(logits, noise_keys, t))  # (B,)
+            inp = self.embedding(ids_steps[-1]).unsqueeze(1)  # (B, 1, E)
+        return torch.stack(ids_steps, 1)
 
     def _feedback(self, ids, dist, logits, tau, noise) -> torch.Tensor:  # noise: (B, V), read by soft feedback
         """The next input embedding (B, E) for the chosen feedback mode."""
