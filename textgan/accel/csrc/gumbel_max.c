@@ -12,6 +12,7 @@
  * as torch.argmax does; a NaN logit is chosen as torch.argmax chooses it (the first one). */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "parallel.h"
@@ -48,27 +49,23 @@ static inline float threshold(float best) {
   return t == t ? t : -INFINITY;
 }
 
-/* The largest of l[lo, hi), 8 at a time where the range is a whole group; *nan set where one is NaN. */
-static float range_max(const float *l, int64_t lo, int64_t hi, int *nan) {
-  float m = -INFINITY;
-  if (hi - lo == 4 * LANES) {
-    v8f acc, x;
-    v8i bad;
-    memcpy(&acc, l + lo, sizeof acc);
-    bad = acc != acc;
-    for (int q = 1; q < 4; q++) {
-      memcpy(&x, l + lo + 8 * q, sizeof x);
-      const v8i gt = x > acc;
-      acc = (v8f)(((v8i)x & gt) | ((v8i)acc & ~gt));
-      bad |= x != x;
-    }
-    for (int i = 0; i < 8; i++) {
-      m = acc[i] > m ? acc[i] : m;
-      *nan |= bad[i];
-    }
-    return m;
+/* The largest of l[0, V), 8 at a time; *nan set where one is NaN. */
+static float row_max(const float *l, int64_t V, int *nan) {
+  v8f acc = (v8f){0} - INFINITY, x;
+  v8i bad = (v8i){0};
+  int64_t v = 0;
+  for (; v + 8 <= V; v += 8) {
+    memcpy(&x, l + v, sizeof x);
+    const v8i gt = x > acc;
+    acc = (v8f)(((v8i)x & gt) | ((v8i)acc & ~gt));
+    bad |= x != x;
   }
-  for (int64_t v = lo; v < hi; v++) {
+  float m = -INFINITY;
+  for (int i = 0; i < 8; i++) {
+    m = acc[i] > m ? acc[i] : m;
+    *nan |= bad[i];
+  }
+  for (; v < V; v++) {
     m = l[v] > m ? l[v] : m;
     *nan |= l[v] != l[v];
   }
@@ -98,18 +95,11 @@ static int any_candidate(const float *l, const uint32_t *words, int64_t base, in
 }
 
 /* The sampled token of one row: logits l (V,), noise elements e0 .. e0 + V - 1 of `key`'s stream.
- * Group g is the 4 * LANES elements of Philox blocks e0 / 4 + LANES * g onwards: v in [base, base + 32),
- * base = 32 g - e0 % 4, cut to [0, V). */
-static int64_t row_argmax(const float *l, int64_t V, uint64_t key, int64_t e0) {
-  const int64_t first = e0 / 4, groups = (e0 % 4 + V + 4 * LANES - 1) / (4 * LANES);
-  float gmax[groups]; /* each group's largest logit */
-  float top = -INFINITY;
+ * Block k of the row (Philox block e0 / 4 + k) holds v in [4k - o, 4k - o + 4), o = e0 % 4, cut to
+ * [0, V). Scratch: flag (V + 8 bytes), cand (V / 4 + 2 ints). */
+static int64_t row_argmax(const float *l, int64_t V, uint64_t key, int64_t e0, uint8_t *flag, int32_t *cand) {
   int nan = 0;
-  for (int64_t g = 0; g < groups; g++) {
-    const int64_t base = 4 * (first + LANES * g) - e0;
-    gmax[g] = range_max(l, base > 0 ? base : 0, base + 4 * LANES < V ? base + 4 * LANES : V, &nan);
-    top = gmax[g] > top ? gmax[g] : top;
-  }
+  const float top = row_max(l, V, &nan);
   if (nan)
     for (int64_t v = 0; v < V; v++)
       if (l[v] != l[v]) return v;
@@ -119,22 +109,41 @@ static int64_t row_argmax(const float *l, int64_t V, uint64_t key, int64_t e0) {
   philox_blocks(key, (uint64_t)((e0 + bi) / 4), w);
   float best = l[bi] + gumbel_of(w[(e0 + bi) % 4][0]); /* a good first best: the largest logit's */
   float thr = threshold(best);
+  /* the blocks with a logit that some noise value could lift to the best: the rest need no noise */
+  const int64_t o = e0 % 4, blocks = (o + V + 3) / 4, first = e0 / 4;
+  const float cut = thr - GMAX;
+  memset(flag, 0, (size_t)(4 * blocks));
+  for (int64_t v = 0; v < V; v++) flag[o + v] = l[v] >= cut;
+  int64_t n = 0;
+  for (int64_t k = 0; k < blocks; k++) {
+    uint32_t any;
+    memcpy(&any, flag + 4 * k, sizeof any);
+    cand[n] = (int32_t)k;
+    n += any != 0;
+  }
+  float lv[4 * LANES];
   uint32_t words[4 * LANES];
-  for (int64_t g = 0; g < groups; g++) {
-    if (!(gmax[g] + GMAX >= thr)) continue; /* no noise can lift these to the best */
-    const int64_t b = first + LANES * g, base = 4 * b - e0;
-    const int64_t lo = base > 0 ? base : 0, hi = base + 4 * LANES < V ? base + 4 * LANES : V;
-    philox_blocks(key, (uint64_t)b, w);
+  int64_t at[4 * LANES]; /* each slot's v, or -1 */
+  for (int64_t i = 0; i < n; i += LANES) {
+    u64v ids;
+    for (int k = 0; k < LANES; k++) ids[k] = (uint64_t)(first + cand[i + k < n ? i + k : n - 1]);
+    philox_lanes(key, ids, w);
     for (int k = 0; k < LANES; k++)
-      for (int j = 0; j < 4; j++) words[4 * k + j] = w[j][k];
-    if (!any_candidate(l, words, base, lo, hi, thr)) continue;
-    for (int64_t v = lo; v < hi; v++) {
-      v8u wv = (v8u){0} + words[v - base];
-      if (!(l[v] + gumbel_bound(wv)[0] >= thr)) continue;
-      const float p = l[v] + gumbel_of(words[v - base]);
-      if (p > best || (p == best && v < bi)) {
+      for (int j = 0; j < 4; j++) {
+        const int64_t v = 4 * (int64_t)(ids[k] - (uint64_t)first) + j - o;
+        const int ok = i + k < n && v >= 0 && v < V;
+        at[4 * k + j] = ok ? v : -1;
+        lv[4 * k + j] = ok ? l[v] : -INFINITY;
+        words[4 * k + j] = w[j][k];
+      }
+    if (!any_candidate(lv, words, 0, 0, 4 * LANES, thr)) continue;
+    for (int s = 0; s < 4 * LANES; s++) {
+      v8u wv = (v8u){0} + words[s];
+      if (at[s] < 0 || !(lv[s] + gumbel_bound(wv)[0] >= thr)) continue;
+      const float p = lv[s] + gumbel_of(words[s]);
+      if (p > best || (p == best && at[s] < bi)) {
         best = p;
-        bi = v;
+        bi = at[s];
         thr = threshold(best);
       }
     }
@@ -147,6 +156,10 @@ static int64_t row_argmax(const float *l, int64_t V, uint64_t key, int64_t e0) {
 void gumbel_argmax_f32(const float *logits, int64_t rows, int64_t V, int64_t stride, const uint64_t *keys,
                        int64_t step, int64_t *out, int64_t threads) {
   PARALLEL_RANGE(threads, rows, part, r0, r1, {
-    for (int64_t r = r0; r < r1; r++) out[r] = row_argmax(logits + r * stride, V, keys[r], step * V);
+    uint8_t *flag = malloc((size_t)V + 8);
+    int32_t *cand = malloc(sizeof(int32_t) * (size_t)(V / 4 + 2));
+    for (int64_t r = r0; r < r1; r++) out[r] = row_argmax(logits + r * stride, V, keys[r], step * V, flag, cand);
+    free(flag);
+    free(cand);
   })
 }
