@@ -50,7 +50,7 @@ def measure(run: str, seed: int) -> dict:
     out = latent_metrics(G, max_len=corpus.max_len, seed=seed, num=500, k=64, pairs=8, steps=8)
     cfg.eval.num_samples, cfg.eval.latent_samples, cfg.eval.interp_pairs = 1000, 0, 0
     cfg.eval.bleu_n = sorted(set(cfg.eval.bleu_n) | {4})  # BLEU-4 and Self-BLEU-4 whatever the run logged
-    quality, _ = evaluate(G, corpus, cfg.eval, seed=seed)
+    quality = evaluate(G, corpus, cfg.eval, seed=seed).metrics
     keep = ("grammaticality", "self_bleu4_loo", "bleu4_exact", "nll_gen_mc8_tok", "train_copy_frac")
     out.update({k: v for k, v in quality.items() if k in keep})
     out.update(reconstruction(loaded, corpus, 200))

@@ -1,6 +1,7 @@
 """Speed benchmark (make bench-speed): adversarial iteration, MLE epoch and sampling throughput
-(run.accel as configured, with run.accel=off beside the first two),
-each against the machine's fp32 matmul peak measured in the same process.
+(run.accel as configured, with run.accel=off beside them), the first two against the machine's
+fp32 matmul peak measured in the same process, sampling against its bandwidth bound and an
+incumbent-shaped sampler (benchmarks/sampling_speed.py).
 
 Writes benchmarks/results/speed.json. `--smoke` runs a seconds-long version for CI.
 """
@@ -24,9 +25,10 @@ sys.path.insert(0, str(REPO))
 from textgan import accel, config, hostinfo  # noqa: E402
 from textgan.accel import fpenv  # noqa: E402
 from textgan.corpus import prepare  # noqa: E402
-from textgan.evaluate import generate  # noqa: E402
 from textgan.monitor import Monitor  # noqa: E402
 from textgan.train import Trainer  # noqa: E402
+
+import sampling_speed  # noqa: E402  (benchmarks/, this script's folder)
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 20) -> float:
@@ -189,9 +191,12 @@ def main() -> None:
         f"MLE epoch {min(off_mle):.2f} s")
     del plain
 
-    rng = torch.Generator().manual_seed(0)
+    # sampling (no gradients) against its bandwidth bound and an incumbent-shaped sampler, same run
     num = 64 if args.smoke else 2048
-    sample_times = timed(lambda: generate(tr.G, num, corpus.max_len, rng, batch_size=256), warmup=1, repeats=3)
+    sampling = sampling_speed.measure(tr.G, corpus.max_len, num, batch=256, repeats=1 if args.smoke else 3,
+                                      accel_mode=cfg.run.accel,
+                                      bandwidth=sampling_speed.copy_bandwidth(64 if args.smoke else 512))
+    say(sampling_speed.report(sampling))
     peak = max(peaks)
     ops = accel.describe(tr.G, tr.D)
     result = {
@@ -212,7 +217,7 @@ def main() -> None:
         "mle_frac_peak_median": mle_flop / 1e9 / statistics.median(mle_times) / peak,
         "mle_batches": n_batches, "mle_gflop": mle_flop / 1e9, "mle_gflop_by_op": mle_by_op,
         "mle_frac_peak": mle_flop / 1e9 / mle_s / peak,
-        "sample_sents_per_s": num / statistics.median(sample_times),
+        **sampling,
         "kernels": {"mle_cross_entropy": ops["cross_entropy"], "mle_lstm": ops["lstm"], "mle_loss": ops["mle_loss"],
                     "discriminator_conv_max": ops.get("conv_max", "n/a"),
                     "discriminator_highway": ops.get("highway", "n/a")},

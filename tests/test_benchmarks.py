@@ -389,3 +389,19 @@ def test_eval_metrics_speed_smoke(tmp_path, data_root):
     assert result["lm"]["num"] == 100 and result["lm"]["real_lm_train_seconds"] > 0  # the tiny test set
     assert result["lm"]["lm_real_reference"] > 0 and len(result["load_average_before"]) == 3
     assert "skipped" in result["fed"] or result["fed"]["fed_num"] == 200
+
+
+def test_sampling_speed_smoke(tmp_path, data_root):
+    """Sampling timed beside its bandwidth bound and the incumbent-shaped sampler, in one run."""
+    out = tmp_path / "sampling.json"
+    printed = _bench("sampling_speed.py", "--smoke", "--data-root", str(data_root), "--out", str(out))
+    result = json.loads(out.read_text())
+    assert "incumbent-shaped" in printed and "bound" in printed
+    for key in ("sample_sents_per_s", "sample_sents_per_s_accel_off", "incumbent_shaped_sents_per_s",
+                "copy_bandwidth_gb_s", "sample_bound_sents_per_s"):
+        assert result[key] > 0, key
+    b, v, h = result["sample_batch"], result["sample_vocab"], result["sample_hidden"]
+    assert result["sample_step_bytes"] == 8 * b * v + 4 * v * (h + 1)  # logits written and read, W and b read
+    assert result["sample_vs_incumbent"] == pytest.approx(result["sample_sents_per_s"]
+                                                          / result["incumbent_shaped_sents_per_s"])
+    assert result["sample_frac_bound"] == pytest.approx(result["sample_sents_per_s"] / result["sample_bound_sents_per_s"])

@@ -434,6 +434,23 @@ def test_copy_fraction_counts_verbatim_training_rows(data_root):
     assert copy_fraction(dup, torch.cat([lengths[:1]] * 3 + [lengths[1:2]]), train.tokens, train.lengths) == 0.75
 
 
+def test_evaluate_returns_the_ids_it_scored(data_root):
+    """evaluate's samples are `generate`'s at its seed, returned as tokens and ids, so
+    `textgan eval --lm-score / --fed` score them without drawing them again."""
+    from textgan import config
+    from textgan.evaluate import evaluate, generate
+    from textgan.models import build_generator
+
+    corpus = _fast_corpus(data_root)
+    cfg = config.load(None, [o for o in FAST if not o.startswith("data.root")] + [f"data.root={data_root}"])
+    torch.manual_seed(0)
+    gen = build_generator(cfg.generator, len(corpus.vocab), corpus.banned)
+    res = evaluate(gen, corpus, cfg.eval, seed=5, nll=False)
+    assert res.ids.shape == (cfg.eval.num_samples, corpus.max_len)
+    assert torch.equal(res.ids, generate(gen, cfg.eval.num_samples, corpus.max_len, seed=5))
+    assert res.samples == [corpus.vocab.decode(row) for row in res.ids.tolist()] and res[0] is res.metrics
+
+
 def test_evaluate_reports_copies_from_the_training_set(data_root):
     """sample_metrics on the training sequences themselves (oracle and text corpora) says 1.0."""
     from textgan.evaluate import sample_metrics

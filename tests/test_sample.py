@@ -45,6 +45,32 @@ def test_given_z_meets_the_noise_of_its_row(loaded):
     assert [line for c in sample.stream_samples(loaded, 2, seed=5, greedy=True) for line in c.lines] == greedy[:2]
 
 
+@pytest.mark.parametrize("batch_size", [2, 512])
+def test_eval_and_sweeps_draw_the_samples_of_textgan_sample(loaded, batch_size):
+    """textgan.evaluate.generate (evaluation, sweeps, --lm-score / --fed) is `textgan sample`'s
+    sampler: sample i depends on (seed, i) only, so evaluations are prefix-stable too."""
+    from textgan.evaluate import generate
+
+    g, lines = loaded.generator, sample.sample_text(loaded, 6, seed=7)
+    ids = generate(g, 6, loaded.max_len, seed=7, batch_size=batch_size)
+    assert [" ".join(loaded.vocab.decode(row)) for row in ids.tolist()] == lines
+    assert torch.equal(generate(g, 3, loaded.max_len, seed=7), ids[:3])
+    z = sample.latent_from_seed(loaded, 7, 6)
+    assert torch.equal(generate(g, 6, loaded.max_len, seed=7, z=z), ids)  # the prior draw of (seed, i) is z_i
+    drawn = list(sample.draw_ids(g, 5, loaded.max_len, seed=7, chunk=2))
+    assert torch.equal(torch.cat([d.ids for d in drawn]), ids[:5]) and torch.equal(torch.cat([d.z for d in drawn]), z[:5])
+
+
+def test_accel_off_samples_the_same_sentences(run):
+    """run.accel=off (numpy noise, the plain torch step) and the fused kernel: the same sentences."""
+    from textgan import accel
+
+    fast, plain = (sample.load_generator(run, warn=lambda m: None) for _ in range(2))
+    accel.apply(plain.generator, None, "off")
+    assert sample.sample_text(plain, 12, seed=4) == sample.sample_text(fast, 12, seed=4)
+    assert sample.interpolation_text(plain, 4, 5, steps=3) == sample.interpolation_text(fast, 4, 5, steps=3)
+
+
 def test_interpolation_holds_the_noise_fixed(loaded):
     """Point k of the path is the sentence of its z under sample 0's noise of the start seed: the
     noise does not move along the path, only z does."""

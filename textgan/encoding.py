@@ -167,7 +167,7 @@ def training_interpolation(G: Generator, encoder: SentenceEncoder | None, corpus
         z = interpolate(*ends[:, :G.latent_dim], steps, spherical=G.prior == "normal")
         if G.num_classes:  # the first end's class all along: only z moves
             z = G.with_class(z, G.classes_of(ends[:1]).expand(steps))
-        ids = torch.cat([generate(G, 1, corpus.max_len, torch.Generator(device=device).manual_seed(seed + 16),
-                                  z=point.unsqueeze(0)) for point in z])  # the same noise at each point
+        ids = torch.cat([generate(G, 1, corpus.max_len, seed + 16, z=point.unsqueeze(0))
+                         for point in z])  # the same noise at each point: sample 0's of seed + 16
         header = "interpolation between two prior draws of z (one Gumbel noise for every point):"
     return header, [" ".join(corpus.vocab.decode(row)) for row in ids.tolist()]

@@ -13,6 +13,8 @@ figures published tables were measured with, so training curves can be set besid
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from textgan.config import EvalConfig
@@ -24,24 +26,16 @@ from textgan.metrics.latent import latent_metric_names, latent_metrics
 from textgan.metrics.nll import NLLGen, nll_gen
 from textgan.metrics.novelty import copy_fraction
 from textgan.progress import NoProgress, Progress
+from textgan.sample import draw_ids
 
 
-@torch.inference_mode()
-def generate(generator, num: int, max_len: int, rng: torch.Generator, temperature: float = 1.0,
+def generate(generator, num: int, max_len: int, seed: int, temperature: float = 1.0,
              z: torch.Tensor | None = None, batch_size: int = 512, progress: Progress | None = None) -> torch.Tensor:
-    """Free-running samples (num, T) with z from the prior (or the given z); `progress` counts them."""
-    was_training = generator.training
-    generator.eval()
-    out = []
-    for start in range(0, num, batch_size):
-        b = min(batch_size, num - start)
-        zb = generator.sample_latent(b, rng) if z is None else z[start:start + b]
-        out.append(generator.sample(zb, max_len, temperature=temperature, generator=rng,
-                                    need_dists=False).tokens)
-        if progress is not None:
-            progress.advance(b)
-    generator.train(was_training)
-    return torch.cat(out).cpu()
+    """Free-running samples (num, T) on CPU, sample i from the prior draw of (seed, i) (or row i of
+    z) and the noise of (seed, i): `textgan sample`'s sampler (textgan.sample.draw_ids), so the
+    first n samples of any evaluation are those of `textgan sample --num n` at that seed."""
+    return torch.cat([drawn.ids for drawn in draw_ids(generator, num, max_len, seed, temperature, z=z,
+                                                      chunk=batch_size, progress=progress)])
 
 
 def metric_names(cfg: EvalConfig, corpus: Corpus, prior: str) -> list[str]:
@@ -93,8 +87,7 @@ def texygen_metrics(generator, corpus: Corpus, samples: list[list[str]], seed: i
                     temperature: float, orders: list[int]) -> dict[str, float]:
     """The incumbent's protocol: first 200 samples vs the test set, and Self-BLEU of those 200
     against a second, independent sample set (drawn here with seed + 2)."""
-    rng = torch.Generator(device=generator.out.weight.device).manual_seed(seed + 2)
-    ids = generate(generator, len(samples), corpus.max_len, rng, temperature=temperature)
+    ids = generate(generator, len(samples), corpus.max_len, seed + 2, temperature=temperature)
     second = [corpus.vocab.decode(row) for row in ids.tolist()]
     return bleu_metrics(samples, corpus.test_sentences, orders, protocol="texygen", second=second)
 
@@ -121,16 +114,23 @@ def latent_usage(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperat
                           k=cfg.latent_mi_k, pairs=cfg.interp_pairs, steps=cfg.interp_steps, temperature=temperature)
 
 
+class EvalResult(NamedTuple):
+    """What `evaluate` scored: its metrics, and the samples as tokens and as ids (N, T), so later
+    metrics of the same samples (`textgan eval --lm-score / --fed`) need not draw them again."""
+    metrics: dict[str, float]
+    samples: list[list[str]]
+    ids: torch.Tensor
+
+
 def evaluate(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperature: float = 1.0,
-             nll: bool | None = None, progress: Progress | None = None) -> tuple[dict[str, float], list[list[str]]]:
-    """Metrics on `cfg.num_samples` fresh samples under `cfg.protocol`, and the samples as tokens.
-    At a temperature other than 1 the NLL_gen figures score the same tempered distribution the
-    samples come from: one model, the one the samples describe. `progress` is told each phase."""
+             nll: bool | None = None, progress: Progress | None = None) -> EvalResult:
+    """Metrics on `cfg.num_samples` fresh samples under `cfg.protocol` (those of `generate` at
+    `seed`), and the samples. At a temperature other than 1 the NLL_gen figures score the same
+    tempered distribution the samples come from: one model, the one the samples describe.
+    `progress` is told each phase."""
     progress = progress or NoProgress()
-    device = generator.out.weight.device
-    rng = torch.Generator(device=device).manual_seed(seed)
     progress.phase("sampling", cfg.num_samples)
-    ids = generate(generator, cfg.num_samples, corpus.max_len, rng, temperature, progress=progress)
+    ids = generate(generator, cfg.num_samples, corpus.max_len, seed, temperature, progress=progress)
     samples = [corpus.vocab.decode(row) for row in ids.tolist()]
     exact_orders = [] if cfg.protocol == "texygen" else cfg.bleu_n  # texygen alone: no exact BLEU to compute
     progress.phase("NLL_oracle" if corpus.oracle is not None else "BLEU and Self-BLEU")
@@ -147,12 +147,12 @@ def evaluate(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperature:
     progress.phase("latent metrics")
     metrics.update(latent_usage(generator, corpus, cfg, seed, temperature))
     if cfg.protocol == "exact":
-        return metrics, samples
+        return EvalResult(metrics, samples, ids)
     if score_nll:
         progress.phase("NLL_gen of the training set")
         metrics["nll_gen_pos_train"] = train_nll_per_position(generator, corpus, cfg.latent_draws, seed, temperature)
     if corpus.oracle is not None:  # no BLEU on oracle ids
-        return metrics, samples
+        return EvalResult(metrics, samples, ids)
     progress.phase("texygen protocol")
     extra = texygen_metrics(generator, corpus, samples, seed=seed, temperature=temperature, orders=cfg.bleu_n)
-    return {**metrics, **extra}, samples
+    return EvalResult({**metrics, **extra}, samples, ids)

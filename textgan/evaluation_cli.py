@@ -21,8 +21,8 @@ from textgan.corpus import Corpus, prepare
 from textgan.data import oov_share
 from textgan.errors import UserError
 from textgan.eval_reports import EXPOSURE_FILES, write_exposure
-from textgan.evaluate import evaluate
-from textgan.extra_metrics import Extras, check_flags, eval_ids, prepare_extras, sample_set_metrics
+from textgan.evaluate import EvalResult, evaluate
+from textgan.extra_metrics import Extras, check_flags, prepare_extras, sample_set_metrics
 from textgan.metrics.exposure import exposure_bias
 from textgan.progress import NoProgress, Progress, phase_table
 from textgan.sample import Loaded, load_generator
@@ -66,17 +66,24 @@ def load_run(path: str | Path, data: str | None = None, device: str = "cpu",
 def eval_metrics(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperature: float = 1.0,
                  protocol: str = "exact", progress: Progress | None = None) -> dict[str, float]:
     """`evaluate`'s metrics on `num` samples under `protocol` (the run's config sets the rest)."""
+    return eval_run(loaded, corpus, num, seed, temperature, protocol, progress).metrics
+
+
+def eval_run(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperature: float = 1.0,
+             protocol: str = "exact", progress: Progress | None = None) -> EvalResult:
+    """`eval_metrics`' metrics (with the posterior ones of a variational run), and the samples they
+    scored, tokens and ids."""
     if protocol not in PROTOCOLS:
         raise UserError(f"unknown --protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if num < 2:
         raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
     cfg = dataclasses.replace(loaded.config.eval, num_samples=num, protocol=protocol)
     progress = progress or NoProgress()
-    metrics = evaluate(loaded.generator, corpus, cfg, seed, temperature=temperature, progress=progress)[0]
+    res = evaluate(loaded.generator, corpus, cfg, seed, temperature=temperature, progress=progress)
     if loaded.config.mle.objective == "elbo":  # a variational encoder to score with
         progress.phase("NLL_gen importance sampled with the encoder")
-    return {**metrics, **posterior_metrics(loaded, corpus, seed, temperature),
-            **class_metrics(loaded, corpus, num, seed, temperature)}
+    return res._replace(metrics={**res.metrics, **posterior_metrics(loaded, corpus, seed, temperature),
+                                 **class_metrics(loaded, corpus, num, seed, temperature)})
 
 
 def class_metrics(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperature: float = 1.0) -> dict[str, float]:
@@ -224,8 +231,9 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
         print(f"wrote TensorBoard scalars sweep/* to {out_dir}", file=sys.stderr)
         return 0
     with Progress("eval", interval_s) as progress:
-        metrics = eval_metrics(loaded, corpus, num=num, seed=seed, temperature=temperature, protocol=protocol,
-                               progress=progress)
+        scored = eval_run(loaded, corpus, num=num, seed=seed, temperature=temperature, protocol=protocol,
+                          progress=progress)
+        metrics = dict(scored.metrics)
         eb = None
         if exposure:  # seeds seed + 10, + 11, + 12: none of evaluate's draws
             progress.phase("exposure bias")
@@ -233,9 +241,8 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
                                draws=loaded.config.eval.latent_draws)
             metrics.update(eb.summary())
         if extras.per_sample_set:
-            progress.phase("LM scores, FED")
-            ids = eval_ids(loaded, corpus, num, seed, temperature)
-            metrics.update(sample_set_metrics(extras, corpus, ids, seed=seed, device=device))
+            progress.phase("LM scores, FED")  # of the samples just scored, not drawn again
+            metrics.update(sample_set_metrics(extras, corpus, scored.ids, seed=seed, device=device))
     for name, value in metrics.items():
         print(f"{name} {value:.6g}")
     bounds = bound_names(metrics)

@@ -48,14 +48,6 @@ def prepare_extras(extras: Extras, corpus: Corpus, path: str, num: int, device: 
     return extras
 
 
-def eval_ids(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperature: float) -> torch.Tensor:
-    """The (num, T) sample ids `evaluate` scores at this seed and temperature, drawn again."""
-    from textgan.evaluate import generate
-
-    g = loaded.generator
-    return generate(g, num, corpus.max_len, torch.Generator(device=g.out.weight.device).manual_seed(seed), temperature)
-
-
 def fed_metrics(corpus: Corpus, encoder, ids: torch.Tensor, seed: int) -> dict[str, float]:
     """FED of sample ids (N, T) against the test set, and the real-vs-real floor, at one size."""
     from textgan.metrics.fed import fed_scores

@@ -24,17 +24,37 @@ _BLOCKS = 1 << 16  # blocks per numpy pass: a few MB of uint64 temporaries, in c
 def blocks(key: int, first: int, count: int) -> np.ndarray:
     """The four 32-bit words (count, 4) of blocks first .. first + count - 1 under `key`. Each word
     is held in a uint64, so the 32 x 32 -> 64-bit products of a round are exact."""
-    b = np.arange(first, first + count, dtype=np.uint64)
+    return _rounds(np.arange(first, first + count, dtype=np.uint64), np.uint64(key & 0xFFFFFFFF),
+                   np.uint64((key >> 32) & 0xFFFFFFFF))
+
+
+def _rounds(b: np.ndarray, k0: np.ndarray, k1: np.ndarray) -> np.ndarray:
+    """The words (..., 4) of blocks `b` under key halves k0, k1 (uint64 arrays broadcasting with b)."""
     c0, c1 = b & _LO, b >> _S32
-    c2, c3 = np.zeros_like(b), np.zeros_like(b)
-    k0, k1 = key & 0xFFFFFFFF, (key >> 32) & 0xFFFFFFFF
+    c2 = c3 = np.zeros_like(b)
+    w0, w1 = np.uint64(_W0), np.uint64(_W1)
     for _ in range(10):
         p0, p1 = c0 * _M0, c2 * _M1
-        n0 = (p1 >> _S32) ^ c1 ^ np.uint64(k0)
-        n2 = (p0 >> _S32) ^ c3 ^ np.uint64(k1)
+        n0 = (p1 >> _S32) ^ c1 ^ k0
+        n2 = (p0 >> _S32) ^ c3 ^ k1
         c1, c3, c0, c2 = p1 & _LO, p0 & _LO, n0, n2
-        k0, k1 = (k0 + _W0) & 0xFFFFFFFF, (k1 + _W1) & 0xFFFFFFFF
-    return np.stack([c0, c1, c2, c3], axis=1)
+        k0, k1 = (k0 + w0) & _LO, (k1 + w1) & _LO
+    return np.stack([c0, c1, c2, c3], axis=-1)
+
+
+def uniform_rows(keys: np.ndarray, start: int, n: int) -> np.ndarray:
+    """Elements start .. start + n - 1 of each key's draw, (K, n) float32 for keys (K,) uint64: row
+    k is `uniform_bits(keys[k], start + n)[start:]` (the per-sample noise of textgan.draws at one step)."""
+    keys = np.asarray(keys, dtype=np.uint64).reshape(-1, 1)  # (K, 1)
+    first, last = start // 4, (start + n + 3) // 4  # the blocks holding the elements
+    out = np.empty((keys.shape[0], n), dtype=np.float32)
+    per = max(1, _BLOCKS // max(last - first, 1))  # keys per numpy pass
+    b = np.arange(first, last, dtype=np.uint64)[None]  # (1, blocks)
+    for r in range(0, keys.shape[0], per):
+        k = keys[r:r + per]
+        words = _rounds(b, k & _LO, k >> _S32).reshape(k.shape[0], -1)  # (k, 4 * blocks)
+        out[r:r + per] = open_unit(words[:, start - 4 * first:start - 4 * first + n])
+    return out
 
 
 def open_unit(words: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ from textgan.config import WEIGHTS, Config
 from textgan.data import Vocab, banned_ids
 from textgan.errors import UserError
 from textgan.models import Generator, build_generator
+from textgan.progress import Progress
 
 
 @dataclass
@@ -87,7 +88,7 @@ def sample_text(loaded: Loaded, num: int, seed: int, temperature: float = 1.0,
 
 
 def with_classes(g: Generator, z: torch.Tensor, latent_keys: list[int], class_id: int | None,
-                 uniforms: draws.Uniforms) -> torch.Tensor:
+                 uniforms: draws.KeyedUniforms) -> torch.Tensor:
     """A conditional generator's codes (N, Z + C) of z (N, Z): class `class_id` for every row, or
     else row i's class drawn from the class prior with uniform 2Z of its latent key's stream (after
     the 2Z behind z), so it too depends on (seed, i) only. Unconditional: z itself."""
@@ -96,7 +97,7 @@ def with_classes(g: Generator, z: torch.Tensor, latent_keys: list[int], class_id
     if class_id is not None:
         classes = torch.full((z.shape[0],), class_id, dtype=torch.long)
     else:
-        u = torch.stack([uniforms(key, 2 * g.latent_dim + 1)[-1] for key in latent_keys])  # (N,)
+        u = uniforms(draws.key_tensor(latent_keys), 2 * g.latent_dim, 1)[:, 0]  # (N,): element 2Z of each stream
         cdf = g.class_prior.detach().cpu().double().cumsum(0)
         classes = torch.searchsorted(cdf, u.double().unsqueeze(1), right=True)[:, 0].clamp(max=g.num_classes - 1)
     return g.with_class(z, classes)
@@ -148,37 +149,61 @@ class Samples:
     z: torch.Tensor  # (N, Z) on CPU; zeros for prior=none
 
 
+@dataclass
+class Drawn:
+    """One chunk of sampled ids and the latents behind them."""
+    ids: torch.Tensor  # (N, T) on CPU, pad after the first EOS
+    z: torch.Tensor  # (N, Z) on CPU; zeros for prior=none
+
+
 @torch.inference_mode()
-def _decode(loaded: Loaded, z: torch.Tensor, temperature: float, noise: torch.Tensor | None,
-            greedy: bool = False) -> list[str]:
-    """Sentences of z (N, Z) under Gumbel noise (T, N, V), or with the noise off (greedy)."""
-    g, device = loaded.generator, loaded.generator.out.weight.device
-    if greedy:
+def _ids(g: Generator, z: torch.Tensor, max_len: int, temperature: float, noise_keys: list[int] | None) -> torch.Tensor:
+    """Ids (N, T) on CPU of z (N, Z) under the Gumbel noise of `noise_keys` (N,), or greedy (None)."""
+    device = g.out.weight.device
+    if noise_keys is None:
         from textgan.encoding import greedy_decode  # (encoding imports this module)
 
-        ids = greedy_decode(g, z.to(device), loaded.max_len)
-    else:
-        ids = g.sample(z.to(device), loaded.max_len, temperature=temperature, need_dists=False,
-                       noise=None if noise is None else noise.to(device)).tokens
+        return greedy_decode(g, z.to(device), max_len).cpu()
+    return g.sample(z.to(device), max_len, temperature=temperature, need_dists=False,
+                    noise_keys=draws.key_tensor(noise_keys)).tokens.cpu()
+
+
+def draw_ids(generator: Generator, num: int, max_len: int, seed: int, temperature: float = 1.0,
+             z: torch.Tensor | None = None, chunk: int = 512, greedy: bool = False,
+             progress: Progress | None = None, class_id: int | None = None) -> Iterator[Drawn]:
+    """The one sampler of `textgan sample`, evaluation and sweeps: `num` samples a chunk at a time,
+    sample i from z_i (the prior draw of (seed, i), or row i of z (N, Z)) and the Gumbel noise of
+    (seed, i) (none with `greedy`), so it is the same whatever `num` and `chunk` (textgan.draws).
+    A conditional generator's sample i has class `class_id`, or the class drawn for (seed, i), unless
+    z is already a code with its class columns (N, Z + C). In eval mode (no dropout) throughout;
+    `progress` counts the samples."""
+    g, was_training = generator, generator.training
+    g.eval()
+    uniforms = draws.uniform_source(g)
+    try:
+        for start in range(0, num, chunk):
+            b = min(chunk, num - start)
+            noise_keys, latent_keys = draws.sample_keys(seed, start, b)
+            zb = draws.latents(g.prior, g.latent_dim, latent_keys, uniforms) if z is None else z[start:start + b].cpu()
+            code = zb if zb.shape[1] > g.latent_dim else with_classes(g, zb, latent_keys, class_id, uniforms)
+            yield Drawn(_ids(g, code, max_len, temperature, None if greedy else noise_keys), zb[:, :g.latent_dim])
+            if progress is not None:
+                progress.advance(b)
+    finally:
+        g.train(was_training)
+
+
+def _lines(loaded: Loaded, ids: torch.Tensor) -> list[str]:
     return [" ".join(loaded.vocab.decode(row)) for row in ids.tolist()]
 
 
 def stream_samples(loaded: Loaded, num: int, seed: int, temperature: float = 1.0, z: torch.Tensor | None = None,
                    chunk: int | None = None, greedy: bool = False, class_id: int | None = None) -> Iterator[Samples]:
-    """`num` sentences a chunk at a time, so memory stays bounded whatever `num`. Sentence i comes
-    from z_i (the prior draw of (seed, i), or row i of z (N, Z)) and the Gumbel noise of (seed, i)
-    (none with `greedy`): the same sentence whatever `num` and `chunk` (textgan.draws)."""
-    g = loaded.generator
-    uniforms = draws.uniform_source(g)
-    size = chunk or draws.chunk_size(loaded.max_len, g.vocab_size)
-    for start in range(0, num, size):
-        b = min(size, num - start)
-        noise_keys, latent_keys = draws.sample_keys(seed, start, b)
-        zb = draws.latents(g.prior, g.latent_dim, latent_keys, uniforms) if z is None else z[start:start + b].cpu()
-        noise = None if greedy or g.noise == "none" else draws.gumbel(noise_keys, loaded.max_len, g.vocab_size,
-                                                                        uniforms)  # (T, b, V)
-        code = with_classes(g, zb, latent_keys, class_id, uniforms)  # (b, Z), or (b, Z + C) conditional
-        yield Samples(_decode(loaded, code, temperature, noise, greedy), zb)
+    """`num` sentences a chunk at a time, so memory stays bounded whatever `num`: `draw_ids`' samples."""
+    size = chunk or draws.chunk_size(loaded.max_len, loaded.generator.vocab_size)
+    for drawn in draw_ids(loaded.generator, num, loaded.max_len, seed, temperature, z=z, chunk=size, greedy=greedy,
+                          class_id=class_id):
+        yield Samples(_lines(loaded, drawn.ids), drawn.z)
 
 
 def stream_text(loaded: Loaded, num: int, seed: int, temperature: float = 1.0, z: torch.Tensor | None = None,
@@ -268,16 +293,13 @@ def interpolation_samples(loaded: Loaded, seed: int, seed_to: int, steps: int,
         raise UserError("this generator has prior=none: there is no latent to interpolate")
     path = interpolate(latent_from_seed(loaded, seed)[0], latent_from_seed(loaded, seed_to)[0], steps,
                        spherical=g.prior == "normal")  # (steps, Z)
+    key, class_key = draws.sample_keys(seed, 0, 1)  # [sample 0's noise key]: the noise of every point
     uniforms = draws.uniform_source(g)
-    noise = None if g.noise == "none" else draws.gumbel(draws.sample_keys(seed, 0, 1)[0], loaded.max_len,
-                                                        g.vocab_size, uniforms)  # (T, 1, V)
     size = draws.chunk_size(loaded.max_len, g.vocab_size)
     for start in range(0, steps, size):
-        zb = path[start:start + size]
-        key = draws.sample_keys(seed, 0, 1)[1] * zb.shape[0]  # sample 0's class (or class_id) all along
-        code = with_classes(g, zb, key, class_id, uniforms)
-        yield Samples(_decode(loaded, code, temperature,
-                              None if noise is None else noise.expand(-1, zb.shape[0], -1)), zb)
+        zb = path[start:start + size].cpu()
+        code = with_classes(g, zb, class_key * zb.shape[0], class_id, uniforms)  # sample 0's class (or class_id)
+        yield Samples(_lines(loaded, _ids(g, code, loaded.max_len, temperature, key * zb.shape[0])), zb)
 
 
 def interpolation_text(loaded: Loaded, seed: int, seed_to: int, steps: int, temperature: float = 1.0,

@@ -2,8 +2,9 @@
 temperature can trade diversity for quality and make any model look good (Caccia et al. 2020,
 "Language GANs Falling Short").
 
-Every temperature samples with the same seed (same z and Gumbel noise), so differences between
-rows come from the temperature alone. Columns:
+Every temperature samples with the same seed (same z and Gumbel noise: sample i's are those of
+(seed, i), as `textgan sample` and `textgan eval` draw them), so differences between rows come from
+the temperature alone. Columns:
 - text corpora: bleuN (quality, vs the test set), its standard error bleuN_se, and self_bleuN
   (diversity, lower is more diverse) for each n in eval.bleu_n; the plot uses the largest n, as
   Caccia et al. do, with +-1 standard error bars on BLEU.
@@ -31,11 +32,11 @@ import torch
 
 from textgan.corpus import Corpus
 from textgan.errors import UserError
-from textgan.evaluate import generate, latent_usage, nll_gen_on_test, sample_metrics
+from textgan.evaluate import latent_usage, nll_gen_on_test, sample_metrics
 from textgan.metrics.nll import sequence_nll
 from textgan.monitor import Monitor
 from textgan.progress import NoProgress, Progress
-from textgan.sample import Loaded
+from textgan.sample import Loaded, draw_ids
 
 SPEC_HELP = "START:STOP:COUNT with 0 < START < STOP and COUNT >= 2, e.g. 0.5:2.0:8"
 
@@ -77,10 +78,9 @@ def sweep_row(loaded: Loaded, corpus: Corpus, temperature: float, num: int, seed
     `extra(ids, temperature)` adds columns computed from the same samples (`textgan eval
     --lm-score / --fed`)."""
     g, progress, at = loaded.generator, progress or NoProgress(), f"T={temperature:g}:"
-    rng = torch.Generator(device=g.out.weight.device).manual_seed(seed)
-    z = g.sample_latent(num, rng)  # (N, Z)
     progress.phase(f"{at} sampling", num)
-    ids = generate(g, num, corpus.max_len, rng, temperature=temperature, z=z, progress=progress)  # (N, T)
+    drawn = list(draw_ids(g, num, corpus.max_len, seed, temperature, progress=progress))  # `generate`'s samples
+    ids, z = torch.cat([d.ids for d in drawn]), torch.cat([d.z for d in drawn]).to(g.out.weight.device)  # (N, T), (N, Z)
     samples = [corpus.vocab.decode(row) for row in ids.tolist()]
     row = {"temperature": temperature}
     progress.phase(f"{at} {'NLL_oracle' if corpus.oracle is not None else 'BLEU and Self-BLEU'}")

@@ -85,8 +85,7 @@ class Evaluation:
     def samples(self, generator: torch.nn.Module, fixed_z: torch.Tensor) -> list[str]:
         """Sentences from the fixed latents `fixed_z` (N, Z), logged as TensorBoard text."""
         def decode() -> list[str]:
-            rng = torch.Generator(device=fixed_z.device).manual_seed(self.cfg.run.seed + 14)
-            ids = generate(generator, fixed_z.shape[0], self.corpus.max_len, rng, z=fixed_z)
+            ids = generate(generator, fixed_z.shape[0], self.corpus.max_len, self.cfg.run.seed + 14, z=fixed_z)
             return [" ".join(self.corpus.vocab.decode(row)) for row in ids.tolist()]
         lines = self.dist.on_main(decode)
         self.monitor.text("samples/fixed_z", lines, self.progress.global_step)

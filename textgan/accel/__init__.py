@@ -10,7 +10,8 @@ the arithmetic ops agree with the plain torch ones up to float rounding.
 Modes (`run.accel`):
   auto     every C kernel that builds, where it is faster at that size (the LSTM and cross-entropy
            kernels up to hidden size 64; torch's matmuls win above), else accel's torch versions
-           (chunked cross-entropy, blockwise conv + max); GPUs take the torch versions
+           (chunked cross-entropy, blockwise conv + max); GPUs take the torch versions. The noise's
+           kernels ("noise" in the log line) are the Philox streams and the fused sampling step
   native   every C kernel at any size; a one-line error naming the cause where one cannot be built
   compile  as auto, with the conv + max blocks compiled by torch.compile instead of the C kernel
   off      the models' plain torch ops
@@ -22,8 +23,8 @@ import functools
 import torch
 from torch import nn
 
-from textgan import philox
-from textgan.accel import build, convmax, convmax_blocks, fused_ce, highway, linear_ce, lstm, mle, random
+from textgan import draws, philox
+from textgan.accel import build, convmax, convmax_blocks, fused_ce, highway, linear_ce, lstm, mle, random, sampling
 from textgan.models.discriminator import Highway, RelGANCNN, conv_relu_max, highway_gate
 from textgan.models.dropout import Dropout
 from textgan.models.generator import Generator, GeneratorOps, run_core, teacher_forced_nll
@@ -72,6 +73,14 @@ def _mle_loss(gen: Generator, tokens: torch.Tensor, z: torch.Tensor, pad_id: int
     return teacher_forced_nll(gen, tokens, z, pad_id)
 
 
+def _gumbel_argmax(noise: bool):
+    """One keyed sampling step: the fused kernel where it builds, else the definition with the C
+    uniforms (`noise`: the philox kernel built) or numpy's."""
+    if noise and sampling.kernels() is not None:
+        return sampling.gumbel_argmax
+    return functools.partial(draws.gumbel_argmax, uniforms=random.key_uniforms) if noise else draws.gumbel_argmax
+
+
 def _conv_relu_max(emb, weight, bias, native: bool, block):
     """conv + max by the C kernel where it runs (CPU), else blockwise torch (`block`: compiled or not)."""
     if native and convmax.supports(emb):
@@ -103,7 +112,7 @@ def check(mode: str, generator_core: str | None = None, discriminator_kind: str 
         raise ValueError(f"accel mode must be one of {', '.join(MODES)}, got {mode!r}")
     if mode != "native":
         return
-    needed = [("philox", random.kernels)]
+    needed = [("philox", random.kernels)] + ([("gumbel_max", sampling.kernels)] if generator_core else [])
     if generator_core is not None:
         needed += [("linear_ce", linear_ce.kernels)] + ([("lstm", lstm.kernels)] if generator_core == "lstm" else [])
     if discriminator_kind == "relgan_cnn":
@@ -127,7 +136,10 @@ def apply(generator: Generator | None, discriminator: nn.Module | None, mode: st
             cross_entropy=functools.partial(_cross_entropy, kernel=kernel),
             target_log_probs=functools.partial(_target_log_probs, kernel=kernel),
             mle_loss=functools.partial(_mle_loss, kernel=kernel),
-            uniform=random.uniform if noise else philox.uniform)
+            uniform=random.uniform if noise else philox.uniform,
+            step_noise=(functools.partial(draws.step_gumbel, uniforms=random.key_uniforms) if noise
+                        else draws.step_gumbel),
+            gumbel_argmax=_gumbel_argmax(noise))
     for module in discriminator.modules() if discriminator is not None else ():
         if isinstance(module, RelGANCNN):
             widths = [conv.kernel_size[0] for conv in module.convs]

@@ -17,7 +17,8 @@ from textgan import philox
 from textgan.accel import build
 
 _P, _I64, _U64, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint64, ctypes.c_float
-_SIGNATURES = {"uniform_f32": [_U64, _I64, _P, _I64], "keep_mask_f32": [_U64, _I64, _F, _F, _P, _I64]}
+_SIGNATURES = {"uniform_f32": [_U64, _I64, _P, _I64], "keep_mask_f32": [_U64, _I64, _F, _F, _P, _I64],
+               "uniform_rows_f32": [_P, _I64, _I64, _I64, _P, _I64]}
 
 
 def kernels() -> ctypes.CDLL | None:
@@ -29,6 +30,16 @@ def uniform_with(key: int, n: int, threads: int | None = None) -> torch.Tensor:
     """`philox.uniform_bits(key, n)` as a tensor, by the kernel on `threads` threads (torch's count)."""
     out = torch.empty(n, dtype=torch.float32)
     kernels().uniform_f32(key, n, out.data_ptr(), threads or torch.get_num_threads())
+    return out
+
+
+def key_uniforms(keys: torch.Tensor, start: int, n: int, threads: int | None = None) -> torch.Tensor:
+    """`textgan.draws.numpy_key_uniforms(keys, start, n)` (N, n) by the kernel: elements start ..
+    start + n - 1 of each key's stream, keys (N,) int64 holding the 64-bit keys."""
+    keys = keys.contiguous()
+    out = torch.empty(keys.shape[0], n, dtype=torch.float32)
+    kernels().uniform_rows_f32(keys.data_ptr(), keys.shape[0], start, n, out.data_ptr(),
+                               threads or torch.get_num_threads())
     return out
 
 

@@ -154,8 +154,7 @@ def exposure_bias(oracle, generator, num: int, seed: int, temperature: float = 1
     `temperature` (seed + 1), each scored at every position (seed + 2 for the latent draws)."""
     device = generator.out.weight.device
     data = oracle.sample(num, generator=torch.Generator().manual_seed(seed))  # (N, T)
-    rng = torch.Generator(device=device).manual_seed(seed + 1)
-    own = generate(generator, num, oracle.seq_len, rng, temperature=temperature) - len(SPECIALS)  # (N, T)
+    own = generate(generator, num, oracle.seq_len, seed + 1, temperature=temperature) - len(SPECIALS)  # (N, T)
     if int(own.min()) < 0:
         raise ValueError("the generator emitted a special token; is it an oracle run's generator?")
     rng = torch.Generator(device=device).manual_seed(seed + 2)

@@ -16,8 +16,9 @@ relaxed one-hot outputs.
 
 `Generator.ops` holds the few operations a faster implementation may replace: the teacher-forced
 core run, the output layer's cross-entropy and log-probabilities, the whole teacher-forced loss,
-and the uniform noise. The defaults below are the definitions; a replacement computes the same
-function (within float rounding) and draws the same noise.
+the uniform noise, and one step of keyed sampling (per-sample noise keys, textgan.draws). The
+defaults below are the definitions; a replacement computes the same function (within float
+rounding) and draws the same noise.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textgan import philox
+from textgan import draws, philox
 from textgan.gumbel import gumbel_noise, gumbel_softmax
 from textgan.models.relational_memory import RelationalMemory
 
@@ -80,6 +81,19 @@ def teacher_forced_nll(gen: "Generator", tokens: torch.Tensor, z: torch.Tensor, 
                                  tokens.reshape(-1), pad_id)
 
 
+class _KeyedNoise:
+    """noise[t]: step t's Gumbel noise (B, V) of per-sample keys, made when first asked for."""
+
+    def __init__(self, step_noise: Callable, keys: torch.Tensor, vocab_size: int, device):
+        self.step_noise, self.keys, self.vocab_size, self.device = step_noise, keys, vocab_size, device
+        self.cached: tuple[int, torch.Tensor] | None = None
+
+    def __getitem__(self, t: int) -> torch.Tensor:
+        if self.cached is None or self.cached[0] != t:
+            self.cached = (t, self.step_noise(self.keys, t, self.vocab_size).to(self.device))
+        return self.cached[1]
+
+
 @dataclass
 class GeneratorOps:
     """The operations a faster implementation may swap in (plain functions, so model copies keep them)."""
@@ -88,6 +102,8 @@ class GeneratorOps:
     target_log_probs: Callable = target_log_probs  # same arguments -> (N,), no gradients
     mle_loss: Callable = teacher_forced_nll  # (generator, tokens (B, T), z (B, Z), pad_id) -> mean NLL
     uniform: Callable = philox.uniform  # (shape, torch generator) -> U(0, 1) float32 on CPU (Gumbel noise)
+    step_noise: Callable = draws.step_gumbel  # (keys (B,), step, V) -> that step's Gumbel noise (B, V) on CPU
+    gumbel_argmax: Callable = draws.gumbel_argmax  # (logits (B, V), keys (B,), step) -> tokens (B,)
 
 
 class Generator(nn.Module):
@@ -259,22 +275,30 @@ class Generator(nn.Module):
 
     def sample(self, z: torch.Tensor, max_len: int, tau: float = 1.0, straight_through: bool = False,
                temperature: float = 1.0, generator: torch.Generator | None = None,
-               need_dists: bool = True, noise: torch.Tensor | None = None) -> SampleOutput:
+               need_dists: bool = True, noise: torch.Tensor | None = None,
+               noise_keys: torch.Tensor | None = None) -> SampleOutput:
         """Free-running sampling: each step's Gumbel-max token (or its relaxation) is the next input.
 
         `temperature` divides the logits of the distribution sampled from; `tau` only sets how
         soft the relaxed one-hot is. `noise` (T, B, V): Gumbel noise to use instead of drawing it
-        from `generator` (the latent metrics hold it fixed while z changes). With self.noise=none
-        no noise is added: argmax tokens, softmax(logits / tau) relaxed.
+        from `generator` (the latent metrics hold it fixed while z changes). `noise_keys` (B,) int64:
+        per-sample Philox keys instead (textgan.draws: row b's step t noise is elements t * V ..
+        of its key's stream, made a step at a time; hard tokens without dists take `ops.gumbel_argmax`).
+        With self.noise=none no noise is added: argmax tokens, softmax(logits / tau) relaxed.
         """
         b, device = z.shape[0], z.device
-        if self.noise == "none":
+        keyed = noise_keys is not None and self.noise != "none"
+        if keyed:
+            noise = _KeyedNoise(self.ops.step_noise, noise_keys, self.vocab_size, device)
+        elif self.noise == "none":
             noise = torch.zeros((1, 1, 1), device=device).expand(max_len, b, self.vocab_size)  # logits + 0 is logits
         elif noise is None:
             noise = gumbel_noise((max_len, b, self.vocab_size), generator, device, uniform=self.ops.uniform)  # (T, B, V)
         state = self.init_state(z)
         inp = self.embedding(torch.full((b, 1), self.bos_id, device=device, dtype=torch.long))
         ids_steps, dist_steps = [], []
+        if keyed and not need_dists and self.feedback == "hard":
+            return self._finish(self._keyed_tokens(state, inp, max_len, temperature, noise_keys), None)
         for t in range(max_len):
             hidden, state = self.core(inp, state)  # (B, 1, H)
             logits = self.out(hidden[:, 0])  # (B, V)
@@ -287,10 +311,25 @@ class Generator(nn.Module):
             else:
                 ids, dist = (logits + noise[t]).argmax(dim=-1), None
             ids_steps.append(ids)
-            inp = self._feedback(ids, dist, logits, tau, noise[t]).unsqueeze(1)  # (B, 1, E)
+            soft_noise = None if self.feedback == "hard" else noise[t]  # hard feedback reads no noise
+            inp = self._feedback(ids, dist, logits, tau, soft_noise).unsqueeze(1)  # (B, 1, E)
         return self._finish(torch.stack(ids_steps, 1), torch.stack(dist_steps, 1) if need_dists else None)
 
-    def _feedback(self, ids, dist, logits, tau, noise) -> torch.Tensor:
+    def _keyed_tokens(self, state, inp: torch.Tensor, max_len: int, temperature: float,
+                      noise_keys: torch.Tensor) -> torch.Tensor:
+        """`sample`'s hard tokens (B, T) without dists, each step's picked by `ops.gumbel_argmax` from
+        per-sample keys (fused in one kernel where accel has it: no (B, V) noise at all). The mask
+        rides in the bias, one pass over (B, V) fewer: the same logits wherever a token is allowed."""
+        bias, ids_steps = self.output_bias(), []
+        for t in range(max_len):
+            hidden, state = self.core(inp, state)  # (B, 1, H)
+            logits = F.linear(hidden[:, 0], self.out.weight, bias)  # (B, V)
+            logits = logits / temperature if temperature != 1.0 else logits
+            ids_steps.append(self.ops.gumbel_argmax(logits, noise_keys, t))  # (B,)
+            inp = self.embedding(ids_steps[-1]).unsqueeze(1)  # (B, 1, E)
+        return torch.stack(ids_steps, 1)
+
+    def _feedback(self, ids, dist, logits, tau, noise) -> torch.Tensor:  # noise: (B, V), read by soft feedback
         """The next input embedding (B, E) for the chosen feedback mode."""
         if self.feedback == "hard":
             return self.embedding(ids)

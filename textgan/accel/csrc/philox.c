@@ -3,47 +3,13 @@
  * of (seed, i), so any split of [0, n) over threads gives the same numbers, and a draw costs a
  * few cycles per element against torch's single-stream Mersenne twister on CPU.
  * Element i is word i % 4 of Philox block i / 4. Built by textgan/accel/build.py, called by
- * textgan/accel/random.py (textgan/philox.py: the same numbers in numpy). GCC/Clang vector extensions: LANES blocks side by side. */
+ * textgan/accel/random.py (textgan/philox.py: the same numbers in numpy). Blocks and uniforms: philox.h. */
 #include <stdint.h>
 #include <string.h>
 
 #include "parallel.h"
 
-#define LANES 8
-typedef uint32_t u32v __attribute__((vector_size(4 * LANES)));
-typedef uint64_t u64v __attribute__((vector_size(8 * LANES)));
-typedef float f32v __attribute__((vector_size(4 * LANES)));
-
-/* The four words w[j] (lane l: block b + l) of LANES consecutive blocks under `seed`. Every
- * word is kept in a 64-bit lane with a zero upper half, which lets the compiler use the 32 x 32
- * -> 64-bit vector multiply. */
-static inline void philox_blocks(uint64_t seed, uint64_t b, u32v w[4]) {
-  const u64v lo32 = (u64v){0} + 0xFFFFFFFFull;
-  u64v c0, c1, c2 = (u64v){0}, c3 = (u64v){0};
-  for (int l = 0; l < LANES; l++) c0[l] = b + (uint64_t)l;
-  c1 = c0 >> 32;
-  c0 &= lo32;
-  uint64_t k0 = (uint32_t)seed, k1 = seed >> 32;
-  for (int round = 0; round < 10; round++) {
-    const u64v p0 = c0 * 0xD2511F53ull, p1 = c2 * 0xCD9E8D57ull;
-    const u64v n0 = (p1 >> 32) ^ c1 ^ k0, n2 = (p0 >> 32) ^ c3 ^ k1;
-    c1 = p1 & lo32;
-    c3 = p0 & lo32;
-    c0 = n0;
-    c2 = n2;
-    k0 = (k0 + 0x9E3779B9u) & 0xFFFFFFFFu;
-    k1 = (k1 + 0xBB67AE85u) & 0xFFFFFFFFu;
-  }
-  w[0] = __builtin_convertvector(c0, u32v); w[1] = __builtin_convertvector(c1, u32v);
-  w[2] = __builtin_convertvector(c2, u32v); w[3] = __builtin_convertvector(c3, u32v);
-}
-
-/* 23-bit uniforms in the open interval (0, 1): (k + 1/2) / 2^23, k the word's top 23 bits, so
- * the largest is 1 - 2^-24, exactly representable (24 bits would round 1 - 2^-25 up to 1.0 and
- * make the Gumbel noise infinite), and log(u), log(1 - u) are finite. */
-static inline f32v open_unit(u32v word) {
-  return (__builtin_convertvector(word >> 9, f32v) + 0.5f) * (1.0f / 8388608.0f);
-}
+#include "philox.h"
 
 /* The same map for one word, so tests can check its extremes. */
 float open_unit_scalar(uint32_t word) { return ((float)(word >> 9) + 0.5f) * (1.0f / 8388608.0f); }
@@ -89,4 +55,19 @@ void uniform_f32(uint64_t seed, int64_t n, float *out, int64_t threads) {
 /* Dropout's scaled keep mask for i < n, split the same way. */
 void keep_mask_f32(uint64_t seed, int64_t n, float p, float scale, float *out, int64_t threads) {
   PARALLEL_RANGE(threads, (n + 3) / 4, part, b0, b1, keep_mask_range(seed, b0, b1, n, p, scale, out))
+}
+
+/* out[r * n + i] = element start + i of key r's stream, for rows r < rows: the per-sample noise of
+ * textgan.draws at one step (start = step * V, n = V), rows split over `threads` threads. */
+void uniform_rows_f32(const uint64_t *keys, int64_t rows, int64_t start, int64_t n, float *out, int64_t threads) {
+  PARALLEL_RANGE(threads, rows, part, r0, r1, {
+    float vals[4 * LANES];
+    for (int64_t r = r0; r < r1; r++) {
+      for (int64_t b = start / 4; 4 * b < start + n; b += LANES) {
+        uniform_group(keys[r], b, vals);
+        int64_t lo = 4 * b > start ? 4 * b : start, hi = 4 * (b + LANES) < start + n ? 4 * (b + LANES) : start + n;
+        memcpy(out + r * n + (lo - start), vals + (lo - 4 * b), (size_t)(hi - lo) * sizeof(float));
+      }
+    }
+  })
 }
