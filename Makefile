@@ -21,9 +21,10 @@ demo: $(STAMP)
 	$(BIN)/textgan train configs/quickstart.yaml --force
 	@echo "TensorBoard logs are in runs/quickstart: $(BIN)/tensorboard --logdir runs"
 
-# One worker per core (at most 4), each test file whole on one worker so its shared fixtures run once.
+# One worker per core (at most 4), each test file whole on one worker so its shared fixtures run once;
+# the 15 slowest tests are listed at the end (CI must stay under 15 minutes).
 test: $(STAMP)
-	TEXTGAN_DATA_ROOT=$(DATA_ROOT) $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
+	TEXTGAN_DATA_ROOT=$(DATA_ROOT) $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile --durations=15
 
 # The quick inner loop: every test not marked slow (setup.cfg's `slow` marker).
 test-fast: $(STAMP)
