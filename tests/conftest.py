@@ -21,6 +21,9 @@ FAST = ["data.root=" + str(DATA_ROOT), "data.train=tiny/train.txt", "data.test=t
         "eval.latent_samples=16", "eval.latent_mi_k=8", "eval.interp_pairs=2", "eval.interp_steps=4",
         "log.progress=false"]
 
+# The final evaluation cut to BLEU, for tests that only need a run to finish: no NLL_gen, latent or
+# interpolation figures.
+QUICK_EVAL = ["eval.nll_gen=false", "eval.latent_samples=0", "eval.interp_pairs=0"]
 
 @pytest.fixture(scope="session")
 def data_root() -> Path:

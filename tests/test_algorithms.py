@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import FAST, REPO, assert_same_training_state, run_scalars, run_cli, torchrun
+from conftest import FAST, QUICK_EVAL, REPO, assert_same_training_state, run_scalars, run_cli, torchrun
 from textgan import checkpoint, config
 from textgan.algorithms import ALGORITHMS
 from textgan.algorithms.gumbel_gan import GumbelGAN
@@ -157,7 +157,7 @@ def test_the_coco_recipes_train_from_the_mle_run(coco_mle_run, data_root, tmp_pa
                   "adversarial.batch_size=8", "policy_gradient.d_samples=8", "policy_gradient.d_epochs=1",
                   "discriminator.filter_sizes=[1, 2, 3]", "discriminator.num_filters=[8, 8, 8]",
                   *(["policy_gradient.rollouts=2"] if recipe == "coco_seqgan" else []),
-                  "eval.num_samples=20", "eval.bleu_n=[2]", "eval.every=0")
+                  "eval.num_samples=20", "eval.bleu_n=[2]", "eval.every=0", *QUICK_EVAL)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "generator initialised from" in res.stderr
     assert checkpoint.load(checkpoint.newest(tmp_path / recipe / "checkpoints"))["progress"]["step"] == 2

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import FAST, REPO, assert_same_training_state, run_scalars, run_cli, tiny_mle_run, torchrun
+from conftest import FAST, QUICK_EVAL, REPO, assert_same_training_state, run_scalars, run_cli, tiny_mle_run, torchrun
 from textgan import checkpoint, config
 from textgan.algorithms.textgan_mmd import TextGANMMD, gaussian_kernel, mmd2
 from textgan.config import ConfigError
@@ -236,7 +236,7 @@ def test_the_recipes_train(coco_mle_run, data_root, tmp_path, recipe):
                   f"log.dir={tmp_path}", "log.progress=false", "adversarial.steps=2",
                   "adversarial.d_pretrain_steps=1", "adversarial.batch_size=8",
                   "discriminator.filter_sizes=[1, 2, 3]", "discriminator.num_filters=[8, 8, 8]",
-                  "eval.num_samples=20", "eval.bleu_n=[2]", "eval.every=0")
+                  "eval.num_samples=20", "eval.bleu_n=[2]", "eval.every=0", *QUICK_EVAL)
     assert res.returncode == 0, res.stderr[-3000:]
     assert ("generator initialised from" in res.stderr) == (recipe == "coco_textgan")
     assert checkpoint.load(checkpoint.newest(tmp_path / recipe / "checkpoints"))["progress"]["step"] == 2
