@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -85,6 +86,21 @@ def run_scalars(run_dir: Path) -> dict[str, list[float]]:
         for tag in acc.Tags()["scalars"]:
             scalars.setdefault(tag, []).extend(e.value for e in acc.Scalars(tag))
     return scalars
+
+
+def trained_and_cut(tmp_path: Path, config: str, schedule: list[str], keep_step: int = 2) -> tuple[Path, Path]:
+    """`config` trained with `schedule` into tmp_path/a/run, and a copy of that run folder (tmp_path/b)
+    without its checkpoints after step `keep_step`: the reference and the run to resume."""
+    res = run_cli("train", config, *schedule, f"log.dir={tmp_path / 'a'}", "log.name=run")
+    assert res.returncode == 0, res.stderr[-3000:]
+    reference, resumed = tmp_path / "a" / "run", tmp_path / "b"
+    shutil.copytree(reference, resumed)
+    from textgan import checkpoint
+
+    for path in checkpoint.history(resumed / "checkpoints"):
+        if checkpoint.load(path)["progress"]["step"] > keep_step:
+            path.unlink()
+    return reference, resumed
 
 
 def tiny_mle_run(runs: Path) -> Path:

@@ -2,13 +2,13 @@
 trainer's adversarial step is nothing but the chosen algorithm's D updates, then its G updates."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import FAST, QUICK_EVAL, REPO, assert_same_training_state, run_scalars, run_cli, torchrun
+from conftest import (FAST, QUICK_EVAL, REPO, assert_same_training_state, run_cli, run_scalars, torchrun,
+                      trained_and_cut)
 from textgan import checkpoint, config
 from textgan.algorithms import ALGORITHMS
 from textgan.algorithms.gumbel_gan import GumbelGAN
@@ -110,14 +110,7 @@ def test_a_seqgan_run_resumed_from_a_checkpoint_ends_bitwise_identical(tmp_path,
     schedule = [*FAST, *SEQGAN, "adversarial.steps=5", "adversarial.d_pretrain_steps=1", "log.checkpoint_every=1",
                 "log.keep_last=20", "eval.every=3", "eval.sample_every=3", "discriminator.dropout=0.25",
                 "generator.num_layers=2", "generator.dropout=0.1", "run.threads=1"]
-    res = run_cli("train", BASE, *schedule, f"log.dir={tmp_path / 'a'}", "log.name=run")
-    assert res.returncode == 0, res.stderr[-3000:]
-    reference = tmp_path / "a" / "run"
-    shutil.copytree(reference, tmp_path / "b")
-    resumed = tmp_path / "b"
-    for path in checkpoint.history(resumed / "checkpoints"):
-        if checkpoint.load(path)["progress"]["step"] > 2:
-            path.unlink()
+    reference, resumed = trained_and_cut(tmp_path, BASE, schedule)
     assert checkpoint.load(checkpoint.newest(resumed / "checkpoints"))["rollout"]  # mid-run: a rollout network
     res = run_cli("train", "--resume", str(resumed))
     assert res.returncode == 0, res.stderr[-3000:]

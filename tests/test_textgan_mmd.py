@@ -4,13 +4,13 @@ resume, torchrun, the recipes, and bad options as one-line errors."""
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import FAST, QUICK_EVAL, REPO, assert_same_training_state, run_scalars, run_cli, tiny_mle_run, torchrun
+from conftest import (FAST, QUICK_EVAL, REPO, assert_same_training_state, run_cli, run_scalars, tiny_mle_run,
+                      torchrun, trained_and_cut)
 from textgan import checkpoint, config
 from textgan.algorithms.textgan_mmd import TextGANMMD, gaussian_kernel, mmd2
 from textgan.config import ConfigError
@@ -192,14 +192,7 @@ def test_a_textgan_mmd_run_resumed_from_a_checkpoint_ends_bitwise_identical(tmp_
     schedule = [*FAST, *MMD, "mmd.d_weight=0.1", "adversarial.steps=5", "adversarial.d_pretrain_steps=1",
                 "log.checkpoint_every=1", "log.keep_last=20", "eval.every=3", "eval.sample_every=3",
                 "discriminator.dropout=0.25", "generator.num_layers=2", "generator.dropout=0.1", "run.threads=1"]
-    res = run_cli("train", BASE, *schedule, f"log.dir={tmp_path / 'a'}", "log.name=run")
-    assert res.returncode == 0, res.stderr[-3000:]
-    reference = tmp_path / "a" / "run"
-    shutil.copytree(reference, tmp_path / "b")
-    resumed = tmp_path / "b"
-    for path in checkpoint.history(resumed / "checkpoints"):
-        if checkpoint.load(path)["progress"]["step"] > 2:
-            path.unlink()
+    reference, resumed = trained_and_cut(tmp_path, BASE, schedule)
     res = run_cli("train", "--resume", str(resumed))
     assert res.returncode == 0, res.stderr[-3000:]
     a = checkpoint.load(checkpoint.newest(reference / "checkpoints"))
