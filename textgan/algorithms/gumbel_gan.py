@@ -82,7 +82,7 @@ class GumbelGAN:
                 loss = self.loss_g(d(real), d(fake.dists))
             else:
                 loss = self.loss_g(d(real, labels=real_labels), d(fake.dists, labels=p.g.module.classes_of(z)))
-            nll = self._real_nll() if self._mle_term_on() else None
+            nll = self._real_batch_term() if self._mle_term_on() else None
             total = loss if nll is None else loss + adv.mle_weight * nll
             optimizer, params = p.opt_g, list(p.g.module.parameters())
             if nll is not None and p.latent is not None:  # an ELBO term trains the encoder too
@@ -104,11 +104,11 @@ class GumbelGAN:
         adv = self.adv
         return adv.mle_weight > 0 and (adv.mle_weight_steps == 0 or self.p.progress.step < adv.mle_weight_steps)
 
-    def _real_nll(self) -> torch.Tensor:
+    def _real_batch_term(self) -> torch.Tensor:
         """The MLE term on a fresh draw of real sentences, weighted as in MLE; through the plain
         module, as the G step's synced forward is its sampling. With a variational encoder
-        (mle.objective elbo) it is the negative ELBO, z from q(z | x): the NLL under prior draws of
-        z would teach the generator to ignore z."""
+        (mle.objective elbo) it is the negative ELBO, z from q(z | x): the NLL under prior draws of z
+        would teach the generator to ignore z."""
         p = self.p
         batch = p.batches.shard(p.batches.draw(p.batch_size))
         if p.latent is not None and p.latent.encoder is not None:
