@@ -203,13 +203,3 @@ def test_eval_bad_flags_on_an_oracle_run_are_one_line_exit_2(oracle_run, tmp_pat
     res = run_cli("eval", str(oracle_run), *args, "--out", str(tmp_path))
     assert res.returncode == 2 and says in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
-
-
-def test_eval_exposure_bias_on_a_text_run_is_one_line_exit_2(data_root, tmp_path):
-    runs = tmp_path / "runs"
-    res = run_cli("train", str(REPO / "configs" / "coco_mle.yaml"), *FAST, f"log.dir={runs}", "mle.epochs=1")
-    assert res.returncode == 0, res.stderr
-    res = run_cli("eval", str(runs / "coco_mle"), "--exposure-bias", "--out", str(tmp_path / "ev"))
-    assert res.returncode == 2 and "oracle run" in res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "ev" / "metrics.json").exists()

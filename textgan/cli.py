@@ -101,8 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", metavar="DIR", help="folder for metrics.json / sweep files (default RUN/eval, "
                                                 "or RUN/eval-2, -3, ... where an earlier result is there)")
     e.add_argument("--exposure-bias", action="store_true",
-                   help="oracle runs: also KL(oracle || model) by position on oracle vs model prefixes, their "
-                        "ratio (EB-M) and NLL_oracle by position; writes exposure_bias.csv/.json/.png and "
+                   help="also KL(oracle || model) by position on data vs model prefixes, their ratio (EB-M) and the "
+                        "oracle's NLL by position: exact on an oracle run, estimated on text with a real-data LM "
+                        "(trained once per corpus, cached) as the oracle; writes exposure_bias.csv/.json/.png and "
                         "TensorBoard events")
     e.add_argument("--lm-score", action="store_true",
                    help="also lm_score (a real-data LM scores the samples), reverse_lm_score (an LM of the samples "

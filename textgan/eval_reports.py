@@ -8,6 +8,7 @@ from pathlib import Path
 
 from textgan.errors import UserError
 from textgan.metrics.exposure import ExposureBias
+from textgan.metrics.exposure_lm import LMExposureBias
 
 EXPOSURE_FILES = ("exposure_bias.csv", "exposure_bias.json", "exposure_bias.png", "events.out.tfevents.*")
 
@@ -19,7 +20,7 @@ def _open_new(path: Path, force: bool):
         raise UserError(f"{path} already exists; choose another --out folder, or add --force") from None
 
 
-def write_exposure(eb: ExposureBias, out_dir: Path, settings: dict, force: bool = False) -> list[Path]:
+def write_exposure(eb: ExposureBias | LMExposureBias, out_dir: Path, settings: dict, force: bool = False) -> list[Path]:
     """exposure_bias.csv/.json/.png and TensorBoard scalars exposure_bias/<column> in out_dir; with
     `force` an earlier result there (its event files included) is replaced."""
     out_dir = Path(out_dir)
@@ -46,32 +47,32 @@ def write_exposure(eb: ExposureBias, out_dir: Path, settings: dict, force: bool 
     return [csv_path, json_path, png_path]
 
 
-def plot_exposure(eb: ExposureBias, path: Path) -> None:
-    """Three panels against position: the two KLs (+-1 standard error), their ratio EB-M, and
-    NLL_oracle of the model's and the oracle's own samples. Agg canvas, no pyplot state."""
+def plot_exposure(eb: ExposureBias | LMExposureBias, path: Path) -> None:
+    """Three panels against position: the two KLs (+-1 standard error), their ratio EB-M, and the
+    reference's NLL of the model's and the data's tokens. Agg canvas, no pyplot state."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    pos = list(range(1, len(eb.ratio) + 1))
+    c = eb.curves()
+    kl_d, kl_d_se, kl_m, kl_m_se = c["kl"]
+    pos = list(range(1, len(c["ratio"]) + 1))
     fig = Figure(figsize=(13, 4), dpi=100)
     FigureCanvasAgg(fig)
     kl, ratio, nll = fig.subplots(1, 3)
-    kl.errorbar(pos, eb.kl_oracle_prefix, yerr=eb.kl_oracle_prefix_se, fmt="o-", ms=3, capsize=2,
-                label="prefixes from the oracle (CGD M|D)")
-    kl.errorbar(pos, eb.kl_model_prefix, yerr=eb.kl_model_prefix_se, fmt="s-", ms=3, capsize=2,
-                label="prefixes from the model (CGD M|M)")
-    kl.set_ylabel("KL(oracle || model) at t, nats")
+    kl.errorbar(pos, kl_d, yerr=kl_d_se, fmt="o-", ms=3, capsize=2, label=f"prefixes from {c['data']} (CGD M|D)")
+    kl.errorbar(pos, kl_m, yerr=kl_m_se, fmt="s-", ms=3, capsize=2, label="prefixes from the model (CGD M|M)")
+    kl.set_ylabel(f"KL({c['reference']} || model) at t, nats")
     kl.legend(fontsize=8)
-    ratio.plot(pos, eb.ratio, "o-", ms=3)
+    ratio.plot(pos, c["ratio"], "o-", ms=3)
     ratio.axhline(1.0, color="grey", lw=0.8, ls="--")
-    ratio.set_ylabel("EB-M: KL on model / on oracle prefixes")
-    nll.plot(pos, eb.nll_oracle_model, "s-", ms=3, label="model's free-running samples")
-    nll.plot(pos, eb.nll_oracle_data, "o-", ms=3, label="oracle's samples (its entropy)")
-    nll.set_ylabel("NLL_oracle of the token at t")
+    ratio.set_ylabel("EB-M: KL on model / on data prefixes")
+    nll.plot(pos, c["nll"][0], "s-", ms=3, label="model's free-running samples")
+    nll.plot(pos, c["nll"][1], "o-", ms=3, label=c["nll_data_label"])
+    nll.set_ylabel(f"{c['nll_name']} of the token at t")
     nll.legend(fontsize=8)
     for axis in (kl, ratio, nll):
         axis.set_xlabel("position t (prefix of t - 1 tokens)")
         axis.grid(alpha=0.3)
-    fig.suptitle(f"exposure bias on the oracle ({eb.num} prefixes from each source)")
+    fig.suptitle(f"{c['title']} ({eb.num} prefixes from each source)")
     fig.tight_layout()
     fig.savefig(path)

@@ -22,8 +22,7 @@ from textgan.data import oov_share
 from textgan.errors import UserError
 from textgan.eval_reports import EXPOSURE_FILES, write_exposure
 from textgan.evaluate import EvalResult, evaluate
-from textgan.extra_metrics import Extras, check_flags, prepare_extras, sample_set_metrics
-from textgan.metrics.exposure import exposure_bias
+from textgan.extra_metrics import Extras, check_flags, exposure_curves, prepare_extras, sample_set_metrics
 from textgan.progress import NoProgress, Progress, phase_table
 from textgan.sample import Loaded, load_generator
 
@@ -187,7 +186,8 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
                  interval_s: float | None = None) -> int:
     """Print metrics (a "name value" line each) and write metrics.json, or run a temperature sweep.
     Without `out` the results go to RUN/eval, or the first of RUN/eval-2, -3, ... without them.
-    `exposure` (oracle runs) adds the exposure-bias curves (textgan.metrics.exposure), `lm` the LM
+    `exposure` adds the exposure-bias curves (textgan.metrics.exposure, exact on an oracle run;
+    textgan.metrics.exposure_lm, a real-data LM's estimate on text), `lm` the LM
     and reverse-LM scores (textgan.metrics.lm_score), `fed` the Fréchet embedding distance
     (textgan.metrics.fed). Progress on stderr: a bar on a terminal, else a line every `interval_s`
     seconds (None: the run's log.interval_s); `profile` prints the seconds of each phase at the end."""
@@ -237,8 +237,8 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
         eb = None
         if exposure:  # seeds seed + 10, + 11, + 12: none of evaluate's draws
             progress.phase("exposure bias")
-            eb = exposure_bias(corpus.oracle, loaded.generator, num=num, seed=seed + 10, temperature=temperature,
-                               draws=loaded.config.eval.latent_draws)
+            eb = exposure_curves(corpus, loaded.generator, num=num, seed=seed + 10, temperature=temperature,
+                                 draws=loaded.config.eval.latent_draws, device=device)
             metrics.update(eb.summary())
         if extras.per_sample_set:
             progress.phase("LM scores, FED")  # of the samples just scored, not drawn again

@@ -15,7 +15,7 @@ from textgan.sample import Loaded
 
 @dataclass
 class Extras:
-    exposure: bool = False  # exposure bias by position (oracle runs, one temperature)
+    exposure: bool = False  # exposure bias by position (exact on the oracle, a real-data LM's estimate on text)
     lm: bool = False  # LM, reverse-LM and reference scores
     fed: bool = False  # Fréchet embedding distance and its real-vs-real floor
     encoder: object | None = None  # the sentence encoder, loaded by `prepare_extras` for fed
@@ -34,9 +34,6 @@ def check_flags(extras: Extras, sweep: bool) -> None:
 def prepare_extras(extras: Extras, corpus: Corpus, path: str, num: int, device: str) -> Extras:
     """One-line errors for a run or size these metrics cannot score, and FED's encoder loaded
     (a missing extra fails here), all before any sampling."""
-    if extras.exposure and corpus.oracle is None:
-        raise UserError(f"--exposure-bias needs an oracle run (data.source=oracle, whose oracle gives the true "
-                        f"next-token distribution); {path} uses data.source={corpus.source}: drop --exposure-bias")
     if extras.fed and corpus.oracle is not None:
         raise UserError(f"--fed embeds English sentences and {path} is an oracle run (token ids); drop --fed")
     if not extras.fed:
@@ -46,6 +43,22 @@ def prepare_extras(extras: Extras, corpus: Corpus, path: str, num: int, device: 
     fed_size(num, len(corpus.test_sentences))
     extras.encoder = load_encoder(device)
     return extras
+
+
+def exposure_curves(corpus: Corpus, generator, num: int, seed: int, temperature: float, draws: int, device: str):
+    """Exposure bias by position: exact against the oracle on an oracle run, else estimated with the
+    corpus's real-data LM in the oracle's place (trained once and cached; said on stderr)."""
+    if corpus.oracle is not None:
+        from textgan.metrics.exposure import exposure_bias
+
+        return exposure_bias(corpus.oracle, generator, num=num, seed=seed, temperature=temperature, draws=draws)
+    from textgan.metrics.exposure_lm import REFERENCE_RECIPE, exposure_bias_lm
+    from textgan.metrics.lm_score import cache_root
+
+    print(f"exposure bias: estimated with a real-data LM in the oracle's place (trained once per corpus, cached in "
+          f"{cache_root()}); eb_lm_reference_nll is its test NLL per token", file=sys.stderr)
+    return exposure_bias_lm(corpus, generator, num=num, seed=seed, temperature=temperature, draws=draws,
+                            recipe=REFERENCE_RECIPE, device=device)
 
 
 def fed_metrics(corpus: Corpus, encoder, ids: torch.Tensor, seed: int) -> dict[str, float]:

@@ -52,18 +52,25 @@ def model_log_conditionals(generator, ids: torch.Tensor, z: torch.Tensor, temper
     """log M(. | x_<t) over the oracle's ids for oracle ids (N, T), mixed over the K latent draws
     z (K, N, Z) by each draw's likelihood of the prefix (module docstring): (N, T, V). Scored at
     `temperature` (logits / temperature, as `sample` draws)."""
-    k, n = z.shape[0], ids.shape[0]
     offset = len(SPECIALS)
-    tokens = (ids.to(z.device) + offset).repeat(k, 1)  # (K*N, T) generator ids
+    return mixture_log_conditionals(generator, ids.to(z.device) + offset, z, temperature)[:, :, offset:]
+
+
+@torch.inference_mode()
+def mixture_log_conditionals(generator, tokens: torch.Tensor, z: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log M(. | x_<t) over the generator's whole vocabulary for its token ids (N, T), mixed over
+    the K latent draws z (K, N, Z) by each draw's likelihood of the prefix: (N, T, Vm)."""
+    k, n = z.shape[0], tokens.shape[0]
+    tokens = tokens.to(z.device).repeat(k, 1)  # (K*N, T)
     hidden = generator.hidden_states(tokens, z.reshape(k * n, -1))  # (K*N, T, H)
     logits = generator.out(hidden) / temperature + generator.logit_mask  # (K*N, T, Vm)
-    logp = torch.log_softmax(logits.float(), dim=-1).view(k, n, ids.shape[1], -1)  # (K, N, T, Vm)
+    logp = torch.log_softmax(logits.float(), dim=-1).view(k, n, tokens.shape[1], -1)  # (K, N, T, Vm)
     if k == 1:
-        return logp[0, :, :, offset:]
+        return logp[0]
     gold = logp.gather(3, tokens.view(k, n, -1, 1)).squeeze(3)  # (K, N, T) log p(x_t | x_<t, z_k)
     prefix = torch.cumsum(gold, dim=2) - gold  # (K, N, T) log p(x_<t | z_k)
     weights = torch.log_softmax(prefix, dim=0)  # (K, N, T) posterior weight of each draw
-    return torch.logsumexp(weights.unsqueeze(3) + logp, dim=0)[:, :, offset:]  # (N, T, V)
+    return torch.logsumexp(weights.unsqueeze(3) + logp, dim=0)  # (N, T, Vm)
 
 
 def kl_per_position(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -129,6 +136,14 @@ class ExposureBias:
                 "eb_ratio": model / data if data > 0 else math.nan,
                 "eb_nll_oracle_model": _mean(self.nll_oracle_model),
                 "eb_nll_oracle_data": _mean(self.nll_oracle_data)}
+
+    def curves(self) -> dict:
+        """The plot's series (textgan.eval_reports.plot_exposure) and what to call them."""
+        return {"kl": (self.kl_oracle_prefix, self.kl_oracle_prefix_se, self.kl_model_prefix, self.kl_model_prefix_se),
+                "ratio": self.ratio, "nll": (self.nll_oracle_model, self.nll_oracle_data),
+                "reference": "oracle", "data": "the oracle", "nll_name": "NLL_oracle",
+                "nll_data_label": "the oracle's samples (its entropy)",
+                "title": "exposure bias on the oracle"}
 
     def rows(self) -> list[dict[str, float]]:
         """One row per position, for the CSV and TensorBoard."""
