@@ -3,6 +3,7 @@ against hand computations, the per-step discriminator and its BCE at every step,
 every generator weight, the recipes through the CLI, a bitwise resume, and bad options as one line."""
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from textgan.algorithms.scratchgan import (ScratchGAN, discounted_returns, per_s
 from textgan.config import ConfigError
 from textgan.corpus import prepare
 from textgan.errors import UserError
+from textgan.models import Generator
 from textgan.models.discriminator import LSTMDiscriminator
 from textgan.monitor import Monitor
 from textgan.train import Trainer
@@ -59,6 +61,36 @@ def test_discounted_returns_are_the_power_sums(discount):
     rewards = torch.randn(3, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     want = [[sum(discount ** (s - t) * float(rewards[b, s]) for s in range(t, 6)) for t in range(6)] for b in range(3)]
     torch.testing.assert_close(discounted_returns(rewards, discount), torch.tensor(want, dtype=torch.float64))
+
+
+def test_undiscounted_its_expected_gradient_is_that_of_the_expected_total_reward():
+    """Over every string of a 3-token vocabulary (EOS included) and length 3, each weighted by its
+    probability, the loss with discount 1 and any baseline has the gradient of -E[sum_t r_t]
+    computed by enumeration: REINFORCE with per-step rewards and a baseline that depends on the
+    step only is unbiased."""
+    torch.manual_seed(0)
+    gen = Generator(vocab_size=5, emb_dim=4, hidden_dim=6, num_layers=1, latent_dim=3, prior="normal",
+                    banned=[0, 1]).double().eval()
+    d = LSTMDiscriminator(5, emb_dim=4, hidden_dim=5, dropout=0.0).double().eval()
+    for param in [*gen.parameters(), *d.parameters()]:
+        param.data.mul_(3.0)  # spread probabilities and rewards
+    raw = torch.tensor(list(itertools.product([2, 3, 4], repeat=3)))  # (27, 3) raw strings, cut after EOS below
+    z = torch.randn(1, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64).expand(len(raw), -1)
+    prob = torch.log_softmax(gen(raw, z), -1).gather(-1, raw.unsqueeze(-1)).sum((1, 2)).exp()  # (27,)
+    done = gen._finish(raw, None)
+    alive = steps_alive(done.lengths, 3).double()
+    with torch.no_grad():
+        rewards = step_rewards(d.step_logits(done.tokens), alive)  # (27, 3)
+    params = list(gen.parameters())
+    expected = torch.autograd.grad(-(prob * rewards.sum(1)).sum(), params)
+    returns, baseline = discounted_returns(rewards, 1.0), torch.tensor([0.3, -0.7, 0.2], dtype=torch.float64)
+    logp = token_log_probs(gen, done.tokens, done.lengths, z)
+    surrogate = sum(prob[s].detach() * reinforce_loss(logp[s:s + 1], returns[s:s + 1], baseline, alive[s:s + 1])
+                    for s in range(len(raw)))
+    got = torch.autograd.grad(surrogate, params)
+    assert rewards.abs().max() > 0.3 and max(e.abs().max() for e in expected) > 1e-3  # something to compare
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-9, atol=1e-12)
 
 
 def _discriminator() -> LSTMDiscriminator:
