@@ -235,9 +235,9 @@ def test_a_bad_option_stops_the_cli_before_writing(tmp_path, data_root):
     assert "policy_gradient.d_epochs" in res.stderr and list(tmp_path.iterdir()) == []
 
 
-TINY = ["generator.emb_dim=16", "generator.hidden_dim=32", "generator.latent_dim=8", "discriminator.emb_dim=16",
+TINY = ["generator.emb_dim=16", "generator.hidden_dim=32", "generator.latent_dim=8",
         "discriminator.hidden_dim=16", "adversarial.batch_size=8", "eval.num_samples=20", "eval.bleu_n=[2]",
-        "log.progress=false", *QUICK_EVAL]
+        "log.progress=false", "run.threads=1", *QUICK_EVAL]  # one thread: tiny models, a busy machine
 
 
 def test_the_coco_recipe_trains_from_the_cli_on_the_tiny_corpus(tmp_path, data_root):
@@ -265,7 +265,7 @@ def test_the_oracle_recipe_resumed_from_a_checkpoint_ends_bitwise_identical(tmp_
     the uninterrupted run did: the baseline, D's dropout and every stream continue exactly."""
     schedule = [f"data.root={data_root}", "data.num_train=200", "data.num_test=50", *TINY, "adversarial.steps=5",
                 "log.checkpoint_every=1", "log.keep_last=20", "eval.every=3", "eval.sample_every=3",
-                "discriminator.dropout=0.25", "generator.num_layers=2", "generator.dropout=0.1", "run.threads=1"]
+                "discriminator.dropout=0.25", "generator.num_layers=2", "generator.dropout=0.1"]
     reference, resumed = trained_and_cut(tmp_path, str(REPO / "configs" / "oracle20_scratchgan.yaml"), schedule)
     assert checkpoint.load(checkpoint.newest(resumed / "checkpoints"))["baseline"]["values"].abs().sum() > 0
     res = run_cli("train", "--resume", str(resumed))
