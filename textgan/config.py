@@ -332,7 +332,7 @@ class MMDConfig:
 class ScratchGANConfig:
     """adversarial.algorithm scratchgan: dense per-step rewards (de Masson d'Autume et al. 2019)."""
     # gamma: the return of token t is sum over s >= t of gamma^(s - t) * r_s, r_s = 2 D(y_1..s) - 1
-    # (ScratchGAN: 0.23, so a token answers mostly for its own and the next few prefixes)
+    # (ScratchGAN: 0.23, so a token answers mostly for its own prefix and the next one)
     discount: float = 0.23
     # the baseline b_t of step t after each generator update: decay * b_t + (1 - decay) * the
     # batch's mean return at step t (ScratchGAN's code: 0.08, nearly the last batch's mean)
