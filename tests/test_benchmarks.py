@@ -55,7 +55,7 @@ def test_speed_smoke(tmp_path, data_root):
     assert result["adv_iter_s_gated_highway"] > 0 and result["adv_gflop_gated_highway"] > result["adv_gflop"]
     assert result["matmul_precision"] == "highest"  # the targets are judged on float32 products
     assert result["adv_iter_s_accel_off"] > 0 and result["mle_epoch_s_accel_off"] > 0  # plain torch beside accel
-    assert all(result[f"adv_iter_s_{name}"] > 0 for name in ("seqgan", "maligan", "textgan_mmd"))  # the other objectives
+    assert all(result[f"adv_iter_s_{name}"] > 0 for name in ("seqgan", "maligan", "textgan_mmd", "scratchgan"))
     assert "textgan_mmd iteration median" in printed
     assert result["accel"].startswith("accel: auto (run.accel=auto):") and "run.accel=off: adversarial" in printed
     assert result["machine"] == hostinfo.describe()  # the CPU model and its SIMD, not just "x86_64"

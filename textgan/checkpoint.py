@@ -133,7 +133,9 @@ class Optimizers:
 LATENT_PARTS = ("encoder", "info_head")  # mle.objective elbo's q(z | x); adversarial.info_weight's head
 
 
-ALGORITHM_PARTS = ("rollout",)  # adversarial.algorithm seqgan's rollout network (a generator's weights)
+# adversarial.algorithm seqgan's rollout network (a generator's weights); scratchgan's per-step
+# baseline ({"values": (T,) tensor})
+ALGORITHM_PARTS = ("rollout", "baseline")
 
 
 @dataclass

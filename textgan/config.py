@@ -263,8 +263,11 @@ class AdversarialConfig:
     # sample discrete sentences, train D with binary cross-entropy (loss: standard) and take
     # their settings from policy_gradient.*; gumbel's from gumbel.*; textgan_mmd = textGAN's
     # feature matching (Zhang et al. 2017): G, fed back its soft-argmax, minimises a kernel MMD^2
-    # between D's sentence features of real and fake batches (settings in mmd.*, tau in gumbel.*)
-    algorithm: Literal["gumbel", "seqgan", "maligan", "textgan_mmd"] = "gumbel"
+    # between D's sentence features of real and fake batches (settings in mmd.*, tau in gumbel.*);
+    # scratchgan = ScratchGAN's dense REINFORCE (de Masson d'Autume et al. 2019): an LSTM
+    # discriminator scores every prefix, each token's return is the discounted sum of the later
+    # per-step rewards, minus a moving-average baseline per step (settings in scratchgan.*)
+    algorithm: Literal["gumbel", "seqgan", "maligan", "textgan_mmd", "scratchgan"] = "gumbel"
 
     def __post_init__(self) -> None:
         for name in ("steps", "d_pretrain_steps", "mle_weight_steps"):
@@ -323,6 +326,25 @@ class MMDConfig:
         _check(len(self.bandwidths) >= 1 and all(b > 0 and math.isfinite(b) for b in self.bandwidths),
                "bandwidths", "needs at least one bandwidth, each > 0 (e.g. [1, 2, 4, 8, 16])")
         _check(self.d_weight >= 0 and math.isfinite(self.d_weight), "d_weight", "must be >= 0 (0 = off)")
+
+
+@dataclass
+class ScratchGANConfig:
+    """adversarial.algorithm scratchgan: dense per-step rewards (de Masson d'Autume et al. 2019)."""
+    # gamma: the return of token t is sum over s >= t of gamma^(s - t) * r_s, r_s = 2 D(y_1..s) - 1
+    # (ScratchGAN: 0.23, so a token answers mostly for its own prefix and the next one)
+    discount: float = 0.23
+    # the baseline b_t of step t after each generator update: decay * b_t + (1 - decay) * the
+    # batch's mean return at step t (ScratchGAN's code: 0.08, nearly the last batch's mean)
+    baseline_decay: float = 0.08
+    # weight of 0.5 * the sum of the discriminator's squared weights added to its loss
+    # (ScratchGAN's l2_disc: 1e-6); 0 = off
+    d_l2: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.discount <= 1.0, "discount", "must be in [0, 1] (1 = undiscounted returns)")
+        _check(0.0 <= self.baseline_decay < 1.0, "baseline_decay", "must be in [0, 1) (0 = the last batch's mean)")
+        _check(self.d_l2 >= 0 and math.isfinite(self.d_l2), "d_l2", "must be >= 0 (0 = off)")
 
 
 @dataclass
@@ -470,6 +492,7 @@ class Config:
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
     policy_gradient: PolicyGradientConfig = field(default_factory=PolicyGradientConfig)
     mmd: MMDConfig = field(default_factory=MMDConfig)
+    scratchgan: ScratchGANConfig = field(default_factory=ScratchGANConfig)
     latent: LatentConfig = field(default_factory=LatentConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -530,6 +553,7 @@ GUMBEL_ONLY = GUMBEL_FIELDS + GUMBEL_TERMS
 SEQGAN_ONLY = [("policy_gradient", "rollouts"), ("policy_gradient", "rollout_update_rate")]
 POLICY_GRADIENT = [("policy_gradient", f.name) for f in dataclasses.fields(PolicyGradientConfig)]
 MMD_ONLY = [("mmd", f.name) for f in dataclasses.fields(MMDConfig)]
+SCRATCHGAN_ONLY = [("scratchgan", f.name) for f in dataclasses.fields(ScratchGANConfig)]
 
 
 def _default(cls: type, name: str) -> Any:
@@ -542,11 +566,15 @@ def _check_algorithm_options(cfg: "Config") -> None:
     algo = cfg.adversarial.algorithm
     foreign = {"gumbel": POLICY_GRADIENT + MMD_ONLY, "seqgan": GUMBEL_ONLY + MMD_ONLY,
                "maligan": GUMBEL_ONLY + SEQGAN_ONLY + MMD_ONLY,
-               "textgan_mmd": POLICY_GRADIENT + GUMBEL_TERMS}[algo]
+               "textgan_mmd": POLICY_GRADIENT + GUMBEL_TERMS,
+               "scratchgan": GUMBEL_ONLY + POLICY_GRADIENT + MMD_ONLY}[algo]
+    if algo != "scratchgan":
+        foreign = foreign + SCRATCHGAN_ONLY
     for section, name in foreign:
         value = getattr(getattr(cfg, section), name)
         if value != _default(type(getattr(cfg, section)), name):
             owner = "textgan_mmd" if (section, name) in MMD_ONLY else "gumbel" if (section, name) in GUMBEL_ONLY else (
+                "scratchgan" if section == "scratchgan" else
                 "seqgan" if (section, name) in SEQGAN_ONLY else "seqgan and maligan")
             raise ConfigError(f"{section}.{name}: an option of adversarial.algorithm {owner}, not {algo}; "
                               f"remove it, or set adversarial.algorithm={owner.split()[0]}")
@@ -558,6 +586,9 @@ def _check_algorithm_options(cfg: "Config") -> None:
     if algo == "textgan_mmd":
         _check_textgan_mmd(cfg)
         return
+    _check(algo != "scratchgan" or cfg.discriminator.kind == "lstm", "discriminator.kind",
+           f"scratchgan rewards every prefix with an LSTM discriminator's per-step logits: set "
+           f"discriminator.kind=lstm (not {cfg.discriminator.kind})")
     _check(cfg.generator.feedback == "hard", "generator.feedback",
            f"{algo} samples discrete sentences: set generator.feedback=hard (not {cfg.generator.feedback})")
     _check(cfg.generator.noise == "gumbel", "generator.noise",

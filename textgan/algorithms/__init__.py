@@ -9,6 +9,7 @@ from textgan.algorithms.base import Algorithm, Players
 from textgan.algorithms.gumbel_gan import GumbelGAN
 from textgan.algorithms.maligan import MaliGAN
 from textgan.algorithms.policy import one_process_only
+from textgan.algorithms.scratchgan import ScratchGAN
 from textgan.algorithms.seqgan import SeqGAN
 from textgan.algorithms.textgan_mmd import TextGANMMD
 from textgan.config import Config
@@ -19,14 +20,16 @@ ALGORITHMS: dict[str, type] = {  # adversarial.algorithm -> its class
     "seqgan": SeqGAN,
     "maligan": MaliGAN,
     "textgan_mmd": TextGANMMD,
+    "scratchgan": ScratchGAN,
 }
-ONE_PROCESS = ("seqgan", "maligan")  # refused under torchrun
+ONE_PROCESS = ("seqgan", "maligan", "scratchgan")  # refused under torchrun
 
 
 def build_algorithm(players: Players, cfg: Config) -> Algorithm:
     """The configured objective; each takes its own settings section."""
     adv = cfg.adversarial
-    own = {"gumbel": cfg.gumbel, "textgan_mmd": cfg.mmd}.get(adv.algorithm, cfg.policy_gradient)
+    own = {"gumbel": cfg.gumbel, "textgan_mmd": cfg.mmd, "scratchgan": cfg.scratchgan}.get(adv.algorithm,
+                                                                                         cfg.policy_gradient)
     return ALGORITHMS[adv.algorithm](players, adv, own)
 
 

@@ -39,7 +39,8 @@ class Algorithm(Protocol):
         """One generator update; its scalars, with adv/fake_tokens (the tokens it generated)."""
 
     def state_dict(self) -> dict[str, dict]:
-        """Networks of its own by checkpoint.ALGORITHM_PARTS name (SeqGAN's rollout network), else {}."""
+        """Networks or state of its own by checkpoint.ALGORITHM_PARTS name (SeqGAN's rollout
+        network, ScratchGAN's baseline), else {}."""
 
     def load_state_dict(self, state: dict) -> None:
         """Take them back from a checkpoint, after the generator's weights are loaded."""

@@ -145,7 +145,8 @@ def token_embedding(embed: nn.Linear, tokens: torch.Tensor, pad_id: int) -> torc
 
 
 class LSTMDiscriminator(nn.Module):
-    """An LSTM over the embedded distribution; the last real position's state is scored."""
+    """An LSTM over the embedded distribution; the last real position's state is scored
+    (`step_logits`: every position's, for adversarial.algorithm scratchgan)."""
 
     def __init__(self, vocab_size: int, emb_dim: int = 64, hidden_dim: int = 64,
                  dropout: float = 0.25, pad_id: int = 0, num_classes: int = 0):
@@ -166,6 +167,16 @@ class LSTMDiscriminator(nn.Module):
         """`forward` of the one-hots of tokens (B, T), without making them."""
         emb = token_embedding(self.embed, tokens, self.pad_id)
         return self.logit(self._features(emb, (tokens != self.pad_id).float()))
+
+    def step_logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """A logit (B, T) for every prefix y_1..y_t of tokens (B, T), 0 at pad positions: the
+        LSTM's state after reading y_t, dropout, the output layer. The LSTM runs forward only, so
+        step t sees no later token: ScratchGAN's per-step discriminator (de Masson d'Autume et al.
+        2019). Without dropout its logit at a sentence's last token is `forward_tokens`'."""
+        emb = token_embedding(self.embed, tokens, self.pad_id)  # (B, T, E)
+        hidden, _ = self.lstm(emb)  # (B, T, H)
+        logits = self.logit(self.dropout(hidden)).squeeze(-1)  # (B, T)
+        return logits * (tokens != self.pad_id).to(logits.dtype)
 
     def features_and_logits(self, dists: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The sentence features (B, H) the output layer reads, and `forward`'s logits (B, 1)."""
