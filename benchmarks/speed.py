@@ -174,11 +174,13 @@ def main() -> None:
     mle_s = min(mle_times)
 
     # the other objectives on the same models and batch: the policy-gradient ones (SeqGAN: 16
-    # rollouts per prefix) and textGAN's feature matching (its generator: soft-argmax feedback,
-    # z the only noise)
+    # rollouts per prefix), textGAN's feature matching (its generator: soft-argmax feedback,
+    # z the only noise) and LeakGAN (its own manager-worker generator reading this D's features;
+    # 4 rollouts per prefix as its recipes, each rollout step scoring the prefix with D)
     objectives = {name: [f"adversarial.algorithm={name}", "adversarial.loss=standard"]
-                  for name in ("seqgan", "maligan", "textgan_mmd")}
+                  for name in ("seqgan", "maligan", "textgan_mmd", "leakgan")}
     objectives["textgan_mmd"] += ["generator.noise=none", "generator.feedback=soft"]
+    objectives["leakgan"] += ["policy_gradient.rollouts=4"]
     policy = {name: timed(trainer(extra).adversarial_step, warmup=1, repeats=max(2, args.iters // 3))
               for name, extra in objectives.items()}
     say("; ".join(f"{name} iteration median {statistics.median(t):.2f} s" for name, t in policy.items()))

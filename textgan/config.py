@@ -335,8 +335,8 @@ class LeakGANConfig:
     goal_dim: int = 16  # k: the size of w_t, the columns of the worker's output matrix O_t (paper: 16)
     manager_hidden_dim: int = 0  # the manager LSTM's hidden size; 0 = generator.hidden_dim
     # delta of the bootstrapped rescaled activation: a token's reward is sigmoid(delta * (1/2 -
-    # rank / B)) of its rollout value's rank among the batch's at that step (paper's code: 12)
-    rescale_delta: float = 12.0
+    # rank / B)) of its rollout value's rank among the batch's at that step (LeakGAN's code: 16)
+    rescale_delta: float = 16.0
     # interleaved training: after every mle_every-th adversarial step, mle_batches supervised
     # updates (worker NLL plus the manager's cosine to the real feature changes) on real batches; 0 = none
     mle_every: int = 5
