@@ -55,8 +55,9 @@ def model_log_conditionals(generator, ids: torch.Tensor, z: torch.Tensor, temper
     k, n = z.shape[0], ids.shape[0]
     offset = len(SPECIALS)
     tokens = (ids.to(z.device) + offset).repeat(k, 1)  # (K*N, T) generator ids
-    hidden = generator.hidden_states(tokens, z.reshape(k * n, -1))  # (K*N, T, H)
-    logits = generator.out(hidden) / temperature + generator.logit_mask  # (K*N, T, Vm)
+    logits = generator(tokens, z.reshape(k * n, -1))  # (K*N, T, Vm), banned tokens masked (any generator)
+    if temperature != 1.0:
+        logits = (logits - generator.logit_mask) / temperature + generator.logit_mask
     logp = torch.log_softmax(logits.float(), dim=-1).view(k, n, ids.shape[1], -1)  # (K, N, T, Vm)
     if k == 1:
         return logp[0, :, :, offset:]
