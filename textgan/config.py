@@ -287,7 +287,8 @@ class AdversarialConfig:
 
 @dataclass
 class PolicyGradientConfig:
-    """adversarial.algorithm seqgan and maligan: discrete samples, rewards from D."""
+    """adversarial.algorithm seqgan and maligan (and leakgan: rollouts, d_samples, d_epochs):
+    discrete samples, rewards from D."""
     # seqgan: Monte Carlo completions of each prefix scored by D, whose mean is that token's reward
     # (Yu et al. 2017: 16)
     rollouts: int = 16
