@@ -154,11 +154,19 @@ def test_log_probs_sampling_and_forced_prefixes_agree_with_the_teacher_forced_pa
     logp = gen.token_log_probs(TOKENS, LENGTHS, z)
     want = torch.log_softmax(gen(TOKENS, z), -1).gather(2, TOKENS.unsqueeze(2)).squeeze(2)
     torch.testing.assert_close(logp, want * (torch.arange(T) < LENGTHS.unsqueeze(1)))
-    out = gen.sample(z, T, generator=torch.Generator().manual_seed(1), need_dists=False,
-                     prefix=TOKENS, prefix_len=torch.tensor([3, 5]))
-    assert torch.equal(out.tokens[0, :3], TOKENS[0, :3]) and torch.equal(out.tokens[1, :5], TOKENS[1, :5])
     free = gen.sample(z, T, generator=torch.Generator().manual_seed(1), need_dists=False)
     assert not (free.tokens == gen.bos_id).any()  # banned
+    # rollouts: every prefix k < the longest length, 3 completions per sentence, each keeping it
+    done = list(gen.rollouts(z, TOKENS, LENGTHS, 3, torch.Generator().manual_seed(2)))
+    assert [k for k, _ in done] == [1, 2, 3, 4, 5]
+    for k, out in done:
+        assert out.tokens.shape == (6, T) and torch.equal(out.tokens[:, :k], TOKENS[:, :k].repeat_interleave(3, 0))
+    # the sampler's state after a prefix (what a completion continues from) is the teacher-forced one
+    teacher = gen.run(TOKENS, z).logits
+    cur = gen.start(z, T)
+    for t in range(T):
+        torch.testing.assert_close(gen.step(cur, t), teacher[:, t], rtol=1e-5, atol=1e-4)
+        gen.advance(cur, t, TOKENS[:, t])
     assert gen.sample_latent(3, torch.Generator().manual_seed(0)).shape == (3, 2)
 
 

@@ -90,10 +90,7 @@ def leak_rollout_rewards(gen: LeakGANGenerator, z: torch.Tensor, tokens: torch.T
     k - 1; the sentence's own probability at its last token; 0 past its end."""
     b, t = tokens.shape
     q = torch.zeros(b, t, device=tokens.device)
-    zz, rows = z.repeat_interleave(rollouts, 0), tokens.repeat_interleave(rollouts, 0)  # (B * N, .)
-    for k in range(1, int(lengths.max())):
-        keep = torch.full((b * rollouts,), k, device=tokens.device)
-        done = gen.sample(zz, t, generator=noise, need_dists=False, prefix=rows, prefix_len=keep)
+    for k, done in gen.rollouts(z, tokens, lengths, rollouts, noise):
         q[:, k - 1] = d_probability(d, done.tokens).view(b, rollouts).mean(1)
     q[torch.arange(b, device=tokens.device), lengths - 1] = d_probability(d, tokens)
     return q * alive_mask(lengths, t)

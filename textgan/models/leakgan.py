@@ -16,7 +16,8 @@ F leaked features, K goal_dim (w_t's size), Z latent, C goal_steps (c).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,23 @@ from textgan.models.generator import IGNORE, NEG, Generator, GeneratorOps, Sampl
 from textgan.gumbel import gumbel_noise, gumbel_softmax
 
 FEATURE_ROWS = 4096  # prefixes the leaked CNN scores at a time (bounds its activations)
+
+
+@dataclass
+class Cursor:
+    """Free-running sampling's state after some steps (`LeakGANGenerator.start`, `step`, `advance`)."""
+    hw: torch.Tensor  # (B, H) worker state
+    cw: torch.Tensor  # (B, H)
+    hm: torch.Tensor  # (B, M) manager state
+    cm: torch.Tensor  # (B, M)
+    window: torch.Tensor  # (B, C - 1, F) the last c - 1 goals, zeros before the start
+    written: torch.Tensor  # (B, >= max_len) the tokens so far, pad after an EOS and beyond
+    ended: torch.Tensor  # (B,) bool: an EOS was written
+    inp: torch.Tensor  # (B,) the last token (BOS at the start), the worker's next input
+
+    def repeat(self, n: int) -> "Cursor":
+        """Each row n times in a row (rows b * n .. b * n + n - 1 continue row b)."""
+        return Cursor(**{f.name: getattr(self, f.name).repeat_interleave(n, 0) for f in fields(self)})
 
 
 @dataclass
@@ -172,32 +190,47 @@ class LeakGANGenerator(nn.Module):
         alive = torch.arange(t, device=tokens.device) < lengths.unsqueeze(1)
         return logp * alive
 
+    def start(self, z: torch.Tensor, max_len: int) -> Cursor:
+        """Free-running sampling's state before its first token, from z (B, Z)."""
+        b, device = z.shape[0], z.device
+        hw, cw, hm, cm = self.init_state(z)
+        return Cursor(hw=hw, cw=cw, hm=hm, cm=cm,
+                      window=z.new_zeros(b, self.goal_steps - 1, self.feature_dim),
+                      written=torch.full((b, max(max_len, self.max_len)), self.pad_id, dtype=torch.long, device=device),
+                      ended=torch.zeros(b, dtype=torch.bool, device=device),
+                      inp=torch.full((b,), self.bos_id, dtype=torch.long, device=device))
+
+    def step(self, cur: Cursor, t: int) -> torch.Tensor:
+        """Step t's logits (B, V) (banned tokens at -1e9) from the cursor, whose manager, worker and
+        goal window it advances; `advance` then writes the chosen token."""
+        cur.hm, cur.cm = self.manager(self.features(cur.written), (cur.hm, cur.cm))
+        goal = F.normalize(self.goal(cur.hm), dim=-1)  # (B, F)
+        w = self.psi(goal + cur.window.sum(1))  # (B, K)
+        if self.goal_steps > 1:
+            cur.window = torch.cat([cur.window[:, 1:], goal.unsqueeze(1)], 1)  # (B, C - 1, F)
+        cur.hw, cur.cw = self.worker(self.embedding(cur.inp), (cur.hw, cur.cw))
+        return worker_logits(cur.hw, w, self.out.weight, self.out.bias, self.goal_dim) + self.logit_mask
+
+    def advance(self, cur: Cursor, t: int, ids: torch.Tensor) -> None:
+        """Token t (B,) is chosen: the next input, and the prefix D scores (pad once past an EOS)."""
+        cur.written[:, t] = ids.masked_fill(cur.ended, self.pad_id)
+        cur.ended = cur.ended | (ids == self.eos_id)
+        cur.inp = ids
+
     def sample(self, z: torch.Tensor, max_len: int, tau: float = 1.0, straight_through: bool = False,
                temperature: float = 1.0, generator: torch.Generator | None = None,
                need_dists: bool = True, noise: torch.Tensor | None = None,
-               noise_keys: torch.Tensor | None = None, prefix: torch.Tensor | None = None,
-               prefix_len: torch.Tensor | None = None) -> SampleOutput:
+               noise_keys: torch.Tensor | None = None) -> SampleOutput:
         """Free-running Gumbel-max sampling, the leaked features recomputed on the prefix at every
-        step; the toolkit generator's arguments (`noise` (T, B, V) or per-sample `noise_keys`).
-        `prefix` (B, >= k) and `prefix_len` (B,): row b's first prefix_len[b] tokens are forced
-        (LeakGAN's Monte Carlo rollouts complete the prefixes of its samples)."""
+        step; the toolkit generator's arguments (`noise` (T, B, V) or per-sample `noise_keys`)."""
         b, device = z.shape[0], z.device
         if noise is None and noise_keys is None:
             noise = gumbel_noise((max_len, b, self.vocab_size), generator, device, uniform=self.ops.uniform)
-        written = torch.full((b, max(max_len, self.max_len)), self.pad_id, dtype=torch.long, device=device)
-        hw, cw, hm, cm = self.init_state(z)
-        inp = torch.full((b,), self.bos_id, dtype=torch.long, device=device)
-        window: list[torch.Tensor] = []  # the last c - 1 goals
-        ended = torch.zeros(b, dtype=torch.bool, device=device)  # past an EOS: pad in the scored prefix
-        ids_steps, dist_steps = [], []
+        cur, ids_steps, dist_steps = self.start(z, max_len), [], []
         for t in range(max_len):
-            hm, cm = self.manager(self.features(written), (hm, cm))
-            goal = F.normalize(self.goal(hm), dim=-1)  # (B, F)
-            w = self.psi(sum(window, goal))  # (B, K)
-            window = (window + [goal])[1 - self.goal_steps:] if self.goal_steps > 1 else []
-            hw, cw = self.worker(self.embedding(inp), (hw, cw))
-            logits = worker_logits(hw, w, self.out.weight, self.out.bias, self.goal_dim)  # (B, V)
-            logits = (logits / temperature if temperature != 1.0 else logits) + self.logit_mask
+            logits = self.step(cur, t)  # (B, V)
+            if temperature != 1.0:
+                logits = (logits - self.logit_mask) / temperature + self.logit_mask
             step_noise = (self.ops.step_noise(noise_keys, t, self.vocab_size).to(device)
                           if noise is None else noise[t])  # (B, V)
             if need_dists:
@@ -205,11 +238,26 @@ class LeakGANGenerator(nn.Module):
                 dist_steps.append(dist)
             else:
                 ids = (logits + step_noise).argmax(dim=-1)
-            if prefix is not None:
-                forced = t < prefix_len  # (B,)
-                ids = torch.where(forced, prefix[:, min(t, prefix.shape[1] - 1)], ids)
             ids_steps.append(ids)
-            written[:, t] = ids.masked_fill(ended, self.pad_id)
-            ended |= ids == self.eos_id
-            inp = ids
+            self.advance(cur, t, ids)
         return self._finish(torch.stack(ids_steps, 1), torch.stack(dist_steps, 1) if need_dists else None)
+
+    @torch.no_grad()
+    def rollouts(self, z: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, num: int,
+                 generator: torch.Generator | None) -> Iterator[tuple[int, SampleOutput]]:
+        """For k = 1 .. longest length - 1: k and `num` completions of every sentence's first k tokens
+        (tokens (B, T), rows b * num .. b * num + num - 1 of sentence b), sampled under each one's z
+        (B, Z) from the state after its prefix (no step is replayed)."""
+        b, t = tokens.shape
+        cur = self.start(z, t)
+        for k in range(1, int(lengths.max())):
+            self.step(cur, k - 1)  # the prefix's token k - 1: its logits are not needed
+            self.advance(cur, k - 1, tokens[:, k - 1])
+            branch = cur.repeat(num)
+            drawn = [tokens[:, :k].repeat_interleave(num, 0)]
+            for s in range(k, t):
+                logits = self.step(branch, s)  # (B * num, V)
+                noise = gumbel_noise(tuple(logits.shape), generator, logits.device, uniform=self.ops.uniform)
+                drawn.append((logits + noise).argmax(dim=-1, keepdim=True))  # (B * num, 1)
+                self.advance(branch, s, drawn[-1][:, 0])
+            yield k, self._finish(torch.cat(drawn, 1), None)
