@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import QUICK_EVAL, REPO, assert_same_training_state, run_cli, run_scalars, trained_and_cut
+from conftest import REPO, assert_same_training_state, run_cli, run_scalars, trained_and_cut
 from textgan import algorithms, checkpoint, config
 from textgan.algorithms.leakgan import (feature_change_cos, intrinsic_rewards, manager_loss, rescaled_ranks,
                                         sampled_log_probs, worker_loss)
@@ -19,6 +19,12 @@ from textgan.models.discriminator import RelGANCNN
 from textgan.models.leakgan import LeakedRun, LeakGANGenerator, goal_windows
 
 V, T, C = 7, 6, 2  # vocabulary, max_len, goal_steps
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one thread (conftest puts the thread count back), never a pool's wake-ups."""
+    torch.set_num_threads(1)
 
 
 def tiny(prior: str = "normal") -> LeakGANGenerator:
@@ -148,7 +154,7 @@ def test_gradients_reach_manager_and_worker_each_from_its_own_loss():
     assert gen.manager.weight_ih.grad.abs().sum() > 0 and gen.worker.weight_ih.grad.abs().sum() > 0
 
 
-def test_log_probs_sampling_and_forced_prefixes_agree_with_the_teacher_forced_pass():
+def test_log_probs_samples_and_rollouts_agree_with_the_teacher_forced_pass():
     gen = tiny().eval()
     z = torch.randn(2, 2)
     logp = gen.token_log_probs(TOKENS, LENGTHS, z)
@@ -203,39 +209,35 @@ RECIPE = str(REPO / "configs" / "coco_leakgan.yaml")
 def tiny_recipe(data_root, tmp_path) -> list[str]:
     """configs/coco_leakgan.yaml on the tiny corpus, its sizes and schedule cut to seconds."""
     return [f"data.root={data_root}", "data.train=tiny/train.txt", "data.test=tiny/test.txt", f"log.dir={tmp_path}",
+            "data.tokenizer=whitespace", "data.max_len=10",
             "log.progress=false", "generator.emb_dim=8", "generator.hidden_dim=8", "mle.epochs=1",
             "discriminator.emb_dim=8", "discriminator.filter_sizes=[1, 2, 3]", "discriminator.num_filters=[4, 4, 4]",
             "adversarial.batch_size=4", "adversarial.d_pretrain_steps=1", "policy_gradient.d_samples=8",
             "policy_gradient.d_epochs=1", "policy_gradient.rollouts=2", "leakgan.mle_every=2", "leakgan.mle_batches=1",
-            "leakgan.pretrain_batches=1", "eval.num_samples=8", "eval.bleu_n=[2]", "eval.latent_draws=1"]
+            "leakgan.pretrain_batches=1", "eval.num_samples=8", "eval.bleu_n=[2]", "eval.latent_draws=1",
+            "run.threads=1"]
 
 
-def test_the_coco_recipe_trains_end_to_end_from_the_cli(tmp_path, data_root):
-    res = run_cli("train", RECIPE, *tiny_recipe(data_root, tmp_path), "log.name=run", "adversarial.steps=3",
-                  "eval.every=0", "eval.latent_samples=0", "eval.interp_pairs=0")  # NLL_gen kept: teacher forced
-    assert res.returncode == 0, res.stderr[-3000:]
-    run_dir = tmp_path / "run"
-    scalars = run_scalars(run_dir)
+def test_the_coco_recipe_trains_samples_and_resumes_bitwise_from_the_cli(tmp_path, data_root):
+    """One run of the recipe (4 steps, a checkpoint each), its scalars and samples, then a copy cut
+    back to step 2 and resumed: it ends bit for bit where the uninterrupted run did."""
+    schedule = [*tiny_recipe(data_root, tmp_path), "adversarial.steps=4", "log.checkpoint_every=1", "log.keep_last=20",
+                "eval.every=0", "eval.latent_samples=0", "eval.interp_pairs=0"]  # NLL_gen kept: teacher forced
+    reference, resumed = trained_and_cut(tmp_path, RECIPE, schedule)
+    scalars = run_scalars(reference)
     for tag in ("adv/manager_loss", "adv/worker_loss", "adv/reward", "adv/intrinsic_reward", "adv/d_loss"):
-        assert len(scalars[tag]) == 3 and all(math.isfinite(v) for v in scalars[tag]), tag
+        assert len(scalars[tag]) == 4 and all(math.isfinite(v) for v in scalars[tag]), tag
     assert all(0 < r < 1 for r in scalars["adv/reward"]) and len(scalars["dpre/d_loss"]) == 1
-    assert len(scalars["adv/mle_nll"]) == 2  # pretraining at step 0 (logged with it), interleaved after the second
+    assert len(scalars["adv/mle_nll"]) == 3  # pretraining (logged with step 0), interleaved after steps 2 and 4
     nll = [tag for tag in scalars if tag.startswith("eval/nll_gen")]
     assert nll and all(math.isfinite(scalars[tag][-1]) for tag in nll)
-    state = checkpoint.load(checkpoint.newest(run_dir / "checkpoints"))
-    leaked = {k[len("leak."):]: v for k, v in state["generator"].items() if k.startswith("leak.")}
-    assert leaked and all(torch.equal(v, state["discriminator"][k]) for k, v in leaked.items())  # the copy is D
-    res = run_cli("sample", str(run_dir), "--num", "3")
+    a = checkpoint.load(checkpoint.newest(reference / "checkpoints"))
+    leaked = {k[len("leak."):]: v for k, v in a["generator"].items() if k.startswith("leak.")}
+    assert leaked and all(torch.equal(v, a["discriminator"][k]) for k, v in leaked.items())  # the copy is D
+    res = run_cli("sample", str(reference), "--num", "3")
     assert res.returncode == 0 and len(res.stdout.splitlines()) == 3, res.stderr
-
-
-def test_a_resumed_leakgan_run_ends_bitwise_identical(tmp_path, data_root):
-    schedule = [*tiny_recipe(data_root, tmp_path), "adversarial.steps=4", "log.checkpoint_every=1", "log.keep_last=20",
-                "eval.every=0", "run.threads=1", *QUICK_EVAL]
-    reference, resumed = trained_and_cut(tmp_path, RECIPE, schedule)
     res = run_cli("train", "--resume", str(resumed))
     assert res.returncode == 0, res.stderr[-3000:]
-    a = checkpoint.load(checkpoint.newest(reference / "checkpoints"))
     b = checkpoint.load(checkpoint.newest(resumed / "checkpoints"))
     assert a["progress"]["step"] == 4
     assert_same_training_state(a, b)
