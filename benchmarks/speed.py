@@ -175,11 +175,14 @@ def main() -> None:
 
     # the other objectives on the same models and batch: the policy-gradient ones (SeqGAN: 16
     # rollouts per prefix), textGAN's feature matching (its generator: soft-argmax feedback,
-    # z the only noise) and ScratchGAN's dense REINFORCE (its per-step LSTM discriminator)
+    # z the only noise), ScratchGAN's dense REINFORCE (its per-step LSTM discriminator) and LeakGAN
+    # (its own manager-worker generator; D with one representation, as its recipes, since every
+    # generated token's prefix is scored by D for the leaked features; 4 rollouts per prefix as its recipes)
     objectives = {name: [f"adversarial.algorithm={name}", "adversarial.loss=standard"]
-                  for name in ("seqgan", "maligan", "textgan_mmd", "scratchgan")}
+                  for name in ("seqgan", "maligan", "textgan_mmd", "scratchgan", "leakgan")}
     objectives["textgan_mmd"] += ["generator.noise=none", "generator.feedback=soft"]
     objectives["scratchgan"] += ["discriminator.kind=lstm"]
+    objectives["leakgan"] += ["policy_gradient.rollouts=4", "discriminator.num_rep=1"]
     policy = {name: timed(trainer(extra).adversarial_step, warmup=1, repeats=max(2, args.iters // 3))
               for name, extra in objectives.items()}
     say("; ".join(f"{name} iteration median {statistics.median(t):.2f} s" for name, t in policy.items()))

@@ -21,8 +21,8 @@ from textgan.train import Trainer
 def test_every_config_value_names_an_algorithm():
     assert set(config.choices(AdversarialConfig, "algorithm")) == set(ALGORITHMS)
     assert AdversarialConfig().algorithm == "gumbel" and ALGORITHMS["gumbel"] is GumbelGAN
-    with pytest.raises(ConfigError, match="adversarial.algorithm.*gumbel, seqgan, maligan"):
-        config.load(None, ["adversarial.algorithm=leakgan"])
+    with pytest.raises(ConfigError, match="adversarial.algorithm.*gumbel, seqgan, maligan, textgan_mmd, leakgan"):
+        config.load(None, ["adversarial.algorithm=rankgan"])
 
 
 class _Recorded(GumbelGAN):

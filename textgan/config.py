@@ -267,7 +267,10 @@ class AdversarialConfig:
     # scratchgan = ScratchGAN's dense REINFORCE (de Masson d'Autume et al. 2019): an LSTM
     # discriminator scores every prefix, each token's return is the discounted sum of the later
     # per-step rewards, minus a moving-average baseline per step (settings in scratchgan.*)
-    algorithm: Literal["gumbel", "seqgan", "maligan", "textgan_mmd", "scratchgan"] = "gumbel"
+    # leakgan = LeakGAN (Guo et al. 2018): a manager-worker generator reading D's leaked features,
+    # rewarded through rollouts and trained with interleaved MLE (settings in leakgan.* and
+    # policy_gradient.rollouts / d_samples / d_epochs)
+    algorithm: Literal["gumbel", "seqgan", "maligan", "textgan_mmd", "scratchgan", "leakgan"] = "gumbel"
 
     def __post_init__(self) -> None:
         for name in ("steps", "d_pretrain_steps", "mle_weight_steps"):
@@ -287,7 +290,8 @@ class AdversarialConfig:
 
 @dataclass
 class PolicyGradientConfig:
-    """adversarial.algorithm seqgan and maligan: discrete samples, rewards from D."""
+    """adversarial.algorithm seqgan and maligan (and leakgan: rollouts, d_samples, d_epochs):
+    discrete samples, rewards from D."""
     # seqgan: Monte Carlo completions of each prefix scored by D, whose mean is that token's reward
     # (Yu et al. 2017: 16)
     rollouts: int = 16
@@ -345,6 +349,31 @@ class ScratchGANConfig:
         _check(0.0 <= self.discount <= 1.0, "discount", "must be in [0, 1] (1 = undiscounted returns)")
         _check(0.0 <= self.baseline_decay < 1.0, "baseline_decay", "must be in [0, 1) (0 = the last batch's mean)")
         _check(self.d_l2 >= 0 and math.isfinite(self.d_l2), "d_l2", "must be >= 0 (0 = off)")
+
+
+@dataclass
+class LeakGANConfig:
+    """adversarial.algorithm leakgan: the hierarchical generator and its updates (Guo et al. 2018)."""
+    goal_steps: int = 4  # c: goals summed into w_t, and the horizon of the manager's feature change (paper: 4)
+    goal_dim: int = 16  # k: the size of w_t, the columns of the worker's output matrix O_t (paper: 16)
+    manager_hidden_dim: int = 0  # the manager LSTM's hidden size; 0 = generator.hidden_dim
+    # delta of the bootstrapped rescaled activation: a token's reward is sigmoid(delta * (1/2 -
+    # rank / B)) of its rollout value's rank among the batch's at that step (LeakGAN's code: 16)
+    rescale_delta: float = 16.0
+    # interleaved training: after every mle_every-th adversarial step, mle_batches supervised
+    # updates (worker NLL plus the manager's cosine to the real feature changes) on real batches; 0 = none
+    mle_every: int = 5
+    mle_batches: int = 1
+    # supervised updates of the same kind before the first generator update (after D's
+    # d_pretrain_steps): the manager learns the real feature changes of the trained D
+    pretrain_batches: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("goal_steps", "goal_dim", "mle_batches"):
+            _check(getattr(self, name) >= 1, name, "must be >= 1")
+        for name in ("manager_hidden_dim", "mle_every", "pretrain_batches"):
+            _check(getattr(self, name) >= 0, name, "must be >= 0")
+        _check(self.rescale_delta > 0 and math.isfinite(self.rescale_delta), "rescale_delta", "must be > 0")
 
 
 @dataclass
@@ -493,6 +522,7 @@ class Config:
     policy_gradient: PolicyGradientConfig = field(default_factory=PolicyGradientConfig)
     mmd: MMDConfig = field(default_factory=MMDConfig)
     scratchgan: ScratchGANConfig = field(default_factory=ScratchGANConfig)
+    leakgan: LeakGANConfig = field(default_factory=LeakGANConfig)
     latent: LatentConfig = field(default_factory=LatentConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -554,6 +584,7 @@ SEQGAN_ONLY = [("policy_gradient", "rollouts"), ("policy_gradient", "rollout_upd
 POLICY_GRADIENT = [("policy_gradient", f.name) for f in dataclasses.fields(PolicyGradientConfig)]
 MMD_ONLY = [("mmd", f.name) for f in dataclasses.fields(MMDConfig)]
 SCRATCHGAN_ONLY = [("scratchgan", f.name) for f in dataclasses.fields(ScratchGANConfig)]
+LEAKGAN_ONLY = [("leakgan", f.name) for f in dataclasses.fields(LeakGANConfig)]
 
 
 def _default(cls: type, name: str) -> Any:
@@ -567,14 +598,17 @@ def _check_algorithm_options(cfg: "Config") -> None:
     foreign = {"gumbel": POLICY_GRADIENT + MMD_ONLY, "seqgan": GUMBEL_ONLY + MMD_ONLY,
                "maligan": GUMBEL_ONLY + SEQGAN_ONLY + MMD_ONLY,
                "textgan_mmd": POLICY_GRADIENT + GUMBEL_TERMS,
-               "scratchgan": GUMBEL_ONLY + POLICY_GRADIENT + MMD_ONLY}[algo]
+               "scratchgan": GUMBEL_ONLY + POLICY_GRADIENT + MMD_ONLY,
+               "leakgan": GUMBEL_ONLY + MMD_ONLY + [("policy_gradient", "rollout_update_rate")]}[algo]
     if algo != "scratchgan":
         foreign = foreign + SCRATCHGAN_ONLY
+    if algo != "leakgan":
+        foreign = foreign + LEAKGAN_ONLY
     for section, name in foreign:
         value = getattr(getattr(cfg, section), name)
         if value != _default(type(getattr(cfg, section)), name):
             owner = "textgan_mmd" if (section, name) in MMD_ONLY else "gumbel" if (section, name) in GUMBEL_ONLY else (
-                "scratchgan" if section == "scratchgan" else
+                "scratchgan" if section == "scratchgan" else "leakgan" if (section, name) in LEAKGAN_ONLY else
                 "seqgan" if (section, name) in SEQGAN_ONLY else "seqgan and maligan")
             raise ConfigError(f"{section}.{name}: an option of adversarial.algorithm {owner}, not {algo}; "
                               f"remove it, or set adversarial.algorithm={owner.split()[0]}")
@@ -593,6 +627,26 @@ def _check_algorithm_options(cfg: "Config") -> None:
            f"{algo} samples discrete sentences: set generator.feedback=hard (not {cfg.generator.feedback})")
     _check(cfg.generator.noise == "gumbel", "generator.noise",
            f"{algo} needs sampled (not argmax) tokens: set generator.noise=gumbel")
+    if algo == "leakgan":
+        _check_leakgan(cfg)
+
+
+def _check_leakgan(cfg: "Config") -> None:
+    """LeakGAN's own generator: one-layer manager and worker LSTMs reading the CNN's features."""
+    gen = cfg.generator
+    for key, bad, fix in (
+            ("discriminator.kind", cfg.discriminator.kind != "relgan_cnn", "its features leak from the CNN: set "
+             "discriminator.kind=relgan_cnn"),
+            ("generator.core", gen.core != "lstm", "its manager and worker are LSTMs: set generator.core=lstm"),
+            ("generator.num_layers", gen.num_layers != 1, "its manager and worker have one layer each: set it to 1"),
+            ("generator.tie_embeddings", gen.tie_embeddings, "its output is the worker's O_t w_t: set it to false"),
+            ("generator.io_dropout", gen.io_dropout != 0, "is not supported by its generator: set it to 0"),
+            ("generator.init_from", bool(gen.init_from), "its generator is trained by its own MLE phase (mle.epochs); "
+             "remove init_from"),
+            ("mle.objective", cfg.mle.objective != "nll", "elbo is not supported by its generator: set mle.objective=nll"),
+            ("adversarial.g_ema", cfg.adversarial.g_ema != 0, "an average would also average its leaked "
+             "discriminator copy: set it to 0")):
+        _check(not bad, key, f"with adversarial.algorithm=leakgan: {fix}")
 
 
 def _check_textgan_mmd(cfg: "Config") -> None:

@@ -17,7 +17,7 @@ from textgan import accel, checkpoint, draws
 from textgan.config import WEIGHTS, Config
 from textgan.data import Vocab, banned_ids
 from textgan.errors import UserError
-from textgan.models import Generator, build_generator
+from textgan.models import Generator, build_run_generator
 from textgan.progress import Progress
 
 
@@ -62,8 +62,8 @@ def load_generator(path: str | Path, device: str = "cpu", warn=print, weights: s
     cfg = checkpoint.read_config(state)
     vocab = Vocab(checkpoint.read_vocab(state))
     labels = checkpoint.read_labels(state)
-    gen = build_generator(cfg.generator, len(vocab), banned_ids(vocab, cfg.data.source != "oracle"),
-                          num_classes=len(labels) if labels else 0)
+    gen = build_run_generator(cfg, len(vocab), banned_ids(vocab, cfg.data.source != "oracle"),
+                              checkpoint.read_max_len(state), num_classes=len(labels) if labels else 0)
     averaged = checkpoint.has_average(state) and weights != "trained"
     if weights == "average" and not averaged:
         raise UserError(f"checkpoint {path} has no weight average (its run had adversarial.g_ema=0 or had not "

@@ -28,7 +28,7 @@ from textgan.gumbel import tau_at
 from textgan.latent_training import LatentParts
 from textgan.metrics.class_accuracy import CLASSIFIER_FILE
 from textgan.mle import MLE
-from textgan.models import build_discriminator, build_generator
+from textgan.models import build_discriminator, build_run_generator
 from textgan.monitor import Monitor
 from textgan.run_state import Progress, Streams, adam, load_optimizer, set_learning_rate, set_seed
 from textgan.train_eval import Evaluation
@@ -47,7 +47,7 @@ class Trainer:
         self.labels = corpus.label_names if cfg.generator.conditional else None  # class names
         classes = len(self.labels) if self.labels is not None else 0
         # G and D are the plain modules (checkpoints, evaluation); g and d what the steps call
-        self.G = build_generator(cfg.generator, v, corpus.banned, num_classes=classes).to(self.device)
+        self.G = build_run_generator(cfg, v, corpus.banned, corpus.max_len, num_classes=classes).to(self.device)
         self.D = build_discriminator(cfg.discriminator, v, num_classes=classes).to(self.device)
         if classes:  # fakes' classes are drawn as often as the training sentences have them
             counts = torch.bincount(corpus.train.labels, minlength=classes).float()

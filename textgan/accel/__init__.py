@@ -1,6 +1,7 @@
 """Speed, behind one seam: `apply(generator, discriminator, mode)` swaps the models' replaceable
 ops (`Generator.ops`, `RelGANCNN.conv_relu_max`, `Highway.gate`, `Dropout.keep_mask`) for faster
 ones computing the same functions, and returns one line for the run's log saying what runs.
+LeakGAN's manager-worker generator has no replaceable ops: it runs plain torch, whatever the mode.
 
 The only package that knows about C, compilers or torch.compile. Its rule, held by
 tests/test_accel_rule.py: accel changes speed, never results. The noise (Gumbel, dropout) is
@@ -124,6 +125,8 @@ def check(mode: str, generator_core: str | None = None, discriminator_kind: str 
 def apply(generator: Generator | None, discriminator: nn.Module | None, mode: str) -> str:
     """Swap the models' ops for `mode`'s (one of MODES; any earlier swap is undone first) and
     return the log line saying what runs."""
+    if generator is not None and not isinstance(generator, Generator):  # LeakGAN's: plain torch
+        generator = None
     check(mode, None if generator is None else generator.core_kind,
           "relgan_cnn" if isinstance(discriminator, RelGANCNN) else None)
     fast = mode != "off"

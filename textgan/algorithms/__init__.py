@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from textgan.algorithms.base import Algorithm, Players
 from textgan.algorithms.gumbel_gan import GumbelGAN
+from textgan.algorithms.leakgan import LeakGAN
 from textgan.algorithms.maligan import MaliGAN
 from textgan.algorithms.policy import one_process_only
 from textgan.algorithms.scratchgan import ScratchGAN
@@ -21,16 +22,17 @@ ALGORITHMS: dict[str, type] = {  # adversarial.algorithm -> its class
     "maligan": MaliGAN,
     "textgan_mmd": TextGANMMD,
     "scratchgan": ScratchGAN,
+    "leakgan": LeakGAN,
 }
-ONE_PROCESS = ("seqgan", "maligan", "scratchgan")  # refused under torchrun
+ONE_PROCESS = ("seqgan", "maligan", "scratchgan", "leakgan")  # refused under torchrun
 
 
 def build_algorithm(players: Players, cfg: Config) -> Algorithm:
     """The configured objective; each takes its own settings section."""
     adv = cfg.adversarial
-    own = {"gumbel": cfg.gumbel, "textgan_mmd": cfg.mmd, "scratchgan": cfg.scratchgan}.get(adv.algorithm,
-                                                                                         cfg.policy_gradient)
-    return ALGORITHMS[adv.algorithm](players, adv, own)
+    own = {"gumbel": (cfg.gumbel,), "textgan_mmd": (cfg.mmd,), "scratchgan": (cfg.scratchgan,),
+           "leakgan": (cfg.policy_gradient, cfg.leakgan)}.get(adv.algorithm, (cfg.policy_gradient,))
+    return ALGORITHMS[adv.algorithm](players, adv, *own)
 
 
 def check_distributed(algorithm: str, world_size: int) -> None:

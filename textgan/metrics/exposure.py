@@ -62,8 +62,9 @@ def mixture_log_conditionals(generator, tokens: torch.Tensor, z: torch.Tensor, t
     the K latent draws z (K, N, Z) by each draw's likelihood of the prefix: (N, T, Vm)."""
     k, n = z.shape[0], tokens.shape[0]
     tokens = tokens.to(z.device).repeat(k, 1)  # (K*N, T)
-    hidden = generator.hidden_states(tokens, z.reshape(k * n, -1))  # (K*N, T, H)
-    logits = generator.out(hidden) / temperature + generator.logit_mask  # (K*N, T, Vm)
+    logits = generator(tokens, z.reshape(k * n, -1))  # (K*N, T, Vm), banned tokens masked (any generator)
+    if temperature != 1.0:
+        logits = (logits - generator.logit_mask) / temperature + generator.logit_mask
     logp = torch.log_softmax(logits.float(), dim=-1).view(k, n, tokens.shape[1], -1)  # (K, N, T, Vm)
     if k == 1:
         return logp[0]

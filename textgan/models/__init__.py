@@ -3,13 +3,15 @@ from __future__ import annotations
 
 from torch import nn
 
-from textgan.config import DiscriminatorConfig, GeneratorConfig
+from textgan.config import Config, DiscriminatorConfig, GeneratorConfig
 from textgan.models.discriminator import LSTMDiscriminator, RelGANCNN
 from textgan.models.generator import Generator, SampleOutput
+from textgan.models.leakgan import LeakGANGenerator
 
 DISCRIMINATORS = {"relgan_cnn": RelGANCNN, "lstm": LSTMDiscriminator}
 
-__all__ = ["DISCRIMINATORS", "Generator", "SampleOutput", "build_discriminator", "build_generator"]
+__all__ = ["DISCRIMINATORS", "Generator", "LeakGANGenerator", "SampleOutput", "build_discriminator",
+           "build_generator", "build_run_generator"]
 
 
 def build_generator(cfg: GeneratorConfig, vocab_size: int, banned: list[int], num_classes: int = 0) -> Generator:
@@ -22,6 +24,23 @@ def build_generator(cfg: GeneratorConfig, vocab_size: int, banned: list[int], nu
                     num_classes=num_classes)
     if cfg.init_std > 0:
         gen.init_normal_(cfg.init_std)
+    return gen
+
+
+def build_run_generator(cfg: Config, vocab_size: int, banned: list[int], max_len: int,
+                        num_classes: int = 0) -> nn.Module:
+    """The generator a run trains and its checkpoints hold: LeakGAN's manager-worker generator for
+    adversarial.algorithm leakgan (reading a copy of a discriminator of the run's kind, with
+    sentences `max_len` long), else `build_generator`'s."""
+    if cfg.adversarial.algorithm != "leakgan":
+        return build_generator(cfg.generator, vocab_size, banned, num_classes=num_classes)
+    g, lk = cfg.generator, cfg.leakgan
+    gen = LeakGANGenerator(vocab_size=vocab_size, emb_dim=g.emb_dim, hidden_dim=g.hidden_dim,
+                           manager_dim=lk.manager_hidden_dim or g.hidden_dim, latent_dim=g.latent_dim,
+                           prior=g.prior, leak=build_discriminator(cfg.discriminator, vocab_size),
+                           max_len=max_len, goal_steps=lk.goal_steps, goal_dim=lk.goal_dim, banned=banned)
+    if g.init_std > 0:
+        gen.init_normal_(g.init_std)
     return gen
 
 

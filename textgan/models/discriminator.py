@@ -120,6 +120,11 @@ class RelGANCNN(nn.Module):
         feats = self._features(self._masked(dists))  # (B, R, 100)
         return feats.flatten(1), self.logit(feats).squeeze(-1)
 
+    def features_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """`features_and_logits`'s features (B, R * 100) of the one-hots of tokens (B, T), without
+        making them (LeakGAN leaks them to its generator for every prefix of every sample)."""
+        return self._features(token_embedding(self.embed, tokens, self.pad_id)).flatten(1)
+
     def _masked(self, dists: torch.Tensor) -> torch.Tensor:
         """The embedded distribution (B, T, E), zero at pad positions."""
         mask = 1.0 - dists[..., self.pad_id]  # (B, T)
