@@ -139,19 +139,38 @@ def bleu_scores_by_order(hypotheses: Sequence[Sentence], references: Sequence[Se
     top_n = max(orders, default=0)
     _check(protocol, top_n)
     hyps = _as_tuples(hypotheses, "hypotheses")
-    refs = _as_tuples(references, "references")
     if protocol == "texygen":
         hyps = hyps[:TEXYGEN_SAMPLES]
-    best = _max_counts(refs, top_n)
-    lengths = _Lengths([len(r) for r in refs])
-    clip = lambda gram: best.get(gram, 0)  # noqa: E731
-    scores: dict[int, list[float]] = {n: [] for n in orders}
-    for h in hyps:
-        numerators = _numerators(_ngram_counts(h, top_n), top_n, clip)
-        ref_len = lengths.closest(len(h))
-        for n in orders:
-            scores[n].append(_score(numerators, len(h), ref_len, n))
-    return scores
+    return References(references, top_n).scores(hyps, orders)
+
+
+class References:
+    """References counted once (each n-gram's largest count in any one of them, and their
+    lengths), so hypotheses can be scored against them a block at a time: a streamed evaluation
+    counts the test set once, not once per block."""
+
+    def __init__(self, references: Sequence[Sentence], max_n: int):
+        _check("exact", max_n)
+        refs = _as_tuples(references, "references")
+        self.max_n = max_n
+        self.best = _max_counts(refs, max_n)
+        self.lengths = _Lengths([len(r) for r in refs])
+
+    def scores(self, hypotheses: Sequence[Sentence], orders: Sequence[int]) -> dict[int, list[float]]:
+        """nltk sentence BLEU-n of each hypothesis for each n in `orders` (each <= max_n)."""
+        top_n = max(orders, default=0)
+        if top_n > self.max_n:
+            raise ValueError(f"references counted up to order {self.max_n}, asked for {top_n}")
+        best = self.best
+        clip = lambda gram: best.get(gram, 0)  # noqa: E731
+        scores: dict[int, list[float]] = {n: [] for n in orders}
+        for h in hypotheses:
+            h = tuple(h)
+            numerators = _numerators(_ngram_counts(h, top_n), top_n, clip)
+            ref_len = self.lengths.closest(len(h))
+            for n in orders:
+                scores[n].append(_score(numerators, len(h), ref_len, n))
+        return scores
 
 
 def bleu(hypotheses: Sequence[Sentence], references: Sequence[Sentence], max_n: int = 4,
