@@ -100,6 +100,7 @@ class Streamed:
     samples: list[list[str]] = field(default_factory=list)  # the first block where kept, as tokens
     ids: torch.Tensor | None = None  # and as ids (N, T)
     peak_held: int = 0  # the most samples held at once (blocks, pending chunk, kept first block)
+    references: References | None = None  # the BLEU references as counted (None on the oracle or without orders)
 
 
 def stream_scores(generator, corpus: Corpus, num: int, cap: int, seed: int, temperature: float,
@@ -110,7 +111,7 @@ def stream_scores(generator, corpus: Corpus, num: int, cap: int, seed: int, temp
     `sink` as they come, and score them in blocks of `cap`. The first block is returned when it
     is all the samples, or with `keep` (then up to 2 * cap + chunk samples are held). Progress
     phases are named `label` + "sampling" and + "BLEU and Self-BLEU" (or "NLL_oracle")."""
-    tally = SampleTally(corpus, orders, num_references)
+    tally = None  # made in the first scoring phase, so --profile counts the references' counting there
     block_ids: list[torch.Tensor] = []
     block: list[list[str]] = []
     first: tuple[list, torch.Tensor | None] = ([], None)
@@ -135,12 +136,14 @@ def stream_scores(generator, corpus: Corpus, num: int, cap: int, seed: int, temp
             if len(block) < cap and drawn < num:
                 continue
             progress.phase(phase)
-            whole = tally.n == 0
+            whole = tally is None
+            tally = tally or SampleTally(corpus, orders, num_references)
             block_ids = torch.cat(block_ids)
             tally.add(block_ids, block, whole_set=whole)
-            if whole and (keep or drawn == num):
+            if whole and (keep or (drawn == num and not tokens)):  # kept, or all the samples
                 first = (block, block_ids)
             block_ids, block = [], []
             if drawn < num:
                 progress.phase(label + "sampling", num, done=drawn)
-    return Streamed(tally.metrics(), lengths / num, subset=min(num, cap), texygen_hyps=hyps, samples=first[0], ids=first[1], peak_held=peak)
+    return Streamed(tally.metrics(), lengths / num, subset=min(num, cap), texygen_hyps=hyps, samples=first[0],
+                    ids=first[1], peak_held=peak, references=tally.refs)

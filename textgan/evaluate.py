@@ -21,7 +21,7 @@ import torch
 from textgan.config import EvalConfig
 from textgan.corpus import Corpus
 from textgan.eval_stream import SampleTally, stream_scores
-from textgan.metrics.bleu import bleu_metrics
+from textgan.metrics.bleu import References, bleu_metrics
 from textgan.metrics.latent import latent_metric_names, latent_metrics
 from textgan.metrics.nll import NLLGen, nll_gen
 from textgan.progress import NoProgress, Progress
@@ -71,14 +71,15 @@ def sample_metrics(ids: torch.Tensor, samples: list[list[str]], corpus: Corpus, 
     return tally.metrics()
 
 
-def texygen_metrics(generator, corpus: Corpus, samples: list[list[str]], seed: int,
-                    temperature: float, orders: list[int], second_num: int | None = None) -> dict[str, float]:
+def texygen_metrics(generator, corpus: Corpus, samples: list[list[str]], seed: int, temperature: float,
+                    orders: list[int], second_num: int | None = None, counted: References | None = None
+                    ) -> dict[str, float]:
     """The incumbent's protocol: first 200 samples vs the test set, and Self-BLEU of those 200
     against a second, independent sample set of `second_num` samples (default len(samples),
-    drawn here with seed + 2)."""
+    drawn here with seed + 2). `counted`: the whole test set as counted for the exact protocol."""
     ids = generate(generator, second_num or len(samples), corpus.max_len, seed + 2, temperature=temperature)
     second = [corpus.vocab.decode(row) for row in ids.tolist()]
-    return bleu_metrics(samples, corpus.test_sentences, orders, protocol="texygen", second=second)
+    return bleu_metrics(samples, corpus.test_sentences, orders, protocol="texygen", second=second, counted=counted)
 
 
 def nll_gen_on_test(generator, corpus: Corpus, draws: int, seed: int, temperature: float = 1.0) -> NLLGen:
@@ -159,6 +160,7 @@ def evaluate(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperature:
     if corpus.oracle is not None:  # no BLEU on oracle ids
         return done(metrics)
     progress.phase("texygen protocol")
+    whole_test_set = streamed.references if not cfg.num_references else None  # counted already
     extra = texygen_metrics(generator, corpus, streamed.texygen_hyps, seed=seed, temperature=temperature,
-                            orders=cfg.bleu_n, second_num=streamed.subset)
+                            orders=cfg.bleu_n, second_num=streamed.subset, counted=whole_test_set)
     return done({**metrics, **extra})
