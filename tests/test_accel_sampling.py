@@ -110,6 +110,24 @@ def test_generator_keyed_sampling_gives_the_whole_noise_tokens(mode, feedback, t
     assert len({tuple(row) for row in keyed.tolist()}) > 30  # real draws, not one sentence
 
 
+@pytest.mark.parametrize("core, layers", [("lstm", 2), ("relational_memory", 1)])
+def test_keyed_tokens_drop_finished_rows_and_keep_every_token(core, layers):
+    """Rows leave the keyed sampler's batch at their EOS (each row's noise is its own key's): the
+    tokens are still those of the whole-noise sampler, which runs every row to max_len."""
+    torch.manual_seed(1)
+    g = Generator(vocab_size=30, emb_dim=8, hidden_dim=16, num_layers=layers, latent_dim=4, prior="normal",
+                  banned=[0, 1], core=core, mem_slots=2, head_size=4)
+    g.init_normal_(0.5)
+    g.eval()
+    noise_keys, latent_keys = draws.sample_keys(5, 0, 48)
+    z = draws.latents("normal", 4, latent_keys)
+    with torch.inference_mode():
+        keyed = g.sample(z, 15, need_dists=False, noise_keys=draws.key_tensor(noise_keys))
+        expected = _whole_noise_tokens(g, z, noise_keys, 15, 1.0)
+    assert torch.equal(keyed.tokens, expected) and torch.equal(keyed.lengths, (expected != 0).sum(1))
+    assert len(set(keyed.lengths.tolist())) > 3  # rows left the batch at several steps
+
+
 def test_keyed_sampling_with_dists_matches_the_whole_noise():
     """need_dists (the relaxed one-hots) reads each step's noise: the keyed one is the same."""
     g = _generator()

@@ -154,3 +154,36 @@ def test_bad_inputs_raise():
         bleu([["a"]], [["a"]], protocol="corpus")
     with pytest.raises(ValueError, match="max_n"):
         bleu([["a"]], [["a"]], max_n=0)
+
+
+def _counter_grams(sent, top_n: int):
+    from collections import Counter
+
+    return Counter(tuple(sent[i:i + n]) for n in range(1, top_n + 1) for i in range(len(sent) - n + 1))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_vectorised_clipped_matches_are_the_counter_ones(seed):
+    """textgan.metrics.ngrams' integer matches, against each hypothesis's Counter clipped by the
+    largest count in one reference (or, leave-one-out, in one other sample), exactly: duplicates,
+    empty sentences and words no reference holds included."""
+    from textgan.metrics.ngrams import RefCounts, leave_one_out_numerators
+
+    refs = random_sentences(40, seed, vocab=4) + [[]]
+    hyps = random_sentences(60, seed + 7, vocab=5) + [[], ["z", "a"]]
+    hyps += hyps[:5]  # duplicates
+    top_n = 5
+    best: dict = {}
+    for ref in refs:
+        for gram, c in _counter_grams(ref, top_n).items():
+            best[gram] = max(best.get(gram, 0), c)
+    counts = [_counter_grams(h, top_n) for h in hyps]
+    expected = [[sum(min(c, best.get(g, 0)) for g, c in cnt.items() if len(g) == n) for n in range(1, top_n + 1)]
+                for cnt in counts]
+    assert RefCounts(refs, top_n).numerators(hyps, top_n).tolist() == expected
+    loo = []
+    for i, cnt in enumerate(counts):
+        others = [other for j, other in enumerate(counts) if j != i]
+        loo.append([sum(min(c, max((o.get(g, 0) for o in others), default=0)) for g, c in cnt.items() if len(g) == n)
+                    for n in range(1, top_n + 1)])
+    assert leave_one_out_numerators(hyps, top_n).tolist() == loo

@@ -483,3 +483,68 @@ def test_evaluate_reports_samples_with_tokens_no_test_sentence_holds(data_root):
     oracle = _fast_corpus(data_root, "data.source=oracle", "data.num_train=50", "data.num_test=20", "data.oracle_params=")
     ids = oracle.train.tokens[:10]
     assert "ref_unseen_frac" not in sample_metrics(ids, [oracle.vocab.decode(r) for r in ids.tolist()], oracle, [2])
+
+
+def test_evaluate_past_the_cap_streams_with_bounded_holding(data_root):
+    """100 samples in chunks of 8 with eval.self_bleu_max 20: never more than 8 + 20 samples held;
+    BLEU, ref_unseen_frac, train_copy_frac and mean_length are those of all 100 scored at once
+    (the mean to the bit, its standard error to rounding); Self-BLEU, both protocols', that of
+    the first 20, as computed_on says."""
+    import dataclasses
+
+    from textgan import config
+    from textgan.evaluate import evaluate, generate
+    from textgan.metrics import copy_fraction, unseen_fraction
+    from textgan.metrics.bleu import bleu, bleu_scores, self_bleu, standard_error
+    from textgan.models import build_generator
+
+    corpus = _fast_corpus(data_root)
+    cfg = config.load(None, [o for o in FAST if not o.startswith("data.root")] + [f"data.root={data_root}"])
+    torch.manual_seed(0)
+    gen = build_generator(cfg.generator, len(corpus.vocab), corpus.banned)
+    small = dataclasses.replace(cfg.eval, num_samples=100, self_bleu_max=20, protocol="both", latent_samples=0,
+                                interp_pairs=0)
+    res = evaluate(gen, corpus, small, seed=5, nll=False, chunk=8)
+    assert 20 <= res.peak_held <= 20 + 8 and res.ids is None and res.samples == []
+    assert res.computed_on == {f"self_bleu{n}_{p}": 20 for p in ("loo", "texygen") for n in (2, 3)}
+    ids = generate(gen, 100, corpus.max_len, seed=5)
+    samples = [corpus.vocab.decode(row) for row in ids.tolist()]
+    refs, m = corpus.test_sentences, res.metrics
+    for n in (2, 3):
+        scores = bleu_scores(samples, refs, max_n=n)
+        assert m[f"bleu{n}_exact"] == math.fsum(scores) / 100
+        assert m[f"bleu{n}_exact_se"] == pytest.approx(standard_error(scores), rel=1e-12)
+        assert m[f"self_bleu{n}_loo"] == self_bleu(samples[:20], max_n=n)
+        second = [corpus.vocab.decode(row) for row in generate(gen, 20, corpus.max_len, seed=7).tolist()]
+        assert m[f"self_bleu{n}_texygen"] == bleu(samples, second, max_n=n, protocol="texygen")
+        assert m[f"bleu{n}_texygen"] == bleu(samples, refs, max_n=n, protocol="texygen")
+    assert m["ref_unseen_frac"] == unseen_fraction(samples, refs)
+    assert m["train_copy_frac"] == copy_fraction(ids, (ids != corpus.vocab.pad_id).sum(1), corpus.train.tokens,
+                                                 corpus.train.lengths)
+    assert m["mean_length"] == sum(map(len, samples)) / 100
+    capped = evaluate(gen, corpus, dataclasses.replace(small, num_samples=20), seed=5, nll=False, chunk=8)
+    assert all(capped.metrics[f"self_bleu{n}_loo"] == m[f"self_bleu{n}_loo"] for n in (2, 3))  # the first 20's
+    assert torch.equal(capped.ids, ids[:20]) and capped.computed_on == res.computed_on
+
+
+def test_eval_just_over_the_cap_streams_and_says_on_how_many(run, tmp_path):
+    """`textgan eval --num 21 --self-bleu-max 20`: samples.txt holds all 21, written as they come;
+    Self-BLEU is that of the first 20 (an evaluation of --num 20), which metrics.json's computed_on
+    and stderr say; BLEU covers all 21."""
+    from textgan.accel import fpenv
+    from textgan.evaluation_cli import eval_metrics, load_run
+
+    res = run_cli("eval", str(run), "--num", "21", "--self-bleu-max", "20", "--seed", "3", "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["computed_on"] == {"self_bleu2_loo": 20, "self_bleu3_loo": 20} and saved["settings"]["num"] == 21
+    assert "self_bleu2_loo, self_bleu3_loo: computed on the first 20 of the 21 samples" in res.stderr
+    lines = (tmp_path / "samples.txt").read_text().splitlines()
+    assert len(lines) == 21 and not (tmp_path / "samples.txt.partial").exists()
+    loaded, corpus = load_run(run)
+    fpenv.apply(loaded.config.run)  # as the CLI evaluates (the fixtures restore the process's mode)
+    first = eval_metrics(loaded, corpus, num=20, seed=3)
+    assert saved["metrics"]["self_bleu2_loo"] == first["self_bleu2_loo"]
+    assert saved["metrics"]["self_bleu3_loo"] == first["self_bleu3_loo"]
+    from textgan.metrics.bleu import bleu
+    assert saved["metrics"]["bleu2_exact"] == bleu([s.split() for s in lines], corpus.test_sentences, max_n=2)

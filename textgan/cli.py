@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="held-out sentences scored against: test, or the run's validation split "
                         "(data.valid_frac or data.valid), for choosing a checkpoint without looking at the test set")
     e.add_argument("--num", type=at_least_two, help="samples scored (>= 2; default eval.num_samples of the run)")
+    e.add_argument("--self-bleu-max", type=at_least_two, metavar="M",
+                   help="the most samples held at once: with more --num, samples are scored in blocks of M and "
+                        "Self-BLEU on the first M, as metrics.json's computed_on says (default eval.self_bleu_max "
+                        "of the run, 10000 unless set)")
     e.add_argument("--seed", type=seed, help="seed of the latent and the sampling noise (default run.seed)")
     e.add_argument("--temperature", type=tau, help="divides the logits; <1 is greedier (default 1; "
                                                     "not with --sweep-temperature)")
@@ -296,7 +300,7 @@ def cmd_encode(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from textgan.eval_reports import EXPOSURE_FILES
+    from textgan.eval_reports import EXPOSURE_FILES, SAMPLES_FILE
     from textgan.evaluation_cli import SWEEP_FILES, eval_command
 
     if args.sweep_temperature and (args.temperature is not None or args.protocol is not None):
@@ -309,7 +313,7 @@ def cmd_eval(args) -> int:
     if args.data:
         arguments.existing_file(args.data, "--data")
     device = arguments.device(args.device)
-    single = ("metrics.json", *(EXPOSURE_FILES if args.exposure_bias else ()))
+    single = ("metrics.json", SAMPLES_FILE, *(EXPOSURE_FILES if args.exposure_bias else ()))
     targets = SWEEP_FILES if args.sweep_temperature else single
     out = arguments.output_dir(args.out, "--out", targets, args.force) if args.out else None
     return eval_command(args.path, data=args.data, num=args.num, seed=args.seed,
@@ -317,7 +321,8 @@ def cmd_eval(args) -> int:
                         protocol=args.protocol or "exact", sweep=args.sweep_temperature, out=out,
                         device=device, weights=args.weights, split=args.split, force=args.force,
                         max_oov=args.max_oov, exposure=args.exposure_bias,
-                        lm=args.lm_score, fed=args.fed, profile=args.profile, interval_s=args.interval_s)
+                        lm=args.lm_score, fed=args.fed, profile=args.profile, interval_s=args.interval_s,
+                        self_bleu_max=args.self_bleu_max)
 
 
 def cmd_score(args) -> int:

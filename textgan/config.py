@@ -414,6 +414,12 @@ class EvalConfig:
     every: int = 100  # adversarial steps between evaluations; 0 = only at the end
     mle_every: int = 1  # MLE epochs between evaluations; 0 = only at the end of MLE
     num_samples: int = 1000  # generated sentences scored per evaluation
+    # the most samples an evaluation holds at once: with more, samples are scored in blocks of
+    # this size (memory bounded whatever the number) and the metrics comparing samples with
+    # each other (self_bleuN_loo, the texygen protocol's second set) are computed on the first
+    # self_bleu_max samples, as metrics.json's computed_on records; at most this many, every
+    # figure is the one of all samples at once
+    self_bleu_max: int = 10000
     bleu_n: list[int] = field(default_factory=lambda: [2, 3, 4, 5])  # BLEU-n vs test, Self-BLEU-n
     num_references: int = 0  # test sentences used as BLEU references; 0 = all
     nll_gen: bool = True  # NLL of the test set under the generator
@@ -442,6 +448,7 @@ class EvalConfig:
         _check(self.mle_every >= 0, "mle_every", "must be >= 0")
         _check(self.sample_every >= 0, "sample_every", "must be >= 0")
         _check(self.num_samples >= 2, "num_samples", "must be >= 2")
+        _check(self.self_bleu_max >= 2, "self_bleu_max", "must be >= 2 (leave-one-out Self-BLEU needs two samples)")
         _check(all(1 <= n <= 8 for n in self.bleu_n), "bleu_n", "each n must be in 1..8")
         _check(self.num_references >= 0, "num_references", "must be >= 0 (0 = all)")
         _check(self.latent_draws >= 1, "latent_draws", "must be >= 1")

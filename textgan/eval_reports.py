@@ -1,5 +1,6 @@
-"""Files `textgan eval` writes beside metrics.json for the by-position metrics: a CSV, a JSON, a
-PNG plot against position and TensorBoard scalars (step = position)."""
+"""Files `textgan eval` writes beside metrics.json: the samples it scored (samples.txt, written
+as they are drawn), and for the by-position metrics a CSV, a JSON, a PNG plot against position
+and TensorBoard scalars (step = position)."""
 from __future__ import annotations
 
 import csv
@@ -11,6 +12,38 @@ from textgan.metrics.exposure import ExposureBias
 from textgan.metrics.exposure_lm import LMExposureBias
 
 EXPOSURE_FILES = ("exposure_bias.csv", "exposure_bias.json", "exposure_bias.png", "events.out.tfevents.*")
+SAMPLES_FILE = "samples.txt"
+
+
+class SamplesFile:
+    """out_dir/samples.txt: the scored samples, one per line, appended chunk by chunk as they
+    are drawn (memory stays bounded) to samples.txt.partial, renamed onto samples.txt once
+    every sample is in, so a stopped evaluation leaves no file that looks complete."""
+
+    def __init__(self, out_dir: Path, force: bool = False):
+        self.path = Path(out_dir) / SAMPLES_FILE
+        self.tmp = self.path.with_name(SAMPLES_FILE + ".partial")
+        self.force, self.lines = force, 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and not force:
+            raise UserError(f"{self.path} already exists; choose another --out folder, or add --force")
+        self.fh = open(self.tmp, "w", encoding="utf-8")
+
+    def __call__(self, samples: list[list[str]], drawn=None) -> None:
+        self.fh.write("".join(" ".join(tokens) + "\n" for tokens in samples))
+        self.lines += len(samples)
+
+    def finish(self) -> Path:
+        self.fh.close()
+        if self.path.exists() and not self.force:
+            self.abandon()
+            raise UserError(f"{self.path} appeared while scoring; nothing overwritten, rerun with another --out")
+        self.tmp.replace(self.path)
+        return self.path
+
+    def abandon(self) -> None:
+        self.fh.close()
+        self.tmp.unlink(missing_ok=True)
 
 
 def _open_new(path: Path, force: bool):

@@ -13,20 +13,19 @@ figures published tables were measured with, so training curves can be set besid
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 
 from textgan.config import EvalConfig
 from textgan.corpus import Corpus
-from textgan.data import SPECIALS
-from textgan.metrics.bleu import bleu_metrics
-from textgan.metrics.coverage import unseen_fraction
+from textgan.eval_stream import SampleTally, stream_scores
+from textgan.metrics.bleu import References, bleu_metrics
 from textgan.metrics.latent import latent_metric_names, latent_metrics
 from textgan.metrics.nll import NLLGen, nll_gen
-from textgan.metrics.novelty import copy_fraction
 from textgan.progress import NoProgress, Progress
-from textgan.sample import draw_ids
+from textgan.sample import Drawn, draw_ids
 
 
 def generate(generator, num: int, max_len: int, seed: int, temperature: float = 1.0,
@@ -67,29 +66,20 @@ def sample_metrics(ids: torch.Tensor, samples: list[list[str]], corpus: Corpus, 
     """Quality and diversity of samples (ids (N, T) and their decoded tokens): NLL_oracle on the
     oracle corpus, else BLEU-n against the test set and leave-one-out Self-BLEU-n; grammaticality
     on the grammar corpus; the fraction copied from the training set on every corpus."""
-    metrics: dict[str, float] = {}
-    if corpus.oracle is not None:
-        metrics["nll_oracle"] = float(corpus.oracle.nll(ids - len(SPECIALS)))
-    else:
-        refs = corpus.test_sentences[: num_references or None]
-        metrics.update(bleu_metrics(samples, refs, bleu_n))
-        metrics["ref_unseen_frac"] = unseen_fraction(samples, refs)
-    if corpus.source == "grammar":
-        from textgan.grammar import grammaticality
-
-        metrics["grammaticality"] = grammaticality(samples)
-    train = corpus.train
-    metrics["train_copy_frac"] = copy_fraction(ids, (ids != corpus.vocab.pad_id).sum(1), train.tokens, train.lengths)
-    return metrics
+    tally = SampleTally(corpus, bleu_n, num_references)
+    tally.add(ids, samples)
+    return tally.metrics()
 
 
-def texygen_metrics(generator, corpus: Corpus, samples: list[list[str]], seed: int,
-                    temperature: float, orders: list[int]) -> dict[str, float]:
+def texygen_metrics(generator, corpus: Corpus, samples: list[list[str]], seed: int, temperature: float,
+                    orders: list[int], second_num: int | None = None, counted: References | None = None
+                    ) -> dict[str, float]:
     """The incumbent's protocol: first 200 samples vs the test set, and Self-BLEU of those 200
-    against a second, independent sample set (drawn here with seed + 2)."""
-    ids = generate(generator, len(samples), corpus.max_len, seed + 2, temperature=temperature)
+    against a second, independent sample set of `second_num` samples (default len(samples),
+    drawn here with seed + 2). `counted`: the whole test set as counted for the exact protocol."""
+    ids = generate(generator, second_num or len(samples), corpus.max_len, seed + 2, temperature=temperature)
     second = [corpus.vocab.decode(row) for row in ids.tolist()]
-    return bleu_metrics(samples, corpus.test_sentences, orders, protocol="texygen", second=second)
+    return bleu_metrics(samples, corpus.test_sentences, orders, protocol="texygen", second=second, counted=counted)
 
 
 def nll_gen_on_test(generator, corpus: Corpus, draws: int, seed: int, temperature: float = 1.0) -> NLLGen:
@@ -104,7 +94,7 @@ def train_nll_per_position(generator, corpus: Corpus, draws: int, seed: int, tem
     counted as 0) on the *training* set, which its code scores, not the test set (draws: seed + 3)."""
     rng = torch.Generator(device=generator.out.weight.device).manual_seed(seed + 3)
     return nll_gen(generator, corpus.train.tokens, corpus.train.lengths, draws=draws, rng=rng,
-                   temperature=temperature).per_position
+                   temperature=temperature, prior_mean=False).per_position
 
 
 def latent_usage(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperature: float = 1.0) -> dict[str, float]:
@@ -116,25 +106,42 @@ def latent_usage(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperat
 
 class EvalResult(NamedTuple):
     """What `evaluate` scored: its metrics, and the samples as tokens and as ids (N, T), so later
-    metrics of the same samples (`textgan eval --lm-score / --fed`) need not draw them again."""
+    metrics of the same samples (`textgan eval --lm-score / --fed`) need not draw them again: all
+    of them when they are at most eval.self_bleu_max, else the first self_bleu_max where asked
+    for (`keep`), else none. `computed_on`: the metrics computed on fewer than all the samples
+    (Self-BLEU) and on how many; `peak_held`: the most samples held at once."""
     metrics: dict[str, float]
     samples: list[list[str]]
-    ids: torch.Tensor
+    ids: torch.Tensor | None
+    computed_on: dict[str, int] = {}
+    peak_held: int = 0
+
+
+def subset_names(cfg: EvalConfig, text: bool) -> list[str]:
+    """The metrics `evaluate` computes on the first min(num, eval.self_bleu_max) samples: those
+    comparing samples with each other (Self-BLEU, and the texygen protocol's second set)."""
+    if not text:
+        return []
+    names = [f"self_bleu{n}_loo" for n in cfg.bleu_n] if cfg.protocol != "texygen" else []
+    return names + ([f"self_bleu{n}_texygen" for n in cfg.bleu_n] if cfg.protocol != "exact" else [])
 
 
 def evaluate(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperature: float = 1.0,
-             nll: bool | None = None, progress: Progress | None = None) -> EvalResult:
+             nll: bool | None = None, progress: Progress | None = None, chunk: int = 512,
+             sink: Callable[[list[list[str]], Drawn], None] | None = None, keep: bool = False) -> EvalResult:
     """Metrics on `cfg.num_samples` fresh samples under `cfg.protocol` (those of `generate` at
-    `seed`), and the samples. At a temperature other than 1 the NLL_gen figures score the same
-    tempered distribution the samples come from: one model, the one the samples describe.
-    `progress` is told each phase."""
+    `seed`), and the samples. Sampled `chunk` at a time (each chunk's tokens handed to `sink`)
+    and scored in blocks of eval.self_bleu_max (textgan.eval_stream), so memory is bounded
+    whatever the number; Self-BLEU is that of the first block. At a temperature other than 1
+    the NLL_gen figures score the same tempered distribution the samples come from: one model,
+    the one the samples describe. `progress` is told each phase."""
     progress = progress or NoProgress()
-    progress.phase("sampling", cfg.num_samples)
-    ids = generate(generator, cfg.num_samples, corpus.max_len, seed, temperature, progress=progress)
-    samples = [corpus.vocab.decode(row) for row in ids.tolist()]
     exact_orders = [] if cfg.protocol == "texygen" else cfg.bleu_n  # texygen alone: no exact BLEU to compute
-    progress.phase("NLL_oracle" if corpus.oracle is not None else "BLEU and Self-BLEU")
-    metrics = sample_metrics(ids, samples, corpus, exact_orders, cfg.num_references)
+    streamed = stream_scores(generator, corpus, cfg.num_samples, cfg.self_bleu_max, seed, temperature, exact_orders,
+                             cfg.num_references, progress, chunk=chunk, sink=sink, keep=keep)
+    metrics = dict(streamed.metrics)
+    computed_on = dict.fromkeys(subset_names(cfg, corpus.oracle is None), streamed.subset)
+    done = lambda m: EvalResult(m, streamed.samples, streamed.ids, computed_on, streamed.peak_held)  # noqa: E731
     score_nll = cfg.nll_gen if nll is None else nll
     if score_nll:
         progress.phase("NLL_gen of the test set")
@@ -142,17 +149,18 @@ def evaluate(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperature:
         metrics[f"nll_gen_mc{res.draws}_tok"] = res.per_token
         metrics["nll_gen_zmean_tok"] = res.per_token_prior_mean
         metrics["nll_gen_pos"] = res.per_position
-    lengths = [len(s) for s in samples]
-    metrics["mean_length"] = sum(lengths) / len(lengths)
+    metrics["mean_length"] = streamed.mean_length
     progress.phase("latent metrics")
     metrics.update(latent_usage(generator, corpus, cfg, seed, temperature))
     if cfg.protocol == "exact":
-        return EvalResult(metrics, samples, ids)
+        return done(metrics)
     if score_nll:
         progress.phase("NLL_gen of the training set")
         metrics["nll_gen_pos_train"] = train_nll_per_position(generator, corpus, cfg.latent_draws, seed, temperature)
     if corpus.oracle is not None:  # no BLEU on oracle ids
-        return EvalResult(metrics, samples, ids)
+        return done(metrics)
     progress.phase("texygen protocol")
-    extra = texygen_metrics(generator, corpus, samples, seed=seed, temperature=temperature, orders=cfg.bleu_n)
-    return EvalResult({**metrics, **extra}, samples, ids)
+    whole_test_set = streamed.references if not cfg.num_references else None  # counted already
+    extra = texygen_metrics(generator, corpus, streamed.texygen_hyps, seed=seed, temperature=temperature,
+                            orders=cfg.bleu_n, second_num=streamed.subset, counted=whole_test_set)
+    return done({**metrics, **extra})

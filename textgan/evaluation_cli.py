@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -20,11 +20,11 @@ from textgan.config import SPLITS, EvalConfig, choices
 from textgan.corpus import Corpus, prepare
 from textgan.data import oov_share
 from textgan.errors import UserError
-from textgan.eval_reports import EXPOSURE_FILES, write_exposure
+from textgan.eval_reports import EXPOSURE_FILES, SAMPLES_FILE, SamplesFile, write_exposure
 from textgan.evaluate import EvalResult, evaluate
 from textgan.extra_metrics import Extras, check_flags, exposure_curves, prepare_extras, sample_set_metrics
 from textgan.progress import NoProgress, Progress, phase_table
-from textgan.sample import Loaded, load_generator
+from textgan.sample import Drawn, Loaded, load_generator
 
 PROTOCOLS = choices(EvalConfig, "protocol")  # exact, texygen, both
 SWEEP_FILES = ("sweep.csv", "sweep.png", "events.out.tfevents.*")  # what a sweep writes in its folder
@@ -69,16 +69,18 @@ def eval_metrics(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperatur
 
 
 def eval_run(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperature: float = 1.0,
-             protocol: str = "exact", progress: Progress | None = None) -> EvalResult:
+             protocol: str = "exact", progress: Progress | None = None,
+             sink: Callable[[list[list[str]], Drawn], None] | None = None, keep: bool = False) -> EvalResult:
     """`eval_metrics`' metrics (with the posterior ones of a variational run), and the samples they
-    scored, tokens and ids."""
+    scored, tokens and ids (see EvalResult); `sink` gets each chunk's samples as they are drawn."""
     if protocol not in PROTOCOLS:
         raise UserError(f"unknown --protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if num < 2:
         raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
     cfg = dataclasses.replace(loaded.config.eval, num_samples=num, protocol=protocol)
     progress = progress or NoProgress()
-    res = evaluate(loaded.generator, corpus, cfg, seed, temperature=temperature, progress=progress)
+    res = evaluate(loaded.generator, corpus, cfg, seed, temperature=temperature, progress=progress, sink=sink,
+                   keep=keep)
     if loaded.config.mle.objective == "elbo":  # a variational encoder to score with
         progress.phase("NLL_gen importance sampled with the encoder")
     return res._replace(metrics={**res.metrics, **posterior_metrics(loaded, corpus, seed, temperature),
@@ -122,50 +124,22 @@ def bound_names(metrics: dict[str, float]) -> dict[str, str]:
     return {name: kinds[name[:10]] for name in metrics if name[:10] in kinds}
 
 
-def write_metrics(out_dir: Path, metrics: dict[str, float], settings: dict, force: bool = False) -> Path:
+def write_metrics(out_dir: Path, metrics: dict[str, float], settings: dict, force: bool = False,
+                  computed_on: dict[str, int] | None = None) -> Path:
     """out_dir/metrics.json: a new file ("x": never one made meanwhile), or replaced with `force`;
-    beside settings and metrics, `nll_gen_bounds` says which bound each NLL_gen figure is."""
+    beside settings and metrics, `nll_gen_bounds` says which bound each NLL_gen figure is and
+    `computed_on` on how many samples each metric computed on a subset was (the others saw all
+    settings.num)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "metrics.json"
     try:
         with open(path, "w" if force else "x", encoding="utf-8") as fh:
-            record = {"settings": settings, "metrics": metrics, "nll_gen_bounds": bound_names(metrics)}
+            record = {"settings": settings, "metrics": metrics, "nll_gen_bounds": bound_names(metrics),
+                      "computed_on": computed_on or {}}
             fh.write(json.dumps(record, indent=2) + "\n")
     except FileExistsError:
         raise UserError(f"{path} appeared while scoring; nothing overwritten, rerun with another --out") from None
     return path
-
-
-# bytes per sampled token held at once by an evaluation: the ids, the decoded token lists and the
-# n-gram counts of BLEU and leave-one-out Self-BLEU (a generous estimate, so a run that passes fits)
-BYTES_PER_TOKEN = 1000
-
-
-def available_memory() -> int | None:
-    """Bytes the kernel can hand out now (MemAvailable: free plus reclaimable cache), None if unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def check_memory(num: int, max_len: int) -> None:
-    """Refuse before sampling an evaluation whose samples cannot fit in the available memory."""
-    free = available_memory()
-    if free is None:
-        return
-    need = num * max_len * BYTES_PER_TOKEN
-    if need > free:
-        raise UserError(f"--num {num} needs about {need / 2**30:.1f} GiB for its samples and their n-gram counts "
-                        f"({max_len} tokens each) and {free / 2**30:.1f} GiB is free; lower --num "
-                        f"(at most about {max(free // (max_len * BYTES_PER_TOKEN), 2)})")
 
 
 def check_oov(corpus: Corpus, data: str, max_oov: float) -> None:
@@ -183,26 +157,33 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
                  out: str | Path | None = None, device: str = "cpu", weights: str = "auto", split: str = "test",
                  force: bool = False, max_oov: float = 1.0, exposure: bool = False,
                  lm: bool = False, fed: bool = False, profile: bool = False,
-                 interval_s: float | None = None) -> int:
+                 interval_s: float | None = None, self_bleu_max: int | None = None) -> int:
     """Print metrics (a "name value" line each) and write metrics.json, or run a temperature sweep.
     Without `out` the results go to RUN/eval, or the first of RUN/eval-2, -3, ... without them.
     `exposure` adds the exposure-bias curves (textgan.metrics.exposure, exact on an oracle run;
     textgan.metrics.exposure_lm, a real-data LM's estimate on text), `lm` the LM
     and reverse-LM scores (textgan.metrics.lm_score), `fed` the Fréchet embedding distance
     (textgan.metrics.fed). Progress on stderr: a bar on a terminal, else a line every `interval_s`
-    seconds (None: the run's log.interval_s); `profile` prints the seconds of each phase at the end."""
+    seconds (None: the run's log.interval_s); `profile` prints the seconds of each phase at the end.
+    The samples stream to samples.txt as they are drawn; `self_bleu_max` (None: the run's
+    eval.self_bleu_max) bounds the samples held at once (see EvalConfig.self_bleu_max)."""
     from textgan import sweep as sweep_mod
     from textgan.arguments import numbered_dir
 
     temps = sweep_mod.parse_spec(sweep) if sweep else None  # bad spec fails before loading anything
     if num is not None and num < 2:
         raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
+    if self_bleu_max is not None and self_bleu_max < 2:
+        raise UserError(f"--self-bleu-max must be >= 2 (leave-one-out Self-BLEU needs two samples), got {self_bleu_max}")
     extras = Extras(exposure=exposure, lm=lm, fed=fed)
     check_flags(extras, sweep=temps is not None)
     started = time.monotonic()
     loaded, corpus = load_run(path, data, device, weights, split)
     loading = {"loading: checkpoint, corpus": time.monotonic() - started}
     num = num or loaded.config.eval.num_samples
+    if self_bleu_max is not None:
+        loaded = with_self_bleu_max(loaded, self_bleu_max)
+    cap = loaded.config.eval.self_bleu_max
     started = time.monotonic()
     prepare_extras(extras, corpus, path, num, device)  # FED's encoder: a missing extra fails here, before any work
     if fed:
@@ -210,9 +191,8 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
     if data:
         check_oov(corpus, data, max_oov)
     fpenv.apply(loaded.config.run)  # as the run trained
-    check_memory(num, corpus.max_len)
     seed = loaded.config.run.seed if seed is None else seed
-    targets = SWEEP_FILES if temps is not None else ("metrics.json",) + (EXPOSURE_FILES if exposure else ())
+    targets = SWEEP_FILES if temps is not None else ("metrics.json", SAMPLES_FILE) + (EXPOSURE_FILES if exposure else ())
     out_dir = Path(out) if out else numbered_dir(run_dir_of(Path(path)) / "eval", targets)
     if not out and out_dir.name != "eval":
         print(f"{out_dir.with_name('eval')} holds an earlier result; writing to {out_dir}", file=sys.stderr)
@@ -225,35 +205,32 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
                                                extra=more)
         for row in rows:
             print(" ".join(f"{k}={v:.6g}" for k, v in row.items()))
+        if num > cap and corpus.oracle is None:
+            print(f"self_bleuN: computed on the first {cap} of the {num} samples of each temperature "
+                  "(eval.self_bleu_max; --self-bleu-max sets it)", file=sys.stderr)
         for written in sweep_mod.write_sweep(rows, out_dir, sweep_mod.axes(corpus, loaded.config.eval.bleu_n),
                                              force=force):
             print(f"wrote {written}", file=sys.stderr)
         print(f"wrote TensorBoard scalars sweep/* to {out_dir}", file=sys.stderr)
         return 0
+    settings = {"checkpoint": str(loaded.path), "split": split,
+                "test": str(corpus_test_file(loaded, data, split)), "num": num,
+                "seed": seed, "temperature": temperature, "protocol": protocol,
+                "weights": "g_ema average" if loaded.averaged else "trained"}
     with Progress("eval", interval_s) as progress:
-        scored = eval_run(loaded, corpus, num=num, seed=seed, temperature=temperature, protocol=protocol,
-                          progress=progress)
-        metrics = dict(scored.metrics)
-        eb = None
-        if exposure:  # seeds seed + 10, + 11, + 12: none of evaluate's draws
-            progress.phase("exposure bias")
-            eb = exposure_curves(corpus, loaded.generator, num=num, seed=seed + 10, temperature=temperature,
-                                 draws=loaded.config.eval.latent_draws, device=device)
-            metrics.update(eb.summary())
-        if extras.per_sample_set:
-            progress.phase("LM scores, FED")  # of the samples just scored, not drawn again
-            metrics.update(sample_set_metrics(extras, corpus, scored.ids, seed=seed, device=device))
+        metrics, computed_on, eb = score_once(loaded, corpus, settings, extras, out_dir, force=force,
+                                              progress=progress, device=device)
     for name, value in metrics.items():
         print(f"{name} {value:.6g}")
     bounds = bound_names(metrics)
     if len(bounds) > 1:  # two bounds on one NLL: say which is which
         for name, kind in bounds.items():
             print(f"{name}: {kind}", file=sys.stderr)
-    settings = {"checkpoint": str(loaded.path), "split": split,
-                "test": str(corpus_test_file(loaded, data, split)), "num": num,
-                "seed": seed, "temperature": temperature, "protocol": protocol,
-                "weights": "g_ema average" if loaded.averaged else "trained"}
-    print(f"wrote {write_metrics(out_dir, metrics, settings, force=force)}", file=sys.stderr)
+    subsets = [name for name, count in computed_on.items() if count < num]
+    if subsets:
+        print(f"{', '.join(subsets)}: computed on the first {cap} of the {num} samples (eval.self_bleu_max; "
+              "--self-bleu-max sets it); the other metrics on all of them", file=sys.stderr)
+    print(f"wrote {write_metrics(out_dir, metrics, settings, force=force, computed_on=computed_on)}", file=sys.stderr)
     if eb is not None:
         for written in write_exposure(eb, out_dir, settings, force=force):
             print(f"wrote {written}", file=sys.stderr)
@@ -262,6 +239,42 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
         print(f"time by phase ({num} samples, protocol {protocol}):\n{phase_table({**loading, **progress.seconds})}",
               file=sys.stderr)
     return 0
+
+
+def with_self_bleu_max(loaded: Loaded, cap: int) -> Loaded:
+    """`loaded` with eval.self_bleu_max set to `cap` (`--self-bleu-max`)."""
+    cfg = loaded.config
+    return dataclasses.replace(loaded, config=dataclasses.replace(
+        cfg, eval=dataclasses.replace(cfg.eval, self_bleu_max=cap)))
+
+
+def score_once(loaded: Loaded, corpus: Corpus, settings: dict, extras: Extras, out_dir: Path, force: bool,
+               progress: Progress, device: str):
+    """One evaluation at `settings`' num, seed, temperature and protocol, its samples written to
+    out_dir/samples.txt as they come, then the asked-for extras: (metrics, computed_on, the
+    exposure-bias curves or None)."""
+    num, seed, temperature = settings["num"], settings["seed"], settings["temperature"]
+    samples_file = SamplesFile(out_dir, force=force)
+    try:
+        scored = eval_run(loaded, corpus, num=num, seed=seed, temperature=temperature, protocol=settings["protocol"],
+                          progress=progress, sink=samples_file,
+                          keep=extras.per_sample_set)
+    except BaseException:
+        samples_file.abandon()
+        raise
+    print(f"wrote {samples_file.finish()} ({samples_file.lines} samples)", file=sys.stderr)
+    metrics, computed_on, eb = dict(scored.metrics), dict(scored.computed_on), None
+    if extras.exposure:  # seeds seed + 10, + 11, + 12: none of evaluate's draws
+        progress.phase("exposure bias")
+        eb = exposure_curves(corpus, loaded.generator, num=num, seed=seed + 10, temperature=temperature,
+                             draws=loaded.config.eval.latent_draws, device=device)
+        metrics.update(eb.summary())
+    if extras.per_sample_set:
+        progress.phase("LM scores, FED")  # of the samples just scored (the first self_bleu_max), not drawn again
+        more = sample_set_metrics(extras, corpus, scored.ids, seed=seed, device=device)
+        metrics.update(more)
+        computed_on.update(dict.fromkeys(more, scored.ids.shape[0]))
+    return metrics, computed_on, eb
 
 
 def corpus_test_file(loaded: Loaded, data: str | None, split: str = "test") -> str:

@@ -53,17 +53,18 @@ class Progress:
         if self._timer is not None:
             self._timer.start()
 
-    def phase(self, desc: str, total: int | None = None) -> None:
-        """Start the next phase (the previous one ends)."""
+    def phase(self, desc: str, total: int | None = None, done: int = 0) -> None:
+        """Start the next phase (the previous one ends); `done`: of `total`, counted before (a
+        phase taken up again after another, as a streamed evaluation's sampling)."""
         with self._lock:
             self._end_phase()
             if self.bar is not None:
                 self.bar.close()
                 self.bar = None
-            self.phase_ = Phase(desc, total or 0, 0, 0)
+            self.phase_ = Phase(desc, total or 0, done, done)
             if self.terminal:
-                self.bar = tqdm(total=total, desc=f"{self.command}: {desc}", file=sys.stderr, dynamic_ncols=True,
-                                leave=False)
+                self.bar = tqdm(total=total, initial=done, desc=f"{self.command}: {desc}", file=sys.stderr,
+                                dynamic_ncols=True, leave=False)
 
     def advance(self, n: int = 1) -> None:
         with self._lock:
@@ -81,7 +82,7 @@ class Progress:
             return f"progress: {self.command} starting | {elapsed}"
         if not ph.total:
             return f"progress: {self.command} {ph.desc} | {duration(now - ph.started)} in this phase, {elapsed}"
-        rate = ph.done / max(now - ph.started, 1e-9)
+        rate = (ph.done - ph.start_done) / max(now - ph.started, 1e-9)
         eta = (ph.total - ph.done) / rate if rate > 0 else math.inf
         return f"progress: {self.command} {ph.desc} {ph.done}/{ph.total} | {rate:.3g} it/s, ETA {duration(eta)} | {elapsed}"
 

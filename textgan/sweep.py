@@ -32,11 +32,12 @@ import torch
 
 from textgan.corpus import Corpus
 from textgan.errors import UserError
-from textgan.evaluate import latent_usage, nll_gen_on_test, sample_metrics
+from textgan.eval_stream import stream_scores
+from textgan.evaluate import latent_usage, nll_gen_on_test
 from textgan.metrics.nll import sequence_nll
 from textgan.monitor import Monitor
 from textgan.progress import NoProgress, Progress
-from textgan.sample import Loaded, draw_ids
+from textgan.sample import Loaded
 
 SPEC_HELP = "START:STOP:COUNT with 0 < START < STOP and COUNT >= 2, e.g. 0.5:2.0:8"
 
@@ -61,41 +62,61 @@ def sample_entropy(generator, ids: torch.Tensor, z: torch.Tensor, temperature: f
     """Per-token NLL of samples ids (N, T) under the tempered distribution they came from, given z (N, Z).
 
     Tokens count up to and including the first EOS (all T when eos_id is None)."""
-    ids = ids.to(z.device)
-    lengths = torch.full((ids.shape[0],), ids.shape[1], device=z.device)
-    if eos_id is not None:
-        is_eos = ids == eos_id
-        lengths = torch.where(is_eos.any(1), is_eos.float().argmax(1) + 1, lengths)
-    total = sum(float(sequence_nll(generator, ids[i:i + batch_size], lengths[i:i + batch_size],
-                                   z[i:i + batch_size], temperature).double().sum())
-                for i in range(0, ids.shape[0], batch_size))
-    return total / int(lengths.sum())
+    total = EntropySum(generator, temperature, eos_id, batch_size)
+    total.add(ids, z)
+    return total.value()
+
+
+class EntropySum:
+    """`sample_entropy` over chunks of samples: the NLL summed batch by batch in the order one
+    call over all of them would sum it, so chunks of a multiple of `batch_size` give its figure
+    to the bit."""
+
+    def __init__(self, generator, temperature: float, eos_id: int | None, batch_size: int = 256):
+        self.generator, self.temperature, self.eos_id, self.batch_size = generator, temperature, eos_id, batch_size
+        self.total, self.tokens = 0, 0
+
+    def add(self, ids: torch.Tensor, z: torch.Tensor) -> None:
+        """Samples ids (N, T) drawn from z (N, Z)."""
+        z = z.to(self.generator.out.weight.device)
+        ids = ids.to(z.device)
+        lengths = torch.full((ids.shape[0],), ids.shape[1], device=z.device)
+        if self.eos_id is not None:
+            is_eos = ids == self.eos_id
+            lengths = torch.where(is_eos.any(1), is_eos.float().argmax(1) + 1, lengths)
+        b = self.batch_size
+        for i in range(0, ids.shape[0], b):
+            self.total += float(sequence_nll(self.generator, ids[i:i + b], lengths[i:i + b], z[i:i + b],
+                                             self.temperature).double().sum())
+        self.tokens += int(lengths.sum())
+
+    def value(self) -> float:
+        return self.total / self.tokens
 
 
 def sweep_row(loaded: Loaded, corpus: Corpus, temperature: float, num: int, seed: int,
-              progress: Progress | None = None, extra: Callable | None = None) -> dict[str, float]:
-    """Quality and diversity of `num` samples at one temperature; `progress` is told each phase;
-    `extra(ids, temperature)` adds columns computed from the same samples (`textgan eval
-    --lm-score / --fed`)."""
-    g, progress, at = loaded.generator, progress or NoProgress(), f"T={temperature:g}:"
-    progress.phase(f"{at} sampling", num)
-    drawn = list(draw_ids(g, num, corpus.max_len, seed, temperature, progress=progress))  # `generate`'s samples
-    ids, z = torch.cat([d.ids for d in drawn]), torch.cat([d.z for d in drawn]).to(g.out.weight.device)  # (N, T), (N, Z)
-    samples = [corpus.vocab.decode(row) for row in ids.tolist()]
+              progress: Progress | None = None, extra: Callable | None = None, chunk: int = 512) -> dict[str, float]:
+    """Quality and diversity of `num` samples at one temperature, streamed as `textgan eval`
+    streams them (textgan.eval_stream: Self-BLEU and `extra` on the first eval.self_bleu_max);
+    `progress` is told each phase; `extra(ids, temperature)` adds columns computed from the same
+    samples (`textgan eval --lm-score / --fed`)."""
+    g, progress, at = loaded.generator, progress or NoProgress(), f"T={temperature:g}: "
+    entropy = EntropySum(g, temperature, eos_id=corpus.vocab.eos_id if corpus.add_eos else None)
+    streamed = stream_scores(g, corpus, num, loaded.config.eval.self_bleu_max, seed, temperature,
+                             loaded.config.eval.bleu_n, 0, progress, chunk=chunk, keep=extra is not None,
+                             sink=lambda tokens, drawn: entropy.add(drawn.ids, drawn.z), label=at)
     row = {"temperature": temperature}
-    progress.phase(f"{at} {'NLL_oracle' if corpus.oracle is not None else 'BLEU and Self-BLEU'}")
-    for name, value in sample_metrics(ids, samples, corpus, loaded.config.eval.bleu_n).items():
+    for name, value in streamed.metrics.items():
         row[name.replace("_exact", "").removesuffix("_loo")] = value  # CSV columns: bleuN, bleuN_se, self_bleuN
-    progress.phase(f"{at} NLL_gen and entropy")
+    progress.phase(f"{at}NLL_gen and entropy")
     row["nll_gen_tok"] = nll_gen_on_test(g, corpus, loaded.config.eval.latent_draws, seed, temperature).per_token
-    row["entropy_tok"] = sample_entropy(g, ids, z, temperature=temperature,
-                                        eos_id=corpus.vocab.eos_id if corpus.add_eos else None)
-    row["mean_length"] = sum(len(s) for s in samples) / len(samples)
-    progress.phase(f"{at} latent metrics")
+    row["entropy_tok"] = entropy.value()
+    row["mean_length"] = streamed.mean_length
+    progress.phase(f"{at}latent metrics")
     row.update(latent_usage(g, corpus, loaded.config.eval, seed, temperature))
     if extra is not None:
-        progress.phase(f"{at} LM scores, FED")
-        row.update(extra(ids, temperature))
+        progress.phase(f"{at}LM scores, FED")
+        row.update(extra(streamed.ids, temperature))
     return row
 
 

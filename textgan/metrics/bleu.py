@@ -3,7 +3,8 @@
 nltk rescans every reference for every hypothesis, so 10k x 10k COCO captions take over an
 hour. Clipping only needs, per n-gram, the largest count in any reference, so we count the
 references once; for leave-one-out Self-BLEU we also keep who holds that largest count and the
-runner-up count. The closest-reference length comes from sorted distinct lengths (bisect).
+runner-up count; the counting is numpy sorts of integer n-gram codes (textgan.metrics.ngrams).
+The closest-reference length comes from sorted distinct lengths (bisect).
 The final arithmetic repeats nltk's float operations in nltk's order, so scores agree to the bit.
 
 protocol="exact": every hypothesis against all references; Self-BLEU leave-one-out.
@@ -17,6 +18,8 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Hashable, Sequence
 
+from textgan.metrics.ngrams import RefCounts, leave_one_out_numerators
+
 PROTOCOLS = ("exact", "texygen")
 TEXYGEN_SAMPLES = 200  # hypotheses the texygen protocol scores
 EPSILON = 0.1  # nltk SmoothingFunction().method1: numerator given to a zero precision
@@ -29,12 +32,6 @@ def _check(protocol: str, max_n: int) -> None:
         raise ValueError(f"unknown BLEU protocol {protocol!r}; choose one of {PROTOCOLS}")
     if not isinstance(max_n, int) or max_n < 1:
         raise ValueError(f"max_n must be an integer >= 1, got {max_n!r}")
-
-
-def _ngram_counts(sent: tuple, max_n: int) -> Counter:
-    """Counts of all n-grams of orders 1..max_n; the tuple length gives the order."""
-    size = len(sent)
-    return Counter(sent[i:i + n] for n in range(1, max_n + 1) for i in range(size - n + 1))
 
 
 class _Lengths:
@@ -64,16 +61,6 @@ class _Lengths:
         return min(candidates, key=lambda length: (abs(length - hyp_len), length))
 
 
-def _numerators(counts: Counter, max_n: int, clip) -> list[int]:
-    """Clipped matches of one hypothesis per order 1..max_n: counts holds its n-grams of every
-    order up to max_n, `clip(ngram)` the largest count of that n-gram in any one reference.
-    Integers, so one pass serves every order up to max_n with nltk's values."""
-    numerators = [0] * max_n
-    for gram, c in counts.items():
-        numerators[len(gram) - 1] += min(c, clip(gram))
-    return numerators
-
-
 def _score(numerators: list[int], hyp_len: int, ref_len: int, max_n: int) -> float:
     """nltk's corpus_bleu for one hypothesis with method1 from its clipped matches of orders
     1..max_n (numerators may hold higher orders, unused here), same float operations in the
@@ -91,16 +78,6 @@ def _score(numerators: list[int], hyp_len: int, ref_len: int, max_n: int) -> flo
     else:  # hyp_len == 0 cannot reach here: no unigram would match
         bp = math.exp(1 - ref_len / hyp_len)
     return bp * math.exp(math.fsum(logs))
-
-
-def _max_counts(references: list[tuple], max_n: int) -> dict:
-    """n-gram -> largest count in any single reference (BLEU's clipping bound)."""
-    best: dict = {}
-    for ref in references:
-        for gram, c in _ngram_counts(ref, max_n).items():
-            if c > best.get(gram, 0):
-                best[gram] = c
-    return best
 
 
 def _mean(scores: list[float]) -> float:
@@ -133,25 +110,43 @@ def bleu_scores(hypotheses: Sequence[Sentence], references: Sequence[Sentence], 
 
 
 def bleu_scores_by_order(hypotheses: Sequence[Sentence], references: Sequence[Sentence], orders: Sequence[int],
-                         protocol: str = "exact") -> dict[int, list[float]]:
+                         protocol: str = "exact", counted: References | None = None) -> dict[int, list[float]]:
     """bleu_scores for each max_n in `orders`, the references and hypotheses counted once (for
-    the highest order) instead of once per order."""
+    the highest order) instead of once per order; `counted`: `references` already counted (to
+    at least the highest order), so they are not counted again."""
     top_n = max(orders, default=0)
     _check(protocol, top_n)
     hyps = _as_tuples(hypotheses, "hypotheses")
-    refs = _as_tuples(references, "references")
     if protocol == "texygen":
         hyps = hyps[:TEXYGEN_SAMPLES]
-    best = _max_counts(refs, top_n)
-    lengths = _Lengths([len(r) for r in refs])
-    clip = lambda gram: best.get(gram, 0)  # noqa: E731
-    scores: dict[int, list[float]] = {n: [] for n in orders}
-    for h in hyps:
-        numerators = _numerators(_ngram_counts(h, top_n), top_n, clip)
-        ref_len = lengths.closest(len(h))
-        for n in orders:
-            scores[n].append(_score(numerators, len(h), ref_len, n))
-    return scores
+    refs = counted if counted is not None and counted.max_n >= top_n else References(references, top_n)
+    return refs.scores(hyps, orders)
+
+
+class References:
+    """References counted once (each n-gram's largest count in any one of them, and their
+    lengths), so hypotheses can be scored against them a block at a time: a streamed evaluation
+    counts the test set once, not once per block."""
+
+    def __init__(self, references: Sequence[Sentence], max_n: int):
+        _check("exact", max_n)
+        refs = _as_tuples(references, "references")
+        self.max_n = max_n
+        self.counts = RefCounts(refs, max_n)
+        self.lengths = _Lengths([len(r) for r in refs])
+
+    def scores(self, hypotheses: Sequence[Sentence], orders: Sequence[int]) -> dict[int, list[float]]:
+        """nltk sentence BLEU-n of each hypothesis for each n in `orders` (each <= max_n)."""
+        top_n = max(orders, default=0)
+        if top_n > self.max_n:
+            raise ValueError(f"references counted up to order {self.max_n}, asked for {top_n}")
+        hyps = [tuple(h) for h in hypotheses]
+        scores: dict[int, list[float]] = {n: [] for n in orders}
+        for h, numerators in zip(hyps, self.counts.numerators(hyps, top_n).tolist()):
+            ref_len = self.lengths.closest(len(h))
+            for n in orders:
+                scores[n].append(_score(numerators, len(h), ref_len, n))
+        return scores
 
 
 def bleu(hypotheses: Sequence[Sentence], references: Sequence[Sentence], max_n: int = 4,
@@ -190,24 +185,9 @@ def self_bleu_scores_by_order(samples: Sequence[Sentence], orders: Sequence[int]
     sents = _as_tuples(samples, "samples")
     if len(sents) < 2:
         raise ValueError("self_bleu needs at least 2 samples: with one there are no references")
-    counts = [_ngram_counts(s, top_n) for s in sents]
-    top: dict = {}  # n-gram -> [largest count, its holder, largest count among the others]
-    for j, cnt in enumerate(counts):
-        for gram, c in cnt.items():
-            entry = top.get(gram)
-            if entry is None:
-                top[gram] = [c, j, 0]
-            elif c > entry[0]:
-                entry[2], entry[0], entry[1] = entry[0], c, j
-            elif c > entry[2]:
-                entry[2] = c
     lengths = _Lengths([len(s) for s in sents])
     scores: dict[int, list[float]] = {n: [] for n in orders}
-    for i, (s, cnt) in enumerate(zip(sents, counts)):
-        def clip(gram, i=i):
-            first, holder, runner_up = top[gram]
-            return runner_up if holder == i else first
-        numerators = _numerators(cnt, top_n, clip)
+    for s, numerators in zip(sents, leave_one_out_numerators(sents, top_n).tolist()):
         ref_len = lengths.closest(len(s), exclude=len(s))
         for n in orders:
             scores[n].append(_score(numerators, len(s), ref_len, n))
@@ -215,15 +195,16 @@ def self_bleu_scores_by_order(samples: Sequence[Sentence], orders: Sequence[int]
 
 
 def bleu_metrics(samples: Sequence[Sentence], references: Sequence[Sentence], orders: Sequence[int],
-                 protocol: str = "exact", second: Sequence[Sentence] | None = None) -> dict[str, float]:
+                 protocol: str = "exact", second: Sequence[Sentence] | None = None,
+                 counted: References | None = None) -> dict[str, float]:
     """BLEU-n and Self-BLEU-n for each n in `orders`, named with their protocol as every report
     and TensorBoard tag names them: bleuN_exact (with its standard error bleuN_exact_se) and
     self_bleuN_loo, or bleuN_texygen (and bleuN_texygen_se) and (given the second sample set it
-    needs) self_bleuN_texygen."""
+    needs) self_bleuN_texygen. `counted`: `references` already counted (bleu_scores_by_order)."""
     _check(protocol, max(orders, default=1))
     if not orders:
         return {}
-    scores = bleu_scores_by_order(samples, references, orders, protocol)
+    scores = bleu_scores_by_order(samples, references, orders, protocol, counted=counted)
     if protocol == "exact":
         own = {n: _mean(s) for n, s in self_bleu_scores_by_order(samples, orders).items()}
     elif second is not None:

@@ -31,9 +31,12 @@ class NLLGen:
 
 
 def nll_gen(generator, tokens: torch.Tensor, lengths: torch.Tensor, draws: int = 8,
-            batch_size: int = 256, rng: torch.Generator | None = None, temperature: float = 1.0) -> NLLGen:
+            batch_size: int = 256, rng: torch.Generator | None = None, temperature: float = 1.0,
+            prior_mean: bool = True) -> NLLGen:
     """NLL of real sequences under the generator (sampling at `temperature`: what a temperature
-    sweep costs in coverage of the data); `draws` is ignored for prior=none.
+    sweep costs in coverage of the data); `draws` is ignored for prior=none. Without
+    `prior_mean` the pass at the prior mean is skipped (per_token_prior_mean is nan): a caller
+    that reads only the Monte Carlo figures saves a pass over the data, and they are unchanged.
 
     Each sentence gets the z draws it would get scored in file order, batch by batch; the
     sentences are then scored in batches of similar length (within blocks of 64 batches, so
@@ -58,7 +61,9 @@ def nll_gen(generator, tokens: torch.Tensor, lengths: torch.Tensor, draws: int =
                                     for j in range(k)])  # (K, B) log p(x | z_k)
             log_px = torch.logsumexp(per_draw.double(), dim=0) - math.log(k)  # (B,)
             mc_sum += float(-log_px.sum())
-            if generator.prior == "none":  # z is zero either way: the same number
+            if not prior_mean:
+                mean_sum = math.nan
+            elif generator.prior == "none":  # z is zero either way: the same number
                 mean_sum += float(-per_draw[0].double().sum())
             else:
                 mean_sum += float(sequence_nll(generator, x, n, generator.prior_mean(x.shape[0]),

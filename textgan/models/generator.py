@@ -49,6 +49,13 @@ def run_core(core: nn.Module, inputs: torch.Tensor, state) -> torch.Tensor:
     return core(inputs, state)[0]
 
 
+def _state_rows(state, keep: torch.Tensor):
+    """The core's state for the rows `keep` (B,) marks: (h, c) of (L, B, H) each, or a memory (B, S, D)."""
+    if isinstance(state, tuple):
+        return tuple(part[:, keep] for part in state)
+    return state[keep]
+
+
 def cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, targets: torch.Tensor,
                   ignore_index: int) -> torch.Tensor:
     """Mean cross-entropy of the output layer's logits hidden (N, H) @ weight (V, H)^T + bias (V,)
@@ -319,15 +326,27 @@ class Generator(nn.Module):
                       noise_keys: torch.Tensor) -> torch.Tensor:
         """`sample`'s hard tokens (B, T) without dists, each step's picked by `ops.gumbel_argmax` from
         per-sample keys (fused in one kernel where accel has it: no (B, V) noise at all). The mask
-        rides in the bias, one pass over (B, V) fewer: the same logits wherever a token is allowed."""
-        bias, ids_steps = self.output_bias(), []
+        rides in the bias, one pass over (B, V) fewer: the same logits wherever a token is allowed.
+        A row leaves the batch once it has emitted EOS: its later tokens are padding whatever they
+        would be, and each row's noise is its own key's, so the others' tokens do not change (a
+        COCO batch ran to its longest sentence, three times the mean length, on every row)."""
+        bias, b = self.output_bias(), inp.shape[0]
+        tokens = torch.full((b, max_len), self.pad_id, dtype=torch.long, device=inp.device)
+        rows = torch.arange(b, device=inp.device)  # the sample each live row is
         for t in range(max_len):
-            hidden, state = self.core(inp, state)  # (B, 1, H)
-            logits = F.linear(hidden[:, 0], self.out.weight, bias)  # (B, V)
+            hidden, state = self.core(inp, state)  # (b', 1, H)
+            logits = F.linear(hidden[:, 0], self.out.weight, bias)  # (b', V)
             logits = logits / temperature if temperature != 1.0 else logits
-            ids_steps.append(self.ops.gumbel_argmax(logits, noise_keys, t))  # (B,)
-            inp = self.embedding(ids_steps[-1]).unsqueeze(1)  # (B, 1, E)
-        return torch.stack(ids_steps, 1)
+            ids = self.ops.gumbel_argmax(logits, noise_keys, t)  # (b',)
+            tokens[rows, t] = ids.to(tokens.device)
+            live = ids != self.eos_id  # (b',)
+            if not bool(live.all()):
+                if not bool(live.any()):
+                    break
+                rows, ids, state = rows[live.to(rows.device)], ids[live], _state_rows(state, live.to(hidden.device))
+                noise_keys = noise_keys[live.to(noise_keys.device)]
+            inp = self.embedding(ids.to(hidden.device)).unsqueeze(1)  # (b', 1, E)
+        return tokens
 
     def _feedback(self, ids, dist, logits, tau, noise) -> torch.Tensor:  # noise: (B, V), read by soft feedback
         """The next input embedding (B, E) for the chosen feedback mode."""
