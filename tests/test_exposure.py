@@ -203,3 +203,16 @@ def test_eval_bad_flags_on_an_oracle_run_are_one_line_exit_2(oracle_run, tmp_pat
     res = run_cli("eval", str(oracle_run), *args, "--out", str(tmp_path))
     assert res.returncode == 2 and says in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
+
+
+def test_eval_exposure_bias_holds_at_most_self_bleu_max_prefixes(oracle_run, tmp_path):
+    """Past eval.self_bleu_max samples the curves use that many prefixes from each source (memory
+    bounded whatever --num), as exposure_bias.json and metrics.json's computed_on say."""
+    res = run_cli("eval", str(oracle_run), "--exposure-bias", "--num", "30", "--self-bleu-max", "20",
+                  "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "exposure_bias.json").read_text())["settings"]["num"] == 20
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["settings"]["num"] == 30
+    assert saved["computed_on"]["eb_ratio"] == 20 and saved["computed_on"]["eb_kl_model_prefix"] == 20
+    assert "eb_ratio" in res.stderr  # named among the metrics computed on a subset

@@ -83,8 +83,10 @@ def eval_run(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperature: f
                    keep=keep)
     if loaded.config.mle.objective == "elbo":  # a variational encoder to score with
         progress.phase("NLL_gen importance sampled with the encoder")
-    return res._replace(metrics={**res.metrics, **posterior_metrics(loaded, corpus, seed, temperature),
-                                 **class_metrics(loaded, corpus, num, seed, temperature)})
+    held = min(num, cfg.self_bleu_max)  # class_acc* draw their own samples: at most this many, held at once
+    classes = class_metrics(loaded, corpus, held, seed, temperature)
+    return res._replace(metrics={**res.metrics, **posterior_metrics(loaded, corpus, seed, temperature), **classes},
+                        computed_on={**res.computed_on, **(dict.fromkeys(classes, held) if held < num else {})})
 
 
 def class_metrics(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperature: float = 1.0) -> dict[str, float]:
@@ -266,9 +268,12 @@ def score_once(loaded: Loaded, corpus: Corpus, settings: dict, extras: Extras, o
     metrics, computed_on, eb = dict(scored.metrics), dict(scored.computed_on), None
     if extras.exposure:  # seeds seed + 10, + 11, + 12: none of evaluate's draws
         progress.phase("exposure bias")
-        eb = exposure_curves(corpus, loaded.generator, num=num, seed=seed + 10, temperature=temperature,
+        held = min(num, loaded.config.eval.self_bleu_max)  # prefixes from each source, held at once
+        eb = exposure_curves(corpus, loaded.generator, num=held, seed=seed + 10, temperature=temperature,
                              draws=loaded.config.eval.latent_draws, device=device)
         metrics.update(eb.summary())
+        if held < num:
+            computed_on.update(dict.fromkeys(eb.summary(), held))
     if extras.per_sample_set:
         progress.phase("LM scores, FED")  # of the samples just scored (the first self_bleu_max), not drawn again
         more = sample_set_metrics(extras, corpus, scored.ids, seed=seed, device=device)
