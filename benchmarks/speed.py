@@ -183,13 +183,13 @@ def main() -> None:
     objectives["textgan_mmd"] += ["generator.noise=none", "generator.feedback=soft"]
     objectives["scratchgan"] += ["discriminator.kind=lstm"]
     objectives["leakgan"] += ["policy_gradient.rollouts=4", "discriminator.num_rep=1"]
-    policy = {name: timed(trainer(extra).adversarial_step, warmup=1, repeats=max(2, args.iters // 3))
-              for name, extra in objectives.items()}
+    few = dict(warmup=0, repeats=1) if args.smoke else dict(warmup=1, repeats=max(2, args.iters // 3))
+    policy = {name: timed(trainer(extra).adversarial_step, **few) for name, extra in objectives.items()}
     say("; ".join(f"{name} iteration median {statistics.median(t):.2f} s" for name, t in policy.items()))
 
     # run.accel=off beside it: the models' plain torch ops, what accel's kernels are measured against
     plain = trainer(["run.accel=off"])
-    off_adv = timed(plain.adversarial_step, warmup=1, repeats=max(2, args.iters // 3))
+    off_adv = timed(plain.adversarial_step, **few)
     off_mle = timed(plain.mle_epoch, warmup=0, repeats=1 if args.smoke else 2)
     say(f"run.accel=off: adversarial iteration median {statistics.median(off_adv):.2f} s, "
         f"MLE epoch {min(off_mle):.2f} s")

@@ -21,7 +21,8 @@ from textgan.train import Trainer
 def test_every_config_value_names_an_algorithm():
     assert set(config.choices(AdversarialConfig, "algorithm")) == set(ALGORITHMS)
     assert AdversarialConfig().algorithm == "gumbel" and ALGORITHMS["gumbel"] is GumbelGAN
-    with pytest.raises(ConfigError, match="adversarial.algorithm.*gumbel, seqgan, maligan, textgan_mmd, leakgan"):
+    names = "gumbel, seqgan, maligan, textgan_mmd, scratchgan, leakgan"
+    with pytest.raises(ConfigError, match=f"adversarial.algorithm.*{names}"):
         config.load(None, ["adversarial.algorithm=rankgan"])
 
 

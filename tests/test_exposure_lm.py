@@ -9,7 +9,7 @@ import json
 
 import torch
 
-from conftest import FAST, REPO, run_cli
+from conftest import FAST, QUICK_EVAL, REPO, run_cli
 from test_exposure import SPECIAL, V, model_step_dists, tiny_generator
 from textgan.data import Encoded
 from textgan.metrics.exposure_lm import _masked_mean_se, prefix_scores
@@ -56,7 +56,8 @@ def test_position_means_count_only_the_sentences_that_reach_the_position():
 
 def test_eval_exposure_bias_on_a_text_run_writes_the_lm_estimate(data_root, tmp_path):
     runs = tmp_path / "runs"
-    res = run_cli("train", str(REPO / "configs" / "coco_mle.yaml"), *FAST, f"log.dir={runs}", "mle.epochs=1")
+    res = run_cli("train", str(REPO / "configs" / "coco_mle.yaml"), *FAST, *QUICK_EVAL, f"log.dir={runs}",
+                  "mle.epochs=1")
     assert res.returncode == 0, res.stderr
     env = {"TEXTGAN_LM_CACHE": str(tmp_path / "lm")}
     res = run_cli("eval", str(runs / "coco_mle"), "--exposure-bias", "--num", "30", "--out", str(tmp_path / "ev"),
