@@ -103,6 +103,21 @@ def trained_and_cut(tmp_path: Path, config: str, schedule: list[str], keep_step:
     return reference, resumed
 
 
+def assert_resume_ends_as_reference(reference: Path, resumed: Path, step: int,
+                                    parts: tuple[str, ...] = ("generator", "discriminator")) -> dict:
+    """`textgan train --resume` of the cut copy ends where the uninterrupted run did, at `step`:
+    `parts` and every other training state bit for bit. Returns the reference's last checkpoint."""
+    res = run_cli("train", "--resume", str(resumed))
+    assert res.returncode == 0, res.stderr[-3000:]
+    from textgan import checkpoint
+
+    a = checkpoint.load(checkpoint.newest(reference / "checkpoints"))
+    b = checkpoint.load(checkpoint.newest(resumed / "checkpoints"))
+    assert a["progress"]["step"] == step
+    assert_same_training_state(a, b, parts)
+    return a
+
+
 def tiny_mle_run(runs: Path) -> Path:
     """One epoch of MLE on the tiny corpus (configs/coco_mle.yaml at FAST sizes), trained by the
     CLI into `runs`: a real run folder to evaluate."""
