@@ -52,13 +52,13 @@ def exposure_curves(corpus: Corpus, generator, num: int, seed: int, temperature:
         from textgan.metrics.exposure import exposure_bias
 
         return exposure_bias(corpus.oracle, generator, num=num, seed=seed, temperature=temperature, draws=draws)
-    from textgan.metrics.exposure_lm import REFERENCE_RECIPE, exposure_bias_lm
+    from textgan.metrics.exposure_lm import exposure_bias_lm
     from textgan.metrics.lm_score import cache_root
 
     print(f"exposure bias: estimated with a real-data LM in the oracle's place (trained once per corpus, cached in "
           f"{cache_root()}); eb_lm_reference_nll is its test NLL per token", file=sys.stderr)
     return exposure_bias_lm(corpus, generator, num=num, seed=seed, temperature=temperature, draws=draws,
-                            recipe=REFERENCE_RECIPE, device=device)
+                            device=device)
 
 
 def fed_metrics(corpus: Corpus, encoder, ids: torch.Tensor, seed: int) -> dict[str, float]:

@@ -57,7 +57,8 @@ def model_log_conditionals(generator, ids: torch.Tensor, z: torch.Tensor, temper
 
 
 @torch.inference_mode()
-def mixture_log_conditionals(generator, tokens: torch.Tensor, z: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def mixture_log_conditionals(generator, tokens: torch.Tensor, z: torch.Tensor,
+                             temperature: float = 1.0) -> torch.Tensor:
     """log M(. | x_<t) over the generator's whole vocabulary for its token ids (N, T), mixed over
     the K latent draws z (K, N, Z) by each draw's likelihood of the prefix: (N, T, Vm)."""
     k, n = z.shape[0], tokens.shape[0]
@@ -148,10 +149,15 @@ class ExposureBias:
 
     def rows(self) -> list[dict[str, float]]:
         """One row per position, for the CSV and TensorBoard."""
-        names = ("kl_oracle_prefix", "kl_oracle_prefix_se", "kl_model_prefix", "kl_model_prefix_se", "ratio",
-                 "nll_oracle_model", "nll_oracle_data")
-        return [{"position": t + 1, **{name: getattr(self, name)[t] for name in names}}
-                for t in range(len(self.ratio))]
+        return position_rows(self, ("kl_oracle_prefix", "kl_oracle_prefix_se", "kl_model_prefix",
+                                    "kl_model_prefix_se", "ratio", "nll_oracle_model", "nll_oracle_data"))
+
+
+def position_rows(curves, names: tuple[str, ...]) -> list[dict[str, float]]:
+    """Rows {position, name: value at that position} of the per-position lists `names` of `curves`
+    (positions from 1), for the exposure CSV and TensorBoard."""
+    return [{"position": t + 1, **{name: getattr(curves, name)[t] for name in names}}
+            for t in range(len(curves.ratio))]
 
 
 def _mean(values: list[float]) -> float:

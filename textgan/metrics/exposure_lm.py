@@ -25,7 +25,7 @@ import torch
 
 from textgan.corpus import Corpus
 from textgan.evaluate import generate
-from textgan.metrics.exposure import chunk_rows, kl_per_position, mixture_log_conditionals
+from textgan.metrics.exposure import chunk_rows, kl_per_position, mixture_log_conditionals, position_rows
 from textgan.metrics.lm_score import LM_RECIPE, lm_nll, real_lm, sample_lengths
 
 # The stand-in LM: LM_RECIPE's training settings with configs/coco_mle_h256.yaml's network (256
@@ -65,10 +65,8 @@ class LMExposureBias:
 
     def rows(self) -> list[dict[str, float]]:
         """One row per position, for the CSV and TensorBoard."""
-        names = ("kl_data_prefix", "kl_data_prefix_se", "kl_model_prefix", "kl_model_prefix_se", "ratio",
-                 "nll_lm_model", "nll_lm_data", "count_data", "count_model")
-        return [{"position": t + 1, **{name: getattr(self, name)[t] for name in names}}
-                for t in range(len(self.ratio))]
+        return position_rows(self, ("kl_data_prefix", "kl_data_prefix_se", "kl_model_prefix", "kl_model_prefix_se",
+                                    "ratio", "nll_lm_model", "nll_lm_data", "count_data", "count_model"))
 
     def curves(self) -> dict:
         """The plot's series (textgan.eval_reports.plot_exposure) and what to call them."""
