@@ -150,6 +150,7 @@ def cases(p) -> list[tuple[list[str], str]]:
         (["eval", run, "--device", "tpu"], "not a device"),
         (["eval", run, "--weights", "average"], "no weight average"),
         (["eval", run, "--sweep-temperature", "0.5:1:3", "--profile"], "drop it or drop --sweep-temperature"),
+        (["eval", run, "--greedy", "--temperature", "0.5"], "no temperature changes"),
         (["eval", str(tmp / "no_ckpt")], "train the run until it writes one"),
         (["eval", run, "--lm-score", "--exposure-bias", "--sweep-temperature", "0.5:1:3"], "scores one temperature"),
         (["eval", run, "--fed", "--num", "20"], "at least 32"),

@@ -186,6 +186,27 @@ def test_init_from_a_run_whose_encoder_has_other_shapes_is_one_line_exit_2(runs,
     assert list(tmp_path.iterdir()) == []
 
 
+def test_eval_greedy_scores_the_noise_off_decoding_of_each_z(runs, tmp_path, capsys):
+    """`eval --greedy` (in this process): the samples are `sample --greedy`'s at the run's seed, the
+    latent figures those of the argmax decoding, the record says so; a prior-none run is refused."""
+    from textgan.cli import main
+
+    assert main(["eval", str(runs["latent"]), "--greedy", "--num", "12", "--out", str(tmp_path / "g")]) == 0
+    saved = json.loads((tmp_path / "g" / "metrics.json").read_text())
+    assert saved["settings"]["decoding"] == "greedy (generator.noise=none)"
+    seed = str(saved["settings"]["seed"])
+    capsys.readouterr()
+    assert main(["sample", str(runs["latent"]), "--greedy", "--num", "12", "--seed", seed]) == 0
+    assert (tmp_path / "g" / "samples.txt").read_text().splitlines() == capsys.readouterr().out.splitlines()
+    assert main(["eval", str(runs["latent"]), "--num", "12", "--out", str(tmp_path / "s")]) == 0
+    sampled = json.loads((tmp_path / "s" / "metrics.json").read_text())
+    assert sampled["settings"]["decoding"] == "generator.noise=gumbel"
+    assert saved["metrics"]["nll_gen_mc2_tok"] == sampled["metrics"]["nll_gen_mc2_tok"]  # teacher-forced: no noise
+    assert saved["metrics"]["bleu2_exact"] != sampled["metrics"]["bleu2_exact"]
+    assert main(["eval", str(runs["none"]), "--greedy", "--num", "12", "--out", str(tmp_path / "n")]) == 2
+    assert "prior=none" in capsys.readouterr().err and not (tmp_path / "n").exists()
+
+
 def test_eval_reports_the_importance_sampled_bound_beside_the_prior_monte_carlo_one(runs, tmp_path):
     """`textgan eval` of a run with q(z | x): nll_gen_is2_tok (q as the proposal) beside nll_gen_mc2_tok,
     each named in metrics.json; at the run's seed the figure the training's last evaluation logged."""

@@ -88,11 +88,17 @@ class Model:
         return encoding.encode_text(self.loaded, list(sentences), encoder).cpu().numpy().astype("float32")
 
     def evaluate(self, num: int | None = None, seed: int | None = None, temperature: float = 1.0,
-                 protocol: str = "exact", split: str = "test", data: str | None = None) -> dict[str, float]:
-        """The metrics `textgan eval` prints, on `num` samples (default eval.num_samples of the run)."""
-        from textgan.evaluation_cli import eval_metrics, load_run
+                 protocol: str = "exact", split: str = "test", data: str | None = None,
+                 greedy: bool = False) -> dict[str, float]:
+        """The metrics `textgan eval` prints, on `num` samples (default eval.num_samples of the run);
+        `greedy`: of the noise-off decoding, as `textgan eval --greedy`."""
+        from textgan.evaluation_cli import eval_metrics, greedy_decoding, load_run
 
+        if greedy and temperature != 1.0:
+            raise UserError("greedy takes the most likely token, which no temperature changes; drop one of them")
         loaded, corpus = load_run(self.run, data=data, device=self.device, weights=self.weights, split=split)
+        if greedy:
+            greedy_decoding(loaded)
         return eval_metrics(loaded, corpus, num=num or self.config.eval.num_samples,
                             seed=self.config.run.seed if seed is None else seed,
                             temperature=temperature, protocol=protocol)

@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=seed, help="seed of the latent and the sampling noise (default run.seed)")
     e.add_argument("--temperature", type=tau, help="divides the logits; <1 is greedier (default 1; "
                                                     "not with --sweep-temperature)")
+    e.add_argument("--greedy", action="store_true",
+                   help="score the noise-off decoding (the most likely token at each step, z the only noise: as "
+                        "generator.noise=none and `sample --greedy`); needs a latent; not with --temperature")
     e.add_argument("--protocol", choices=choices(EvalConfig, "protocol"),
                    help="BLEU protocol: exact (the default: all samples, leave-one-out Self-BLEU), texygen or both")
     e.add_argument("--sweep-temperature", metavar="A:B:K",
@@ -308,6 +311,9 @@ def cmd_eval(args) -> int:
                         "drop --temperature / --protocol, or drop the sweep")
     if args.sweep_temperature and args.profile:
         raise UserError("--profile times one evaluation; drop it or drop --sweep-temperature")
+    if args.greedy and (args.temperature is not None or args.sweep_temperature):
+        raise UserError("--greedy takes the most likely token, which no temperature changes; drop --greedy or "
+                        "the temperature")
     _force_needs_out(args)
     arguments.run_or_checkpoint(args.path)
     if args.data:
@@ -322,7 +328,7 @@ def cmd_eval(args) -> int:
                         device=device, weights=args.weights, split=args.split, force=args.force,
                         max_oov=args.max_oov, exposure=args.exposure_bias,
                         lm=args.lm_score, fed=args.fed, profile=args.profile, interval_s=args.interval_s,
-                        self_bleu_max=args.self_bleu_max)
+                        self_bleu_max=args.self_bleu_max, greedy=args.greedy)
 
 
 def cmd_score(args) -> int:

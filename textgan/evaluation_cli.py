@@ -159,7 +159,7 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
                  out: str | Path | None = None, device: str = "cpu", weights: str = "auto", split: str = "test",
                  force: bool = False, max_oov: float = 1.0, exposure: bool = False,
                  lm: bool = False, fed: bool = False, profile: bool = False,
-                 interval_s: float | None = None, self_bleu_max: int | None = None) -> int:
+                 interval_s: float | None = None, self_bleu_max: int | None = None, greedy: bool = False) -> int:
     """Print metrics (a "name value" line each) and write metrics.json, or run a temperature sweep.
     Without `out` the results go to RUN/eval, or the first of RUN/eval-2, -3, ... without them.
     `exposure` adds the exposure-bias curves (textgan.metrics.exposure, exact on an oracle run;
@@ -168,7 +168,8 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
     (textgan.metrics.fed). Progress on stderr: a bar on a terminal, else a line every `interval_s`
     seconds (None: the run's log.interval_s); `profile` prints the seconds of each phase at the end.
     The samples stream to samples.txt as they are drawn; `self_bleu_max` (None: the run's
-    eval.self_bleu_max) bounds the samples held at once (see EvalConfig.self_bleu_max)."""
+    eval.self_bleu_max) bounds the samples held at once (see EvalConfig.self_bleu_max); `greedy`
+    scores the noise-off decoding (see greedy_decoding)."""
     from textgan import sweep as sweep_mod
     from textgan.arguments import numbered_dir
 
@@ -181,6 +182,8 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
     check_flags(extras, sweep=temps is not None)
     started = time.monotonic()
     loaded, corpus = load_run(path, data, device, weights, split)
+    if greedy:
+        greedy_decoding(loaded)
     loading = {"loading: checkpoint, corpus": time.monotonic() - started}
     num = num or loaded.config.eval.num_samples
     if self_bleu_max is not None:
@@ -218,7 +221,8 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
     settings = {"checkpoint": str(loaded.path), "split": split,
                 "test": str(corpus_test_file(loaded, data, split)), "num": num,
                 "seed": seed, "temperature": temperature, "protocol": protocol,
-                "weights": "g_ema average" if loaded.averaged else "trained"}
+                "weights": "g_ema average" if loaded.averaged else "trained",
+                "decoding": "greedy (generator.noise=none)" if greedy else f"generator.noise={loaded.generator.noise}"}
     with Progress("eval", interval_s) as progress:
         metrics, computed_on, eb = score_once(loaded, corpus, settings, extras, out_dir, force=force,
                                               progress=progress, device=device)
@@ -241,6 +245,16 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
         print(f"time by phase ({num} samples, protocol {protocol}):\n{phase_table({**loading, **progress.seconds})}",
               file=sys.stderr)
     return 0
+
+
+def greedy_decoding(loaded: Loaded) -> None:
+    """Switch `loaded`'s generator to the noise-off decoding, as if trained with generator.noise=none:
+    each token the most likely one, z the only source of variety (its samples, latent figures and
+    relaxed one-hots follow; the teacher-forced NLL_gen does not change)."""
+    if loaded.generator.prior == "none":
+        raise UserError("--greedy leaves z as the only noise, but this run has generator.prior=none (no z): "
+                        "every sample would be the same sentence; drop --greedy")
+    loaded.generator.noise = "none"
 
 
 def with_self_bleu_max(loaded: Loaded, cap: int) -> Loaded:
