@@ -11,6 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
+# Under pytest-xdist each worker's torch runs on one thread, and so do the CLI subprocesses it starts
+# (OMP_NUM_THREADS, inherited): with more threads than cores in all, every small op waits for a
+# descheduled thread (tests/test_valid_split.py on 2 cores: 136 s with two 2-thread workers, 51 s
+# with one-thread ones). Tests about threads set run.threads or torch.set_num_threads themselves.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(os.environ.get("TEXTGAN_DATA_ROOT", REPO.parent / "shared" / "data")).resolve()
 
