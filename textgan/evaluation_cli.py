@@ -169,9 +169,10 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
     seconds (None: the run's log.interval_s); `profile` prints the seconds of each phase at the end.
     The samples stream to samples.txt as they are drawn; `self_bleu_max` (None: the run's
     eval.self_bleu_max) bounds the samples held at once (see EvalConfig.self_bleu_max)."""
-    from textgan import sweep as sweep_mod
     from textgan.arguments import numbered_dir
 
+    if sweep:  # only then: its module loads TensorBoard's writer (a quarter of a second)
+        from textgan import sweep as sweep_mod
     temps = sweep_mod.parse_spec(sweep) if sweep else None  # bad spec fails before loading anything
     if num is not None and num < 2:
         raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
