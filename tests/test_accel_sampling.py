@@ -128,6 +128,19 @@ def test_keyed_tokens_drop_finished_rows_and_keep_every_token(core, layers):
     assert len(set(keyed.lengths.tolist())) > 3  # rows left the batch at several steps
 
 
+def test_keyed_tokens_with_autograd_on_are_the_inference_mode_ones():
+    """The keyed sampler writes each step's logits into one buffer (addmm's out=, which autograd
+    refuses): called with gradients enabled on trainable weights it still draws, the same tokens."""
+    g = _generator()
+    noise_keys, latent_keys = draws.sample_keys(4, 0, 20)
+    z, keys = draws.latents("normal", 4, latent_keys), draws.key_tensor(noise_keys)
+    assert g.out.weight.requires_grad and torch.is_grad_enabled()
+    tokens = g.sample(z, 9, need_dists=False, noise_keys=keys).tokens
+    with torch.inference_mode():
+        assert torch.equal(tokens, g.sample(z, 9, need_dists=False, noise_keys=keys).tokens)
+    assert torch.equal(tokens, _whole_noise_tokens(g, z, noise_keys, 9, 1.0))
+
+
 def test_keyed_sampling_with_dists_matches_the_whole_noise():
     """need_dists (the relaxed one-hots) reads each step's noise: the keyed one is the same."""
     g = _generator()

@@ -243,7 +243,9 @@ def test_eval_profile_times_every_phase_and_keeps_the_metrics(run, tmp_path):
                   "--profile")
     wall = time.monotonic() - launched
     assert res.returncode == 0 and plain.returncode == 0, res.stderr
-    assert res.stdout == plain.stdout  # timing changes nothing it measures
+    assert res.stdout == plain.stdout  # timing changes nothing it measures, to the last bit written:
+    for name in ("metrics.json", "samples.txt"):
+        assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "a" / name).read_bytes()
     head = "time by phase (30 samples, protocol both; wall time since the process started):\n"
     table = res.stderr.split(head, 1)[1].splitlines()
     seconds = {line.rsplit(None, 3)[0].strip(): float(line.rsplit(None, 3)[1]) for line in table[:-1]}
