@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, run_without_avx512
 from textgan import accel, draws, philox
 from textgan.accel import random, sampling
+from textgan.accel.build import _cpu_flags
 from textgan.models.generator import Generator
 
 needs_cc = pytest.mark.skipif(sampling.kernels() is None or random.kernels() is None, reason="no C compiler")
@@ -31,7 +32,7 @@ def _logits(rows: int, vocab: int, spread: float, seed: int) -> torch.Tensor:
 
 
 @needs_cc
-@pytest.mark.parametrize("vocab", [1, 5, 31, 33, 1000])
+@pytest.mark.parametrize("vocab", [1, 5, 31, 33, 1000, 1001])  # 1001: whole groups of 32 at every offset
 @pytest.mark.parametrize("spread", [0.1, 3.0, 30.0])  # flat (nothing pruned) to peaked (nearly all pruned)
 def test_kernel_gives_the_definitions_tokens(vocab, spread):
     keys = draws.key_tensor(draws.sample_keys(11, 0, 300)[0])
@@ -40,6 +41,27 @@ def test_kernel_gives_the_definitions_tokens(vocab, spread):
         expected = draws.gumbel_argmax(logits, keys, step)
         for threads in (1, 2, 3):
             assert torch.equal(sampling.gumbel_argmax(logits, keys, step, threads=threads), expected), (step, threads)
+
+
+@needs_cc
+@pytest.mark.skipif("avx512f" not in _cpu_flags(), reason="the candidate-list scan is the default here")
+def test_kernel_without_avx512_gives_the_definitions_tokens(tmp_path):
+    """Built without AVX-512 (TEXTGAN_CFLAGS=-mno-avx512f) the kernel scans a candidate list instead
+    of whole groups of Philox blocks: the same tokens, in a fresh process."""
+    script = f"""
+import sys, torch
+sys.path.insert(0, {str(REPO / "tests")!r})
+from test_accel_sampling import _logits
+from textgan import draws
+from textgan.accel import sampling
+keys = draws.key_tensor(draws.sample_keys(11, 0, 200)[0])
+for vocab, spread in [(33, 3.0), (1001, 0.1), (1001, 30.0)]:
+    logits = _logits(200, vocab, spread, seed=vocab)
+    for step in (0, 1, 3):
+        assert torch.equal(sampling.gumbel_argmax(logits, keys, step, threads=2), draws.gumbel_argmax(logits, keys, step))
+print("OK")
+"""
+    run_without_avx512(script, tmp_path, "gumbel_max")
 
 
 @needs_cc
