@@ -99,14 +99,15 @@ static inline int any_at_least(const float lv[32], float c) {
   return _mm256_movemask_ps((__m256)any) != 0;
 }
 
-/* The sampled token of one row: logits l (V,), noise elements e0 .. e0 + V - 1 of `key`'s stream.
- * AVX-512 builds: the row is read in groups of LANES Philox blocks (32 elements): group g's slot s = 4k + j is word
- * j of block e0 / 4 + 8g + k, token v = 32g + s - o (o = e0 % 4), absent outside [0, V). A group
- * with no logit within GMAX of the threshold needs no noise; in the others only the slots whose
- * bound reaches it take the logarithms. Which tokens are looked at, and in which order, changes
- * nothing but the work: the answer is the largest perturbed logit, ties to the lowest index. */
+/* The sampled token of one row: logits l (V,), noise elements e0 .. e0 + V - 1 of `key`'s stream,
+ * read in groups of LANES Philox blocks (32 elements): group g's slot s = 4k + j is word j of block
+ * e0 / 4 + 8g + k, token v = 32g + s - o (o = e0 % 4), absent outside [0, V). A group with no
+ * logit within GMAX of the threshold needs no noise; in the others only the slots whose bound
+ * reaches it take the logarithms. Which tokens are looked at, and in which order, changes nothing
+ * but the work: the answer is the largest perturbed logit, ties to the lowest index. Scratch:
+ * none (the arguments are the other scan's). */
 static int64_t row_argmax(const float *l, int64_t V, uint64_t key, int64_t e0, uint8_t *flag, int32_t *cand) {
-  (void)flag, (void)cand; /* the other scan's scratch */
+  (void)flag, (void)cand;
   int nan = 0;
   int64_t bi;
   row_top(l, V, &nan, &bi);
