@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, run_without_avx512
 from textgan import accel, draws, philox
 from textgan.accel import random, sampling
+from textgan.accel.build import _cpu_flags
 from textgan.models.generator import Generator
 
 needs_cc = pytest.mark.skipif(sampling.kernels() is None or random.kernels() is None, reason="no C compiler")
@@ -31,7 +32,7 @@ def _logits(rows: int, vocab: int, spread: float, seed: int) -> torch.Tensor:
 
 
 @needs_cc
-@pytest.mark.parametrize("vocab", [1, 5, 31, 33, 1000])
+@pytest.mark.parametrize("vocab", [1, 5, 31, 33, 1000, 1001])  # 1001: whole groups of 32 at every offset
 @pytest.mark.parametrize("spread", [0.1, 3.0, 30.0])  # flat (nothing pruned) to peaked (nearly all pruned)
 def test_kernel_gives_the_definitions_tokens(vocab, spread):
     keys = draws.key_tensor(draws.sample_keys(11, 0, 300)[0])
@@ -40,6 +41,27 @@ def test_kernel_gives_the_definitions_tokens(vocab, spread):
         expected = draws.gumbel_argmax(logits, keys, step)
         for threads in (1, 2, 3):
             assert torch.equal(sampling.gumbel_argmax(logits, keys, step, threads=threads), expected), (step, threads)
+
+
+@needs_cc
+@pytest.mark.skipif("avx512f" not in _cpu_flags(), reason="the candidate-list scan is the default here")
+def test_kernel_without_avx512_gives_the_definitions_tokens(tmp_path):
+    """Built without AVX-512 (TEXTGAN_CFLAGS=-mno-avx512f) the kernel scans a candidate list instead
+    of whole groups of Philox blocks: the same tokens, in a fresh process."""
+    script = f"""
+import sys, torch
+sys.path.insert(0, {str(REPO / "tests")!r})
+from test_accel_sampling import _logits
+from textgan import draws
+from textgan.accel import sampling
+keys = draws.key_tensor(draws.sample_keys(11, 0, 200)[0])
+for vocab, spread in [(33, 3.0), (1001, 0.1), (1001, 30.0)]:
+    logits = _logits(200, vocab, spread, seed=vocab)
+    for step in (0, 1, 3):
+        assert torch.equal(sampling.gumbel_argmax(logits, keys, step, threads=2), draws.gumbel_argmax(logits, keys, step))
+print("OK")
+"""
+    run_without_avx512(script, tmp_path, "gumbel_max")
 
 
 @needs_cc
@@ -126,6 +148,19 @@ def test_keyed_tokens_drop_finished_rows_and_keep_every_token(core, layers):
         expected = _whole_noise_tokens(g, z, noise_keys, 15, 1.0)
     assert torch.equal(keyed.tokens, expected) and torch.equal(keyed.lengths, (expected != 0).sum(1))
     assert len(set(keyed.lengths.tolist())) > 3  # rows left the batch at several steps
+
+
+def test_keyed_tokens_with_autograd_on_are_the_inference_mode_ones():
+    """The keyed sampler writes each step's logits into one buffer (addmm's out=, which autograd
+    refuses): called with gradients enabled on trainable weights it still draws, the same tokens."""
+    g = _generator()
+    noise_keys, latent_keys = draws.sample_keys(4, 0, 20)
+    z, keys = draws.latents("normal", 4, latent_keys), draws.key_tensor(noise_keys)
+    assert g.out.weight.requires_grad and torch.is_grad_enabled()
+    tokens = g.sample(z, 9, need_dists=False, noise_keys=keys).tokens
+    with torch.inference_mode():
+        assert torch.equal(tokens, g.sample(z, 9, need_dists=False, noise_keys=keys).tokens)
+    assert torch.equal(tokens, _whole_noise_tokens(g, z, noise_keys, 9, 1.0))
 
 
 def test_keyed_sampling_with_dists_matches_the_whole_noise():

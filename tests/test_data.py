@@ -80,6 +80,16 @@ def test_prepare_files_auto_max_len(data_root):
     assert torch.all(corpus.train.tokens[:, 0] != corpus.vocab.pad_id)
 
 
+def test_the_token_cache_names_nltk_s_version_without_importing_nltk():
+    """The cache key reads nltk's version from its package metadata (importing nltk costs 1-2 s a
+    `textgan eval`): the same string nltk reports, so caches written before still match."""
+    import nltk
+
+    from textgan.data import nltk_version
+
+    assert nltk_version() == nltk.__version__
+
+
 def test_nltk_tokens_come_back_from_the_cache_as_computed(tmp_path, monkeypatch, data_root):
     from textgan.data import read_sentences
 

@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -234,19 +235,30 @@ def test_eval_prints_and_writes_metrics(run, tmp_path):
 
 
 def test_eval_profile_times_every_phase_and_keeps_the_metrics(run, tmp_path):
+    """--profile's rows sum to the wall time since the process started: the start-up (interpreter,
+    torch's import) and what fell between the phases are rows too, so no time goes unaccounted."""
     plain = run_cli("eval", str(run), "--protocol", "both", "--num", "30", "--seed", "3", "--out", str(tmp_path / "a"))
+    launched = time.monotonic()
     res = run_cli("eval", str(run), "--protocol", "both", "--num", "30", "--seed", "3", "--out", str(tmp_path / "b"),
                   "--profile")
+    wall = time.monotonic() - launched
     assert res.returncode == 0 and plain.returncode == 0, res.stderr
-    assert res.stdout == plain.stdout  # timing changes nothing it measures
-    table = res.stderr.split("time by phase (30 samples, protocol both):\n", 1)[1].splitlines()
+    assert res.stdout == plain.stdout  # timing changes nothing it measures, to the last bit written:
+    for name in ("metrics.json", "samples.txt"):
+        assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "a" / name).read_bytes()
+    head = "time by phase (30 samples, protocol both; wall time since the process started):\n"
+    table = res.stderr.split(head, 1)[1].splitlines()
     seconds = {line.rsplit(None, 3)[0].strip(): float(line.rsplit(None, 3)[1]) for line in table[:-1]}
-    assert set(seconds) == {"loading: checkpoint, corpus", "sampling", "BLEU and Self-BLEU", "NLL_gen of the test set",
-                            "latent metrics", "NLL_gen of the training set", "texygen protocol"}
-    assert all(s >= 0 for s in seconds.values())
+    assert list(seconds) == ["start-up: Python, imports, arguments", "loading: checkpoint",
+                             "loading: corpus (tokens, vocabulary ids)", "sampling", "BLEU and Self-BLEU",
+                             "NLL_gen of the test set", "latent metrics", "NLL_gen of the training set",
+                             "texygen protocol: second sample set", "texygen protocol: BLEU and Self-BLEU",
+                             "other: between phases, output files"]
+    assert all(s >= 0 for s in seconds.values()) and seconds["start-up: Python, imports, arguments"] > 0
     total = float(table[-1].split()[1])
     # each line is rounded to 0.01 s: the printed total and the sum of the printed lines differ by that much each
     assert table[-1].startswith("total") and total == pytest.approx(sum(seconds.values()), abs=0.005 * (len(seconds) + 1))
+    assert total <= wall + 0.02  # the process's own age (to a 0.01 s clock tick) within the time around it
     assert "time by phase" not in plain.stderr
 
 

@@ -108,3 +108,19 @@ def test_score_on_a_terminal_draws_a_bar(data_root):
     assert proc.returncode == 0, err[-2000:]
     assert "score: BLEU and Self-BLEU of 3000 sentences" in err and "\r" in err
     assert "progress: " not in err and "bleu2_exact" in out
+
+
+def test_wall_profile_rows_sum_to_the_process_wall_time():
+    """eval --profile's rows: the start-up before the clock started, the timed phases, and the rest,
+    summing to the process's age; none of the timed phases is changed."""
+    from textgan.progress import process_age, wall_profile
+
+    entered, startup = time.monotonic(), process_age()
+    assert startup is not None and startup > 0  # Linux: /proc/self/stat
+    time.sleep(0.05)
+    rows = wall_profile({"a": 0.01, "b": 0.02}, entered, startup)
+    age = process_age()
+    assert list(rows) == ["start-up: Python, imports, arguments", "a", "b", "other: between phases, output files"]
+    assert rows["a"] == 0.01 and rows["b"] == 0.02 and rows["other: between phases, output files"] >= 0.02
+    assert startup + 0.05 <= sum(rows.values()) <= age + 0.02  # the sleep counted; the age to a 0.01 s tick
+    assert list(wall_profile({}, entered, None)) == ["other: between phases, output files"]

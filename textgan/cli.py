@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="cpu", help=DEVICE_HELP)
     e.add_argument("--weights", choices=WEIGHTS, default="auto", help=WEIGHTS_HELP)
     e.add_argument("--profile", action="store_true",
-                   help="print where the time goes: seconds per phase (loading, sampling, BLEU, NLL_gen, ...)")
+                   help="print where the time goes: seconds per phase (start-up and imports, loading, sampling, "
+                        "BLEU, NLL_gen, ...), summing to the wall time since the process started")
 
     n = sub.add_parser("encode", help="sentences to latent vectors z (.npy): the variational encoder's mean "
                                       "or the reconstruction head's output")

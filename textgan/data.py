@@ -68,11 +68,22 @@ def read_sentences(path: str | Path, tokenizer: str, lowercase: bool) -> list[li
 
     if tokenizer != "nltk":  # str.split: faster than reading a cache
         return tokens()
-    from importlib.metadata import version  # nltk's version without importing nltk (about a second)
-
     from textgan.cache import cached_tokens
 
-    return cached_tokens(raw, len(lines), f"nltk {version('nltk')} lowercase={lowercase}", tokens)
+    return cached_tokens(raw, len(lines), f"nltk {nltk_version()} lowercase={lowercase}", tokens)
+
+
+def nltk_version() -> str:
+    """nltk.__version__, read from the installed package's metadata: importing nltk takes 1-2 s
+    (it loads most of its submodules, and scipy), which a cached tokenization never needs."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nltk")
+    except PackageNotFoundError:  # no metadata (a vendored copy): ask the module itself
+        import nltk
+
+        return nltk.__version__
 
 
 class Vocab:

@@ -72,13 +72,18 @@ def sample_metrics(ids: torch.Tensor, samples: list[list[str]], corpus: Corpus, 
 
 
 def texygen_metrics(generator, corpus: Corpus, samples: list[list[str]], seed: int, temperature: float,
-                    orders: list[int], second_num: int | None = None, counted: References | None = None
-                    ) -> dict[str, float]:
+                    orders: list[int], second_num: int | None = None, counted: References | None = None,
+                    progress: Progress | None = None) -> dict[str, float]:
     """The incumbent's protocol: first 200 samples vs the test set, and Self-BLEU of those 200
     against a second, independent sample set of `second_num` samples (default len(samples),
-    drawn here with seed + 2). `counted`: the whole test set as counted for the exact protocol."""
-    ids = generate(generator, second_num or len(samples), corpus.max_len, seed + 2, temperature=temperature)
+    drawn here with seed + 2). `counted`: the whole test set as counted for the exact protocol.
+    `progress` is told the two phases, drawing and scoring."""
+    progress = progress or NoProgress()
+    num = second_num or len(samples)
+    progress.phase("texygen protocol: second sample set", num)
+    ids = generate(generator, num, corpus.max_len, seed + 2, temperature=temperature, progress=progress)
     second = [corpus.vocab.decode(row) for row in ids.tolist()]
+    progress.phase("texygen protocol: BLEU and Self-BLEU")
     return bleu_metrics(samples, corpus.test_sentences, orders, protocol="texygen", second=second, counted=counted)
 
 
@@ -159,8 +164,7 @@ def evaluate(generator, corpus: Corpus, cfg: EvalConfig, seed: int, temperature:
         metrics["nll_gen_pos_train"] = train_nll_per_position(generator, corpus, cfg.latent_draws, seed, temperature)
     if corpus.oracle is not None:  # no BLEU on oracle ids
         return done(metrics)
-    progress.phase("texygen protocol")
     whole_test_set = streamed.references if not cfg.num_references else None  # counted already
     extra = texygen_metrics(generator, corpus, streamed.texygen_hyps, seed=seed, temperature=temperature,
-                            orders=cfg.bleu_n, second_num=streamed.subset, counted=whole_test_set)
+                            orders=cfg.bleu_n, second_num=streamed.subset, counted=whole_test_set, progress=progress)
     return done({**metrics, **extra})

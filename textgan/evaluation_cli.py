@@ -23,7 +23,7 @@ from textgan.errors import UserError
 from textgan.eval_reports import EXPOSURE_FILES, SAMPLES_FILE, SamplesFile, write_exposure
 from textgan.evaluate import EvalResult, evaluate
 from textgan.extra_metrics import Extras, check_flags, exposure_curves, prepare_extras, sample_set_metrics
-from textgan.progress import NoProgress, Progress, phase_table
+from textgan.progress import NoProgress, Progress, phase_table, process_age, wall_profile
 from textgan.sample import Drawn, Loaded, load_generator
 
 PROTOCOLS = choices(EvalConfig, "protocol")  # exact, texygen, both
@@ -38,9 +38,11 @@ def run_dir_of(path: Path) -> Path:
 
 
 def load_run(path: str | Path, data: str | None = None, device: str = "cpu",
-             weights: str = "auto", split: str = "test") -> tuple[Loaded, Corpus]:
+             weights: str = "auto", split: str = "test", progress: Progress | None = None) -> tuple[Loaded, Corpus]:
     """The generator (`weights` as in load_generator) and its corpus, rebuilt with the run's
-    vocabulary and sequence length, its test fields holding `split`'s sentences."""
+    vocabulary and sequence length, its test fields holding `split`'s sentences; `progress` is told
+    the two phases (for `eval --profile`)."""
+    progress = progress or NoProgress()
     if split not in SPLITS:
         raise UserError(f"unknown --split {split!r}; choose one of {', '.join(SPLITS)}")
     if data and split != "test":
@@ -48,7 +50,9 @@ def load_run(path: str | Path, data: str | None = None, device: str = "cpu",
     path = Path(path)
     if not path.exists():
         raise UserError(f"run or checkpoint {path} not found; pass a run folder or a .pt file in it")
+    progress.phase("loading: checkpoint")
     loaded = load_generator(path, device, warn=lambda m: print(m, file=sys.stderr), weights=weights)
+    progress.phase("loading: corpus (tokens, vocabulary ids)")
     data_cfg = dataclasses.replace(loaded.config.data, max_len=loaded.max_len)
     if data:
         if data_cfg.source != "files":
@@ -170,9 +174,10 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
     The samples stream to samples.txt as they are drawn; `self_bleu_max` (None: the run's
     eval.self_bleu_max) bounds the samples held at once (see EvalConfig.self_bleu_max); `greedy`
     scores the noise-off decoding (see greedy_decoding)."""
-    from textgan import sweep as sweep_mod
     from textgan.arguments import numbered_dir
 
+    if sweep:  # only then: its module loads TensorBoard's writer (a quarter of a second)
+        from textgan import sweep as sweep_mod
     temps = sweep_mod.parse_spec(sweep) if sweep else None  # bad spec fails before loading anything
     if num is not None and num < 2:
         raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
@@ -180,19 +185,18 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
         raise UserError(f"--self-bleu-max must be >= 2 (leave-one-out Self-BLEU needs two samples), got {self_bleu_max}")
     extras = Extras(exposure=exposure, lm=lm, fed=fed)
     check_flags(extras, sweep=temps is not None)
-    started = time.monotonic()
-    loaded, corpus = load_run(path, data, device, weights, split)
+    entered, startup, loading = time.monotonic(), process_age(), NoProgress()  # --profile's clocks
+    loaded, corpus = load_run(path, data, device, weights, split, progress=loading)
     if greedy:
         greedy_decoding(loaded)
-    loading = {"loading: checkpoint, corpus": time.monotonic() - started}
     num = num or loaded.config.eval.num_samples
     if self_bleu_max is not None:
         loaded = with_self_bleu_max(loaded, self_bleu_max)
     cap = loaded.config.eval.self_bleu_max
-    started = time.monotonic()
-    prepare_extras(extras, corpus, path, num, device)  # FED's encoder: a missing extra fails here, before any work
     if fed:
-        loading["loading: FED's encoder"] = time.monotonic() - started
+        loading.phase("loading: FED's encoder")
+    prepare_extras(extras, corpus, path, num, device)  # FED's encoder: a missing extra fails here, before any work
+    loading.close()
     if data:
         check_oov(corpus, data, max_oov)
     fpenv.apply(loaded.config.run)  # as the run trained
@@ -242,8 +246,9 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
             print(f"wrote {written}", file=sys.stderr)
         print(f"wrote TensorBoard scalars exposure_bias/* (step = position) to {out_dir}", file=sys.stderr)
     if profile:
-        print(f"time by phase ({num} samples, protocol {protocol}):\n{phase_table({**loading, **progress.seconds})}",
-              file=sys.stderr)
+        rows = wall_profile({**loading.seconds, **progress.seconds}, entered, startup)
+        print(f"time by phase ({num} samples, protocol {protocol}; wall time since the process started):\n"
+              f"{phase_table(rows)}", file=sys.stderr)
     return 0
 
 

@@ -4,6 +4,7 @@ a tqdm bar on a terminal, elsewhere a progress line at a steady interval."""
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 import time
@@ -119,6 +120,31 @@ class Progress:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def process_age() -> float | None:
+    """Wall seconds since this process started, so a profile counts the interpreter's start-up and
+    the imports (torch's takes a second or more) that precede any timer the program can start:
+    Linux's /proc/self/stat start time (clock ticks after boot) against the boot-time clock. None
+    where there is no /proc."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()  # from field 3 of proc(5)'s stat on
+        start = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+        return max(time.clock_gettime(time.CLOCK_BOOTTIME) - start, 0.0)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def wall_profile(phases: dict[str, float], entered: float, startup: float | None) -> dict[str, float]:
+    """`phases` (seconds by name, timed after `entered`, a time.monotonic()) completed to the wall
+    time since the process started: a first row for the `startup` before `entered` (process_age()
+    then; none where unknown) and a last one for what no phase timed, so the rows sum to it."""
+    spent = time.monotonic() - entered
+    rows = {"start-up: Python, imports, arguments": startup} if startup is not None else {}
+    rows.update(phases)
+    rows["other: between phases, output files"] = max(spent - sum(phases.values()), 0.0)
+    return rows
 
 
 def phase_table(seconds: dict[str, float]) -> str:

@@ -49,6 +49,106 @@ static inline float threshold(float best) {
   return t == t ? t : -INFINITY;
 }
 
+#ifdef __AVX512F__
+/* With AVX-512 the row is scanned in whole groups of Philox blocks (below): 1.6x faster than the
+ * candidate list of the other builds, which stays theirs (on AVX2 the groups' strided reads made
+ * no gain; without AVX they cost a third more). Both give the same token: the definition's. */
+#include <immintrin.h>
+
+/* The largest of l[0, V), 8 at a time, and *at the first index holding it; *nan set where one
+ * is NaN. Each lane keeps the first index of its own largest (a later equal value is not larger),
+ * so the first index of the row's is the least of the lanes' that hold it. */
+static float row_top(const float *l, int64_t V, int *nan, int64_t *at) {
+  v8f acc = (v8f){0} - INFINITY, x;
+  v8i idx = (v8i){0}, bad = (v8i){0};
+  const v8i step = (v8i){0} + 8;
+  v8i cur = (v8i){0, 1, 2, 3, 4, 5, 6, 7};
+  int64_t v = 0;
+  for (; v + 8 <= V; v += 8, cur += step) {
+    memcpy(&x, l + v, sizeof x);
+    const v8i gt = x > acc;
+    acc = (v8f)(((v8i)x & gt) | ((v8i)acc & ~gt));
+    idx = (cur & gt) | (idx & ~gt);
+    bad |= x != x;
+  }
+  float m = -INFINITY;
+  for (int i = 0; i < 8; i++) {
+    m = acc[i] > m ? acc[i] : m;
+    *nan |= bad[i];
+  }
+  int64_t first = V;
+  for (int i = 0; i < 8; i++)
+    if (acc[i] == m && idx[i] < first) first = idx[i];
+  for (; v < V; v++) {
+    *nan |= l[v] != l[v];
+    if (l[v] > m) m = l[v], first = v;
+    else if (l[v] == m && v < first) first = v;
+  }
+  *at = first < V ? first : V - 1; /* (first < V always: every lane starts at index 0) */
+  return m;
+}
+
+/* Whether any of the 32 values reaches c. */
+static inline int any_at_least(const float lv[32], float c) {
+  v8i any = (v8i){0};
+  for (int q = 0; q < 4; q++) {
+    v8f x;
+    memcpy(&x, lv + 8 * q, sizeof x);
+    any |= x >= c;
+  }
+  return _mm256_movemask_ps((__m256)any) != 0;
+}
+
+/* The sampled token of one row: logits l (V,), noise elements e0 .. e0 + V - 1 of `key`'s stream,
+ * read in groups of LANES Philox blocks (32 elements): group g's slot s = 4k + j is word j of block
+ * e0 / 4 + 8g + k, token v = 32g + s - o (o = e0 % 4), absent outside [0, V). A group with no
+ * logit within GMAX of the threshold needs no noise; in the others only the slots whose bound
+ * reaches it take the logarithms. Which tokens are looked at, and in which order, changes nothing
+ * but the work: the answer is the largest perturbed logit, ties to the lowest index. Scratch:
+ * none (the arguments are the other scan's). */
+static int64_t row_argmax(const float *l, int64_t V, uint64_t key, int64_t e0, uint8_t *flag, int32_t *cand) {
+  (void)flag, (void)cand;
+  int nan = 0;
+  int64_t bi;
+  row_top(l, V, &nan, &bi);
+  if (nan)
+    for (int64_t v = 0; v < V; v++)
+      if (l[v] != l[v]) return v;
+  u32v w[4];
+  philox_blocks(key, (uint64_t)((e0 + bi) / 4), w);
+  float best = l[bi] + gumbel_of(w[(e0 + bi) % 4][0]); /* a good first best: the largest logit's */
+  float thr = threshold(best);
+  const int64_t o = e0 % 4, first = e0 / 4, groups = (o + V + 31) / 32;
+  for (int64_t g = 0; g < groups; g++) {
+    const int64_t v0 = 32 * g - o;
+    const int whole = v0 >= 0 && v0 + 32 <= V;
+    float lv[32];
+    if (whole) memcpy(lv, l + v0, sizeof lv);
+    else
+      for (int s = 0; s < 32; s++) lv[s] = v0 + s >= 0 && v0 + s < V ? l[v0 + s] : -INFINITY;
+    if (!any_at_least(lv, thr - GMAX)) continue;
+    philox_blocks(key, (uint64_t)(first + 8 * g), w);
+    for (int j = 0; j < 4; j++) {
+      v8f x;
+      for (int k = 0; k < 8; k++) x[k] = lv[4 * k + j];
+      const v8i hit = (x + gumbel_bound(w[j])) >= thr;
+      if (!_mm256_movemask_ps((__m256)hit)) continue;
+      for (int k = 0; k < 8; k++) {
+        const int64_t v = v0 + 4 * k + j;
+        if (!hit[k] || v < 0 || v >= V) continue;
+        const float p = x[k] + gumbel_of(w[j][k]);
+        if (p > best || (p == best && v < bi)) {
+          best = p;
+          bi = v;
+          thr = threshold(best);
+        }
+      }
+    }
+  }
+  return bi;
+}
+
+#else
 /* The largest of l[0, V), 8 at a time; *nan set where one is NaN. */
 static float row_max(const float *l, int64_t V, int *nan) {
   v8f acc = (v8f){0} - INFINITY, x;
@@ -150,6 +250,8 @@ static int64_t row_argmax(const float *l, int64_t V, uint64_t key, int64_t e0, u
   }
   return bi;
 }
+
+#endif
 
 /* out[b] = argmax_v (logits[b * stride + v] + G(keys[b], step * V + v)) for b < rows, the rows split
  * over `threads` threads (each row alone: any split, the same tokens). */
