@@ -464,7 +464,8 @@ def test_evaluate_returns_the_ids_it_scored(data_root):
 
 
 def test_evaluate_reports_copies_from_the_training_set(data_root):
-    """sample_metrics on the training sequences themselves (oracle and text corpora) says 1.0."""
+    """sample_metrics on the training sequences themselves (oracle and text corpora) says 1.0;
+    unique_frac counts distinct samples, halved when each is there twice."""
     from textgan.evaluate import sample_metrics
 
     for extra in ([], ["data.source=oracle", "data.num_train=50", "data.num_test=20", "data.oracle_params="]):
@@ -472,6 +473,10 @@ def test_evaluate_reports_copies_from_the_training_set(data_root):
         ids = corpus.train.tokens[:30]
         samples = [corpus.vocab.decode(row) for row in ids.tolist()]
         assert sample_metrics(ids, samples, corpus, [2])["train_copy_frac"] == 1.0
+        rows = {tuple(row) for row in ids.tolist()}
+        assert sample_metrics(ids, samples, corpus, [2])["unique_frac"] == len(rows) / 30
+        twice = sample_metrics(torch.cat([ids, ids]), samples + samples, corpus, [2])
+        assert twice["unique_frac"] == len(rows) / 60 and twice["train_copy_frac"] == 1.0
         changed = ids.clone()
         changed[:, 0] = torch.where(ids[:, 0] == 4, 5, 4)  # every first token replaced by another word
         assert sample_metrics(changed, samples, corpus, [2])["train_copy_frac"] == 0.0
@@ -499,7 +504,7 @@ def test_evaluate_reports_samples_with_tokens_no_test_sentence_holds(data_root):
 
 def test_evaluate_past_the_cap_streams_with_bounded_holding(data_root):
     """100 samples in chunks of 8 with eval.self_bleu_max 20: never more than 8 + 20 samples held;
-    BLEU, ref_unseen_frac, train_copy_frac and mean_length are those of all 100 scored at once
+    BLEU, ref_unseen_frac, train_copy_frac, unique_frac and mean_length are those of all 100 scored at once
     (the mean to the bit, its standard error to rounding); Self-BLEU, both protocols', that of
     the first 20, as computed_on says."""
     import dataclasses
@@ -534,6 +539,7 @@ def test_evaluate_past_the_cap_streams_with_bounded_holding(data_root):
     assert m["train_copy_frac"] == copy_fraction(ids, (ids != corpus.vocab.pad_id).sum(1), corpus.train.tokens,
                                                  corpus.train.lengths)
     assert m["mean_length"] == sum(map(len, samples)) / 100
+    assert m["unique_frac"] == len({tuple(row) for row in ids.tolist()}) / 100  # over all blocks, not the first
     capped = evaluate(gen, corpus, dataclasses.replace(small, num_samples=20), seed=5, nll=False, chunk=8)
     assert all(capped.metrics[f"self_bleu{n}_loo"] == m[f"self_bleu{n}_loo"] for n in (2, 3))  # the first 20's
     assert torch.equal(capped.ids, ids[:20]) and capped.computed_on == res.computed_on

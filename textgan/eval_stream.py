@@ -3,7 +3,7 @@ scored a block of at most `cap` at a time, so memory is bounded whatever the num
 
 Metrics of single samples accumulate exactly over blocks (BLEU against the test set through
 exact sums, counts for ref_unseen_frac, train_copy_frac, grammaticality and mean_length,
-NLL_oracle as a float64 sum); the ones that compare samples with each other (leave-one-out
+NLL_oracle as a float64 sum, unique_frac from the set of every distinct sample's hash); the ones that compare samples with each other (leave-one-out
 Self-BLEU) are computed on the first block, the first min(num, cap) samples, and the caller
 reports that size. With num <= cap there is one block and every figure is what scoring all
 samples at once gives, to the bit.
@@ -31,8 +31,8 @@ def _rows(tokens: torch.Tensor, lengths: torch.Tensor) -> list[tuple[int, ...]]:
 class SampleTally:
     """`evaluate.sample_metrics` over blocks of samples: NLL_oracle on the oracle corpus, else
     BLEU-n against the test set (and Self-BLEU-n of the block marked `whole_set`); grammaticality
-    on the grammar corpus; train_copy_frac everywhere. The references, the training rows and
-    the test vocabulary are prepared once."""
+    on the grammar corpus; train_copy_frac and unique_frac everywhere. The references, the
+    training rows and the test vocabulary are prepared once."""
 
     def __init__(self, corpus: Corpus, bleu_n: list[int], num_references: int = 0):
         self.corpus, self.orders = corpus, list(bleu_n)
@@ -48,6 +48,7 @@ class SampleTally:
             self.known = {tok for ref in sentences for tok in ref}
         train = corpus.train
         self.train_rows = set(_rows(train.tokens, train.lengths))
+        self.distinct: set[int] = set()  # hash of each distinct sample's tokens (8 bytes a sample, not its row)
 
     def add(self, ids: torch.Tensor, samples: list[list[str]], whole_set: bool = True) -> None:
         """Score a block: ids (N, T) and their tokens; `whole_set`: Self-BLEU is computed on it."""
@@ -71,6 +72,7 @@ class SampleTally:
             self.grammatical += round(grammaticality(samples) * len(samples))
         rows = _rows(ids, (ids != corpus.vocab.pad_id).sum(1))
         self.copies += sum(row in self.train_rows for row in rows)
+        self.distinct.update(map(hash, rows))
         self.n += len(samples)
 
     def metrics(self) -> dict[str, float]:
@@ -87,6 +89,7 @@ class SampleTally:
         if self.corpus.source == "grammar":
             out["grammaticality"] = self.grammatical / self.n
         out["train_copy_frac"] = self.copies / self.n
+        out["unique_frac"] = len(self.distinct) / self.n
         return out
 
 

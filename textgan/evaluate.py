@@ -4,7 +4,8 @@ Tags: bleuN_exact (mean nltk sentence BLEU of every sample against all test sent
 standard error over the samples in bleuN_exact_se, bleuN_texygen_se likewise),
 self_bleuN_loo (leave-one-out Self-BLEU), nll_gen_mcK_tok (per token incl. EOS, K prior
 draws), nll_gen_zmean_tok, nll_gen_pos (the field's per-position figure), nll_oracle,
-grammaticality, train_copy_frac (samples that are training sequences verbatim), ref_unseen_frac
+grammaticality, train_copy_frac (samples that are training sequences verbatim), unique_frac
+(distinct samples / samples: a generator that repeats a few sentences scores low), ref_unseen_frac
 (samples holding a token no test sentence holds, which BLEU penalises whatever their quality),
 latent_mi_K (with its ceiling latent_mi_K_max = log K), latent_sensitivity, latent_token_change,
 interp_distinct and interp_edit (how much z decides a sentence: textgan.metrics.latent). Under the texygen
@@ -47,7 +48,7 @@ def metric_names(cfg: EvalConfig, corpus: Corpus, prior: str) -> list[str]:
                  for name in (f"bleu{n}_exact", f"bleu{n}_exact_se", f"self_bleu{n}_loo")] + ["ref_unseen_frac"]
     if corpus.source == "grammar":
         names.append("grammaticality")
-    names.append("train_copy_frac")
+    names += ["train_copy_frac", "unique_frac"]
     if cfg.nll_gen:
         draws = cfg.latent_draws if prior != "none" else 1
         names += [f"nll_gen_mc{draws}_tok", "nll_gen_zmean_tok", "nll_gen_pos"]
