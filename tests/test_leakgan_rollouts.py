@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from textgan import philox
 from textgan.algorithms.leakgan import alive_mask, leak_rollout_rewards
 from textgan.algorithms.policy import d_probability
 from textgan.gumbel import gumbel_noise
@@ -91,3 +92,23 @@ def test_noise_drawn_a_step_at_a_time_gives_the_loops_distribution():
         se = (2 * p * (1 - p) / n).sqrt().clamp(min=1e-3)
         worst = max(worst, float(((f_mine - f_theirs).abs() / se).max()))
     assert worst < 5.0, worst
+
+
+@torch.no_grad()
+def test_accel_speeds_the_rollouts_noise_and_leaked_features_up_without_changing_them():
+    """run.accel swaps the generator's noise (the same bits) and its leaked copy's conv + max and
+    highway as the discriminator's (float rounding); off puts the plain ops back."""
+    from textgan import accel
+    from textgan.models.discriminator import conv_relu_max
+
+    gen, d = tiny()
+    z = torch.randn(4, 2)
+    runs = {}
+    for mode in ("auto", "off"):
+        line = accel.apply(gen, d, mode)
+        runs[mode] = (gen.complete(z, TOKENS, LENGTHS, 3, torch.Generator().manual_seed(5)).tokens,
+                      leak_rollout_rewards(gen, z, TOKENS, LENGTHS, 3, torch.Generator().manual_seed(5), d))
+        assert (gen.leak.conv_relu_max is conv_relu_max) == (mode == "off")
+        assert (gen.ops.uniform is not philox.uniform) == (mode == "auto" and "noise" in line), line
+    assert torch.equal(runs["auto"][0], runs["off"][0])
+    torch.testing.assert_close(runs["auto"][1], runs["off"][1], rtol=1e-5, atol=1e-6)
