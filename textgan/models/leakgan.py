@@ -306,6 +306,8 @@ class RolloutNoise:
 
     def step(self, s: int, source: torch.Tensor) -> torch.Tensor:
         """Step s's noise (m, V) of the completions whose draw rows are `source` (m,): (k - 1) W + b N + n."""
+        if not len(source):  # no completion has started (step 0)
+            return torch.zeros(0, self.vocab, device=self.device)
         if not self.keyed:
             return gumbel_noise((source.shape[0], self.vocab), self.generator, self.device, uniform=self.uniform)
         started = min(s, len(self.keys))  # prefixes 1 .. started are being completed
