@@ -89,6 +89,27 @@ def timed(fn, warmup: int, repeats: int) -> list[float]:
     return times
 
 
+# ScratchGAN and LeakGAN timed at their recipes' shapes (their generators, discriminators and
+# batches; the oracle of length 20); --smoke cuts them to a second
+RECIPES = {"scratchgan": str(REPO / "configs" / "oracle20_scratchgan.yaml"),
+           "leakgan": str(REPO / "configs" / "oracle20_leakgan.yaml")}
+RECIPE_SMOKE = ["data.num_train=32", "data.num_test=8", "data.oracle_seq_len=8", "generator.emb_dim=8",
+                "generator.hidden_dim=8", "adversarial.batch_size=4"]
+RECIPE_SMOKE_OWN = {"scratchgan": ["discriminator.hidden_dim=8"],
+                    "leakgan": ["discriminator.emb_dim=8", "discriminator.filter_sizes=[1, 2]",
+                                "discriminator.num_filters=[8, 8]",
+                                "policy_gradient.d_samples=8", "policy_gradient.d_epochs=1",
+                                "policy_gradient.rollouts=2", "leakgan.pretrain_batches=1"]}
+
+
+def recipe_trainer(name: str, data_root: str, smoke: bool) -> Trainer:
+    """A trainer of RECIPES[name] on its own corpus."""
+    overrides = [f"data.root={data_root}", "log.progress=false"]
+    cfg = config.load(RECIPES[name], overrides + (RECIPE_SMOKE + RECIPE_SMOKE_OWN[name] if smoke else []))
+    return Trainer(cfg, prepare(cfg.data, cfg.run.seed), Path("/tmp"),
+                   Monitor(Path("/tmp"), progress=False, enabled=False))
+
+
 def say(line: str) -> None:
     """Each measurement as it is made: a run ended early (a timeout on a slow machine) still
     leaves what it measured in its output, as the JSON is written only at the end."""
@@ -174,17 +195,18 @@ def main() -> None:
     mle_s = min(mle_times)
 
     # the other objectives on the same models and batch: the policy-gradient ones (SeqGAN: 16
-    # rollouts per prefix), textGAN's feature matching (its generator: soft-argmax feedback,
-    # z the only noise), ScratchGAN's dense REINFORCE (its per-step LSTM discriminator) and LeakGAN
-    # (its own manager-worker generator; D with one representation, as its recipes, since every
-    # generated token's prefix is scored by D for the leaked features; 4 rollouts per prefix as its recipes)
+    # rollouts per prefix) and textGAN's feature matching (its generator: soft-argmax feedback, z the
+    # only noise); ScratchGAN and LeakGAN at their recipes' shapes (RECIPES), models and batches
+    # of their own (a first, untimed iteration: LeakGAN's pretraining batches run at step 0)
     objectives = {name: [f"adversarial.algorithm={name}", "adversarial.loss=standard"]
-                  for name in ("seqgan", "maligan", "textgan_mmd", "scratchgan", "leakgan")}
+                  for name in ("seqgan", "maligan", "textgan_mmd")}
     objectives["textgan_mmd"] += ["generator.noise=none", "generator.feedback=soft"]
-    objectives["scratchgan"] += ["discriminator.kind=lstm"]
-    objectives["leakgan"] += ["policy_gradient.rollouts=4", "discriminator.num_rep=1"]
+    if args.smoke:  # CI: 2 rollouts a prefix, not 16 (the step's code is the same, its cost 8 times less)
+        objectives["seqgan"] += ["policy_gradient.rollouts=2"]
     few = dict(warmup=0, repeats=1) if args.smoke else dict(warmup=1, repeats=max(2, args.iters // 3))
     policy = {name: timed(trainer(extra).adversarial_step, **few) for name, extra in objectives.items()}
+    policy.update({name: timed(recipe_trainer(name, args.data_root, args.smoke).adversarial_step, **few)
+                   for name in RECIPES})
     say("; ".join(f"{name} iteration median {statistics.median(t):.2f} s" for name, t in policy.items()))
 
     # run.accel=off beside it: the models' plain torch ops, what accel's kernels are measured against
@@ -215,6 +237,7 @@ def main() -> None:
         "compile_first_step_s": compile_s,
         **{f"adv_iter_s_{name}": statistics.median(t) for name, t in policy.items()},
         **{f"adv_iter_s_{name}_all": t for name, t in policy.items()},
+        "adv_iter_config": {name: os.path.relpath(RECIPES.get(name, args.config), REPO) for name in policy},
         "adv_iter_s_accel_off": statistics.median(off_adv), "adv_iter_s_accel_off_all": off_adv,
         "mle_epoch_s_accel_off": min(off_mle), "mle_epoch_s_accel_off_all": off_mle,
         "mle_epoch_s": mle_s, "mle_epoch_s_all": mle_times, "mle_epoch_s_median": statistics.median(mle_times),

@@ -162,11 +162,12 @@ def test_log_probs_samples_and_rollouts_agree_with_the_teacher_forced_pass():
     torch.testing.assert_close(logp, want * (torch.arange(T) < LENGTHS.unsqueeze(1)))
     free = gen.sample(z, T, generator=torch.Generator().manual_seed(1), need_dists=False)
     assert not (free.tokens == gen.bos_id).any()  # banned
-    # rollouts: every prefix k < the longest length, 3 completions per sentence, each keeping it
-    done = list(gen.rollouts(z, TOKENS, LENGTHS, 3, torch.Generator().manual_seed(2)))
-    assert [k for k, _ in done] == [1, 2, 3, 4, 5]
-    for k, out in done:
-        assert out.tokens.shape == (6, T) and torch.equal(out.tokens[:, :k], TOKENS[:, :k].repeat_interleave(3, 0))
+    # rollouts: every prefix k < its sentence's length, 3 completions each, each keeping it
+    done = gen.complete(z, TOKENS, LENGTHS, 3, torch.Generator().manual_seed(2))
+    pairs = [(1, 0), (1, 1), (2, 0), (2, 1), (3, 0), (3, 1), (4, 1), (5, 1)]  # (k, sentence), by k
+    assert list(zip(done.prefix.tolist(), done.sample.tolist())) == [pair for pair in pairs for _ in range(3)]
+    for k, b, out in zip(done.prefix.tolist(), done.sample.tolist(), done.tokens):
+        assert torch.equal(out[:k], TOKENS[b, :k]) and (out[k:] != gen.bos_id).all()
     # the sampler's state after a prefix (what a completion continues from) is the teacher-forced one
     teacher = gen.run(TOKENS, z).logits
     cur = gen.start(z, T)

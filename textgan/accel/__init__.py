@@ -1,7 +1,8 @@
 """Speed, behind one seam: `apply(generator, discriminator, mode)` swaps the models' replaceable
 ops (`Generator.ops`, `RelGANCNN.conv_relu_max`, `Highway.gate`, `Dropout.keep_mask`) for faster
 ones computing the same functions, and returns one line for the run's log saying what runs.
-LeakGAN's manager-worker generator has no replaceable ops: it runs plain torch, whatever the mode.
+LeakGAN's manager-worker generator runs plain torch but for its noise and its leaked copy of the
+discriminator, whose ops are swapped as the discriminator's.
 
 The only package that knows about C, compilers or torch.compile. Its rule, held by
 tests/test_accel_rule.py: accel changes speed, never results. The noise (Gumbel, dropout) is
@@ -29,6 +30,7 @@ from textgan.accel import build, convmax, convmax_blocks, fused_ce, highway, lin
 from textgan.models.discriminator import Highway, RelGANCNN, conv_relu_max, highway_gate
 from textgan.models.dropout import Dropout
 from textgan.models.generator import Generator, GeneratorOps, run_core, teacher_forced_nll
+from textgan.models.leakgan import LeakGANGenerator
 
 MODES = ("auto", "native", "compile", "off")
 AUTO_MAX_HIDDEN = lstm.AUTO_MAX_HIDDEN  # auto's widest LSTM / cross-entropy for the C kernels (64)
@@ -122,10 +124,11 @@ def check(mode: str, generator_core: str | None = None, discriminator_kind: str 
         build.require(name, kernels(), f"run.accel={mode}")
 
 
-def apply(generator: Generator | None, discriminator: nn.Module | None, mode: str) -> str:
+def apply(generator: nn.Module | None, discriminator: nn.Module | None, mode: str) -> str:
     """Swap the models' ops for `mode`'s (one of MODES; any earlier swap is undone first) and
     return the log line saying what runs."""
-    if generator is not None and not isinstance(generator, Generator):  # LeakGAN's: plain torch
+    leaked = generator if isinstance(generator, LeakGANGenerator) else None  # its noise and D's copy only
+    if generator is not None and not isinstance(generator, Generator):
         generator = None
     check(mode, None if generator is None else generator.core_kind,
           "relgan_cnn" if isinstance(discriminator, RelGANCNN) else None)
@@ -139,11 +142,12 @@ def apply(generator: Generator | None, discriminator: nn.Module | None, mode: st
             cross_entropy=functools.partial(_cross_entropy, kernel=kernel),
             target_log_probs=functools.partial(_target_log_probs, kernel=kernel),
             mle_loss=functools.partial(_mle_loss, kernel=kernel),
-            uniform=random.uniform if noise else philox.uniform,
-            step_noise=(functools.partial(draws.step_gumbel, uniforms=random.key_uniforms) if noise
-                        else draws.step_gumbel),
-            gumbel_argmax=_gumbel_argmax(noise))
-    for module in discriminator.modules() if discriminator is not None else ():
+            **_noise_ops(noise))
+    if leaked is not None:
+        leaked.ops = GeneratorOps(**_noise_ops(noise))
+    modules = [*(discriminator.modules() if discriminator is not None else ()),
+               *(leaked.leak.modules() if leaked is not None else ())]
+    for module in modules:
         if isinstance(module, RelGANCNN):
             widths = [conv.kernel_size[0] for conv in module.convs]
             block = _compiled_block(widths) if mode == "compile" else convmax_blocks.block_max
@@ -153,14 +157,22 @@ def apply(generator: Generator | None, discriminator: nn.Module | None, mode: st
             module.gate = _highway_gate if fast else highway_gate
         elif isinstance(module, Dropout):
             module.keep_mask = random.keep_mask if noise else philox.keep_mask
-    return log_line(mode, describe(generator, discriminator))
+    return log_line(mode, describe(generator or leaked, discriminator))
 
 
-def describe(generator: Generator | None, discriminator: nn.Module | None) -> dict[str, str]:
+def _noise_ops(noise: bool) -> dict:
+    """GeneratorOps' noise fields: the C Philox kernels (`noise`: they built) or numpy's, the same bits."""
+    return dict(uniform=random.uniform if noise else philox.uniform,
+                step_noise=(functools.partial(draws.step_gumbel, uniforms=random.key_uniforms) if noise
+                            else draws.step_gumbel),
+                gumbel_argmax=_gumbel_argmax(noise))
+
+
+def describe(generator: nn.Module | None, discriminator: nn.Module | None) -> dict[str, str]:
     """Which implementation each op takes on the models' current device and dtype: native (the C
     kernel), torch (accel's torch version or the plain op), compiled, or none where it is absent."""
     out: dict[str, str] = {}
-    if generator is not None:
+    if isinstance(generator, Generator):
         ops, probe = generator.ops, generator.out.weight
         kernel = _keyword(ops.cross_entropy, "kernel")
         ce = kernel is not None and fused_ce.uses_native(generator.hidden_dim, kernel, probe)
@@ -170,8 +182,9 @@ def describe(generator: Generator | None, discriminator: nn.Module | None) -> di
         out["cross_entropy"] = "native" if ce else "torch"
         out["lstm"] = "none" if generator.core_kind != "lstm" else ("native" if rnn else "torch")
         out["mle_loss"] = "fused" if kernel is not None and ce and rnn and mle.applies(generator.lstm) else "layered"
-        cpu = probe.device.type == "cpu"  # elsewhere torch's generator draws the noise
-        out["noise"] = ("native" if ops.uniform is random.uniform else "numpy") if cpu else "torch"
+    if generator is not None:
+        cpu = generator.out.weight.device.type == "cpu"  # elsewhere torch's generator draws the noise
+        out["noise"] = ("native" if generator.ops.uniform is random.uniform else "numpy") if cpu else "torch"
     for module in discriminator.modules() if discriminator is not None else ():
         if isinstance(module, RelGANCNN):
             # not .weight: under spectral_norm that runs a power iteration

@@ -87,11 +87,16 @@ def leak_rollout_rewards(gen: LeakGANGenerator, z: torch.Tensor, tokens: torch.T
                          rollouts: int, noise: torch.Generator, d: torch.nn.Module) -> torch.Tensor:
     """Q (B, T): for each prefix length k < the sentence's length the mean D probability of
     `rollouts` completions of its first k tokens (its z, free-running after them), at column
-    k - 1; the sentence's own probability at its last token; 0 past its end."""
+    k - 1; the sentence's own probability at its last token; 0 past its end. All prefixes'
+    completions are drawn in one pass and scored B * rollouts at a time (D's activations bounded)."""
     b, t = tokens.shape
     q = torch.zeros(b, t, device=tokens.device)
-    for k, done in gen.rollouts(z, tokens, lengths, rollouts, noise):
-        q[:, k - 1] = d_probability(d, done.tokens).view(b, rollouts).mean(1)
+    done = gen.complete(z, tokens, lengths, rollouts, noise)
+    chunk = b * rollouts
+    for s in range(0, done.tokens.shape[0], chunk):
+        means = d_probability(d, done.tokens[s:s + chunk]).view(-1, rollouts).mean(1)  # (chunk / N,)
+        first = slice(s, s + chunk, rollouts)  # each prefix's first completion
+        q[done.sample[first], done.prefix[first] - 1] = means
     q[torch.arange(b, device=tokens.device), lengths - 1] = d_probability(d, tokens)
     return q * alive_mask(lengths, t)
 

@@ -12,19 +12,20 @@ features it was trained with and `textgan sample` / `eval` need nothing else. z 
 states of manager and worker, as the toolkit's generator's h0/c0.
 
 Shapes: B batch, T time, V vocabulary, E embedding, H worker hidden, M manager hidden,
-F leaked features, K goal_dim (w_t's size), Z latent, C goal_steps (c).
+F leaked features, K goal_dim (w_t's size), Z latent, C goal_steps (c), N rollouts, R rollout rows
+(prefixes x rollouts), W rollout rows of one prefix (B N).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textgan.models.generator import IGNORE, NEG, Generator, GeneratorOps, SampleOutput
+from textgan import draws, philox
 from textgan.gumbel import gumbel_noise, gumbel_softmax
+from textgan.models.generator import IGNORE, NEG, Generator, GeneratorOps, SampleOutput
 
 FEATURE_ROWS = 4096  # prefixes the leaked CNN scores at a time (bounds its activations)
 
@@ -41,9 +42,22 @@ class Cursor:
     ended: torch.Tensor  # (B,) bool: an EOS was written
     inp: torch.Tensor  # (B,) the last token (BOS at the start), the worker's next input
 
-    def repeat(self, n: int) -> "Cursor":
-        """Each row n times in a row (rows b * n .. b * n + n - 1 continue row b)."""
-        return Cursor(**{f.name: getattr(self, f.name).repeat_interleave(n, 0) for f in fields(self)})
+    def take(self, rows: torch.Tensor | slice) -> "Cursor":
+        """The cursor of rows `rows` (indices (R,) or a slice)."""
+        return Cursor(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
+    def join(self, other: "Cursor") -> "Cursor":
+        """This cursor's rows, then other's."""
+        return Cursor(**{f.name: torch.cat([getattr(self, f.name), getattr(other, f.name)]) for f in fields(self)})
+
+
+@dataclass
+class Completions:
+    """Rollouts of every prefix of a batch (`LeakGANGenerator.complete`), rows by prefix length,
+    then sentence, then rollout."""
+    tokens: torch.Tensor  # (R, T) a sentence's first `prefix` tokens, then a completion's, pad after an EOS
+    prefix: torch.Tensor  # (R,) the prefix's length k, 1 .. the sentence's length - 1
+    sample: torch.Tensor  # (R,) the sentence (batch row) each row completes
 
 
 @dataclass
@@ -243,21 +257,60 @@ class LeakGANGenerator(nn.Module):
         return self._finish(torch.stack(ids_steps, 1), torch.stack(dist_steps, 1) if need_dists else None)
 
     @torch.no_grad()
-    def rollouts(self, z: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, num: int,
-                 generator: torch.Generator | None) -> Iterator[tuple[int, SampleOutput]]:
-        """For k = 1 .. longest length - 1: k and `num` completions of every sentence's first k tokens
-        (tokens (B, T), rows b * num .. b * num + num - 1 of sentence b), sampled under each one's z
-        (B, Z) from the state after its prefix (no step is replayed)."""
+    def complete(self, z: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, num: int,
+                 generator: torch.Generator | None, keyed: bool | None = None) -> Completions:
+        """`num` completions of each prefix of tokens (B, T) that stops before its sentence's end
+        (k < lengths[b]), sampled under the sentence's z (B, Z) from the state after the prefix (no
+        step replayed). All prefixes in one pass: at step s the B prefix rows read their token s, the
+        completions of prefix s join them as copies of their rows, every completion draws its token
+        s; one manager, worker and leaked-feature call a step. `keyed`: as `RolloutNoise`."""
         b, t = tokens.shape
-        cur = self.start(z, t)
-        for k in range(1, int(lengths.max())):
-            self.step(cur, k - 1)  # the prefix's token k - 1: its logits are not needed
-            self.advance(cur, k - 1, tokens[:, k - 1])
-            branch = cur.repeat(num)
-            drawn = [tokens[:, :k].repeat_interleave(num, 0)]
-            for s in range(k, t):
-                logits = self.step(branch, s)  # (B * num, V)
-                noise = gumbel_noise(tuple(logits.shape), generator, logits.device, uniform=self.ops.uniform)
-                drawn.append((logits + noise).argmax(dim=-1, keepdim=True))  # (B * num, 1)
-                self.advance(branch, s, drawn[-1][:, 0])
-            yield k, self._finish(torch.cat(drawn, 1), None)
+        device = tokens.device
+        longest = int(lengths.max()) if b else 0
+        k_minus_1, row = torch.nonzero(torch.arange(1, max(longest, 1), device=device).unsqueeze(1) < lengths,
+                                       as_tuple=True)  # (P,) ascending k, then the sentence
+        prefix, sample = (k_minus_1 + 1).repeat_interleave(num), row.repeat_interleave(num)  # (R,)
+        if longest < 2:
+            return Completions(tokens=tokens.new_zeros(0, t), prefix=prefix, sample=sample)
+        ends = torch.bincount(prefix, minlength=longest).cumsum(0).tolist()  # ends[k]: rows of prefixes <= k
+        source = (prefix - 1) * b * num + sample * num + torch.arange(num, device=device).repeat(len(row))  # (R,)
+        noise = RolloutNoise(self, generator, longest, t, b * num, device, keyed)
+        cur, held = self.start(z, t), b  # the prefix rows first, then the completions joined so far
+        for s in range(t):
+            if 1 <= s < longest:  # prefix s is read: its completions continue copies of its rows
+                cur = cur.join(cur.take(sample[ends[s - 1]:ends[s]]))
+            if s == longest - 1:  # no prefix is longer: the prefix rows leave
+                cur, held = cur.take(slice(b, None)), 0
+            logits = self.step(cur, s)  # (held + m, V)
+            drawn = (logits[held:] + noise.step(s, source[:logits.shape[0] - held])).argmax(dim=-1)  # (m,)
+            self.advance(cur, s, torch.cat([tokens[:, s], drawn]) if held else drawn)
+        return Completions(tokens=self._finish(cur.written[:, :t], None).tokens, prefix=prefix, sample=sample)
+
+
+class RolloutNoise:
+    """The Gumbel noise of `LeakGANGenerator.complete` as a loop over prefixes draws it: a (W, V)
+    draw for each prefix k = 1 .. longest - 1 and step s = k .. T - 1 (k outer), row b N + n of
+    draw (k, s) completion n of sentence b (W = B N). Philox noise (CPU; `keyed` None) is keyed:
+    the draws' keys are taken from the generator in the loop's order up front and each row reads
+    its own part of its draw's stream, so one pass over all prefixes meets the loop's numbers and
+    leaves the generator where the loop did. Otherwise (`keyed` False) each step draws its rows'
+    noise at once from the generator: the same distribution, other numbers."""
+
+    def __init__(self, gen: LeakGANGenerator, generator: torch.Generator | None, longest: int, t: int, width: int,
+                 device: torch.device, keyed: bool | None = None):
+        self.generator, self.width, self.vocab, self.device = generator, width, gen.vocab_size, device
+        self.keyed = philox.applies(device, torch.float32) if keyed is None else keyed
+        self.uniform = gen.ops.uniform
+        self.keys = [[philox.new_key(generator) for _ in range(k, t)] for k in range(1, longest)] if self.keyed else []
+        self.uniforms = draws.uniform_source(gen) if self.keyed else None
+
+    def step(self, s: int, source: torch.Tensor) -> torch.Tensor:
+        """Step s's noise (m, V) of the completions whose draw rows are `source` (m,): (k - 1) W + b N + n."""
+        if not len(source):  # no completion has started (step 0)
+            return torch.zeros(0, self.vocab, device=self.device)
+        if not self.keyed:
+            return gumbel_noise((source.shape[0], self.vocab), self.generator, self.device, uniform=self.uniform)
+        started = min(s, len(self.keys))  # prefixes 1 .. started are being completed
+        keys = draws.key_tensor([self.keys[k - 1][s - k] for k in range(1, started + 1)])
+        u = self.uniforms(keys, 0, self.width * self.vocab).view(-1, self.vocab)  # (started W, V)
+        return u[source.cpu()].log_().neg_().log_().neg_().to(self.device)  # as textgan.gumbel makes it
