@@ -3,10 +3,10 @@ scored a block of at most `cap` at a time, so memory is bounded whatever the num
 
 Metrics of single samples accumulate exactly over blocks (BLEU against the test set through
 exact sums, counts for ref_unseen_frac, train_copy_frac, grammaticality and mean_length,
-NLL_oracle as a float64 sum, unique_frac from the set of every distinct sample's hash); the ones that compare samples with each other (leave-one-out
-Self-BLEU) are computed on the first block, the first min(num, cap) samples, and the caller
-reports that size. With num <= cap there is one block and every figure is what scoring all
-samples at once gives, to the bit.
+NLL_oracle as a float64 sum, unique_frac from the set of every distinct sample's hash); the ones
+that compare samples with each other (leave-one-out Self-BLEU) are computed on the first block,
+the first min(num, cap) samples, and the caller reports that size. With num <= cap there is one
+block and every figure is what scoring all samples at once gives, to the bit.
 """
 from __future__ import annotations
 

@@ -176,9 +176,11 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
     scores the noise-off decoding (see greedy_decoding)."""
     from textgan.arguments import numbered_dir
 
+    temps = None
     if sweep:  # only then: its module loads TensorBoard's writer (a quarter of a second)
         from textgan import sweep as sweep_mod
-    temps = sweep_mod.parse_spec(sweep) if sweep else None  # bad spec fails before loading anything
+
+        temps = sweep_mod.parse_spec(sweep)  # a bad spec fails before loading anything
     if num is not None and num < 2:
         raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
     if self_bleu_max is not None and self_bleu_max < 2:
