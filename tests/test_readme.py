@@ -49,6 +49,7 @@ QUICK = [o for o in FAST if not o.startswith("data.root")] + ["mle.epochs=1", "e
 # Overrides appended to every training (tiny data and model, few steps), and to a resume (two more steps).
 APPENDED_TRAIN = [*QUICK, "adversarial.steps=6"]
 APPENDED_RESUME = ["adversarial.steps=8"]
+FAST_EMB_DIM = next(o.split("=")[1] for o in FAST if o.startswith("generator.emb_dim="))
 TORCHRUN_ENV = {"GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}  # loopback only, one thread per rank
 
 
@@ -99,6 +100,9 @@ def adapted(cmd: str, data_root: Path, out_index: int, folder: Path) -> list[str
         args += APPENDED_RESUME if "--resume" in args else APPENDED_TRAIN
         if any("coco_relgan" in a for a in args):  # its 512-wide memory would be most of the test's time
             args.append("generator.head_size=8")
+        configs = [Path(a) for a in args if a.endswith(".yaml") and Path(a).is_file()]
+        if any("tie_embeddings: true" in c.read_text() for c in configs):  # tied: the output is the embedding
+            args.append(f"generator.hidden_dim={FAST_EMB_DIM}")
     if args[:2] == ["textgan", "eval"] and "--out" not in args:  # keep every result: a folder each
         args += ["--out", str(folder / f"eval{out_index}")]
     return args
