@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from textgan import checkpoint
+from textgan import checkpoint, philox
 from textgan.algorithms.base import Players
 from textgan.algorithms.policy import DiscreteGAN, d_probability, evaluating, token_log_probs
 from textgan.config import AdversarialConfig, PolicyGradientConfig
@@ -54,6 +54,17 @@ def _leading(state, m: int):
     return state[:m]
 
 
+def _draw(net: Generator, logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """argmax(logits (m, V) + Gumbel noise (m, V) drawn from `generator`), (m,). On CPU the noise is
+    one Philox key's stream, row r its elements r V ..: `ops.gumbel_argmax_at` picks the same tokens
+    without making the noise (accel's fused kernel); elsewhere torch's generator draws it."""
+    if not philox.applies(logits.device, torch.float32):  # as gumbel_noise decides
+        return (logits + gumbel_noise(tuple(logits.shape), generator, logits.device)).argmax(dim=-1)
+    m, v = logits.shape
+    keys = torch.full((m,), philox.new_key(generator), dtype=torch.int64)  # the key gumbel_noise would take
+    return net.ops.gumbel_argmax_at(logits, keys, torch.arange(m) * v).to(logits.device)
+
+
 @torch.no_grad()
 def complete(net: Generator, z: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, rollouts: int,
              generator: torch.Generator | None) -> Completions:
@@ -81,8 +92,7 @@ def complete(net: Generator, z: torch.Tensor, tokens: torch.Tensor, lengths: tor
         state, inp = _leading(state, m), inp[:m]
         hidden, state = net.core(net.embedding(inp).unsqueeze(1), state)  # (m, 1, H)
         logits = net.logits(hidden[:, 0])  # (m, V)
-        noise = gumbel_noise(tuple(logits.shape), generator, device, uniform=net.ops.uniform)
-        inp = (logits + noise).argmax(dim=-1)  # (m,) an exact draw (Gumbel-max)
+        inp = _draw(net, logits, generator)  # (m,) an exact draw (Gumbel-max)
         out[torch.arange(m, device=device), k_minus_1[:m] + 1 + s] = inp
     return Completions(net._finish(out, None).tokens, k_minus_1 + 1, row)
 
