@@ -298,7 +298,7 @@ class LeakGANGenerator(nn.Module):
             if s == longest - 1:  # no prefix is longer: the prefix rows leave
                 cur, held = cur.take(slice(b, None)), 0
             logits = self.step(cur, s)  # (held + m, V)
-            drawn = (logits[held:] + noise.step(s, source[:logits.shape[0] - held])).argmax(dim=-1)  # (m,)
+            drawn = noise.draw(s, source[:logits.shape[0] - held], logits[held:])  # (m,)
             self.advance(cur, s, torch.cat([tokens[:, s], drawn]) if held else drawn)
         return Completions(tokens=self._finish(cur.written[:, :t], None).tokens, prefix=prefix, sample=sample)
 
@@ -318,15 +318,18 @@ class RolloutNoise:
         self.keyed = philox.applies(device, torch.float32) if keyed is None else keyed
         self.uniform = gen.ops.uniform
         self.keys = [[philox.new_key(generator) for _ in range(k, t)] for k in range(1, longest)] if self.keyed else []
-        self.uniforms = draws.uniform_source(gen) if self.keyed else None
+        self.argmax_at = gen.ops.gumbel_argmax_at
 
-    def step(self, s: int, source: torch.Tensor) -> torch.Tensor:
-        """Step s's noise (m, V) of the completions whose draw rows are `source` (m,): (k - 1) W + b N + n."""
+    def draw(self, s: int, source: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Step s's tokens (m,): argmax of logits (m, V) plus the noise of the completions whose draw
+        rows are `source` (m,): (k - 1) W + b N + n. Keyed: each row's key and stream position go
+        to `ops.gumbel_argmax_at` (accel's fused kernel makes no noise)."""
         if not len(source):  # no completion has started (step 0)
-            return torch.zeros(0, self.vocab, device=self.device)
+            return torch.zeros(0, dtype=torch.long, device=self.device)
         if not self.keyed:
-            return gumbel_noise((source.shape[0], self.vocab), self.generator, self.device, uniform=self.uniform)
+            return (logits + gumbel_noise(tuple(logits.shape), self.generator, self.device,
+                                          uniform=self.uniform)).argmax(dim=-1)
         started = min(s, len(self.keys))  # prefixes 1 .. started are being completed
-        keys = draws.key_tensor([self.keys[k - 1][s - k] for k in range(1, started + 1)])
-        u = self.uniforms(keys, 0, self.width * self.vocab).view(-1, self.vocab)  # (started W, V)
-        return u[source.cpu()].log_().neg_().log_().neg_().to(self.device)  # as textgan.gumbel makes it
+        keys = draws.key_tensor([self.keys[k - 1][s - k] for k in range(1, started + 1)])  # (started,)
+        source = source.cpu()
+        return self.argmax_at(logits, keys[source // self.width], (source % self.width) * self.vocab).to(self.device)
