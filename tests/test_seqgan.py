@@ -144,8 +144,7 @@ def _whole_noise_completions(net: Generator, z, tokens, lengths, rollouts: int, 
     return net._finish(out, None).tokens
 
 
-@pytest.mark.parametrize("mode", ["auto", "off"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("mode, dtype", [("auto", torch.float32), ("off", torch.float64)])  # kernel; definition
 @torch.no_grad()
 def test_the_fused_rollout_draws_are_the_whole_noise_draws(mode, dtype):
     """`complete` picks each step's tokens without making the (m, V) noise (accel's kernel, or
