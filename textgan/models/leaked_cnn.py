@@ -40,8 +40,8 @@ class LeakedCNN:
     def start(self, rows: int, device: torch.device) -> torch.Tensor:
         """The state (N, S) of empty prefixes: no window complete (maxima -inf), partial sums 0."""
         state = torch.zeros(rows, sum(self.columns), device=device)
-        for m, _ in self._parts(state):
-            m.fill_(-torch.inf)
+        for top, _ in self._parts(state):
+            top.fill_(-torch.inf)
         return state
 
     def _parts(self, state: torch.Tensor):
@@ -60,26 +60,27 @@ class LeakedCNN:
         emb = token_embedding(cnn.embed, tokens.unsqueeze(1), cnn.pad_id).view(n * cnn.num_rep, cnn.rep_dim)
         weights = torch.cat([conv.weight[:, 0].permute(2, 1, 0).reshape(cnn.rep_dim, -1) for conv in cnn.convs], 1)
         taps = (emb @ weights).view(n, cnn.num_rep, -1)  # (N, R, sum K F): tap k of width K at [k F .. (k + 1) F)
-        new, at, col = torch.empty_like(state), 0, 0
-        for (m, p), (nm, np_), w, f in zip(self._parts(state), self._parts(new), self.widths, self.filters):
+        new, at = torch.empty_like(state), 0
+        for (top, part), (new_top, new_part), w, f in zip(self._parts(state), self._parts(new), self.widths,
+                                                          self.filters):
             tap = taps[:, :, at:at + w * f].view(n, cnn.num_rep, w, f)  # (N, R, K, F)
             at += w * f
             first = position - (w - 1)  # the window this token completes
-            done = tap[:, :, w - 1] if w == 1 else p[:, :, 0] + tap[:, :, w - 1]  # (N, R, F)
-            nm.copy_(torch.maximum(m, done) if 0 <= first <= length - w else m)
+            done = tap[:, :, w - 1] if w == 1 else part[:, :, 0] + tap[:, :, w - 1]  # (N, R, F)
+            new_top.copy_(torch.maximum(top, done) if 0 <= first <= length - w else top)
             if w > 1:  # slot i - 1 <- slot i plus tap K - 1 - i; the window starting here: tap 0
-                np_[:, :, :-1] = p[:, :, 1:] + tap[:, :, 1:w - 1].flip(2)
-                np_[:, :, -1] = tap[:, :, 0]
+                new_part[:, :, :-1] = part[:, :, 1:] + tap[:, :, 1:w - 1].flip(2)
+                new_part[:, :, -1] = tap[:, :, 0]
         return new
 
     def features(self, state: torch.Tensor, written: int, length: int) -> torch.Tensor:
         """D's features (N, R * 100) of the prefixes of `written` tokens the state holds, padded to L."""
         pooled = []
-        for (m, p), w, conv in zip(self._parts(state), self.widths, self.cnn.convs):
-            best = m
+        for (top, part), w, conv in zip(self._parts(state), self.widths, self.cnn.convs):
+            best = top
             lo, hi = max(0, w - 1 - written), min(w - 2, length - 1 - written)  # slots whose window exists
             if lo <= hi:
-                best = torch.maximum(best, p[:, :, lo:hi + 1].amax(2))
+                best = torch.maximum(best, part[:, :, lo:hi + 1].amax(2))
             if written <= length - w:  # a window wholly in the padding: value 0
                 best = best.clamp(min=0.0)
             pooled.append(torch.relu(best + conv.bias))  # (N, R, F)
