@@ -131,6 +131,6 @@ def test_the_incremental_leaked_features_are_the_recomputed_ones(reps, widths, l
     cur = gen.start(torch.randn(12, 2), length)
     for t in range(length):
         want = gen.features(cur.written)  # (12, F) recomputed over the padded prefix
-        torch.testing.assert_close(gen.prefix_leak(cur, t), want, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(gen.prefix_leak(cur, t), want, rtol=1e-4, atol=1e-4)  # sums grouped by token
         gen.advance(cur, t, tokens[:, t])
     assert cur.ended.any() and not cur.ended.all()
