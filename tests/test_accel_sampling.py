@@ -73,6 +73,24 @@ def test_kernel_reads_strided_rows_and_repeated_keys():
 
 
 @needs_cc
+@pytest.mark.parametrize("vocab", [5, 33, 1001])
+def test_kernel_at_stream_positions_gives_the_definitions_tokens(vocab):
+    """The rollouts' draw (gumbel_argmax_at): each row its key and first stream element, rows sharing
+    a key at r V or anywhere (every offset within a Philox block), strided rows."""
+    two = draws.sample_keys(3, 0, 2)[0]
+    keys = draws.key_tensor([two[0]] * 40 + [two[1]] * 40)  # two keys, 40 rows each
+    starts = torch.cat([torch.arange(40) * vocab, torch.randint(0, 10 ** 6, (40,), generator=torch.Generator().manual_seed(1))])
+    for spread in (0.1, 30.0):
+        logits = _logits(80, vocab + 7, spread, seed=vocab)[:, :vocab]  # rows V + 7 floats apart
+        expected = draws.gumbel_argmax_at(logits, keys, starts)
+        for threads in (1, 2):
+            assert torch.equal(sampling.gumbel_argmax_at(logits, keys, starts, threads=threads), expected)
+    whole = philox.uniform_bits(two[0], 40 * vocab).reshape(40, vocab)  # one key's (40, V) draw
+    noise = torch.from_numpy(whole).log_().neg_().log_().neg_()
+    assert torch.equal(expected[:40], (logits[:40] + noise).argmax(1))
+
+
+@needs_cc
 def test_kernel_picks_nan_and_ties_as_torch_argmax_does():
     keys = draws.key_tensor(draws.sample_keys(5, 0, 3)[0])
     logits = torch.zeros(3, 40)

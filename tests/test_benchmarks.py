@@ -56,10 +56,10 @@ def test_speed_smoke(tmp_path, data_root):
     assert result["adv_iter_s_gated_highway"] > 0 and result["adv_gflop_gated_highway"] > result["adv_gflop"]
     assert result["matmul_precision"] == "highest"  # the targets are judged on float32 products
     assert result["adv_iter_s_accel_off"] > 0 and result["mle_epoch_s_accel_off"] > 0  # plain torch beside accel
-    # every algorithm has its iteration's row (gumbel's is adv_iter_s); ScratchGAN and LeakGAN at their recipes' shapes
+    # every algorithm has its iteration's row (gumbel's is adv_iter_s); SeqGAN, ScratchGAN and LeakGAN at their recipes' shapes
     assert set(result["adv_iter_config"]) == set(ALGORITHMS) - {"gumbel"}
     assert all(result[f"adv_iter_s_{name}"] > 0 for name in result["adv_iter_config"])
-    recipes = {"scratchgan": "configs/oracle20_scratchgan.yaml", "leakgan": "configs/oracle20_leakgan.yaml"}
+    recipes = {name: f"configs/oracle20_{name}.yaml" for name in ("seqgan", "scratchgan", "leakgan")}
     assert result["adv_iter_config"] == {name: recipes.get(name, "configs/bench_relgan_coco.yaml")
                                          for name in result["adv_iter_config"]}
     assert "textgan_mmd iteration median" in printed

@@ -112,3 +112,25 @@ def test_accel_speeds_the_rollouts_noise_and_leaked_features_up_without_changing
         assert (gen.ops.uniform is not philox.uniform) == (mode == "auto" and "noise" in line), line
     assert torch.equal(runs["auto"][0], runs["off"][0])
     torch.testing.assert_close(runs["auto"][1], runs["off"][1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("reps, widths, length", [(1, [1, 2, 3, 8], T), (2, [1, 4, 7], T + 3), (1, [2, 9], 3)])
+@torch.no_grad()
+def test_the_incremental_leaked_features_are_the_recomputed_ones(reps, widths, length):
+    """While sampling, the leaked features of each prefix come from a state a token updates
+    (textgan.models.leaked_cnn): the discriminator's features of the padded prefix recomputed
+    (`features`), to float rounding, at every step of sentences that end (EOS, then pad) or not,
+    filters wider than the sentence and several representations included."""
+    torch.manual_seed(1)
+    leak = RelGANCNN(V, emb_dim=4, num_rep=reps, filter_sizes=widths, num_filters=[3] * len(widths), dropout=0.0)
+    for param in leak.parameters():
+        param.normal_()
+    gen = LeakGANGenerator(vocab_size=V, emb_dim=3, hidden_dim=4, manager_dim=5, latent_dim=2, prior="normal",
+                           leak=leak, max_len=T, goal_steps=2, goal_dim=3, banned=[0, 1]).eval()
+    tokens = torch.randint(2, V, (12, length))  # 2 is EOS: most rows end somewhere
+    cur = gen.start(torch.randn(12, 2), length)
+    for t in range(length):
+        want = gen.features(cur.written)  # (12, F) recomputed over the padded prefix
+        torch.testing.assert_close(gen.prefix_leak(cur, t), want, rtol=1e-4, atol=1e-4)  # sums grouped by token
+        gen.advance(cur, t, tokens[:, t])
+    assert cur.ended.any() and not cur.ended.all()

@@ -115,6 +115,57 @@ def test_completions_keep_each_prefix_and_cut_after_eos():
     assert (done.tokens[:, 1:] != sample.tokens[done.sample, 1:]).any()  # the completions were drawn
 
 
+def _whole_noise_completions(net: Generator, z, tokens, lengths, rollouts: int, generator) -> torch.Tensor:
+    """The rollouts as `complete` drew them before its fused draw: every step's (m, V) Gumbel noise
+    made whole (gumbel_noise), added to the logits, argmax; the same loop otherwise."""
+    from textgan.algorithms.seqgan import _leading, _select, _stack
+    from textgan.gumbel import gumbel_noise
+
+    b, t = tokens.shape
+    k_minus_1, row = torch.nonzero(torch.arange(1, t).unsqueeze(1) < lengths, as_tuple=True)
+    k_minus_1, row = k_minus_1.repeat_interleave(rollouts), row.repeat_interleave(rollouts)
+    inputs = torch.cat([torch.full_like(tokens[:, :1], net.bos_id), tokens[:, :-1]], 1)
+    state, states = net.init_state(z), []
+    for j in range(t - 1):
+        state = net.core(net.embedding(inputs[:, j:j + 1]), state)[1]
+        states.append(state)
+    out = tokens[row].clone()
+    state, inp = _select(_stack(states), k_minus_1, row), tokens[row, k_minus_1]
+    still = torch.bincount(t - 1 - k_minus_1, minlength=t).flip(0).cumsum(0).flip(0).tolist()
+    for s in range(t - 1):
+        m = still[s + 1]
+        if m == 0:
+            break
+        state, inp = _leading(state, m), inp[:m]
+        hidden, state = net.core(net.embedding(inp).unsqueeze(1), state)
+        logits = net.logits(hidden[:, 0])
+        inp = (logits + gumbel_noise(tuple(logits.shape), generator, uniform=net.ops.uniform)).argmax(dim=-1)
+        out[torch.arange(m), k_minus_1[:m] + 1 + s] = inp
+    return net._finish(out, None).tokens
+
+
+@pytest.mark.parametrize("mode, dtype", [("auto", torch.float32), ("off", torch.float64)])  # kernel; definition
+@torch.no_grad()
+def test_the_fused_rollout_draws_are_the_whole_noise_draws(mode, dtype):
+    """`complete` picks each step's tokens without making the (m, V) noise (accel's kernel, or
+    the definition per stream position with accel off): the tokens of the whole-noise loop under
+    the same generator, which it leaves where that loop left it."""
+    from textgan import accel
+
+    gen = Generator(vocab_size=37, emb_dim=4, hidden_dim=6, num_layers=1, latent_dim=3, prior="normal",
+                    banned=[0, 1]).to(dtype).eval()
+    gen.init_normal_(1.0)  # far from uniform: the draws differ by row
+    accel.apply(gen, None, mode)
+    rng = torch.Generator().manual_seed(3)
+    z = torch.randn(9, 3, generator=rng, dtype=dtype)
+    sample = gen.sample(z, 7, generator=rng, need_dists=False)
+    a, b = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    want = _whole_noise_completions(gen, z, sample.tokens, sample.lengths, 3, a)
+    got = complete(gen, z, sample.tokens, sample.lengths, 3, b).tokens
+    assert torch.equal(got, want)
+    assert torch.equal(a.get_state(), b.get_state())
+
+
 def _trainer(tmp_path, *extra: str) -> Trainer:
     cfg = config.load(None, [*FAST, "adversarial.algorithm=seqgan", "adversarial.loss=standard",
                              "adversarial.batch_size=8", "adversarial.d_steps=1", "policy_gradient.rollouts=2",

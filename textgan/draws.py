@@ -92,6 +92,23 @@ def gumbel_argmax(logits: torch.Tensor, keys: torch.Tensor, step: int,
     return (logits + noise).argmax(dim=-1)
 
 
+def gumbel_argmax_at(logits: torch.Tensor, keys: torch.Tensor, starts: torch.Tensor,
+                     uniforms: KeyedUniforms = numpy_key_uniforms) -> torch.Tensor:
+    """Tokens (N,): argmax of logits (N, V) plus the Gumbel noise of elements starts[n] ..
+    starts[n] + V - 1 of key keys[n]'s stream (keys, starts (N,) int64; on CPU), the first index on
+    ties: the rows of one (m, V) draw under one key (row r at r * V), as the rollouts draw them.
+    Each key's span is made once. The definition textgan.accel's fused kernel computes."""
+    v = logits.shape[-1]
+    noise = torch.empty(logits.shape, dtype=torch.float32)
+    for key in torch.unique(keys).tolist():
+        rows = torch.nonzero(keys == key, as_tuple=True)[0]  # (n,)
+        lo = int(starts[rows].min())
+        u = uniforms(keys[rows[:1]], lo, int(starts[rows].max()) - lo + v)[0]  # the key's span
+        idx = (starts[rows] - lo).unsqueeze(1) + torch.arange(v)  # (n, V)
+        noise[rows] = u[idx].log_().neg_().log_().neg_()
+    return (logits + noise.to(logits.device)).argmax(dim=-1)
+
+
 def chunk_size(steps: int, vocab_size: int, floats: int = 1 << 24) -> int:
     """Samples per chunk so one chunk's noise holds about `floats` floats (64 MB), at most 512."""
     return max(1, min(512, floats // max(steps * vocab_size, 1)))

@@ -84,6 +84,14 @@ def _gumbel_argmax(noise: bool):
     return functools.partial(draws.gumbel_argmax, uniforms=random.key_uniforms) if noise else draws.gumbel_argmax
 
 
+def _gumbel_argmax_at(noise: bool):
+    """Rollout draws at per-row stream positions: the fused kernel where it builds, else the
+    definition with the C uniforms (`noise`: the philox kernel built) or numpy's."""
+    if noise and sampling.kernels() is not None:
+        return sampling.gumbel_argmax_at
+    return functools.partial(draws.gumbel_argmax_at, uniforms=random.key_uniforms) if noise else draws.gumbel_argmax_at
+
+
 def _conv_relu_max(emb, weight, bias, native: bool, block):
     """conv + max by the C kernel where it runs (CPU), else blockwise torch (`block`: compiled or not)."""
     if native and convmax.supports(emb):
@@ -165,7 +173,7 @@ def _noise_ops(noise: bool) -> dict:
     return dict(uniform=random.uniform if noise else philox.uniform,
                 step_noise=(functools.partial(draws.step_gumbel, uniforms=random.key_uniforms) if noise
                             else draws.step_gumbel),
-                gumbel_argmax=_gumbel_argmax(noise))
+                gumbel_argmax=_gumbel_argmax(noise), gumbel_argmax_at=_gumbel_argmax_at(noise))
 
 
 def describe(generator: nn.Module | None, discriminator: nn.Module | None) -> dict[str, str]:

@@ -19,7 +19,8 @@ from textgan import draws
 from textgan.accel import build, random
 
 _P, _I64 = ctypes.c_void_p, ctypes.c_int64
-_SIGNATURES = {"gumbel_argmax_f32": [_P, _I64, _I64, _I64, _P, _I64, _P, _I64]}
+_SIGNATURES = {"gumbel_argmax_f32": [_P, _I64, _I64, _I64, _P, _I64, _P, _I64],
+               "gumbel_argmax_at_f32": [_P, _I64, _I64, _I64, _P, _P, _P, _I64]}
 
 
 def kernels() -> ctypes.CDLL | None:
@@ -43,4 +44,20 @@ def gumbel_argmax(logits: torch.Tensor, keys: torch.Tensor, step: int, threads: 
     out = torch.empty(logits.shape[0], dtype=torch.int64)
     kernels().gumbel_argmax_f32(logits.data_ptr(), logits.shape[0], logits.shape[1], logits.stride(0),
                                 keys.data_ptr(), step, out.data_ptr(), threads or torch.get_num_threads())
+    return out
+
+
+def gumbel_argmax_at(logits: torch.Tensor, keys: torch.Tensor, starts: torch.Tensor,
+                     threads: int | None = None) -> torch.Tensor:
+    """`textgan.draws.gumbel_argmax_at(logits (N, V), keys (N,), starts (N,))`: the tokens (N,), by
+    the kernel where it runs (no noise written: the rollouts' (R, V) draws were most of their
+    time), else by the definition with the C kernel's uniforms (or numpy's)."""
+    if not supports(logits):
+        uniforms = random.key_uniforms if random.kernels() is not None else draws.numpy_key_uniforms
+        return draws.gumbel_argmax_at(logits, keys, starts, uniforms=uniforms)
+    keys, starts = keys.contiguous(), starts.contiguous()
+    out = torch.empty(logits.shape[0], dtype=torch.int64)
+    kernels().gumbel_argmax_at_f32(logits.data_ptr(), logits.shape[0], logits.shape[1], logits.stride(0),
+                                   keys.data_ptr(), starts.data_ptr(), out.data_ptr(),
+                                   threads or torch.get_num_threads())
     return out

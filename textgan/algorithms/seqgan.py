@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
-from textgan import checkpoint
+from textgan import checkpoint, philox
 from textgan.algorithms.base import Players
 from textgan.algorithms.policy import DiscreteGAN, d_probability, evaluating, token_log_probs
 from textgan.config import AdversarialConfig, PolicyGradientConfig
@@ -54,6 +55,17 @@ def _leading(state, m: int):
     return state[:m]
 
 
+def _draw(net: Generator, logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """argmax(logits (m, V) + Gumbel noise (m, V) drawn from `generator`), (m,). On CPU the noise is
+    one Philox key's stream, row r its elements r V ..: `ops.gumbel_argmax_at` picks the same tokens
+    without making the noise (accel's fused kernel); elsewhere torch's generator draws it."""
+    if not philox.applies(logits.device, torch.float32):  # as gumbel_noise decides
+        return (logits + gumbel_noise(tuple(logits.shape), generator, logits.device)).argmax(dim=-1)
+    m, v = logits.shape
+    keys = torch.full((m,), philox.new_key(generator), dtype=torch.int64)  # the key gumbel_noise would take
+    return net.ops.gumbel_argmax_at(logits, keys, torch.arange(m) * v).to(logits.device)
+
+
 @torch.no_grad()
 def complete(net: Generator, z: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, rollouts: int,
              generator: torch.Generator | None) -> Completions:
@@ -73,6 +85,7 @@ def complete(net: Generator, z: torch.Tensor, tokens: torch.Tensor, lengths: tor
         return Completions(out, k_minus_1 + 1, row)
     state = _select(_stack(states), k_minus_1, row)
     inp = tokens[row, k_minus_1]  # (R,) each prefix's last token, the first input
+    bias = net.output_bias()  # (V,)
     still = torch.bincount(t - 1 - k_minus_1, minlength=t).flip(0).cumsum(0).flip(0).tolist()  # rows with > s left
     for s in range(t - 1):
         m = still[s + 1]
@@ -80,9 +93,10 @@ def complete(net: Generator, z: torch.Tensor, tokens: torch.Tensor, lengths: tor
             break
         state, inp = _leading(state, m), inp[:m]
         hidden, state = net.core(net.embedding(inp).unsqueeze(1), state)  # (m, 1, H)
-        logits = net.logits(hidden[:, 0])  # (m, V)
-        noise = gumbel_noise(tuple(logits.shape), generator, device, uniform=net.ops.uniform)
-        inp = (logits + noise).argmax(dim=-1)  # (m,) an exact draw (Gumbel-max)
+        # net.logits with the mask in the bias: one pass over (m, V) fewer, the same logits wherever
+        # a token is allowed (b + 0 is b), so the same draws
+        logits = F.linear(hidden[:, 0], net.out.weight, bias)  # (m, V)
+        inp = _draw(net, logits, generator)  # (m,) an exact draw (Gumbel-max)
         out[torch.arange(m, device=device), k_minus_1[:m] + 1 + s] = inp
     return Completions(net._finish(out, None).tokens, k_minus_1 + 1, row)
 

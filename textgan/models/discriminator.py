@@ -138,7 +138,11 @@ class RelGANCNN(nn.Module):
             emb = nn.functional.pad(emb, (0, 0, 0, widest - t))
         reps = emb.view(b, -1, self.num_rep, self.rep_dim)  # (B, T, R, D)
         pooled = [self.conv_relu_max(reps, conv.weight[:, 0], conv.bias) for conv in self.convs]
-        feats = torch.cat(pooled, dim=2)  # (B, R, sum F)
+        return self.pooled_features(torch.cat(pooled, dim=2))
+
+    def pooled_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """The output layer's input (B, R, 100) from the pooled convolutions (B, R, sum F): highway,
+        dropout, the feature layer (LeakGAN's incremental leaked features pool their own)."""
         keep = self.dropout.mask(feats)  # the dropout after the highway, applied by the highway
         return self.feature(self.highway(feats, keep))  # (B, R, 100)
 

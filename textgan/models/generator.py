@@ -111,6 +111,7 @@ class GeneratorOps:
     uniform: Callable = philox.uniform  # (shape, torch generator) -> U(0, 1) float32 on CPU (Gumbel noise)
     step_noise: Callable = draws.step_gumbel  # (keys (B,), step, V) -> that step's Gumbel noise (B, V) on CPU
     gumbel_argmax: Callable = draws.gumbel_argmax  # (logits (B, V), keys (B,), step) -> tokens (B,)
+    gumbel_argmax_at: Callable = draws.gumbel_argmax_at  # (logits (N, V), keys (N,), starts (N,)) -> tokens (N,)
 
 
 class Generator(nn.Module):

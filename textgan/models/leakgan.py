@@ -25,7 +25,9 @@ from torch import nn
 
 from textgan import draws, philox
 from textgan.gumbel import gumbel_noise, gumbel_softmax
+from textgan.models.discriminator import RelGANCNN
 from textgan.models.generator import IGNORE, NEG, Generator, GeneratorOps, SampleOutput
+from textgan.models.leaked_cnn import LeakedCNN
 
 FEATURE_ROWS = 4096  # prefixes the leaked CNN scores at a time (bounds its activations)
 
@@ -41,6 +43,7 @@ class Cursor:
     written: torch.Tensor  # (B, >= max_len) the tokens so far, pad after an EOS and beyond
     ended: torch.Tensor  # (B,) bool: an EOS was written
     inp: torch.Tensor  # (B,) the last token (BOS at the start), the worker's next input
+    leaked: torch.Tensor  # (B, S) the leaked CNN's state of the prefix written (textgan.models.leaked_cnn)
 
     def take(self, rows: torch.Tensor | slice) -> "Cursor":
         """The cursor of rows `rows` (indices (R,) or a slice)."""
@@ -107,6 +110,7 @@ class LeakGANGenerator(nn.Module):
         self.leak = leak.eval().requires_grad_(False)  # a discriminator of the run's kind, its own copy
         feature_dim = self.leak.features_tokens(torch.zeros(1, max_len, dtype=torch.long)).shape[1]
         self.feature_dim = feature_dim
+        self.leaked = LeakedCNN(self.leak) if isinstance(self.leak, RelGANCNN) else None  # free-running features
         self.embedding = nn.Embedding(vocab_size, emb_dim)
         self.worker = nn.LSTMCell(emb_dim, hidden_dim)
         self.out = nn.Linear(hidden_dim, vocab_size * goal_dim)  # O_t, (V, K) per step
@@ -212,12 +216,21 @@ class LeakGANGenerator(nn.Module):
                       window=z.new_zeros(b, self.goal_steps - 1, self.feature_dim),
                       written=torch.full((b, max(max_len, self.max_len)), self.pad_id, dtype=torch.long, device=device),
                       ended=torch.zeros(b, dtype=torch.bool, device=device),
-                      inp=torch.full((b,), self.bos_id, dtype=torch.long, device=device))
+                      inp=torch.full((b,), self.bos_id, dtype=torch.long, device=device),
+                      leaked=self.leaked.start(b, device) if self.leaked is not None else z.new_zeros(b, 0))
+
+    @torch.no_grad()
+    def prefix_leak(self, cur: Cursor, t: int) -> torch.Tensor:
+        """D's features (B, F) of the cursor's first t tokens, as `features(cur.written)` gives
+        them: from the incremental state (`LeakedCNN`), else recomputed."""
+        if self.leaked is None:
+            return self.features(cur.written)
+        return self.leaked.features(cur.leaked, t, self.leaked.width(cur.written.shape[1]))
 
     def step(self, cur: Cursor, t: int) -> torch.Tensor:
         """Step t's logits (B, V) (banned tokens at -1e9) from the cursor, whose manager, worker and
         goal window it advances; `advance` then writes the chosen token."""
-        cur.hm, cur.cm = self.manager(self.features(cur.written), (cur.hm, cur.cm))
+        cur.hm, cur.cm = self.manager(self.prefix_leak(cur, t), (cur.hm, cur.cm))
         goal = F.normalize(self.goal(cur.hm), dim=-1)  # (B, F)
         w = self.psi(goal + cur.window.sum(1))  # (B, K)
         if self.goal_steps > 1:
@@ -230,12 +243,15 @@ class LeakGANGenerator(nn.Module):
         cur.written[:, t] = ids.masked_fill(cur.ended, self.pad_id)
         cur.ended = cur.ended | (ids == self.eos_id)
         cur.inp = ids
+        if self.leaked is not None:
+            with torch.no_grad():
+                cur.leaked = self.leaked.push(cur.leaked, cur.written[:, t], t, self.leaked.width(cur.written.shape[1]))
 
     def sample(self, z: torch.Tensor, max_len: int, tau: float = 1.0, straight_through: bool = False,
                temperature: float = 1.0, generator: torch.Generator | None = None,
                need_dists: bool = True, noise: torch.Tensor | None = None,
                noise_keys: torch.Tensor | None = None) -> SampleOutput:
-        """Free-running Gumbel-max sampling, the leaked features recomputed on the prefix at every
+        """Free-running Gumbel-max sampling, the leaked features of the prefix updated at every
         step; the toolkit generator's arguments (`noise` (T, B, V) or per-sample `noise_keys`)."""
         b, device = z.shape[0], z.device
         if noise is None and noise_keys is None:
@@ -282,7 +298,7 @@ class LeakGANGenerator(nn.Module):
             if s == longest - 1:  # no prefix is longer: the prefix rows leave
                 cur, held = cur.take(slice(b, None)), 0
             logits = self.step(cur, s)  # (held + m, V)
-            drawn = (logits[held:] + noise.step(s, source[:logits.shape[0] - held])).argmax(dim=-1)  # (m,)
+            drawn = noise.draw(s, source[:logits.shape[0] - held], logits[held:])  # (m,)
             self.advance(cur, s, torch.cat([tokens[:, s], drawn]) if held else drawn)
         return Completions(tokens=self._finish(cur.written[:, :t], None).tokens, prefix=prefix, sample=sample)
 
@@ -302,15 +318,18 @@ class RolloutNoise:
         self.keyed = philox.applies(device, torch.float32) if keyed is None else keyed
         self.uniform = gen.ops.uniform
         self.keys = [[philox.new_key(generator) for _ in range(k, t)] for k in range(1, longest)] if self.keyed else []
-        self.uniforms = draws.uniform_source(gen) if self.keyed else None
+        self.argmax_at = gen.ops.gumbel_argmax_at
 
-    def step(self, s: int, source: torch.Tensor) -> torch.Tensor:
-        """Step s's noise (m, V) of the completions whose draw rows are `source` (m,): (k - 1) W + b N + n."""
+    def draw(self, s: int, source: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Step s's tokens (m,): argmax of logits (m, V) plus the noise of the completions whose draw
+        rows are `source` (m,): (k - 1) W + b N + n. Keyed: each row's key and stream position go
+        to `ops.gumbel_argmax_at` (accel's fused kernel makes no noise)."""
         if not len(source):  # no completion has started (step 0)
-            return torch.zeros(0, self.vocab, device=self.device)
+            return torch.zeros(0, dtype=torch.long, device=self.device)
         if not self.keyed:
-            return gumbel_noise((source.shape[0], self.vocab), self.generator, self.device, uniform=self.uniform)
+            return (logits + gumbel_noise(tuple(logits.shape), self.generator, self.device,
+                                          uniform=self.uniform)).argmax(dim=-1)
         started = min(s, len(self.keys))  # prefixes 1 .. started are being completed
-        keys = draws.key_tensor([self.keys[k - 1][s - k] for k in range(1, started + 1)])
-        u = self.uniforms(keys, 0, self.width * self.vocab).view(-1, self.vocab)  # (started W, V)
-        return u[source.cpu()].log_().neg_().log_().neg_().to(self.device)  # as textgan.gumbel makes it
+        keys = draws.key_tensor([self.keys[k - 1][s - k] for k in range(1, started + 1)])  # (started,)
+        source = source.cpu()
+        return self.argmax_at(logits, keys[source // self.width], (source % self.width) * self.vocab).to(self.device)

@@ -265,3 +265,16 @@ void gumbel_argmax_f32(const float *logits, int64_t rows, int64_t V, int64_t str
     free(cand);
   })
 }
+
+/* out[b] = argmax_v (logits[b * stride + v] + G(keys[b], starts[b] + v)): each row its own key and
+ * its own first element (rollouts whose rows share one draw's key, row r at r * V). */
+void gumbel_argmax_at_f32(const float *logits, int64_t rows, int64_t V, int64_t stride, const uint64_t *keys,
+                          const int64_t *starts, int64_t *out, int64_t threads) {
+  PARALLEL_RANGE(threads, rows, part, r0, r1, {
+    uint8_t *flag = malloc((size_t)V + 8);
+    int32_t *cand = malloc(sizeof(int32_t) * (size_t)(V / 4 + 2));
+    for (int64_t r = r0; r < r1; r++) out[r] = row_argmax(logits + r * stride, V, keys[r], starts[r], flag, cand);
+    free(flag);
+    free(cand);
+  })
+}
