@@ -85,6 +85,38 @@ def test_fed_scores_compare_equal_size_sets_and_the_real_floor(data_root):
         fed_size(MIN_SENTENCES - 1, 1000)
 
 
+class CountedEncoder(CharacterCounts):
+    """CharacterCounts that counts the sentences it embeds."""
+
+    def __init__(self):
+        self.embedded = 0
+
+    def encode(self, sentences, **kw):
+        self.embedded += len(sentences)
+        return super().encode(sentences, **kw)
+
+
+def test_the_test_halves_embeddings_are_kept_per_test_set_size_seed_and_encoder(data_root, tmp_path):
+    test = (data_root / "tiny" / "test.txt").read_text().splitlines()
+    samples = test[10:90]
+    fresh = fed_scores(samples, test, CharacterCounts(), seed=1)  # no cache
+    enc = CountedEncoder()
+    first = fed_scores(samples, test, enc, seed=1, cache=tmp_path, encoder_key="counts")
+    assert enc.embedded == 3 * first.num and len(list(tmp_path.glob("*.npz"))) == 1
+    again = fed_scores(samples, test, enc, seed=1, cache=tmp_path, encoder_key="counts")
+    assert enc.embedded == 4 * first.num  # only the samples embedded: the halves read back
+    assert (first.fed, first.floor) == (again.fed, again.floor) == (fresh.fed, fresh.floor)
+    for other in (dict(seed=2, encoder_key="counts"), dict(seed=1, encoder_key="other")):  # a new key each
+        fed_scores(samples, test, enc, cache=tmp_path, **other)
+    fed_scores(samples, test[:-1], enc, seed=1, cache=tmp_path, encoder_key="counts")  # another test set
+    assert len(list(tmp_path.glob("*.npz"))) == 4
+    for path in tmp_path.glob("*.npz"):
+        path.write_bytes(b"not an npz")  # a damaged file is embedded again and replaced
+    before = enc.embedded
+    assert fed_scores(samples, test, enc, seed=1, cache=tmp_path, encoder_key="counts").floor == fresh.floor
+    assert enc.embedded == before + 3 * first.num
+
+
 @pytest.fixture(scope="module")
 def text_run(data_root, tmp_path_factory):
     return tiny_mle_run(tmp_path_factory.mktemp("runs"))

@@ -62,11 +62,14 @@ def exposure_curves(corpus: Corpus, generator, num: int, seed: int, temperature:
 
 
 def fed_metrics(corpus: Corpus, encoder, ids: torch.Tensor, seed: int) -> dict[str, float]:
-    """FED of sample ids (N, T) against the test set, and the real-vs-real floor, at one size."""
-    from textgan.metrics.fed import fed_scores
+    """FED of sample ids (N, T) against the test set, and the real-vs-real floor, at one size (the
+    test halves' embeddings kept in the cache folder's fed/)."""
+    from textgan.cache import cache_dir
+    from textgan.metrics.fed import encoder_id, fed_scores
 
     samples = [" ".join(corpus.vocab.decode(row)) for row in ids.tolist()]
-    res = fed_scores(samples, [" ".join(s) for s in corpus.test_sentences], encoder, seed=seed)
+    res = fed_scores(samples, [" ".join(s) for s in corpus.test_sentences], encoder, seed=seed,
+                     cache=cache_dir() / "fed", encoder_key=encoder_id())
     print(f"fed: {res.num} sentences per set (samples, and two halves of the test set for fed_real_floor)",
           file=sys.stderr)
     if res.warning():

