@@ -13,6 +13,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 TOKEN_CACHE_VERSION = 1  # raise when tokenize() changes what it returns
 
@@ -47,17 +48,22 @@ def _load(path: Path, count: int) -> list[list[str]] | None:
     return sentences if ok else None
 
 
-def _store(path: Path, sentences: list[list[str]]) -> None:
-    """Written whole or not at all (a temporary file renamed), so a reader in another process never
-    sees half a file; a cache that cannot be written (read-only home) is simply not kept."""
+def keep(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:
+    """A cache file `write(fh)` fills, written whole or not at all (a temporary file renamed), so a
+    reader in another process never sees half a file; a cache that cannot be written (read-only
+    home) is simply not kept."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(sentences, fh, ensure_ascii=False, separators=(",", ":"))
+        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")) as fh:
+            write(fh)
         os.replace(tmp, path)
     except OSError:
         pass
+
+
+def _store(path: Path, sentences: list[list[str]]) -> None:
+    keep(path, lambda fh: json.dump(sentences, fh, ensure_ascii=False, separators=(",", ":")))
 
 
 def cached_tokens(raw: bytes, count: int, settings: str,

@@ -12,13 +12,12 @@ tokenizer, so nothing is downloaded at run time); the distance itself needs only
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from textgan.cache import keep
 from textgan.errors import UserError
 
 EXTRA = "pip install 'textgan[embed]'"
@@ -113,7 +112,7 @@ def reference_embeddings(test: list[str], n: int, seed: int, encoder, cache: Pat
                          encoder_key: str = "") -> tuple[np.ndarray, np.ndarray]:
     """The embeddings (n, D) of `test_halves`: from `cache` (a folder) where a file for this test
     set, size, seed and `encoder_key` is there and reads back whole, else embedded and kept there
-    (written whole or not at all; a cache that cannot be written is simply not kept). They are
+    (`textgan.cache.keep`). They are
     two thirds of FED's work and the same at every evaluation of a corpus."""
     path = None
     if cache is not None:
@@ -129,14 +128,7 @@ def reference_embeddings(test: list[str], n: int, seed: int, encoder, cache: Pat
             pass
     a, b = (embed(encoder, s) for s in test_halves(test, n, seed))
     if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, a=a, b=b)
-            os.replace(tmp, path)
-        except OSError:
-            pass
+        keep(path, lambda fh: np.savez(fh, a=a, b=b), binary=True)
     return a, b
 
 
