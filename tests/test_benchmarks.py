@@ -393,6 +393,8 @@ def test_eval_metrics_speed_smoke(tmp_path, data_root):
     result = json.loads(out.read_text())
     assert result["exposure_bias"]["num"] == 200 and result["exposure_bias"]["positions"] == 20
     assert result["lm"]["num"] == 100 and result["lm"]["real_lm_train_seconds"] > 0  # the tiny test set
+    text = result["exposure_bias_text"]  # the stand-in LM trained in a temporary cache, judging itself
+    assert text["num"] == 100 and text["reference_lm_train_seconds"] > 0 and text["kl_against_itself"] == 0
     assert result["lm"]["lm_real_reference"] > 0 and len(result["load_average_before"]) == 3
     assert "skipped" in result["fed"] or result["fed"]["fed_num"] == 200
 

@@ -33,7 +33,7 @@ def test_kl_at_every_prefix_matches_a_step_by_step_float64_sum():
     scores = prefix_scores(lm, gen, TOKENS, LENGTHS, draws=1, temperature=0.7, rng=None)
     z = torch.zeros(2)
     for n in range(TOKENS.shape[0]):
-        for t in range(TOKENS.shape[1]):
+        for t in range(int(LENGTHS[n])):  # past a sentence's end nothing is scored (0)
             prefix = tuple(int(v) - SPECIAL for v in TOKENS[n, :t])
             _, log_r = model_step_dists(lm, prefix, z)
             _, log_m = model_step_dists(gen, prefix, z, temperature=0.7)
@@ -41,6 +41,18 @@ def test_kl_at_every_prefix_matches_a_step_by_step_float64_sum():
             assert abs(float(scores.kl[n, t]) - kl) < 1e-5, (n, t)
             assert abs(float(scores.nll[n, t]) + float(log_r[TOKENS[n, t] - SPECIAL])) < 1e-5
     assert V == 3  # the tokens above stay inside the tiny vocabulary
+    assert not scores.kl[~scores.mask].any() and not scores.nll[~scores.mask].any()
+
+
+def test_scores_do_not_depend_on_how_the_sentences_are_chunked():
+    """Sentences go through longest first, each chunk cut to its longest: one sentence a chunk
+    gives the figures of one chunk for all."""
+    lm, gen = tiny_generator(seed=1), tiny_generator(seed=2)
+    whole = prefix_scores(lm, gen, TOKENS, LENGTHS, draws=1, temperature=1.0, rng=None)
+    alone = prefix_scores(lm, gen, TOKENS, LENGTHS, draws=1, temperature=1.0, rng=None, budget=1)
+    assert torch.equal(whole.mask, alone.mask)
+    assert torch.allclose(whole.kl, alone.kl, atol=1e-6) and torch.allclose(whole.nll, alone.nll, atol=1e-6)
+    assert whole.kl[whole.mask].min() > 0  # two different models: every scored prefix differs
 
 
 def test_position_means_count_only_the_sentences_that_reach_the_position():

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -86,24 +87,33 @@ class _Scores:
 
 @torch.inference_mode()
 def prefix_scores(lm, generator, tokens: torch.Tensor, lengths: torch.Tensor, draws: int, temperature: float,
-                  rng: torch.Generator | None) -> _Scores:
-    """KL(R || M) and -log R at every position of token ids (N, T) of the run's vocabulary."""
+                  rng: torch.Generator | None, budget: int = 1 << 23) -> _Scores:
+    """KL(R || M) and -log R at every position of token ids (N, T) of the run's vocabulary; 0 past
+    each sentence's end. Both models are causal, so a sentence is scored only up to its length:
+    sentences go through longest first, each chunk cut to its longest one (captions average a
+    third of max_len, and the (N, T, Vm) terms are most of the cost); `budget` bounds a chunk's
+    log-probabilities in floats."""
     was_training = generator.training
     generator.eval()
     k = draws if generator.prior != "none" else 1
-    rows = chunk_rows(tokens.shape[1], generator.vocab_size, k + 1)
     device = generator.out.weight.device
-    kls, nlls = [], []
-    for start in range(0, tokens.shape[0], rows):
-        chunk = tokens[start:start + rows].to(device)
-        z = generator.sample_latent(k * chunk.shape[0], rng).view(k, chunk.shape[0], -1)  # (K, N, Z)
-        log_r = mixture_log_conditionals(lm, chunk, lm.prior_mean(chunk.shape[0]).unsqueeze(0))  # (N, T, Vm)
+    n, t_max = tokens.shape
+    kl, nll = torch.zeros(n, t_max, dtype=torch.float64), torch.zeros(n, t_max, dtype=torch.float64)
+    order = torch.argsort(lengths, descending=True, stable=True)
+    start = 0
+    while start < n:
+        t = max(1, int(lengths[order[start]]))
+        idx = order[start:start + chunk_rows(t, generator.vocab_size, k + 1, budget)]
+        start += idx.numel()
+        chunk = tokens[idx, :t].to(device)
+        z = generator.sample_latent(k * chunk.shape[0], rng).view(k, chunk.shape[0], -1)  # (K, n, Z)
+        log_r = mixture_log_conditionals(lm, chunk, lm.prior_mean(chunk.shape[0]).unsqueeze(0))  # (n, t, Vm)
         log_m = mixture_log_conditionals(generator, chunk, z, temperature)
-        kls.append(kl_per_position(log_r, log_m).cpu())
-        nlls.append(-log_r.gather(2, chunk.unsqueeze(2)).squeeze(2).double().cpu())
+        kl[idx, :t] = kl_per_position(log_r, log_m).cpu()
+        nll[idx, :t] = -log_r.gather(2, chunk.unsqueeze(2)).squeeze(2).double().cpu()
     generator.train(was_training)
-    mask = torch.arange(tokens.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)  # (N, T)
-    return _Scores(kl=torch.cat(kls), nll=torch.cat(nlls), mask=mask)
+    mask = torch.arange(t_max).unsqueeze(0) < lengths.unsqueeze(1)  # (N, T)
+    return _Scores(kl=kl * mask, nll=nll * mask, mask=mask)
 
 
 def _masked_mean_se(x: torch.Tensor, mask: torch.Tensor) -> tuple[list[float], list[float], list[int]]:
@@ -123,11 +133,13 @@ def _token_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
 
 
 def exposure_bias_lm(corpus: Corpus, generator, num: int, seed: int, temperature: float = 1.0, draws: int = 1,
-                     recipe: tuple[str, ...] = REFERENCE_RECIPE, device: str = "cpu") -> LMExposureBias:
+                     recipe: tuple[str, ...] = REFERENCE_RECIPE, device: str = "cpu",
+                     cache: Path | None = None) -> LMExposureBias:
     """The first `num` test sentences and `num` free-running samples of the generator at
     `temperature` (seed + 1), each scored at every position against the real-data LM of `recipe`
-    (trained once per corpus and cached); seed + 2 draws the model's latent mixture."""
-    lm = real_lm(corpus, recipe, device).generator
+    (trained once per corpus and cached, in `cache` or lm_score's folder); seed + 2 draws the model's
+    latent mixture."""
+    lm = real_lm(corpus, recipe, device, cache).generator
     n = min(num, corpus.test.tokens.shape[0])
     eos = corpus.vocab.eos_id if corpus.add_eos else None
     real_tokens, real_lengths = corpus.test.tokens[:n], corpus.test.lengths[:n]
@@ -138,10 +150,12 @@ def exposure_bias_lm(corpus: Corpus, generator, num: int, seed: int, temperature
     kl_d, kl_d_se, count_d = _masked_mean_se(on_data.kl, on_data.mask)
     kl_m, kl_m_se, count_m = _masked_mean_se(on_model.kl, on_model.mask)
     ratio = [m / d if d > 0 else math.nan for m, d in zip(kl_m, kl_d)]  # nan stays nan
+    whole = n == corpus.test.tokens.shape[0]  # the data prefixes are the whole test split: R's NLL of it is known
+    reference = _token_mean(on_data.nll, on_data.mask) if whole else lm_nll(lm, corpus.test)
     return LMExposureBias(
         kl_data_prefix=kl_d, kl_data_prefix_se=kl_d_se, kl_model_prefix=kl_m, kl_model_prefix_se=kl_m_se,
         ratio=ratio, nll_lm_model=_masked_mean_se(on_model.nll, on_model.mask)[0],
         nll_lm_data=_masked_mean_se(on_data.nll, on_data.mask)[0], count_data=count_d, count_model=count_m,
         summary_kl=(_token_mean(on_data.kl, on_data.mask), _token_mean(on_model.kl, on_model.mask)),
         summary_nll=(_token_mean(on_model.nll, on_model.mask), _token_mean(on_data.nll, on_data.mask)),
-        reference_nll=lm_nll(lm, corpus.test), num=n, draws=draws if generator.prior != "none" else 1)
+        reference_nll=reference, num=n, draws=draws if generator.prior != "none" else 1)
