@@ -7,6 +7,10 @@
   sampling standard error, the six-seed mean with its standard error, RelGAN's published BLEU.
 - plot_oracle20_quality_diversity.png: NLL_oracle against held-out NLL_gen (length 20): the MLE
   baseline and one GAN state over the temperature, the nine GAN runs' best states at T = 1.
+- plot_coco_latent_tradeoff.png: the latent recipe (seed 0) over the sampling temperature on the
+  test set: BLEU-4 against held-out NLL_gen beside the MLE curve and the plain recipe's seeds, and
+  z's information (latent_mi_64) against BLEU-4 beside the plain recipe, the latent GAN and the
+  autoencoders with other free bits (greedy).
 
 `python benchmarks/plots.py` rewrites them in place; `--out-dir DIR` writes them elsewhere.
 """
@@ -115,12 +119,55 @@ def oracle20_quality_diversity(out: Path) -> None:
     plt.close(fig)
 
 
+def coco_latent_tradeoff(out: Path) -> None:
+    sweep = _csv("coco_latent_h256_s0_sweep_test.csv")
+    mle_curve = _csv("sweep_nllgen_coco_mle.csv")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
+    left.plot([r["nll_gen_tok"] for r in mle_curve], [r["bleu4"] for r in mle_curve], "o-", color="gray",
+              label="MLE baseline (coco_mle), T = 0.4 ... 1.0")
+    for seed in range(6):
+        runs = [_json(COCO_SEED.format(seed=seed, suffix=s))["metrics"] for s in COCO_TEMPERATURES.values()]
+        left.plot([nll_gen(m) for m in runs], [m["bleu4_exact"] for m in runs], ".", color="C0",
+                  label="plain recipe, 6 seeds, T = 1 / 0.95 / 0.9" if seed == 0 else None)
+    left.plot([r["nll_gen_tok"] for r in sweep], [r["bleu4"] for r in sweep], "s-", color="C3",
+              label="latent recipe, seed 0, T = 0.2 ... 1.0")
+    for r in sweep:
+        left.annotate(f"{r['temperature']:.1f}", (r["nll_gen_tok"], r["bleu4"]), fontsize=7,
+                      xytext=(4, 2), textcoords="offset points")
+    left.axhline(RELGAN_COCO[4], color="k", ls="--", lw=1, label="RelGAN(100), published")
+    left.axvline(nll_gen(_json("quality_cpu.json")["experiments"]["coco_mle"]["metrics"]), color="r", ls=":",
+                 lw=1, label="MLE baseline's NLL_gen (the bound)")
+    left.set_xlabel("held-out NLL_gen per token of the sampler at T (test; lower = more diverse coverage)")
+    left.set_ylabel("BLEU-4 (exact protocol)")
+    left.legend(fontsize=7)
+    right.plot([r["bleu4"] for r in sweep], [r["latent_mi_64"] for r in sweep], "s-", color="C3",
+               label="latent recipe, seed 0, T = 0.2 ... 1.0")
+    points = (("coco_latent_h256_s0_greedy.json", "latent recipe, greedy (free bits 1.5)", "C3", "*"),
+              ("coco_vae_h256_s0_greedy.json", "free bits 0.5, greedy", "C1", "v"),
+              ("coco_vae_h256_fb2_s0_greedy.json", "free bits 2, greedy", "C4", "^"),
+              ("coco_vae_h256_fb3_s0_greedy.json", "free bits 3, greedy", "C5", "D"),
+              ("coco_rsgan_h256_latent_s0_best_t1.json", "latent GAN, seed 0, T = 1", "C2", "o"),
+              ("coco_rsgan_h256_s0_rerun_t095.json", "plain recipe, seed 0, T = 0.95", "C0", "o"))
+    for name, label, color, marker in points:
+        m = _json(name)["metrics"]
+        right.plot([m["bleu4_exact"]], [m["latent_mi_64"]], marker, color=color, ls="", label=label)
+    right.axhline(sweep[0]["latent_mi_64_max"], color="k", ls=":", lw=1, label="the bound's ceiling, log 64")
+    right.axvline(RELGAN_COCO[4], color="k", ls="--", lw=1, label="RelGAN(100)'s BLEU-4")
+    right.set_xlabel("BLEU-4 (exact protocol, test)")
+    right.set_ylabel("latent_mi_64 (nats): how much z decides the sentence")
+    right.legend(fontsize=7)
+    fig.suptitle("Image COCO: text from a latent, quality against coverage and z's information (10,000 samples a point)")
+    fig.tight_layout()
+    fig.savefig(out / "plot_coco_latent_tradeoff.png", dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out-dir", default=str(RESULTS), help="folder for the PNG files")
     out = Path(ap.parse_args().out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for plot in (coco_quality_diversity, coco_seeds, oracle20_quality_diversity):
+    for plot in (coco_quality_diversity, coco_seeds, oracle20_quality_diversity, coco_latent_tradeoff):
         plot(out)
         print(f"{plot.__name__}: written under {out}")
 

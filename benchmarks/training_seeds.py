@@ -10,7 +10,9 @@ alike (split, test file, sample count, temperature, protocol, weights; the sampl
 differ, as `textgan eval` defaults to each run's own), and writes per metric the mean, sample
 standard deviation, standard error, min and max; for the BLEU orders of --published (default
 coco:RelGAN(100)), how many runs reach the figure and how far the mean is from it in standard
-errors. It refuses to overwrite FILE.
+errors. `--per-run-temperature`: each run was scored at its own temperature (a rule applied to
+each run's validation split chose it); the temperature is then recorded per file. It refuses to
+overwrite FILE.
 """
 from __future__ import annotations
 
@@ -29,11 +31,12 @@ from seed_spread import write_new  # noqa: E402
 from textgan.errors import UserError  # noqa: E402
 
 
-PER_RUN = {"checkpoint", "seed"}  # settings that differ between a recipe's runs
+PER_RUN = frozenset({"checkpoint", "seed"})  # settings that differ between a recipe's runs
 
 
-def read_scores(paths: list[str]) -> list[dict]:
-    """Every file's {settings, metrics}, checked to be one recipe's runs scored the same way."""
+def read_scores(paths: list[str], per_run: frozenset[str] = PER_RUN) -> list[dict]:
+    """Every file's {settings, metrics}, checked to be one recipe's runs scored the same way but
+    for the `per_run` settings."""
     if len(paths) < 2:
         raise UserError(f"give at least two metrics files (a spread needs two runs), got {len(paths)}")
     records = []
@@ -54,7 +57,7 @@ def read_scores(paths: list[str]) -> list[dict]:
         if ckpt in seen:
             raise UserError(f"{path} and {seen[ckpt]} score the same checkpoint {ckpt}; pass one file per run")
         seen[ckpt] = path
-        for key in sorted((set(first["settings"]) | set(record["settings"])) - PER_RUN):
+        for key in sorted((set(first["settings"]) | set(record["settings"])) - per_run):
             if record["settings"].get(key) != first["settings"].get(key):
                 raise UserError(f"{path} was scored with {key}={record['settings'].get(key)!r} but {paths[0]} with "
                                 f"{first['settings'].get(key)!r}; pass files scored alike")
@@ -94,7 +97,10 @@ def main() -> None:
     ap.add_argument("metrics", nargs="+", help="metrics.json files, one per training seed")
     ap.add_argument("--published", default="coco:RelGAN(100)", help="BENCHMARK:MODEL of quality.py's PUBLISHED")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "training_seeds.json"))
+    ap.add_argument("--per-run-temperature", action="store_true",
+                    help="each run scored at its own temperature (a validation rule's choice per run)")
     args = ap.parse_args()
+    per_run = PER_RUN | {"temperature"} if args.per_run_temperature else PER_RUN
     bench, _, model = args.published.partition(":")
     if model not in PUBLISHED.get(bench, {}):
         known = ", ".join(f"{b}:{m}" for b, ms in PUBLISHED.items() for m in ms)
@@ -102,14 +108,14 @@ def main() -> None:
     if Path(args.out).exists():
         ap.error(f"--out {args.out} exists; choose a new file name")
     try:
-        records = read_scores(args.metrics)
+        records = read_scores(args.metrics, per_run)
     except UserError as err:
         sys.exit(f"training_seeds: error: {err}")
     metrics = [r["metrics"] for r in records]
     summary = summarize(metrics)
-    settings = {k: v for k, v in records[0]["settings"].items() if k not in PER_RUN}
+    settings = {k: v for k, v in records[0]["settings"].items() if k not in per_run}
     result = {"command": " ".join(["python", *sys.argv]), "runs": len(records), "settings": settings,
-              "files": {p: {k: r["settings"].get(k) for k in sorted(PER_RUN)} for p, r in zip(args.metrics, records)},
+              "files": {p: {k: r["settings"].get(k) for k in sorted(per_run)} for p, r in zip(args.metrics, records)},
               "summary": summary, "published": {args.published: against(summary, metrics, PUBLISHED[bench][model])}}
     for name, s in summary.items():
         if ("bleu" in name or name.startswith("nll_gen")) and not name.endswith("_se"):

@@ -209,6 +209,11 @@ def test_training_seeds_summarizes_runs_scored_alike(run, tmp_path):
     hot = run_cli("eval", str(tmp_path / "runs" / "coco_mle"), "--num", "30", "--protocol", "both",
                   "--temperature", "0.5", "--out", str(tmp_path / "hot"))
     assert hot.returncode == 0, hot.stderr
+    mixed = subprocess.run([*cmd[:-3], str(tmp_path / "hot" / "metrics.json"), "--per-run-temperature",
+                            "--out", str(tmp_path / "mixed.json")], capture_output=True, text=True, timeout=120)
+    assert mixed.returncode == 0, mixed.stderr  # each run at its own rule's temperature: said per file
+    mixed_files = json.loads((tmp_path / "mixed.json").read_text())["files"]
+    assert sorted(f["temperature"] for f in mixed_files.values()) == [0.5, 1.0]
     (tmp_path / "junk.json").write_text('{"metrics": {}}')
     for bad_files, message in (([files[0], tmp_path / "hot" / "metrics.json"], "temperature=0.5"),
                                ([files[0], tmp_path / "junk.json"], "junk.json is not a `textgan eval` metrics.json"),

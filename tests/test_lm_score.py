@@ -61,6 +61,15 @@ def test_real_lm_cache_is_keyed_by_corpus_and_recipe(corpus, tmp_path):
     assert not redone.cached and torch.load(path, weights_only=True)["num_train"] == corpus.train.tokens.shape[0]
 
 
+def test_a_cache_that_cannot_be_written_is_said_and_the_lm_still_returned(corpus, tmp_path, capsys):
+    blocked = tmp_path / "a_file"  # a file where the cache folder would be: nothing can be written under it
+    blocked.write_text("keep me\n")
+    lm = real_lm(corpus, QUICK, cache=blocked)
+    assert not lm.cached and lm.train_nll > 0
+    assert "could not cache the real-data LM" in capsys.readouterr().err
+    assert blocked.read_text() == "keep me\n" and sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
 @pytest.fixture(scope="module")
 def text_run(data_root, tmp_path_factory):
     return tiny_mle_run(tmp_path_factory.mktemp("runs"))

@@ -48,18 +48,22 @@ def _load(path: Path, count: int) -> list[list[str]] | None:
     return sentences if ok else None
 
 
-def keep(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:
+def keep(path: Path, write: Callable[[IO], None], binary: bool = False) -> bool:
     """A cache file `write(fh)` fills, written whole or not at all (a temporary file renamed), so a
     reader in another process never sees half a file; a cache that cannot be written (read-only
-    home) is simply not kept."""
+    home, full disk) is simply not kept: False, and no temporary file left behind."""
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")) as fh:
             write(fh)
         os.replace(tmp, path)
+        return True
     except OSError:
-        pass
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        return False
 
 
 def _store(path: Path, sentences: list[list[str]]) -> None:

@@ -9,13 +9,13 @@ through the bigrams. Shapes: N sentences, T time, C classes, F features.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from textgan.cache import keep
 from textgan.data import Encoded
 
 BUCKETS = 4096  # hashed bigram features
@@ -82,9 +82,8 @@ def cached_classifier(path: Path, train: Encoded, vocab_size: int, names: list[s
             model.load_state_dict(saved["weights"])
             return model.eval()
     model = train_classifier(train, vocab_size, len(names))
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"names": list(names), "vocab_size": vocab_size, "weights": model.state_dict()}, tmp)
-    os.replace(tmp, path)
+    state = {"names": list(names), "vocab_size": vocab_size, "weights": model.state_dict()}
+    keep(path, lambda fh: torch.save(state, fh), binary=True)  # not kept: trained again next time
     return model
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from textgan.cache import cache_dir, keep
 from textgan.corpus import Corpus
 from textgan.data import Encoded
 from textgan.metrics.nll import nll_gen
@@ -53,8 +54,6 @@ class TrainedLM:
 def cache_root() -> Path:
     """$TEXTGAN_LM_CACHE, else the toolkit's cache folder's lm/ ($TEXTGAN_CACHE_DIR/lm,
     $XDG_CACHE_HOME/textgan/lm or ~/.cache/textgan/lm)."""
-    from textgan.accel.build import cache_dir
-
     return Path(os.environ["TEXTGAN_LM_CACHE"]) if os.environ.get("TEXTGAN_LM_CACHE") else cache_dir() / "lm"
 
 
@@ -136,15 +135,11 @@ def real_lm(corpus: Corpus, recipe: tuple[str, ...] = LM_RECIPE, device: str = "
     if found is not None:
         return found
     lm = train_lm(corpus, recipe, device)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=root, suffix=".tmp", delete=False) as fh:
-            torch.save({"generator": lm.generator.state_dict(), "train_nll": lm.train_nll,
-                        "num_train": lm.num_train, "recipe": list(recipe)}, fh)
-        os.replace(fh.name, path)
-    except OSError as err:
-        print(f"warning: could not cache the real-data LM in {root} ({err.strerror or err}); "
-              "it will be trained again next time", file=sys.stderr)
+    state = {"generator": lm.generator.state_dict(), "train_nll": lm.train_nll, "num_train": lm.num_train,
+             "recipe": list(recipe)}
+    if not keep(path, lambda fh: torch.save(state, fh), binary=True):
+        print(f"warning: could not cache the real-data LM in {root}; it will be trained again next time",
+              file=sys.stderr)
     return lm
 
 
