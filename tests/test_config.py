@@ -192,6 +192,8 @@ def test_wrong_type_names_the_valid_choices():
 
 @pytest.mark.parametrize(("override", "key"), [
     ("data.min_freq=0", "data.min_freq"),
+    ("data.test=", "data.test"),  # every evaluation scores the test split
+    ("data.train= ", "data.train"),
     ("data.max_len=-1", "data.max_len"),
     ("generator.hidden_dim=0", "generator.hidden_dim"),
     ("generator.dropout=1.0", "generator.dropout"),

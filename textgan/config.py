@@ -82,6 +82,10 @@ class DataConfig:
                "and valid_frac both name a validation split; set one of them (the other to \"\" or 0)")
         _check(not self.valid or self.source == "files", "valid", "needs source: files (a built-in corpus "
                "takes valid_frac)")
+        for split in ("train", "test"):  # every evaluation scores the test split: a corpus needs one
+            _check(self.source != "files" or bool(getattr(self, split).strip()), split,
+                   "is empty: name the file of the " + ("training" if split == "train" else "held-out test")
+                   + " sentences, relative to data.root")
         _check(self.min_freq >= 1, "min_freq", "must be >= 1")
         _check(self.max_size >= 0, "max_size", "must be >= 0 (0 = no limit)")
         _check(self.max_len >= 0, "max_len", "must be >= 0 (0 = longest sentence + 1)")
