@@ -190,7 +190,7 @@ def test_eval_fed_and_mauve_save_both_from_one_embedding(text_run, tmp_path):
     got = saved["metrics"]
     assert float(printed["mauve"]) == pytest.approx(got["mauve"], rel=1e-5) and saved["computed_on"]["mauve"] == 40
     assert (got["mauve_num"], got["mauve_buckets"], got["mauve_scaling"], got["mauve_seed"]) == (40, 4, 5, 25)
-    assert 0 < got["mauve"] <= got["mauve_real_ceiling"] <= 1 and got["fed"] > got["fed_real_floor"]
+    assert 0 < got["mauve"] < got["mauve_real_ceiling"] <= 1 and got["fed"] > got["fed_real_floor"]  # one MLE epoch
     assert "mauve: 40 sentences per set" in res.stderr and "WARNING clustering" not in res.stderr  # faiss's, dropped
     assert len(list((tmp_path / "cache" / "fed").glob("*.npz"))) == 1  # one pair of test halves for both
 
