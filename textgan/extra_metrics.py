@@ -1,6 +1,6 @@
-"""The opt-in metrics of `textgan eval` (--exposure-bias, --lm-score, --fed): their checks before
-any work, and each one on a set of sample ids, with its notes on stderr. The metrics themselves
-live in textgan/metrics/ (exposure.py, lm_score.py, fed.py)."""
+"""The opt-in metrics of `textgan eval` (--exposure-bias, --lm-score, --fed, --mauve): their checks
+before any work, and each one on a set of sample ids, with its notes on stderr. The metrics
+themselves live in textgan/metrics/ (exposure.py, lm_score.py, fed.py, mauve.py)."""
 from __future__ import annotations
 
 import sys
@@ -18,12 +18,18 @@ class Extras:
     exposure: bool = False  # exposure bias by position (exact on the oracle, a real-data LM's estimate on text)
     lm: bool = False  # LM, reverse-LM and reference scores
     fed: bool = False  # Fréchet embedding distance and its real-vs-real floor
-    encoder: object | None = None  # the sentence encoder, loaded by `prepare_extras` for fed
+    mauve: bool = False  # MAUVE on the same embeddings and its real-vs-real ceiling
+    encoder: object | None = None  # the sentence encoder, loaded by `prepare_extras` for fed / mauve
+
+    @property
+    def embeds(self) -> bool:
+        """Whether any metric here compares sentence embeddings (FED, MAUVE: one encoder, one embedding)."""
+        return self.fed or self.mauve
 
     @property
     def per_sample_set(self) -> bool:
         """Whether any metric here scores a sample set (and so a sweep's every temperature)."""
-        return self.lm or self.fed
+        return self.lm or self.embeds
 
 
 def check_flags(extras: Extras, sweep: bool) -> None:
@@ -32,16 +38,23 @@ def check_flags(extras: Extras, sweep: bool) -> None:
 
 
 def prepare_extras(extras: Extras, corpus: Corpus, path: str, num: int, device: str) -> Extras:
-    """One-line errors for a run or size these metrics cannot score, and FED's encoder loaded
-    (a missing extra fails here), all before any sampling."""
-    if extras.fed and corpus.oracle is not None:
-        raise UserError(f"--fed embeds English sentences and {path} is an oracle run (token ids); drop --fed")
-    if not extras.fed:
+    """One-line errors for a run or size these metrics cannot score, and the sentence encoder of
+    FED and MAUVE loaded (a missing extra fails here), all before any sampling."""
+    for flag, asked in (("--fed", extras.fed), ("--mauve", extras.mauve)):
+        if asked and corpus.oracle is not None:
+            raise UserError(f"{flag} embeds English sentences and {path} is an oracle run (token ids); drop {flag}")
+    if not extras.embeds:
         return extras
-    from textgan.metrics.fed import fed_size, load_encoder
+    from textgan.metrics import fed
 
-    fed_size(num, len(corpus.test_sentences))
-    extras.encoder = load_encoder(device)
+    fed.fed_size(num, len(corpus.test_sentences), "FED" if extras.fed else "MAUVE")
+    metric, extra = "FED", fed.EXTRA
+    if extras.mauve:  # its extra holds the encoder's packages too, so a missing encoder names it
+        from textgan.metrics.mauve import EXTRA, require_mauve
+
+        require_mauve()  # before the encoder, which takes longer to load
+        metric, extra = "MAUVE", EXTRA
+    extras.encoder = fed.load_encoder(device, metric=metric, extra=extra)
     return extras
 
 
@@ -61,20 +74,33 @@ def exposure_curves(corpus: Corpus, generator, num: int, seed: int, temperature:
                             device=device)
 
 
-def fed_metrics(corpus: Corpus, encoder, ids: torch.Tensor, seed: int) -> dict[str, float]:
-    """FED of sample ids (N, T) against the test set, and the real-vs-real floor, at one size (the
-    test halves' embeddings kept in the cache folder's fed/)."""
+def embedding_metrics(extras: Extras, corpus: Corpus, ids: torch.Tensor, seed: int) -> dict[str, float]:
+    """FED and / or MAUVE of sample ids (N, T) against the test set, with FED's real-vs-real floor and
+    MAUVE's ceiling, at one size, on one embedding of each set (the test halves' kept in the cache
+    folder's fed/)."""
     from textgan.cache import cache_dir
-    from textgan.metrics.fed import encoder_id, fed_scores
+    from textgan.metrics.fed import embedded_sets, encoder_id, fed_of
 
     samples = [" ".join(corpus.vocab.decode(row)) for row in ids.tolist()]
-    res = fed_scores(samples, [" ".join(s) for s in corpus.test_sentences], encoder, seed=seed,
-                     cache=cache_dir() / "fed", encoder_key=encoder_id())
-    print(f"fed: {res.num} sentences per set (samples, and two halves of the test set for fed_real_floor)",
-          file=sys.stderr)
-    if res.warning():
-        print(res.warning(), file=sys.stderr)
-    return res.metrics()
+    sets = embedded_sets(samples, [" ".join(s) for s in corpus.test_sentences], extras.encoder, seed=seed,
+                         cache=cache_dir() / "fed", encoder_key=encoder_id(), metric="FED" if extras.fed else "MAUVE")
+    out: dict[str, float] = {}
+    if extras.fed:
+        res = fed_of(sets)
+        print(f"fed: {res.num} sentences per set (samples, and two halves of the test set for fed_real_floor)",
+              file=sys.stderr)
+        if res.warning():
+            print(res.warning(), file=sys.stderr)
+        out.update(res.metrics())
+    if extras.mauve:
+        from textgan.metrics.mauve import mauve_of
+
+        got = mauve_of(sets)
+        print(f"mauve: {got.num} sentences per set (samples, and two halves of the test set for mauve_real_ceiling, "
+              f"the real-vs-real figure), {got.buckets} buckets ({got.settings_line()}); compare at one size",
+              file=sys.stderr)
+        out.update(got.metrics())
+    return out
 
 
 def lm_metrics(corpus: Corpus, ids: torch.Tensor, device: str) -> dict[str, float]:
@@ -92,10 +118,10 @@ def lm_metrics(corpus: Corpus, ids: torch.Tensor, device: str) -> dict[str, floa
 
 
 def sample_set_metrics(extras: Extras, corpus: Corpus, ids: torch.Tensor, seed: int, device: str) -> dict[str, float]:
-    """The asked-for metrics of one sample set (ids (N, T)): LM scores, FED."""
+    """The asked-for metrics of one sample set (ids (N, T)): LM scores, FED, MAUVE."""
     out: dict[str, float] = {}
     if extras.lm:
         out.update(lm_metrics(corpus, ids, device))
-    if extras.fed:
-        out.update(fed_metrics(corpus, extras.encoder, ids, seed))
+    if extras.embeds:
+        out.update(embedding_metrics(extras, corpus, ids, seed))
     return out

