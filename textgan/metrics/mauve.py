@@ -13,6 +13,7 @@ faiss-cpu, and FED's encoder packages).
 """
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
@@ -47,14 +48,22 @@ def num_buckets(n: int, per_bucket: int = 10) -> int:
     return max(2, int(round(n / per_bucket)))
 
 
+# what `textgan[mauve]` installs, by import name: the library, its k-means, FED's encoder
+PACKAGES = ("mauve", "faiss", "sentence_transformers")
+
+
 def require_mauve():
-    """The mauve package (which imports faiss), or a one-line error naming the extra."""
-    try:
-        import mauve
-    except ImportError as err:
-        missing = getattr(err, "name", None) or "mauve-text"
-        raise UserError(f"MAUVE needs mauve-text and faiss-cpu ({missing} is not installed): {EXTRA}") from None
-    return mauve
+    """The mauve package, or a one-line error naming the extra and every package of it missing."""
+    missing = []
+    for name in PACKAGES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise UserError(f"MAUVE needs mauve-text, faiss-cpu and FED's sentence encoder ({', '.join(missing)} "
+                        f"not installed): {EXTRA}")
+    return importlib.import_module("mauve")
 
 
 @contextmanager
