@@ -212,3 +212,42 @@ def test_sweep_with_mauve_has_its_columns_and_curves_plot_them(text_run, tmp_pat
     assert "higher is better" in capsys.readouterr().out
     gaps = list(csv.DictReader(open(tmp_path / "cmp" / "curves.csv", newline="")))
     assert [float(g["gap"]) for g in gaps] == pytest.approx([0.0, 0.0], abs=1e-12)  # a curve against itself
+
+
+def test_score_fed_on_oracle_ids_or_without_the_extra_is_one_line_exit_2(data_root, tmp_path):
+    """`textgan score --fed` of an oracle file, and with sentence_transformers unimportable (as
+    above): one line, exit 2, --out not written."""
+    ids = tmp_path / "ids.txt"
+    ids.write_text("1 2 3\n4 5 6\n")
+    res = run_cli("score", str(ids), "--oracle", str(data_root / "oracle" / "seqgan_target_params.npz"), "--fed")
+    assert res.returncode == 2 and "drop them" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    blocker = tmp_path / "block" / "sentence_transformers"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('blocked by the test', name='sentence_transformers')\n")
+    test = str(data_root / "tiny" / "test.txt")
+    res = run_cli("score", test, "--refs", test, "--fed", "--out", str(tmp_path / "s.json"),
+                  env={"PYTHONPATH": f"{REPO}:{tmp_path / 'block'}"})
+    assert res.returncode == 2 and "textgan[embed]" in res.stderr.splitlines()[-1], res.stderr
+    assert not (tmp_path / "s.json").exists()
+
+
+@needs_mauve
+def test_score_fed_and_mauve_of_a_file_are_evals_figures_on_its_sentences(data_root, tmp_path):
+    """score --fed --mauve of the first 40 test sentences against the test file: the FED and MAUVE
+    of those sentences by the functions `textgan eval` uses, at the same split seed."""
+    from textgan.data import read_sentences
+    from textgan.extra_metrics import Extras, load_encoder_for, text_embedding_metrics
+
+    test = data_root / "tiny" / "test.txt"
+    head = tmp_path / "head.txt"
+    head.write_text("\n".join(test.read_text().splitlines()[:40]) + "\n")
+    res = run_cli("score", str(head), "--refs", str(test), "--fed", "--mauve", "--seed", "3",
+                  "--out", str(tmp_path / "s.json"))
+    assert res.returncode == 0, res.stderr
+    got = json.loads((tmp_path / "s.json").read_text())
+    assert got["settings"]["embedding_split_seed"] == 3
+    hyps, refs = read_sentences(str(head), "whitespace", True), read_sentences(str(test), "whitespace", True)
+    extras = load_encoder_for(Extras(fed=True, mauve=True), len(hyps), len(refs), "cpu")
+    want = text_embedding_metrics(extras, [" ".join(h) for h in hyps], [" ".join(r) for r in refs], seed=3)
+    for name in ("fed", "fed_real_floor", "mauve", "mauve_real_ceiling"):
+        assert got["metrics"][name] == pytest.approx(want[name], rel=1e-5, abs=1e-6), name

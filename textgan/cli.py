@@ -162,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-oov", type=fraction, default=0.5, metavar="FRAC",
                    help="largest share of the samples' tokens that no reference holds (a tokenizer or corpus "
                         "mismatch) before it is an error; 1 scores any file")
+    c.add_argument("--fed", action="store_true", help="also FED against the references and its real-vs-real floor "
+                                                      "(text; needs pip install 'textgan[embed]'), as eval --fed")
+    c.add_argument("--mauve", action="store_true", help="also MAUVE and its real-vs-real ceiling on the same "
+                                                        "embeddings (text; needs pip install 'textgan[mauve]')")
+    c.add_argument("--seed", type=int, default=0, help="seeds the split of the references into halves for "
+                                                       "--fed/--mauve (default 0)")
     c.add_argument("--interval-s", type=seconds, default=30.0, metavar="S", help=INTERVAL_HELP)
 
     v = sub.add_parser("curves", help="temperature sweeps of several models on one plot, with each one's gap "
@@ -348,7 +354,7 @@ def cmd_score(args) -> int:
     return score_command(args.samples, args.refs, train=args.train, second=args.second, tokenizer=args.tokenizer,
                          lowercase=not args.keep_case, protocol=args.protocol, orders=args.orders, num=args.num,
                          out=args.out, oracle=args.oracle, force=args.force, max_oov=args.max_oov,
-                         interval_s=args.interval_s)
+                         interval_s=args.interval_s, fed=args.fed, mauve=args.mauve, seed=args.seed)
 
 
 def cmd_curves(args) -> int:

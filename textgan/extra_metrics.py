@@ -43,11 +43,17 @@ def prepare_extras(extras: Extras, corpus: Corpus, path: str, num: int, device: 
     for flag, asked in (("--fed", extras.fed), ("--mauve", extras.mauve)):
         if asked and corpus.oracle is not None:
             raise UserError(f"{flag} embeds English sentences and {path} is an oracle run (token ids); drop {flag}")
+    return load_encoder_for(extras, num, len(corpus.test_sentences), device)
+
+
+def load_encoder_for(extras: Extras, num: int, num_test: int, device: str) -> Extras:
+    """The sentence encoder of FED and MAUVE in `extras` (nothing when neither is asked for), after
+    the size check; a missing extra is a one-line error naming it."""
     if not extras.embeds:
         return extras
     from textgan.metrics import fed
 
-    fed.fed_size(num, len(corpus.test_sentences), "FED" if extras.fed else "MAUVE")
+    fed.fed_size(num, num_test, "FED" if extras.fed else "MAUVE")
     metric, extra = "FED", fed.EXTRA
     if extras.mauve:  # its extra holds the encoder's packages too, so a missing encoder names it
         from textgan.metrics.mauve import EXTRA, require_mauve
@@ -75,15 +81,20 @@ def exposure_curves(corpus: Corpus, generator, num: int, seed: int, temperature:
 
 
 def embedding_metrics(extras: Extras, corpus: Corpus, ids: torch.Tensor, seed: int) -> dict[str, float]:
-    """FED and / or MAUVE of sample ids (N, T) against the test set, with FED's real-vs-real floor and
+    """FED and / or MAUVE of sample ids (N, T) against the run's test set (`text_embedding_metrics`)."""
+    samples = [" ".join(corpus.vocab.decode(row)) for row in ids.tolist()]
+    return text_embedding_metrics(extras, samples, [" ".join(s) for s in corpus.test_sentences], seed)
+
+
+def text_embedding_metrics(extras: Extras, samples: list[str], test: list[str], seed: int) -> dict[str, float]:
+    """FED and / or MAUVE of sentences against test sentences, with FED's real-vs-real floor and
     MAUVE's ceiling, at one size, on one embedding of each set (the test halves' kept in the cache
     folder's fed/)."""
     from textgan.cache import cache_dir
     from textgan.metrics.fed import embedded_sets, encoder_id, fed_of
 
-    samples = [" ".join(corpus.vocab.decode(row)) for row in ids.tolist()]
-    sets = embedded_sets(samples, [" ".join(s) for s in corpus.test_sentences], extras.encoder, seed=seed,
-                         cache=cache_dir() / "fed", encoder_key=encoder_id(), metric="FED" if extras.fed else "MAUVE")
+    sets = embedded_sets(samples, test, extras.encoder, seed=seed, cache=cache_dir() / "fed",
+                         encoder_key=encoder_id(), metric="FED" if extras.fed else "MAUVE")
     out: dict[str, float] = {}
     if extras.fed:
         res = fed_of(sets)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from textgan.data import DataError, read_lines, read_sentences
 from textgan.errors import UserError
+from textgan.extra_metrics import Extras, load_encoder_for, text_embedding_metrics
 from textgan.metrics import bleu_metrics, copy_fraction_rows, unseen_fraction
 from textgan.progress import Progress
 
@@ -91,11 +92,12 @@ def score_command(samples: str, refs: str | None = None, train: str | None = Non
                   tokenizer: str = "whitespace", lowercase: bool = True, protocol: str = "exact",
                   orders: str | None = None, num: int | None = None, out: str | None = None,
                   oracle: str | None = None, force: bool = False, max_oov: float = 1.0,
-                  interval_s: float = 30.0) -> int:
+                  interval_s: float = 30.0, fed: bool = False, mauve: bool = False, seed: int = 0) -> int:
     """Print "name value" lines and, with `out`, write them to a new JSON file (or replace it with
     `force`). The share of the samples' tokens no reference holds is reported; above `max_oov` it is
-    an error (another tokenizer or corpus than the references'). Progress on stderr: a bar on a
-    terminal, else a line every `interval_s` seconds (0: none)."""
+    an error (another tokenizer or corpus than the references'). `fed` / `mauve`: FED and MAUVE of
+    the samples against the references as `textgan eval` computes them (halves split by `seed`).
+    Progress on stderr: a bar on a terminal, else a line every `interval_s` seconds (0: none)."""
     if (refs is None) == (oracle is None):
         raise UserError("give --refs TEST (text: BLEU) or --oracle PARAMS.npz (token ids: NLL_oracle), one of the two")
     if oracle and (second or orders or protocol != "exact" or tokenizer != "whitespace" or not lowercase):
@@ -106,6 +108,9 @@ def score_command(samples: str, refs: str | None = None, train: str | None = Non
         raise UserError("--second serves the texygen Self-BLEU; add --protocol texygen or both, or drop --second")
     if out and Path(out).exists() and not force:
         raise UserError(f"--out {out} already exists; choose a new file name, or add --force to replace it")
+    extras = Extras(fed=fed, mauve=mauve)
+    if oracle and extras.embeds:
+        raise UserError("--fed and --mauve embed English sentences; --oracle files hold token ids: drop them")
     with Progress("score", interval_s) as progress:
         progress.phase("reading the files")
         if oracle:
@@ -122,17 +127,23 @@ def score_command(samples: str, refs: str | None = None, train: str | None = Non
                       file=sys.stderr)
             references = read_sentences(refs, tokenizer, lowercase)
             check_oov(hyps, references, samples, max_oov)
+            load_encoder_for(extras, len(hyps), len(references), "cpu")  # a missing extra fails before BLEU
             train_sents = read_sentences(train, tokenizer, lowercase) if train else None
             second_sents = read_sentences(second, tokenizer, lowercase) if second else None
             progress.phase(f"BLEU and Self-BLEU of {len(hyps)} sentences against {len(references)}")
             metrics = score_text(hyps, references, order_list, protocol, train=train_sents, second=second_sents)
             num = len(hyps)
+            if extras.embeds:
+                progress.phase("FED / MAUVE: sentence embeddings")
+                metrics.update(text_embedding_metrics(extras, [" ".join(h) for h in hyps],
+                                                      [" ".join(r) for r in references], seed))
     for name, value in metrics.items():
         print(f"{name} {value:.6g}")
     if out:
         paths = {"samples": samples, "refs": refs, "oracle": oracle, "train": train, "second": second}
         settings = {**{k: v and str(Path(v).resolve()) for k, v in paths.items()}, "num": num,
-                    **({} if oracle else {"tokenizer": tokenizer, "lowercase": lowercase, "protocol": protocol})}
+                    **({} if oracle else {"tokenizer": tokenizer, "lowercase": lowercase, "protocol": protocol}),
+                    **({"embedding_split_seed": seed} if extras.embeds else {})}
         try:
             with open(out, "w" if force else "x", encoding="utf-8") as f:  # "x": never replace a file made meanwhile
                 f.write(json.dumps({"settings": settings, "metrics": metrics}, indent=2) + "\n")
