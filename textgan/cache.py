@@ -48,10 +48,11 @@ def _load(path: Path, count: int) -> list[list[str]] | None:
     return sentences if ok else None
 
 
-def keep(path: Path, write: Callable[[IO], None], binary: bool = False) -> bool:
+def keep(path: Path, write: Callable[[IO], None], binary: bool = False) -> OSError | None:
     """A cache file `write(fh)` fills, written whole or not at all (a temporary file renamed), so a
     reader in another process never sees half a file; a cache that cannot be written (read-only
-    home, full disk) is simply not kept: False, and no temporary file left behind."""
+    home, full disk) is simply not kept: the error is returned (None when kept), and no temporary
+    file is left behind."""
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,11 +60,11 @@ def keep(path: Path, write: Callable[[IO], None], binary: bool = False) -> bool:
         with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")) as fh:
             write(fh)
         os.replace(tmp, path)
-        return True
-    except OSError:
+        return None
+    except OSError as err:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        return False
+        return err
 
 
 def _store(path: Path, sentences: list[list[str]]) -> None:

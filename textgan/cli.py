@@ -337,7 +337,8 @@ def cmd_eval(args) -> int:
                         protocol=args.protocol or "exact", sweep=args.sweep_temperature, out=out,
                         device=device, weights=args.weights, split=args.split, force=args.force,
                         max_oov=args.max_oov, exposure=args.exposure_bias,
-                        lm=args.lm_score, fed=args.fed, mauve=args.mauve, profile=args.profile, interval_s=args.interval_s,
+                        lm=args.lm_score, fed=args.fed, mauve=args.mauve, profile=args.profile,
+                        interval_s=args.interval_s,
                         self_bleu_max=args.self_bleu_max, greedy=args.greedy)
 
 

@@ -169,8 +169,8 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
     `exposure` adds the exposure-bias curves (textgan.metrics.exposure, exact on an oracle run;
     textgan.metrics.exposure_lm, a real-data LM's estimate on text), `lm` the LM
     and reverse-LM scores (textgan.metrics.lm_score), `fed` the Fréchet embedding distance
-    (textgan.metrics.fed), `mauve` MAUVE on the same embeddings (textgan.metrics.mauve). Progress on stderr: a bar on a terminal, else a line every `interval_s`
-    seconds (None: the run's log.interval_s); `profile` prints the seconds of each phase at the end.
+    (textgan.metrics.fed), `mauve` MAUVE on the same embeddings (textgan.metrics.mauve). Progress on
+    stderr: a bar on a terminal, else a line every `interval_s` seconds (None: the run's log.interval_s); `profile` prints the seconds of each phase at the end.
     The samples stream to samples.txt as they are drawn; `self_bleu_max` (None: the run's
     eval.self_bleu_max) bounds the samples held at once (see EvalConfig.self_bleu_max); `greedy`
     scores the noise-off decoding (see greedy_decoding)."""

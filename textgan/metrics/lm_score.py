@@ -137,9 +137,10 @@ def real_lm(corpus: Corpus, recipe: tuple[str, ...] = LM_RECIPE, device: str = "
     lm = train_lm(corpus, recipe, device)
     state = {"generator": lm.generator.state_dict(), "train_nll": lm.train_nll, "num_train": lm.num_train,
              "recipe": list(recipe)}
-    if not keep(path, lambda fh: torch.save(state, fh), binary=True):
-        print(f"warning: could not cache the real-data LM in {root}; it will be trained again next time",
-              file=sys.stderr)
+    err = keep(path, lambda fh: torch.save(state, fh), binary=True)
+    if err is not None:
+        print(f"warning: could not cache the real-data LM in {root} ({err.strerror or err}); "
+              "it will be trained again next time", file=sys.stderr)
     return lm
 
 
