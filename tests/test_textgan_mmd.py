@@ -1,6 +1,7 @@
 """textGAN's feature matching (adversarial.algorithm textgan_mmd): the MMD^2 against a direct
 computation, the generator's gradient through its soft-argmax, the CLI end to end, a bitwise
-resume, torchrun, the recipes, and bad options as one-line errors."""
+resume, torchrun, the recipes, and bad options as one-line errors; and the same feature matching as
+a term of the gumbel algorithm's generator loss (adversarial.mmd_weight)."""
 from __future__ import annotations
 
 import math
@@ -12,7 +13,8 @@ import torch
 from conftest import (FAST, QUICK_EVAL, REPO, assert_resume_ends_as_reference, run_cli, run_scalars, tiny_mle_run,
                       torchrun, trained_and_cut)
 from textgan import checkpoint, config
-from textgan.algorithms.textgan_mmd import TextGANMMD, gaussian_kernel, mmd2
+from textgan.algorithms.base import frozen
+from textgan.algorithms.textgan_mmd import TextGANMMD, feature_mmd2, gaussian_kernel, kernel_bandwidths, mmd2
 from textgan.config import ConfigError
 from textgan.corpus import prepare
 from textgan.monitor import Monitor
@@ -50,14 +52,29 @@ def test_mmd2_equals_the_double_loop_definition(unbiased, bandwidths):
     assert (same < 0) if unbiased else same == pytest.approx(0.0, abs=1e-12)  # U-statistic: -2 k_ii / n terms
 
 
+def test_median_bandwidths_are_in_units_of_the_median_pairwise_distance():
+    """bandwidth_unit median: the kernel of features scaled by c is the kernel of the unscaled
+    ones (MMD^2 unchanged), and the unit is the median over distinct pairs by a direct loop."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(4, 3, generator=gen, dtype=torch.float64)
+    y = torch.randn(3, 3, generator=gen, dtype=torch.float64) + 1.0
+    cfg = config.MMDConfig(bandwidths=[0.5, 2.0], bandwidth_unit="median")
+    pooled = torch.cat([x, y])
+    pairs = sorted(float((pooled[i] - pooled[j]).norm()) for i in range(7) for j in range(7) if i != j)
+    assert kernel_bandwidths(x, y, cfg) == pytest.approx([0.5 * pairs[20], 2.0 * pairs[20]])  # 42 pairs: lower median
+    unit = mmd2(x, y, kernel_bandwidths(x, y, cfg)).item()
+    assert mmd2(30 * x, 30 * y, kernel_bandwidths(30 * x, 30 * y, cfg)).item() == pytest.approx(unit, rel=1e-9)
+    assert kernel_bandwidths(x, y, config.MMDConfig(bandwidths=[0.5, 2.0])) == [0.5, 2.0]
+
+
 def test_the_kernel_has_a_finite_gradient_where_points_coincide():
     x = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
     gaussian_kernel(x, x, [1.0, 2.0]).sum().backward()
     assert torch.isfinite(x.grad).all()
 
 
-def _trainer(tmp_path: Path, *overrides: str) -> Trainer:
-    cfg = config.load(None, [*FAST, *MMD, *overrides])
+def _trainer(tmp_path: Path, *overrides: str, algorithm: list[str] = MMD) -> Trainer:
+    cfg = config.load(None, [*FAST, *algorithm, *overrides])
     return Trainer(cfg, prepare(cfg.data, cfg.run.seed), tmp_path, Monitor(tmp_path, progress=False, enabled=False))
 
 
@@ -133,6 +150,7 @@ def test_features_and_logits_match_forward_for_both_discriminators(data_root):
     (["mmd.bandwidths=[1.0, .inf]"], "mmd.bandwidths: needs at least one bandwidth, each > 0"),
     (["mmd.estimator=median"], "mmd.estimator: expected one of unbiased, biased"),
     (["mmd.d_weight=-1"], "mmd.d_weight: must be >= 0"),
+    (["mmd.bandwidth_unit=mean"], "mmd.bandwidth_unit: expected one of fixed, median"),
     (["adversarial.batch_size=1"], "adversarial.batch_size: textgan_mmd's MMD"),
     (["generator.noise=gumbel"], "generator.noise: textgan_mmd's generator has z as its only noise"),
     (["generator.feedback=hard"], "generator.feedback: textgan_mmd feeds back the soft-argmax"),
@@ -205,6 +223,75 @@ def test_torchrun_trains_textgan_mmd_on_two_ranks(tmp_path, data_root):
     assert [p.name for p in tmp_path.iterdir()] == ["coco_mle"]
     state = checkpoint.load(checkpoint.newest(tmp_path / "coco_mle" / "checkpoints"))
     assert state["progress"]["step"] == 2 and len(state["rng"]["ranks"]) == 2
+
+
+GUMBEL_MMD = ["generator.prior=normal", "adversarial.batch_size=8", "adversarial.mmd_weight=2.0",
+              "mmd.bandwidth_unit=median", "mmd.bandwidths=[1.0, 4.0]"]
+
+
+def test_the_gumbel_g_step_adds_the_feature_mmd2_of_its_own_fakes(tmp_path, data_root):
+    """adversarial.mmd_weight: the step logs feature_mmd2 of that step's fakes and real batch
+    (recomputed from the same streams), leaves the adversarial loss as it was, moves G
+    differently than without the term, and leaves D's weights alone."""
+    runs = {}
+    for weight in (0.0, 2.0):
+        tr = _trainer(tmp_path / str(weight), f"adversarial.mmd_weight={weight}", algorithm=GUMBEL_MMD[:3])
+        data, noise = tr.streams.data.get_state(), tr.noise_rng.get_state()
+        real, _ = tr.batches.real_labelled(8)
+        z = tr.G.sample_latent(8, tr.noise_rng)
+        with torch.no_grad():
+            want = feature_mmd2(tr.D, tr.algorithm.fake(8, 0.5, z).dists, real, tr.algorithm.mmd).item()
+        tr.streams.data.set_state(data)
+        tr.noise_rng.set_state(noise)
+        d_before = {k: v.clone() for k, v in tr.D.state_dict().items()}
+        stats = tr.algorithm.g_step(0.5)
+        assert all(torch.equal(v, tr.D.state_dict()[k]) for k, v in d_before.items()) and tr.D.training
+        assert ("adv/g_mmd2" in stats) == (weight > 0)
+        if weight > 0:
+            assert stats["adv/g_mmd2"] == pytest.approx(want, rel=1e-5) and want > 0
+        runs[weight] = (stats["adv/g_loss"], tr.G.latent_proj.weight.detach().clone())
+    assert runs[0.0][0] == pytest.approx(runs[2.0][0], rel=1e-6)  # the same draws, the same D score
+    assert not torch.allclose(runs[0.0][1], runs[2.0][1])
+
+
+def test_the_feature_mmd2_term_reaches_z_through_the_relaxed_samples(tmp_path, data_root):
+    tr = _trainer(tmp_path, algorithm=GUMBEL_MMD)
+    real, _ = tr.batches.real_labelled(8)
+    with frozen(tr.D) as d:
+        feature_mmd2(d, tr.algorithm.fake(8, 0.5).dists, real, tr.algorithm.mmd).backward()
+    assert tr.G.latent_proj.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in tr.D.parameters())
+    tr.G.zero_grad()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["mmd.bandwidths=[1.0]"], r"mmd.bandwidths: an option of adversarial.algorithm textgan_mmd, not gumbel; "
+                               r"remove it, or set adversarial.algorithm=textgan_mmd \(or adversarial.mmd_weight > 0\)"),
+    (["adversarial.mmd_weight=1", "mmd.d_weight=0.5"], "mmd.d_weight: an option of adversarial.algorithm textgan_mmd"),
+    (["adversarial.mmd_weight=-1"], "adversarial.mmd_weight: must be >= 0"),
+    (["adversarial.mmd_weight=1", "adversarial.algorithm=seqgan", "adversarial.loss=standard"],
+     "adversarial.mmd_weight: an option of adversarial.algorithm gumbel, not seqgan"),
+    (["adversarial.mmd_weight=1", "generator.conditional=true", "data.source=grammar", "generator.prior=normal"],
+     "adversarial.mmd_weight: mmd_weight > 0 is not supported with generator.conditional"),
+])
+def test_bad_gumbel_mmd_settings_are_config_errors(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        config.load(None, overrides)
+
+
+def test_gumbel_reads_the_kernel_settings_with_mmd_weight():
+    cfg = config.load(None, ["adversarial.mmd_weight=0.5", "mmd.bandwidths=[2.0]", "mmd.estimator=biased",
+                             "mmd.bandwidth_unit=median"])
+    assert cfg.mmd.bandwidths == [2.0] and cfg.adversarial.mmd_weight == 0.5 and cfg.mmd.bandwidth_unit == "median"
+
+
+@pytest.mark.slow
+def test_a_gumbel_run_with_feature_matching_logs_its_term(tmp_path, data_root):
+    res = run_cli("train", BASE, *FAST, f"log.dir={tmp_path}", "log.name=gm", *GUMBEL_MMD, "adversarial.steps=2",
+                  "adversarial.d_steps=1", "eval.every=0", "log.checkpoint_every=2", *QUICK_EVAL)
+    assert res.returncode == 0, res.stderr[-3000:]
+    values = run_scalars(tmp_path / "gm")["adv/g_mmd2"]
+    assert len(values) == 2 and all(math.isfinite(v) for v in values)
 
 
 @pytest.fixture(scope="module")

@@ -260,6 +260,12 @@ class AdversarialConfig:
     # of a head (latent.info_* sizes) recovering each fake's z from its relaxed one-hots, added
     # to every generator update and minimised by generator and head together; 0 = off
     info_weight: float = 0.0
+    # batch-level feature matching for gumbel (textGAN, Zhang et al. 2017): weight of the kernel
+    # MMD^2 (mmd.bandwidths / estimator) between the discriminator's sentence features of each
+    # fake batch and a real batch, added to every generator update: a per-sentence score can be
+    # met by one good sentence repeated, the batch's features only by fakes spread like the data;
+    # 0 = off
+    mmd_weight: float = 0.0
     # the GAN objective, one file in textgan/algorithms/: gumbel = RelGAN's, D scores the
     # generator's Gumbel-softmax relaxed samples and G's loss back-propagates through them;
     # seqgan = REINFORCE with Monte Carlo rollouts (Yu et al. 2017); maligan = the normalised
@@ -290,6 +296,7 @@ class AdversarialConfig:
         _check(self.mle_weight >= 0, "mle_weight", "must be >= 0 (0 = off)")
         _check(0 <= self.g_ema < 1, "g_ema", "must be in [0, 1) (0 = off)")
         _check(self.info_weight >= 0 and math.isfinite(self.info_weight), "info_weight", "must be >= 0 (0 = off)")
+        _check(self.mmd_weight >= 0 and math.isfinite(self.mmd_weight), "mmd_weight", "must be >= 0 (0 = off)")
 
 
 @dataclass
@@ -329,6 +336,10 @@ class MMDConfig:
     # lambda_m of textGAN's discriminator objective: D also maximises this times the MMD^2 of its
     # features on the batch (its features then separate real from fake); 0 = D's classification alone
     d_weight: float = 0.0
+    # fixed = bandwidths in units of D's feature values; median = in units of the median distance
+    # between the compared features (both batches pooled, no gradient through it; the median
+    # heuristic of Gretton et al. 2012), so the kernels follow D's features as training rescales them
+    bandwidth_unit: Literal["fixed", "median"] = "fixed"
 
     def __post_init__(self) -> None:
         _check(len(self.bandwidths) >= 1 and all(b > 0 and math.isfinite(b) for b in self.bandwidths),
@@ -579,6 +590,7 @@ def _check_conditional(cfg: "Config") -> None:
                "remove the label files (they are for data.source=files)")
     for key, bad, why in (("mle.objective", cfg.mle.objective != "nll", "elbo"),
                           ("adversarial.info_weight", cfg.adversarial.info_weight != 0, "info_weight > 0"),
+                          ("adversarial.mmd_weight", cfg.adversarial.mmd_weight != 0, "mmd_weight > 0"),
                           ("adversarial.algorithm", cfg.adversarial.algorithm != "gumbel", cfg.adversarial.algorithm),
                           ("adversarial.loss", cfg.adversarial.loss == "wgan_gp", "wgan_gp")):
         _check(not bad, key, f"{why} is not supported with generator.conditional yet; use its default, or "
@@ -589,11 +601,12 @@ def _check_conditional(cfg: "Config") -> None:
 # with another algorithm they are a mistake, not a no-op
 GUMBEL_FIELDS = [("gumbel", f.name) for f in dataclasses.fields(GumbelConfig)]  # textgan_mmd's tau too
 GUMBEL_TERMS = [("adversarial", "gp_weight"), ("adversarial", "mle_weight"), ("adversarial", "mle_weight_steps"),
-                ("adversarial", "info_weight")]  # terms of gumbel's losses
+                ("adversarial", "info_weight"), ("adversarial", "mmd_weight")]  # terms of gumbel's losses
 GUMBEL_ONLY = GUMBEL_FIELDS + GUMBEL_TERMS
 SEQGAN_ONLY = [("policy_gradient", "rollouts"), ("policy_gradient", "rollout_update_rate")]
 POLICY_GRADIENT = [("policy_gradient", f.name) for f in dataclasses.fields(PolicyGradientConfig)]
 MMD_ONLY = [("mmd", f.name) for f in dataclasses.fields(MMDConfig)]
+MMD_KERNEL = [("mmd", "bandwidths"), ("mmd", "estimator"), ("mmd", "bandwidth_unit")]  # gumbel's too, with adversarial.mmd_weight > 0
 SCRATCHGAN_ONLY = [("scratchgan", f.name) for f in dataclasses.fields(ScratchGANConfig)]
 LEAKGAN_ONLY = [("leakgan", f.name) for f in dataclasses.fields(LeakGANConfig)]
 
@@ -606,7 +619,8 @@ def _default(cls: type, name: str) -> Any:
 def _check_algorithm_options(cfg: "Config") -> None:
     """An option of another adversarial.algorithm than the chosen one is a one-line error."""
     algo = cfg.adversarial.algorithm
-    foreign = {"gumbel": POLICY_GRADIENT + MMD_ONLY, "seqgan": GUMBEL_ONLY + MMD_ONLY,
+    gumbel_mmd = [f for f in MMD_ONLY if f not in MMD_KERNEL] if cfg.adversarial.mmd_weight > 0 else MMD_ONLY
+    foreign = {"gumbel": POLICY_GRADIENT + gumbel_mmd, "seqgan": GUMBEL_ONLY + MMD_ONLY,
                "maligan": GUMBEL_ONLY + SEQGAN_ONLY + MMD_ONLY,
                "textgan_mmd": POLICY_GRADIENT + GUMBEL_TERMS,
                "scratchgan": GUMBEL_ONLY + POLICY_GRADIENT + MMD_ONLY,
@@ -621,8 +635,9 @@ def _check_algorithm_options(cfg: "Config") -> None:
             owner = "textgan_mmd" if (section, name) in MMD_ONLY else "gumbel" if (section, name) in GUMBEL_ONLY else (
                 "scratchgan" if section == "scratchgan" else "leakgan" if (section, name) in LEAKGAN_ONLY else
                 "seqgan" if (section, name) in SEQGAN_ONLY else "seqgan and maligan")
+            also = " (or adversarial.mmd_weight > 0)" if algo == "gumbel" and (section, name) in MMD_KERNEL else ""
             raise ConfigError(f"{section}.{name}: an option of adversarial.algorithm {owner}, not {algo}; "
-                              f"remove it, or set adversarial.algorithm={owner.split()[0]}")
+                              f"remove it, or set adversarial.algorithm={owner.split()[0]}{also}")
     if algo == "gumbel":
         return
     _check(cfg.adversarial.loss == "standard", "adversarial.loss",

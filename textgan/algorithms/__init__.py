@@ -30,7 +30,7 @@ ONE_PROCESS = ("seqgan", "maligan", "scratchgan", "leakgan")  # refused under to
 def build_algorithm(players: Players, cfg: Config) -> Algorithm:
     """The configured objective; each takes its own settings section."""
     adv = cfg.adversarial
-    own = {"gumbel": (cfg.gumbel,), "textgan_mmd": (cfg.mmd,), "scratchgan": (cfg.scratchgan,),
+    own = {"gumbel": (cfg.gumbel, cfg.mmd), "textgan_mmd": (cfg.mmd,), "scratchgan": (cfg.scratchgan,),
            "leakgan": (cfg.policy_gradient, cfg.leakgan)}.get(adv.algorithm, (cfg.policy_gradient,))
     return ALGORITHMS[adv.algorithm](players, adv, *own)
 

@@ -1,8 +1,9 @@
 """What every GAN objective in this package receives (`Players`) and provides (`Algorithm`)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Iterator, Protocol
 
 import torch
 
@@ -44,3 +45,14 @@ class Algorithm(Protocol):
 
     def load_state_dict(self, state: dict) -> None:
         """Take them back from a checkpoint, after the generator's weights are loaded."""
+
+
+@contextmanager
+def frozen(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """`module` without parameter gradients meanwhile: the G step's D passes gradients to its
+    input (the samples) and keeps none of its own."""
+    module.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        module.requires_grad_(True)

@@ -2,40 +2,30 @@
 distributions (Gumbel-softmax at temperature tau, Jang et al. 2017), which the discriminator
 scores against one-hot real sentences, so the generator's loss back-propagates through its
 samples into every weight. In a conditional run the fakes' classes come with their codes (drawn
-from the class prior) and D is a projection discriminator scoring each sentence with its class. The D and G losses are `adversarial.loss` (textgan/losses.py);
-wgan_gp adds the gradient penalty; `adversarial.mle_weight` adds a real batch's NLL to G's.
+from the class prior) and D is a projection discriminator scoring each sentence with its class.
+The D and G losses are `adversarial.loss` (textgan/losses.py); wgan_gp adds the gradient penalty; `adversarial.mle_weight` adds a real batch's NLL to G's;
+`adversarial.mmd_weight` adds textGAN's batch-level feature matching (Zhang et al. 2017: the
+MMD^2 between D's sentence features of the fake and the real batch, mmd.*), which a per-sentence
+D score lacks: the fakes as a whole must spread like the real sentences.
 
 Shapes: B batch, T time, V vocabulary.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
-
 import torch
 
-from textgan.algorithms.base import Players
-from textgan.config import AdversarialConfig, GumbelConfig
+from textgan.algorithms.base import Players, frozen
+from textgan.algorithms.textgan_mmd import feature_mmd2
+from textgan.config import AdversarialConfig, GumbelConfig, MMDConfig
 from textgan.losses import LOSSES
 from textgan.mle import teacher_forced_nll
-
-
-@contextmanager
-def frozen(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """`module` without parameter gradients meanwhile: the G step's D passes gradients to its
-    input (the samples) and keeps none of its own."""
-    module.requires_grad_(False)
-    try:
-        yield module
-    finally:
-        module.requires_grad_(True)
 
 
 class GumbelGAN:
     relaxed = True  # samples are relaxed one-hots at temperature tau
 
-    def __init__(self, players: Players, adv: AdversarialConfig, gumbel: GumbelConfig):
-        self.p, self.adv = players, adv
+    def __init__(self, players: Players, adv: AdversarialConfig, gumbel: GumbelConfig, mmd: MMDConfig):
+        self.p, self.adv, self.mmd = players, adv, mmd
         self.straight_through = gumbel.mode == "straight_through"
         self.loss_d, self.loss_g = LOSSES[adv.loss]
 
@@ -84,6 +74,9 @@ class GumbelGAN:
                 loss = self.loss_g(d(real, labels=real_labels), d(fake.dists, labels=p.g.module.classes_of(z)))
             nll = self._real_batch_term() if self._mle_term_on() else None
             total = loss if nll is None else loss + adv.mle_weight * nll
+            matched = feature_mmd2(d, fake.dists, real, self.mmd) if adv.mmd_weight > 0 else None
+            if matched is not None:  # adversarial.mmd_weight: the fake batch's features match the real one's
+                total = total + adv.mmd_weight * matched
             optimizer, params = p.opt_g, list(p.g.module.parameters())
             if nll is not None and p.latent is not None:  # an ELBO term trains the encoder too
                 optimizer, params = p.latent.mle_update(optimizer, params)
@@ -95,6 +88,8 @@ class GumbelGAN:
                **(p.latent.pop_stats() if p.latent is not None else {})}
         if nll is not None:
             out["adv/g_mle_loss"] = nll.item()
+        if matched is not None:
+            out["adv/g_mmd2"] = matched.item()
         if norm is not None:
             out["adv/g_grad_norm"] = norm
         return out

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from textgan.algorithms.base import Players
-from textgan.algorithms.gumbel_gan import frozen
+from textgan.algorithms.base import Players, frozen
 from textgan.algorithms.policy import evaluating
 from textgan.config import AdversarialConfig, MMDConfig
 from textgan.losses import standard_d
@@ -43,12 +42,38 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, bandwidths: list[float], unbiased: bo
     return within_x + within_y - 2.0 * kxy.mean()
 
 
+def kernel_bandwidths(x: torch.Tensor, y: torch.Tensor, mmd: MMDConfig) -> list[float]:
+    """mmd.bandwidths, or with bandwidth_unit median those times the median distance between the
+    pooled rows of x (N, F) and y (M, F) (a constant of the step, not differentiated)."""
+    if mmd.bandwidth_unit == "fixed":
+        return list(mmd.bandwidths)
+    with torch.no_grad():
+        pooled = torch.cat([x, y]).detach()
+        dist = torch.cdist(pooled, pooled)  # (N + M, N + M)
+        unit = dist[~torch.eye(len(pooled), dtype=torch.bool, device=dist.device)].median().item()
+    return [b * max(unit, 1e-12) for b in mmd.bandwidths]
+
+
+def features_mmd2(fake: torch.Tensor, real: torch.Tensor, mmd: MMDConfig) -> torch.Tensor:
+    """mmd2 of feature rows fake (M, F) and real (N, F) under mmd.*'s kernel and estimator."""
+    return mmd2(fake, real, kernel_bandwidths(fake, real, mmd), mmd.estimator == "unbiased")
+
+
+def feature_mmd2(d: torch.nn.Module, fake: torch.Tensor, real: torch.Tensor, mmd: MMDConfig) -> torch.Tensor:
+    """MMD^2 between D's sentence features of the fakes (B, T, V), differentiable in them, and of
+    the real one-hots (constants), D without dropout (the matched features are a fixed function of
+    the sentence); D's own weights are the caller's to freeze."""
+    with evaluating(d):
+        with torch.no_grad():
+            real_feats = d.features_and_logits(real)[0]  # (B, F)
+        return features_mmd2(d.features_and_logits(fake)[0], real_feats, mmd)
+
+
 class TextGANMMD:
     relaxed = True  # the soft-argmax's tau follows gumbel.*'s schedule (adv/tau)
 
     def __init__(self, players: Players, adv: AdversarialConfig, mmd: MMDConfig):
         self.p, self.adv, self.mmd = players, adv, mmd
-        self.unbiased = mmd.estimator == "unbiased"
 
     def state_dict(self) -> dict[str, dict]:
         return {}  # nothing beyond the trainer's generator, discriminator and optimizers
@@ -73,7 +98,7 @@ class TextGANMMD:
         loss = standard_d(logits[:b], logits[b:])
         out = {"adv/d_real": logits[:b].mean().item(), "adv/d_fake": logits[b:].mean().item()}
         if self.mmd.d_weight > 0:
-            gap = mmd2(feats[b:], feats[:b], self.mmd.bandwidths, self.unbiased)
+            gap = features_mmd2(feats[b:], feats[:b], self.mmd)
             loss = loss - self.mmd.d_weight * gap
             out["adv/d_mmd2"] = gap.item()
         norm = p.updates.step(p.opt_d, p.d.module.parameters(), loss, self.adv.grad_clip, "d")
@@ -88,10 +113,8 @@ class TextGANMMD:
         p = self.p
         real = p.batches.real_dists(p.batch_size)
         fake = self.fake(tau)
-        with frozen(p.d.module) as d, evaluating(d):
-            with torch.no_grad():
-                real_feats = d.features_and_logits(real)[0]  # (B, F), constants
-            loss = mmd2(d.features_and_logits(fake.dists)[0], real_feats, self.mmd.bandwidths, self.unbiased)
+        with frozen(p.d.module) as d:
+            loss = feature_mmd2(d, fake.dists, real, self.mmd)
             norm = p.updates.step(p.opt_g, p.g.module.parameters(), loss, self.adv.grad_clip, "g")
         out = {"adv/g_loss": loss.item(), "adv/fake_tokens": float(fake.lengths.sum())}
         if norm is not None:
