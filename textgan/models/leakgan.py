@@ -153,9 +153,21 @@ class LeakGANGenerator(nn.Module):
         return torch.cat([self.leak.features_tokens(tokens[s:s + FEATURE_ROWS])
                           for s in range(0, tokens.shape[0], FEATURE_ROWS)])
 
+    @torch.no_grad()
     def prefix_features(self, tokens: torch.Tensor) -> torch.Tensor:
-        """F[s] (B, T + 1, F): the features of the first s = 0..T tokens of each sentence (B, T)."""
+        """F[s] (B, T + 1, F): the features of the first s = 0..T tokens of each sentence (B, T),
+        each padded to max_len as D scores it: a token at a time through the incremental `LeakedCNN`
+        (one convolution's products in all, where recomputing convolved T + 1 padded prefixes: the
+        teacher-forced pass of the MLE phase was most of its time), else recomputed."""
         b, t = tokens.shape
+        if self.leaked is not None:
+            width = self.leaked.width(max(t, self.max_len))
+            state = self.leaked.start(b, tokens.device)
+            feats = [self.leaked.features(state, 0, width)]
+            for s in range(t):
+                state = self.leaked.push(state, tokens[:, s], s, width)
+                feats.append(self.leaked.features(state, s + 1, width))
+            return torch.stack(feats, 1)
         keep = torch.arange(t, device=tokens.device) < torch.arange(t + 1, device=tokens.device).unsqueeze(1)  # (T+1, T)
         prefixes = tokens.unsqueeze(1).masked_fill(~keep, self.pad_id)  # (B, T + 1, T)
         return self.features(prefixes.reshape(b * (t + 1), t)).view(b, t + 1, -1)
