@@ -86,6 +86,17 @@ def test_mle_bound_writes_rates_of_the_three_matmuls_and_the_kernel(tmp_path):
 
 
 @pytest.mark.slow
+def test_side_by_side_names_a_missing_incumbent_in_one_line(tmp_path):
+    """benchmarks/side_by_side.py times TextGAN-PyTorch from a checkout outside the repository;
+    without one it says so in one line, before loading anything, and writes nothing."""
+    out = tmp_path / "sbs.json"
+    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "side_by_side.py"), "--incumbent",
+                          str(tmp_path), "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1 and not out.exists()
+    assert res.stderr.strip().splitlines() == [f"--incumbent: {tmp_path} holds no models/RelGAN_G.py; point it at a "
+                                               "checkout of TextGAN-PyTorch"]
+
+
 def test_bleu_speed_smoke(tmp_path, data_root):
     out = tmp_path / "bleu.json"
     _bench("bleu_speed.py", "--smoke", "--data-root", str(data_root), "--out", str(out))
