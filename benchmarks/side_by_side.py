@@ -69,8 +69,8 @@ class Incumbent:
         from models.RelGAN_G import RelGAN_G
         from utils.helpers import get_losses
         self.inc, self.get_losses, self.device = inc, get_losses, device
-        self.gen = RelGAN_G(inc.mem_slots, inc.num_heads, inc.head_size, cfg.generator.emb_dim, cfg.generator.hidden_dim,
-                            vocab_size, max_len, 0, gpu=inc.CUDA).to(device)
+        self.gen = RelGAN_G(inc.mem_slots, inc.num_heads, inc.head_size, cfg.generator.emb_dim,
+                            cfg.generator.hidden_dim, vocab_size, max_len, 0, gpu=inc.CUDA).to(device)
         self.dis = RelGAN_D(cfg.discriminator.emb_dim, max_len, cfg.discriminator.num_rep, vocab_size, 0,
                             gpu=inc.CUDA).to(device)
         self.gen_opt = torch.optim.Adam(self.gen.parameters(), lr=1e-2)
@@ -159,9 +159,10 @@ def main() -> None:
             times[name]["incumbent"] += timed(theirs, now, 1)
             print(f"round {r + 1} {name}: textgan {times[name]['textgan'][-1]:.3f} s, "
                   f"incumbent {times[name]['incumbent'][-1]:.3f} s", flush=True)
-    result = {name: {"textgan_median": statistics.median(t["textgan"]), "incumbent_median": statistics.median(t["incumbent"]),
-                     "ratio": statistics.median(t["incumbent"]) / statistics.median(t["textgan"]), **t}
-              for name, t in times.items()}
+    result = {}
+    for name, t in times.items():
+        ours, theirs = statistics.median(t["textgan"]), statistics.median(t["incumbent"])
+        result[name] = {"textgan_median": ours, "incumbent_median": theirs, "ratio": theirs / ours, **t}
     result["sentences_per_s"] = {who: num / result["sample_s"][f"{who}_median"] for who in ("textgan", "incumbent")}
     result.update(device=args.device, card=torch.cuda.get_device_name(args.device) if args.device.startswith("cuda")
                   else None, machine=hostinfo.describe(), accel=args.accel, torch=torch.__version__,

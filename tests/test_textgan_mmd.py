@@ -14,7 +14,7 @@ from conftest import (FAST, QUICK_EVAL, REPO, assert_resume_ends_as_reference, r
                       torchrun, trained_and_cut)
 from textgan import checkpoint, config
 from textgan.algorithms.base import frozen
-from textgan.algorithms.textgan_mmd import TextGANMMD, feature_mmd2, gaussian_kernel, kernel_bandwidths, mmd2
+from textgan.algorithms.textgan_mmd import TextGANMMD, discriminator_mmd2, gaussian_kernel, kernel_bandwidths, mmd2
 from textgan.config import ConfigError
 from textgan.corpus import prepare
 from textgan.monitor import Monitor
@@ -230,7 +230,7 @@ GUMBEL_MMD = ["generator.prior=normal", "adversarial.batch_size=8", "adversarial
 
 
 def test_the_gumbel_g_step_adds_the_feature_mmd2_of_its_own_fakes(tmp_path, data_root):
-    """adversarial.mmd_weight: the step logs feature_mmd2 of that step's fakes and real batch
+    """adversarial.mmd_weight: the step logs discriminator_mmd2 of that step's fakes and real batch
     (recomputed from the same streams), leaves the adversarial loss as it was, moves G
     differently than without the term, and leaves D's weights alone."""
     runs = {}
@@ -240,7 +240,7 @@ def test_the_gumbel_g_step_adds_the_feature_mmd2_of_its_own_fakes(tmp_path, data
         real, _ = tr.batches.real_labelled(8)
         z = tr.G.sample_latent(8, tr.noise_rng)
         with torch.no_grad():
-            want = feature_mmd2(tr.D, tr.algorithm.fake(8, 0.5, z).dists, real, tr.algorithm.mmd).item()
+            want = discriminator_mmd2(tr.D, tr.algorithm.fake(8, 0.5, z).dists, real, tr.algorithm.mmd).item()
         tr.streams.data.set_state(data)
         tr.noise_rng.set_state(noise)
         d_before = {k: v.clone() for k, v in tr.D.state_dict().items()}
@@ -258,7 +258,7 @@ def test_the_feature_mmd2_term_reaches_z_through_the_relaxed_samples(tmp_path, d
     tr = _trainer(tmp_path, algorithm=GUMBEL_MMD)
     real, _ = tr.batches.real_labelled(8)
     with frozen(tr.D) as d:
-        feature_mmd2(d, tr.algorithm.fake(8, 0.5).dists, real, tr.algorithm.mmd).backward()
+        discriminator_mmd2(d, tr.algorithm.fake(8, 0.5).dists, real, tr.algorithm.mmd).backward()
     assert tr.G.latent_proj.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in tr.D.parameters())
     tr.G.zero_grad()

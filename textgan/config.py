@@ -606,7 +606,8 @@ GUMBEL_ONLY = GUMBEL_FIELDS + GUMBEL_TERMS
 SEQGAN_ONLY = [("policy_gradient", "rollouts"), ("policy_gradient", "rollout_update_rate")]
 POLICY_GRADIENT = [("policy_gradient", f.name) for f in dataclasses.fields(PolicyGradientConfig)]
 MMD_ONLY = [("mmd", f.name) for f in dataclasses.fields(MMDConfig)]
-MMD_KERNEL = [("mmd", "bandwidths"), ("mmd", "estimator"), ("mmd", "bandwidth_unit")]  # gumbel's too, with adversarial.mmd_weight > 0
+# the kernel's settings, read by gumbel too where adversarial.mmd_weight > 0
+MMD_KERNEL = [("mmd", "bandwidths"), ("mmd", "estimator"), ("mmd", "bandwidth_unit")]
 SCRATCHGAN_ONLY = [("scratchgan", f.name) for f in dataclasses.fields(ScratchGANConfig)]
 LEAKGAN_ONLY = [("leakgan", f.name) for f in dataclasses.fields(LeakGANConfig)]
 

@@ -3,10 +3,11 @@ distributions (Gumbel-softmax at temperature tau, Jang et al. 2017), which the d
 scores against one-hot real sentences, so the generator's loss back-propagates through its
 samples into every weight. In a conditional run the fakes' classes come with their codes (drawn
 from the class prior) and D is a projection discriminator scoring each sentence with its class.
-The D and G losses are `adversarial.loss` (textgan/losses.py); wgan_gp adds the gradient penalty; `adversarial.mle_weight` adds a real batch's NLL to G's;
-`adversarial.mmd_weight` adds textGAN's batch-level feature matching (Zhang et al. 2017: the
-MMD^2 between D's sentence features of the fake and the real batch, mmd.*), which a per-sentence
-D score lacks: the fakes as a whole must spread like the real sentences.
+The D and G losses are `adversarial.loss` (textgan/losses.py); wgan_gp adds the gradient
+penalty; `adversarial.mle_weight` adds a real batch's NLL to G's; `adversarial.mmd_weight` adds
+textGAN's batch-level feature matching (Zhang et al. 2017: the MMD^2 between D's sentence features
+of the fake and the real batch, mmd.*), which a per-sentence D score lacks: the fakes as a whole
+must spread like the real sentences.
 
 Shapes: B batch, T time, V vocabulary.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from textgan.algorithms.base import Players, frozen
-from textgan.algorithms.textgan_mmd import feature_mmd2
+from textgan.algorithms.textgan_mmd import discriminator_mmd2
 from textgan.config import AdversarialConfig, GumbelConfig, MMDConfig
 from textgan.losses import LOSSES
 from textgan.mle import teacher_forced_nll
@@ -74,7 +75,7 @@ class GumbelGAN:
                 loss = self.loss_g(d(real, labels=real_labels), d(fake.dists, labels=p.g.module.classes_of(z)))
             nll = self._real_batch_term() if self._mle_term_on() else None
             total = loss if nll is None else loss + adv.mle_weight * nll
-            matched = feature_mmd2(d, fake.dists, real, self.mmd) if adv.mmd_weight > 0 else None
+            matched = discriminator_mmd2(d, fake.dists, real, self.mmd) if adv.mmd_weight > 0 else None
             if matched is not None:  # adversarial.mmd_weight: the fake batch's features match the real one's
                 total = total + adv.mmd_weight * matched
             optimizer, params = p.opt_g, list(p.g.module.parameters())

@@ -59,7 +59,7 @@ def features_mmd2(fake: torch.Tensor, real: torch.Tensor, mmd: MMDConfig) -> tor
     return mmd2(fake, real, kernel_bandwidths(fake, real, mmd), mmd.estimator == "unbiased")
 
 
-def feature_mmd2(d: torch.nn.Module, fake: torch.Tensor, real: torch.Tensor, mmd: MMDConfig) -> torch.Tensor:
+def discriminator_mmd2(d: torch.nn.Module, fake: torch.Tensor, real: torch.Tensor, mmd: MMDConfig) -> torch.Tensor:
     """MMD^2 between D's sentence features of the fakes (B, T, V), differentiable in them, and of
     the real one-hots (constants), D without dropout (the matched features are a fixed function of
     the sentence); D's own weights are the caller's to freeze."""
@@ -114,7 +114,7 @@ class TextGANMMD:
         real = p.batches.real_dists(p.batch_size)
         fake = self.fake(tau)
         with frozen(p.d.module) as d:
-            loss = feature_mmd2(d, fake.dists, real, self.mmd)
+            loss = discriminator_mmd2(d, fake.dists, real, self.mmd)
             norm = p.updates.step(p.opt_g, p.g.module.parameters(), loss, self.adv.grad_clip, "g")
         out = {"adv/g_loss": loss.item(), "adv/fake_tokens": float(fake.lengths.sum())}
         if norm is not None:
