@@ -170,7 +170,8 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
     textgan.metrics.exposure_lm, a real-data LM's estimate on text), `lm` the LM
     and reverse-LM scores (textgan.metrics.lm_score), `fed` the Fréchet embedding distance
     (textgan.metrics.fed), `mauve` MAUVE on the same embeddings (textgan.metrics.mauve). Progress on
-    stderr: a bar on a terminal, else a line every `interval_s` seconds (None: the run's log.interval_s); `profile` prints the seconds of each phase at the end.
+    stderr: a bar on a terminal, else a line every `interval_s` seconds (None: the run's
+    log.interval_s); `profile` prints the seconds of each phase at the end.
     The samples stream to samples.txt as they are drawn; `self_bleu_max` (None: the run's
     eval.self_bleu_max) bounds the samples held at once (see EvalConfig.self_bleu_max); `greedy`
     scores the noise-off decoding (see greedy_decoding)."""
@@ -197,7 +198,8 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
     cap = loaded.config.eval.self_bleu_max
     if extras.embeds:
         loading.phase("loading: FED's / MAUVE's encoder")
-    prepare_extras(extras, corpus, path, num, device)  # the sentence encoder: a missing extra fails here, before any work
+    # the sentence encoder: a missing extra fails here, before any work
+    prepare_extras(extras, corpus, path, num, device)
     loading.close()
     if data:
         check_oov(corpus, data, max_oov)

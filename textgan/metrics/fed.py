@@ -87,8 +87,9 @@ def fed_size(num_samples: int, num_test: int, metric: str = "FED") -> int:
     MAUVE alike); an error naming `metric` below MIN_SENTENCES."""
     n = min(num_samples, num_test // 2)
     if n < MIN_SENTENCES:
-        raise UserError(f"{metric} compares equal-size sets of at least {MIN_SENTENCES} sentences: {num_samples} samples "
-                        f"and two halves of {num_test} test sentences give {n}; raise --num or use a larger test set")
+        raise UserError(f"{metric} compares equal-size sets of at least {MIN_SENTENCES} sentences: {num_samples} "
+                        f"samples and two halves of {num_test} test sentences give {n}; raise --num or use a larger "
+                        "test set")
     return n
 
 
