@@ -83,6 +83,36 @@ def test_api_encode_matches_the_cli(runs, tmp_path):
         api.load(runs["plain"]).encode([A])
 
 
+def test_api_greedy_and_interpolation_match_the_cli(runs, tmp_path):
+    """Model.sample(greedy=True) of an encoded z is `sample --z --greedy`; Model.interpolate is
+    `sample --interpolate` (prior draws under one noise) and `--from-text/--to-text`; the same
+    refusals as the CLI's, as UserError."""
+    from textgan import api
+    from textgan.errors import UserError
+
+    model = api.load(runs["latent"])
+    np.save(tmp_path / "z.npy", model.encode([A, B]))
+    cli = run_cli("sample", str(runs["latent"]), "--z", str(tmp_path / "z.npy"), "--greedy")
+    assert cli.returncode == 0, cli.stderr
+    assert model.sample(z=np.load(tmp_path / "z.npy"), greedy=True) == cli.stdout.splitlines()
+    assert model.sample(4, seed=3, greedy=True) == model.sample(4, seed=3, greedy=True)
+    cli = run_cli("sample", str(runs["latent"]), "--interpolate", "5", "--seed", "3", "--seed-to", "4")
+    assert model.interpolate(5, seed=3, seed_to=4) == cli.stdout.splitlines()
+    cli = run_cli("sample", str(runs["latent"]), "--interpolate", "5", "--from-text", A, "--to-text", B)
+    assert model.interpolate(5, from_text=A, to_text=B) == cli.stdout.splitlines()
+    for kwargs, words in [({"steps": 0}, "positive integer"), ({"from_text": A}, "go together"),
+                          ({"temperature": 0}, "> 0"), ({"from_text": A, "to_text": B, "encoder": "pca"}, "one of")]:
+        with pytest.raises(UserError, match=words):
+            model.interpolate(**kwargs)
+    with pytest.raises(UserError, match="no temperature"):
+        model.sample(3, greedy=True, temperature=0.5)
+    none = api.load(runs["none"])
+    with pytest.raises(UserError, match="prior=none"):
+        none.sample(3, greedy=True)
+    with pytest.raises(UserError, match="prior=none"):
+        none.interpolate(4)
+
+
 def test_encode_file_gives_one_row_per_line_and_the_encoder_mean_is_deterministic(runs, tmp_path):
     text = tmp_path / "s.txt"
     text.write_text(f"{A}\n{B}\n{A}\n", encoding="utf-8")
@@ -136,11 +166,24 @@ def test_encode_file_with_an_empty_line_names_it(runs, tmp_path):
     ("none", ["--interpolate", "4", "--from-text", A, "--to-text", B], ["prior=none"]),
     ("plain", ["--interpolate", "4", "--from-text", A, "--to-text", B], ["no sentence encoder"]),
     ("latent", ["--interpolate", "4", "--from-text", "", "--to-text", B], ["empty"]),
+    ("latent", ["--interpolate", "4", "--from-text", " ".join(["a"] * 200), "--to-text", B], ["200 tokens", "max_len"]),
+    ("none", ["--greedy"], ["prior=none", "--greedy"]),
 ])
 def test_sample_latent_option_errors(runs, tmp_path, run, args, words):
     out = tmp_path / "s.txt"
     _one_line_error(run_cli("sample", str(runs[run]), *args, "--out", str(out)), *words)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["mle.objective=elbo"], "mle.objective"),
+    (["adversarial.info_weight=1"], "adversarial.info_weight"),
+    (["generator.noise=none"], "generator.noise"),
+])
+def test_train_with_a_latent_option_and_no_latent_is_refused_before_a_folder(tmp_path, overrides, key):
+    res = run_cli("train", CONFIG, *QUICK, f"log.dir={tmp_path}", "log.name=x", "generator.prior=none", *overrides)
+    _one_line_error(res, key, "prior")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_sample_z_on_a_prior_none_run_is_an_error(runs, tmp_path):
@@ -205,6 +248,27 @@ def test_eval_greedy_scores_the_noise_off_decoding_of_each_z(runs, tmp_path, cap
     assert saved["metrics"]["bleu2_exact"] != sampled["metrics"]["bleu2_exact"]
     assert main(["eval", str(runs["none"]), "--greedy", "--num", "12", "--out", str(tmp_path / "n")]) == 2
     assert "prior=none" in capsys.readouterr().err and not (tmp_path / "n").exists()
+
+
+def test_eval_latent_samples_sets_how_many_sentences_measure_z(runs, tmp_path, capsys):
+    """`eval --latent-samples N`: latent_mi and the sensitivity over N sentences (recorded in
+    metrics.json's settings; the default is the run's eval.latent_samples); refused without a latent."""
+    from textgan.cli import main
+
+    assert main(["eval", str(runs["latent"]), "--num", "12", "--out", str(tmp_path / "a")]) == 0
+    assert main(["eval", str(runs["latent"]), "--num", "12", "--latent-samples", "40", "--out", str(tmp_path / "b")]) == 0
+    a, b = (json.loads((tmp_path / x / "metrics.json").read_text()) for x in "ab")
+    from textgan import api
+
+    assert a["settings"]["latent_samples"] == api.load(runs["latent"]).config.eval.latent_samples != 40
+    assert b["settings"]["latent_samples"] == 40
+    assert a["metrics"]["bleu2_exact"] == b["metrics"]["bleu2_exact"]  # the samples scored are the same
+    assert round(b["metrics"]["latent_sensitivity"] * 40) == pytest.approx(b["metrics"]["latent_sensitivity"] * 40)
+    mi = next(name for name in a["metrics"] if name.startswith("latent_mi_") and not name.endswith("_max"))
+    assert a["metrics"][mi] != b["metrics"][mi]
+    capsys.readouterr()
+    assert main(["eval", str(runs["none"]), "--latent-samples", "5", "--out", str(tmp_path / "n")]) == 2
+    assert "--latent-samples" in capsys.readouterr().err and not (tmp_path / "n").exists()
 
 
 def test_eval_reports_the_importance_sampled_bound_beside_the_prior_monte_carlo_one(runs, tmp_path):

@@ -170,16 +170,39 @@ def test_sensitivity_holds_the_noise_fixed(monkeypatch):
     r = rng(4)
     za, zb = gen.sample_latent(n, r), gen.sample_latent(n, r)
     noise = latent.gumbel_noise((max_len, n, gen.vocab_size), r)
-    a = gen.sample(za, max_len, noise=noise, need_dists=False)
-    b = gen.sample(zb, max_len, noise=noise, need_dists=False)
-    changed = positions = 0
-    for i in range(n):
+    changed, positions, sentences = _count_changes(gen.sample(za, max_len, noise=noise, need_dists=False),
+                                                   gen.sample(zb, max_len, noise=noise, need_dists=False))
+    assert sens.tokens == pytest.approx(changed / positions) and sens.sentences == pytest.approx(sentences / n)
+    assert 0 < sens.tokens < 1
+
+
+def _count_changes(a, b) -> tuple[int, int, int]:
+    """By hand, from two draws' samples: changed tokens, positions compared, changed sentences."""
+    changed = positions = sentences = 0
+    for i in range(a.tokens.shape[0]):
         span = max(int(a.lengths[i]), int(b.lengths[i]))
         changed += sum(int(a.tokens[i, t] != b.tokens[i, t]) for t in range(span))
         positions += span
-    assert sens.tokens == pytest.approx(changed / positions)
-    assert sens.sentences == pytest.approx(sum(not torch.equal(a.tokens[i], b.tokens[i]) for i in range(n)) / n)
-    assert 0 < sens.tokens < 1
+        sentences += not torch.equal(a.tokens[i], b.tokens[i])
+    return changed, positions, sentences
+
+
+def test_sensitivity_draws_its_noise_a_block_of_sentences_at_a_time(monkeypatch):
+    """Past NOISE_ROWS sentences the fixed noise comes a block at a time (bounded memory): each
+    block's figures are those of a call over that block alone, continuing the same draws."""
+    gen, n, max_len = tiny(), 10, 5
+    monkeypatch.setattr(latent, "NOISE_ROWS", 4)
+    sens = latent.latent_sensitivity(gen, n, max_len, rng(4))
+    r = rng(4)
+    za, zb = gen.sample_latent(n, r), gen.sample_latent(n, r)
+    changed = positions = sentences = 0
+    for start in range(0, n, 4):
+        noise = latent.gumbel_noise((max_len, min(4, n - start), gen.vocab_size), r)
+        counts = _count_changes(gen.sample(za[start:start + 4], max_len, noise=noise, need_dists=False),
+                                gen.sample(zb[start:start + 4], max_len, noise=noise, need_dists=False))
+        changed, positions, sentences = (x + y for x, y in zip((changed, positions, sentences), counts))
+    assert sens.tokens == pytest.approx(changed / positions) and sens.sentences == pytest.approx(sentences / n)
+    assert latent.latent_sensitivity(gen, 0, max_len, rng(4)).sentences == 0.0
 
 
 # ---------------------------------------------------------------------------- interpolation

@@ -6,6 +6,9 @@
     model.sample(5, seed=7)            # sentence i depends on (seed, i) only
     model.sample(5, cls="thing_object")  # a conditional run: sentences of one class (model.classes)
     model.latents(5, seed=7)           # the z behind them
+    model.sample(z=model.encode(["a man rides a horse"]), greedy=True)  # a sentence back from its z
+    model.interpolate(8, seed=1, seed_to=2)  # a path between two prior draws, one noise throughout
+    model.interpolate(8, from_text="a man rides a horse", to_text="a dog runs")  # between two sentences
     model.evaluate(num=200)
     tg.score(["a man rides a horse", "a dog runs"], references=["a man rides a brown horse"])
 
@@ -41,9 +44,10 @@ class Model:
         return self.loaded.labels
 
     def sample(self, num: int = 10, seed: int = 0, temperature: float = 1.0, z=None,
-               cls: str | None = None) -> list[str]:
+               cls: str | None = None, greedy: bool = False) -> list[str]:
         """`num` sentences (or one per row of z, an (N, Z) array or tensor), as `textgan sample`;
-        `cls`: every sentence of that class (a conditional run; `textgan sample --class`)."""
+        `cls`: every sentence of that class (a conditional run; `textgan sample --class`);
+        `greedy`: the most likely token at each step, z the only noise (`textgan sample --greedy`)."""
         import numpy as np
         import torch
 
@@ -51,6 +55,9 @@ class Model:
 
         if not temperature > 0:
             raise UserError(f"temperature must be > 0, got {temperature}")
+        _check_greedy(greedy, temperature)
+        if greedy:
+            sample.refuse_greedy_without_latent(self.loaded.generator)
         _check_count_seed(num if z is None else 1, seed)
         if cls is not None and not isinstance(cls, str):
             raise UserError(f"cls must be a class name (a string), got {cls!r}")
@@ -63,8 +70,34 @@ class Model:
                                 f"and dtype {arr.dtype}")
             z = sample.check_latent(arr, self.loaded.generator.latent_dim)
             num = z.shape[0]
-        return [line for chunk in sample.stream_text(self.loaded, num, seed, temperature, z=z, class_id=class_id)
-                for line in chunk]
+        return [line for chunk in sample.stream_samples(self.loaded, num, seed, temperature, z=z, greedy=greedy,
+                                                        class_id=class_id)
+                for line in chunk.lines]
+
+    def interpolate(self, steps: int = 8, seed: int = 0, seed_to: int = 1, temperature: float = 1.0,
+                    from_text: str | None = None, to_text: str | None = None, cls: str | None = None,
+                    encoder: str = "auto") -> list[str]:
+        """`steps` sentences along a path in z, as `textgan sample --interpolate`: between the prior
+        draws of sample 0 under `seed` and under `seed_to`, every point under sample 0's noise; or,
+        with `from_text` and `to_text`, between two sentences' encoded z, decoded greedily."""
+        from textgan import sample
+
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise UserError(f"steps must be a positive integer, got {steps!r}")
+        if not temperature > 0:
+            raise UserError(f"temperature must be > 0, got {temperature}")
+        if (from_text is None) != (to_text is None):
+            raise UserError("from_text and to_text go together: give both sentences, or neither")
+        if self.loaded.generator.prior == "none":
+            raise UserError("this generator has prior=none: there is no latent to interpolate")
+        if from_text is not None:
+            if cls is not None:
+                raise UserError("from_text paths come from an encoder, without classes; drop cls")
+            _check_encoder(encoder)
+            return sample.text_path_samples(self.loaded, from_text, to_text, steps, encoder).lines
+        _check_count_seed(1, seed)
+        _check_count_seed(1, seed_to)
+        return sample.interpolation_text(self.loaded, seed, seed_to, steps, temperature, self.loaded.class_id(cls))
 
     def latents(self, num: int = 10, seed: int = 0):
         """The z (num, Z) float32 numpy array behind `sample(num, seed)`: row i depends on (seed, i)
@@ -83,8 +116,7 @@ class Model:
 
         if isinstance(sentences, str) or not all(isinstance(s, str) for s in sentences):
             raise UserError("sentences must be a list of strings, one sentence each")
-        if encoder not in encoding.ENCODERS:
-            raise UserError(f"encoder must be one of {', '.join(encoding.ENCODERS)}, got {encoder!r}")
+        _check_encoder(encoder)
         return encoding.encode_text(self.loaded, list(sentences), encoder).cpu().numpy().astype("float32")
 
     def evaluate(self, num: int | None = None, seed: int | None = None, temperature: float = 1.0,
@@ -94,14 +126,25 @@ class Model:
         `greedy`: of the noise-off decoding, as `textgan eval --greedy`."""
         from textgan.evaluation_cli import eval_metrics, greedy_decoding, load_run
 
-        if greedy and temperature != 1.0:
-            raise UserError("greedy takes the most likely token, which no temperature changes; drop one of them")
+        _check_greedy(greedy, temperature)
         loaded, corpus = load_run(self.run, data=data, device=self.device, weights=self.weights, split=split)
         if greedy:
             greedy_decoding(loaded)
         return eval_metrics(loaded, corpus, num=num or self.config.eval.num_samples,
                             seed=self.config.run.seed if seed is None else seed,
                             temperature=temperature, protocol=protocol)
+
+
+def _check_greedy(greedy: bool, temperature: float) -> None:
+    if greedy and temperature != 1.0:
+        raise UserError("greedy takes the most likely token, which no temperature changes; drop one of them")
+
+
+def _check_encoder(encoder) -> None:
+    from textgan.encoding import ENCODERS
+
+    if encoder not in ENCODERS:
+        raise UserError(f"encoder must be one of {', '.join(ENCODERS)}, got {encoder!r}")
 
 
 def _check_count_seed(num, seed) -> None:

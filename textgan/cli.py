@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="held-out sentences scored against: test, or the run's validation split "
                         "(data.valid_frac or data.valid), for choosing a checkpoint without looking at the test set")
     e.add_argument("--num", type=at_least_two, help="samples scored (>= 2; default eval.num_samples of the run)")
+    e.add_argument("--latent-samples", type=positive, metavar="N",
+                   help="sentences latent_mi and the sensitivity are measured on (default eval.latent_samples "
+                        "of the run, 64); needs a latent")
     e.add_argument("--self-bleu-max", type=at_least_two, metavar="M",
                    help="the most samples held at once: with more --num, samples are scored in blocks of M and "
                         "Self-BLEU on the first M, as metrics.json's computed_on says (default eval.self_bleu_max "
@@ -263,6 +266,8 @@ def cmd_sample(args) -> int:
     z = sample.load_latent(args.z) if args.z else None  # a bad file is reported before the model loads
     loaded = sample.load_generator(args.path, device, warn=lambda m: print(m, file=sys.stderr), weights=args.weights)
     fpenv.apply(loaded.config.run)  # as the run trained
+    if args.greedy:
+        sample.refuse_greedy_without_latent(loaded.generator)
     if loaded.generator.prior == "none" and (z is not None or args.interpolate or save_z):
         flag = "--save-z" if save_z and z is None and not args.interpolate else "--z or --interpolate"
         raise UserError(f"this generator has prior=none: it has no latent for {flag}; sample it without them")
@@ -339,7 +344,8 @@ def cmd_eval(args) -> int:
                         max_oov=args.max_oov, exposure=args.exposure_bias,
                         lm=args.lm_score, fed=args.fed, mauve=args.mauve, profile=args.profile,
                         interval_s=args.interval_s,
-                        self_bleu_max=args.self_bleu_max, greedy=args.greedy)
+                        self_bleu_max=args.self_bleu_max, greedy=args.greedy,
+                        latent_samples=args.latent_samples)
 
 
 def cmd_score(args) -> int:

@@ -24,7 +24,7 @@ from textgan.eval_reports import EXPOSURE_FILES, SAMPLES_FILE, SamplesFile, writ
 from textgan.evaluate import EvalResult, evaluate
 from textgan.extra_metrics import Extras, check_flags, exposure_curves, prepare_extras, sample_set_metrics
 from textgan.progress import NoProgress, Progress, phase_table, process_age, wall_profile
-from textgan.sample import Drawn, Loaded, load_generator
+from textgan.sample import Drawn, Loaded, load_generator, refuse_greedy_without_latent
 
 PROTOCOLS = choices(EvalConfig, "protocol")  # exact, texygen, both
 SWEEP_FILES = ("sweep.csv", "sweep.png", "events.out.tfevents.*")  # what a sweep writes in its folder
@@ -163,7 +163,8 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
                  out: str | Path | None = None, device: str = "cpu", weights: str = "auto", split: str = "test",
                  force: bool = False, max_oov: float = 1.0, exposure: bool = False,
                  lm: bool = False, fed: bool = False, mauve: bool = False, profile: bool = False,
-                 interval_s: float | None = None, self_bleu_max: int | None = None, greedy: bool = False) -> int:
+                 interval_s: float | None = None, self_bleu_max: int | None = None, greedy: bool = False,
+                 latent_samples: int | None = None) -> int:
     """Print metrics (a "name value" line each) and write metrics.json, or run a temperature sweep.
     Without `out` the results go to RUN/eval, or the first of RUN/eval-2, -3, ... without them.
     `exposure` adds the exposure-bias curves (textgan.metrics.exposure, exact on an oracle run;
@@ -174,7 +175,8 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
     log.interval_s); `profile` prints the seconds of each phase at the end.
     The samples stream to samples.txt as they are drawn; `self_bleu_max` (None: the run's
     eval.self_bleu_max) bounds the samples held at once (see EvalConfig.self_bleu_max); `greedy`
-    scores the noise-off decoding (see greedy_decoding)."""
+    scores the noise-off decoding (see greedy_decoding); `latent_samples` (None: the run's
+    eval.latent_samples) is how many sentences latent_mi and the sensitivity are measured on."""
     from textgan.arguments import numbered_dir
 
     temps = None
@@ -193,8 +195,10 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
     if greedy:
         greedy_decoding(loaded)
     num = num or loaded.config.eval.num_samples
-    if self_bleu_max is not None:
-        loaded = with_self_bleu_max(loaded, self_bleu_max)
+    if latent_samples is not None and loaded.generator.prior == "none":
+        raise UserError("--latent-samples sets how many sentences measure z's use, but this run has "
+                        "generator.prior=none (no z); drop --latent-samples")
+    loaded = with_eval_settings(loaded, self_bleu_max=self_bleu_max, latent_samples=latent_samples)
     cap = loaded.config.eval.self_bleu_max
     if extras.embeds:
         loading.phase("loading: FED's / MAUVE's encoder")
@@ -230,7 +234,8 @@ def eval_command(path: str, data: str | None = None, num: int | None = None, see
                 "test": str(corpus_test_file(loaded, data, split)), "num": num,
                 "seed": seed, "temperature": temperature, "protocol": protocol,
                 "weights": "g_ema average" if loaded.averaged else "trained",
-                "decoding": "greedy (generator.noise=none)" if greedy else f"generator.noise={loaded.generator.noise}"}
+                "decoding": "greedy (generator.noise=none)" if greedy else f"generator.noise={loaded.generator.noise}",
+                "latent_samples": loaded.config.eval.latent_samples if loaded.generator.prior != "none" else 0}
     with Progress("eval", interval_s) as progress:
         metrics, computed_on, eb = score_once(loaded, corpus, settings, extras, out_dir, force=force,
                                               progress=progress, device=device)
@@ -260,17 +265,17 @@ def greedy_decoding(loaded: Loaded) -> None:
     """Switch `loaded`'s generator to the noise-off decoding, as if trained with generator.noise=none:
     each token the most likely one, z the only source of variety (its samples, latent figures and
     relaxed one-hots follow; the teacher-forced NLL_gen does not change)."""
-    if loaded.generator.prior == "none":
-        raise UserError("--greedy leaves z as the only noise, but this run has generator.prior=none (no z): "
-                        "every sample would be the same sentence; drop --greedy")
+    refuse_greedy_without_latent(loaded.generator)
     loaded.generator.noise = "none"
 
 
-def with_self_bleu_max(loaded: Loaded, cap: int) -> Loaded:
-    """`loaded` with eval.self_bleu_max set to `cap` (`--self-bleu-max`)."""
+def with_eval_settings(loaded: Loaded, **fields: int | None) -> Loaded:
+    """`loaded` with the eval.* fields given (not None) replaced (`--self-bleu-max`, `--latent-samples`)."""
+    given = {name: value for name, value in fields.items() if value is not None}
+    if not given:
+        return loaded
     cfg = loaded.config
-    return dataclasses.replace(loaded, config=dataclasses.replace(
-        cfg, eval=dataclasses.replace(cfg.eval, self_bleu_max=cap)))
+    return dataclasses.replace(loaded, config=dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, **given)))
 
 
 def score_once(loaded: Loaded, corpus: Corpus, settings: dict, extras: Extras, out_dir: Path, force: bool,

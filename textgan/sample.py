@@ -109,6 +109,13 @@ def latent_from_seed(loaded: Loaded, seed: int, num: int = 1) -> torch.Tensor:
     return draws.latents(g.prior, g.latent_dim, draws.sample_keys(seed, 0, num)[1], draws.uniform_source(g))
 
 
+def refuse_greedy_without_latent(g: Generator) -> None:
+    """The one-line error for greedy decoding (`--greedy`, `greedy=True`) of a generator without z."""
+    if g.prior == "none":
+        raise UserError("--greedy leaves z as the only noise, but this run has generator.prior=none (no z): "
+                        "every sample would be the same sentence; drop --greedy")
+
+
 def load_latent(path: str | Path) -> np.ndarray:
     """A finite float array of shape (N, Z) or (Z,) from a .npy file (no pickles allowed), as (N, Z)."""
     try:

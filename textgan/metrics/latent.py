@@ -19,6 +19,7 @@ from textgan.gumbel import gumbel_noise
 
 SCORE_ELEMENTS = 1 << 23  # hidden-state entries (rows * T * H) teacher-forced at once by latent_mi
 SAMPLE_ROWS = 1024  # sentences sampled at once (the Gumbel noise is (T, rows, V))
+NOISE_ROWS = 1024  # sentences whose fixed noise latent_sensitivity draws at once, (T, rows, V)
 
 
 @dataclass
@@ -132,16 +133,23 @@ def _fixed_noise(generator, max_len: int, rows: int, rng: torch.Generator) -> to
 def latent_sensitivity(generator, num: int, max_len: int, rng: torch.Generator,
                        temperature: float = 1.0) -> Sensitivity:
     """Draw `num` sentences twice, from two independent prior draws of z but the same Gumbel
-    noise: what changes, changes because z did. Draws from `rng`: z, the other z, the noise."""
+    noise: what changes, changes because z did. Draws from `rng`: z, the other z, the noise (T, rows, V)
+    of each NOISE_ROWS sentences in turn (one (T, N, V) tensor up to NOISE_ROWS sentences), so
+    memory stays bounded whatever `num`."""
+    if num < 1:
+        return Sensitivity(sentences=0.0, tokens=0.0)
+    parts = []
     with _Eval(generator):
         za, zb = generator.sample_latent(num, rng), generator.sample_latent(num, rng)  # (N, Z) each
-        noise = _fixed_noise(generator, max_len, num, rng)  # (T, N, V)
-        ta, la = _draw(generator, za, max_len, temperature, noise=noise)
-        tb, lb = _draw(generator, zb, max_len, temperature, noise=noise)
+        for start in range(0, num, NOISE_ROWS):
+            rows = slice(start, start + NOISE_ROWS)
+            noise = _fixed_noise(generator, max_len, za[rows].shape[0], rng)  # (T, rows, V)
+            parts.append((*_draw(generator, za[rows], max_len, temperature, noise=noise),
+                          *_draw(generator, zb[rows], max_len, temperature, noise=noise)))
+    ta, la, tb, lb = (torch.cat(list(col)) for col in zip(*parts))
     alive = torch.arange(ta.shape[1], device=ta.device) < torch.maximum(la, lb).unsqueeze(1)  # (N, T)
     differ = (ta != tb) & alive
-    return Sensitivity(sentences=int(differ.any(1).sum()) / max(num, 1),
-                       tokens=float(differ.sum()) / max(int(alive.sum()), 1))
+    return Sensitivity(sentences=int(differ.any(1).sum()) / num, tokens=float(differ.sum()) / max(int(alive.sum()), 1))
 
 
 def edit_distance(a: list[int], b: list[int]) -> int:
