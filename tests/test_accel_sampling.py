@@ -17,6 +17,7 @@ from conftest import REPO, run_without_avx512
 from textgan import accel, draws, philox
 from textgan.accel import random, sampling
 from textgan.accel.build import _cpu_flags
+from textgan.gumbel import gumbel_noise
 from textgan.models.generator import Generator
 
 needs_cc = pytest.mark.skipif(sampling.kernels() is None or random.kernels() is None, reason="no C compiler")
@@ -166,6 +167,24 @@ def test_keyed_tokens_drop_finished_rows_and_keep_every_token(core, layers):
         expected = _whole_noise_tokens(g, z, noise_keys, 15, 1.0)
     assert torch.equal(keyed.tokens, expected) and torch.equal(keyed.lengths, (expected != 0).sum(1))
     assert len(set(keyed.lengths.tolist())) > 3  # rows left the batch at several steps
+
+
+@pytest.mark.parametrize("mode", ["auto", "off"])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_tokens_drawn_from_a_torch_generator_are_its_whole_noise_draws(mode, temperature):
+    """sample(generator=rng, need_dists=False) (the policy-gradient algorithms' sampler, the latent
+    metrics') picks each step's tokens by the fused kernel from the one Philox key gumbel_noise
+    would take for the (T, B, V) noise: the tokens of that noise, the generator left where it would be."""
+    g = _generator()
+    accel.apply(g, None, mode)
+    z = draws.latents("normal", 4, draws.sample_keys(6, 0, 40)[1])
+    rng, again = torch.Generator().manual_seed(11), torch.Generator().manual_seed(11)
+    with torch.inference_mode():
+        fast = g.sample(z, 12, temperature=temperature, generator=rng, need_dists=False)
+        noise = gumbel_noise((12, 40, g.vocab_size), again)  # (T, B, V)
+        expected = g.sample(z, 12, temperature=temperature, need_dists=False, noise=noise).tokens
+    assert torch.equal(fast.tokens, expected) and torch.equal(rng.get_state(), again.get_state())
+    assert len(set(fast.lengths.tolist())) > 3 and len({tuple(r) for r in fast.tokens.tolist()}) > 30
 
 
 def test_keyed_tokens_with_autograd_on_are_the_inference_mode_ones():

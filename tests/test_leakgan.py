@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from conftest import REPO, assert_same_training_state, run_cli, run_scalars, trained_and_cut
 from textgan import algorithms, checkpoint, config
 from textgan.algorithms.leakgan import (feature_change_cos, intrinsic_rewards, manager_loss, rescaled_ranks,
-                                        sampled_log_probs, worker_loss)
+                                        worker_loss)
 from textgan.config import ConfigError
 from textgan.errors import UserError
 from textgan.models.discriminator import RelGANCNN
+from textgan.models.generator import sequence_log_probs
 from textgan.models.leakgan import LeakedRun, LeakGANGenerator, goal_windows
 
 V, T, C = 7, 6, 2  # vocabulary, max_len, goal_steps
@@ -137,7 +138,7 @@ def test_gradients_reach_manager_and_worker_each_from_its_own_loss():
     run = gen.run(TOKENS, z, detach_goals=True)
     alive = torch.arange(T) < LENGTHS.unsqueeze(1)
     m = manager_loss(feature_change_cos(run, LENGTHS, C) * alive, torch.rand(2, T) * alive)
-    w = worker_loss(sampled_log_probs(run.logits, TOKENS), intrinsic_rewards(run, C), alive)
+    w = worker_loss(sequence_log_probs(run.logits, TOKENS), intrinsic_rewards(run, C), alive)
     manager = [gen.manager.weight_ih, gen.goal.weight]
     worker = [gen.worker.weight_ih, gen.out.weight, gen.psi.weight, gen.embedding.weight]
     m_grads = torch.autograd.grad(m, manager + worker, allow_unused=True, retain_graph=True)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from textgan.algorithms.base import Players
 from textgan.algorithms.policy import DiscreteGAN, d_probability, evaluating
 from textgan.config import AdversarialConfig, LeakGANConfig, PolicyGradientConfig
+from textgan.models.generator import sequence_log_probs
 from textgan.models.leakgan import LeakedRun, LeakGANGenerator
 
 
@@ -77,11 +78,6 @@ def worker_loss(log_probs: torch.Tensor, intrinsic: torch.Tensor, alive: torch.T
     return -(log_probs * intrinsic * alive).sum(1).mean()
 
 
-def sampled_log_probs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """log p(y_t) (B, T) of tokens (B, T) under logits (B, T, V), differentiable."""
-    return -F.cross_entropy(logits.transpose(1, 2), tokens, reduction="none")
-
-
 @torch.no_grad()
 def leak_rollout_rewards(gen: LeakGANGenerator, z: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor,
                          rollouts: int, noise: torch.Generator, d: torch.nn.Module) -> torch.Tensor:
@@ -119,7 +115,7 @@ class LeakGAN(DiscreteGAN):
         z = gen.sample_latent(tokens.shape[0], self.p.noise)
         run = gen.run(tokens, z)
         alive = alive_mask(lengths, tokens.shape[1])
-        nll = -(sampled_log_probs(run.logits, tokens) * alive).sum() / alive.sum()
+        nll = -(sequence_log_probs(run.logits, tokens) * alive).sum() / alive.sum()
         cos = feature_change_cos(run, lengths, self.leak.goal_steps)
         return nll, -(cos * alive).sum() / alive.sum()
 
@@ -148,7 +144,7 @@ class LeakGAN(DiscreteGAN):
             run = gen.run(fake.tokens, z, detach_goals=True)
             m_loss = manager_loss(feature_change_cos(run, fake.lengths, lk.goal_steps) * alive, rewards)
             intrinsic = intrinsic_rewards(run, lk.goal_steps)
-            w_loss = worker_loss(sampled_log_probs(run.logits, fake.tokens), intrinsic, alive)
+            w_loss = worker_loss(sequence_log_probs(run.logits, fake.tokens), intrinsic, alive)
             norm = self.g_update(m_loss + w_loss)
         out.update({"adv/g_loss": (m_loss + w_loss).item(), "adv/manager_loss": m_loss.item(),
                     "adv/worker_loss": w_loss.item(), "adv/fake_tokens": float(fake.lengths.sum()),

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from textgan.algorithms.base import Players
 from textgan.config import AdversarialConfig, PolicyGradientConfig
 from textgan.models import SampleOutput
+from textgan.models.generator import sequence_log_probs
 
 
 @contextmanager
@@ -56,8 +57,7 @@ def d_log_odds(d: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
 def token_log_probs(gen: torch.nn.Module, tokens: torch.Tensor, lengths: torch.Tensor,
                     z: torch.Tensor) -> torch.Tensor:
     """log G(y_t | y_<t, z) of each sampled token (B, T), differentiable; 0 past each length."""
-    logits = gen(tokens, z)  # (B, T, V), teacher forced on the sample
-    logp = -F.cross_entropy(logits.transpose(1, 2), tokens, reduction="none")  # (B, T)
+    logp = sequence_log_probs(gen(tokens, z), tokens)  # (B, T), teacher forced on the sample
     alive = torch.arange(tokens.shape[1], device=tokens.device) < lengths.unsqueeze(1)  # (B, T)
     return logp * alive
 

@@ -65,6 +65,15 @@ def cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     return F.cross_entropy(F.linear(hidden[keep], weight, bias), targets[keep])
 
 
+def sequence_log_probs(logits: torch.Tensor, tokens: torch.Tensor, ignore_index: int = IGNORE) -> torch.Tensor:
+    """log p(y_t) (B, T) of tokens (B, T) under logits (B, T, V), differentiable; 0 where a token is
+    `ignore_index`. Over the contiguous (B T, V) rows: half the time of cross_entropy over the
+    (B, V, T) transpose (strided), the same values to float rounding."""
+    b, t, v = logits.shape
+    return -F.cross_entropy(logits.reshape(b * t, v), tokens.reshape(b * t), ignore_index=ignore_index,
+                            reduction="none").view(b, t)
+
+
 @torch.no_grad()
 def target_log_probs(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, targets: torch.Tensor,
                      ignore_index: int) -> torch.Tensor:
@@ -99,6 +108,28 @@ class _KeyedNoise:
         if self.cached is None or self.cached[0] != t:
             self.cached = (t, self.step_noise(self.keys, t, self.vocab_size).to(self.device))
         return self.cached[1]
+
+
+class _PerSampleKeys:
+    """Step t's tokens of the live rows from their own keys' streams (elements t * V ..)."""
+
+    def __init__(self, gumbel_argmax: Callable, keys: torch.Tensor):
+        self.gumbel_argmax, self.keys = gumbel_argmax, keys  # keys (B,) int64 on CPU
+
+    def __call__(self, logits: torch.Tensor, rows: torch.Tensor, t: int) -> torch.Tensor:
+        return self.gumbel_argmax(logits, self.keys[rows.cpu()], t)
+
+
+class _WholeDraw:
+    """Step t's tokens of the live rows from one (T, B, V) draw under one key: row b's noise at
+    elements (t * B + b) * V .., where gumbel_noise((T, B, V)) would have put it."""
+
+    def __init__(self, gumbel_argmax_at: Callable, key: torch.Tensor, batch: int, vocab_size: int):
+        self.gumbel_argmax_at, self.key, self.batch, self.vocab_size = gumbel_argmax_at, key, batch, vocab_size
+
+    def __call__(self, logits: torch.Tensor, rows: torch.Tensor, t: int) -> torch.Tensor:
+        starts = (t * self.batch + rows.cpu()) * self.vocab_size  # (b',)
+        return self.gumbel_argmax_at(logits, self.key.expand(rows.shape[0]).contiguous(), starts)
 
 
 @dataclass
@@ -296,6 +327,15 @@ class Generator(nn.Module):
         """
         b, device = z.shape[0], z.device
         keyed = noise_keys is not None and self.noise != "none"
+        tokens_only = not need_dists and self.feedback == "hard"
+        if tokens_only and noise is None and not keyed and self.noise != "none" and philox.applies(device, torch.float32):
+            # the tokens of the (T, B, V) draw below, step by step without making it: it would be
+            # one Philox key's stream (gumbel_noise draws one), row b's step t at (t * B + b) * V
+            key = torch.tensor([philox.new_key(generator)], dtype=torch.int64)
+            state = self.init_state(z)
+            inp = self.embedding(torch.full((b, 1), self.bos_id, device=device, dtype=torch.long))
+            pick = _WholeDraw(self.ops.gumbel_argmax_at, key, b, self.vocab_size)
+            return self._finish(self._keyed_tokens(state, inp, max_len, temperature, pick), None)
         if keyed:
             noise = _KeyedNoise(self.ops.step_noise, noise_keys, self.vocab_size, device)
         elif self.noise == "none":
@@ -305,8 +345,9 @@ class Generator(nn.Module):
         state = self.init_state(z)
         inp = self.embedding(torch.full((b, 1), self.bos_id, device=device, dtype=torch.long))
         ids_steps, dist_steps = [], []
-        if keyed and not need_dists and self.feedback == "hard":
-            return self._finish(self._keyed_tokens(state, inp, max_len, temperature, noise_keys), None)
+        if keyed and tokens_only:
+            pick = _PerSampleKeys(self.ops.gumbel_argmax, noise_keys)
+            return self._finish(self._keyed_tokens(state, inp, max_len, temperature, pick), None)
         for t in range(max_len):
             hidden, state = self.core(inp, state)  # (B, 1, H)
             logits = self.out(hidden[:, 0])  # (B, V)
@@ -325,9 +366,10 @@ class Generator(nn.Module):
 
     @torch.no_grad()  # tokens only: nothing to differentiate, and addmm's out= refuses autograd
     def _keyed_tokens(self, state, inp: torch.Tensor, max_len: int, temperature: float,
-                      noise_keys: torch.Tensor) -> torch.Tensor:
-        """`sample`'s hard tokens (B, T) without dists, each step's picked by `ops.gumbel_argmax` from
-        per-sample keys (fused in one kernel where accel has it: no (B, V) noise at all). The mask
+                      pick: Callable) -> torch.Tensor:
+        """`sample`'s hard tokens (B, T) without dists, each step's picked from Philox noise by `pick`
+        (logits (b', V), the live rows' sample indices (b',), step) -> tokens (b',): `ops.gumbel_argmax`
+        or `ops.gumbel_argmax_at`, fused in one kernel where accel has it, no (B, V) noise at all. The mask
         rides in the bias, one pass over (B, V) fewer: the same logits wherever a token is allowed.
         A row leaves the batch once it has emitted EOS: its later tokens are padding whatever they
         would be, and each row's noise is its own key's, so the others' tokens do not change (a
@@ -342,14 +384,13 @@ class Generator(nn.Module):
             hidden, state = self.core(inp, state)  # (b', 1, H)
             logits = torch.addmm(bias, hidden[:, 0], weight_t, out=buffer[:hidden.shape[0]])  # (b', V)
             logits = logits / temperature if temperature != 1.0 else logits
-            ids = self.ops.gumbel_argmax(logits, noise_keys, t)  # (b',)
+            ids = pick(logits, rows, t)  # (b',)
             tokens[rows, t] = ids.to(tokens.device)
             live = ids != self.eos_id  # (b',)
             if not bool(live.all()):
                 if not bool(live.any()):
                     break
                 rows, ids, state = rows[live.to(rows.device)], ids[live], _state_rows(state, live.to(hidden.device))
-                noise_keys = noise_keys[live.to(noise_keys.device)]
             inp = self.embedding(ids.to(hidden.device)).unsqueeze(1)  # (b', 1, E)
         return tokens
 

@@ -26,7 +26,7 @@ from torch import nn
 from textgan import draws, philox
 from textgan.gumbel import gumbel_noise, gumbel_softmax
 from textgan.models.discriminator import RelGANCNN
-from textgan.models.generator import IGNORE, NEG, Generator, GeneratorOps, SampleOutput
+from textgan.models.generator import IGNORE, NEG, Generator, GeneratorOps, SampleOutput, sequence_log_probs
 from textgan.models.leaked_cnn import LeakedCNN
 
 FEATURE_ROWS = 4096  # prefixes the leaked CNN scores at a time (bounds its activations)
@@ -202,9 +202,8 @@ class LeakGANGenerator(nn.Module):
         through w_t). Word dropout (`inputs`) needs mle.objective elbo, which LeakGAN refuses."""
         if inputs is not None:
             raise ValueError("the LeakGAN generator feeds its own tokens; it takes no other inputs")
-        logits = self.run(tokens, z).logits
-        return F.cross_entropy(logits.transpose(1, 2), tokens.masked_fill(tokens == pad_id, IGNORE),
-                               ignore_index=IGNORE)
+        targets = tokens.masked_fill(tokens == pad_id, IGNORE)  # (B, T)
+        return -sequence_log_probs(self.run(tokens, z).logits, targets).sum() / (targets != IGNORE).sum()
 
     @torch.no_grad()
     def token_log_probs(self, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor,
