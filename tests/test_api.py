@@ -57,3 +57,19 @@ def test_api_sample_matches_cli_and_checks_its_arguments(tmp_path, monkeypatch):
         tg.load(run, device="gpu")
     with pytest.raises(UserError, match="already exists"):
         tg.train(f"{REPO}/configs/quickstart.yaml", {"adversarial.steps": 0})
+
+
+def test_the_quickstarts_interpolation_changes_along_its_path(tmp_path, monkeypatch, capsys):
+    """What `make demo` shows, at two of its MLE epochs: the interpolation train prints between two
+    test sentences' encoded z changes along the path (z decides the greedy sentence), and
+    Model.interpolate(from_text=, to_text=) gives the same sentences."""
+    import textgan.api as tg
+
+    monkeypatch.chdir(tmp_path)
+    run = tg.train(f"{REPO}/configs/quickstart.yaml", {"mle.epochs": 2, "adversarial.steps": 0, "log.progress": False})
+    out = capsys.readouterr().out.splitlines()
+    at = next(i for i, line in enumerate(out) if line.startswith("interpolation from"))
+    start, end = re.match(r'interpolation from "(.*)" to "(.*)" \(', out[at]).groups()
+    printed = [line.strip() for line in out[at + 1:at + 9]]
+    assert len(printed) == 8 and len(set(printed)) >= 2, printed
+    assert tg.load(run).interpolate(8, from_text=start, to_text=end) == printed
