@@ -132,6 +132,7 @@ def cases(p) -> list[tuple[list[str], str]]:
         (["eval", run, "--num", "1"], "must be >= 2"),
         (["eval", run, "--num", "many"], "expected a whole number"),
         (["eval", run, "--self-bleu-max", "1"], "must be >= 2"),
+        (["eval", run, "--latent-samples", "0"], "must be >= 1"),
         (["eval", run, "--seed", "-5"], "from 0 to 2**63-1"),
         (["eval", run, "--temperature", "-1"], "finite number > 0"),
         (["eval", run, "--protocol", "corpus"], "invalid choice"),
