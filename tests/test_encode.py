@@ -253,13 +253,12 @@ def test_eval_greedy_scores_the_noise_off_decoding_of_each_z(runs, tmp_path, cap
 def test_eval_latent_samples_sets_how_many_sentences_measure_z(runs, tmp_path, capsys):
     """`eval --latent-samples N`: latent_mi and the sensitivity over N sentences (recorded in
     metrics.json's settings; the default is the run's eval.latent_samples); refused without a latent."""
+    from textgan import api
     from textgan.cli import main
 
     assert main(["eval", str(runs["latent"]), "--num", "12", "--out", str(tmp_path / "a")]) == 0
     assert main(["eval", str(runs["latent"]), "--num", "12", "--latent-samples", "40", "--out", str(tmp_path / "b")]) == 0
     a, b = (json.loads((tmp_path / x / "metrics.json").read_text()) for x in "ab")
-    from textgan import api
-
     assert a["settings"]["latent_samples"] == api.load(runs["latent"]).config.eval.latent_samples != 40
     assert b["settings"]["latent_samples"] == 40
     assert a["metrics"]["bleu2_exact"] == b["metrics"]["bleu2_exact"]  # the samples scored are the same

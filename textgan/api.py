@@ -88,9 +88,7 @@ class Model:
             raise UserError(f"temperature must be > 0, got {temperature}")
         if (from_text is None) != (to_text is None):
             raise UserError("from_text and to_text go together: give both sentences, or neither")
-        if self.loaded.generator.prior == "none":
-            raise UserError("this generator has prior=none: there is no latent to interpolate")
-        if from_text is not None:
+        if from_text is not None:  # (a generator without z: the encoder's and the path's own errors below)
             if cls is not None:
                 raise UserError("from_text paths come from an encoder, without classes; drop cls")
             _check_encoder(encoder)

@@ -327,27 +327,29 @@ class Generator(nn.Module):
         """
         b, device = z.shape[0], z.device
         keyed = noise_keys is not None and self.noise != "none"
-        tokens_only = not need_dists and self.feedback == "hard"
-        if tokens_only and noise is None and not keyed and self.noise != "none" and philox.applies(device, torch.float32):
-            # the tokens of the (T, B, V) draw below, step by step without making it: it would be
-            # one Philox key's stream (gumbel_noise draws one), row b's step t at (t * B + b) * V
-            key = torch.tensor([philox.new_key(generator)], dtype=torch.int64)
-            state = self.init_state(z)
-            inp = self.embedding(torch.full((b, 1), self.bos_id, device=device, dtype=torch.long))
-            pick = _WholeDraw(self.ops.gumbel_argmax_at, key, b, self.vocab_size)
-            return self._finish(self._keyed_tokens(state, inp, max_len, temperature, pick), None)
-        if keyed:
-            noise = _KeyedNoise(self.ops.step_noise, noise_keys, self.vocab_size, device)
-        elif self.noise == "none":
-            noise = torch.zeros((1, 1, 1), device=device).expand(max_len, b, self.vocab_size)  # logits + 0 is logits
-        elif noise is None:
-            noise = gumbel_noise((max_len, b, self.vocab_size), generator, device, uniform=self.ops.uniform)  # (T, B, V)
+        pick = None  # hard tokens without dists: picked from Philox noise by the fused kernel, none made
+        if not need_dists and self.feedback == "hard":
+            if keyed:
+                pick = _PerSampleKeys(self.ops.gumbel_argmax, noise_keys)
+            elif noise is None and self.noise != "none" and philox.applies(device, torch.float32):
+                # the tokens of the (T, B, V) draw below without making it: one Philox key's stream
+                # (gumbel_noise draws one), row b's step t at (t * B + b) * V
+                key = torch.tensor([philox.new_key(generator)], dtype=torch.int64)
+                pick = _WholeDraw(self.ops.gumbel_argmax_at, key, b, self.vocab_size)
+        if pick is None:  # the noise each step reads
+            if keyed:
+                noise = _KeyedNoise(self.ops.step_noise, noise_keys, self.vocab_size, device)
+            elif self.noise == "none":
+                # logits + 0 is logits
+                noise = torch.zeros((1, 1, 1), device=device).expand(max_len, b, self.vocab_size)
+            elif noise is None:
+                noise = gumbel_noise((max_len, b, self.vocab_size), generator, device,
+                                     uniform=self.ops.uniform)  # (T, B, V)
         state = self.init_state(z)
         inp = self.embedding(torch.full((b, 1), self.bos_id, device=device, dtype=torch.long))
-        ids_steps, dist_steps = [], []
-        if keyed and tokens_only:
-            pick = _PerSampleKeys(self.ops.gumbel_argmax, noise_keys)
+        if pick is not None:
             return self._finish(self._keyed_tokens(state, inp, max_len, temperature, pick), None)
+        ids_steps, dist_steps = [], []
         for t in range(max_len):
             hidden, state = self.core(inp, state)  # (B, 1, H)
             logits = self.out(hidden[:, 0])  # (B, V)
