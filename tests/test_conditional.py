@@ -107,6 +107,12 @@ def test_bad_label_files_are_one_line_errors(tmp_path, train_labels, test_labels
     (["generator.conditional=true", "data.train_labels=a", "data.test_labels=b", "data.valid_labels=c"],
      "data.valid_labels: labels data.valid's sentences"),
     (["generator.conditional=true", "data.source=grammar", "adversarial.loss=wgan_gp"], "adversarial.loss"),
+    (["discriminator.conditioning=auxiliary"], "discriminator.conditioning: auxiliary is read only by a conditional"),
+    (["generator.conditional=true", "data.source=grammar", "adversarial.class_weight=2"],
+     "adversarial.class_weight: is read only by discriminator.conditioning=auxiliary"),
+    (["generator.conditional=true", "data.source=grammar", "discriminator.conditioning=auxiliary",
+      "adversarial.class_weight=-1"], "adversarial.class_weight: must be >= 0"),
+    (["discriminator.conditioning=classifier"], "discriminator.conditioning"),
 ])
 def test_conditional_config_mistakes_are_one_line_errors(overrides, key):
     with pytest.raises(ConfigError) as err:
@@ -208,6 +214,72 @@ def test_projection_discriminator_adds_the_class_embeddings_inner_product(kind):
         cond(x)
 
 
+@pytest.mark.parametrize("kind", ["relgan_cnn", "lstm"])
+def test_auxiliary_classifier_is_the_cross_entropy_of_its_head_beside_an_unconditional_logit(kind):
+    """conditioning=auxiliary: the logit is the unconditional discriminator's (labels ignored) and
+    `scores` adds -log softmax(mean over representations of W phi + b)[c], phi the features the
+    output layer reads."""
+    cfg = config.DiscriminatorConfig(kind=kind, emb_dim=8, num_rep=4, num_filters=[4, 4, 4, 4], hidden_dim=6,
+                                     dropout=0.0, conditioning="auxiliary")
+    torch.manual_seed(0)
+    plain = build_discriminator(cfg, 20)
+    torch.manual_seed(0)
+    aux = build_discriminator(cfg, 20, num_classes=3)
+    assert aux.projection is None and aux.aux.out.weight.shape[0] == 3
+    x = torch.softmax(torch.randn(5, 9, 20), -1)
+    labels = torch.tensor([0, 1, 2, 2, 1])
+    logits, nll = aux.scores(x, labels)
+    assert torch.equal(logits, plain(x)) and torch.equal(aux(x), logits) and torch.equal(aux(x, labels=labels), logits)
+    phi, _ = aux.features_and_logits(x)
+    phi = phi.view(5, -1, aux.aux.out.in_features)  # (B, R, P)
+    w, b = aux.aux.out.weight.double(), aux.aux.out.bias.double()
+    class_logits = torch.stack([phi[i].double() @ w.T + b for i in range(5)]).mean(1)  # (B, C)
+    expected = -class_logits.log_softmax(-1)[torch.arange(5), labels]
+    assert torch.allclose(nll.double(), expected, atol=1e-6)
+    projected = build_discriminator(config.DiscriminatorConfig(kind=kind, emb_dim=8, num_rep=4,
+                                                               num_filters=[4, 4, 4, 4], hidden_dim=6), 20, num_classes=3)
+    assert projected.aux is None and projected.scores(x, labels)[1] is None
+
+
+def _aux_trainer(tmp_path: Path, *overrides: str):
+    from textgan.monitor import Monitor
+    from textgan.train import Trainer
+
+    cfg = config.load(CONFIG, [*TINY, "discriminator.conditioning=auxiliary", "discriminator.dropout=0",
+                               "adversarial.batch_size=64", *overrides])
+    return Trainer(cfg, prepare(cfg.data, cfg.run.seed), tmp_path, Monitor(tmp_path, progress=False, enabled=False))
+
+
+def _head_accuracy(tr) -> float:
+    """How often D's auxiliary head reads the class of the real training sentences."""
+    train = tr.corpus.train
+    dists = torch.nn.functional.one_hot(train.tokens, len(tr.corpus.vocab)).float()
+    with torch.no_grad():
+        phi, _ = tr.D.features_and_logits(dists)
+        guess = tr.D.aux(phi.view(len(train.tokens), -1, tr.D.aux.out.in_features)).argmax(-1)
+    return float((guess == train.labels).float().mean())
+
+
+def test_auxiliary_d_steps_learn_the_real_classes_and_g_steps_add_the_fakes_class_term(tmp_path, data_root):
+    tr = _aux_trainer(tmp_path / "a", "adversarial.d_lr=0.01")
+    before = _head_accuracy(tr)
+    nll = [tr.algorithm.d_step(1.0)["adv/d_class_nll"] for _ in range(100)]
+    assert sum(nll[-10:]) < sum(nll[:10]) - 3  # 0.3 nats a sentence lower
+    assert _head_accuracy(tr) > max(0.75, before + 0.3)  # the commonest class alone: 0.42
+    # class_weight 0: the head gets no gradient in D's steps
+    idle = _aux_trainer(tmp_path / "b", "adversarial.class_weight=0", "adversarial.d_lr=0.01")
+    head = idle.D.aux.out.weight.detach().clone()
+    idle.algorithm.d_step(1.0)
+    assert torch.equal(idle.D.aux.out.weight, head)
+    # G: the same samples (the same seed), the class term changes the update and only by itself
+    with_term, without = _aux_trainer(tmp_path / "c"), _aux_trainer(tmp_path / "d", "adversarial.class_weight=0")
+    out_a, out_b = with_term.algorithm.g_step(0.5), without.algorithm.g_step(0.5)
+    assert out_a["adv/g_loss"] == out_b["adv/g_loss"] and out_a["adv/g_class_nll"] == out_b["adv/g_class_nll"] > 0
+    moved = [not torch.equal(a, b) for a, b in zip(with_term.G.parameters(), without.G.parameters())]
+    assert any(moved)
+    assert all(torch.equal(a, b) for a, b in zip(with_term.D.parameters(), without.D.parameters()))
+
+
 # ------------------------------------------------------------------------------------ metric
 
 def test_classifier_reads_the_grammar_labels_and_is_cached(tmp_path):
@@ -254,6 +326,25 @@ def test_conditional_run_end_to_end(cond_run):
     res = run_cli("eval", str(cond_run), "--num", "30")
     assert res.returncode == 0, res.stderr
     assert "class_acc_person_object" in res.stdout
+
+
+@pytest.mark.slow  # trains a run in a subprocess
+def test_auxiliary_classifier_run_logs_both_class_terms_and_samples_a_class(tmp_path):
+    from conftest import run_scalars
+
+    res = run_cli("train", CONFIG, *TINY, f"log.dir={tmp_path}", "discriminator.conditioning=auxiliary",
+                  "adversarial.class_weight=0.5")
+    assert res.returncode == 0, res.stderr
+    run = tmp_path / "quickstart_conditional"
+    state = checkpoint.load(checkpoint.newest(run / "checkpoints"))
+    assert "aux.out.weight" in state["discriminator"]
+    assert not any(k.startswith("projection.") for k in state["discriminator"])
+    scalars = run_scalars(run)
+    for tag in ("adv/d_class_nll", "adv/g_class_nll"):
+        assert len(scalars[tag]) == 4 and all(0 < v < 20 for v in scalars[tag]), tag
+    assert 0.0 <= checkpoint.read_metrics(state)["class_acc"] <= 1.0
+    res = run_cli("sample", str(run), "--class", "no_object", "--num", "3", "--seed", "1")
+    assert res.returncode == 0 and len(res.stdout.splitlines()) == 3, res.stderr
 
 
 @pytest.mark.slow  # trains a run in a subprocess (the module fixture)

@@ -165,6 +165,13 @@ class DiscriminatorConfig:
     # code, Srivastava et al. 2015); shared = one product used as both (TextGAN-PyTorch's
     # RelGAN_D): half the highway's FLOPs, which are ~90 % of an adversarial step's at RelGAN's size
     highway: Literal["gated", "shared"] = "gated"
+    # how a conditional run's discriminator reads the class (generator.conditional): projection
+    # = the class embedding's inner product with the sentence features joins the logit (Miyato &
+    # Koyama 2018); auxiliary = the logit ignores the class and a classifier head on the same
+    # features learns the real sentences' classes, the generator rewarded for fakes it reads as
+    # their own class (AC-GAN, Odena et al. 2017; as CatGAN/SentiGAN's class-aware D), weighted
+    # by adversarial.class_weight
+    conditioning: Literal["projection", "auxiliary"] = "projection"
 
     def __post_init__(self) -> None:
         _check(self.emb_dim >= 1, "emb_dim", "must be >= 1")
@@ -266,6 +273,9 @@ class AdversarialConfig:
     # met by one good sentence repeated, the batch's features only by fakes spread like the data;
     # 0 = off
     mmd_weight: float = 0.0
+    # discriminator.conditioning=auxiliary: weight of the class cross-entropy, of real sentences
+    # in D's loss and of the fakes (against the classes they were drawn for) in G's
+    class_weight: float = 1.0
     # the GAN objective, one file in textgan/algorithms/: gumbel = RelGAN's, D scores the
     # generator's Gumbel-softmax relaxed samples and G's loss back-propagates through them;
     # seqgan = REINFORCE with Monte Carlo rollouts (Yu et al. 2017); maligan = the normalised
@@ -297,6 +307,7 @@ class AdversarialConfig:
         _check(0 <= self.g_ema < 1, "g_ema", "must be in [0, 1) (0 = off)")
         _check(self.info_weight >= 0 and math.isfinite(self.info_weight), "info_weight", "must be >= 0 (0 = off)")
         _check(self.mmd_weight >= 0 and math.isfinite(self.mmd_weight), "mmd_weight", "must be >= 0 (0 = off)")
+        _check(self.class_weight >= 0 and math.isfinite(self.class_weight), "class_weight", "must be >= 0")
 
 
 @dataclass
@@ -570,9 +581,14 @@ def _check_conditional(cfg: "Config") -> None:
     """Labels exactly where generator.conditional wants them, and only the settings it supports."""
     data, gen = cfg.data, cfg.generator
     given = [name for name in ("train_labels", "test_labels", "valid_labels") if getattr(data, name)]
+    auxiliary = cfg.discriminator.conditioning == "auxiliary"
+    _check(auxiliary or cfg.adversarial.class_weight == 1.0, "adversarial.class_weight",
+           "is read only by discriminator.conditioning=auxiliary; set that, or remove class_weight")
     if not gen.conditional:
         _check(not given, f"data.{given[0] if given else ''}", "labels are read only by a conditional run; "
                "set generator.conditional=true, or remove the label files")
+        _check(not auxiliary, "discriminator.conditioning", "auxiliary is read only by a conditional run; "
+               "set generator.conditional=true, or remove discriminator.conditioning")
         return
     _check(data.source != "oracle", "generator.conditional", "needs labelled sentences; the oracle corpus "
            "has none: use data.source=grammar, or files with data.train_labels and data.test_labels")

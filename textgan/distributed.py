@@ -174,6 +174,7 @@ class Scores:
     real: torch.Tensor  # (B,) D's logits on the real batch
     fake: torch.Tensor  # (B,) on the fake batch
     penalty: torch.Tensor | None  # WGAN-GP's gradient penalty, when asked for
+    class_nll: torch.Tensor | None = None  # an auxiliary classifier's -log p(c | x) (B,) of the real batch
 
 
 class ParallelDiscriminator:
@@ -192,12 +193,15 @@ class ParallelDiscriminator:
         penalty on interpolates drawn from it. Under DDP in one forward over the concatenated
         batch, as DDP syncs one forward per backward (dropout masks then differ from separate
         calls; the discriminators are otherwise per-row). `labels`: the real and fake sentences'
-        classes (B,) each, for a conditional discriminator (no gradient penalty then)."""
+        classes (B,) each, for a conditional discriminator (no gradient penalty then); an
+        auxiliary classifier's class NLL is of the real batch (D learns the classes from real text)."""
         if labels is not None:
             if not self.dist.enabled:
-                return Scores(self.module(real, labels=labels[0]), self.module(fake, labels=labels[1]), None)
-            both = self.replica("__call__", torch.cat([real, fake]), labels=torch.cat(labels))
-            return Scores(*both.split(real.shape[0]), None)
+                d_real, class_nll = self.module.scores(real, labels[0])
+                return Scores(d_real, self.module(fake, labels=labels[1]), None, class_nll)
+            both, nll = self.replica("scores", torch.cat([real, fake]), labels=torch.cat(labels))
+            b = real.shape[0]
+            return Scores(*both.split(b), None, None if nll is None else nll[:b])
         if not self.dist.enabled:
             d_real, d_fake = self.module(real), self.module(fake)
             penalty = None if penalty_rng is None else gradient_penalty(self.module, real, fake, penalty_rng)

@@ -2,7 +2,10 @@
 distributions (Gumbel-softmax at temperature tau, Jang et al. 2017), which the discriminator
 scores against one-hot real sentences, so the generator's loss back-propagates through its
 samples into every weight. In a conditional run the fakes' classes come with their codes (drawn
-from the class prior) and D is a projection discriminator scoring each sentence with its class.
+from the class prior) and D is a projection discriminator scoring each sentence with its class, or
+(discriminator.conditioning auxiliary) an unconditional D with a classifier head that learns the
+real sentences' classes, G's loss adding the head's cross-entropy of each fake against the class it
+was drawn for (adversarial.class_weight).
 The D and G losses are `adversarial.loss` (textgan/losses.py); wgan_gp adds the gradient
 penalty; `adversarial.mle_weight` adds a real batch's NLL to G's; `adversarial.mmd_weight` adds
 textGAN's batch-level feature matching (Zhang et al. 2017: the MMD^2 between D's sentence features
@@ -54,9 +57,12 @@ class GumbelGAN:
         loss = self.loss_d(scores.real, scores.fake)
         if scores.penalty is not None:
             loss = loss + adv.gp_weight * scores.penalty
-        norm = p.updates.step(p.opt_d, p.d.module.parameters(), loss, adv.grad_clip, "d")
+        total = loss if scores.class_nll is None else loss + adv.class_weight * scores.class_nll.mean()
+        norm = p.updates.step(p.opt_d, p.d.module.parameters(), total, adv.grad_clip, "d")
         out = {"adv/d_loss": loss.item(), "adv/d_real": scores.real.mean().item(),
                "adv/d_fake": scores.fake.mean().item()}
+        if scores.class_nll is not None:
+            out["adv/d_class_nll"] = scores.class_nll.mean().item()
         if norm is not None:
             out["adv/d_grad_norm"] = norm
         return out
@@ -68,13 +74,17 @@ class GumbelGAN:
         z = p.g.module.sample_latent(p.batch_size, p.noise)
         fake = self.fake(p.batch_size, tau, z)
         head = p.latent if p.latent is not None and p.latent.head is not None else None
+        class_nll = None
         with frozen(p.d.module) as d:
             if real_labels is None:
                 loss = self.loss_g(d(real), d(fake.dists))
             else:
-                loss = self.loss_g(d(real, labels=real_labels), d(fake.dists, labels=p.g.module.classes_of(z)))
+                d_fake, class_nll = d.scores(fake.dists, p.g.module.classes_of(z))
+                loss = self.loss_g(d(real, labels=real_labels), d_fake)
             nll = self._real_batch_term() if self._mle_term_on() else None
             total = loss if nll is None else loss + adv.mle_weight * nll
+            if class_nll is not None:  # an auxiliary classifier: fakes read as the class they were drawn for
+                total = total + adv.class_weight * class_nll.mean()
             matched = discriminator_mmd2(d, fake.dists, real, self.mmd) if adv.mmd_weight > 0 else None
             if matched is not None:  # adversarial.mmd_weight: the fake batch's features match the real one's
                 total = total + adv.mmd_weight * matched
@@ -91,6 +101,8 @@ class GumbelGAN:
             out["adv/g_mle_loss"] = nll.item()
         if matched is not None:
             out["adv/g_mmd2"] = matched.item()
+        if class_nll is not None:
+            out["adv/g_class_nll"] = class_nll.mean().item()
         if norm is not None:
             out["adv/g_grad_norm"] = norm
         return out

@@ -45,14 +45,16 @@ def build_run_generator(cfg: Config, vocab_size: int, banned: list[int], max_len
 
 
 def build_discriminator(cfg: DiscriminatorConfig, vocab_size: int, num_classes: int = 0):
-    """The configured discriminator; `num_classes` > 0 makes it a projection discriminator."""
+    """The configured discriminator; `num_classes` > 0 makes it conditional (`cfg.conditioning`:
+    a projection discriminator or an auxiliary classifier)."""
     if cfg.kind == "relgan_cnn":
         disc = RelGANCNN(vocab_size, emb_dim=cfg.emb_dim, num_rep=cfg.num_rep,
                          filter_sizes=cfg.filter_sizes, num_filters=cfg.num_filters, dropout=cfg.dropout,
-                         highway=cfg.highway, num_classes=num_classes)
+                         highway=cfg.highway, num_classes=num_classes, conditioning=cfg.conditioning)
     else:
         disc = DISCRIMINATORS[cfg.kind](vocab_size, emb_dim=cfg.emb_dim, hidden_dim=cfg.hidden_dim,
-                                        dropout=cfg.dropout, num_classes=num_classes)
+                                        dropout=cfg.dropout, num_classes=num_classes,
+                                        conditioning=cfg.conditioning)
     return spectral_normalize(disc) if cfg.spectral_norm else disc
 
 

@@ -6,7 +6,9 @@ F filters, H hidden, P the features the output layer reads, C classes. Every dis
 losses average over all.
 Padding is the pad one-hot, so mask = 1 - dists[..., pad] needs no extra input.
 With C > 0 classes a discriminator is a projection discriminator (Miyato & Koyama 2018): given
-each sentence's class ids (B,), its logit is the unconditional one plus <embed(c), features>.
+each sentence's class ids (B,), its logit is the unconditional one plus <embed(c), features>; or,
+with conditioning "auxiliary", an unconditional one with a classifier head on the same features
+(AC-GAN, Odena et al. 2017), whose cross-entropy `scores` returns beside the logits.
 """
 from __future__ import annotations
 
@@ -70,6 +72,32 @@ class Projection(nn.Module):
         return (phi * self.embed(labels).unsqueeze(1)).sum(-1)  # (B, R)
 
 
+class AuxClassifier(nn.Module):
+    """An auxiliary classifier head: class logits (B, C) from features phi (B, R, P), each
+    representation's logits averaged."""
+
+    def __init__(self, num_classes: int, feature_dim: int):
+        super().__init__()
+        self.out = nn.Linear(feature_dim, num_classes)
+
+    def forward(self, phi: torch.Tensor) -> torch.Tensor:
+        return self.out(phi).mean(1)  # (B, C)
+
+    def nll(self, phi: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """-log p(labels | sentence) (B,)."""
+        return F.cross_entropy(self(phi), labels, reduction="none")
+
+
+def class_heads(num_classes: int, conditioning: str, feature_dim: int) -> tuple[Projection | None, AuxClassifier | None]:
+    """A conditional discriminator's class part: (projection, None) or (None, auxiliary classifier);
+    (None, None) when unconditional."""
+    if not num_classes:
+        return None, None
+    if conditioning == "auxiliary":
+        return None, AuxClassifier(num_classes, feature_dim)
+    return Projection(num_classes, feature_dim), None
+
+
 def conditional_logit(head: nn.Linear, projection: Projection | None, phi: torch.Tensor,
                       labels: torch.Tensor | None) -> torch.Tensor:
     """head(phi) (B, R), plus the projection's class term where classes are given; phi (B, R, P)."""
@@ -81,6 +109,12 @@ def conditional_logit(head: nn.Linear, projection: Projection | None, phi: torch
     return logit + projection(phi, labels)
 
 
+def scored(head: nn.Linear, projection: Projection | None, aux: AuxClassifier | None, phi: torch.Tensor,
+           labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`conditional_logit`'s logits (B, R) and, with an auxiliary classifier, -log p(labels | x) (B,)."""
+    return conditional_logit(head, projection, phi, labels), None if aux is None else aux.nll(phi, labels)
+
+
 class RelGANCNN(nn.Module):
     """RelGAN's CNN discriminator (Nie et al. 2019): a linear embedding of the
     distribution split into R narrow representations, 1-D convolutions of several
@@ -90,7 +124,8 @@ class RelGANCNN(nn.Module):
 
     def __init__(self, vocab_size: int, emb_dim: int = 64, num_rep: int = 64,
                  filter_sizes: list[int] = (2, 3, 4, 5), num_filters: list[int] = (300, 300, 300, 300),
-                 dropout: float = 0.25, pad_id: int = 0, highway: str = "gated", num_classes: int = 0):
+                 dropout: float = 0.25, pad_id: int = 0, highway: str = "gated", num_classes: int = 0,
+                 conditioning: str = "projection"):
         super().__init__()
         self.pad_id, self.num_rep, self.rep_dim = pad_id, num_rep, emb_dim // num_rep
         self.conv_relu_max = conv_relu_max
@@ -103,11 +138,15 @@ class RelGANCNN(nn.Module):
         self.dropout = Dropout(dropout)
         self.feature = nn.Linear(total, 100)
         self.logit = nn.Linear(100, 1)
-        self.projection = Projection(num_classes, 100) if num_classes else None
+        self.projection, self.aux = class_heads(num_classes, conditioning, 100)
 
     def forward(self, dists: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, R) of distributions (B, T, V); `labels` (B,): the classes, when conditional."""
         return conditional_logit(self.logit, self.projection, self._features(self._masked(dists)), labels)  # (B, R)
+
+    def scores(self, dists: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A conditional run's `forward` (B, R) and the auxiliary classifier's class NLL (B,), or None."""
+        return scored(self.logit, self.projection, self.aux, self._features(self._masked(dists)), labels)
 
     def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """`forward` of the one-hots of tokens (B, T), without making them: the embedding's
@@ -158,19 +197,22 @@ class LSTMDiscriminator(nn.Module):
     (`step_logits`: every position's, for adversarial.algorithm scratchgan)."""
 
     def __init__(self, vocab_size: int, emb_dim: int = 64, hidden_dim: int = 64,
-                 dropout: float = 0.25, pad_id: int = 0, num_classes: int = 0):
+                 dropout: float = 0.25, pad_id: int = 0, num_classes: int = 0, conditioning: str = "projection"):
         super().__init__()
         self.pad_id = pad_id
         self.embed = nn.Linear(vocab_size, emb_dim, bias=False)
         self.lstm = nn.LSTM(emb_dim, hidden_dim, batch_first=True)
         self.dropout = Dropout(dropout)
         self.logit = nn.Linear(hidden_dim, 1)
-        self.projection = Projection(num_classes, hidden_dim) if num_classes else None
+        self.projection, self.aux = class_heads(num_classes, conditioning, hidden_dim)
 
     def forward(self, dists: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, 1) of distributions (B, T, V); `labels` (B,): the classes, when conditional."""
-        mask = 1.0 - dists[..., self.pad_id]  # (B, T)
-        return self._logits(self._features(self.embed(dists) * mask.unsqueeze(-1), mask), labels)
+        return self._logits(self._read(dists), labels)
+
+    def scores(self, dists: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A conditional run's `forward` (B, 1) and the auxiliary classifier's class NLL (B,), or None."""
+        return scored(self.logit, self.projection, self.aux, self._read(dists).unsqueeze(1), labels)
 
     def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """`forward` of the one-hots of tokens (B, T), without making them."""
@@ -189,9 +231,13 @@ class LSTMDiscriminator(nn.Module):
 
     def features_and_logits(self, dists: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The sentence features (B, H) the output layer reads, and `forward`'s logits (B, 1)."""
-        mask = 1.0 - dists[..., self.pad_id]  # (B, T)
-        feats = self._features(self.embed(dists) * mask.unsqueeze(-1), mask)
+        feats = self._read(dists)
         return feats, self.logit(feats)
+
+    def _read(self, dists: torch.Tensor) -> torch.Tensor:
+        """The sentence features (B, H) of distributions (B, T, V), pad positions masked."""
+        mask = 1.0 - dists[..., self.pad_id]  # (B, T)
+        return self._features(self.embed(dists) * mask.unsqueeze(-1), mask)
 
     def _features(self, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The last real position's state after dropout (B, H), from masked embeddings (B, T, E)
