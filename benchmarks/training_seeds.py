@@ -9,7 +9,7 @@ metrics.json files (or their copies under benchmarks/results/), one per training
 alike (split, test file, sample count, temperature, protocol, weights; the sampling seed may
 differ, as `textgan eval` defaults to each run's own), and writes per metric the mean, sample
 standard deviation, standard error, min and max; for the BLEU orders of --published (default
-coco:RelGAN(100)), how many runs reach the figure and how far the mean is from it in standard
+coco:RelGAN(100); `none` for a corpus without published figures), how many runs reach the figure and how far the mean is from it in standard
 errors. `--per-run-temperature`: each run was scored at its own temperature (a rule applied to
 each run's validation split chose it); the temperature is then recorded per file. It refuses to
 overwrite FILE.
@@ -95,16 +95,17 @@ def against(summary: dict, metrics: list[dict[str, float]], figures: dict[str, f
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("metrics", nargs="+", help="metrics.json files, one per training seed")
-    ap.add_argument("--published", default="coco:RelGAN(100)", help="BENCHMARK:MODEL of quality.py's PUBLISHED")
+    ap.add_argument("--published", default="coco:RelGAN(100)",
+                    help="BENCHMARK:MODEL of quality.py's PUBLISHED, or none (a corpus without published figures)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "training_seeds.json"))
     ap.add_argument("--per-run-temperature", action="store_true",
                     help="each run scored at its own temperature (a validation rule's choice per run)")
     args = ap.parse_args()
     per_run = PER_RUN | {"temperature"} if args.per_run_temperature else PER_RUN
     bench, _, model = args.published.partition(":")
-    if model not in PUBLISHED.get(bench, {}):
+    if args.published != "none" and model not in PUBLISHED.get(bench, {}):
         known = ", ".join(f"{b}:{m}" for b, ms in PUBLISHED.items() for m in ms)
-        ap.error(f"--published {args.published!r} is not one of: {known}")
+        ap.error(f"--published {args.published!r} is not one of: {known}, none")
     if Path(args.out).exists():
         ap.error(f"--out {args.out} exists; choose a new file name")
     try:
@@ -116,12 +117,13 @@ def main() -> None:
     settings = {k: v for k, v in records[0]["settings"].items() if k not in per_run}
     result = {"command": " ".join(["python", *sys.argv]), "runs": len(records), "settings": settings,
               "files": {p: {k: r["settings"].get(k) for k in sorted(per_run)} for p, r in zip(args.metrics, records)},
-              "summary": summary, "published": {args.published: against(summary, metrics, PUBLISHED[bench][model])}}
+              "summary": summary, "published": {} if args.published == "none" else
+              {args.published: against(summary, metrics, PUBLISHED[bench][model])}}
     for name, s in summary.items():
         if ("bleu" in name or name.startswith("nll_gen")) and not name.endswith("_se"):
             print(f"{name}: mean {s['mean']:.4f} sd {s['sd']:.4f} se {s['se']:.4f} "
                   f"[{s['min']:.4f}, {s['max']:.4f}]")
-    for name, c in result["published"][args.published].items():
+    for name, c in result["published"].get(args.published, {}).items():
         print(f"{name} vs {args.published} {c['published']}: {c['runs_reaching']}/{len(records)} runs reach it, "
               f"mean {'reaches' if c['mean_reaches'] else 'misses'} it")
     write_new(args.out, result)

@@ -206,6 +206,11 @@ def test_training_seeds_summarizes_runs_scored_alike(run, tmp_path):
     unknown = subprocess.run([*cmd[:-2], "--published", "coco:SeqGAN", "--out", str(tmp_path / "bad.json")],
                              capture_output=True, text=True, timeout=120)
     assert unknown.returncode == 2 and "coco:RelGAN(100)" in unknown.stderr.splitlines()[-1]
+    alone = subprocess.run([*cmd[:-2], "--published", "none", "--out", str(tmp_path / "alone.json")],
+                           capture_output=True, text=True, timeout=120)  # a corpus without published figures
+    assert alone.returncode == 0, alone.stderr
+    alone_result = json.loads((tmp_path / "alone.json").read_text())
+    assert alone_result["published"] == {} and alone_result["summary"] == result["summary"]
     hot = run_cli("eval", str(tmp_path / "runs" / "coco_mle"), "--num", "30", "--protocol", "both",
                   "--temperature", "0.5", "--out", str(tmp_path / "hot"))
     assert hot.returncode == 0, hot.stderr
