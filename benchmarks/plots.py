@@ -7,6 +7,9 @@
   sampling standard error, the six-seed mean with its standard error, RelGAN's published BLEU.
 - plot_oracle20_quality_diversity.png: NLL_oracle against held-out NLL_gen (length 20): the MLE
   baseline and one GAN state over the temperature, the nine GAN runs' best states at T = 1.
+- plot_oracle20_algorithms.png: issue 48's algorithms on the length-20 oracle from their common MLE
+  start: the start and ScratchGAN's best state over the temperature, the other algorithms' states at
+  T = 1, the published MLE / SeqGAN / LeakGAN figures.
 - plot_coco_latent_tradeoff.png: the latent recipe (seed 0) over the sampling temperature on the
   test set: BLEU-4 against held-out NLL_gen beside the MLE curve and the plain recipe's seeds, and
   z's information (latent_mi_64) against BLEU-4 beside the plain recipe, the latent GAN and the
@@ -31,6 +34,12 @@ RELGAN_COCO = {2: 0.849, 3: 0.687, 4: 0.502, 5: 0.331}  # Nie et al. 2019, Table
 RELGAN_ORACLE20 = 6.680  # Nie et al. 2019, Table 1
 COCO_SEED = "coco_rsgan_h256_tied_mix3_ema98_valid_s{seed}_best{suffix}.json"
 COCO_TEMPERATURES = {1.0: "", 0.95: "_t095", 0.9: "_t09"}
+PUBLISHED_ORACLE20 = {"MLE": 9.038, "SeqGAN": 8.736, "LeakGAN": 7.038}  # as RelGAN's Table 1 quotes them
+ORACLE20_ALGORITHMS = {  # issue 48's states at T = 1 (BENCHMARKS.md): file stem -> label
+    "oracle20_seqgan_best": "SeqGAN, best state", "oracle20_seqgan_last": "SeqGAN, last state",
+    "oracle20_maligan_best": "MaliGAN, best state", "oracle20_textgan_best": "textGAN-MMD, best state",
+    "oracle20_textgan_last": "textGAN-MMD, last state",
+}
 ORACLE20_BEST = {  # the nine best states of the oracle recipe, by machine (BENCHMARKS.md)
     "AMD EPYC (AVX2)": ["", "_s1", "_s2"],
     "Intel Xeon": ["_s1_xeon", "_s3", "_s4"],
@@ -119,6 +128,27 @@ def oracle20_quality_diversity(out: Path) -> None:
     plt.close(fig)
 
 
+def oracle20_algorithms(out: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for name, label, color in (("sweep_oracle20_mle_h64_e45.csv", "MLE start (oracle20_mle_h64, 45 epochs)", "gray"),
+                               ("sweep_oracle20_scratchgan_best.csv", "ScratchGAN, best state", "C0")):
+        rows = _csv(name)
+        ax.plot([r["nll_gen_tok"] for r in rows], [r["nll_oracle"] for r in rows], "o-", color=color,
+                label=f"{label}, T = {rows[0]['temperature']:.1f} ... {rows[-1]['temperature']:.1f}")
+    for i, (stem, label) in enumerate(ORACLE20_ALGORITHMS.items()):
+        m = _json(f"{stem}_seed7.json")["metrics"]
+        ax.plot([nll_gen(m)], [m["nll_oracle"]], "s^Dv<"[i], color=f"C{i + 1}", ls="", label=f"{label}, T = 1")
+    for (name, figure), style in zip(PUBLISHED_ORACLE20.items(), (":", "--", "-.")):
+        ax.axhline(figure, color="k", ls=style, lw=1, label=f"{name}, published")
+    ax.set_xlabel("held-out NLL_gen per token (lower = more diverse coverage)")
+    ax.set_ylabel("NLL_oracle (lower = better samples)")
+    ax.set_title("Oracle, length 20: the algorithms against their MLE start")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "plot_oracle20_algorithms.png", dpi=110)
+    plt.close(fig)
+
+
 def coco_latent_tradeoff(out: Path) -> None:
     sweep = _csv("coco_latent_h256_s0_sweep_test.csv")
     mle_curve = _csv("sweep_nllgen_coco_mle.csv")
@@ -167,7 +197,8 @@ def main() -> None:
     ap.add_argument("--out-dir", default=str(RESULTS), help="folder for the PNG files")
     out = Path(ap.parse_args().out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for plot in (coco_quality_diversity, coco_seeds, oracle20_quality_diversity, coco_latent_tradeoff):
+    for plot in (coco_quality_diversity, coco_seeds, oracle20_quality_diversity, oracle20_algorithms,
+                 coco_latent_tradeoff):
         plot(out)
         print(f"{plot.__name__}: written under {out}")
 
