@@ -238,7 +238,7 @@ def test_auxiliary_classifier_is_the_cross_entropy_of_its_head_beside_an_uncondi
     assert torch.allclose(nll.double(), expected, atol=1e-6)
     projected = build_discriminator(config.DiscriminatorConfig(kind=kind, emb_dim=8, num_rep=4,
                                                                num_filters=[4, 4, 4, 4], hidden_dim=6), 20, num_classes=3)
-    assert projected.aux is None and projected.scores(x, labels)[1] is None
+    assert projected.aux is None and projected.scores(x, labels).class_nll is None
 
 
 def _aux_trainer(tmp_path: Path, *overrides: str):

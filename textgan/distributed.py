@@ -197,11 +197,11 @@ class ParallelDiscriminator:
         auxiliary classifier's class NLL is of the real batch (D learns the classes from real text)."""
         if labels is not None:
             if not self.dist.enabled:
-                d_real, class_nll = self.module.scores(real, labels[0])
-                return Scores(d_real, self.module(fake, labels=labels[1]), None, class_nll)
-            both, nll = self.replica("scores", torch.cat([real, fake]), labels=torch.cat(labels))
+                given = self.module.scores(real, labels[0])
+                return Scores(given.logits, self.module(fake, labels=labels[1]), None, given.class_nll)
+            both = self.replica("scores", torch.cat([real, fake]), labels=torch.cat(labels))
             b = real.shape[0]
-            return Scores(*both.split(b), None, None if nll is None else nll[:b])
+            return Scores(*both.logits.split(b), None, None if both.class_nll is None else both.class_nll[:b])
         if not self.dist.enabled:
             d_real, d_fake = self.module(real), self.module(fake)
             penalty = None if penalty_rng is None else gradient_penalty(self.module, real, fake, penalty_rng)

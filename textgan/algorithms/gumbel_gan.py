@@ -79,8 +79,8 @@ class GumbelGAN:
             if real_labels is None:
                 loss = self.loss_g(d(real), d(fake.dists))
             else:
-                d_fake, class_nll = d.scores(fake.dists, p.g.module.classes_of(z))
-                loss = self.loss_g(d(real, labels=real_labels), d_fake)
+                given = d.scores(fake.dists, p.g.module.classes_of(z))
+                loss, class_nll = self.loss_g(d(real, labels=real_labels), given.logits), given.class_nll
             nll = self._real_batch_term() if self._mle_term_on() else None
             total = loss if nll is None else loss + adv.mle_weight * nll
             if class_nll is not None:  # an auxiliary classifier: fakes read as the class they were drawn for

@@ -12,6 +12,8 @@ with conditioning "auxiliary", an unconditional one with a classifier head on th
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -109,10 +111,18 @@ def conditional_logit(head: nn.Linear, projection: Projection | None, phi: torch
     return logit + projection(phi, labels)
 
 
+class ConditionalScores(NamedTuple):
+    """A conditional discriminator's verdict on sentences given their classes (a tuple, so DDP can
+    return it from a forward)."""
+    logits: torch.Tensor  # (B, R): `forward`'s
+    class_nll: torch.Tensor | None  # (B,): an auxiliary classifier's -log p(c | x); None for a projection
+
+
 def scored(head: nn.Linear, projection: Projection | None, aux: AuxClassifier | None, phi: torch.Tensor,
-           labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """`conditional_logit`'s logits (B, R) and, with an auxiliary classifier, -log p(labels | x) (B,)."""
-    return conditional_logit(head, projection, phi, labels), None if aux is None else aux.nll(phi, labels)
+           labels: torch.Tensor) -> ConditionalScores:
+    """The scores of features phi (B, R, P) given classes `labels` (B,)."""
+    return ConditionalScores(conditional_logit(head, projection, phi, labels),
+                             None if aux is None else aux.nll(phi, labels))
 
 
 class RelGANCNN(nn.Module):
@@ -144,8 +154,8 @@ class RelGANCNN(nn.Module):
         """Logits (B, R) of distributions (B, T, V); `labels` (B,): the classes, when conditional."""
         return conditional_logit(self.logit, self.projection, self._features(self._masked(dists)), labels)  # (B, R)
 
-    def scores(self, dists: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A conditional run's `forward` (B, R) and the auxiliary classifier's class NLL (B,), or None."""
+    def scores(self, dists: torch.Tensor, labels: torch.Tensor) -> ConditionalScores:
+        """A conditional run's `forward` of distributions (B, T, V) and, with an auxiliary classifier, its class NLL."""
         return scored(self.logit, self.projection, self.aux, self._features(self._masked(dists)), labels)
 
     def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -210,8 +220,8 @@ class LSTMDiscriminator(nn.Module):
         """Logits (B, 1) of distributions (B, T, V); `labels` (B,): the classes, when conditional."""
         return self._logits(self._read(dists), labels)
 
-    def scores(self, dists: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A conditional run's `forward` (B, 1) and the auxiliary classifier's class NLL (B,), or None."""
+    def scores(self, dists: torch.Tensor, labels: torch.Tensor) -> ConditionalScores:
+        """A conditional run's `forward` of distributions (B, T, V) and, with an auxiliary classifier, its class NLL."""
         return scored(self.logit, self.projection, self.aux, self._read(dists).unsqueeze(1), labels)
 
     def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
