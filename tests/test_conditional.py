@@ -374,18 +374,22 @@ def test_conditional_run_without_labels_exits_2_and_writes_nothing(tmp_path, dat
     assert not any(tmp_path.iterdir())
 
 
-def test_label_count_mismatch_exits_2_and_writes_nothing(tmp_path):
+@pytest.mark.parametrize("train_labels, test_labels, message", [
+    ("x\n", "x\n", "has 1 labels but"),
+    ("x\ny\n", "z\n", "test label 'z' is not a class of the training labels (x, y)"),
+])
+def test_bad_label_files_exit_2_and_write_nothing(tmp_path, train_labels, test_labels, message):
     cfg_dir = tmp_path / "data"
     cfg_dir.mkdir()
     (cfg_dir / "train.txt").write_text("a cat sat\nthe dog ran\n")
     (cfg_dir / "test.txt").write_text("a dog sat\n")
-    (cfg_dir / "train.lab").write_text("x\n")
-    (cfg_dir / "test.lab").write_text("x\n")
+    (cfg_dir / "train.lab").write_text(train_labels)
+    (cfg_dir / "test.lab").write_text(test_labels)
     runs = tmp_path / "runs"
     res = run_cli("train", CONFIG, *TINY, f"log.dir={runs}", "data.source=files", f"data.root={cfg_dir}", "data.train=train.txt",
                   "data.test=test.txt", "data.train_labels=train.lab", "data.test_labels=test.lab",
                   "generator.conditional=true")
-    assert res.returncode == 2 and "has 1 labels but" in res.stderr
+    assert res.returncode == 2 and message in res.stderr
     assert res.stderr.strip().count("\n") == 0
     assert not runs.exists()
 
