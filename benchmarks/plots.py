@@ -105,48 +105,50 @@ def coco_seeds(out: Path) -> None:
     plt.close(fig)
 
 
-def oracle20_quality_diversity(out: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for name, label, color in (("sweep_nllgen_oracle20_mle.csv", "MLE baseline (oracle20_mle)", "gray"),
-                               ("sweep_nllgen_oracle20_rsgan_warm_h64_glr2_best_s1_best.csv",
-                                "recipe, seed 1 (AMD EPYC)", "C0")):
+def oracle_curves(ax, curves) -> None:
+    """NLL_oracle against held-out NLL_gen over the temperature, one line per (sweep file, label, colour)."""
+    for name, label, color in curves:
         rows = _csv(name)
         ax.plot([r["nll_gen_tok"] for r in rows], [r["nll_oracle"] for r in rows], "o-", color=color,
                 label=f"{label}, T = {rows[0]['temperature']:.1f} ... {rows[-1]['temperature']:.1f}")
+
+
+def save_oracle_plot(fig, ax, title: str, path: Path) -> None:
+    """An oracle plot's axes, title and legend, written to `path`."""
+    ax.set_xlabel("held-out NLL_gen per token (lower = more diverse coverage)")
+    ax.set_ylabel("NLL_oracle (lower = better samples)")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def oracle20_quality_diversity(out: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 5))
+    oracle_curves(ax, (("sweep_nllgen_oracle20_mle.csv", "MLE baseline (oracle20_mle)", "gray"),
+                       ("sweep_nllgen_oracle20_rsgan_warm_h64_glr2_best_s1_best.csv", "recipe, seed 1 (AMD EPYC)", "C0")))
     for i, (machine, runs) in enumerate(ORACLE20_BEST.items()):
         states = [_json(f"eval_oracle20_rsgan_warm_h64_glr2_best{r}_best_seed7.json")["metrics"] for r in runs]
         ax.plot([nll_gen(m) for m in states], [m["nll_oracle"] for m in states], "s^D"[i], color=f"C{i + 1}",
                 ls="", label=f"recipe's best states at T = 1, {machine}")
     ax.axhline(RELGAN_ORACLE20, color="k", ls="--", lw=1, label="RelGAN(100), published")
     ax.set_xlim(8.5, 33)
-    ax.set_xlabel("held-out NLL_gen per token (lower = more diverse coverage)")
-    ax.set_ylabel("NLL_oracle (lower = better samples)")
-    ax.set_title("Synthetic oracle, length 20: quality against diversity")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "plot_oracle20_quality_diversity.png", dpi=110)
-    plt.close(fig)
+    save_oracle_plot(fig, ax, "Synthetic oracle, length 20: quality against diversity",
+                     out / "plot_oracle20_quality_diversity.png")
 
 
 def oracle20_algorithms(out: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 5))
-    for name, label, color in (("sweep_oracle20_mle_h64_e45.csv", "MLE start (oracle20_mle_h64, 45 epochs)", "gray"),
-                               ("sweep_oracle20_scratchgan_best.csv", "ScratchGAN, best state", "C0")):
-        rows = _csv(name)
-        ax.plot([r["nll_gen_tok"] for r in rows], [r["nll_oracle"] for r in rows], "o-", color=color,
-                label=f"{label}, T = {rows[0]['temperature']:.1f} ... {rows[-1]['temperature']:.1f}")
+    oracle_curves(ax, (("sweep_oracle20_mle_h64_e45.csv", "MLE start (oracle20_mle_h64, 45 epochs)", "gray"),
+                       ("sweep_oracle20_scratchgan_best.csv", "ScratchGAN, best state", "C0")))
     for i, (stem, label) in enumerate(ORACLE20_ALGORITHMS.items()):
         m = _json(f"{stem}_seed7.json")["metrics"]
         ax.plot([nll_gen(m)], [m["nll_oracle"]], "s^Dv<"[i], color=f"C{i + 1}", ls="", label=f"{label}, T = 1")
     for (name, figure), style in zip(PUBLISHED_ORACLE20.items(), (":", "--", "-.")):
         ax.axhline(figure, color="k", ls=style, lw=1, label=f"{name}, published")
-    ax.set_xlabel("held-out NLL_gen per token (lower = more diverse coverage)")
-    ax.set_ylabel("NLL_oracle (lower = better samples)")
-    ax.set_title("Oracle, length 20: the algorithms against their MLE start")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "plot_oracle20_algorithms.png", dpi=110)
-    plt.close(fig)
+    save_oracle_plot(fig, ax, "Oracle, length 20: the algorithms against their MLE start",
+                     out / "plot_oracle20_algorithms.png")
 
 
 def coco_latent_tradeoff(out: Path) -> None:
