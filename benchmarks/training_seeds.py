@@ -9,10 +9,10 @@ metrics.json files (or their copies under benchmarks/results/), one per training
 alike (split, test file, sample count, temperature, protocol, weights; the sampling seed may
 differ, as `textgan eval` defaults to each run's own), and writes per metric the mean, sample
 standard deviation, standard error, min and max; for the BLEU orders of --published (default
-coco:RelGAN(100); `none` for a corpus without published figures), how many runs reach the figure and how far the mean is from it in standard
-errors. `--per-run-temperature`: each run was scored at its own temperature (a rule applied to
-each run's validation split chose it); the temperature is then recorded per file. It refuses to
-overwrite FILE.
+coco:RelGAN(100); `none` for a corpus without published figures), how many runs reach the figure
+and how far the mean is from it in standard errors. `--per-run-temperature`: each run was scored
+at its own temperature (a rule applied to each run's validation split chose it); the temperature
+is then recorded per file. It refuses to overwrite FILE.
 """
 from __future__ import annotations
 
