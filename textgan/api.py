@@ -5,6 +5,7 @@
     model = tg.load(run)
     model.sample(5, seed=7)            # sentence i depends on (seed, i) only
     model.sample(5, cls="thing_object")  # a conditional run: sentences of one class (model.classes)
+    model.sample(5, source="the clever girl sang .")  # a run conditioned on sentences: from that source
     model.latents(5, seed=7)           # the z behind them
     model.sample(z=model.encode(["a man rides a horse"]), greedy=True)  # a sentence back from its z
     model.interpolate(8, seed=1, seed_to=2)  # a path between two prior draws, one noise throughout
@@ -44,9 +45,10 @@ class Model:
         return self.loaded.labels
 
     def sample(self, num: int = 10, seed: int = 0, temperature: float = 1.0, z=None,
-               cls: str | None = None, greedy: bool = False) -> list[str]:
+               cls: str | None = None, greedy: bool = False, source: str | None = None) -> list[str]:
         """`num` sentences (or one per row of z, an (N, Z) array or tensor), as `textgan sample`;
         `cls`: every sentence of that class (a conditional run; `textgan sample --class`);
+        `source`: every sentence from that source sentence (generator.condition=sentence; `--source`);
         `greedy`: the most likely token at each step, z the only noise (`textgan sample --greedy`)."""
         import numpy as np
         import torch
@@ -59,9 +61,10 @@ class Model:
         if greedy:
             sample.refuse_greedy_without_latent(self.loaded.generator)
         _check_count_seed(num if z is None else 1, seed)
-        if cls is not None and not isinstance(cls, str):
-            raise UserError(f"cls must be a class name (a string), got {cls!r}")
-        class_id = self.loaded.class_id(cls)
+        for name, value in (("cls", cls), ("source", source)):
+            if value is not None and not isinstance(value, str):
+                raise UserError(f"{name} must be a string, got {value!r}")
+        condition = self.loaded.condition(cls, source)
         if z is not None:
             arr = z.detach().cpu().numpy() if isinstance(z, torch.Tensor) else np.asarray(z)
             arr = np.atleast_2d(arr)
@@ -71,7 +74,7 @@ class Model:
             z = sample.check_latent(arr, self.loaded.generator.latent_dim)
             num = z.shape[0]
         return [line for chunk in sample.stream_samples(self.loaded, num, seed, temperature, z=z, greedy=greedy,
-                                                        class_id=class_id)
+                                                        condition=condition)
                 for line in chunk.lines]
 
     def interpolate(self, steps: int = 8, seed: int = 0, seed_to: int = 1, temperature: float = 1.0,
@@ -95,7 +98,7 @@ class Model:
             return sample.text_path_samples(self.loaded, from_text, to_text, steps, encoder).lines
         _check_count_seed(1, seed)
         _check_count_seed(1, seed_to)
-        return sample.interpolation_text(self.loaded, seed, seed_to, steps, temperature, self.loaded.class_id(cls))
+        return sample.interpolation_text(self.loaded, seed, seed_to, steps, temperature, self.loaded.condition(cls))
 
     def latents(self, num: int = 10, seed: int = 0):
         """The z (num, Z) float32 numpy array behind `sample(num, seed)`: row i depends on (seed, i)

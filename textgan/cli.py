@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--encoder", choices=ENCODERS, help=ENCODER_HELP + " (default auto; needs --from-text)")
     s.add_argument("--class", dest="class_name", metavar="NAME", help="a conditional run: every sentence of this "
                                                                       "class (default: each drawn from the class prior)")
+    s.add_argument("--source", metavar="TEXT", help="a run conditioned on sentences (generator.condition=sentence): "
+                                                    "every sentence from this source sentence (default: each from a "
+                                                    "training source drawn for it)")
     s.add_argument("--out", metavar="FILE", help="also write the sentences to FILE (must not exist)")
     s.add_argument("--save-z", metavar="FILE.npy", help="also write the (N, Z) latents of the sentences to FILE.npy "
                                                         "(must not exist); --z FILE.npy with the same --seed "
@@ -273,21 +276,21 @@ def cmd_sample(args) -> int:
         raise UserError(f"this generator has prior=none: it has no latent for {flag}; sample it without them")
     if z is not None:
         z = sample.check_latent(z, loaded.generator.latent_dim, args.z)
-    class_id = loaded.class_id(args.class_name)
     if args.from_text is not None:
-        if class_id is not None:
-            raise UserError("--from-text paths come from an encoder, without classes; drop --class")
+        if args.class_name is not None or args.source is not None:
+            raise UserError("--from-text paths come from an encoder, without a class or source; drop --class/--source")
         chunks = iter([sample.text_path_samples(loaded, args.from_text, args.to_text, args.interpolate,
                                                 args.encoder or "auto")])
         rows = args.interpolate
     elif args.interpolate:
+        condition = loaded.condition(args.class_name, args.source)
         chunks = sample.interpolation_samples(loaded, args.seed, 1 if args.seed_to is None else args.seed_to,
-                                              args.interpolate, args.temperature, class_id=class_id)
+                                              args.interpolate, args.temperature, condition=condition)
         rows = args.interpolate
     else:
         rows = z.shape[0] if z is not None else 10 if args.num is None else args.num
         chunks = sample.stream_samples(loaded, rows, args.seed, args.temperature, z=z, greedy=args.greedy,
-                                       class_id=class_id)
+                                       condition=loaded.condition(args.class_name, args.source))
     latents = sample.LatentFile(save_z, rows, loaded.generator.latent_dim, args.force) if save_z else None
     sample.write_lines(chunks, out, force=args.force, save_z=latents)
     return 0

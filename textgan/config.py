@@ -74,6 +74,13 @@ class DataConfig:
     train_labels: str = ""
     test_labels: str = ""
     valid_labels: str = ""
+    # source sentences for generator.condition=sentence (source=files): one sentence per non-empty
+    # line, line i the condition of the i-th sentence of data.train / data.test / data.valid
+    # (relative to root), tokenized as they are; source=grammar pairs its sentences itself (a
+    # source and another sentence about the same subject, textgan/grammar.py)
+    train_sources: str = ""
+    test_sources: str = ""
+    valid_sources: str = ""
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.valid_frac < 1.0, "valid_frac", "must be in [0, 1) (0 = no validation split)")
@@ -129,6 +136,16 @@ class GeneratorConfig:
     # z's projection), and the discriminator is a projection discriminator on c (Miyato & Koyama
     # 2018); needs labelled data (data.train_labels and data.test_labels, or data.source grammar)
     conditional: bool = False
+    # what the condition c is: "class", a label (above); "sentence", a source sentence read by an
+    # encoder (a bidirectional LSTM) whose reading is added to z's projection, as a translation
+    # decoder's state comes from its encoder; the discriminator projects the same reading
+    # (data.train_sources and data.test_sources, or data.source grammar's sentence pairs)
+    condition: Literal["class", "sentence"] = "class"
+
+    @property
+    def paired(self) -> bool:
+        """Conditioned on source sentences: the corpus pairs each sentence with its source."""
+        return self.conditional and self.condition == "sentence"
 
     def __post_init__(self) -> None:
         for name in ("emb_dim", "hidden_dim", "num_layers", "latent_dim", "mem_slots", "num_heads", "head_size"):
@@ -577,33 +594,53 @@ class Config:
                    "set them, or mle.patience: 0")
 
 
+def _given(data: DataConfig, kind: str) -> list[str]:
+    """The data.*_labels or data.*_sources keys that name a file."""
+    return [f"{split}_{kind}" for split in ("train", "test", "valid") if getattr(data, f"{split}_{kind}")]
+
+
 def _check_conditional(cfg: "Config") -> None:
-    """Labels exactly where generator.conditional wants them, and only the settings it supports."""
+    """Labels or source sentences exactly where generator.conditional wants them, and only the
+    settings it supports."""
     data, gen = cfg.data, cfg.generator
-    given = [name for name in ("train_labels", "test_labels", "valid_labels") if getattr(data, name)]
+    labels, sources = _given(data, "labels"), _given(data, "sources")
     auxiliary = cfg.discriminator.conditioning == "auxiliary"
     _check(auxiliary or cfg.adversarial.class_weight == 1.0, "adversarial.class_weight",
            "is read only by discriminator.conditioning=auxiliary; set that, or remove class_weight")
+    sentence = gen.conditional and gen.condition == "sentence"
+    for given, wanted, what in ((labels, gen.conditional and not sentence, "labels are read only by a conditional run of classes"),
+                                (sources, sentence, "source sentences are read only by generator.condition=sentence")):
+        _check(wanted or not given, f"data.{given[0] if given else ''}",
+               f"{what}; set generator.conditional=true (generator.condition={'sentence' if given is sources else 'class'}), "
+               "or remove the file")
     if not gen.conditional:
-        _check(not given, f"data.{given[0] if given else ''}", "labels are read only by a conditional run; "
-               "set generator.conditional=true, or remove the label files")
         _check(not auxiliary, "discriminator.conditioning", "auxiliary is read only by a conditional run; "
                "set generator.conditional=true, or remove discriminator.conditioning")
+        _check(gen.condition == "class", "generator.condition", "is read only by a conditional run; "
+               "set generator.conditional=true, or remove generator.condition")
         return
-    _check(data.source != "oracle", "generator.conditional", "needs labelled sentences; the oracle corpus "
-           "has none: use data.source=grammar, or files with data.train_labels and data.test_labels")
+    kind = "sources" if sentence else "labels"
+    _check(data.source != "oracle", "generator.conditional", f"needs {'paired' if sentence else 'labelled'} "
+           f"sentences; the oracle corpus has none: use data.source=grammar, or files with data.train_{kind} "
+           f"and data.test_{kind}")
+    _check(not (sentence and auxiliary), "discriminator.conditioning", "auxiliary classifies classes; a source "
+           "sentence is no class: use the projection discriminator with generator.condition=sentence")
+    _check(not (sentence and gen.init_from), "generator.init_from", "is not supported with generator.condition="
+           "sentence yet (the source pool is the run's own training data); remove it")
     if data.source == "files":
-        _check(bool(data.train_labels and data.test_labels), "generator.conditional",
-               "a conditional run without labels: set data.train_labels and data.test_labels (one class "
-               "per line, aligned with data.train and data.test), or data.source=grammar")
-        _check(not data.valid or bool(data.valid_labels), "data.valid_labels",
-               "data.valid needs its labels in a conditional run; set data.valid_labels")
-        _check(not data.valid_labels or bool(data.valid), "data.valid_labels",
-               "labels data.valid's sentences; set data.valid too, or remove it (data.valid_frac keeps each "
-               "training label with its sentence)")
+        _check(bool(getattr(data, f"train_{kind}") and getattr(data, f"test_{kind}")), "generator.conditional",
+               f"a conditional run without {kind}: set data.train_{kind} and data.test_{kind} (one "
+               f"{'source sentence' if sentence else 'class'} per line, aligned with data.train and data.test), "
+               "or data.source=grammar")
+        _check(not data.valid or bool(getattr(data, f"valid_{kind}")), f"data.valid_{kind}",
+               f"data.valid needs its {kind} in a conditional run; set data.valid_{kind}")
+        _check(not getattr(data, f"valid_{kind}") or bool(data.valid), f"data.valid_{kind}",
+               f"{'gives the sources of' if sentence else 'labels'} data.valid's sentences; set data.valid too, or "
+               f"remove it (data.valid_frac keeps each training sentence's {kind[:-1]} with it)")
     else:
-        _check(not given, f"data.{given[0] if given else ''}", "the grammar labels its own sentences; "
-               "remove the label files (they are for data.source=files)")
+        given = labels + sources
+        _check(not given, f"data.{given[0] if given else ''}", f"the grammar {'pairs' if sentence else 'labels'} "
+               f"its own sentences; remove the {kind} files (they are for data.source=files)")
     for key, bad, why in (("mle.objective", cfg.mle.objective != "nll", "elbo"),
                           ("adversarial.info_weight", cfg.adversarial.info_weight != 0, "info_weight > 0"),
                           ("adversarial.mmd_weight", cfg.adversarial.mmd_weight != 0, "mmd_weight > 0"),

@@ -34,6 +34,9 @@ class Corpus:
     # class names of a labelled corpus (data.train_labels, or the grammar's LABELS), in class-id
     # order; each split's Encoded.labels holds the ids. None: unlabelled
     label_names: list[str] | None = None
+    # a paired corpus's source sentences (generator.condition=sentence): each split's Encoded.labels
+    # holds, for each sentence, the row of its source in the same split here. None: unpaired
+    sources: Sources | None = None
 
     @property
     def truncated(self) -> int:
@@ -61,7 +64,8 @@ class Corpus:
         if self.valid is None:
             raise DataError("this corpus holds out no validation split (data.valid_frac=0, no data.valid); "
                             "score the test split, or train with data.valid_frac > 0 or data.valid")
-        return dataclasses.replace(self, test=self.valid, test_sentences=self.valid_sentences)
+        sources = None if self.sources is None else dataclasses.replace(self.sources, test=self.sources.valid)
+        return dataclasses.replace(self, test=self.valid, test_sentences=self.valid_sentences, sources=sources)
 
 
 def _resolve(root: str, name: str) -> Path:
@@ -90,10 +94,32 @@ def _oracle_sentences(cfg: DataConfig, seed: int):
 
 @dataclass
 class Labels:
-    """Each split's class names as read (None: unlabelled), before they become ids."""
-    train: list[str] | None = None
-    test: list[str] | None = None
-    valid: list[str] | None = None
+    """Each split's class names (or a paired corpus's source sentences, as tokens) as read (None:
+    unlabelled), before they become ids."""
+    train: list | None = None
+    test: list | None = None
+    valid: list | None = None
+
+
+@dataclass
+class Sources:
+    """A paired corpus's source sentences, each split encoded as its targets are."""
+    train: Encoded
+    test: Encoded
+    valid: Encoded | None = None
+
+
+def _read_sources(cfg: DataConfig, train: list, test: list, valid: list | None) -> Labels:
+    """data.train_sources / test_sources / valid_sources as token lists, each as long as its sentence file."""
+    def read(sources: str, sentences: list, name: str) -> list[list[str]]:
+        lines = _read(cfg, sources)
+        if len(lines) != len(sentences):
+            raise DataError(f"source file {_resolve(cfg.root, sources)} has {len(lines)} sentences but "
+                            f"{_resolve(cfg.root, name)} has {len(sentences)}; give one source per non-empty line, "
+                            "line i the source of sentence i")
+        return lines
+    return Labels(train=read(cfg.train_sources, train, cfg.train), test=read(cfg.test_sources, test, cfg.test),
+                  valid=read(cfg.valid_sources, valid, cfg.valid) if valid is not None and cfg.valid_sources else None)
 
 
 def _read_labels(cfg: DataConfig, train: list, test: list, valid: list | None) -> Labels:
@@ -131,19 +157,38 @@ def split_off(sentences: list, frac: float, seed: int) -> tuple[list, list]:
             [s for i, s in enumerate(sentences) if i in held])
 
 
-def prepare(cfg: DataConfig, seed: int, vocab: Vocab | None = None) -> Corpus:
+SPLITS = ("train", "test", "valid")
+
+
+def _conditions(sources: Labels, vocab: Vocab, max_len: int, add_eos: bool) -> tuple[dict, Sources]:
+    """A paired corpus's labels (each sentence's source row: its own index) and encoded sources;
+    a source past max_len is cut, never dropped."""
+    lists = [getattr(sources, split) for split in SPLITS]
+    return ({split: None if rows is None else list(range(len(rows))) for split, rows in zip(SPLITS, lists)},
+            Sources(*(None if rows is None else encode(rows, vocab, max_len, "truncate", add_eos) for rows in lists)))
+
+
+def prepare(cfg: DataConfig, seed: int, vocab: Vocab | None = None, paired: bool = False) -> Corpus:
     """Read or generate the corpus; `vocab` (from a run folder) overrides building one. `seed`
-    (run.seed) generates a built-in corpus unless data.seed names its own."""
+    (run.seed) generates a built-in corpus unless data.seed names its own. `paired`
+    (generator.condition=sentence): each sentence with its source sentence (data.*_sources, or the
+    grammar's pairs), instead of a class."""
     seed = seed if cfg.seed < 0 else cfg.seed
     oracle, valid, labels, names = None, None, Labels(), None
     if cfg.source == "files":
         train, test = _read(cfg, cfg.train), _read(cfg, cfg.test)
         valid = _read(cfg, cfg.valid) if cfg.valid else None
-        labels = _read_labels(cfg, train, test, valid)
-        names = sorted(set(labels.train)) if labels.train is not None else None
+        labels = _read_sources(cfg, train, test, valid) if paired else _read_labels(cfg, train, test, valid)
+        names = sorted(set(labels.train)) if labels.train is not None and not paired else None
         built = None
     elif cfg.source == "oracle":
         oracle, train, test, built = _oracle_sentences(cfg, seed)
+    elif paired:  # the grammar's sentences, each with a source sentence about the same subject
+        from textgan.grammar import sample_grammar_pairs
+
+        train, labels.train = sample_grammar_pairs(cfg.num_train, seed=seed + 1)
+        test, labels.test = sample_grammar_pairs(cfg.num_test, seed=seed + 2)
+        built = None
     else:  # the grammar's sentences, labelled by what their main verb takes
         from textgan.grammar import LABELS, sample_grammar_labelled
 
@@ -158,14 +203,16 @@ def prepare(cfg: DataConfig, seed: int, vocab: Vocab | None = None) -> Corpus:
             (train, labels.train), (valid, labels.valid) = (map(list, zip(*part)) for part in (kept, held))
     train_oov = 0.0 if vocab is None else oov_share(train, vocab)
     if vocab is None:
-        vocab = built or Vocab.build(train, min_freq=cfg.min_freq, max_size=cfg.max_size)
+        vocab = built or Vocab.build(train + (labels.train if paired else []), min_freq=cfg.min_freq,
+                                     max_size=cfg.max_size)
     elif built is not None and vocab.itos != built.itos:
         raise DataError("the run's vocabulary does not match the oracle corpus; use the same data config")
     add_eos = cfg.source != "oracle"
     if not cfg.max_len and cfg.source == "files":  # an automatic max_len follows the longest sentence
         check_lengths(train, cfg.max_len_ceiling, _resolve(cfg.root, cfg.train))
     max_len = cfg.max_len or max(len(s) for s in train) + int(add_eos)
-    ids = {split: label_ids(getattr(labels, split), names, split) for split in ("train", "test", "valid")}
+    ids, sources = _conditions(labels, vocab, max_len, add_eos) if paired else (
+        {split: label_ids(getattr(labels, split), names, split) for split in SPLITS}, None)
     enc_train = encode(train, vocab, max_len, cfg.long_policy, add_eos, labels=ids["train"])
     enc_test = encode(test, vocab, max_len, cfg.long_policy, add_eos, labels=ids["test"])
     enc_valid = (encode(valid, vocab, max_len, cfg.long_policy, add_eos, labels=ids["valid"])
@@ -173,4 +220,5 @@ def prepare(cfg: DataConfig, seed: int, vocab: Vocab | None = None) -> Corpus:
     banned = banned_ids(vocab, add_eos)
     return Corpus(vocab=vocab, train=enc_train, test=enc_test, test_sentences=test, max_len=max_len,
                   add_eos=add_eos, banned=banned, oracle=oracle, source=cfg.source,
-                  valid=enc_valid, valid_sentences=valid, train_oov=train_oov, label_names=names)
+                  valid=enc_valid, valid_sentences=valid, train_oov=train_oov, label_names=names,
+                  sources=sources)

@@ -165,8 +165,8 @@ def training_interpolation(G: Generator, encoder: SentenceEncoder | None, corpus
         rng = torch.Generator(device=device).manual_seed(seed + 15)
         ends = G.sample_latent(2, rng)  # (2, Z), or conditional codes (2, Z + C)
         z = interpolate(*ends[:, :G.latent_dim], steps, spherical=G.prior == "normal")
-        if G.num_classes:  # the first end's class all along: only z moves
-            z = G.with_class(z, G.classes_of(ends[:1]).expand(steps))
+        if G.num_classes:  # the first end's class (or source's reading) all along: only z moves
+            z = torch.cat([z, ends[:1, G.latent_dim:].expand(steps, -1)], dim=1)
         ids = torch.cat([generate(G, 1, corpus.max_len, seed + 16, z=point.unsqueeze(0))
                          for point in z])  # the same noise at each point: sample 0's of seed + 16
         header = "interpolation between two prior draws of z (one Gumbel noise for every point):"

@@ -59,7 +59,7 @@ def load_run(path: str | Path, data: str | None = None, device: str = "cpu",
             raise UserError(f"--data replaces the test file of a text corpus, but this run uses "
                             f"data.source={data_cfg.source}; leave --data out")
         data_cfg = dataclasses.replace(data_cfg, test=str(Path(data).resolve()))
-    corpus = prepare(data_cfg, loaded.config.run.seed, vocab=loaded.vocab)
+    corpus = prepare(data_cfg, loaded.config.run.seed, vocab=loaded.vocab, paired=loaded.config.generator.paired)
     if split == "valid" and corpus.valid is None:
         raise UserError(f"{path} was trained without a validation split (data.valid_frac=0, no data.valid); "
                         "use --split test")
@@ -96,7 +96,12 @@ def eval_run(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperature: f
 def class_metrics(loaded: Loaded, corpus: Corpus, num: int, seed: int, temperature: float = 1.0) -> dict[str, float]:
     """A conditional run's class_acc* (textgan/metrics/class_accuracy.py): `num` samples over its
     classes, read by the classifier cached in the run folder (trained there on first use), drawn as
-    the training evaluation draws them (seed + 15). Nothing for an unconditional run."""
+    the training evaluation draws them (seed + 15). A paired run's pair_bleu* on `num` held-out
+    pairs (textgan/metrics/source_match.py). Nothing for an unconditional run."""
+    if corpus.sources is not None and loaded.config.generator.paired:
+        from textgan.metrics.source_match import source_metrics
+
+        return source_metrics(loaded.generator, corpus, num, seed=seed + 15, temperature=temperature)
     if loaded.labels is None:
         return {}
     from textgan.metrics.class_accuracy import CLASSIFIER_FILE, run_class_metrics

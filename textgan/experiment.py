@@ -43,7 +43,11 @@ def _describe(corpus: Corpus) -> str:
 
 def _check_best_metric(cfg: config_mod.Config, corpus: Corpus) -> None:
     names = metric_names(cfg.eval, corpus, cfg.generator.prior)
-    if cfg.generator.conditional:  # textgan/metrics/class_accuracy.py
+    if cfg.generator.paired:  # textgan/metrics/source_match.py
+        from textgan.metrics.source_match import metric_names as source_names
+
+        names += source_names(corpus)
+    elif cfg.generator.conditional:  # textgan/metrics/class_accuracy.py
         names += ["class_acc", "class_acc_real"] + [f"class_acc_{name}" for name in corpus.label_names]
     for key in ("best_metric", "best_ceiling_metric"):
         value = getattr(cfg.log, key)
@@ -90,12 +94,15 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
     log = _log if dist.is_main else (lambda message: None)  # rank 0 speaks for the job
     accel.check(cfg.run.accel, cfg.generator.core, cfg.discriminator.kind)  # before any run folder is made
     latent_training.check_distributed(cfg, dist.enabled)
+    if cfg.generator.paired and dist.enabled:
+        raise UserError("generator.condition=sentence runs in one process for now (its source reader works "
+                        "outside the generator's forward); run it without torchrun")
     state = source = None
     latent_weights: dict[str, dict] = {}
     if resume:
         run_dir = Path(resume)
         state, path, vocab = _resume_state(run_dir, log)  # every rank reads the same checkpoint
-        corpus = prepare(cfg.data, cfg.run.seed, vocab=vocab)
+        corpus = prepare(cfg.data, cfg.run.seed, vocab=vocab, paired=cfg.generator.paired)
         saved_labels = checkpoint.read_labels(state)
         if cfg.generator.conditional and saved_labels != corpus.label_names:
             raise UserError(f"the run's classes ({', '.join(saved_labels or ['none'])}) differ from the labels of its "
@@ -107,7 +114,8 @@ def _train(cfg: config_mod.Config, config_path: str | None, resume: str | None, 
             log(mismatch)
         if source is not None:
             latent_weights = warm_start.latent_weights(cfg, source, log)
-        corpus = prepare(cfg.data, cfg.run.seed, vocab=source.vocab if source else None)
+        corpus = prepare(cfg.data, cfg.run.seed, vocab=source.vocab if source else None,
+                         paired=cfg.generator.paired)
         if source is not None:
             warm_start.check_vocabulary(corpus.train_oov, cfg.data.max_oov, source, log)
             warm_start.check_classes(cfg.generator.conditional, corpus.label_names, source)

@@ -165,6 +165,37 @@ def sample_grammar_labelled(num: int, seed: int) -> tuple[list[list[str]], list[
     return sentences, labels
 
 
+# Sentence pairs for generator.condition=sentence: a source sentence and another sentence about the
+# same subject (the first animate noun or name, which heads the subject of every sentence the
+# grammar makes), so whether a generated sentence follows its source is read off exactly.
+SUBJECTS = frozenset(" ".join(str(LEXICON[kind]) for kind in ("NA", "NAP", "Name")).split())
+
+
+def subject_of(tokens: list[str]) -> str | None:
+    """The subject head of a sentence of the grammar: its first animate noun or name (None if none)."""
+    return next((token for token in tokens if token in SUBJECTS), None)
+
+
+def sample_grammar_pairs(num: int, seed: int) -> tuple[list[list[str]], list[list[str]]]:
+    """`num` sentences of the grammar (`sample_grammar(num, seed)`'s) and for each a source: another
+    sentence of the grammar with the same subject head, drawn from a pool of its own seed."""
+    targets = sample_grammar(num, seed)
+    rng = random.Random(seed + 7919)
+    by_subject: dict[str, list[list[str]]] = {}
+    for sentence in sample_grammar(num + 2000, seed + 104729):
+        by_subject.setdefault(subject_of(sentence), []).append(sentence)
+    tables = _tables()
+    sources = []
+    for target in targets:
+        head = subject_of(target)
+        while head not in by_subject:  # a subject the pool missed: draw until one has it
+            tokens: list[str] = []
+            _expand(tables.grammar.start(), MAX_DEPTH, rng, tables, tokens)
+            by_subject.setdefault(subject_of(tokens), []).append(tokens)
+        sources.append(rng.choice(by_subject[head]))
+    return targets, sources
+
+
 @functools.cache
 def _parser() -> BottomUpLeftCornerChartParser:
     return BottomUpLeftCornerChartParser(_tables().grammar)

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 import torch
@@ -19,6 +20,9 @@ from textgan.data import Vocab, banned_ids
 from textgan.errors import UserError
 from textgan.models import Generator, build_run_generator
 from textgan.progress import Progress
+
+
+Condition = Union[int, torch.Tensor, None]  # a class id, a source sentence's reading (F,), or drawn per sentence
 
 
 @dataclass
@@ -36,12 +40,32 @@ class Loaded:
         classes and a name that is not one of its classes."""
         if name is None:
             return None
+        if self.config.generator.paired:
+            raise UserError(f"{self.path} is conditioned on source sentences (generator.condition=sentence), not "
+                            "classes; give a source sentence (--source TEXT) instead of --class")
         if self.labels is None:
             raise UserError(f"{self.path} is not a conditional run (generator.conditional=false): it has no "
                             "classes; leave out --class")
         if name not in self.labels:
             raise UserError(f"unknown class {name!r}; this run's classes are: {', '.join(self.labels)}")
         return self.labels.index(name)
+
+    def condition(self, name: str | None = None, source: str | None = None) -> Condition:
+        """What every sentence is conditioned on: class `name`'s id, or the reading (F,) of the
+        source sentence `source` (a paired run); None for neither (drawn per sentence)."""
+        if source is None:
+            return self.class_id(name)
+        if name is not None:
+            raise UserError("a class and a source sentence both condition the sentences; give one of them")
+        if not self.config.generator.paired:
+            raise UserError(f"{self.path} is not conditioned on source sentences (generator.condition=sentence); "
+                            "leave out the source")
+        from textgan.encoding import sentence_ids  # (encoding imports this module)
+
+        tokens, lengths = sentence_ids(self, [source])
+        g = self.generator
+        with torch.no_grad():
+            return g.source_reader(tokens.to(g.source_pool.device), lengths.to(g.source_pool.device))[0].cpu()
 
 
 def load_generator(path: str | Path, device: str = "cpu", warn=print, weights: str = "auto") -> Loaded:
@@ -62,14 +86,17 @@ def load_generator(path: str | Path, device: str = "cpu", warn=print, weights: s
     cfg = checkpoint.read_config(state)
     vocab = Vocab(checkpoint.read_vocab(state))
     labels = checkpoint.read_labels(state)
-    gen = build_run_generator(cfg, len(vocab), banned_ids(vocab, cfg.data.source != "oracle"),
-                              checkpoint.read_max_len(state), num_classes=len(labels) if labels else 0)
     averaged = checkpoint.has_average(state) and weights != "trained"
     if weights == "average" and not averaged:
         raise UserError(f"checkpoint {path} has no weight average (its run had adversarial.g_ema=0 or had not "
                         "reached an adversarial step); use --weights trained")
     try:
-        gen.load_state_dict(checkpoint.read_generator(state, averaged=averaged))
+        weights_of = checkpoint.read_generator(state, averaged=averaged)
+        # a paired run's classes are its training sources, held in the generator (its pool)
+        classes = len(labels) if labels else weights_of["source_pool"].shape[0] if cfg.generator.paired else 0
+        gen = build_run_generator(cfg, len(vocab), banned_ids(vocab, cfg.data.source != "oracle"),
+                                  checkpoint.read_max_len(state), num_classes=classes)
+        gen.load_state_dict(weights_of)
     except (RuntimeError, KeyError, TypeError):
         raise UserError(f"checkpoint {path} does not match its own config (generator shapes); "
                         "the file is damaged or was edited") from None
@@ -80,22 +107,25 @@ def load_generator(path: str | Path, device: str = "cpu", warn=print, weights: s
 
 
 def sample_text(loaded: Loaded, num: int, seed: int, temperature: float = 1.0,
-                z: torch.Tensor | None = None, class_id: int | None = None) -> list[str]:
+                z: torch.Tensor | None = None, condition: Condition = None) -> list[str]:
     """`num` sentences; sentence i from z_i (the prior draw of (seed, i) unless z (N, Z) is given)
-    and the Gumbel noise of (seed, i), whatever `num` (textgan.draws); of class `class_id` in a
+    and the Gumbel noise of (seed, i), whatever `num` (textgan.draws); of `condition` in a
     conditional run (default: drawn for each sentence, see `with_classes`)."""
-    return [line for lines in stream_text(loaded, num, seed, temperature, z=z, class_id=class_id) for line in lines]
+    return [line for lines in stream_text(loaded, num, seed, temperature, z=z, condition=condition) for line in lines]
 
 
-def with_classes(g: Generator, z: torch.Tensor, latent_keys: list[int], class_id: int | None,
+def with_classes(g: Generator, z: torch.Tensor, latent_keys: list[int], condition: Condition,
                  uniforms: draws.KeyedUniforms) -> torch.Tensor:
-    """A conditional generator's codes (N, Z + C) of z (N, Z): class `class_id` for every row, or
-    else row i's class drawn from the class prior with uniform 2Z of its latent key's stream (after
-    the 2Z behind z), so it too depends on (seed, i) only. Unconditional: z itself."""
+    """A conditional generator's codes (N, Z + C) of z (N, Z): `condition` for every row (a class
+    id, or a source sentence's reading (F,), `Loaded.condition`), or else row i's class (a paired
+    run: training source) drawn from the class prior with uniform 2Z of its latent key's stream
+    (after the 2Z behind z), so it too depends on (seed, i) only. Unconditional: z itself."""
     if not g.num_classes:
         return z
-    if class_id is not None:
-        classes = torch.full((z.shape[0],), class_id, dtype=torch.long)
+    if isinstance(condition, torch.Tensor):
+        return torch.cat([z, condition.to(z.dtype).expand(z.shape[0], -1)], dim=1)
+    if condition is not None:
+        classes = torch.full((z.shape[0],), condition, dtype=torch.long)
     else:
         u = uniforms(draws.key_tensor(latent_keys), 2 * g.latent_dim, 1)[:, 0]  # (N,): element 2Z of each stream
         cdf = g.class_prior.detach().cpu().double().cumsum(0)
@@ -177,11 +207,11 @@ def _ids(g: Generator, z: torch.Tensor, max_len: int, temperature: float, noise_
 
 def draw_ids(generator: Generator, num: int, max_len: int, seed: int, temperature: float = 1.0,
              z: torch.Tensor | None = None, chunk: int = 512, greedy: bool = False,
-             progress: Progress | None = None, class_id: int | None = None) -> Iterator[Drawn]:
+             progress: Progress | None = None, condition: Condition = None) -> Iterator[Drawn]:
     """The one sampler of `textgan sample`, evaluation and sweeps: `num` samples a chunk at a time,
     sample i from z_i (the prior draw of (seed, i), or row i of z (N, Z)) and the Gumbel noise of
     (seed, i) (none with `greedy`), so it is the same whatever `num` and `chunk` (textgan.draws).
-    A conditional generator's sample i has class `class_id`, or the class drawn for (seed, i), unless
+    A conditional generator's sample i has `condition`, or the class drawn for (seed, i), unless
     z is already a code with its class columns (N, Z + C). In eval mode (no dropout) throughout;
     `progress` counts the samples."""
     g, was_training = generator, generator.training
@@ -192,7 +222,7 @@ def draw_ids(generator: Generator, num: int, max_len: int, seed: int, temperatur
             b = min(chunk, num - start)
             noise_keys, latent_keys = draws.sample_keys(seed, start, b)
             zb = draws.latents(g.prior, g.latent_dim, latent_keys, uniforms) if z is None else z[start:start + b].cpu()
-            code = zb if zb.shape[1] > g.latent_dim else with_classes(g, zb, latent_keys, class_id, uniforms)
+            code = zb if zb.shape[1] > g.latent_dim else with_classes(g, zb, latent_keys, condition, uniforms)
             yield Drawn(_ids(g, code, max_len, temperature, None if greedy else noise_keys), zb[:, :g.latent_dim])
             if progress is not None:
                 progress.advance(b)
@@ -205,18 +235,18 @@ def _lines(loaded: Loaded, ids: torch.Tensor) -> list[str]:
 
 
 def stream_samples(loaded: Loaded, num: int, seed: int, temperature: float = 1.0, z: torch.Tensor | None = None,
-                   chunk: int | None = None, greedy: bool = False, class_id: int | None = None) -> Iterator[Samples]:
+                   chunk: int | None = None, greedy: bool = False, condition: Condition = None) -> Iterator[Samples]:
     """`num` sentences a chunk at a time, so memory stays bounded whatever `num`: `draw_ids`' samples."""
     size = chunk or draws.chunk_size(loaded.max_len, loaded.generator.vocab_size)
     for drawn in draw_ids(loaded.generator, num, loaded.max_len, seed, temperature, z=z, chunk=size, greedy=greedy,
-                          class_id=class_id):
+                          condition=condition):
         yield Samples(_lines(loaded, drawn.ids), drawn.z)
 
 
 def stream_text(loaded: Loaded, num: int, seed: int, temperature: float = 1.0, z: torch.Tensor | None = None,
-                chunk: int | None = None, class_id: int | None = None) -> Iterator[list[str]]:
+                chunk: int | None = None, condition: Condition = None) -> Iterator[list[str]]:
     """`stream_samples`' sentences only."""
-    for samples in stream_samples(loaded, num, seed, temperature, z=z, chunk=chunk, class_id=class_id):
+    for samples in stream_samples(loaded, num, seed, temperature, z=z, chunk=chunk, condition=condition):
         yield samples.lines
 
 
@@ -291,7 +321,7 @@ def interpolate(z0: torch.Tensor, z1: torch.Tensor, steps: int, spherical: bool 
 
 
 def interpolation_samples(loaded: Loaded, seed: int, seed_to: int, steps: int,
-                          temperature: float = 1.0, class_id: int | None = None) -> Iterator[Samples]:
+                          temperature: float = 1.0, condition: Condition = None) -> Iterator[Samples]:
     """Walk the latent from sample 0's prior draw under `seed` to that under `seed_to`; every point
     sees sample 0's Gumbel noise under `seed`, so the text changes only because z does (and the
     first point is `textgan sample --seed SEED --num 1`'s sentence)."""
@@ -305,13 +335,13 @@ def interpolation_samples(loaded: Loaded, seed: int, seed_to: int, steps: int,
     size = draws.chunk_size(loaded.max_len, g.vocab_size)
     for start in range(0, steps, size):
         zb = path[start:start + size].cpu()
-        code = with_classes(g, zb, class_key * zb.shape[0], class_id, uniforms)  # sample 0's class (or class_id)
+        code = with_classes(g, zb, class_key * zb.shape[0], condition, uniforms)  # sample 0's class (or condition)
         yield Samples(_lines(loaded, _ids(g, code, loaded.max_len, temperature, key * zb.shape[0])), zb)
 
 
 def interpolation_text(loaded: Loaded, seed: int, seed_to: int, steps: int, temperature: float = 1.0,
-                       class_id: int | None = None) -> list[str]:
-    return [line for chunk in interpolation_samples(loaded, seed, seed_to, steps, temperature, class_id)
+                       condition: Condition = None) -> list[str]:
+    return [line for chunk in interpolation_samples(loaded, seed, seed_to, steps, temperature, condition)
             for line in chunk.lines]
 
 

@@ -45,10 +45,15 @@ class Trainer:
         set_seed(cfg.run.seed)
         v = len(corpus.vocab)
         self.labels = corpus.label_names if cfg.generator.conditional else None  # class names
-        classes = len(self.labels) if self.labels is not None else 0
+        sources = corpus.sources.train if cfg.generator.conditional and corpus.sources is not None else None
+        # a paired run's classes are its training sources (textgan/models/generator.py)
+        classes = len(self.labels) if self.labels is not None else 0 if sources is None else sources.tokens.shape[0]
         # G and D are the plain modules (checkpoints, evaluation); g and d what the steps call
         self.G = build_run_generator(cfg, v, corpus.banned, corpus.max_len, num_classes=classes).to(self.device)
-        self.D = build_discriminator(cfg.discriminator, v, num_classes=classes).to(self.device)
+        if sources is not None:
+            self.G.set_sources(sources.tokens, sources.lengths)
+        self.D = build_discriminator(cfg.discriminator, v, num_classes=0 if sources is not None else classes,
+                                     condition_dim=self.G.state_vector_size if sources is not None else 0).to(self.device)
         if classes:  # fakes' classes are drawn as often as the training sentences have them
             counts = torch.bincount(corpus.train.labels, minlength=classes).float()
             self.G.class_prior.copy_(counts / counts.sum())
@@ -65,6 +70,9 @@ class Trainer:
         self.data_rng, self.noise_rng = self.streams.data, self.streams.noise
         fixed = torch.Generator(device=self.device).manual_seed(cfg.run.seed + 12)
         self.fixed_z = self.G.sample_latent(cfg.eval.num_fixed, fixed)
+        # a paired run's fixed samples read their training sources afresh each time (the reader learns)
+        self.fixed_sources = (torch.randint(classes, (cfg.eval.num_fixed,), generator=fixed, device=self.device)
+                              if sources is not None else None)
         self.G_avg: WeightAverage | None = None  # adversarial.g_ema's average, made at the next adversarial step
         self.progress = Progress()
         self.last_metrics: dict[str, float] = {}
@@ -78,7 +86,7 @@ class Trainer:
                           batch_size=self.adv_bs, latent=self.latent)
         self.algorithm = build_algorithm(players, cfg)
         self.evaluation = Evaluation(cfg, corpus, self.progress, monitor, dist, latent=self.latent,
-                                     classifier=self.run_dir / CLASSIFIER_FILE if classes else None)
+                                     classifier=self.run_dir / CLASSIFIER_FILE if self.labels is not None else None)
 
     def state_dict(self) -> dict:
         """Rank 0's state; under torchrun also every rank's own random streams."""
@@ -228,4 +236,8 @@ class Trainer:
         return saved
 
     def log_samples(self) -> list[str]:
-        return self.evaluation.samples(self.scored_generator(), self.fixed_z)
+        g = self.scored_generator()
+        if self.fixed_sources is None:
+            return self.evaluation.samples(g, self.fixed_z)
+        with torch.no_grad():
+            return self.evaluation.samples(g, g.with_class(self.fixed_z, self.fixed_sources))

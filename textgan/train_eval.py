@@ -44,7 +44,12 @@ class Evaluation:
         return metrics
 
     def _class_metrics(self, generator: torch.nn.Module, scored: Corpus) -> dict[str, float]:
-        """class_acc* of a conditional run (textgan/metrics/class_accuracy.py), else nothing."""
+        """class_acc* of a class-conditional run (textgan/metrics/class_accuracy.py), pair_bleu* of a
+        paired one (textgan/metrics/source_match.py), else nothing."""
+        if scored.sources is not None and self.cfg.generator.paired:
+            from textgan.metrics.source_match import source_metrics
+
+            return source_metrics(generator, scored, self.cfg.eval.num_samples, seed=self.cfg.run.seed + 15)
         if self.classifier is None:
             return {}
         from textgan.metrics.class_accuracy import run_class_metrics

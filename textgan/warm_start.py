@@ -93,7 +93,11 @@ def apply(generator: Generator, source: Loaded) -> None:
 
 
 def check_classes(conditional: bool, labels: list[str] | None, source: Loaded) -> None:
-    """A conditional source only starts a conditional run on the same classes."""
+    """A conditional source only starts a conditional run on the same classes; a sentence-conditioned
+    one starts none yet."""
+    if source.config.generator.paired:
+        raise UserError(f"generator.init_from: {source.path} is conditioned on source sentences (generator.condition="
+                        "sentence); starting another run from it is not supported yet")
     if source.labels is None:
         return
     if not conditional:

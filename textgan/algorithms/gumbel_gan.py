@@ -5,7 +5,8 @@ samples into every weight. In a conditional run the fakes' classes come with the
 from the class prior) and D is a projection discriminator scoring each sentence with its class, or
 (discriminator.conditioning auxiliary) an unconditional D with a classifier head that learns the
 real sentences' classes, G's loss adding the head's cross-entropy of each fake against the class it
-was drawn for (adversarial.class_weight).
+was drawn for (adversarial.class_weight). Conditioned on source sentences, D projects each sentence's
+source reading (the fakes': their code's, detached; the reals': their sources' read afresh).
 The D and G losses are `adversarial.loss` (textgan/losses.py); wgan_gp adds the gradient
 penalty; `adversarial.mle_weight` adds a real batch's NLL to G's; `adversarial.mmd_weight` adds
 textGAN's batch-level feature matching (Zhang et al. 2017: the MMD^2 between D's sentence features
@@ -52,7 +53,8 @@ class GumbelGAN:
         with torch.no_grad():  # the D step never back-propagates into the generator
             z = p.g.module.sample_latent(p.batch_size, p.noise)
             fake = self.fake(p.batch_size, tau, z).dists
-        labels = None if real_labels is None else (real_labels, p.g.module.classes_of(z))
+        g = p.g.module
+        labels = None if real_labels is None else (g.conditions_of_classes(real_labels), g.conditions_of(z))
         scores = p.d.score(real, fake, penalty_rng=p.noise if adv.loss == "wgan_gp" else None, labels=labels)
         loss = self.loss_d(scores.real, scores.fake)
         if scores.penalty is not None:
@@ -79,8 +81,9 @@ class GumbelGAN:
             if real_labels is None:
                 loss = self.loss_g(d(real), d(fake.dists))
             else:
-                given = d.scores(fake.dists, p.g.module.classes_of(z))
-                loss, class_nll = self.loss_g(d(real, labels=real_labels), given.logits), given.class_nll
+                given = d.scores(fake.dists, p.g.module.conditions_of(z))
+                real_logits = d(real, labels=p.g.module.conditions_of_classes(real_labels))
+                loss, class_nll = self.loss_g(real_logits, given.logits), given.class_nll
             nll = self._real_batch_term() if self._mle_term_on() else None
             total = loss if nll is None else loss + adv.mle_weight * nll
             if class_nll is not None:  # an auxiliary classifier: fakes read as the class they were drawn for

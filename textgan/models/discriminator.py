@@ -8,7 +8,9 @@ Padding is the pad one-hot, so mask = 1 - dists[..., pad] needs no extra input.
 With C > 0 classes a discriminator is a projection discriminator (Miyato & Koyama 2018): given
 each sentence's class ids (B,), its logit is the unconditional one plus <embed(c), features>; or,
 with conditioning "auxiliary", an unconditional one with a classifier head on the same features
-(AC-GAN, Odena et al. 2017), whose cross-entropy `scores` returns beside the logits.
+(AC-GAN, Odena et al. 2017), whose cross-entropy `scores` returns beside the logits; or, with
+conditioning "vector", a projection discriminator of condition vectors (B, C) (a source sentence's
+reading, generator.condition sentence), embedded by a linear map.
 """
 from __future__ import annotations
 
@@ -63,12 +65,14 @@ class Highway(nn.Module):
 
 
 class Projection(nn.Module):
-    """The class term of a projection discriminator: <embed(c), phi> for features phi (B, R, P)."""
+    """The class term of a projection discriminator: <embed(c), phi> for features phi (B, R, P).
+    `vectors`: c is a vector (B, C) (a source sentence's reading), embedded by a linear map."""
 
-    def __init__(self, num_classes: int, feature_dim: int):
+    def __init__(self, num_classes: int, feature_dim: int, vectors: bool = False):
         super().__init__()
-        self.embed = nn.Embedding(num_classes, feature_dim)
-        nn.init.normal_(self.embed.weight, 0.0, feature_dim ** -0.5)  # a term of the logit's scale at the start
+        self.embed = nn.Linear(num_classes, feature_dim, bias=False) if vectors else nn.Embedding(num_classes, feature_dim)
+        if not vectors:
+            nn.init.normal_(self.embed.weight, 0.0, feature_dim ** -0.5)  # a term of the logit's scale at the start
 
     def forward(self, phi: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return (phi * self.embed(labels).unsqueeze(1)).sum(-1)  # (B, R)
@@ -97,7 +101,7 @@ def class_heads(num_classes: int, conditioning: str, feature_dim: int) -> tuple[
         return None, None
     if conditioning == "auxiliary":
         return None, AuxClassifier(num_classes, feature_dim)
-    return Projection(num_classes, feature_dim), None
+    return Projection(num_classes, feature_dim, vectors=conditioning == "vector"), None
 
 
 def conditional_logit(head: nn.Linear, projection: Projection | None, phi: torch.Tensor,

@@ -9,6 +9,10 @@ the one-hot of the class c (or any weights over the classes). c's learned embedd
 z's projection, so (z, c) sets the initial state, as a translation decoder's state comes from its
 encoder. `sample_latent` draws c from the training labels' frequencies with z, so every caller
 that draws latents gets conditional fakes; `with_class` puts given classes into a code.
+With condition "sentence" the classes are the training pairs' source sentences (a pool held as a
+buffer, so a checkpoint samples without its data) and c's columns are a source's reading (F, the
+state's width, by a SourceReader) instead of a one-hot: the code is (B, Z + F), `with_source`
+reads any sentence into one.
 One set of weights serves both regimes: `forward` feeds the gold previous token
 (MLE), `sample` feeds back the generator's own output (adversarial training and
 sampling), so the discriminator's gradient reaches the generator through the
@@ -31,6 +35,7 @@ from torch import nn
 
 from textgan import draws, philox
 from textgan.gumbel import gumbel_noise, gumbel_softmax
+from textgan.models.encoder import SourceReader
 from textgan.models.relational_memory import RelationalMemory
 
 NEG = -1e9  # additive logit for tokens the generator never emits
@@ -145,6 +150,17 @@ class GeneratorOps:
     gumbel_argmax_at: Callable = draws.gumbel_argmax_at  # (logits (N, V), keys (N,), starts (N,)) -> tokens (N,)
 
 
+@torch.no_grad()
+def open_forget_gates(lstm: nn.LSTM, bias: float = 1.0) -> None:
+    """Forget-gate biases of every layer start at `bias` (Jozefowicz et al. 2015; each layer's two
+    bias vectors share it): torch's ~0 halves c each step, so a condition set in c0 fades before
+    the words it decides (a sentence's subject, two or three tokens in) and is learnt late."""
+    h = lstm.hidden_size
+    for name, param in lstm.named_parameters():
+        if name.startswith("bias_"):
+            param[h:2 * h] = bias / 2  # gate order i, f, g, o
+
+
 class Generator(nn.Module):
     """Embedding, recurrent core and output projection; z sets the core's initial state."""
 
@@ -153,7 +169,7 @@ class Generator(nn.Module):
                  banned: list[int] = (), pad_id: int = 0, bos_id: int = 1, eos_id: int = 2,
                  core: str = "lstm", mem_slots: int = 1, num_heads: int = 2, head_size: int = 256,
                  io_dropout: float = 0.0, tie_embeddings: bool = False, noise: str = "gumbel",
-                 num_classes: int = 0):
+                 num_classes: int = 0, condition: str = "class", source_len: int = 0):
         super().__init__()
         self.ops = GeneratorOps()
         self.vocab_size, self.num_layers = vocab_size, num_layers
@@ -179,10 +195,19 @@ class Generator(nn.Module):
             self.embedding.weight = self.out.weight  # starts as the output layer does, U(+-1/sqrt(H))
         # Absent for prior=none: zero LSTM states or the unit-vector memory, the plain LM.
         self.latent_proj = nn.Linear(latent_dim, state_size) if prior != "none" else None
+        self.state_vector_size = state_size  # F: the width of `state_vector`
         self.num_classes = num_classes
-        if num_classes:  # c's share of the initial state; the prior over c: the training labels' shares
-            self.class_embedding = nn.Embedding(num_classes, state_size)
+        self.condition = condition if num_classes else ""
+        if num_classes:  # the prior over c: the training labels' shares
             self.register_buffer("class_prior", torch.full((num_classes,), 1.0 / num_classes))
+        if self.condition == "class":  # c's share of the initial state
+            self.class_embedding = nn.Embedding(num_classes, state_size)
+        elif self.condition == "sentence":  # the training sources (B, T) and lengths, set by `set_sources`
+            self.source_reader = SourceReader(vocab_size, emb_dim, hidden_dim, state_size)
+            if core == "lstm":
+                open_forget_gates(self.lstm)
+            self.register_buffer("source_pool", torch.full((num_classes, max(source_len, 1)), pad_id))
+            self.register_buffer("source_lengths", torch.ones(num_classes, dtype=torch.long))
         mask = torch.zeros(vocab_size)
         mask[list(banned)] = NEG
         self.register_buffer("logit_mask", mask, persistent=False)
@@ -222,16 +247,42 @@ class Generator(nn.Module):
     def prior_mean(self, num: int) -> torch.Tensor:
         """The prior's mean, (num, Z); conditional: z's mean, then the class prior's weights."""
         z = torch.zeros(num, self.latent_dim, device=self.out.weight.device)
+        if self.condition == "sentence":  # the mean reading of the pool
+            return torch.cat([z, self.source_reader(self.source_pool, self.source_lengths).mean(0).expand(num, -1)], 1)
         return z if not self.num_classes else torch.cat([z, self.class_prior.expand(num, -1)], dim=1)
 
     def with_class(self, z: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        """The code (B, Z + C) of z (B, Z) or a code's z part (B, Z + C), and class ids (B,)."""
+        """The code (B, Z + C) of z (B, Z) or a code's z part (B, Z + C), and class ids (B,);
+        condition "sentence": the code (B, Z + F) of the pool's sources `classes`."""
+        if self.condition == "sentence":
+            return self.with_source(z, self.source_pool[classes], self.source_lengths[classes])
         onehot = torch.nn.functional.one_hot(classes.long(), self.num_classes).to(z.dtype)  # (B, C)
         return torch.cat([z[:, :self.latent_dim], onehot], dim=1)
+
+    def with_source(self, z: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The code (B, Z + F) of z (B, Z) and source sentences: ids (B, T) with their lengths (B,)."""
+        return torch.cat([z[:, :self.latent_dim], self.source_reader(tokens, lengths).to(z.dtype)], dim=1)
+
+    def set_sources(self, tokens: torch.Tensor, lengths: torch.Tensor) -> None:
+        """The pool of training sources (N, T) the prior draws from (N: the classes this was built with)."""
+        self.source_pool = tokens.to(self.source_pool.device)
+        self.source_lengths = lengths.to(self.source_lengths.device)
 
     def classes_of(self, code: torch.Tensor) -> torch.Tensor:
         """The class ids (B,) a code (B, Z + C) weights most."""
         return code[:, self.latent_dim:].argmax(dim=1)
+
+    def conditions_of(self, code: torch.Tensor) -> torch.Tensor:
+        """What a conditional discriminator reads of a code: its class ids (B,), or its source
+        reading (B, F), detached, so G cannot move the condition D sees."""
+        return code[:, self.latent_dim:].detach() if self.condition == "sentence" else self.classes_of(code)
+
+    def conditions_of_classes(self, classes: torch.Tensor) -> torch.Tensor:
+        """`conditions_of` for given class ids (B,) (real sentences' labels): the ids, or the pool's readings."""
+        if self.condition != "sentence":
+            return classes
+        with torch.no_grad():
+            return self.source_reader(self.source_pool[classes], self.source_lengths[classes])
 
     def init_state(self, z: torch.Tensor):
         """The core's initial state: (h0, c0), each (L, B, H), or the memory (B, S, D)."""
@@ -248,13 +299,14 @@ class Generator(nn.Module):
     def state_vector(self, z: torch.Tensor) -> torch.Tensor:
         """The initial state as one row each: the LSTM's h0 then c0, layer by layer (B, 2 * L * H),
         or the memory's shift. Conditional: z's projection plus the code's class weights times
-        the class embeddings."""
+        the class embeddings, or plus its source's reading."""
         if self.latent_proj is None:
-            size = self.class_embedding.weight.shape[1] if self.num_classes else 2 * self.num_layers * self.hidden_dim
-            state = torch.zeros(z.shape[0], size, device=z.device, dtype=z.dtype)
+            state = torch.zeros(z.shape[0], self.state_vector_size, device=z.device, dtype=z.dtype)
         else:
             state = self.latent_proj(z[:, :self.latent_dim] if self.num_classes else z)
-        if self.num_classes:
+        if self.condition == "sentence":
+            state = state + z[:, self.latent_dim:]  # (B, F): the source's reading
+        elif self.num_classes:
             state = state + z[:, self.latent_dim:] @ self.class_embedding.weight  # (B, C) @ (C, state)
         return state
 
