@@ -106,6 +106,7 @@ def cases(p) -> list[tuple[list[str], str]]:
          "give one of them"),
         (["sample", run, "--encoder", "info"], "add them or drop --encoder"),
         (["sample", run, "--class", "people"], "not a conditional run"),
+        (["sample", run, "--source", "a man rides a horse"], "not conditioned on source sentences"),
         (["sample", run, "--interpolate", "3", "--from-text", "a man", "--to-text", "a dog", "--encoder", "pca"],
          "invalid choice"),
         (["sample", run, "--greedy", "--interpolate", "3"], "drop one of them"),
