@@ -126,6 +126,25 @@ def assert_resume_ends_as_reference(reference: Path, resumed: Path, step: int,
     return a
 
 
+def trained_run(runs: Path, config: str, *overrides: str) -> Path:
+    """`config` trained by the CLI into `runs` with `overrides`: its run folder (named after the config)."""
+    res = run_cli("train", config, *overrides, f"log.dir={runs}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    return runs / Path(config).stem
+
+
+def assert_samples_are_prefixes(run: Path, *condition: str) -> list[str]:
+    """`textgan sample RUN CONDITION --num 4 --seed 2`'s lines, checked to begin with --num 2's:
+    (seed, i) decides sentence i, whatever the condition (--class NAME, --source TEXT)."""
+    res = run_cli("sample", str(run), *condition, "--num", "4", "--seed", "2")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert len(lines) == 4
+    prefix = run_cli("sample", str(run), *condition, "--num", "2", "--seed", "2")
+    assert prefix.stdout.splitlines() == lines[:2]
+    return lines
+
+
 def tiny_mle_run(runs: Path) -> Path:
     """One epoch of MLE on the tiny corpus (configs/coco_mle.yaml at FAST sizes), trained by the
     CLI into `runs`: a real run folder to evaluate."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import FAST, REPO, run_cli
+from conftest import FAST, REPO, assert_samples_are_prefixes, run_cli, trained_run
 from textgan import checkpoint, config
 from textgan.config import ConfigError
 from textgan.corpus import prepare
@@ -302,10 +302,7 @@ def test_classifier_reads_the_grammar_labels_and_is_cached(tmp_path):
 
 @pytest.fixture(scope="module")
 def cond_run(tmp_path_factory) -> Path:
-    runs = tmp_path_factory.mktemp("cond")
-    res = run_cli("train", CONFIG, *TINY, f"log.dir={runs}", "run.seed=3")
-    assert res.returncode == 0, res.stderr
-    return runs / "quickstart_conditional"
+    return trained_run(tmp_path_factory.mktemp("cond"), CONFIG, *TINY, "run.seed=3")
 
 
 @pytest.mark.slow  # trains a run in a subprocess (the module fixture)
@@ -317,12 +314,7 @@ def test_conditional_run_end_to_end(cond_run):
     flat = checkpoint.read_metrics(state)  # the final evaluation's
     for name in ("class_acc", "class_acc_real", *[f"class_acc_{n}" for n in LABELS]):
         assert 0.0 <= flat[name] <= 1.0, name
-    res = run_cli("sample", str(cond_run), "--class", "thing_object", "--num", "4", "--seed", "2")
-    assert res.returncode == 0, res.stderr
-    lines = res.stdout.splitlines()
-    assert len(lines) == 4
-    prefix = run_cli("sample", str(cond_run), "--class", "thing_object", "--num", "2", "--seed", "2")
-    assert prefix.stdout.splitlines() == lines[:2]  # (seed, i) decides sentence i, with a class too
+    assert_samples_are_prefixes(cond_run, "--class", "thing_object")
     res = run_cli("eval", str(cond_run), "--num", "30")
     assert res.returncode == 0, res.stderr
     assert "class_acc_person_object" in res.stdout

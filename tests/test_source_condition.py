@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, run_cli
+from conftest import REPO, assert_samples_are_prefixes, run_cli, trained_run
 from textgan import checkpoint, config
 from textgan.config import ConfigError
 from textgan.corpus import prepare
@@ -215,10 +215,7 @@ def test_source_metrics_of_a_generator_and_the_nll_gap_its_sources_make():
 
 @pytest.fixture(scope="module")
 def source_run(tmp_path_factory) -> Path:
-    runs = tmp_path_factory.mktemp("source")
-    res = run_cli("train", CONFIG, *TINY, f"log.dir={runs}", "run.seed=3")
-    assert res.returncode == 0, res.stderr
-    return runs / "quickstart_source"
+    return trained_run(tmp_path_factory.mktemp("source"), CONFIG, *TINY, "run.seed=3")
 
 
 @pytest.mark.slow  # trains a run in a subprocess (the module fixture)
@@ -230,12 +227,7 @@ def test_sentence_conditioned_run_end_to_end(source_run):
     flat = checkpoint.read_metrics(state)
     for name in ("pair_bleu", "pair_bleu_shuffled", "src_subject", "src_subject_shuffled"):
         assert 0.0 <= flat[name] <= 1.0, name
-    res = run_cli("sample", str(source_run), "--source", "the clever girl sang .", "--num", "4", "--seed", "2")
-    assert res.returncode == 0, res.stderr
-    lines = res.stdout.splitlines()
-    assert len(lines) == 4
-    prefix = run_cli("sample", str(source_run), "--source", "the clever girl sang .", "--num", "2", "--seed", "2")
-    assert prefix.stdout.splitlines() == lines[:2]  # (seed, i) decides sentence i, with a source too
+    assert_samples_are_prefixes(source_run, "--source", "the clever girl sang .")
     drawn = run_cli("sample", str(source_run), "--num", "3")  # sources drawn from the training pool
     assert drawn.returncode == 0 and len(drawn.stdout.splitlines()) == 3, drawn.stderr
     res = run_cli("eval", str(source_run), "--num", "30")
