@@ -116,7 +116,7 @@ def test_initial_state_is_z_projected_plus_the_sources_reading(core, prior):
     z = g.sample_latent(2, torch.Generator().manual_seed(1))[:, :g.latent_dim]
     a, b = g.with_class(z, torch.tensor([0, 0])), g.with_class(z, torch.tensor([1, 1]))
     reading = g.source_reader(g.source_pool[:2], g.source_lengths[:2])
-    assert torch.allclose(a[:, g.latent_dim:], reading[0].expand(2, -1))
+    assert torch.allclose(a[:, g.latent_dim:], reading[0].expand(2, -1), atol=1e-6)  # batch mates may round apart
     base = g.latent_proj(z) if g.latent_proj is not None else 0.0
     assert torch.allclose(g.state_vector(a), base + reading[0], atol=1e-6)
     sa, sb = g.init_state(a), g.init_state(b)
@@ -144,7 +144,7 @@ def test_mle_gradient_reaches_the_reader_and_d_sees_the_reading_detached():
     assert g.source_reader.lstm.weight_ih_l0.grad.abs().sum() > 0
     assert not g.conditions_of(z).requires_grad and g.conditions_of(z).shape == (3, g.state_vector_size)
     reals = g.conditions_of_classes(torch.tensor([0, 1, 2]))
-    assert torch.allclose(reals, z[:, g.latent_dim:].detach())
+    assert torch.allclose(reals, z[:, g.latent_dim:].detach(), atol=1e-6)
 
 
 def test_a_sentence_condition_opens_the_forget_gates_and_nothing_else_changes():

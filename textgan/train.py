@@ -45,15 +45,16 @@ class Trainer:
         set_seed(cfg.run.seed)
         v = len(corpus.vocab)
         self.labels = corpus.label_names if cfg.generator.conditional else None  # class names
-        sources = corpus.sources.train if cfg.generator.conditional and corpus.sources is not None else None
+        sources = corpus.sources.train if cfg.generator.paired else None
         # a paired run's classes are its training sources (textgan/models/generator.py)
-        classes = len(self.labels) if self.labels is not None else 0 if sources is None else sources.tokens.shape[0]
+        classes = sources.tokens.shape[0] if sources is not None else len(self.labels or [])
         # G and D are the plain modules (checkpoints, evaluation); g and d what the steps call
         self.G = build_run_generator(cfg, v, corpus.banned, corpus.max_len, num_classes=classes).to(self.device)
         if sources is not None:
             self.G.set_sources(sources.tokens, sources.lengths)
-        self.D = build_discriminator(cfg.discriminator, v, num_classes=0 if sources is not None else classes,
-                                     condition_dim=self.G.state_vector_size if sources is not None else 0).to(self.device)
+        vector = self.G.state_vector_size if sources is not None else 0  # D projects a source's reading
+        self.D = build_discriminator(cfg.discriminator, v, num_classes=0 if vector else classes,
+                                     condition_dim=vector).to(self.device)
         if classes:  # fakes' classes are drawn as often as the training sentences have them
             counts = torch.bincount(corpus.train.labels, minlength=classes).float()
             self.G.class_prior.copy_(counts / counts.sum())
