@@ -264,15 +264,6 @@ def test_bad_sampling_requests_of_a_paired_run_are_one_line_errors(source_run, t
     assert not out.exists()
 
 
-def test_source_on_a_run_without_sentence_condition_is_a_one_line_error(tmp_path, data_root):
-    from conftest import untrained_run
-
-    run = untrained_run(tmp_path / "plain")
-    res = run_cli("sample", str(run), "--source", "a cat")
-    assert res.returncode == 2 and "not conditioned on source sentences" in res.stderr
-    assert res.stderr.strip().count("\n") == 0
-
-
 def test_paired_run_with_a_short_source_file_exits_2_and_writes_nothing(tmp_path):
     cfg_dir = tmp_path / "data"
     cfg_dir.mkdir()

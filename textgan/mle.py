@@ -24,9 +24,7 @@ def teacher_forced_nll(g: ParallelGenerator, batch: Batch, noise: torch.Generato
     """The generator's NLL per token of `batch`, z drawn from `noise`. synced: through the DDP
     wrapper, for an update whose only forward this is; else the plain module (an update whose
     synced forward is another one). A conditional generator reads each sentence's own class."""
-    z = g.module.sample_latent(batch.tokens.shape[0], noise)
-    if batch.labels is not None:
-        z = g.module.with_class(z, batch.labels)
+    z = g.module.sample_latent(batch.tokens.shape[0], noise, classes=batch.labels)
     if synced:
         return g.mle_loss(batch.tokens, z, pad_id=pad_id)
     return g.module.mle_loss(batch.tokens, z, pad_id=pad_id)

@@ -105,7 +105,7 @@ def class_accuracy(generator, classifier: BagClassifier, request: ClassRequest, 
     metrics: dict[str, float] = {}
     for c in request.wanted:
         num = request.num_per_class
-        z = generator.with_class(generator.sample_latent(num, rng), torch.full((num,), c, device=rng.device))
+        z = generator.sample_latent(num, rng, classes=torch.full((num,), c, device=rng.device))
         out = generator.sample(z, max_len, temperature=temperature, generator=rng, need_dists=False)
         predicted = classifier.predict(out.tokens, out.lengths)
         metrics[f"class_acc_{request.names[c]}"] = float((predicted == c).float().mean())

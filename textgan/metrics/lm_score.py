@@ -80,10 +80,11 @@ def training_nll(generator, data: Encoded, pad_id: int, batch_size: int = 256) -
     was_training = generator.training
     generator.eval()
     total, count = 0.0, 0
+    mean_z = generator.prior_mean(1)  # (1, Z): the pool's mean reading is one pass, made once
     for s in range(0, data.tokens.shape[0], batch_size):
         x = data.tokens[s:s + batch_size].to(generator.out.weight.device)
         n = int((x != pad_id).sum())
-        total += float(generator.mle_loss(x, generator.prior_mean(x.shape[0]), pad_id=pad_id)) * n
+        total += float(generator.mle_loss(x, mean_z.expand(x.shape[0], -1), pad_id=pad_id)) * n
         count += n
     generator.train(was_training)
     return total / count

@@ -47,6 +47,7 @@ def nll_gen(generator, tokens: torch.Tensor, lengths: torch.Tensor, draws: int =
     device = generator.out.weight.device
     k = draws if generator.prior != "none" else 1
     mc_sum, mean_sum = 0.0, 0.0
+    mean_z = generator.prior_mean(1) if prior_mean and generator.prior != "none" else None  # (1, Z): once a pass
     block = batch_size * 64
     for first in range(0, tokens.shape[0], block):
         x_all, n_all = tokens[first:first + block], lengths[first:first + block]
@@ -66,7 +67,7 @@ def nll_gen(generator, tokens: torch.Tensor, lengths: torch.Tensor, draws: int =
             elif generator.prior == "none":  # z is zero either way: the same number
                 mean_sum += float(-per_draw[0].double().sum())
             else:
-                mean_sum += float(sequence_nll(generator, x, n, generator.prior_mean(x.shape[0]),
+                mean_sum += float(sequence_nll(generator, x, n, mean_z.expand(x.shape[0], -1),
                                                temperature).double().sum())
     generator.train(was_training)
     n_tokens = float(lengths.sum())

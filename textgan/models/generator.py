@@ -229,9 +229,11 @@ class Generator(nn.Module):
         attribute per kind (`lstm`, `memory`), so an LSTM's checkpoint keys stay what they were."""
         return self.lstm if self.core_kind == "lstm" else self.memory
 
-    def sample_latent(self, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_latent(self, num: int, generator: torch.Generator | None = None,
+                      classes: torch.Tensor | None = None) -> torch.Tensor:
         """z from the prior, (num, Z); zeros for prior=none. Conditional: the code (num, Z + C),
-        z then the one-hot of a class drawn from `class_prior` (after z, from the same generator)."""
+        z then the one-hot of a class drawn from `class_prior` (after z, from the same generator),
+        or of `classes` (num,) where given (the draw is still made, so the stream moves alike)."""
         device = self.out.weight.device
         if self.prior == "normal":
             z = torch.randn(num, self.latent_dim, generator=generator, device=device)
@@ -241,8 +243,8 @@ class Generator(nn.Module):
             z = torch.zeros(num, self.latent_dim, device=device)
         if not self.num_classes:
             return z
-        classes = torch.multinomial(self.class_prior.expand(num, -1), 1, generator=generator)[:, 0]  # (num,)
-        return self.with_class(z, classes)
+        drawn = torch.multinomial(self.class_prior.expand(num, -1), 1, generator=generator)[:, 0]  # (num,)
+        return self.with_class(z, drawn if classes is None else classes)
 
     def prior_mean(self, num: int) -> torch.Tensor:
         """The prior's mean, (num, Z); conditional: z's mean, then the class prior's weights."""
